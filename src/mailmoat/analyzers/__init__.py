@@ -1,0 +1,1 @@
+"""Detections: one module per analyzer, each declaring its own symbols (see base.BaseAnalyzer)."""

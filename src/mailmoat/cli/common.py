@@ -1,0 +1,41 @@
+"""Options every command takes (-c, --data-dir, --db) and turning them into Settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mailmoat import config
+from mailmoat.config import ConfigError, Settings
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="mailmoat.toml (default: embedded defaults)")
+]
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option("--data-dir", envvar="MAILMOAT_DATA_DIR", help="Where spool, store, models and local mailboxes live"),
+]
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL (default: SQLite in the data dir)")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text or json")]
+
+
+def load_settings(config_path: Path | None, data_dir: str | None, db: str | None) -> Settings:
+    """Config file, then command-line overrides; a bad file ends the command with a clear message."""
+    try:
+        settings = config.load(config_path)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if data_dir:
+        settings.data_dir = data_dir
+    if db:
+        settings.db = db
+    return settings
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print an error for the operator and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)

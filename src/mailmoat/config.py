@@ -1,0 +1,326 @@
+"""Typed settings: embedded defaults, overridden by mailmoat.toml, overridden by command-line options."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file or option that cannot be used, with a message saying why."""
+
+
+@dataclass
+class ServerSettings:
+    hostname: str = "mailmoat.localhost"
+    listen: str = "127.0.0.1:2525"  # inbound MX listener
+    internal_listen: str = ""  # relay listener for the mail system's internal/outbound mail
+    web: str = "127.0.0.1:8025"
+    domains: list[str] = field(default_factory=lambda: ["localhost"])  # protected domains
+    relay_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    workers: int = 1  # processing worker processes (0 = in the listener's process)
+    tls_cert: str = ""
+    tls_key: str = ""
+    max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 1000
+    max_line_length: int = 10000
+    max_connections_per_ip: int = 50
+    smtp_timeout: int = 300
+
+
+@dataclass
+class DeliverySettings:
+    relay_to: str = ""  # "" = local Maildir store; smtp://host:port or lmtp://host:port
+    retry_schedule: list[int] = field(default_factory=lambda: [60, 300, 900, 1800, 3600])
+    max_queue_age: int = 5 * 24 * 3600  # then bounce
+    connect_timeout: float = 30.0
+    send_dsn: bool = True  # DSN for permanent failures after 250 (never to spam/forged senders)
+
+
+@dataclass
+class PolicyThresholds:
+    tag: float = 5.0
+    quarantine: float = 10.0
+    reject: float = 20.0
+
+
+@dataclass
+class PolicySettings:
+    thresholds: PolicyThresholds = field(default_factory=PolicyThresholds)
+    subject_prefix: str = "[SUSPICIOUS]"
+    scores: dict[str, float] = field(default_factory=dict)  # symbol -> score override
+    group_caps: dict[str, float] = field(default_factory=dict)  # group -> max total
+    composites: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {expr, score, group, description}
+    direction: dict[str, dict[str, Any]] = field(default_factory=dict)  # "internal" -> {thresholds, scores}
+    domain: dict[str, dict[str, Any]] = field(default_factory=dict)  # rcpt domain -> {thresholds, scores}
+    allow_senders: list[str] = field(default_factory=list)
+    allow_domains: list[str] = field(default_factory=list)
+    allow_ips: list[str] = field(default_factory=list)
+    deny_senders: list[str] = field(default_factory=list)
+    deny_domains: list[str] = field(default_factory=list)
+    deny_ips: list[str] = field(default_factory=list)
+    analyzer_timeout: float = 10.0  # seconds per analyzer
+    analyzer_failure: str = "score"  # "score" (ANALYZER_FAILED adds its score) or "tempfail"
+    reject_in_session: bool = False  # scan during DATA and reject with 550 instead of quarantining
+
+
+@dataclass
+class RulesSettings:
+    site_dir: str = ""  # directory of site rule files (*.yml), reloaded on change
+    disabled: list[str] = field(default_factory=list)  # rule ids
+
+
+@dataclass
+class RetentionSettings:
+    raw_days: int = 30
+
+
+@dataclass
+class DnsSettings:
+    nameservers: list[str] = field(default_factory=list)  # empty = authentication "not checked"
+    port: int = 53
+    timeout: float = 3.0
+
+
+@dataclass
+class OrgSettings:
+    """Who the organisation is: used by impersonation checks."""
+
+    departments: list[str] = field(
+        default_factory=lambda: [
+            "财务部", "财务", "人事部", "人事", "行政部", "行政", "IT部", "信息部", "人力资源部",
+            "Finance", "HR", "Human Resources", "Payroll", "IT Support", "IT Helpdesk", "Accounting",
+        ]
+    )
+    executives: list[str] = field(default_factory=list)
+    brands: list[str] = field(default_factory=list)  # extra brand domains to protect
+
+
+@dataclass
+class QrSettings:
+    enabled: bool = True
+    max_images: int = 40
+    max_pixels: int = 40_000_000
+    max_pdf_pages: int = 5
+    pdf_dpi: int = 150
+    time_budget: float = 2.0  # seconds per message
+
+
+@dataclass
+class ClamavSettings:
+    enabled: bool = False
+    address: str = "127.0.0.1:3310"  # host:port or unix socket path
+    timeout: float = 30.0
+    on_failure: str = "score"  # "score" or "tempfail"
+
+
+@dataclass
+class AttachmentSettings:
+    blocked_exts: list[str] = field(
+        default_factory=lambda: [
+            "exe", "dll", "scr", "com", "pif", "bat", "cmd", "ps1", "vbs", "vbe", "js", "jse", "wsf",
+            "wsh", "hta", "lnk", "msi", "jar", "iso", "img", "vhd", "vhdx", "one", "cpl", "reg",
+        ]
+    )
+    warned_exts: list[str] = field(default_factory=lambda: ["docm", "xlsm", "pptm", "html", "htm", "svg", "zip", "rar", "7z"])
+    archive_max_depth: int = 4
+    archive_max_members: int = 1000
+    archive_max_total: int = 200 * 1024 * 1024
+    archive_max_member: int = 50 * 1024 * 1024
+    archive_max_ratio: float = 200.0
+    clamav: ClamavSettings = field(default_factory=ClamavSettings)
+    yara_dir: str = ""
+
+
+@dataclass
+class IntelSettings:
+    dirs: list[str] = field(default_factory=list)  # indicator files (txt, csv, MISP json, STIX json)
+
+
+@dataclass
+class ClassifierSettings:
+    enabled: bool = True
+    model: str = ""  # default: <data_dir>/models/bayes.json
+
+
+@dataclass
+class ImapRecallSettings:
+    host: str = "127.0.0.1"
+    port: int = 143
+    ssl: bool = False
+    master_user: str = ""  # e.g. "admin": logs in as "user*admin"
+    master_password: str = ""
+    auth: str = "master"  # "master" (user*admin) or "plain" (SASL PLAIN authzid)
+    connections: int = 10
+
+
+@dataclass
+class DoveadmRecallSettings:
+    url: str = "http://127.0.0.1:8080/doveadm/v1"
+    api_key: str = ""
+
+
+@dataclass
+class RecallSettings:
+    backend: str = "maildir"  # "maildir", "imap", "doveadm"
+    mode: str = "move"  # "move" into the hidden folder, or "delete"
+    hidden_folder: str = "MailmoatRecall"
+    approval_above: int = 0  # jobs with more copies than this wait for approval (0 = never)
+    auto: str = "automatic"  # "automatic", "approval" or "off"
+    lookback_days: int = 7
+    mailbox_map: dict[str, str] = field(default_factory=dict)  # address -> login
+    login_format: str = "{address}"  # or "{local}"
+    imap: ImapRecallSettings = field(default_factory=ImapRecallSettings)
+    doveadm: DoveadmRecallSettings = field(default_factory=DoveadmRecallSettings)
+    max_retries: int = 3
+
+
+@dataclass
+class AccountsSettings:
+    enabled: bool = True
+    burst_window: int = 600  # seconds
+    burst_recipients: int = 50  # distinct internal recipients in the window
+    containment: str = "automatic"  # "automatic", "approval" or "alert"
+    webhook: str = ""
+    security_address: str = ""
+    outbound_rate_per_hour: int = 500
+
+
+@dataclass
+class WebSettings:
+    secret_key: str = ""  # generated under the data dir when empty
+    admin_password: str = ""  # env MAILMOAT_ADMIN_PASSWORD also works
+
+
+@dataclass
+class Settings:
+    data_dir: str = "./var"
+    db: str = ""  # SQLAlchemy URL; default sqlite:///<data_dir>/mailmoat.db
+    server: ServerSettings = field(default_factory=ServerSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    rules: RulesSettings = field(default_factory=RulesSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    org: OrgSettings = field(default_factory=OrgSettings)
+    qr: QrSettings = field(default_factory=QrSettings)
+    attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
+    intel: IntelSettings = field(default_factory=IntelSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    recall: RecallSettings = field(default_factory=RecallSettings)
+    accounts: AccountsSettings = field(default_factory=AccountsSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{(self.data_path / 'mailmoat.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_path / "spool"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Root of the embedded Maildir store: one Maildir per recipient address."""
+        return self.data_path / "mailboxes"
+
+    @property
+    def raw_dir(self) -> Path:
+        """Retained raw messages (quarantine, re-scan, restore)."""
+        return self.data_path / "raw"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_path / "models"
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table")
+        return _build(tp, value, where)  # type: ignore[arg-type]
+    if origin in (list,):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        (inner,) = typing.get_args(tp)
+        return [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict,):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string")
+        return value
+    return value
+
+
+def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where or 'top level'}: unknown setting {key!r}")
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Settings from a TOML file (or embedded defaults), then MAILMOAT_DATA_DIR from the environment."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {p}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: {exc}") from exc
+    settings: Settings = _build(Settings, data, "")
+    env_dir = os.environ.get("MAILMOAT_DATA_DIR")
+    if env_dir and "data_dir" not in data:
+        settings.data_dir = env_dir
+    return settings
+
+
+def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' → (host, port), with a clear error."""
+    v = value.strip()
+    if v.startswith("["):
+        host, _, rest = v[1:].partition("]")
+        port_s = rest.lstrip(":")
+    else:
+        host, _, port_s = v.rpartition(":")
+    try:
+        port = int(port_s)
+    except ValueError as exc:
+        raise ConfigError(f"expected HOST:PORT, got {value!r}") from exc
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port out of range in {value!r}")
+    return (host or default_host), port

@@ -1,0 +1,155 @@
+"""The parsed message model, built once by `mailmoat.parse.parse` and read by every analyzer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Address:
+    """A mailbox from a header: display name, address and its (lower-cased) domain."""
+
+    display: str = ""
+    addr: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.addr.rpartition("@")[2].lower() if "@" in self.addr else ""
+
+    @property
+    def local(self) -> str:
+        return self.addr.rpartition("@")[0] if "@" in self.addr else self.addr
+
+
+@dataclass
+class ReceivedHop:
+    """One Received header, newest first: who handed the message to whom."""
+
+    raw: str
+    from_host: str = ""
+    helo: str = ""
+    ip: str = ""
+    by_host: str = ""
+    protocol: str = ""
+    timestamp: float | None = None
+
+
+@dataclass
+class Part:
+    """One MIME leaf (or container) with both what it declares and what its bytes really are."""
+
+    path: str  # "1", "1.2", "2.1.1" — position in the MIME tree
+    content_type: str  # declared, lower-case, e.g. "image/png"
+    filename: str = ""
+    disposition: str = ""  # "inline", "attachment" or ""
+    content_id: str = ""  # without angle brackets
+    charset: str = ""
+    size: int = 0  # decoded bytes
+    sha256: str = ""
+    true_type: str = ""  # mime type from magic bytes, e.g. "application/zip"; "" if unknown
+    true_ext: str = ""  # extension from magic bytes, e.g. "zip"
+    payload: bytes = b""  # decoded content (empty for containers or when over limits)
+    is_attachment: bool = False
+    depth: int = 0
+    defects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Image:
+    """An image a mail client could render, with where it came from."""
+
+    data: bytes
+    source: str  # "inline", "attachment", "cid", "data-uri", "css", "eml", "pdf", "office", "html-table", "text-blocks", "tiles"
+    part_path: str = ""
+    content_id: str = ""
+    filename: str = ""
+    order: int = 0  # position in the HTML layout (for tiles), or part order
+    origin: dict[str, Any] = field(default_factory=dict)  # more context (pdf page, table index ...)
+
+
+@dataclass
+class Url:
+    """A URL found anywhere in the message, normalised, with its context."""
+
+    url: str
+    scheme: str = ""
+    host: str = ""
+    port: int | None = None
+    registrable_domain: str = ""
+    source: str = ""  # "text", "href", "src", "form", "meta", "css", "attachment", "qr", "pdf"
+    anchor_text: str = ""
+    is_ip: bool = False
+    is_idn: bool = False
+    part_path: str = ""
+
+
+@dataclass
+class QrCode:
+    """A decoded barcode and where it was found."""
+
+    payload: str
+    symbology: str = "QRCode"
+    source: str = ""  # Image.source of the carrier
+    part_path: str = ""
+    content_id: str = ""
+    filename: str = ""
+    origin: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Message:
+    """Everything analyzers may read about one message; parse never raises, it records defects."""
+
+    raw: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)  # decoded, in order
+    subject: str = ""
+    from_: Address = field(default_factory=Address)
+    reply_to: list[Address] = field(default_factory=list)
+    to: list[Address] = field(default_factory=list)
+    cc: list[Address] = field(default_factory=list)
+    sender: Address | None = None
+    return_path: str = ""
+    message_id: str = ""
+    date: str = ""
+    x_mailer: str = ""
+    list_headers: dict[str, str] = field(default_factory=dict)
+    received: list[ReceivedHop] = field(default_factory=list)
+    text: str = ""  # text/plain bodies joined
+    html: str = ""  # text/html bodies joined
+    html_text: str = ""  # visible text of the HTML
+    current_thread: str = ""  # body text without quoted replies
+    parts: list[Part] = field(default_factory=list)
+    cid_map: dict[str, str] = field(default_factory=dict)  # content-id -> part path (referenced ones)
+    images: list[Image] = field(default_factory=list)
+    urls: list[Url] = field(default_factory=list)
+    qr_codes: list[QrCode] = field(default_factory=list)
+    attached_messages: list[Message] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+    def header(self, name: str, default: str = "") -> str:
+        """First value of a header (case-insensitive)."""
+        lname = name.lower()
+        for k, v in self.headers:
+            if k.lower() == lname:
+                return v
+        return default
+
+    def header_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [v for k, v in self.headers if k.lower() == lname]
+
+    @property
+    def body_text(self) -> str:
+        """The text a reader sees: plain text, else the visible text of the HTML."""
+        return self.text if self.text.strip() else self.html_text
+
+    @property
+    def attachments(self) -> list[Part]:
+        return [p for p in self.parts if p.is_attachment]
+
+    def part(self, path: str) -> Part | None:
+        for p in self.parts:
+            if p.path == path:
+                return p
+        return None

@@ -1,0 +1,1 @@
+"""The record: SQLAlchemy models, the Store facade, queries and Alembic migrations."""
