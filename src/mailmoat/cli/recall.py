@@ -1,0 +1,302 @@
+"""`mailmoat recall plan|run|approve|status|restore|list` and `mailmoat rescan`."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
+from mailmoat.config import Settings
+from mailmoat.recall.engine import RecallEngine, RecallError
+from mailmoat.recall.selection import SelectionError, Selector
+
+recall_app = typer.Typer(help="Recall delivered copies from every mailbox and folder, silently; restore them.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+Opt = typer.Option
+TrackingOpt = Annotated[str, Opt("--tracking-id", help="X-Mailmoat-Id of one copy, or a message id for all its copies")]
+MsgIdOpt = Annotated[str, Opt("--message-id", help="Message-ID header")]
+SenderOpt = Annotated[str, Opt("--sender", help="Sender address or domain (envelope or From)")]
+RcptOpt = Annotated[str, Opt("--rcpt", help="One recipient only")]
+SubjectOpt = Annotated[str, Opt("--subject", help="Subject contains (case-insensitive)")]
+UrlOpt = Annotated[str, Opt("--url", help="A recorded URL contains")]
+UrlDomainOpt = Annotated[str, Opt("--url-domain", help="Registrable domain or host of a recorded URL")]
+ShaOpt = Annotated[str, Opt("--sha256", help="Attachment SHA-256")]
+QrOpt = Annotated[str, Opt("--qr", help="Decoded QR payload contains")]
+ActionOpt = Annotated[str, Opt("--action", help="Verdict action (deliver, tag, quarantine ...)")]
+SymbolOpt = Annotated[str, Opt("--symbol", help="A symbol the message raised")]
+DirectionOpt = Annotated[str, Opt("--direction", help="inbound, internal or outbound")]
+SinceOpt = Annotated[str, Opt("--since", help="3d, 12h, or an ISO date")]
+UntilOpt = Annotated[str, Opt("--until", help="3d, 12h, or an ISO date")]
+FmtOpt = Annotated[str, Opt("--format", help="text or json")]
+ReasonOpt = Annotated[str, Opt("--reason", help="Why (kept in the job and the audit log)")]
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def _engine(settings: Settings) -> RecallEngine:
+    from mailmoat.store.db import Store
+
+    return RecallEngine(settings, Store(settings.db_url))
+
+
+def _selector(**kw: str) -> Selector:
+    sel = Selector(
+        tracking_id=kw["tracking_id"], message_id=kw["message_id"], sender=kw["sender"], recipient=kw["rcpt"],
+        subject=kw["subject"], url=kw["url"], url_domain=kw["url_domain"], sha256=kw["sha256"], qr=kw["qr"],
+        action=kw["action"], symbol=kw["symbol"], direction=kw["direction"], since=kw["since"], until=kw["until"],
+    )
+    if sel.is_empty():
+        raise fail("name at least one selector (--message-id, --sender, --subject, --url-domain, --sha256, --qr, ...)")
+    return sel
+
+
+def _print_status(st: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        typer.echo(json.dumps(st, ensure_ascii=False, indent=2))
+        return
+    console.print(f"[bold]job {st['id']}[/bold]  state=[cyan]{st['state']}[/cyan]  backend={st['backend']}  mode={st['mode']}")
+    counts = st.get("counts", {})
+    summary = Table(title="copies by state")
+    summary.add_column("state")
+    summary.add_column("copies", justify="right")
+    for k in sorted(counts):
+        summary.add_row(k, str(counts[k]))
+    console.print(summary)
+    failed = [c for c in st.get("copies", []) if c["state"] == "failed"]
+    if failed:
+        t = Table(title="failed copies")
+        for col in ("recipient", "tracking id", "attempts", "reason"):
+            t.add_column(col)
+        for c in failed[:50]:
+            t.add_row(c["recipient"], c["tracking_id"], str(c["attempts"]), c["reason"])
+        console.print(t)
+
+
+def _print_preview(preview: dict[str, Any], fmt: str, job_id: str = "") -> None:
+    if fmt == "json":
+        out = dict(preview)
+        if job_id:
+            out["job_id"] = job_id
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    console.print(
+        f"[bold]{preview['copies']}[/bold] copies of [bold]{preview['messages']}[/bold] message(s) "
+        f"in [bold]{len(preview['mailboxes'])}[/bold] mailbox(es)"
+    )
+    for subj in preview["subjects"][:5]:
+        console.print(f"  subject: {subj}")
+    shown = preview["recipients"][:10]
+    more = len(preview["recipients"]) - len(shown)
+    console.print("  recipients: " + ", ".join(shown) + (f" … and {more} more" if more > 0 else ""))
+    if job_id:
+        console.print(f"planned job [bold]{job_id}[/bold]")
+
+
+async def _run_with_progress(engine: RecallEngine, job_id: str, fmt: str) -> dict[str, Any]:
+    if fmt == "json":
+        return await engine.run(job_id, _actor(), source="cli")
+    with Progress(TextColumn("recall"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("recall", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return await engine.run(job_id, _actor(), progress=on_progress, source="cli")
+
+
+@recall_app.command("plan")
+def plan_cmd(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+    tracking_id: TrackingOpt = "", message_id: MsgIdOpt = "", sender: SenderOpt = "", rcpt: RcptOpt = "",
+    subject: SubjectOpt = "", url: UrlOpt = "", url_domain: UrlDomainOpt = "", sha256: ShaOpt = "", qr: QrOpt = "",
+    action: ActionOpt = "", symbol: SymbolOpt = "", direction: DirectionOpt = "", since: SinceOpt = "",
+    until: UntilOpt = "", reason: ReasonOpt = "", fmt: FmtOpt = "text",
+    dry_run: Annotated[bool, Opt("--dry-run", help="Only print what would be recalled")] = False,
+) -> None:
+    """Print what a recall would touch, and store it as a planned job (unless --dry-run)."""
+    settings = load_settings(config, data_dir, db)
+    sel = _selector(**locals_sel(locals()))
+    engine = _engine(settings)
+    try:
+        preview = engine.preview(sel).to_dict()
+        job_id = "" if dry_run else engine.plan(sel, _actor(), reason, source="cli")
+    except (SelectionError, RecallError) as exc:
+        raise fail(str(exc)) from exc
+    _print_preview(preview, fmt, job_id)
+
+
+def locals_sel(values: dict[str, Any]) -> dict[str, str]:
+    keys = ("tracking_id", "message_id", "sender", "rcpt", "subject", "url", "url_domain", "sha256", "qr",
+            "action", "symbol", "direction", "since", "until")
+    return {k: str(values.get(k) or "") for k in keys}
+
+
+@recall_app.command("run")
+def run_cmd(
+    job_id: Annotated[str, typer.Argument(help="A planned job; or give selectors to plan and run at once")] = "",
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+    tracking_id: TrackingOpt = "", message_id: MsgIdOpt = "", sender: SenderOpt = "", rcpt: RcptOpt = "",
+    subject: SubjectOpt = "", url: UrlOpt = "", url_domain: UrlDomainOpt = "", sha256: ShaOpt = "", qr: QrOpt = "",
+    action: ActionOpt = "", symbol: SymbolOpt = "", direction: DirectionOpt = "", since: SinceOpt = "",
+    until: UntilOpt = "", reason: ReasonOpt = "", fmt: FmtOpt = "text",
+    yes: Annotated[bool, Opt("--yes", "-y", help="Do not ask for confirmation")] = False,
+    dry_run: Annotated[bool, Opt("--dry-run", help="Only print what would be recalled")] = False,
+) -> None:
+    """Recall every copy: run a planned job, or plan from selectors and run it (one action)."""
+    settings = load_settings(config, data_dir, db)
+    engine = _engine(settings)
+    try:
+        if not job_id:
+            sel = _selector(**locals_sel(locals()))
+            preview = engine.preview(sel).to_dict()
+            if dry_run or fmt != "json":
+                _print_preview(preview, fmt)
+            if dry_run:
+                return
+            if preview["copies"] == 0:
+                raise fail("nothing to recall: no delivered copy matches", code=1)
+            if not yes and not typer.confirm(f"Recall {preview['copies']} copies?", default=False):
+                raise typer.Exit(1)
+            job_id = engine.plan(sel, _actor(), reason, source="cli")
+        elif dry_run:
+            _print_status(engine.status(job_id), fmt)
+            return
+        st = asyncio.run(_run_with_progress(engine, job_id, fmt))
+    except (SelectionError, RecallError) as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        asyncio.run(engine.close())
+    _print_status(st, fmt)
+    if st["state"] == "failed":
+        raise typer.Exit(1)
+
+
+@recall_app.command("approve")
+def approve_cmd(job_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
+    """Approve a job that waits for approval (it then runs with `recall run JOB`)."""
+    settings = load_settings(config, data_dir, db)
+    try:
+        _engine(settings).approve(job_id, _actor(), source="cli")
+    except RecallError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"approved {job_id}")
+
+
+@recall_app.command("status")
+def status_cmd(
+    job_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FmtOpt = "text"
+) -> None:
+    """State of a job and of each copy."""
+    settings = load_settings(config, data_dir, db)
+    try:
+        _print_status(_engine(settings).status(job_id), fmt)
+    except RecallError as exc:
+        raise fail(str(exc)) from exc
+
+
+@recall_app.command("restore")
+def restore_cmd(
+    job_id: str,
+    copy: Annotated[list[str] | None, Opt("--copy", help="Tracking id of one copy (repeatable); default all")] = None,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FmtOpt = "text",
+) -> None:
+    """Put recalled copies back into their folders with their flags and dates."""
+    settings = load_settings(config, data_dir, db)
+    engine = _engine(settings)
+    try:
+        st = asyncio.run(engine.restore(job_id, _actor(), tracking_ids=copy or None, source="cli"))
+    except RecallError as exc:
+        raise fail(str(exc)) from exc
+    _print_status(st, fmt)
+
+
+@recall_app.command("list")
+def list_cmd(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FmtOpt = "text",
+    limit: Annotated[int, Opt("--limit")] = 50,
+) -> None:
+    """Recent recall jobs."""
+    settings = load_settings(config, data_dir, db)
+    jobs = _engine(settings).list_jobs(limit)
+    if fmt == "json":
+        typer.echo(json.dumps(jobs, ensure_ascii=False, indent=2))
+        return
+    t = Table(title="recall jobs")
+    for col in ("id", "state", "trigger", "created by", "copies", "reason"):
+        t.add_column(col)
+    for j in jobs:
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(j["counts"].items()))
+        t.add_row(j["id"], j["state"], j["trigger"], j["created_by"], counts, j["reason"])
+    console.print(t)
+
+
+@recall_app.command("condemn")
+def condemn_cmd(
+    mail_id: Annotated[str, typer.Argument(help="Recorded message id (as shown by `mailmoat trace`)")],
+    reason: ReasonOpt = "", config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+    fmt: FmtOpt = "text",
+) -> None:
+    """Mark a delivered message as a threat: its copies are recalled by the automatic-recall policy."""
+    from mailmoat.recall.auto import condemn_message
+
+    settings = load_settings(config, data_dir, db)
+    engine = _engine(settings)
+    try:
+        outcome = asyncio.run(condemn_message(engine, mail_id, _actor(), reason))
+    except (ValueError, RecallError) as exc:
+        raise fail(str(exc)) from exc
+    out = {"job_id": outcome.job_id, "state": outcome.state, "copies": outcome.copies, "counts": outcome.detail}
+    if fmt == "json":
+        typer.echo(json.dumps(out, ensure_ascii=False))
+    else:
+        console.print(f"{mail_id}: recall {outcome.state} ({outcome.copies} copies){' job ' + outcome.job_id if outcome.job_id else ''}")
+
+
+def rescan_cmd(
+    since: Annotated[str, Opt("--since", help="Re-scan mail received since (3d, 12h, ISO date)")] = "3d",
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FmtOpt = "text",
+) -> None:
+    """Re-scan retained mail with current rules and indicators; recall delivered mail now judged a threat."""
+    from mailmoat.recall.rescan import rescan
+    from mailmoat.scanner import Scanner
+    from mailmoat.store.db import Store
+
+    settings = load_settings(config, data_dir, db)
+    store = Store(settings.db_url)
+    engine = RecallEngine(settings, store)
+    scanner = Scanner(settings, store=store)
+    try:
+        report = asyncio.run(rescan(engine, scanner, since, actor=_actor()))
+    except SelectionError as exc:
+        raise fail(str(exc)) from exc
+    out = {
+        "scanned": report.scanned, "changed": report.changed, "newly_condemned": report.newly_condemned,
+        "missing_raw": report.missing_raw,
+        "recalls": [{"job_id": r.job_id, "state": r.state, "copies": r.copies} for r in report.recalls],
+    }
+    if fmt == "json":
+        typer.echo(json.dumps(out, ensure_ascii=False))
+    else:
+        console.print(
+            f"re-scanned {report.scanned}, verdict changed for {report.changed}, newly condemned "
+            f"{len(report.newly_condemned)}, recall jobs {len(report.recalls)}, raw missing {report.missing_raw}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(recall_app, name="recall")
+    app.command("rescan")(rescan_cmd)

@@ -1,0 +1,1 @@
+"""Recall of delivered copies: select, plan, execute, verify, restore — through mailbox backends."""

@@ -1,0 +1,90 @@
+"""Automatic recall: when mail already delivered is condemned later (by an administrator, a new threat
+indicator, or a re-scan), plan a recall of its copies — run at once or left for approval, by policy."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailmoat.config import Settings
+from mailmoat.recall.engine import RecallEngine
+from mailmoat.recall.selection import Selector
+from mailmoat.store.audit import audit
+
+log = logging.getLogger(__name__)
+
+# Threat-indicator kinds → the recorded facts they can condemn.
+_INDICATOR_SELECTORS: dict[str, tuple[str, ...]] = {
+    "domain": ("url_domain", "sender"),
+    "url": ("url",),
+    "sender": ("sender",),
+    "sha256": ("sha256",),
+    "qr": ("qr",),
+}
+
+
+@dataclass
+class AutoOutcome:
+    job_id: str = ""
+    state: str = "none"  # none (nothing delivered), awaiting_approval, done, failed, off
+    copies: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _since(settings: Settings) -> str:
+    return str(time.time() - settings.recall.lookback_days * 86400)
+
+
+async def auto_recall(
+    engine: RecallEngine, selectors: list[Selector], *, trigger: str, reason: str, actor: str = "system"
+) -> AutoOutcome:
+    """Plan (and, when policy says automatic, run) a recall of what the selectors match within the look-back."""
+    settings = engine.settings
+    mode = settings.recall.auto
+    if mode == "off":
+        return AutoOutcome(state="off")
+    bounded = [Selector(**{**s.to_dict(), "since": s.since or _since(settings)}) for s in selectors]
+    preview = engine.preview(bounded)
+    if preview.copies == 0:
+        return AutoOutcome(state="none")
+    job_id = engine.plan(bounded, actor, reason, trigger=trigger, require_approval=(mode == "approval"))
+    if mode == "approval":
+        log.warning("recall job %s (%s) awaits approval: %s", job_id, trigger, reason)
+        return AutoOutcome(job_id=job_id, state="awaiting_approval", copies=preview.copies)
+    st = await engine.run(job_id, actor)
+    log.warning("automatic recall %s (%s): %s", job_id, trigger, st["counts"])
+    return AutoOutcome(job_id=job_id, state=st["state"], copies=preview.copies, detail=st["counts"])
+
+
+async def condemn_message(engine: RecallEngine, mail_id: str, actor: str, reason: str = "") -> AutoOutcome:
+    """An administrator marks a recorded message as a threat: record it and recall its copies."""
+    from mailmoat.store.models import MessageRow
+
+    with engine.store.session() as s:
+        row = s.get(MessageRow, mail_id)
+        if row is None:
+            raise ValueError(f"no recorded message {mail_id}")
+        row.status = "condemned"
+        audit(s, actor, "message.condemn", mail_id, note=reason)
+        s.commit()
+    # An explicit verdict by a person is not bounded by the look-back window.
+    sel = Selector(mail_id=mail_id, since="0")
+    return await auto_recall(engine, [sel], trigger="auto:verdict", reason=reason or "marked as a threat", actor=actor)
+
+
+async def on_indicators(engine: RecallEngine, indicators: list[tuple[str, str]], source: str = "") -> list[AutoOutcome]:
+    """New threat indicators (kind, value): recall delivered mail that carries them."""
+    out: list[AutoOutcome] = []
+    for kind, value in indicators:
+        fields_ = _INDICATOR_SELECTORS.get(kind)
+        if not fields_ or not value:
+            continue
+        sels = [Selector(**{f: value}) for f in fields_]
+        outcome = await auto_recall(
+            engine, sels, trigger="auto:indicator", reason=f"threat indicator {kind}:{value}" + (f" ({source})" if source else "")
+        )
+        outcome.detail.setdefault("indicator", f"{kind}:{value}")
+        out.append(outcome)
+    return out

@@ -1,0 +1,53 @@
+"""The small protocol every mailbox backend implements, and the records it exchanges with the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class CopyRef:
+    """One delivered copy as the engine knows it (restore also passes where it was put)."""
+
+    tracking_id: str
+    mailbox: str  # backend login / mailbox name
+    header_message_id: str = ""
+    folder: str = ""  # original folder (restore)
+    flags: list[str] = field(default_factory=list)
+    internal_date: float = 0.0
+    location: str = ""  # where the backend put it (restore)
+
+
+@dataclass
+class CopyResult:
+    tracking_id: str
+    # recalled, not_found, already_gone, failed, restored, present, absent
+    state: str
+    folder: str = ""
+    flags: list[str] = field(default_factory=list)
+    internal_date: float = 0.0
+    location: str = ""
+    reason: str = ""
+
+
+class MailboxBackend(Protocol):
+    name: str
+
+    async def recall(self, copies: list[CopyRef], mode: str) -> list[CopyResult]:
+        """Find each copy in any folder (tracking header first, Message-ID as fallback) and hide or delete it.
+
+        Results: recalled (with folder, flags, internal date, location), already_gone (it is in the
+        hidden folder already), not_found, or failed (with reason). Must not notify the user.
+        """
+        ...
+
+    async def verify(self, copies: list[CopyRef]) -> list[CopyResult]:
+        """For recalled copies: 'absent' when no user-visible folder holds it any more, else 'present'."""
+        ...
+
+    async def restore(self, copies: list[CopyRef]) -> list[CopyResult]:
+        """Put each copy back into its original folder with its flags and internal date: restored/failed."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,418 @@
+"""The recall job lifecycle: plan → (approval) → execute → verify → done, and restore; resumable and idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from mailmoat.config import Settings
+from mailmoat.model.envelope import new_id
+from mailmoat.recall.backends import CopyRef, CopyResult, MailboxBackend, get_backend
+from mailmoat.recall.selection import Selector, select_copies
+from mailmoat.store.audit import audit
+from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+FINAL = {"recalled", "not_found", "already_gone", "restored"}
+BATCH = 200
+LEASE_SECONDS = 120.0
+
+
+class HasSession(Protocol):
+    def session(self) -> AbstractContextManager[Session]: ...
+
+
+class RecallError(RuntimeError):
+    """A recall request that cannot be carried out (unknown job, wrong state ...)."""
+
+
+@dataclass
+class PlanPreview:
+    messages: int
+    copies: int
+    recipients: list[str]
+    mailboxes: list[str]
+    subjects: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "copies": self.copies,
+            "recipients": self.recipients,
+            "mailboxes": self.mailboxes,
+            "subjects": self.subjects,
+        }
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def mailbox_for(settings: Settings, recipient: str, recorded_mailbox: str = "") -> str:
+    """The backend login for a recipient: the mailbox the copy landed in, a mapping, or a format."""
+    r = recipient.strip().lower()
+    if r in settings.recall.mailbox_map:
+        return settings.recall.mailbox_map[r]
+    if recorded_mailbox and recorded_mailbox.lower() != r:
+        return recorded_mailbox
+    local = r.rpartition("@")[0] or r
+    return settings.recall.login_format.format(address=r, local=local)
+
+
+class RecallEngine:
+    def __init__(self, settings: Settings, store: HasSession, backend: MailboxBackend | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.backend = backend or get_backend(settings)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    # -- plan ---------------------------------------------------------------------------
+    @staticmethod
+    def _rows(s: Session, selector: Selector | list[Selector]) -> list[tuple[MessageRow, DeliveryRow]]:
+        """Copies matched by one selector, or by any of several (a union without repeats)."""
+        sels = selector if isinstance(selector, list) else [selector]
+        seen: set[str] = set()
+        out: list[tuple[MessageRow, DeliveryRow]] = []
+        for sel in sels:
+            for m, d in select_copies(s, sel):
+                if d.tracking_id not in seen:
+                    seen.add(d.tracking_id)
+                    out.append((m, d))
+        return out
+
+    def preview(self, selector: Selector | list[Selector]) -> PlanPreview:
+        with self.store.session() as s:
+            rows = self._rows(s, selector)
+            return PlanPreview(
+                messages=len({m.id for m, _ in rows}),
+                copies=len(rows),
+                recipients=sorted({d.recipient for _, d in rows}),
+                mailboxes=sorted({mailbox_for(self.settings, d.recipient, d.mailbox) for _, d in rows}),
+                subjects=sorted({m.subject for m, _ in rows})[:20],
+            )
+
+    def plan(
+        self,
+        selector: Selector | list[Selector],
+        actor: str,
+        reason: str = "",
+        *,
+        trigger: str = "manual",
+        source: str = "",
+        require_approval: bool | None = None,
+    ) -> str:
+        """Create a job over every delivered copy the selector matches; returns its id."""
+        now = time.time()
+        sels = selector if isinstance(selector, list) else [selector]
+        with self.store.session() as s:
+            rows = self._rows(s, sels)
+            need = require_approval
+            if need is None:
+                limit = self.settings.recall.approval_above
+                need = bool(limit) and len(rows) > limit
+            job = RecallJobRow(
+                id=new_id(),
+                created_at=now,
+                updated_at=now,
+                created_by=actor,
+                reason=reason,
+                trigger=trigger,
+                selection=sels[0].to_dict() if len(sels) == 1 else {"any": [x.to_dict() for x in sels]},
+                backend=self.backend.name,
+                mode=self.settings.recall.mode,
+                state="awaiting_approval" if need else "planned",
+            )
+            s.add(job)
+            for m, d in rows:
+                s.add(
+                    RecallCopyRow(
+                        job_id=job.id,
+                        message_id=m.id,
+                        header_message_id=m.message_id,
+                        tracking_id=d.tracking_id,
+                        recipient=d.recipient,
+                        mailbox=mailbox_for(self.settings, d.recipient, d.mailbox),
+                        state="pending",
+                        updated_at=now,
+                    )
+                )
+            audit(
+                s, actor, "recall.plan", job.id, source=source,
+                detail={"selection": [x.to_dict() for x in sels], "copies": len(rows), "trigger": trigger}, note=reason,
+            )
+            s.commit()
+            return job.id
+
+    def approve(self, job_id: str, actor: str, source: str = "") -> None:
+        with self.store.session() as s:
+            job = self._job(s, job_id)
+            if job.state != "awaiting_approval":
+                raise RecallError(f"job {job_id} is {job.state}, not awaiting approval")
+            job.state = "approved"
+            job.approved_by = actor
+            job.updated_at = time.time()
+            audit(s, actor, "recall.approve", job_id, source=source)
+            s.commit()
+
+    # -- execute ------------------------------------------------------------------------
+    def _job(self, s: Session, job_id: str) -> RecallJobRow:
+        job = s.get(RecallJobRow, job_id)
+        if job is None:
+            raise RecallError(f"no recall job {job_id}")
+        return job
+
+    def _take_lease(self, job_id: str) -> bool:
+        now = time.time()
+        with self.store.session() as s:
+            res = s.execute(
+                update(RecallJobRow)
+                .where(
+                    RecallJobRow.id == job_id,
+                    or_(RecallJobRow.lease_until < now, RecallJobRow.lease_owner == self.owner),
+                )
+                .values(lease_owner=self.owner, lease_until=now + LEASE_SECONDS)
+            )
+            s.commit()
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    def _release_lease(self, job_id: str) -> None:
+        with self.store.session() as s:
+            s.execute(
+                update(RecallJobRow)
+                .where(RecallJobRow.id == job_id, RecallJobRow.lease_owner == self.owner)
+                .values(lease_owner="", lease_until=0.0)
+            )
+            s.commit()
+
+    @staticmethod
+    def _ref(c: RecallCopyRow) -> CopyRef:
+        return CopyRef(
+            tracking_id=c.tracking_id,
+            mailbox=c.mailbox,
+            header_message_id=c.header_message_id,
+            folder=c.folder,
+            flags=list(c.flags or []),
+            internal_date=c.internal_date,
+            location=c.location,
+        )
+
+    def _apply(self, s: Session, job_id: str, results: list[CopyResult], *, restoring: bool = False) -> None:
+        by_tid = {r.tracking_id: r for r in results}
+        rows = s.scalars(
+            select(RecallCopyRow).where(RecallCopyRow.job_id == job_id, RecallCopyRow.tracking_id.in_(list(by_tid)))
+        ).all()
+        now = time.time()
+        for c in rows:
+            r = by_tid[c.tracking_id]
+            c.updated_at = now
+            if r.state == "failed":
+                c.attempts += 1
+                c.state = "failed"
+                c.reason = r.reason
+                continue
+            c.state = r.state
+            c.reason = r.reason
+            if not restoring and r.state in ("recalled", "already_gone"):
+                if r.folder:
+                    c.folder = r.folder
+                    c.flags = list(r.flags)
+                    c.internal_date = r.internal_date
+                if r.location:
+                    c.location = r.location
+            if restoring and r.state == "restored":
+                c.verified = False
+
+    async def run(self, job_id: str, actor: str, progress: ProgressFn | None = None, source: str = "") -> dict[str, Any]:
+        """Execute (or resume) a job: every pending or retryable copy, then verify. Safe to call twice."""
+        with self.store.session() as s:
+            job = self._job(s, job_id)
+            if job.state == "awaiting_approval":
+                raise RecallError(f"job {job_id} is waiting for approval")
+            if job.state in ("restoring", "restored"):
+                raise RecallError(f"job {job_id} was restored; plan a new recall")
+            mode = job.mode
+        if not self._take_lease(job_id):
+            raise RecallError(f"job {job_id} is being run by another process")
+        try:
+            with self.store.session() as s:
+                job = self._job(s, job_id)
+                job.state = "running"
+                job.updated_at = time.time()
+                audit(s, actor, "recall.run", job_id, source=source)
+                s.commit()
+            await self._execute(job_id, mode, progress)
+            await self._verify(job_id)
+            with self.store.session() as s:
+                job = self._job(s, job_id)
+                counts = self._counts(s, job_id)
+                job.state = "failed" if counts.get("failed") else "done"
+                job.finished_at = job.updated_at = time.time()
+                audit(s, actor, "recall.finish", job_id, source=source, detail={"copies": counts, "state": job.state})
+                s.commit()
+            return self.status(job_id)
+        finally:
+            self._release_lease(job_id)
+
+    async def _execute(self, job_id: str, mode: str, progress: ProgressFn | None) -> None:
+        max_tries = self.settings.recall.max_retries
+        for attempt in range(max_tries):
+            with self.store.session() as s:
+                todo = s.scalars(
+                    select(RecallCopyRow)
+                    .where(
+                        RecallCopyRow.job_id == job_id,
+                        or_(
+                            RecallCopyRow.state == "pending",
+                            (RecallCopyRow.state == "failed") & (RecallCopyRow.attempts < max_tries),
+                        ),
+                    )
+                    .order_by(RecallCopyRow.id)
+                ).all()
+                refs = [self._ref(c) for c in todo]
+                total = self._total(s, job_id)
+            if not refs:
+                return
+            if attempt:
+                await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
+            done_before = total - len(refs)
+            for i in range(0, len(refs), BATCH):
+                batch = refs[i : i + BATCH]
+                results = await self.backend.recall(batch, mode)
+                with self.store.session() as s:
+                    self._apply(s, job_id, results)
+                    s.execute(
+                        update(RecallJobRow)
+                        .where(RecallJobRow.id == job_id)
+                        .values(updated_at=time.time(), lease_until=time.time() + LEASE_SECONDS)
+                    )
+                    s.commit()
+                if progress:
+                    progress(done_before + i + len(batch), total)
+
+    async def _verify(self, job_id: str) -> None:
+        with self.store.session() as s:
+            copies = s.scalars(
+                select(RecallCopyRow).where(RecallCopyRow.job_id == job_id, RecallCopyRow.state.in_(["recalled", "already_gone"]))
+            ).all()
+            refs = [self._ref(c) for c in copies]
+        for i in range(0, len(refs), BATCH):
+            results = await self.backend.verify(refs[i : i + BATCH])
+            with self.store.session() as s:
+                rows = {
+                    c.tracking_id: c
+                    for c in s.scalars(
+                        select(RecallCopyRow).where(
+                            RecallCopyRow.job_id == job_id,
+                            RecallCopyRow.tracking_id.in_([r.tracking_id for r in results]),
+                        )
+                    )
+                }
+                for r in results:
+                    c = rows[r.tracking_id]
+                    if r.state == "absent":
+                        c.verified = True
+                    else:
+                        c.verified = False
+                        c.state = "failed"
+                        c.reason = f"still visible in {r.folder or 'a folder'} after recall"
+                        c.attempts += 1
+                s.commit()
+
+    async def restore(
+        self, job_id: str, actor: str, tracking_ids: list[str] | None = None, source: str = ""
+    ) -> dict[str, Any]:
+        """Put recalled copies (all, or the named ones) back where they were, with flags and dates."""
+        with self.store.session() as s:
+            self._job(s, job_id)
+            q = select(RecallCopyRow).where(RecallCopyRow.job_id == job_id, RecallCopyRow.state.in_(["recalled", "already_gone"]))
+            if tracking_ids:
+                q = q.where(RecallCopyRow.tracking_id.in_(tracking_ids))
+            refs = [self._ref(c) for c in s.scalars(q)]
+            job = self._job(s, job_id)
+            if not tracking_ids:
+                job.state = "restoring"
+            audit(s, actor, "recall.restore", job_id, source=source, detail={"copies": [r.tracking_id for r in refs] if tracking_ids else "all"})
+            s.commit()
+        for i in range(0, len(refs), BATCH):
+            results = await self.backend.restore(refs[i : i + BATCH])
+            with self.store.session() as s:
+                self._apply(s, job_id, results, restoring=True)
+                s.commit()
+        with self.store.session() as s:
+            job = self._job(s, job_id)
+            counts = self._counts(s, job_id)
+            if not tracking_ids:
+                job.state = "restored" if not counts.get("recalled") and not counts.get("already_gone") else "failed"
+            job.updated_at = time.time()
+            s.commit()
+        return self.status(job_id)
+
+    # -- reading ------------------------------------------------------------------------
+    @staticmethod
+    def _counts(s: Session, job_id: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for state in s.scalars(select(RecallCopyRow.state).where(RecallCopyRow.job_id == job_id)):
+            out[state] = out.get(state, 0) + 1
+        return out
+
+    @staticmethod
+    def _total(s: Session, job_id: str) -> int:
+        return len(s.scalars(select(RecallCopyRow.id).where(RecallCopyRow.job_id == job_id)).all())
+
+    def status(self, job_id: str, with_copies: bool = True) -> dict[str, Any]:
+        with self.store.session() as s:
+            job = self._job(s, job_id)
+            out: dict[str, Any] = {
+                "id": job.id,
+                "state": job.state,
+                "created_at": job.created_at,
+                "finished_at": job.finished_at,
+                "created_by": job.created_by,
+                "approved_by": job.approved_by,
+                "reason": job.reason,
+                "trigger": job.trigger,
+                "selection": job.selection,
+                "backend": job.backend,
+                "mode": job.mode,
+                "counts": self._counts(s, job_id),
+            }
+            if with_copies:
+                out["copies"] = [
+                    {
+                        "tracking_id": c.tracking_id,
+                        "recipient": c.recipient,
+                        "mailbox": c.mailbox,
+                        "state": c.state,
+                        "folder": c.folder,
+                        "flags": c.flags,
+                        "attempts": c.attempts,
+                        "verified": c.verified,
+                        "reason": c.reason,
+                    }
+                    for c in sorted(job.copies, key=lambda c: c.id)
+                ]
+            return out
+
+    def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            ids = s.scalars(select(RecallJobRow.id).order_by(RecallJobRow.created_at.desc()).limit(limit)).all()
+        return [self.status(i, with_copies=False) for i in ids]
+
+    def resumable(self) -> Iterator[str]:
+        """Jobs a restarted process should carry on with."""
+        with self.store.session() as s:
+            ids = s.scalars(
+                select(RecallJobRow.id).where(RecallJobRow.state.in_(["approved", "running", "verifying"]))
+            ).all()
+        yield from ids
+
+    async def close(self) -> None:
+        await self.backend.close()

@@ -1,0 +1,84 @@
+"""Re-scan retained mail with today's rules, signatures and indicators; recall what is now condemned."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mailmoat.model import Action, Direction, Envelope
+from mailmoat.recall.auto import AutoOutcome, auto_recall
+from mailmoat.recall.engine import RecallEngine
+from mailmoat.recall.selection import Selector, parse_time
+from mailmoat.scanner import Scanner
+from mailmoat.store.audit import audit
+from mailmoat.store.models import MessageRow
+
+CONDEMNED = {Action.QUARANTINE.value, Action.REJECT.value}
+
+
+@dataclass
+class RescanReport:
+    scanned: int = 0
+    changed: int = 0
+    newly_condemned: list[str] = field(default_factory=list)
+    missing_raw: int = 0
+    recalls: list[AutoOutcome] = field(default_factory=list)
+
+
+async def rescan(engine: RecallEngine, scanner: Scanner, since: str, actor: str = "system", limit: int = 100_000) -> RescanReport:
+    """Re-scan every retained message received since `since`; recall delivered ones whose verdict became a threat."""
+    report = RescanReport()
+    cutoff = parse_time(since)
+    with engine.store.session() as s:
+        rows = s.execute(
+            select(MessageRow.id, MessageRow.raw_path, MessageRow.action)
+            .where(MessageRow.received_at >= cutoff)
+            .order_by(MessageRow.received_at)
+            .limit(limit)
+        ).all()
+    for mail_id, raw_path, old_action in rows:
+        if not raw_path or not Path(raw_path).is_file():
+            report.missing_raw += 1
+            continue
+        raw = Path(raw_path).read_bytes()
+        with engine.store.session() as s:
+            row = s.get(MessageRow, mail_id)
+            if row is None:
+                continue
+            env = Envelope(
+                id=row.id, mail_from=row.mail_from, rcpt_tos=list(row.rcpt_tos or []), peer_ip=row.peer_ip,
+                helo=row.helo, received_at=row.received_at, direction=Direction(row.direction), auth_user=row.auth_user,
+                size=row.size,
+            )
+        result = await scanner.scan(raw, env)
+        report.scanned += 1
+        verdict = result.verdict
+        if verdict.action.value == old_action:
+            continue
+        report.changed += 1
+        with engine.store.session() as s:
+            row = s.get(MessageRow, mail_id)
+            if row is None:
+                continue
+            row.action = verdict.action.value
+            row.score = verdict.score
+            row.symbols = verdict.symbols
+            row.findings = [f.to_dict() for f in verdict.findings]
+            row.reasons = list(verdict.reasons)
+            row.scanned_at = time.time()
+            audit(s, actor, "message.rescan", mail_id, detail={"from": old_action, "to": verdict.action.value})
+            s.commit()
+        if verdict.action.value in CONDEMNED and old_action not in CONDEMNED:
+            report.newly_condemned.append(mail_id)
+            outcome = await auto_recall(
+                engine, [Selector(mail_id=mail_id, since="0")], trigger="auto:rescan",
+                reason=f"re-scan changed the verdict from {old_action} to {verdict.action.value}: "
+                + "; ".join(verdict.reasons[:3]),
+                actor=actor,
+            )
+            if outcome.job_id:
+                report.recalls.append(outcome)
+    return report

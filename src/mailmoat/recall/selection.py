@@ -1,0 +1,137 @@
+"""Which recorded, delivered copies a recall (or a search) is about: any combination of selectors."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
+
+from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
+
+_REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class SelectionError(ValueError):
+    """A selector that cannot be understood (e.g. a bad time)."""
+
+
+def parse_time(value: str, now: float | None = None) -> float:
+    """'3d', '12h', '30m' (ago), an ISO date/time, or epoch seconds → epoch seconds."""
+    now = time.time() if now is None else now
+    m = _REL.match(value)
+    if m:
+        return now - float(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise SelectionError(f"cannot read time {value!r} (use 3d, 12h, 2026-11-28 or 2026-11-28T10:00)") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+@dataclass
+class Selector:
+    tracking_id: str = ""
+    message_id: str = ""  # the Message-ID header
+    mail_id: str = ""  # the recorded message id (envelope id)
+    sender: str = ""  # address or domain; envelope sender or From
+    recipient: str = ""
+    subject: str = ""  # substring, case-insensitive
+    url: str = ""  # substring of a recorded URL
+    url_domain: str = ""  # registrable domain (or host) of a recorded URL
+    sha256: str = ""
+    qr: str = ""  # substring of a decoded QR payload
+    action: str = ""  # verdict action
+    symbol: str = ""
+    direction: str = ""
+    since: str = ""
+    until: str = ""
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, f.name) for f in fields(self))
+
+    def to_dict(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Selector:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise SelectionError(f"unknown selector(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: str(v) for k, v in d.items() if v not in (None, "")})
+
+
+def _has_indicator(kind: str, value: str, *, like: bool = False) -> Any:
+    cond = IndicatorRow.value.ilike(f"%{value}%") if like else IndicatorRow.value == value
+    return MessageRow.id.in_(select(IndicatorRow.message_id).where(IndicatorRow.kind == kind, cond))
+
+
+def message_conditions(sel: Selector, now: float | None = None) -> list[Any]:
+    """SQL conditions on MessageRow for every message-level selector."""
+    c: list[Any] = []
+    if sel.message_id:
+        mid = sel.message_id.strip()
+        c.append(or_(MessageRow.message_id == mid, MessageRow.message_id == mid.strip("<>"), MessageRow.message_id == f"<{mid.strip('<>')}>"))
+    if sel.mail_id:
+        c.append(MessageRow.id == sel.mail_id)
+    if sel.sender:
+        s = sel.sender.strip().lower()
+        if "@" in s:
+            c.append(or_(MessageRow.mail_from == s, MessageRow.from_addr == s))
+        else:
+            c.append(or_(MessageRow.from_domain == s, MessageRow.mail_from.like(f"%@{s}"), _has_indicator("sender_domain", s)))
+    if sel.subject:
+        c.append(MessageRow.subject.ilike(f"%{sel.subject}%"))
+    if sel.url:
+        c.append(_has_indicator("url", sel.url, like=True))
+    if sel.url_domain:
+        d = sel.url_domain.strip().lower()
+        c.append(or_(_has_indicator("url_domain", d), _has_indicator("url_host", d)))
+    if sel.sha256:
+        c.append(_has_indicator("sha256", sel.sha256.strip().lower()))
+    if sel.qr:
+        c.append(_has_indicator("qr", sel.qr, like=True))
+    if sel.action:
+        c.append(MessageRow.action == sel.action)
+    if sel.symbol:
+        c.append(_has_indicator("symbol", sel.symbol.strip().upper()))
+    if sel.direction:
+        c.append(MessageRow.direction == sel.direction)
+    if sel.since:
+        c.append(MessageRow.received_at >= parse_time(sel.since, now))
+    if sel.until:
+        c.append(MessageRow.received_at <= parse_time(sel.until, now))
+    return c
+
+
+def delivered_copies_query(sel: Selector, now: float | None = None) -> Select[MessageRow, DeliveryRow]:
+    conds = message_conditions(sel, now)
+    q = select(MessageRow, DeliveryRow).join(DeliveryRow, DeliveryRow.message_id == MessageRow.id)
+    q = q.where(DeliveryRow.status == "delivered")
+    if sel.tracking_id:
+        t = sel.tracking_id.strip()
+        # a bare message id selects all of its copies (tracking ids are "<message id>-<n>")
+        conds.append(or_(DeliveryRow.tracking_id == t, DeliveryRow.message_id == t))
+    if sel.recipient:
+        conds.append(DeliveryRow.recipient == sel.recipient.strip().lower())
+    if conds:
+        q = q.where(and_(*conds))
+    return q.order_by(MessageRow.received_at, DeliveryRow.id)
+
+
+def select_copies(session: Session, sel: Selector, now: float | None = None) -> list[tuple[MessageRow, DeliveryRow]]:
+    if sel.is_empty():
+        raise SelectionError("refusing an empty selection: name at least one selector")
+    return [(m, d) for m, d in session.execute(delivered_copies_query(sel, now)).all()]
