@@ -133,7 +133,7 @@ async def test_recall_and_restore_through_dovecot(dc: DovecotServer, settings: S
 
 async def test_failing_mailbox_is_reported(dc: DovecotServer, settings: Settings) -> None:
     configure(settings, dc, "imap")
-    store, tids = setup_wave(dc, settings, "01RECALLFAIL00000000000000")
+    store, _ = setup_wave(dc, settings, "01RECALLFAIL00000000000000")
     with store.session() as s:
         s.add(DeliveryRow(message_id="01RECALLFAIL00000000000000", recipient="ghost@example.test",
                           mailbox="ghost@example.test", tracking_id="01RECALLFAIL00000000000000-0999", status="delivered"))

@@ -89,6 +89,15 @@ class DnsSettings:
 
 
 @dataclass
+class AuthSettings:
+    """Sender authentication (SPF, DKIM, DMARC, ARC); DNS comes from [dns]."""
+
+    # ARC sealers (d= of the newest ARC-Seal) whose passing chain excuses a DMARC failure:
+    # mailing lists and forwarders the site trusts to have checked the original sender.
+    trusted_arc_sealers: list[str] = field(default_factory=list)
+
+
+@dataclass
 class OrgSettings:
     """Who the organisation is: used by impersonation checks."""
 
@@ -118,6 +127,8 @@ class ClamavSettings:
     address: str = "127.0.0.1:3310"  # host:port or unix socket path
     timeout: float = 30.0
     on_failure: str = "score"  # "score" or "tempfail"
+    scan: str = "attachments"  # "attachments" (each, plus members decrypted with a body password), "message" (raw) or "both"
+    max_size: int = 25 * 1024 * 1024  # bytes sent per stream (keep at or below clamd's StreamMaxLength)
 
 
 @dataclass
@@ -208,6 +219,7 @@ class Settings:
     rules: RulesSettings = field(default_factory=RulesSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     org: OrgSettings = field(default_factory=OrgSettings)
     qr: QrSettings = field(default_factory=QrSettings)
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)

@@ -26,7 +26,9 @@ class Scanner:
         self.settings = settings
         env = AnalyzerEnv(settings=settings, store=store)  # type: ignore[arg-type]
         self.analyzers: list[BaseAnalyzer] = registry.build(env)
-        symbols: dict[str, Symbol] = registry.all_symbols(registry.analyzer_classes(), extra=[ANALYZER_FAILED])
+        symbols: dict[str, Symbol] = registry.all_symbols(
+            registry.analyzer_classes(), extra=[ANALYZER_FAILED], settings=settings
+        )
         self.policy = Policy(settings.policy, symbols)
 
     async def scan(self, raw: bytes, envelope: Envelope) -> ScanResult:

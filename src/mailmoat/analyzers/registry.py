@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 
 import mailmoat.analyzers as pkg
 from mailmoat.analyzers.base import AnalyzerEnv, BaseAnalyzer
+from mailmoat.config import Settings
 from mailmoat.model import Symbol
 
 _SKIP = {"base", "registry", "runner"}
@@ -36,12 +37,21 @@ def analyzer_classes() -> list[type[BaseAnalyzer]]:
     return [found[k] for k in sorted(found)]
 
 
-def all_symbols(classes: list[type[BaseAnalyzer]], extra: list[Symbol] | None = None) -> dict[str, Symbol]:
+def declared_symbols(cls: type[BaseAnalyzer], settings: Settings | None = None) -> tuple[Symbol, ...]:
+    """An analyzer's symbols: its class attribute plus, for data-driven analyzers (rules), a
+    classmethod `dynamic_symbols(settings)` declaring one symbol per loaded rule."""
+    dynamic = getattr(cls, "dynamic_symbols", None)
+    return tuple(cls.symbols) + (tuple(dynamic(settings)) if callable(dynamic) else ())
+
+
+def all_symbols(
+    classes: list[type[BaseAnalyzer]], extra: list[Symbol] | None = None, settings: Settings | None = None
+) -> dict[str, Symbol]:
     """Symbol table across analyzers; a name declared twice is an error that stops start-up."""
     table: dict[str, Symbol] = {}
     owner: dict[str, str] = {}
     for cls in classes:
-        for sym in cls.symbols:
+        for sym in declared_symbols(cls, settings):
             if sym.name in table:
                 raise RegistryError(f"symbol {sym.name} declared by both {owner[sym.name]} and {cls.name}")
             table[sym.name] = sym
@@ -56,6 +66,6 @@ def all_symbols(classes: list[type[BaseAnalyzer]], extra: list[Symbol] | None = 
 def build(env: AnalyzerEnv) -> list[BaseAnalyzer]:
     """Instantiate every enabled analyzer (checking the symbol table first)."""
     classes = analyzer_classes()
-    all_symbols(classes)
+    all_symbols(classes, settings=env.settings)
     analyzers = [cls(env) for cls in classes]
     return [a for a in analyzers if a.enabled()]
