@@ -229,6 +229,8 @@ class RecallEngine:
                     c.location = r.location
             if restoring and r.state == "restored":
                 c.verified = False
+            elif r.state in ("recalled", "already_gone"):
+                c.verified = r.verified
 
     async def run(self, job_id: str, actor: str, progress: ProgressFn | None = None, source: str = "") -> dict[str, Any]:
         """Execute (or resume) a job: every pending or retryable copy, then verify. Safe to call twice."""
@@ -300,7 +302,11 @@ class RecallEngine:
     async def _verify(self, job_id: str) -> None:
         with self.store.session() as s:
             copies = s.scalars(
-                select(RecallCopyRow).where(RecallCopyRow.job_id == job_id, RecallCopyRow.state.in_(["recalled", "already_gone"]))
+                select(RecallCopyRow).where(
+                    RecallCopyRow.job_id == job_id,
+                    RecallCopyRow.state.in_(["recalled", "already_gone"]),
+                    RecallCopyRow.verified.is_(False),
+                )
             ).all()
             refs = [self._ref(c) for c in copies]
         for i in range(0, len(refs), BATCH):

@@ -29,6 +29,9 @@ class CopyResult:
     internal_date: float = 0.0
     location: str = ""
     reason: str = ""
+    # Set by backends that already proved, in the same session, that no visible folder holds
+    # the copy any more; the engine then skips its separate verify pass for it.
+    verified: bool = False
 
 
 class MailboxBackend(Protocol):

@@ -115,6 +115,13 @@ class ImapBackend:
                     out.append(self._recall_one(c, ref, folders, mode))
                 except (IMAPClientError, OSError) as exc:
                     out.append(CopyResult(ref.tracking_id, "failed", reason=f"{type(exc).__name__}: {exc}"))
+            # Prove it while still logged in: a second login per mailbox would double the cost.
+            for r, ref in zip(out, refs, strict=True):
+                if r.state in ("recalled", "already_gone"):
+                    try:
+                        r.verified = self._locate(c, ref, self.visible_folders(c)) is None
+                    except (IMAPClientError, OSError):
+                        r.verified = False
         finally:
             with contextlib.suppress(Exception):  # the server may already have closed the connection
                 c.logout()
