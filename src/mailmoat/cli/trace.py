@@ -1,0 +1,101 @@
+"""`mailmoat trace`: list recorded messages and what happened to each delivered copy."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_when(value: str, now: float | None = None) -> float:
+    """Epoch seconds from `3d`, `12h`, `30m`, `2w`, `45s` (that long ago) or an ISO date/time (local if naive)."""
+    m = _RELATIVE.match(value)
+    if m:
+        return (time.time() if now is None else now) - float(m.group(1)) * _UNITS[m.group(2).lower()]
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"expected an ISO date/time or a duration like 3d, 12h: {value!r}") from exc
+    return dt.timestamp()
+
+
+def _deliveries_text(deliveries: list[dict[str, object]]) -> str:
+    return "\n".join(f"{d['recipient']}: {d['status']}" + (f" ({d['reply']})" if d["status"] != "delivered" and d["reply"] else "") for d in deliveries)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("trace")
+    def trace_cmd(
+        sender: Annotated[str | None, typer.Option("--sender", help="Envelope or header sender contains")] = None,
+        rcpt: Annotated[str | None, typer.Option("--rcpt", help="A recipient contains")] = None,
+        subject: Annotated[str | None, typer.Option("--subject", help="Subject contains")] = None,
+        message_id: Annotated[
+            str | None, typer.Option("--message-id", help="Message-ID, mailmoat id or X-Mailmoat-Id")
+        ] = None,
+        since: Annotated[str | None, typer.Option("--since", help="ISO date/time or 3d, 12h, 30m ago")] = None,
+        until: Annotated[str | None, typer.Option("--until", help="ISO date/time or 3d, 12h, 30m ago")] = None,
+        action: Annotated[
+            str | None, typer.Option("--action", help="deliver, tag, quarantine, reject or tempfail")
+        ] = None,
+        limit: Annotated[int, typer.Option("--limit", help="At most this many messages, newest first")] = 100,
+        fmt: Annotated[str, typer.Option("--format", help="Output format: text or json")] = "text",
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """List recorded messages and their deliveries (per recipient: status, tracking id, reply)."""
+        if fmt not in ("text", "json"):
+            raise fail(f"--format must be text or json, not {fmt!r}")
+        try:
+            since_ts = parse_when(since) if since else None
+            until_ts = parse_when(until) if until else None
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
+        settings = load_settings(config, data_dir, db)
+        from mailmoat.store.db import Store
+
+        try:
+            store = Store(settings.db_url)
+        except Exception as exc:
+            raise fail(f"cannot open the database: {exc}") from exc
+        try:
+            rows = store.trace(
+                sender=sender, rcpt=rcpt, subject=subject, message_id=message_id,
+                since=since_ts, until=until_ts, action=action, limit=limit,
+            )
+        finally:
+            store.close()
+        if fmt == "json":
+            typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+            return
+        console = Console()
+        if not console.is_terminal:  # piped into a file or grep: do not fold at 80 columns
+            console = Console(width=240)
+        if not rows:
+            console.print("no matching messages")
+            return
+        table = Table(show_lines=True)
+        for col in ("received (UTC)", "id", "from", "subject", "action", "score", "deliveries"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            received = datetime.fromisoformat(r["received_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if r["received_at"] else ""
+            table.add_row(
+                received, r["id"], r["mail_from"] or r["from"] or "<>", r["subject"], r["action"], f"{r['score']:.2f}",
+                _deliveries_text(r["deliveries"]) or ", ".join(r["rcpt_tos"]),
+            )
+        console.print(table)
+        console.print(f"{len(rows)} message(s)")

@@ -1,0 +1,184 @@
+"""Minimal edits of the raw header block: strip forged X-Mailmoat-*, add tracking/verdict/auth headers, tag the subject."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterable
+
+from mailmoat.model import Action, Finding, Verdict
+
+_KEYWORD = re.compile(r"[^A-Za-z0-9_.-]")
+_PTYPE_PROP = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+$")
+_TOKEN_SAFE = re.compile(r"^[!#$%&'*+\-./0-9=?@A-Z^_`a-z{|}~]+$")
+
+
+def _eol(raw: bytes) -> bytes:
+    """The line ending the message uses (CRLF on the wire, LF in some files)."""
+    i = raw.find(b"\n")
+    return b"\r\n" if i > 0 and raw[i - 1 : i] == b"\r" else b"\n"
+
+
+def split_header(raw: bytes) -> tuple[bytes, bytes]:
+    """(header block including its final line ending, rest starting with the blank line or empty)."""
+    if raw.startswith((b"\r\n", b"\n")):
+        return b"", raw
+    candidates = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    if not candidates:
+        return raw, b""
+    i = min(candidates)
+    cut = i + (2 if raw[i : i + 2] == b"\r\n" else 1)
+    return raw[:cut], raw[cut:]
+
+
+def _fields(header: bytes) -> list[bytes]:
+    """Header fields, each with its continuation lines and line endings."""
+    lines = header.splitlines(keepends=True)
+    fields: list[bytes] = []
+    for line in lines:
+        if fields and line[:1] in (b" ", b"\t"):
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
+
+
+def _name(field: bytes) -> bytes:
+    name, sep, _ = field.partition(b":")
+    return name.strip().lower() if sep else b""
+
+
+def strip_fields(raw: bytes, drop: Callable[[bytes, bytes], bool]) -> bytes:
+    """Remove header fields for which drop(lower-case name, field bytes) is true; the body is untouched."""
+    header, rest = split_header(raw)
+    kept = [f for f in _fields(header) if not drop(_name(f), f)]
+    return b"".join(kept) + rest
+
+
+def strip_incoming(raw: bytes, authserv_id: str) -> bytes:
+    """Drop X-Mailmoat-* (senders can forge a tracking id) and Authentication-Results claiming our id."""
+    ours = authserv_id.lower().encode()
+
+    def drop(name: bytes, field: bytes) -> bool:
+        if name.startswith(b"x-mailmoat-"):
+            return True
+        if name == b"authentication-results":
+            value = field.partition(b":")[2].strip().lower()
+            return value.split(b";", 1)[0].strip().split(b" ", 1)[0] == ours
+        return False
+
+    return strip_fields(raw, drop)
+
+
+def prepend(raw: bytes, fields: Iterable[tuple[str, str]]) -> bytes:
+    """Add header fields at the top, in the given order, with the message's own line ending."""
+    eol = _eol(raw)
+    out = b"".join(name.encode() + b": " + _fold_value(value, eol) + eol for name, value in fields)
+    return out + raw
+
+
+def _fold_value(value: str, eol: bytes) -> bytes:
+    # Pre-folded values use "\n" between lines; never let a bare CR/LF inject a header.
+    lines = [ln.strip("\r") for ln in value.split("\n")]
+    return (eol + b"\t").join(ln.strip().encode("utf-8", "replace") for ln in lines if ln.strip())
+
+
+def _quote(value: str) -> str:
+    value = value.replace("\r", " ").replace("\n", " ").strip()
+    if value and _TOKEN_SAFE.match(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def authentication_results(authserv_id: str, findings: Iterable[Finding]) -> str:
+    """RFC 8601 Authentication-Results value from findings that carry data["authres"] ("none" when none do)."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for f in findings:
+        ar = f.data.get("authres") if isinstance(f.data, dict) else None
+        if not isinstance(ar, dict):
+            continue
+        method = _KEYWORD.sub("", str(ar.get("method", ""))).lower()
+        result = _KEYWORD.sub("", str(ar.get("result", ""))).lower()
+        if not method or not result:
+            continue
+        item = f"{method}={result}"
+        reason = ar.get("reason")
+        if reason:
+            item += f" reason={_quote(str(reason))}"
+        props = ar.get("props") or {}
+        if isinstance(props, dict):
+            for k, v in props.items():
+                key = str(k).strip()
+                if _PTYPE_PROP.match(key) and v not in (None, ""):
+                    item += f" {key}={_quote(str(v))}"
+        if item not in seen:
+            seen.add(item)
+            parts.append(item)
+    head = _KEYWORD.sub("", authserv_id) or "mailmoat"
+    if not parts:
+        return f"{head}; none"
+    return f"{head};\n" + ";\n".join(parts)
+
+
+def verdict_value(verdict: Verdict) -> str:
+    """`action=...; score=...; symbols=A,B` (symbols by descending score), folded after commas."""
+    syms = sorted(verdict.symbols.items(), key=lambda kv: (-kv[1], kv[0]))
+    names = [_KEYWORD.sub("", n) for n, _ in syms if n]
+    line = f"action={verdict.action.value}; score={verdict.score:.2f}; symbols="
+    out: list[str] = []
+    width = len("X-Mailmoat-Verdict: ") + len(line)
+    for i, n in enumerate(names):
+        piece = n + ("," if i < len(names) - 1 else "")
+        if width + len(piece) > 76 and (out or i):
+            out.append("\n")
+            width = 1
+        out.append(piece)
+        width += len(piece)
+    return line + "".join(out)
+
+
+def _encode_word(text: str) -> bytes:
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        return b"=?utf-8?b?" + base64.b64encode(text.encode("utf-8")) + b"?="
+
+
+def prefix_subject(raw: bytes, prefix: str) -> bytes:
+    """Put `prefix` in front of the Subject (added when missing); a subject that has it already is kept."""
+    prefix = prefix.strip()
+    if not prefix:
+        return raw
+    header, rest = split_header(raw)
+    fields = _fields(header)
+    enc = _encode_word(prefix)
+    for i, f in enumerate(fields):
+        if _name(f) == b"subject":
+            name, _, value = f.partition(b":")
+            stripped = value.lstrip(b" \t")
+            if stripped.startswith(enc):
+                return raw
+            fields[i] = name + b": " + enc + b" " + stripped if stripped.strip() else name + b": " + enc + value[len(value.rstrip(b"\r\n")) :]
+            return b"".join(fields) + rest
+    eol = _eol(raw)
+    return b"Subject: " + enc + eol + header + rest
+
+
+def prepare_base(raw: bytes, verdict: Verdict, *, authserv_id: str, subject_prefix: str = "") -> bytes:
+    """The copy every recipient shares: forged headers removed, auth and verdict headers, tagged subject."""
+    out = strip_incoming(raw, authserv_id)
+    if verdict.action == Action.TAG and subject_prefix:
+        out = prefix_subject(out, subject_prefix)
+    return prepend(
+        out,
+        [
+            ("X-Mailmoat-Verdict", verdict_value(verdict)),
+            ("Authentication-Results", authentication_results(authserv_id, verdict.findings)),
+        ],
+    )
+
+
+def stamp(base: bytes, tracking_id: str) -> bytes:
+    """One recipient's copy: the shared base with its own X-Mailmoat-Id on top."""
+    return prepend(base, [("X-Mailmoat-Id", tracking_id)])

@@ -1,0 +1,345 @@
+"""DeliveryService: deliver each recipient's copy once (Maildir or relay), record it, retry, release, bounce."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailmoat.config import Settings
+from mailmoat.deliver import dsn as dsn_mod
+from mailmoat.deliver import queue, relay
+from mailmoat.deliver.headers import prepare_base, stamp
+from mailmoat.deliver.maildir import MaildirStore
+from mailmoat.model import Action, Address, Direction, Envelope, Message, Verdict
+from mailmoat.store.db import (
+    DEFERRED,
+    DELIVERED,
+    FAILED,
+    HELD,
+    PENDING,
+    SENDING,
+    Claim,
+    Store,
+    envelope_from_row,
+    verdict_from_row,
+)
+
+log = logging.getLogger("mailmoat.deliver")
+
+_LOCAL_LEASE = 60.0
+
+
+class ReleaseError(ValueError):
+    """A message that cannot be released (unknown, not quarantined, raw message gone)."""
+
+
+@dataclass
+class DeliveryOutcome:
+    """What happened to one recipient's copy."""
+
+    recipient: str
+    mailbox: str
+    tracking_id: str
+    status: str  # delivered, deferred, failed, held, rejected, in_progress, duplicate
+    reply: str = ""
+    location: str = ""
+    attempts: int = 0
+
+
+def _mailbox(rcpt: str) -> str:
+    return rcpt.strip().lower()
+
+
+class DeliveryService:
+    """Delivery to the mail system (relay_to) or the embedded Maildir store, with the retry queue in the store."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        d = settings.delivery
+        self.target = relay.RelayTarget.parse(d.relay_to) if d.relay_to.strip() else None
+        self.hostname = settings.server.hostname
+        self.maildir = MaildirStore(settings.mail_dir, self.hostname)
+        # How long a claim ("sending") protects a copy; after that a crashed worker's copy is retried.
+        self.lease = _LOCAL_LEASE if self.target is None else max(300.0, 4 * d.connect_timeout + 120.0)
+        self.timeout = max(60.0, 2 * d.connect_timeout)
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    @property
+    def local(self) -> bool:
+        return self.target is None
+
+    # -- public API ------------------------------------------------------------------------
+    async def deliver(
+        self, envelope: Envelope, raw: bytes, verdict: Verdict, message: Message | None = None
+    ) -> list[DeliveryOutcome]:
+        """Act on the verdict for every recipient: deliver, or hold (quarantine/tempfail), or nothing (reject).
+
+        Copies already delivered (or being delivered by another worker) are not sent again, so
+        calling this again after a crash is safe.
+        """
+        copies, dupes = self._copies(envelope)
+        if verdict.action == Action.REJECT:
+            return [DeliveryOutcome(r, m, t, "rejected") for _, r, m, t in copies] + dupes
+        if verdict.action in (Action.QUARANTINE, Action.TEMPFAIL):
+            claims = await asyncio.to_thread(
+                self.store.claim, envelope.id, copies, lease_until=0.0, claimable=(), initial=HELD,
+                ensure=(envelope, verdict),
+            )
+            return [self._outcome_of(c) for c in claims] + dupes
+        now = time.time()
+        # Local writes are idempotent (fixed name, no-clobber link), so any claim may be taken over.
+        stale = float("inf") if self.local else now
+        claims = await asyncio.to_thread(
+            self.store.claim, envelope.id, copies, lease_until=now + self.lease, claimable=(PENDING,),
+            stale_before=stale, ensure=(envelope, verdict),
+        )
+        return await self._send_claims(envelope, raw, verdict, claims) + dupes
+
+    async def release(self, message_id: str) -> list[DeliveryOutcome]:
+        """Deliver a quarantined message to all its recipients (once), and mark it released."""
+        row = await asyncio.to_thread(self.store.get_message, message_id)
+        if row is None:
+            raise ReleaseError(f"no message {message_id}")
+        if row.status in ("released", "deleted"):
+            raise ReleaseError(f"message {message_id} was already {row.status}")
+        if row.status != "quarantined" and row.action not in (Action.QUARANTINE.value, Action.TEMPFAIL.value):
+            raise ReleaseError(f"message {message_id} is not quarantined (status {row.status})")
+        raw = await self._read_raw(row.raw_path)
+        if raw is None:
+            raise ReleaseError(f"the raw message of {message_id} is no longer retained")
+        envelope = envelope_from_row(row)
+        old = verdict_from_row(row)
+        verdict = Verdict(Action.DELIVER, old.score, old.findings, [*old.reasons, "released from quarantine"])
+        copies, dupes = self._copies(envelope)
+        now = time.time()
+        stale = float("inf") if self.local else now
+        claims = await asyncio.to_thread(
+            self.store.claim, envelope.id, copies, lease_until=now + self.lease, claimable=(HELD, PENDING), stale_before=stale
+        )
+        outcomes = await self._send_claims(envelope, raw, verdict, claims, dsn_ok=False)
+        await asyncio.to_thread(self.store.set_message_fields, message_id, status="released")
+        return outcomes + dupes
+
+    async def retry_due(self, now: float | None = None) -> int:
+        """One pass over the queue: retry every due copy; returns how many copies were tried."""
+        now = time.time() if now is None else now
+        rows = await asyncio.to_thread(self.store.due_deliveries, now, stale_before=now)
+        by_msg: dict[str, list[Any]] = {}
+        for r in rows:
+            by_msg.setdefault(r.message_id, []).append(r)
+        tried = 0
+        for message_id, drows in by_msg.items():
+            if self._closed:
+                break
+            mrow = await asyncio.to_thread(self.store.get_message, message_id)
+            if mrow is None:
+                continue
+            envelope = envelope_from_row(mrow)
+            verdict = verdict_from_row(mrow)
+            index = {envelope.tracking_id(i): i for i in range(len(envelope.rcpt_tos))}
+            copies = [(index.get(d.tracking_id, 0), d.recipient, d.mailbox, d.tracking_id) for d in drows]
+            raw = await self._read_raw(mrow.raw_path)
+            claims = await asyncio.to_thread(
+                self.store.claim, message_id, copies, lease_until=time.time() + self.lease,
+                claimable=(DEFERRED,), stale_before=now,
+            )
+            claims = [c for c in claims if c.claimed]
+            if not claims:
+                continue
+            tried += len(claims)
+            if raw is None:
+                log.error("message %s: raw message missing, %d queued copies cannot be retried", message_id, len(claims))
+                await asyncio.to_thread(
+                    self.store.finish,
+                    [{"tracking_id": c.tracking_id, "status": FAILED, "reply": "raw message missing"} for c in claims],
+                )
+                continue
+            await self._send_claims(envelope, raw, verdict, claims, retried=True)
+        return tried
+
+    async def run_retry_queue(self, stop: asyncio.Event) -> None:
+        """Retry deferred copies until `stop` is set (run one per process next to the workers)."""
+
+        async def next_due() -> float | None:
+            return await asyncio.to_thread(self.store.next_due)
+
+        await queue.run_retry_queue(self.retry_due, next_due, stop, self._wake)
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    # -- internals -------------------------------------------------------------------------
+    def _copies(self, envelope: Envelope) -> tuple[list[tuple[int, str, str, str]], list[DeliveryOutcome]]:
+        """(rcpt index, recipient, mailbox, tracking id) per distinct mailbox; repeats are reported, not sent."""
+        seen: dict[str, str] = {}
+        copies: list[tuple[int, str, str, str]] = []
+        dupes: list[DeliveryOutcome] = []
+        for i, rcpt in enumerate(envelope.rcpt_tos):
+            mbox = _mailbox(rcpt)
+            tid = envelope.tracking_id(i)
+            if mbox in seen:
+                dupes.append(DeliveryOutcome(rcpt, mbox, tid, "duplicate", f"same mailbox as {seen[mbox]}"))
+                continue
+            seen[mbox] = tid
+            copies.append((i, rcpt, mbox, tid))
+        return copies, dupes
+
+    @staticmethod
+    def _outcome_of(c: Claim) -> DeliveryOutcome:
+        status = "in_progress" if c.status in (SENDING, PENDING) else c.status
+        return DeliveryOutcome(c.recipient, c.mailbox, c.tracking_id, status, c.reply, c.location, c.attempts)
+
+    async def _read_raw(self, path: str) -> bytes | None:
+        if not path:
+            return None
+        try:
+            return await asyncio.to_thread(Path(path).read_bytes)
+        except OSError:
+            return None
+
+    async def _send_claims(
+        self,
+        envelope: Envelope,
+        raw: bytes,
+        verdict: Verdict,
+        claims: list[Claim],
+        *,
+        dsn_ok: bool = True,
+        retried: bool = False,
+    ) -> list[DeliveryOutcome]:
+        outcomes: dict[str, DeliveryOutcome] = {}
+        todo = [c for c in claims if c.claimed]
+        for c in claims:
+            if not c.claimed:
+                outcomes[c.tracking_id] = self._outcome_of(c)
+        if todo:
+            base = prepare_base(
+                raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix
+            )
+            if self.local:
+                attempts = await self._store_local(envelope, base, todo)
+            else:
+                assert self.target is not None
+                sent = await relay.send(
+                    self.target,
+                    envelope.mail_from.strip().strip("<>"),
+                    [relay.Copy(c.recipient, stamp(base, c.tracking_id)) for c in todo],
+                    helo=self.hostname,
+                    timeout=self.timeout,
+                    connect_timeout=self.settings.delivery.connect_timeout,
+                )
+                location = str(self.target)
+                attempts = [(a, location) for a in sent]
+            outcomes.update(await self._record(envelope, raw, verdict, todo, attempts, dsn_ok=dsn_ok, retried=retried))
+        return [outcomes[c.tracking_id] for c in claims]
+
+    async def _store_local(self, envelope: Envelope, base: bytes, todo: list[Claim]) -> list[tuple[relay.Attempt, str]]:
+        # Each copy costs two fsyncs; overlapping them (the GIL is released) keeps large fan-outs fast.
+        sem = asyncio.Semaphore(8)
+
+        async def one(c: Claim) -> tuple[relay.Attempt, str]:
+            async with sem:
+                return await asyncio.to_thread(self._store_one, envelope, base, c)
+
+        if len(todo) == 1:
+            return [await asyncio.to_thread(self._store_one, envelope, base, todo[0])]
+        return list(await asyncio.gather(*(one(c) for c in todo)))
+
+    def _store_one(self, envelope: Envelope, base: bytes, c: Claim) -> tuple[relay.Attempt, str]:
+        try:
+            stored = self.maildir.deliver(
+                c.mailbox, c.tracking_id, stamp(base, c.tracking_id), envelope.received_at, check_existing=not c.fresh
+            )
+        except OSError as exc:
+            return relay.Attempt(c.recipient, 0, f"local delivery failed: {exc}"), ""
+        reply = "250 2.0.0 already in mailbox" if stored.already else "250 2.0.0 stored"
+        return relay.Attempt(c.recipient, 250, reply), str(stored.path)
+
+    async def _record(
+        self,
+        envelope: Envelope,
+        raw: bytes,
+        verdict: Verdict,
+        todo: list[Claim],
+        attempts: list[tuple[relay.Attempt, str]],
+        *,
+        dsn_ok: bool,
+        retried: bool,
+    ) -> dict[str, DeliveryOutcome]:
+        d = self.settings.delivery
+        now = time.time()
+        results: list[dict[str, Any]] = []
+        outcomes: dict[str, DeliveryOutcome] = {}
+        failures: list[dsn_mod.Failure] = []
+        deferred = False
+        for c, (a, location) in zip(todo, attempts, strict=True):
+            n = c.attempts + 1
+            rec: dict[str, Any] = {"tracking_id": c.tracking_id, "attempts": n, "reply": a.reply[:4000]}
+            if a.ok:
+                rec.update(status=DELIVERED, location=location, delivered_at=now, next_attempt=0.0)
+            elif a.permanent or queue.expired(envelope.received_at, d.max_queue_age, now):
+                reply = a.reply if a.permanent else f"gave up after {n} attempts: {a.reply}"
+                rec.update(status=FAILED, reply=reply[:4000], next_attempt=0.0)
+                status = a.enhanced_status if a.permanent else "4.4.7"
+                if status.startswith("4"):
+                    status = "4.4.7"
+                failures.append(dsn_mod.Failure(c.recipient, status, reply, self.target.host if self.target else ""))
+            else:
+                deferred = True
+                rec.update(status=DEFERRED, next_attempt=now + queue.next_delay(n, d.retry_schedule))
+            results.append(rec)
+            outcomes[c.tracking_id] = DeliveryOutcome(
+                c.recipient, c.mailbox, c.tracking_id, rec["status"], rec["reply"], rec.get("location", ""), n
+            )
+        if deferred:
+            await self._ensure_raw(envelope, raw)
+        await asyncio.to_thread(self.store.finish, results)
+        for o in outcomes.values():
+            level = logging.INFO if o.status == DELIVERED else logging.WARNING
+            log.log(level, "%s %s -> %s: %s %s", "retry" if retried else "deliver", o.tracking_id, o.recipient, o.status, o.reply)
+        if deferred:
+            self._wake.set()
+        if failures and dsn_ok:
+            await self._bounce(envelope, raw, verdict, failures)
+        return outcomes
+
+    async def _ensure_raw(self, envelope: Envelope, raw: bytes) -> None:
+        """A deferred copy needs the raw message after the spool entry is gone: keep it if nobody did."""
+        row = await asyncio.to_thread(self.store.get_message, envelope.id)
+        if row is not None and row.raw_path and Path(row.raw_path).is_file():
+            return
+        path = await asyncio.to_thread(self.store.retain_raw, envelope, raw, self.settings.raw_dir)
+        await asyncio.to_thread(self.store.set_message_fields, envelope.id, raw_path=path)
+
+    async def _bounce(self, envelope: Envelope, raw: bytes, verdict: Verdict, failures: list[dsn_mod.Failure]) -> None:
+        if not dsn_mod.dsn_allowed(envelope, verdict, self.settings):
+            log.info("message %s: no DSN (null/forged sender or not clean mail)", envelope.id)
+            return
+        try:
+            body, subject, msg_id = dsn_mod.build_dsn(
+                reporting_mta=self.hostname, envelope=envelope, raw=raw, failures=failures
+            )
+            sender = envelope.mail_from.strip().strip("<>")
+            denv = Envelope(
+                mail_from="", rcpt_tos=[sender], direction=Direction.OUTBOUND, listener="dsn",
+                helo=self.hostname, peer_ip="127.0.0.1", size=len(body),
+            )
+            dmsg = Message(
+                raw=body, subject=subject, message_id=msg_id,
+                from_=Address("Mail Delivery System", f"MAILER-DAEMON@{self.hostname}"), to=[Address("", sender)],
+                headers=[("Subject", subject), ("Message-ID", msg_id)],
+            )
+            dverdict = Verdict(Action.DELIVER, 0.0, [], [f"delivery status notification for {envelope.id}"])
+            path = await asyncio.to_thread(self.store.retain_raw, denv, body, self.settings.raw_dir)
+            await asyncio.to_thread(self.store.record_message, denv, dmsg, dverdict, path)
+            await self.deliver(denv, body, dverdict, dmsg)
+            log.info("message %s: DSN %s sent to %s for %d recipient(s)", envelope.id, denv.id, sender, len(failures))
+        except Exception:
+            log.exception("message %s: could not create the DSN", envelope.id)

@@ -1,0 +1,85 @@
+"""Retention: delete retained raw messages older than `retention.raw_days`, except those still queued."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from mailmoat.store.db import DEFERRED, PENDING, SENDING, Store
+from mailmoat.store.models import DeliveryRow, MessageRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PurgeReport:
+    files: int = 0
+    bytes: int = 0
+    kept_queued: int = 0
+
+
+def purge_raw(store: Store, raw_dir: str | os.PathLike[str], days: int, now: float | None = None) -> PurgeReport:
+    """Remove raw files older than `days` (by file time) and clear `raw_path` on their records.
+
+    A message with a copy still waiting for delivery keeps its raw file: the retry queue needs it.
+    `days <= 0` keeps nothing that is not queued.
+    """
+    report = PurgeReport()
+    root = Path(raw_dir)
+    if not root.is_dir():
+        return report
+    cutoff = (now if now is not None else time.time()) - max(0, days) * 86400
+    with store.session() as s:
+        queued = set(
+            s.scalars(
+                select(DeliveryRow.message_id).where(DeliveryRow.status.in_([PENDING, SENDING, DEFERRED])).distinct()
+            )
+        )
+    purged_ids: list[str] = []
+    for day_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in day_dir.iterdir():
+            if not f.is_file():
+                continue
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            if st.st_mtime >= cutoff:
+                continue
+            msg_id = f.name.split(".", 1)[0] if f.suffix == ".eml" else ""
+            if msg_id in queued:
+                report.kept_queued += 1
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+                report.files += 1
+                report.bytes += st.st_size
+                if msg_id:
+                    purged_ids.append(msg_id)
+        with contextlib.suppress(OSError):
+            day_dir.rmdir()  # only succeeds once empty
+    for i in range(0, len(purged_ids), 500):
+        chunk = purged_ids[i : i + 500]
+        with store.session() as s:
+            s.execute(update(MessageRow).where(MessageRow.id.in_(chunk)).values(raw_path=""))
+    return report
+
+
+async def run_retention(store: Store, raw_dir: str | os.PathLike[str], days: int, stop: asyncio.Event, interval: float = 3600.0) -> None:
+    """Purge once now and then every `interval` seconds until `stop` is set."""
+    while not stop.is_set():
+        try:
+            report = await asyncio.to_thread(purge_raw, store, raw_dir, days)
+            if report.files:
+                log.info("retention: removed %d raw messages (%d bytes)", report.files, report.bytes)
+        except Exception:
+            log.exception("retention purge failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

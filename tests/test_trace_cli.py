@@ -1,0 +1,81 @@
+"""`mailmoat trace`: filters, relative and ISO times, text and JSON output."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mailmoat.cli import app
+from mailmoat.cli.trace import parse_when
+from mailmoat.model import Action, Address, Envelope, Finding, Message, Verdict
+from mailmoat.store.db import Store
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "var"
+    store = Store(f"sqlite:///{d / 'mailmoat.db'}")
+    now = time.time()
+    rows = [
+        ("ceo@example.org", "Wire transfer today", Action.QUARANTINE, 12.0, now - 2 * 86400),
+        ("news@example.net", "Weekly newsletter", Action.DELIVER, 0.3, now - 3600),
+    ]
+    for sender, subject, action, score, when in rows:
+        env = Envelope(sender, ["bob@localhost"], received_at=when)
+        msg = Message(subject=subject, from_=Address("", sender), message_id=f"<{int(when)}@x>")
+        store.record_message(env, msg, Verdict(action, score, [Finding("SOME_SYMBOL", score)]), "")
+        status = "held" if action == Action.QUARANTINE else "delivered"
+        store.claim(env.id, [(0, "bob@localhost", "bob@localhost", env.tracking_id(0))], lease_until=0, initial=status)
+    store.close()
+    return d
+
+
+def run(data_dir: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["trace", "--data-dir", str(data_dir), *args])
+    return result.exit_code, result.output
+
+
+def test_parse_when() -> None:
+    now = 1_800_000_000.0
+    assert parse_when("3d", now) == now - 3 * 86400
+    assert parse_when("12h", now) == now - 12 * 3600
+    assert parse_when("30m", now) == now - 1800
+    assert parse_when("2026-01-02T03:04:05Z") == 1767323045.0
+    with pytest.raises(ValueError):
+        parse_when("yesterday")
+
+
+def test_trace_json_filters(data_dir: Path) -> None:
+    code, out = run(data_dir, "--format", "json")
+    assert code == 0, out
+    rows = json.loads(out)
+    assert [r["subject"] for r in rows] == ["Weekly newsletter", "Wire transfer today"]
+    code, out = run(data_dir, "--format", "json", "--since", "1d")
+    assert [r["subject"] for r in json.loads(out)] == ["Weekly newsletter"]
+    code, out = run(data_dir, "--format", "json", "--action", "quarantine", "--sender", "CEO@")
+    (row,) = json.loads(out)
+    assert row["action"] == "quarantine" and row["deliveries"][0]["status"] == "held"
+    assert row["deliveries"][0]["tracking_id"].startswith(row["id"])
+    code, out = run(data_dir, "--format", "json", "--rcpt", "nobody@")
+    assert json.loads(out) == []
+
+
+def test_trace_text_table(data_dir: Path) -> None:
+    code, out = run(data_dir, "--subject", "newsletter")
+    assert code == 0, out
+    assert "Weekly newsletter" in out and "delivered" in out and "1 message(s)" in out
+    code, out = run(data_dir, "--subject", "no such thing")
+    assert code == 0 and "no matching messages" in out
+
+
+def test_trace_bad_options(data_dir: Path) -> None:
+    code, out = run(data_dir, "--since", "last tuesday")
+    assert code == 2 and "3d" in out
+    code, out = run(data_dir, "--format", "xml")
+    assert code == 2
