@@ -107,15 +107,17 @@ class OrgSettings:
             "Finance", "HR", "Human Resources", "Payroll", "IT Support", "IT Helpdesk", "Accounting",
         ]
     )
-    executives: list[str] = field(default_factory=list)
-    brands: list[str] = field(default_factory=list)  # extra brand domains to protect
+    executives: list[str] = field(default_factory=list)  # names a display name may claim ("Zhang Wei", "张伟")
+    names: list[str] = field(default_factory=list)  # the organisation's own names ("Acme", "某某公司")
+    # Extra brands to protect, in the brand-list format: "domain | other.domain | Display Name".
+    brands: list[str] = field(default_factory=list)
 
 
 @dataclass
 class QrSettings:
     enabled: bool = True
     max_images: int = 40
-    max_pixels: int = 40_000_000
+    max_pixels: int = 16_000_000  # per image (a 4000x4000 photo); larger ones are a qr:image-too-large defect
     max_pdf_pages: int = 5
     pdf_dpi: int = 150
     time_budget: float = 2.0  # seconds per message
@@ -137,6 +139,7 @@ class AttachmentSettings:
         default_factory=lambda: [
             "exe", "dll", "scr", "com", "pif", "bat", "cmd", "ps1", "vbs", "vbe", "js", "jse", "wsf",
             "wsh", "hta", "lnk", "msi", "jar", "iso", "img", "vhd", "vhdx", "one", "cpl", "reg",
+            "mobileconfig",  # Apple configuration profiles: install VPNs, root certificates, MDM enrolment
         ]
     )
     warned_exts: list[str] = field(default_factory=lambda: ["docm", "xlsm", "pptm", "html", "htm", "svg", "zip", "rar", "7z"])
@@ -207,6 +210,12 @@ class AccountsSettings:
 class WebSettings:
     secret_key: str = ""  # generated under the data dir when empty
     admin_password: str = ""  # env MAILMOAT_ADMIN_PASSWORD also works
+    session_hours: float = 12.0  # console login lifetime
+    secure_cookies: bool = False  # set the Secure flag (when the console is served over HTTPS)
+    login_window: int = 300  # seconds over which failed logins are counted
+    login_max_per_ip: int = 20  # failed logins from one address in the window before 429
+    login_max_per_user: int = 5  # failed logins for one user name in the window before 429
+    trusted_proxies: list[str] = field(default_factory=list)  # addresses whose X-Forwarded-For is believed
 
 
 @dataclass

@@ -1,0 +1,441 @@
+"""Impersonation: display names claiming a department, an executive or a brand; lookalike From domains; Reply-To elsewhere."""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from typing import ClassVar
+
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
+from mailmoat.model import Address, Direction, Finding, Message, Symbol
+from mailmoat.urlcheck import domains as dom
+from mailmoat.urlcheck.history import History
+from mailmoat.urlcheck.links import abused_tld, free_hosting
+from mailmoat.urlcheck.lookalike import GENERIC_LABELS, DomainCatalog
+
+# An account's usual display names are those of mail older than this (a running wave does not count).
+ESTABLISHED_AFTER = 24 * 3600
+MIN_ESTABLISHED = 3  # messages an account must have sent before "never used this name" means something
+
+FREEMAIL = frozenset(
+    {
+        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com", "yahoo.co.jp",
+        "aol.com", "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de", "mail.com", "mail.ru",
+        "yandex.com", "yandex.ru", "zoho.com", "qq.com", "foxmail.com", "163.com", "126.com", "yeah.net", "sina.com",
+        "sina.cn", "sohu.com", "139.com", "189.cn", "aliyun.com", "tom.com", "21cn.com", "naver.com", "web.de",
+    }
+)  # fmt: skip
+
+SYMBOLS = (
+    Symbol(
+        "IMPERSONATION_DEPARTMENT",
+        5.0,
+        "impersonation",
+        "Mail from outside whose display name is an internal department",
+    ),
+    Symbol(
+        "IMPERSONATION_DEPARTMENT_MENTION",
+        1.0,
+        "impersonation",
+        "Mail from outside whose display name mentions an internal department",
+    ),
+    Symbol(
+        "IMPERSONATION_EXECUTIVE",
+        6.0,
+        "impersonation",
+        "Mail from outside whose display name is one of the organisation's executives",
+    ),
+    Symbol(
+        "INTERNAL_UNUSUAL_DISPLAY_NAME",
+        6.0,
+        "impersonation",
+        "An internal account sends as a department or executive it has never sent as before",
+    ),
+    Symbol(
+        "INTERNAL_NEW_ACCOUNT_AS_DEPARTMENT",
+        2.0,
+        "impersonation",
+        "An internal account without sending history sends as a department or executive",
+    ),
+    Symbol(
+        "FROM_LOOKALIKE_PROTECTED",
+        8.0,
+        "impersonation",
+        "From domain is a lookalike of the organisation's own domain",
+    ),
+    Symbol(
+        "FROM_SIMILAR_PROTECTED",
+        3.0,
+        "impersonation",
+        "From domain resembles the organisation's own domain (same name elsewhere or name inside)",
+    ),
+    Symbol(
+        "FROM_LOOKALIKE_BRAND",
+        5.0,
+        "impersonation",
+        "From domain is a lookalike of a well-known brand's domain",
+    ),
+    Symbol("FROM_TYPO_BRAND", 3.5, "impersonation", "From domain is a near-miss spelling of a well-known brand's domain"),
+    Symbol("FROM_FREE_HOSTING", 1.5, "impersonation", "From domain is a tenant of a free platform (e.g. *.onmicrosoft.com)"),
+    Symbol("FROM_SUSPICIOUS_TLD", 1.0, "impersonation", "From domain is under a much-abused top-level domain"),
+    Symbol(
+        "FROM_BRAND_IN_DOMAIN",
+        2.5,
+        "impersonation",
+        "From domain carries a brand's name but does not belong to the brand",
+    ),
+    Symbol(
+        "FROM_SPOOFS_PROTECTED",
+        3.0,
+        "impersonation",
+        "Mail from outside claims a From address in the organisation's own domain",
+    ),
+    Symbol(
+        "DISPLAY_NAME_BRAND",
+        3.0,
+        "impersonation",
+        "Display name claims a well-known brand that the From domain does not belong to",
+    ),
+    Symbol(
+        "DISPLAY_NAME_ADDRESS_MISMATCH",
+        3.0,
+        "impersonation",
+        "Display name shows an email address other than the real sender",
+    ),
+    Symbol(
+        "DISPLAY_NAME_SPOOFS_INTERNAL",
+        5.0,
+        "impersonation",
+        "Display name shows an internal address while the mail comes from elsewhere",
+    ),
+    Symbol(
+        "REPLY_TO_DIFFERENT_DOMAIN", 1.0, "impersonation", "Replies go to another domain than the From domain"
+    ),
+    Symbol(
+        "REPLY_TO_FREEMAIL",
+        3.0,
+        "impersonation",
+        "Replies go to a free mailbox while the From address is an organisation's",
+    ),
+)
+
+_ROLE_LOCALS = frozenset(
+    {"finance", "hr", "payroll", "caiwu", "renshi", "xingzheng", "admin", "it", "accounting", "accounts", "people", "helpdesk"}
+)
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_EMAIL_IN_NAME = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+_LATIN_FILLER = frozenset(
+    [
+        "team",
+        "department",
+        "dept",
+        "office",
+        "desk",
+        "services",
+        "service",
+        "support",
+        "center",
+        "centre",
+        "group",
+        "admin",
+        "administration",
+        "the",
+        "of",
+        "and",
+        "notification",
+        "notifications",
+        "notice",
+        "no-reply",
+        "noreply",
+        "inc",
+        "ltd",
+        "llc",
+        "corp",
+        "co",
+        "company",
+        "dept.",
+        "department.",
+        "staff",
+    ]
+)
+_CJK_SUFFIX = re.compile(
+    r"(?:部门|部|中心|处|科|组|团队|办公室|通知|公司|集团|总部|本公司|全体|管理|服务|系统|平台)"
+)
+_OTHER_COMPANY = re.compile(r"有限|股份|集团|\b(?:ltd|inc|llc|corp|co)\b", re.I)
+_SPECIFIC_CJK = re.compile(r"(?:部|处|科|中心|办公室)$")
+
+
+def _norm(text: str) -> str:
+    t = unicodedata.normalize("NFKC", text).strip().strip("\"'").strip()
+    return re.sub(r"\s+", " ", t)
+
+
+def _latin_pattern(term: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![a-z0-9])" + re.escape(term.lower()) + r"(?![a-z0-9])")
+
+
+class ImpersonationAnalyzer(BaseAnalyzer):
+    name: ClassVar[str] = "impersonation"
+    symbols: ClassVar[tuple[Symbol, ...]] = SYMBOLS
+    stage: ClassVar[int] = 1  # sees the authentication results of stage 0
+
+    def __init__(self, env: AnalyzerEnv) -> None:
+        super().__init__(env)
+        s = env.settings
+        self.catalog = DomainCatalog(list(s.server.domains), list(s.org.brands))
+        self.departments = [_norm(d) for d in s.org.departments if d.strip()]
+        self.executives = [_norm(e) for e in s.org.executives if e.strip()]
+        self.org_names = [_norm(n) for n in s.org.names if n.strip()]
+        self._dept_latin = [(d, _latin_pattern(d)) for d in self.departments if not _CJK.search(d)]
+        self._dept_cjk = sorted((d for d in self.departments if _CJK.search(d)), key=len, reverse=True)
+        brand_names: list[tuple[str, re.Pattern[str] | None, str]] = []
+        for b in self.catalog.brands:
+            for n in b.names:
+                if len(n) < 4 and not _CJK.search(n):
+                    continue
+                if n.lower() in GENERIC_LABELS or n.lower() in ("target", "chase", "ledger", "steam", "wise"):
+                    continue
+                pat = None if _CJK.search(n) else _latin_pattern(n)
+                brand_names.append((n, pat, b.name))
+        self._brand_names = brand_names
+        self.history = History(env.store) if env.store is not None else None
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def department_claim(self, display: str) -> tuple[str, bool] | None:
+        """(department, strong) when a display name claims a department; strong = it is little else."""
+        name = _norm(display)
+        low = name.lower()
+        for term in self._dept_cjk:
+            if term in name:
+                rest = name
+                for t in self._dept_cjk + self.org_names:
+                    rest = rest.replace(t, "")
+                core = re.findall(r"\w", _CJK_SUFFIX.sub("", rest))
+                # "财务部", "公司财务部", "财务部-工资补贴" claim our department; "某某贸易有限公司/财务部"
+                # is another company's own department.
+                other_company = bool(_OTHER_COMPANY.search(rest))
+                strong = not core or (bool(_SPECIFIC_CJK.search(term)) and len(core) <= 4 and not other_company)
+                return term, strong
+        for term, pat in self._dept_latin:
+            if pat.search(low):
+                rest = low
+                for _t, p in self._dept_latin:
+                    rest = p.sub(" ", rest)
+                for org in self.org_names:
+                    rest = rest.replace(org.lower(), " ")
+                words = [w for w in re.split(r"[^\w-]+", rest) if w and w not in _LATIN_FILLER]
+                return term, not words
+        return None
+
+    def executive_claim(self, display: str) -> str | None:
+        name = _norm(display).lower()
+        for ex in self.executives:
+            e = ex.lower()
+            if _CJK.search(e):
+                if e.replace(" ", "") in name.replace(" ", ""):
+                    return ex
+            else:
+                tokens = [t for t in re.split(r"[\s.,]+", e) if t]
+                if tokens and all(_latin_pattern(t).search(name) for t in tokens):
+                    return ex
+        return None
+
+    def brand_claim(self, display: str) -> tuple[str, str] | None:
+        """(name shown, brand) when a display name names a well-known brand."""
+        name = _norm(display)
+        low = name.lower()
+        for n, pat, brand in self._brand_names:
+            if (pat is None and n in name) or (pat is not None and pat.search(low)):
+                return n, brand
+        return None
+
+    # -- analysis -------------------------------------------------------------------------------
+
+    async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
+        msg, env = ctx.message, ctx.envelope
+        frm = msg.from_
+        out: list[Finding] = []
+        if not frm.addr:
+            return out
+        from_domain = frm.domain
+        internal_from = bool(from_domain) and self.catalog.is_protected(from_domain)
+        display = _norm(frm.display)
+        if env.direction == Direction.INBOUND:
+            out.extend(self._inbound_display(display, frm, internal_from))
+            out.extend(self._from_domain(from_domain, internal_from, ctx))
+            if from_domain and not internal_from:
+                out.extend(self._from_platform(from_domain))
+        elif env.direction == Direction.INTERNAL and display:
+            out.extend(self._internal_display(display, frm))
+        out.extend(self._display_address(display, frm, env.direction))
+        out.extend(self._reply_to(msg, frm))
+        return out
+
+    def _inbound_display(self, display: str, frm: Address, internal_from: bool) -> list[Finding]:
+        out: list[Finding] = []
+        if not display or internal_from:
+            return out
+        shown = f'"{display}" <{frm.addr}>'
+        ex = self.executive_claim(display)
+        if ex:
+            out.append(
+                self.finding(
+                    "IMPERSONATION_EXECUTIVE",
+                    f"{shown}: display name is executive {ex!r} but the mail comes from outside",
+                    {"claim": ex},
+                )
+            )
+        dept = self.department_claim(display)
+        if dept:
+            term, strong = dept
+            sym = "IMPERSONATION_DEPARTMENT" if strong else "IMPERSONATION_DEPARTMENT_MENTION"
+            verb = "claims" if strong else "mentions"
+            out.append(
+                self.finding(
+                    sym,
+                    f"{shown}: display name {verb} internal department {term!r} on mail from outside",
+                    {"claim": term},
+                )
+            )
+        brand = self.brand_claim(display)
+        if brand:
+            shown_name, bname = brand
+            real = self.catalog.brand_of(frm.domain) if frm.domain else None
+            if (real is None or real.name != bname) and not self._brand_country_site(frm.domain, bname):
+                out.append(
+                    self.finding(
+                        "DISPLAY_NAME_BRAND",
+                        f"{shown}: display name claims {shown_name!r} but {frm.domain} is not {bname}'s",
+                        {"claim": shown_name, "brand": bname},
+                    )
+                )
+        return out
+
+    def _brand_country_site(self, domain: str, brand: str) -> bool:
+        """True for the brand's name under another suffix (yahoo.ca, ebay.com.cn): usually its own site."""
+        label = dom.label_of(domain) if domain else ""
+        return bool(label) and any(
+            b.name == brand and any(dom.label_of(d) == label for d in b.domains) for b in self.catalog.brands
+        )
+
+    def _from_domain(self, from_domain: str, internal_from: bool, ctx: AnalysisContext) -> list[Finding]:
+        out: list[Finding] = []
+        if not from_domain:
+            return out
+        if internal_from:
+            authenticated = any(f.symbol in ("DMARC_PASS", "AUTH_INTERNAL") for f in ctx.prior)
+            if not authenticated:
+                out.append(
+                    self.finding(
+                        "FROM_SPOOFS_PROTECTED",
+                        f"From {ctx.message.from_.addr} is in the organisation's domain {from_domain}, but the mail came from outside ({ctx.envelope.peer_ip or 'unknown client'}) without DMARC pass",
+                        {"domain": from_domain},
+                    )
+                )
+            return out
+        look = self.catalog.check(from_domain)
+        if look is None:
+            return out
+        data = {"domain": from_domain, "imitates": look.target, "kind": look.kind, "brand": look.brand}
+        ev = f"From domain {look.describe()}"
+        if look.protected:
+            strong = look.kind in ("homoglyph", "idn-homograph", "typo")
+            out.append(
+                self.finding("FROM_LOOKALIKE_PROTECTED" if strong else "FROM_SIMILAR_PROTECTED", ev, data)
+            )
+        elif look.kind in ("homoglyph", "idn-homograph"):
+            out.append(self.finding("FROM_LOOKALIKE_BRAND", ev, data))
+        elif look.kind == "typo":
+            out.append(self.finding("FROM_TYPO_BRAND", ev, data))
+        else:
+            out.append(self.finding("FROM_BRAND_IN_DOMAIN", ev, data))
+        return out
+
+    def _from_platform(self, from_domain: str) -> list[Finding]:
+        out: list[Finding] = []
+        platform = free_hosting(from_domain)
+        if platform:
+            ev = f"From domain {from_domain} is a tenant of {platform}, where anyone can create a sender"
+            out.append(self.finding("FROM_FREE_HOSTING", ev, {"domain": from_domain}))
+        tld = abused_tld(from_domain)
+        if tld:
+            ev = f"From domain {from_domain} is under the much-abused .{tld}"
+            out.append(self.finding("FROM_SUSPICIOUS_TLD", ev, {"domain": from_domain}))
+        return out
+
+    def _internal_display(self, display: str, frm: Address) -> list[Finding]:
+        claim = self.executive_claim(display)
+        if claim is None:
+            dept = self.department_claim(display)
+            claim = dept[0] if dept else None
+        if claim is None or self.history is None or not self.history.mature():
+            return []
+        local = frm.local.lower()
+        past = self.history.display_names(frm.addr, before=time.time() - ESTABLISHED_AFTER)
+        if past is None:
+            return []
+        count, names = past
+        shown = f'"{display}" <{frm.addr}>'
+        if display.lower() in {_norm(n).lower() for n in names}:
+            return []
+        if count >= MIN_ESTABLISHED:
+            usual = ", ".join(sorted(f'"{n}"' for n in names if n)[:3]) or "no display name"
+            return [
+                self.finding(
+                    "INTERNAL_UNUSUAL_DISPLAY_NAME",
+                    f"{shown}: internal account sends as {claim!r}, which it never used in {count} earlier messages (usually {usual})",
+                    {"claim": claim, "history": count},
+                )
+            ]
+        # Role mailboxes (finance@, hr@, caiwu@) sending as their department are normal.
+        if not set(re.split(r"[._+-]+", local)) & _ROLE_LOCALS:
+            return [
+                self.finding(
+                    "INTERNAL_NEW_ACCOUNT_AS_DEPARTMENT",
+                    f"{shown}: internal account with little sending history ({count} messages) sends as {claim!r}",
+                    {"claim": claim, "history": count},
+                )
+            ]
+        return []
+
+    def _display_address(self, display: str, frm: Address, direction: Direction) -> list[Finding]:
+        out: list[Finding] = []
+        for shown_addr in _EMAIL_IN_NAME.findall(display):
+            shown_domain = shown_addr.rpartition("@")[2].lower()
+            if shown_addr.lower() == frm.addr.lower() or dom.registrable(shown_domain) == dom.registrable(
+                frm.domain
+            ):
+                continue
+            ev = f'display name "{display}" shows {shown_addr} but the sender is {frm.addr}'
+            if (
+                self.catalog.is_protected(shown_domain)
+                and direction == Direction.INBOUND
+                and not self.catalog.is_protected(frm.domain)
+            ):
+                out.append(self.finding("DISPLAY_NAME_SPOOFS_INTERNAL", ev, {"shown": shown_addr}))
+            else:
+                out.append(self.finding("DISPLAY_NAME_ADDRESS_MISMATCH", ev, {"shown": shown_addr}))
+            break
+        return out
+
+    def _reply_to(self, msg: Message, frm: Address) -> list[Finding]:
+        from_reg = dom.registrable(frm.domain) if frm.domain else ""
+        for rt in msg.reply_to:
+            rdom = rt.domain
+            if not rdom or not from_reg:
+                continue
+            rreg = dom.registrable(rdom)
+            if rreg == from_reg:
+                continue
+            fb, rb = self.catalog.brand_of(frm.domain), self.catalog.brand_of(rdom)
+            if fb is not None and rb is not None and fb.name == rb.name:
+                continue
+            ev = f"From {frm.addr} but replies go to {rt.addr}"
+            if rreg in FREEMAIL and from_reg not in FREEMAIL:
+                return [self.finding("REPLY_TO_FREEMAIL", ev, {"reply_to": rt.addr})]
+            if msg.header("List-Id") or msg.header("List-Unsubscribe"):
+                continue  # lists and newsletters point replies elsewhere by design
+            return [self.finding("REPLY_TO_DIFFERENT_DOMAIN", ev, {"reply_to": rt.addr})]
+        return []

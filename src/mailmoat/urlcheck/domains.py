@@ -1,0 +1,100 @@
+"""Domain helpers: registrable domain (offline public suffix list), IDN conversion, parents, IP tests."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+import tldextract
+
+_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def to_ascii(host: str) -> str:
+    """The A-label (punycode) form of a host name; the input unchanged when it cannot be encoded."""
+    host = host.strip().strip(".").lower()
+    if host.isascii():
+        return host
+    labels = []
+    for label in host.split("."):
+        if label.isascii():
+            labels.append(label)
+            continue
+        try:
+            labels.append(label.encode("idna").decode("ascii"))
+        except UnicodeError:
+            return host
+    return ".".join(labels)
+
+
+def to_unicode(host: str) -> str:
+    """The U-label (Unicode) form of a host name, decoding every xn-- label that decodes."""
+    host = host.strip().strip(".").lower()
+    labels = []
+    for label in host.split("."):
+        if label.startswith("xn--"):
+            try:
+                labels.append(label.encode("ascii").decode("idna"))
+                continue
+            except UnicodeError:
+                pass
+        labels.append(label)
+    return ".".join(labels)
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=50_000)
+def split(host: str) -> tuple[str, str, str]:
+    """(subdomain, label, suffix) of a host in A-label form, e.g. ('www', 'example', 'co.uk')."""
+    h = to_ascii(host)
+    ext = _EXTRACT(h)
+    if not ext.suffix and "." in h and not is_ip(h):
+        # A name outside the public suffix list (.test, .corp, .internal): its last label acts as the suffix.
+        labels = h.split(".")
+        return ".".join(labels[:-2]), labels[-2], labels[-1]
+    return ext.subdomain, ext.domain, ext.suffix
+
+
+def registrable(host: str) -> str:
+    """The registrable domain (eTLD+1) of a host, or the host itself for IPs and bare suffixes."""
+    h = to_ascii(host)
+    if not h or is_ip(h):
+        return h
+    _, label, suffix = split(h)
+    if not label:
+        return h
+    return f"{label}.{suffix}" if suffix else label
+
+
+def label_of(host: str) -> str:
+    """The registrable label of a host: 'paypal' for 'www.paypal.co.uk'."""
+    return split(host)[1]
+
+
+def parents(host: str) -> list[str]:
+    """The host and every parent down to its registrable domain, most specific first."""
+    h = to_ascii(host)
+    reg = registrable(h)
+    out = [h]
+    while h != reg and "." in h:
+        h = h.split(".", 1)[1]
+        out.append(h)
+    return out
+
+
+def in_domains(host: str, domains: set[str]) -> bool:
+    """True when host is one of domains or a subdomain of one."""
+    h = to_ascii(host)
+    while True:
+        if h in domains:
+            return True
+        if "." not in h:
+            return False
+        h = h.split(".", 1)[1]

@@ -1,0 +1,83 @@
+"""Read-only questions to the store's history: has this site seen a domain, a display name, before?"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+
+from mailmoat.store.models import IndicatorRow, MessageRow
+
+log = logging.getLogger(__name__)
+
+# Until the store has recorded this many messages, "never seen before" means nothing.
+MIN_HISTORY = 200
+
+
+class History:
+    """Store queries used by analyzers; every error is logged and answered with 'unknown' (None)."""
+
+    def __init__(self, store: Any, min_history: int = MIN_HISTORY) -> None:
+        self.store = store
+        self.min_history = min_history
+        self._size: tuple[float, int] | None = None
+
+    def _session(self) -> Any:
+        return self.store.session()
+
+    def size(self) -> int | None:
+        """Number of recorded messages (cached for a minute)."""
+        now = time.monotonic()
+        if self._size and now - self._size[0] < 60:
+            return self._size[1]
+        try:
+            with self._session() as s:
+                n = int(s.execute(select(func.count()).select_from(MessageRow)).scalar_one())
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        self._size = (now, n)
+        return n
+
+    def mature(self) -> bool:
+        n = self.size()
+        return n is not None and n >= self.min_history
+
+    def unseen_domains(self, domains: dict[str, list[str]]) -> set[str] | None:
+        """Registrable domains (keys) of which neither the domain nor any of its hosts (values) was ever recorded."""
+        if not domains:
+            return set()
+        values = {v for reg, hosts in domains.items() for v in [reg, *hosts]}
+        try:
+            with self._session() as s:
+                rows = s.execute(
+                    select(IndicatorRow.value)
+                    .where(IndicatorRow.kind.in_(("url_domain", "sender_domain")), IndicatorRow.value.in_(values))
+                    .distinct()
+                ).scalars()
+                seen = {str(v).lower() for v in rows}
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        return {reg for reg, hosts in domains.items() if reg not in seen and not seen.intersection(hosts)}
+
+    def display_names(self, addr: str, before: float, limit: int = 5000) -> tuple[int, set[str]] | None:
+        """(messages recorded from this From address before `before`, display names it used), or None when unknown.
+
+        Only mail older than `before` counts, so a wave that started minutes ago cannot make its
+        own display name look usual.
+        """
+        try:
+            with self._session() as s:
+                rows = s.execute(
+                    select(MessageRow.from_display)
+                    .where(MessageRow.from_addr.in_({addr, addr.lower()}), MessageRow.received_at < before)
+                    .limit(limit)
+                ).scalars()
+                names = [str(r or "") for r in rows]
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        return len(names), {n.strip() for n in names}

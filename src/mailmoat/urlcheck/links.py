@@ -1,0 +1,111 @@
+"""Link tricks: URL shorteners, open redirects (the target hidden in the URL), domains shown in anchor text."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from mailmoat.urlcheck import domains as dom
+
+
+def load_list(name: str) -> frozenset[str]:
+    """A packaged data list (`mailmoat/data/<name>`): one lower-case entry per line, '# comments'."""
+    text = resources.files("mailmoat").joinpath(f"data/{name}").read_text(encoding="utf-8")
+    return frozenset(ln.split("#", 1)[0].strip().lower() for ln in text.splitlines() if ln.split("#", 1)[0].strip())
+
+
+SHORTENERS = load_list("url_shorteners.txt")
+FREE_HOSTING = load_list("abused_hosting.txt")
+ABUSED_TLDS = load_list("abused_tlds.txt")
+
+
+def free_hosting(host: str) -> str:
+    """The free-hosting / tenant platform a host lives on ('' when none)."""
+    h = dom.to_ascii(host)
+    while h:
+        if h in FREE_HOSTING:
+            return h
+        if "." not in h:
+            return ""
+        h = h.split(".", 1)[1]
+    return ""
+
+
+def abused_tld(host: str) -> str:
+    """The host's top-level domain when it is one of the much-abused ones ('' otherwise)."""
+    tld = dom.to_ascii(host).rpartition(".")[2]
+    return tld if tld in ABUSED_TLDS else ""
+
+# Hosts whose redirect endpoints are abused to launder a phishing link behind a trusted name.
+_PATH_REDIRECTS = (re.compile(r"^/amp/s/(?P<t>.+)$"), re.compile(r"^/(?:redirect|r|out|go|link|url)/(?P<t>https?(?::|%3a).+)$", re.I))
+_URL_IN_VALUE = re.compile(r"^(?:https?:)?//[^\s/?#]+\.[^\s/?#]+", re.I)
+
+
+def is_shortener(host: str) -> bool:
+    h = dom.to_ascii(host)
+    return h in SHORTENERS or (h.startswith("www.") and h[4:] in SHORTENERS)
+
+
+def _as_url(value: str) -> str | None:
+    v = value.strip()
+    for _ in range(3):  # links are often encoded two or three times over
+        if _URL_IN_VALUE.match(v):
+            return v if not v.startswith("//") else "https:" + v
+        if "%" not in v:
+            break
+        v = unquote(v)
+    return None
+
+
+def redirect_targets(url: str) -> list[str]:
+    """URLs carried inside a URL's query string or path (open redirects, tracking and AMP links)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found: list[str] = []
+    for _, value in parse_qsl(parts.query, keep_blank_values=False):
+        t = _as_url(value)
+        if t:
+            found.append(t)
+    for rx in _PATH_REDIRECTS:
+        m = rx.match(parts.path)
+        if m:
+            target = unquote(m.group("t"))
+            if parts.path.startswith("/amp/s/"):
+                target = "https://" + target
+            found.append(target)
+    if parts.fragment:
+        t = _as_url(parts.fragment.lstrip("!/"))
+        if t:
+            found.append(t)
+    return found
+
+
+def host_of(url: str) -> str:
+    """Lower-case host of a URL ('' when it has none or cannot be parsed)."""
+    try:
+        return (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return ""
+
+
+_HOST_IN_TEXT = re.compile(
+    r"(?:(?:https?://)?(?P<host>(?:[\w-]{1,63}\.)+(?:[a-z]{2,24}|xn--[a-z0-9-]{2,59})))(?=$|[\s/:?#,;)\]>\"'])",
+    re.I,
+)
+_FILE_LIKE = re.compile(r"\.(?:pdf|docx?|xlsx?|pptx?|zip|rar|7z|png|jpe?g|gif|txt|html?|exe|csv|eml|msg|svg)$", re.I)
+
+
+def hosts_in_text(text: str) -> list[str]:
+    """Host names a reader would take for a web address in visible text ('www.bank.com', 'https://x.y/')."""
+    out: list[str] = []
+    for m in _HOST_IN_TEXT.finditer(text.strip()):
+        host = m.group("host").lower().rstrip(".")
+        if _FILE_LIKE.search(host) or "@" in text[max(0, m.start() - 1) : m.start()]:
+            continue
+        _, label, suffix = dom.split(host)
+        if label and suffix:
+            out.append(host)
+    return out

@@ -1,0 +1,159 @@
+"""Impersonation: departments, executives, brands, lookalike From domains, Reply-To, internal accounts with history."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+from mailmoat.analyzers.impersonation import ImpersonationAnalyzer
+from mailmoat.config import Settings
+from mailmoat.model import Action, Direction, Envelope, Finding, Verdict
+from mailmoat.store.db import Store
+from tests.support.detmsg import message, simple
+
+ORG = "acme-corp.cn"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    s = Settings()
+    s.data_dir = str(tmp_path / "var")
+    s.server.domains = [ORG]
+    s.org.executives = ["Zhang Wei", "李强"]
+    s.org.names = ["Acme"]
+    return s
+
+
+async def _scan(an: ImpersonationAnalyzer, from_: str, direction: Direction = Direction.INBOUND, extra: str = "", prior: list[Finding] | None = None) -> dict[str, Finding]:
+    msg = message(simple(from_, extra=extra))
+    env = Envelope(mail_from=msg.from_.addr, rcpt_tos=[f"staff@{ORG}"], peer_ip="203.0.113.9", direction=direction)
+    ctx = AnalysisContext(message=msg, envelope=env, settings=an.env.settings, prior=list(prior or []))
+    return {f.symbol: f for f in await an.analyze(ctx)}
+
+
+@pytest.mark.parametrize(
+    "from_",
+    ["财务部 <notice@mail-service.cn>", "公司财务部 <a@b-mail.com>", "财务部-工资补贴 <a@b-mail.com>", "人事行政部 <x@qq.com>", "Payroll Team <pay@outside.example>", "HR Department <hr@hr-portal.example>", "Acme Finance <f@outside.example>"],
+)
+async def test_outside_mail_claiming_a_department(settings: Settings, from_: str) -> None:
+    got = await _scan(ImpersonationAnalyzer(AnalyzerEnv(settings=settings)), from_)
+    f = got["IMPERSONATION_DEPARTMENT"]
+    assert f.score == 5.0
+    assert "from outside" in f.evidence and f.data["claim"]
+
+
+@pytest.mark.parametrize("from_", ["Yahoo Finance <news@yahoo.com>", "深圳市信达贸易有限公司/财务部 <feng@trade.example>"])
+async def test_department_word_in_a_longer_name_is_only_a_mention(settings: Settings, from_: str) -> None:
+    got = await _scan(ImpersonationAnalyzer(AnalyzerEnv(settings=settings)), from_)
+    assert "IMPERSONATION_DEPARTMENT" not in got
+    assert got["IMPERSONATION_DEPARTMENT_MENTION"].score <= 1.0
+
+
+async def test_sender_platforms_and_typos(settings: Settings) -> None:
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan(an, "Notice <n@qmhs.onmicrosoft.com>")
+    assert "onmicrosoft.com" in got["FROM_FREE_HOSTING"].evidence and "FROM_BRAND_IN_DOMAIN" not in got
+    got = await _scan(an, "Wells <alerts@wellsfrago.com>")
+    assert got["FROM_TYPO_BRAND"].data["imitates"] == "wellsfargo.com"
+    assert "FROM_SUSPICIOUS_TLD" in await _scan(an, "Deals <d@cheap-deals.top>")
+    # A brand's own country domain is not a lookalike.
+    assert await _scan(an, "Yahoo <news@yahoo.ca>") == {}
+
+
+async def test_ordinary_outside_sender_is_clean(settings: Settings) -> None:
+    got = await _scan(ImpersonationAnalyzer(AnalyzerEnv(settings=settings)), "Li Na <lina@partner.example>")
+    assert got == {}
+
+
+async def test_department_from_own_domain_inbound_without_dmarc_is_a_spoof(settings: Settings) -> None:
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan(an, f"财务部 <caiwu@{ORG}>")
+    assert "IMPERSONATION_DEPARTMENT" not in got  # the domain is ours: the claim itself is not the issue
+    assert ORG in got["FROM_SPOOFS_PROTECTED"].evidence
+    dmarc = Finding(symbol="DMARC_PASS", score=-1.0)
+    assert await _scan(an, f"财务部 <caiwu@{ORG}>", prior=[dmarc]) == {}
+
+
+@pytest.mark.parametrize("from_", ["Zhang Wei <zw.ceo@gmail.com>", "zhang wei (CEO) <ceo@exec-mail.example>", "李强总 <lq@163.com>"])
+async def test_executive_names_from_outside(settings: Settings, from_: str) -> None:
+    got = await _scan(ImpersonationAnalyzer(AnalyzerEnv(settings=settings)), from_)
+    assert got["IMPERSONATION_EXECUTIVE"].score == 6.0
+
+
+async def test_lookalike_of_own_domain(settings: Settings) -> None:
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan(an, "HR <hr@acme-c0rp.cn>")
+    f = got["FROM_LOOKALIKE_PROTECTED"]
+    assert f.data["imitates"] == ORG and "look-alike characters" in f.evidence
+    # The external side of the internal-fraud wave: department name + lookalike reaches quarantine.
+    assert sum(x.score for x in got.values()) >= settings.policy.thresholds.quarantine
+    got = await _scan(an, "News <n@acme-corp.net>")
+    assert "FROM_SIMILAR_PROTECTED" in got and "FROM_LOOKALIKE_PROTECTED" not in got
+
+
+async def test_brand_display_and_lookalike_domain(settings: Settings) -> None:
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan(an, "PayPal Service <service@paypa1.com>")
+    assert "DISPLAY_NAME_BRAND" in got
+    assert got["FROM_LOOKALIKE_BRAND"].data["imitates"] == "paypal.com"
+    assert await _scan(an, "PayPal <service@paypal.com>") == {}
+    got = await _scan(an, "国家税务总局 <tax@tax-refund.example>")
+    assert "国家税务总局" in got["DISPLAY_NAME_BRAND"].evidence
+
+
+async def test_display_name_with_another_address(settings: Settings) -> None:
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan(an, f'"boss@{ORG}" <boss.acme@gmail.com>')
+    assert f"boss@{ORG}" in got["DISPLAY_NAME_SPOOFS_INTERNAL"].evidence
+    got = await _scan(an, '"support@bank.example" <x@gmail.com>')
+    assert "DISPLAY_NAME_ADDRESS_MISMATCH" in got
+    assert await _scan(an, '"x@gmail.com" <x@gmail.com>') == {}
+
+
+async def test_reply_to(settings: Settings) -> None:
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan(an, "Billing <billing@vendor.example>", extra="Reply-To: pay.vendor@gmail.com\r\n")
+    assert "pay.vendor@gmail.com" in got["REPLY_TO_FREEMAIL"].evidence
+    got = await _scan(an, "Billing <billing@vendor.example>", extra="Reply-To: ap@other.example\r\n")
+    assert "REPLY_TO_DIFFERENT_DOMAIN" in got
+    got = await _scan(an, "List <l@vendor.example>", extra="Reply-To: ap@other.example\r\nList-Id: <news.vendor.example>\r\n")
+    assert got == {}
+    assert await _scan(an, "Billing <billing@vendor.example>", extra="Reply-To: ar@mail.vendor.example\r\n") == {}
+
+
+def _record(store: Store, addr: str, display: str, when: float) -> None:
+    raw = simple(f"{display} <{addr}>" if display else addr, subject=f"note {when}")
+    msg = message(raw)
+    env = Envelope(mail_from=addr, rcpt_tos=[f"c@{ORG}"], received_at=when, direction=Direction.INTERNAL)
+    store.record_message(env, msg, Verdict(action=Action.DELIVER, score=0.0))
+
+
+async def test_internal_account_sending_as_department_it_never_used(settings: Settings, tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'h.db'}")
+    old = time.time() - 10 * 86400
+    for i in range(4):
+        _record(store, f"alice@{ORG}", "Alice Wang", old + i)
+        _record(store, f"finance@{ORG}", "财务部", old + i)
+    _record(store, f"alice@{ORG}", "财务部", time.time() - 60)  # the wave's first message, minutes ago
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings, store=store))
+    assert an.history is not None
+    an.history.min_history = 5
+    got = await _scan(an, f"财务部 <alice@{ORG}>", direction=Direction.INTERNAL)
+    f = got["INTERNAL_UNUSUAL_DISPLAY_NAME"]
+    assert "Alice Wang" in f.evidence and f.data["history"] == 4
+    # The real finance mailbox sends as itself: nothing.
+    assert await _scan(an, f"财务部 <finance@{ORG}>", direction=Direction.INTERNAL) == {}
+    # An account with no history claiming a department: a weak signal.
+    got = await _scan(an, f"人事部 <bob@{ORG}>", direction=Direction.INTERNAL)
+    assert got["INTERNAL_NEW_ACCOUNT_AS_DEPARTMENT"].score < 5
+    # Outside-only checks do not fire on internal mail.
+    assert "IMPERSONATION_DEPARTMENT" not in got
+    store.close()
+
+
+async def test_internal_without_store_says_nothing(settings: Settings) -> None:
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    assert await _scan(an, f"财务部 <alice@{ORG}>", direction=Direction.INTERNAL) == {}

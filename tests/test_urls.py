@@ -1,0 +1,205 @@
+"""Phishing links: lookalikes, homographs, anchors, IP/port/shortener/redirect tricks, credential forms, QR URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+from mailmoat.analyzers.urls import UrlAnalyzer
+from mailmoat.config import Settings
+from mailmoat.model import Action, Envelope, Finding, Url, Verdict
+from mailmoat.store.db import Store
+from mailmoat.urlcheck.links import hosts_in_text, redirect_targets
+from mailmoat.urlcheck.lookalike import DomainCatalog, edit_distance, skeleton
+from tests.support.detmsg import message, simple, url
+
+ORG = "acme-corp.cn"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    s = Settings()
+    s.data_dir = str(tmp_path / "var")
+    s.server.domains = [ORG]
+    return s
+
+
+@pytest.fixture
+def analyzer(settings: Settings) -> UrlAnalyzer:
+    return UrlAnalyzer(AnalyzerEnv(settings=settings))
+
+
+async def _scan(an: UrlAnalyzer, urls: list[Url], html: str = "", from_: str = "Notice <n@sender.example>") -> dict[str, Finding]:
+    msg = message(simple(from_), urls=urls, html=html)
+    env = Envelope(mail_from=msg.from_.addr, rcpt_tos=[f"staff@{ORG}"])
+    return {f.symbol: f for f in await an.analyze(AnalysisContext(message=msg, envelope=env, settings=an.env.settings))}
+
+
+def test_skeleton_and_distance() -> None:
+    assert skeleton("pаypa1") == "paypal"  # Cyrillic а, digit one
+    assert skeleton("rnicrosoft") == "microsoft"
+    assert edit_distance("microsfot", "microsoft", 1) == 1
+    assert edit_distance("abcdef", "uvwxyz", 1) == 2
+
+
+@pytest.mark.parametrize(
+    ("host", "target", "kind"),
+    [
+        ("paypa1.com", "paypal.com", "homoglyph"),
+        ("xn--pypal-4ve.com", "paypal.com", "idn-homograph"),
+        ("micros0ft-support.net", "microsoft.com", "homoglyph"),
+        ("rnicrosoft.com", "microsoft.com", "homoglyph"),
+        ("wellsfrago.com", "wellsfargo.com", "typo"),
+        ("secure-paypal.com.verify.example", "paypal.com", "brand-in-name"),
+        ("icbc-cn.top", "icbc.com.cn", "brand-in-name"),
+        ("中国银行.com", "boc.cn", "brand-in-name"),
+        ("acme-c0rp.cn", ORG, "homoglyph"),
+    ],
+)
+def test_catalog_finds_lookalikes(host: str, target: str, kind: str) -> None:
+    look = DomainCatalog([ORG]).check(host)
+    assert look is not None, host
+    assert (look.target, look.kind) == (target, kind)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["www.paypal.com", "paypalobjects.com", "mail.google.com", "googleapis.com", "pineapple.example", "transfer.example",
+     "interact.example", "xn--fiqs8s.cn", "www.acme-corp.cn", "example.com", "amazonaws.com"],
+)  # fmt: skip
+def test_catalog_leaves_real_and_unrelated_domains_alone(host: str) -> None:
+    assert DomainCatalog([ORG]).check(host) is None
+
+
+async def test_brand_lookalike_link(analyzer: UrlAnalyzer) -> None:
+    got = await _scan(analyzer, [url("https://paypa1.com/signin")])
+    f = got["URL_LOOKALIKE_BRAND"]
+    assert "https://paypa1.com/signin" in f.evidence and "PayPal (paypal.com)" in f.evidence
+    assert f.data["imitates"] == "paypal.com"
+    assert f.score < 10  # alone it tags; with a credential form it quarantines (below)
+
+
+async def test_idn_homograph_and_protected_lookalike(analyzer: UrlAnalyzer) -> None:
+    got = await _scan(analyzer, [url("https://xn--pypal-4ve.com/")])
+    assert "pаypal.com (xn--pypal-4ve.com)" in got["URL_IDN_HOMOGRAPH"].evidence
+    got = await _scan(analyzer, [url("http://oa.acme-c0rp.cn/login")])
+    assert f"organisation's domain {ORG}" in got["URL_LOOKALIKE_PROTECTED"].evidence
+
+
+async def test_brand_in_host_is_weak_and_sender_brand_is_excused(analyzer: UrlAnalyzer, settings: Settings) -> None:
+    got = await _scan(analyzer, [url("https://paypal.com.account-verify.example/x")])
+    assert got["URL_BRAND_IN_HOST"].score < settings.policy.thresholds.tag
+    got = await _scan(analyzer, [url("https://paypal-events.example/x")], from_="PayPal <news@paypal.com>")
+    assert "URL_BRAND_IN_HOST" not in got
+
+
+async def test_clean_links(analyzer: UrlAnalyzer) -> None:
+    urls = [url("https://www.paypal.com/myaccount"), url("https://news.example.org/a?id=3"), url("mailto:x@example.org"), url("https://中文网.cn/")]
+    assert await _scan(analyzer, urls) == {}
+
+
+async def test_typo_free_hosting_and_tld(analyzer: UrlAnalyzer) -> None:
+    got = await _scan(analyzer, [url("https://wellsfrago.com/x"), url("https://login-check.web.app/"), url("https://deal.example.top/")])
+    assert "Wells Fargo" in got["URL_TYPO_BRAND"].evidence and "URL_LOOKALIKE_BRAND" not in got
+    assert "web.app" in got["URL_FREE_HOSTING"].evidence
+    assert ".top" in got["URL_SUSPICIOUS_TLD"].evidence
+    # Images on platforms say nothing.
+    assert await _scan(analyzer, [url("https://x.web.app/logo.png", source="src")]) == {}
+
+
+async def test_mixed_script_host(analyzer: UrlAnalyzer) -> None:
+    got = await _scan(analyzer, [url("https://exаmple-shop.com/")])  # Cyrillic а
+    assert "CYRILLIC" in got["URL_MIXED_SCRIPT"].evidence
+
+
+async def test_anchor_text_mismatch(analyzer: UrlAnalyzer) -> None:
+    got = await _scan(analyzer, [url("https://login.evil.example/p", anchor="https://www.paypal.com/login")])
+    f = got["URL_ANCHOR_BRAND_MISMATCH"]
+    assert "shows www.paypal.com" in f.evidence and "login.evil.example" in f.evidence
+    got = await _scan(analyzer, [url("https://click.esp.example/abc", anchor="www.shop.example")])
+    assert "URL_ANCHOR_MISMATCH" in got and got["URL_ANCHOR_MISMATCH"].score < 2
+    # A tracking link that carries the shown site is not a mismatch; neither is plain text.
+    tracked = url("https://click.esp.example/r?u=https%3A%2F%2Fwww.shop.example%2Fsale", anchor="www.shop.example")
+    got = await _scan(analyzer, [tracked, url("https://x.example/", anchor="Click here")])
+    assert "URL_ANCHOR_MISMATCH" not in got
+
+
+async def test_ip_port_userinfo_shortener(analyzer: UrlAnalyzer) -> None:
+    got = await _scan(
+        analyzer,
+        [url("http://203.0.113.5/login.php"), url("https://pay.example:8443/x"), url("https://www.bank.example@evil.example/"), url("https://bit.ly/3abc")],
+    )
+    assert "203.0.113.5" in got["URL_IP"].evidence
+    assert "port 8443" in got["URL_NONSTD_PORT"].evidence
+    assert "www.bank.example" in got["URL_USERINFO"].evidence
+    assert "bit.ly" in got["URL_SHORTENER"].evidence
+    assert not any(s.startswith("QR_") for s in got)
+
+
+async def test_open_redirect_target_is_checked(analyzer: UrlAnalyzer) -> None:
+    assert redirect_targets("https://www.google.com/url?q=https%3A%2F%2Fpaypa1.com%2Fx&sa=D") == ["https://paypa1.com/x"]
+    got = await _scan(analyzer, [url("https://www.google.com/url?q=https%3A%2F%2Fpaypa1.com%2Fx&sa=D")])
+    assert "redirects to https://paypa1.com/x" in got["URL_REDIRECT"].evidence
+    assert "redirect target" in got["URL_LOOKALIKE_BRAND"].evidence
+
+
+async def test_data_and_javascript_links(analyzer: UrlAnalyzer) -> None:
+    got = await _scan(analyzer, [url("data:text/html;base64,PGgxPng8L2gxPg=="), url("javascript:alert(1)"), url("data:image/png;base64,iVBOR")])
+    assert "text/html" in got["URL_DATA_URI"].evidence and got["URL_DATA_URI"].data["count"] == 1
+    assert "URL_JAVASCRIPT" in got
+
+
+async def test_credential_form_with_lookalike_reaches_quarantine(analyzer: UrlAnalyzer, settings: Settings) -> None:
+    html = (
+        '<html><body><p>Verify your PayPal account</p><form action="https://paypa1.com/post" method="post">'
+        '<input name="email"><input type="password" name="pass"></form></body></html>'
+    )
+    got = await _scan(analyzer, [url("https://paypa1.com/post", source="form")], html=html)
+    assert "password input field 'pass'" in got["HTML_PASSWORD_FORM"].evidence
+    assert "https://paypa1.com/post" in got["HTML_FORM_EXTERNAL"].evidence
+    assert "URL_LOOKALIKE_CREDENTIALS" in got
+    assert sum(f.score for f in got.values()) >= settings.policy.thresholds.quarantine
+
+
+async def test_search_boxes_and_ftp_logins_are_not_traps(analyzer: UrlAnalyzer) -> None:
+    html = '<form action="https://search.example/q" method="get"><input name="q"></form>'
+    got = await _scan(analyzer, [url("ftp://movie:movie@192.0.2.44/pub/")], html=html)
+    assert got == {}
+
+
+async def test_plain_password_form_alone_tags_only(analyzer: UrlAnalyzer, settings: Settings) -> None:
+    got = await _scan(analyzer, [], html='<form><input type="PASSWORD"></form>')
+    total = sum(f.score for f in got.values())
+    assert settings.policy.thresholds.tag <= total < settings.policy.thresholds.quarantine
+
+
+async def test_qr_urls_get_qr_symbols_too(analyzer: UrlAnalyzer) -> None:
+    got = await _scan(analyzer, [url("https://paypa1.com/q", source="qr"), url("http://198.51.100.20/pay", source="qr"), url("https://t.cn/abc", source="qr")])
+    assert "URL_LOOKALIKE_BRAND" in got and "PayPal" in got["QR_URL_LOOKALIKE"].evidence
+    assert "QR code" in got["URL_IP"].evidence and "QR_URL_IP" in got
+    assert "QR_URL_SHORTENER" in got and "URL_SHORTENER" in got
+
+
+def test_hosts_in_anchor_text() -> None:
+    assert hosts_in_text("Visit www.PayPal.com today") == ["www.paypal.com"]
+    assert hosts_in_text("invoice.pdf") == []
+    assert hosts_in_text("Click here") == []
+
+
+async def test_new_domains_with_store_history(settings: Settings, tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'h.db'}")
+    for i in range(3):
+        msg = message(simple(f"a{i}@partner.example"), urls=[url(f"https://known-site.example/p{i}")])
+        store.record_message(Envelope(mail_from=f"a{i}@partner.example", rcpt_tos=[f"s@{ORG}"]), msg, Verdict(action=Action.DELIVER, score=0))
+    an = UrlAnalyzer(AnalyzerEnv(settings=settings, store=store))
+    assert an.history is not None
+    an.history.min_history = 3
+    got = await _scan(an, [url("https://www.known-site.example/"), url("https://fresh-site.example/x")])
+    assert "fresh-site.example" in got["URL_NEW_DOMAIN"].evidence
+    assert "known-site" not in got["URL_NEW_DOMAIN"].evidence
+    an.history.min_history = 1000  # too little history: no judgement
+    an.history._size = None
+    assert "URL_NEW_DOMAIN" not in await _scan(an, [url("https://fresh-site.example/x")])
+    store.close()
