@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: what the gateway needs at run time, and what the tests start for real.
 RUN_DEBS := python3-venv ca-certificates
-TEST_DEBS := $(RUN_DEBS) swaks dovecot-imapd dovecot-lmtpd clamav-daemon chromium fonts-noto-cjk
+TEST_DEBS := $(RUN_DEBS) swaks dovecot-imapd dovecot-lmtpd clamav-daemon chromium fonts-noto-cjk unar p7zip-full
 BENCH_DEBS := postfix libzbar0 rspamd
 
 .PHONY: run test check lint typecheck bench-deps debs-run debs-test clean

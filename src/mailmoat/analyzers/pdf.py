@@ -1,0 +1,56 @@
+"""PDF attachments (and PDFs unpacked from archives): JavaScript, auto actions, Launch, embedded files, forms."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
+from mailmoat.attach.hits import Hits
+from mailmoat.attach.pdf import PdfReport
+from mailmoat.attach.scan import scan_message
+from mailmoat.model import Finding, Symbol
+
+
+class PdfAnalyzer(BaseAnalyzer):
+    name = "pdf"
+    symbols: ClassVar[tuple[Symbol, ...]] = (
+        Symbol("PDF_JAVASCRIPT", 5.0, "attachment", "A PDF contains JavaScript"),
+        Symbol("PDF_AUTO_ACTION", 5.0, "attachment", "A PDF runs JavaScript by itself when opened (OpenAction or AA)"),
+        Symbol("PDF_LAUNCH", 8.0, "attachment", "A PDF Launch action starts a program or opens a file"),
+        Symbol("PDF_EMBEDDED_FILE", 3.0, "attachment", "A PDF carries embedded files"),
+        Symbol("PDF_FORM_SUBMIT", 4.0, "attachment", "A PDF form submits its fields to a remote address"),
+        Symbol("PDF_REMOTE_GOTO", 2.0, "attachment", "A PDF action opens another remote document"),
+        Symbol("PDF_XFA", 1.0, "attachment", "A PDF with an XFA form (scriptable)"),
+        Symbol("PDF_LINK_LURE", 2.0, "attachment", "A small PDF whose content is essentially a link to a web site"),
+    )
+
+    async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
+        exp = await scan_message(ctx.message, ctx.settings.attachments, ctx.deadline)
+        hits = Hits()
+        for f in exp.files:
+            rep = f.reports.get("pdf")
+            if isinstance(rep, PdfReport):
+                self.report(f.location, f.size, rep, hits)
+        return hits.findings(self.finding)
+
+    @staticmethod
+    def report(loc: str, size: int, rep: PdfReport, hits: Hits) -> None:
+        if rep.javascript:
+            hits.add("PDF_JAVASCRIPT", loc, rep.javascript[0][:200], snippets=[s[:300] for s in rep.javascript[:5]])
+        if rep.auto_js:
+            hits.add("PDF_AUTO_ACTION", loc, "JavaScript on open" if rep.open_action else "JavaScript in an additional action")
+        if rep.launch:
+            hits.add("PDF_LAUNCH", loc, rep.launch[0][:200], targets=rep.launch[:10])
+        if rep.embedded:
+            hits.add("PDF_EMBEDDED_FILE", loc, ", ".join(rep.embedded[:5]), names=rep.embedded[:20])
+        remote_submit = [t for t in rep.submit if urlsplit(t).scheme.lower() in ("http", "https", "mailto", "ftp")]
+        if remote_submit:
+            hits.add("PDF_FORM_SUBMIT", loc, remote_submit[0][:200], targets=remote_submit[:10])
+        if rep.remote_goto:
+            hits.add("PDF_REMOTE_GOTO", loc, rep.remote_goto[0][:200])
+        if rep.xfa:
+            hits.add("PDF_XFA", loc, "XFA form")
+        web = [u for u in rep.uris if urlsplit(u).scheme.lower() in ("http", "https")]
+        if web and size < 200_000 and rep.objects <= 40 and len({urlsplit(u).netloc for u in web}) <= 2:
+            hits.add("PDF_LINK_LURE", loc, web[0][:200], urls=web[:10])

