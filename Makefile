@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: what the gateway needs at run time, and what the tests start for real.
-RUN_DEBS := python3-venv ca-certificates
+RUN_DEBS := python3-venv ca-certificates unar
 TEST_DEBS := $(RUN_DEBS) swaks dovecot-imapd dovecot-lmtpd clamav-daemon chromium fonts-noto-cjk unar p7zip-full
 BENCH_DEBS := postfix libzbar0 rspamd
 

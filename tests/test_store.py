@@ -236,3 +236,17 @@ def test_postgresql_record_claim_trace(pg_url: str) -> None:
         assert ("url_domain", "evil.co.uk") in indicators(store, env.id)
     finally:
         store.close()
+
+
+def test_unpacked_member_hashes_become_indicators(store: Store) -> None:
+    env, msg, verdict = sample()
+    verdict.findings.append(
+        Finding(
+            "ATTACHMENT_HASHES", 0.0, "2 files hashed", "filetypes",
+            data={"files": [{"name": "a.zip > evil.exe", "sha256": "CC" * 32, "ssdeep": "3:abc:def"}, "junk"]},
+        )
+    )
+    store.record_message(env, msg, verdict, "")
+    got = indicators(store, env.id)
+    assert ("sha256", "cc" * 32) in got and ("ssdeep", "3:abc:def") in got
+    assert ("sha256", "bb" * 32) in got  # the attachment itself, from the parts

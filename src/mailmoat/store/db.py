@@ -132,6 +132,12 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
         add("qr", q.payload)
     for f in verdict.findings:
         add("symbol", f.symbol)
+        # The attachment scanner reports every file it unpacked (archive members too) with hashes.
+        files = f.data.get("files") if f.symbol == "ATTACHMENT_HASHES" else None
+        for item in files if isinstance(files, list) else []:
+            if isinstance(item, dict):
+                add("sha256", str(item.get("sha256", "")).lower())
+                add("ssdeep", str(item.get("ssdeep", "")))
     add("message_id", message.message_id.strip().strip("<>"))
     return out
 
