@@ -1,0 +1,180 @@
+"""`mailmoat serve`: the SMTP listeners and the processing workers in one command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import typer
+
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
+from mailmoat.config import ConfigError, Settings, parse_hostport
+from mailmoat.ingest.smtp import INBOUND, INTERNAL, Listening, start_listener, tls_context
+from mailmoat.ingest.spool import Spool, SpoolError, SpoolRef
+from mailmoat.worker import Pool, make_pool
+
+log = logging.getLogger("mailmoat.serve")
+
+
+@dataclass
+class Gateway:
+    """Spool + workers + listeners, started and stopped in the right order."""
+
+    settings: Settings
+    spool: Spool | None = None
+    pool: Pool | None = None
+    listeners: list[Listening] = field(default_factory=list)
+
+    async def start(self) -> None:
+        s = self.settings
+        s.data_path.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(s.spool_dir)
+        await asyncio.to_thread(self.spool.lock)
+        recovered = await asyncio.to_thread(self.spool.recover)
+        if recovered:
+            log.warning("recovered %d spooled messages left by an earlier run", recovered)
+        self.pool = make_pool(s, self.spool)
+        await self.pool.start()
+        try:
+            self.listeners.append(await start_listener(s, self.spool, self.pool, INBOUND, s.server.listen))
+            if s.server.internal_listen:
+                self.listeners.append(await start_listener(s, self.spool, self.pool, INTERNAL, s.server.internal_listen))
+        except BaseException:
+            await self.stop()
+            raise
+        # Everything already waiting (recovered or deferred and due) goes to the workers now.
+        for name in await asyncio.to_thread(self.spool.pending):
+            self.pool.submit(_ref(self.spool, name))
+
+    def address(self, name: str = INBOUND) -> tuple[str, int]:
+        for lst in self.listeners:
+            if lst.name == name:
+                return lst.host, lst.port
+        raise KeyError(name)
+
+    async def stop(self) -> None:
+        """Stop accepting, let workers finish what they hold, release the spool."""
+        for lst in self.listeners:
+            lst.server.close()
+        for lst in self.listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(lst.server.wait_closed(), 5.0)
+        self.listeners.clear()
+        if self.pool is not None:
+            await self.pool.stop()
+            self.pool = None
+        if self.spool is not None:
+            self.spool.unlock()
+
+
+class GatewayError(RuntimeError):
+    """The gateway cannot run (e.g. its workers cannot load the configured rules or policy)."""
+
+
+def _ref(spool: Spool, name: str) -> SpoolRef:
+    return SpoolRef(name, spool.new / name)
+
+
+def check(settings: Settings) -> None:
+    """Fail early, with a clear message, on settings the gateway cannot run with."""
+    parse_hostport(settings.server.listen)
+    if settings.server.internal_listen:
+        parse_hostport(settings.server.internal_listen)
+    if not settings.server.domains:
+        raise ConfigError("server.domains: at least one protected domain is needed")
+    relay = settings.delivery.relay_to
+    if relay and not relay.startswith(("smtp://", "lmtp://")):
+        raise ConfigError(f"delivery.relay_to: expected smtp://HOST:PORT or lmtp://HOST:PORT, got {relay!r}")
+    if relay:
+        parse_hostport(relay.split("://", 1)[1])
+    tls_context(settings)
+
+
+async def run(settings: Settings, announce: bool = True) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    gw = Gateway(settings)
+    await gw.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if announce:
+        for lst in gw.listeners:
+            kind = "inbound SMTP" if lst.name == INBOUND else "internal relay SMTP"
+            typer.echo(f"mailmoat: {kind} listening on {lst.host}:{lst.port}", err=False)
+        where = settings.delivery.relay_to or f"Maildir store {settings.mail_dir.resolve()}"
+        workers = settings.server.workers
+        typer.echo(
+            f"mailmoat: delivering to {where}; data in {settings.data_path.resolve()}; "
+            f"{workers or 'in-process'} worker{'s' if workers != 1 else ''}"
+        )
+    assert gw.pool is not None
+    failed = gw.pool.failed
+    try:
+        await asyncio.wait(
+            [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(failed.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        fatal = gw.pool.fatal if gw.pool is not None else ""
+        typer.echo("mailmoat: stopping")
+        await gw.stop()
+        typer.echo("mailmoat: stopped")
+    if fatal:
+        raise GatewayError(fatal)
+
+
+def serve(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
+    listen: Annotated[str | None, typer.Option("--listen", help="Inbound MX listener HOST:PORT (port 0: any free port)")] = None,
+    internal_listen: Annotated[
+        str | None, typer.Option("--internal-listen", help="Relay listener for the mail system's internal/outbound mail")
+    ] = None,
+    domain: Annotated[
+        list[str] | None, typer.Option("--domain", help="Protected domain (repeatable); replaces server.domains")
+    ] = None,
+    relay_to: Annotated[
+        str | None, typer.Option("--relay-to", help="Deliver to smtp://HOST:PORT or lmtp://HOST:PORT (default: local Maildir)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processing worker processes (0: in the listener process)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every message")] = False,
+) -> None:
+    """Run the gateway: SMTP listeners and processing workers."""
+    settings = load_settings(config, data_dir, db)
+    if listen is not None:
+        settings.server.listen = listen
+    if internal_listen is not None:
+        settings.server.internal_listen = internal_listen
+    if domain:
+        settings.server.domains = list(domain)
+    if relay_to is not None:
+        settings.delivery.relay_to = relay_to
+    if workers is not None:
+        settings.server.workers = workers
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        check(settings)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    try:
+        asyncio.run(run(settings))
+    except (SpoolError, GatewayError) as exc:
+        raise fail(str(exc)) from exc
+    except (OSError, ValueError) as exc:  # ports in use, bad policy/rules settings (ValueError subclasses)
+        raise fail(f"cannot start: {exc}") from exc
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+__all__ = ["Gateway", "GatewayError", "check", "register", "run", "serve"]

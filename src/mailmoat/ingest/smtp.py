@@ -1,0 +1,296 @@
+"""aiosmtpd listeners: inbound MX (protected domains only) and the internal relay for the mail system."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import logging
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
+
+from mailmoat.config import ConfigError, Settings, parse_hostport
+from mailmoat.ingest.spool import Spool, SpoolRef
+from mailmoat.model import Action, Direction, Envelope
+
+log = logging.getLogger(__name__)
+
+INBOUND = "inbound"
+INTERNAL = "internal"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Dispatcher(Protocol):
+    """Hands spooled messages to the processing workers."""
+
+    def submit(self, ref: SpoolRef) -> None:
+        """Process after the 250 (the usual case)."""
+
+    async def submit_in_session(self, ref: SpoolRef, timeout: float) -> Action | None:
+        """Scan before answering; the verdict's action, or None when it is not known in time."""
+
+
+def norm_domain(domain: str) -> str:
+    """Lower-case ASCII form of a domain, so that "例子.cn" and "xn--fsqu00a.cn" compare equal."""
+    d = domain.strip().rstrip(".").lower()
+    try:
+        return d.encode("idna").decode("ascii")
+    except UnicodeError:
+        return d
+
+
+def domain_of(address: str) -> str:
+    return norm_domain(address.rpartition("@")[2]) if "@" in address else ""
+
+
+def classify(mail_from: str, rcpt_tos: Iterable[str], domains: Iterable[str]) -> Direction:
+    """Direction of a message from the mail system: outbound as soon as one recipient is outside."""
+    protected = {norm_domain(d) for d in domains}
+    if any(domain_of(r) not in protected for r in rcpt_tos):
+        return Direction.OUTBOUND
+    return Direction.INTERNAL
+
+
+def parse_networks(entries: Iterable[str]) -> list[Network]:
+    nets: list[Network] = []
+    for e in entries:
+        try:
+            nets.append(ipaddress.ip_network(e.strip(), strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"server.relay_networks: bad network {e!r}") from exc
+    return nets
+
+
+def ip_in(ip: str, networks: Iterable[Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr.version == n.version and addr in n for n in networks)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Server context for STARTTLS when a certificate is configured."""
+    cert, key = settings.server.tls_cert, settings.server.tls_key
+    if not cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"server.tls_cert/tls_key: cannot load {cert}: {exc}") from exc
+    return ctx
+
+
+def _clean(text: str, limit: int = 200) -> str:
+    """Peer-supplied text made safe for a header: printable ASCII, bounded."""
+    out = "".join(ch if 32 < ord(ch) < 127 else "?" for ch in text)
+    return out[:limit] or "unknown"
+
+
+def received_header(envelope: Envelope, hostname: str, protocol: str, eol: bytes) -> bytes:
+    peer = envelope.peer_ip
+    literal = f"[IPv6:{peer}]" if ":" in peer else f"[{peer}]"
+    first = f"Received: from {_clean(envelope.helo)} ({literal})"
+    second = f"\tby {hostname} (mailmoat) with {protocol} id {envelope.id}"
+    if len(envelope.rcpt_tos) == 1:
+        second += f"\r\n\tfor <{_clean(envelope.rcpt_tos[0], 320)}>"
+    line = f"{first}\r\n{second};\r\n\t{email.utils.formatdate(envelope.received_at, localtime=True)}\r\n"
+    return line.encode("ascii", "replace").replace(b"\r\n", eol)
+
+
+class ConnectionTracker:
+    """Open connections per client IP for one listener."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}
+
+    def acquire(self, ip: str) -> bool:
+        n = self.open.get(ip, 0)
+        if self.limit > 0 and n >= self.limit:
+            return False
+        self.open[ip] = n + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        n = self.open.get(ip, 0) - 1
+        if n > 0:
+            self.open[ip] = n
+        else:
+            self.open.pop(ip, None)
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP with a per-IP connection limit, a network check and a configurable line limit."""
+
+    def __init__(
+        self,
+        handler: IngestHandler,
+        *,
+        max_line_length: int,
+        tracker: ConnectionTracker,
+        allowed: list[Network] | None,
+        **kwargs: Any,
+    ) -> None:
+        # aiosmtpd sizes its StreamReader from this attribute, so it must be set before __init__.
+        self.line_length_limit = max(1001, max_line_length)
+        super().__init__(handler, **kwargs)
+        self._tracker = tracker
+        self._allowed = allowed
+        self._peer_ip = ""
+        self._tracked = False
+        self._seen = False
+        self._refusal = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = not self._seen  # called again after STARTTLS for the same client
+        self._seen = True
+        super().connection_made(transport)
+        if not first:
+            return
+        peer = transport.get_extra_info("peername")
+        self._peer_ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if self._allowed is not None and not ip_in(self._peer_ip, self._allowed):
+            self._refusal = f"554 5.7.1 {self._peer_ip} is not allowed to relay through this listener"
+        elif not self._tracker.acquire(self._peer_ip):
+            self._refusal = f"421 4.7.0 Too many connections from {self._peer_ip}, try again later"
+        else:
+            self._tracked = True
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._tracked:
+            self._tracked = False
+            self._tracker.release(self._peer_ip)
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._refusal:
+            log.info("refused connection from %s: %s", self._peer_ip, self._refusal)
+            await self.push(self._refusal)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class IngestHandler:
+    """aiosmtpd hooks: recipient checks, then spool durably before the 250."""
+
+    def __init__(self, settings: Settings, spool: Spool, dispatcher: Dispatcher, listener: str) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.dispatcher = dispatcher
+        self.listener = listener
+        self.domains = {norm_domain(d) for d in settings.server.domains}
+        self.hostname = settings.server.hostname
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd reads commands strictly in order, so pipelined commands are safe to announce.
+        out = [r for r in responses if not r.startswith("250-AUTH")]  # no AUTH is configured
+        out.insert(len(out) - 1, "250-PIPELINING")
+        return out
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.server.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        domain = domain_of(address)
+        if not domain or not address.rpartition("@")[0]:
+            return "550 5.1.3 Bad recipient address syntax"
+        if self.listener == INBOUND and domain not in self.domains:
+            return "550 5.7.1 Relaying denied: this gateway does not accept mail for that domain"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SMTPEnvelope) -> str:
+        original = envelope.original_content
+        body = original if isinstance(original, bytes) else bytes(original or b"")
+        peer = session.peer
+        env = Envelope(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            peer_ip=str(peer[0]) if isinstance(peer, tuple) and peer else "",
+            helo=session.host_name or "",
+            direction=Direction.INBOUND
+            if self.listener == INBOUND
+            else classify(envelope.mail_from or "", envelope.rcpt_tos, self.domains),
+            listener=self.listener,
+        )
+        if session.ssl is not None:
+            protocol = "ESMTPS"
+        elif session.extended_smtp:
+            protocol = "ESMTP"
+        else:
+            protocol = "SMTP"
+        eol = b"\r\n" if b"\r\n" in body[:4096] or not body else b"\n"
+        raw = received_header(env, self.hostname, protocol, eol) + body
+        env.size = len(raw)
+        try:
+            ref = await asyncio.to_thread(self.spool.write, env, raw)
+        except OSError:
+            log.exception("cannot spool message from %s", env.peer_ip)
+            return "451 4.3.0 Temporary failure storing the message, try again later"
+
+        if self.settings.policy.reject_in_session:
+            timeout = min(max(30.0, self.settings.policy.analyzer_timeout * 3), self.settings.server.smtp_timeout * 0.8)
+            action = await self.dispatcher.submit_in_session(ref, timeout)
+            if action is Action.REJECT:
+                return "550 5.7.1 Message rejected by content policy"
+            if action is Action.TEMPFAIL:
+                return "451 4.7.1 Message could not be checked now, try again later"
+        else:
+            self.dispatcher.submit(ref)
+        return f"250 2.0.0 Ok: queued as {env.id}"
+
+
+@dataclass
+class Listening:
+    """A running listener and the address it is bound to."""
+
+    name: str
+    host: str
+    port: int
+    server: asyncio.Server
+
+
+async def start_listener(settings: Settings, spool: Spool, dispatcher: Dispatcher, name: str, address: str) -> Listening:
+    """Bind one listener (port 0 picks a free port; read it back from the result)."""
+    host, port = parse_hostport(address)
+    handler = IngestHandler(settings, spool, dispatcher, name)
+    tracker = ConnectionTracker(settings.server.max_connections_per_ip)
+    allowed = parse_networks(settings.server.relay_networks) if name == INTERNAL else None
+    ctx = tls_context(settings)
+    loop = asyncio.get_running_loop()
+
+    def factory() -> GatewaySMTP:
+        return GatewaySMTP(
+            handler,
+            max_line_length=settings.server.max_line_length,
+            tracker=tracker,
+            allowed=allowed,
+            hostname=settings.server.hostname,
+            ident="ESMTP mailmoat",
+            data_size_limit=settings.server.max_message_size or None,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            tls_context=ctx,
+            timeout=float(settings.server.smtp_timeout),
+            loop=loop,
+        )
+
+    server = await loop.create_server(factory, host=host, port=port)
+    sock = server.sockets[0].getsockname()
+    return Listening(name=name, host=str(sock[0]), port=int(sock[1]), server=server)

@@ -1,0 +1,158 @@
+"""The one ordered data flow: spool entry → scan → act (deliver/tag/quarantine/reject) → record → spool done."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from mailmoat.config import Settings
+from mailmoat.ingest.spool import Spool, SpoolRef
+from mailmoat.model import Action, Envelope, Message, Verdict
+
+log = logging.getLogger(__name__)
+
+# After a TEMPFAIL verdict (e.g. the virus scanner is down) a message accepted with 250 is
+# scanned again later; after this many tries it is quarantined so it never waits forever.
+TEMPFAIL_RETRIES = 8
+# An exception in the pipeline leaves the entry in the spool; it is retried with this backoff.
+ERROR_BACKOFF = (5.0, 15.0, 60.0, 300.0, 600.0)
+
+NO_BACKSCATTER = "rejected after acceptance: quarantined instead of bounced (no backscatter)"
+
+# In-session hook: told the verdict before the 250; returns True when the SMTP session will
+# answer with the refusal (550/451) itself, False when the message was already acknowledged.
+VerdictHook = Callable[[Verdict], Awaitable[bool]]
+
+
+class ScannerPort(Protocol):
+    async def scan(self, raw: bytes, envelope: Envelope) -> ScanResultLike: ...
+
+
+class ScanResultLike(Protocol):
+    @property
+    def message(self) -> Message: ...
+    @property
+    def verdict(self) -> Verdict: ...
+
+
+class StorePort(Protocol):
+    def record_message(self, envelope: Envelope, message: Message, verdict: Verdict, raw_path: str) -> None: ...
+
+
+class DeliveryPort(Protocol):
+    async def deliver(self, envelope: Envelope, raw: bytes, verdict: Verdict, message: Message) -> Sequence[object]: ...
+
+
+@dataclass
+class Outcome:
+    """What the pipeline did with one spool entry."""
+
+    envelope_id: str
+    action: Action | None  # the action carried out; None when deferred for another try
+    verdict: Verdict | None = None
+    rejected_in_session: bool = False
+    deliveries: Sequence[object] = field(default_factory=list)
+    error: str = ""  # set when processing failed and the entry was kept for a retry
+
+
+def retain_raw_file(raw_dir: Path, envelope: Envelope, raw: bytes) -> str:
+    """Keep the raw message for re-scan, release and restore (idempotent: same id, same path)."""
+    day = envelope.id[:6]  # ULID time prefix keeps directories small and sorted by age
+    d = raw_dir / day
+    path = d / f"{envelope.id}.eml"
+    if path.exists() and path.stat().st_size == len(raw):
+        return str(path)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".{envelope.id}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(raw)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.rename(tmp, path)
+    return str(path)
+
+
+class Pipeline:
+    """Processes spool entries in one fixed order; any exception leaves the entry for a retry."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool,
+        scanner: ScannerPort,
+        store: StorePort,
+        delivery: DeliveryPort,
+        retain_raw: Callable[[Envelope, bytes], str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.scanner = scanner
+        self.store = store
+        self.delivery = delivery
+        self._retain_raw = retain_raw or (lambda env, raw: retain_raw_file(settings.raw_dir, env, raw))
+
+    async def process(self, ref: SpoolRef, on_verdict: VerdictHook | None = None) -> Outcome:
+        """Scan, act and record one claimed entry; on error the entry is deferred, never dropped."""
+        try:
+            return await self._process(ref, on_verdict)
+        except Exception as exc:
+            log.exception("processing %s failed; kept in the spool for a retry", ref.name)
+            delay = ERROR_BACKOFF[min(ref.attempts, len(ERROR_BACKOFF) - 1)]
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self.spool.defer, ref, delay)
+            return Outcome(ref.id, None, error=f"{type(exc).__name__}: {exc}")
+
+    async def _process(self, ref: SpoolRef, on_verdict: VerdictHook | None) -> Outcome:
+        envelope, raw = await asyncio.to_thread(self.spool.load, ref)
+        # Keeping the raw copy does not depend on the verdict: its fsyncs overlap the scan.
+        retained = asyncio.ensure_future(asyncio.to_thread(self._retain_raw, envelope, raw))
+        try:
+            result = await self.scanner.scan(raw, envelope)
+        except BaseException:
+            await asyncio.gather(retained, return_exceptions=True)
+            raise
+        raw_path = await retained
+        message, verdict = result.message, result.verdict
+
+        if on_verdict is not None:
+            refused_in_session = await on_verdict(verdict)
+            if refused_in_session and verdict.action in (Action.REJECT, Action.TEMPFAIL):
+                # The client got 550/451 and keeps responsibility for the message: no bounce.
+                if verdict.action is Action.REJECT:
+                    await asyncio.to_thread(self.store.record_message, envelope, message, verdict, raw_path)
+                await asyncio.to_thread(self.spool.done, ref)
+                return Outcome(envelope.id, verdict.action, verdict, rejected_in_session=True)
+
+        if verdict.action is Action.TEMPFAIL:
+            if ref.attempts < TEMPFAIL_RETRIES:
+                delay = min(60.0 * 2**ref.attempts, 3600.0)
+                log.warning("%s: verdict tempfail (%s); scanning again in %.0fs", envelope.id, "; ".join(verdict.reasons), delay)
+                await asyncio.to_thread(self.spool.defer, ref, delay)
+                return Outcome(envelope.id, None, verdict)
+            verdict = _as_quarantine(verdict, f"analysis still failing after {ref.attempts} tries: held in quarantine")
+        elif verdict.action is Action.REJECT:
+            # After the 250 the sender is often forged: a bounce would hit an innocent party.
+            verdict = _as_quarantine(verdict, NO_BACKSCATTER)
+
+        # Record first: deliveries (and deferred retries) hang off the message row.
+        await asyncio.to_thread(self.store.record_message, envelope, message, verdict, raw_path)
+        # The delivery service delivers (deliver/tag) or holds each recipient's copy (quarantine),
+        # so a quarantined message can later be released to exactly its recipients.
+        deliveries = await self.delivery.deliver(envelope, raw, verdict, message)
+        await asyncio.to_thread(self.spool.done, ref)
+        return Outcome(envelope.id, verdict.action, verdict, deliveries=deliveries)
+
+
+def _as_quarantine(verdict: Verdict, reason: str) -> Verdict:
+    return Verdict(
+        action=Action.QUARANTINE,
+        score=verdict.score,
+        findings=list(verdict.findings),
+        reasons=[*verdict.reasons, reason],
+    )
