@@ -84,7 +84,8 @@ def test_downstream_outage_queues_and_delivers_everything_once(settings: Setting
         with inprocess_gateway(settings):
             wait_for(lambda: system.refused >= copies + 2, timeout=60, what="retries against the 451s")
             assert system.received == []
-            assert set(_statuses(store)) == {"deferred"}
+            # A copy is "sending" while a retry is in flight; none may be delivered or failed.
+            assert set(_statuses(store)) <= {"deferred", "sending"}
             # 3. It accepts again: everything arrives, each copy once.
             system.tempfail = False
             wait_for(lambda: _statuses(store).get("delivered", 0) == copies, timeout=90, what="all copies delivered")
