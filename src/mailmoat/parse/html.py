@@ -1,0 +1,270 @@
+"""HTML bodies with lexbor: visible text, current thread, links with anchor text, image references, CSS urls."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from html import unescape as _html_unescape
+from typing import Any
+from urllib.parse import urljoin
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+MAX_HTML_CHARS = 4 * 1024 * 1024
+MAX_ANCHOR = 500
+
+# A newline before block-level tags so text from <td>a</td><td>b</td> does not run together.
+_BLOCK_TAG = re.compile(
+    r"<(?=/?(?:br|p|div|tr|td|th|li|ul|ol|h[1-6]|table|tbody|blockquote|section|article|header|footer|center|hr|dd|dt|pre|address|form)\b)",
+    re.I,
+)
+_CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"\s]*))\s*\)""", re.I)
+_META_URL = re.compile(r"""url\s*=\s*['"]?([^'";\s]+)""", re.I)
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|font-size\s*:\s*0(?:\.0+)?(?:px|pt|em|rem|%)?\s*(?:;|!|$)"
+    r"|opacity\s*:\s*0(?:\.0+)?\s*(?:;|!|$)",
+    re.I,
+)
+_ZERO_BOX = re.compile(r"(?:^|[;\s])(?:max-)?(?:height|width)\s*:\s*0(?:px|pt|em|%)?\s*(?:;|!|$)", re.I)
+_ZERO_HEIGHT = re.compile(r"(?:^|[;\s])(?:max-)?height\s*:\s*0(?:px|pt|em|%)?\s*(?:;|!|$)", re.I)
+_ZERO_WIDTH = re.compile(r"(?:^|[;\s])(?:max-)?width\s*:\s*0(?:px|pt|em|%)?\s*(?:;|!|$)", re.I)
+_OVERFLOW_HIDDEN = re.compile(r"overflow\s*:\s*hidden", re.I)
+_INVISIBLE = re.compile(r"[\u00ad\u034f\u200b-\u200d\u2060\u2061-\u2064\ufeff\u180e]")
+QUOTE_MARK = "\ue000"
+_DEPTH_WORK = 30_000_000  # stack-scan steps allowed (about 50 ms of lexbor time)
+_NON_NESTING = ("<br", "<img", "<meta", "<input", "<hr", "<link", "<wbr", "<col", "<area", "<source", "<p", "<li",
+                "<td", "<tr", "<th", "<option", "<dd", "<dt", "<a ")
+_SCRIPT_STYLE = re.compile(r"<(script|style|title|head)\b.*?</\1\s*>", re.I | re.S)
+_TAG = re.compile(r"<[^>]*>")
+_ATTR_URL = re.compile(r"""\b(href|action|src|background)\s*=\s*["']?([^"'\s>]+)""", re.I)
+_QUOTE_SELECTOR = (
+    "blockquote, div.gmail_quote, div.yahoo_quoted, #divRplyFwdMsg, #appendonsend, div.moz-cite-prefix, "
+    "div[id^=mail-editor-reference-message]"
+)
+_SRC_SELECTOR = (
+    "iframe[src], frame[src], script[src], embed[src], object[data], link[href], video[src], audio[src], "
+    "source[src], input[src]"
+)
+_FORM_SELECTOR = "form[action], button[formaction], input[formaction]"
+_IMAGE_SELECTOR = "img, image, input[type=image], video[poster], style, [style], [background]"
+
+
+@dataclass
+class ImageRef:
+    """One place in the HTML that shows an image, in document order."""
+
+    ref: str  # src as written: "cid:...", "data:...", "http..."
+    kind: str  # "img", "css", "background"
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class HtmlInfo:
+    text: str = ""
+    current: str | None = None  # visible text before the first quoted reply; None when nothing is quoted
+    links: list[tuple[str, str, str]] = field(default_factory=list)  # (url, source, anchor text)
+    images: list[ImageRef] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+def clean_text(text: str) -> str:
+    """Visible text normalised: invisible characters dropped, blanks collapsed, one line per block."""
+    if _INVISIBLE.search(text):
+        text = _INVISIBLE.sub("", text)
+    # str.split/join run in C; the equivalent regex substitutions cost four times more
+    return "\n".join(joined for line in text.splitlines() if (joined := " ".join(line.split())))
+
+
+def _is_hidden(node: LexborNode, style: str | None) -> bool:
+    if style:
+        low = style.lower()
+        # substring tests first: most styles hide nothing and regexes cost more than `in`
+        if ("none" in low or "hidden" in low or "collapse" in low or "font-size" in low or "opacity" in low) and (
+            _HIDDEN_STYLE.search(low)
+        ):
+            return True
+        if (
+            (("height" in low and "width" in low) or "overflow" in low)
+            and _ZERO_BOX.search(low)
+            and (_OVERFLOW_HIDDEN.search(low) or (_ZERO_HEIGHT.search(low) and _ZERO_WIDTH.search(low)))
+        ):
+            return True
+    return "hidden" in node.attributes
+
+
+def _top_level(nodes: list[LexborNode]) -> list[LexborNode]:
+    """Nodes not inside another node of the list (removing a node frees its descendants)."""
+    if len(nodes) < 2:
+        return nodes
+    ids = {n.mem_id for n in nodes}
+    out = []
+    for n in nodes:
+        p = n.parent
+        inside = False
+        while p is not None:
+            if p.mem_id in ids:
+                inside = True
+                break
+            p = p.parent
+        if not inside:
+            out.append(n)
+    return out
+
+
+def _attr(node: LexborNode, name: str) -> str:
+    value = node.attributes.get(name)
+    return value.strip() if value else ""
+
+
+def _css_urls(css: str) -> list[str]:
+    if "rl(" not in css and "RL(" not in css:
+        return []
+    return [a or b or c for a, b, c in _CSS_URL.findall(css) if (a or b or c)]
+
+
+def _too_deep(html: str) -> bool:
+    """True when tree construction could go quadratic: block tags each scan a stack of unclosed elements.
+
+    lexbor (like every HTML5 parser) checks the open-element stack for a <p> on each block start
+    tag, so 200,000 unclosed <div>s cost minutes. Bound (start tags) x (unclosed tags) cheaply.
+    """
+    closes = html.count("</")
+    starts = html.count("<") - closes
+    if starts * max(starts - closes, 0) <= _DEPTH_WORK:
+        return False
+    low = html.lower()
+    starts = low.count("<") - low.count("</") - low.count("<!")
+    unclosed = starts - low.count("</") - sum(low.count(t) for t in _NON_NESTING)
+    return starts * max(unclosed, 0) > _DEPTH_WORK
+
+
+def _flat(html: str, info: HtmlInfo) -> HtmlInfo:
+    """Regex reading of an HTML document too hostile for a tree: text, links and image references."""
+    info.defects.append("html:too-deep")
+    body = _SCRIPT_STYLE.sub(" ", html)
+    info.text = clean_text(_html_unescape(_TAG.sub(" ", body)))
+    for attr, value in _ATTR_URL.findall(body):
+        value = value.strip()
+        attr = attr.lower()
+        if value.startswith(("cid:", "data:")):
+            if attr in ("src", "background"):
+                info.images.append(ImageRef(value, "img"))
+        elif value and not value.startswith("#"):
+            info.links.append((value, {"href": "href", "action": "form"}.get(attr, "src"), ""))
+    return info
+
+
+def analyse(html: str) -> HtmlInfo:
+    """Everything parse needs from one HTML document; raises only on parser failure (caller records it)."""
+    info = HtmlInfo()
+    if len(html) > MAX_HTML_CHARS:
+        info.defects.append(f"limit:html-size {len(html)}")
+        html = html[:MAX_HTML_CHARS]
+    if _too_deep(html):
+        return _flat(html, info)
+    tree = LexborHTMLParser(_BLOCK_TAG.sub("\n<", html))
+    base = ""
+    base_node = tree.css_first("base[href]")
+    if base_node is not None:
+        base = _attr(base_node, "href")
+
+    def resolve(url: str) -> str:
+        if base and url and ":" not in url.split("/", 1)[0]:
+            try:
+                return urljoin(base, url)
+            except ValueError:
+                return url
+        return url
+
+    for node in tree.css("a[href], area[href]"):
+        href = _attr(node, "href")
+        if not href or href.startswith("#"):
+            continue
+        anchor = clean_text(node.text(deep=True))[:MAX_ANCHOR]
+        if not anchor:
+            img = node.css_first("img[alt]")
+            if img is not None:
+                anchor = clean_text(img.attributes.get("alt") or "")[:MAX_ANCHOR]
+        info.links.append((resolve(href), "href", anchor))
+    for node in tree.css(_FORM_SELECTOR):
+        target = _attr(node, "action") or _attr(node, "formaction")
+        if target:
+            info.links.append((resolve(target), "form", ""))
+    for node in tree.css("meta[http-equiv]"):
+        if _attr(node, "http-equiv").lower() == "refresh":
+            m = _META_URL.search(_attr(node, "content"))
+            if m:
+                info.links.append((resolve(m.group(1)), "meta", ""))
+    for node in tree.css(_SRC_SELECTOR):
+        target = _attr(node, "src") or _attr(node, "data") or _attr(node, "href")
+        if target and not target.startswith(("data:", "cid:")):
+            info.links.append((resolve(target), "src", ""))
+
+    hidden: list[LexborNode] = []
+    for node in tree.css(_IMAGE_SELECTOR):
+        tag = node.tag
+        if tag == "style":
+            for u in _css_urls(node.text(deep=True)):
+                info.images.append(ImageRef(u, "css"))
+            continue
+        attrs = node.attributes
+        if tag == "img" or tag == "input":
+            src = (attrs.get("src") or "").strip()
+            if src:
+                extra = {k: v for k in ("width", "height", "alt") if (v := attrs.get(k))}
+                info.images.append(ImageRef(src, "img", extra))
+        elif tag == "image":
+            src = (attrs.get("href") or attrs.get("xlink:href") or "").strip()
+            if src:
+                info.images.append(ImageRef(src, "img"))
+        elif tag == "video":
+            poster = (attrs.get("poster") or "").strip()
+            if poster:
+                info.images.append(ImageRef(poster, "img"))
+        background = attrs.get("background")
+        if background and background.strip():
+            info.images.append(ImageRef(background.strip(), "background"))
+        style = attrs.get("style")
+        if style:
+            for u in _css_urls(style):
+                info.images.append(ImageRef(u, "css"))
+        if (style or "hidden" in attrs) and _is_hidden(node, style):
+            hidden.append(node)
+    for ref in info.images:
+        if not ref.ref.startswith(("data:", "cid:")):
+            info.links.append((resolve(ref.ref), "css" if ref.kind == "css" else "src", ""))
+
+    # Visible text: hidden elements, then scripts and styles, go before the text is read.
+    seen = {n.mem_id for n in hidden}
+    for node in tree.css("[hidden]"):
+        if node.mem_id not in seen:
+            hidden.append(node)
+    for node in _top_level(hidden):
+        node.decompose()
+    tree.strip_tags(["script", "style", "template", "title", "head", "xmp", "noembed", "noframes", "iframe", "object"])
+    quotes = tree.css(_QUOTE_SELECTOR)
+    for node in _top_level(quotes):
+        node.insert_before(QUOTE_MARK)
+    root = tree.body or tree.root
+    text = root.text(deep=True) if root is not None else ""
+    if quotes and QUOTE_MARK in text:
+        info.current = clean_text(text.split(QUOTE_MARK, 1)[0])
+        text = text.replace(QUOTE_MARK, "")
+    info.text = clean_text(text)
+    return info
+
+
+def meta_charset(data: bytes) -> str | None:
+    """The charset an HTML document declares in its first bytes (<meta charset> or http-equiv)."""
+    m = _META_CHARSET.search(data[:4096])
+    return m.group(1).decode("ascii", "replace") if m else None
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]{1,40})""", re.I)
+
+
+def attrs_summary(ref: ImageRef, index: int) -> dict[str, Any]:
+    """Image.origin for an image shown by the HTML: where in the layout and how it was sized."""
+    origin: dict[str, Any] = {"html_index": index, "ref_kind": ref.kind}
+    origin.update(ref.attrs)
+    return origin

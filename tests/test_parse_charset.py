@@ -1,0 +1,90 @@
+"""Header and body decoding: RFC 2047/2231, raw 8-bit, Chinese charsets, mislabelled text."""
+
+from __future__ import annotations
+
+import base64
+
+from mailmoat.parse.charset import decode_bytes, decode_header, decode_param, guess_decode, normalise_charset
+
+
+def _surrogates(data: bytes) -> str:
+    """A header value as the compat32 bytes parser hands it over."""
+    return data.decode("ascii", "surrogateescape")
+
+
+def test_gb2312_label_decodes_gbk_characters() -> None:
+    # 镕 is in GBK but not in GB2312: real mail labelled gb2312 carries it
+    word = "=?gb2312?B?" + base64.b64encode("朱镕基".encode("gbk")).decode() + "?="
+    assert decode_header(word) == "朱镕基"
+    assert normalise_charset("GB2312") == "gb18030"
+    assert normalise_charset("x-gbk") == "gb18030"
+
+
+def test_big5_and_utf8_words_and_quoted_printable() -> None:
+    assert decode_header("=?big5?B?" + base64.b64encode("帳戶通知".encode("big5")).decode() + "?=") == "帳戶通知"
+    assert decode_header("=?UTF-8?Q?caf=C3=A9_cr=C3=A8me?=") == "café crème"
+    assert decode_header("=?utf-8*en?Q?hello?=") == "hello"  # RFC 2231 language tag
+
+
+def test_adjacent_words_split_a_multibyte_character() -> None:
+    data = "密码过期".encode()
+    first, second = base64.b64encode(data[:4]).decode(), base64.b64encode(data[4:]).decode()
+    assert decode_header(f"=?utf-8?B?{first}?=\r\n =?utf-8?B?{second}?=") == "密码过期"
+
+
+def test_text_between_words_is_kept_and_whitespace_between_words_dropped() -> None:
+    assert decode_header("Re: =?utf-8?Q?a?= =?utf-8?Q?b?= end") == "Re: ab end"
+
+
+def test_raw_8bit_headers_in_several_charsets() -> None:
+    assert decode_header(_surrogates("发票通知".encode("gbk"))) == "发票通知"
+    assert decode_header(_surrogates("密码".encode())) == "密码"
+    assert decode_header(_surrogates("帳戶已被鎖定請登入驗證".encode("big5"))) == "帳戶已被鎖定請登入驗證"
+
+
+def test_broken_encoded_words_do_not_raise() -> None:
+    for value in ("=?utf-8?B?####?=", "=?nosuch?Q?x?=", "=?utf-8?B?", "=?base64?B?aGk=?=", "=?zlib?B?eJw=?="):
+        assert isinstance(decode_header(value), str)
+
+
+def test_mislabelled_bodies_are_recovered() -> None:
+    defects: list[str] = []
+    text, used = decode_bytes("Пароль".encode(), "iso-8859-1", defects)
+    assert (text, used) == ("Пароль", "utf-8")
+    text, used = decode_bytes("您的密码今天过期".encode("gbk"), "utf-8", defects)
+    assert text == "您的密码今天过期" and used == "gb18030"
+    text, used = decode_bytes("你好，请查收发票".encode("gbk"), "iso-8859-1", defects)
+    assert text == "你好，请查收发票"
+    assert len(defects) == 3 and all(d.startswith("charset:mislabelled") for d in defects)
+
+
+def test_declared_charset_kept_when_it_fits() -> None:
+    defects: list[str] = []
+    assert decode_bytes("café".encode("latin-1"), "iso-8859-1", defects) == ("café", "cp1252")
+    assert decode_bytes("“quoted”".encode("cp1252"), "iso-8859-1", defects)[0] == "“quoted”"
+    assert decode_bytes("Größe".encode(), "utf-8", defects)[0] == "Größe"
+    assert defects == []
+
+
+def test_undeclared_bytes_guessed() -> None:
+    assert guess_decode("中文邮件内容，发票。".encode("gbk"))[0] == "中文邮件内容，发票。"
+    assert guess_decode("中文郵件內容，您的帳戶。".encode("big5"))[1] in ("big5hkscs", "gb18030")
+    assert guess_decode("中文郵件內容，您的帳戶已被鎖定，請登入驗證。".encode("big5"))[0] == "中文郵件內容，您的帳戶已被鎖定，請登入驗證。"
+    assert guess_decode(b"caf\xe9")[0] == "café"
+
+
+def test_unknown_and_hostile_labels() -> None:
+    defects: list[str] = []
+    assert decode_bytes(b"abc\xff", "x-nonsense", defects)[0].startswith("abc")
+    assert defects == ["charset:unknown x-nonsense"]
+    assert normalise_charset("base64") is None  # a codec, not a charset
+    assert normalise_charset('charset="GB2312"') == "gb18030"
+    assert decode_bytes(b"+ZeVnLIqe-", "utf-7")[0] == "日本語"
+
+
+def test_rfc2231_param_tuple() -> None:
+    assert decode_param(("utf-8", "", b"%E5%8F%91%E7%A5%A8.pdf".decode("latin-1"))) == "%E5%8F%91%E7%A5%A8.pdf"
+    raw = "发票.pdf".encode().decode("latin-1")
+    assert decode_param(("utf-8", "en", raw)) == "发票.pdf"
+    assert decode_param(("gb2312", "", "发票.pdf".encode("gbk").decode("latin-1"))) == "发票.pdf"
+    assert decode_param(None) == ""

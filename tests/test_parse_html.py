@@ -1,0 +1,93 @@
+"""HTML bodies: visible text without hidden content, links with anchors, current thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailmoat.parse import current_thread, parse
+from mailmoat.parse.html import analyse, meta_charset
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def test_hidden_content_is_not_visible_text() -> None:
+    info = analyse(
+        "<html><head><title>T</title><style>p{}</style><script>evil()</script></head><body>"
+        "<p>Shown</p><div style='display: none'>dn</div><span style='visibility:hidden'>vh</span>"
+        "<span style='font-size:0px'>fs</span><span style='FONT-SIZE: 0'>fs2</span><p hidden>attr</p>"
+        "<div style='max-height:0;overflow:hidden'>preheader</div><div style='width:0;height:0'>box</div>"
+        "<span style='opacity:0'>op</span><div style='height:0'>still shown</div>"
+        "<table><tr><td>cell1</td><td>cell2</td></tr></table>Pay<span>Pal</span>&nbsp;x\u200by"
+        "</body></html>"
+    )
+    assert info.text == "Shown\nstill shown\ncell1\ncell2\nPayPal xy"
+
+
+def test_links_forms_meta_css_and_base() -> None:
+    info = analyse(
+        "<html><head><base href='https://base.example.com/dir/'>"
+        "<meta http-equiv='Refresh' content='0;URL=https://meta.example.com/'></head><body>"
+        "<a href='page.html'>relative</a><a href='#top'>anchor</a>"
+        "<a href='https://x.example.com/'><img src='https://img.example.com/a.png' alt='Sign in'></a>"
+        "<form action='https://post.example.com/login'></form>"
+        "<iframe src='https://frame.example.com/'></iframe>"
+        "<div style=\"background:url('https://css.example.com/bg.png')\"></div>"
+        "<table><tr><td background='https://bg.example.com/t.gif'></td></tr></table></body></html>"
+    )
+    assert ("https://base.example.com/dir/page.html", "href", "relative") in info.links
+    assert ("https://x.example.com/", "href", "Sign in") in info.links
+    assert ("https://meta.example.com/", "meta", "") in info.links
+    assert ("https://post.example.com/login", "form", "") in info.links
+    assert ("https://frame.example.com/", "src", "") in info.links
+    assert ("https://css.example.com/bg.png", "css", "") in info.links
+    assert ("https://img.example.com/a.png", "src", "") in info.links
+    assert not any(url.endswith("#top") for url, _, _ in info.links)
+    assert [r.kind for r in info.images] == ["img", "css", "background"]
+
+
+def test_current_thread_html_quotes() -> None:
+    info = analyse(
+        "<div>Please pay the invoice today.</div><div class='gmail_quote'>On Mon, Bob wrote:"
+        "<blockquote>old text</blockquote></div>"
+    )
+    assert info.current == "Please pay the invoice today."
+    assert "old text" in info.text
+
+
+def test_current_thread_text_markers() -> None:
+    text = "New request\n\nOn Mon, 3 Mar 2025, Boss <b@example.com> wrote:\n> old\n"
+    assert current_thread(text) == "New request"
+    outlook = "Please call me\n\nFrom: Boss\nSent: Monday\nTo: you\nSubject: x\n\nold body"
+    assert current_thread(outlook) == "Please call me"
+    chinese = "请尽快付款\n\n------------------ 原始邮件 ------------------\n发件人: x"
+    assert current_thread(chinese) == "请尽快付款"
+    assert current_thread("line\n> quoted\nline2") == "line\nline2"
+    assert current_thread("From: a friend, I write you a letter") == "From: a friend, I write you a letter"
+
+
+def test_sample_visible_text_and_thread() -> None:
+    m = parse((SAMPLES / "parse_cid_lying.eml").read_bytes())
+    assert "hidden preheader" not in m.html_text and "zero font" not in m.html_text
+    assert "script text" not in m.html_text and "Invoice" not in m.html_text
+    assert "PayPal secure" in m.html_text
+    assert m.current_thread.startswith("Dear customer")
+    assert m.body_text == m.html_text
+
+
+def test_meta_charset() -> None:
+    assert meta_charset(b'<html><meta charset="gb2312">') == "gb2312"
+    assert meta_charset(b'<meta http-equiv="Content-Type" content="text/html; charset=big5">') == "big5"
+    assert meta_charset(b"<p>none</p>") is None
+    m = parse(b"Content-Type: text/html\r\n\r\n<meta charset=gbk><p>" + "你好世界".encode("gbk") + b"</p>")
+    assert m.html_text == "你好世界"
+
+
+def test_hostile_nesting_falls_back_to_a_flat_reading() -> None:
+    html = "<div>" * 30000 + "<a href='https://deep.example.com/'>go</a><img src='cid:x'><script>no</script>text"
+    info = analyse(html)
+    assert "html:too-deep" in info.defects
+    assert ("https://deep.example.com/", "href", "") in info.links
+    assert [r.ref for r in info.images] == ["cid:x"]
+    assert info.text == "go text"
+    normal = "<table>" + "<tr><td><div>cell</div></td></tr>" * 3000 + "</table>"
+    assert "html:too-deep" not in analyse(normal).defects
