@@ -84,7 +84,8 @@ def message_images(message: Message) -> list[Image]:
     order: list[str] = []
     covered_paths: set[str] = set()
     for img in message.images:
-        if not img.data:
+        # Images of attached messages are decoded with their own message (extract_qr recurses).
+        if not img.data or img.source == "eml":
             continue
         key = image_sha(img.data)
         covered_paths.add(img.part_path)
