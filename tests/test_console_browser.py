@@ -1,0 +1,313 @@
+"""The console in a real browser: a QR phishing message sent through SMTP is found, explained, recalled and restored."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import pytest
+
+from mailmoat.config import Settings
+from tests.support import qrmail
+from tests.support.browser import (
+    ConsoleServer,
+    add_user,
+    chromium,
+    chromium_missing,
+    login,
+    logout,
+    wait_ready,
+)
+from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for
+
+
+def browser(fn: Any) -> Any:
+    """A test that drives Debian's Chromium (skipped, with the reason, only when it is not installed)."""
+    fn = pytest.mark.skipif(bool(chromium_missing()), reason=chromium_missing() or "chromium present")(fn)
+    return pytest.mark.browser(fn)
+
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+DOMAIN = "victim-corp.com"
+VICTIMS = [f"zhang.wei@{DOMAIN}", f"li.na@{DOMAIN}"]
+ADMIN = ("secadmin", "correct horse battery")
+AUDITOR = ("inspector", "read only but thorough")
+CID = "part1.9F2B@victim-corp.com"
+
+
+def _send(host: str, port: int, mail_from: str, rcpts: list[str], raw: bytes) -> str:
+    with smtplib.SMTP(host, port, timeout=30) as c:
+        c.ehlo("mx.sender.example")
+        c.mail(mail_from)
+        for r in rcpts:
+            c.rcpt(r)
+        code, reply = c.data(raw)
+    assert code == 250, reply
+    return reply.decode().rsplit(" ", 1)[1]
+
+
+def _clean(sender: str, rcpt: str, subject: str) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{abs(hash(subject))}@{sender.rpartition('@')[2]}>\r\n\r\nThe figures are on the portal.\r\n"
+    ).encode()
+
+
+def _in_inbox(settings: Settings, rcpt: str, tracking_id: str) -> bool:
+    """The copy is in the user's INBOX (not in any folder such as the hidden recall folder)."""
+    root = settings.mail_dir / rcpt
+    return any(tracking_id in p.name for sub in ("new", "cur") if (root / sub).is_dir() for p in (root / sub).iterdir())
+
+
+def _shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => { document.getElementById('flash').hidden = true; }")  # a passing notice is no part of the page
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+@browser
+def test_console_qr_phish_find_explain_recall_restore_audit(settings: Settings, tmp_path: Path) -> None:
+    settings.server.domains = [DOMAIN]
+    settings.server.workers = 0
+    # The site only tags at this score, so the message reaches both mailboxes and has to be recalled later.
+    settings.policy.thresholds.quarantine = 500.0
+    settings.policy.thresholds.reject = 1000.0
+    with inprocess_gateway(settings) as gw:
+        mail_id = _send(gw.host, gw.port, "notice@hrss-gov-cn.top", VICTIMS, qrmail.stage3_cid_attachment())
+        for i, sender in enumerate(["news@partner.example", "billing@supplier.example", "events@partner.example"]):
+            _send(gw.host, gw.port, sender, [VICTIMS[i % 2]], _clean(sender, VICTIMS[i % 2], f"Quarterly figures {i}"))
+        tids = [f"{mail_id}-{i:04d}" for i in range(len(VICTIMS))]
+        for rcpt, tid in zip(VICTIMS, tids, strict=True):
+            wait_for(lambda r=rcpt, t=tid: t in maildir_copies(settings.mail_dir, r), what=f"the copy for {rcpt}")
+    add_user(settings, *ADMIN, "admin")
+    add_user(settings, *AUDITOR, "auditor")
+
+    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+        base = web.url
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        # Log in; the dashboard shows the day's volume and the QR threat.
+        login(page, base, *ADMIN)
+        assert page.locator("#chart-threats svg rect").count() > 0
+        assert page.text_content("#tiles b") == "4"
+        assert VICTIMS[0] in (page.text_content("#top-recipients") or "")
+
+        # Find the message by its QR payload (the recall selectors).
+        page.click("a[data-nav=messages]")
+        wait_ready(page)
+        page.fill("#sel-qr", "gov-subsidy-claim")
+        page.click("#search-submit")
+        page.wait_for_function("() => document.querySelectorAll('#message-table tbody tr').length === 1")
+        row = page.locator(f"#message-table tr[data-id='{mail_id}']")
+        assert row.count() == 1
+        row.locator("a.msg-link").click()
+        page.wait_for_url(f"{base}/messages/{mail_id}")
+        wait_ready(page)
+
+        # The decoded QR URL, and the cid chain from the HTML to the octet-stream attachment.
+        assert page.text_content("#qr-table .qr-payload") == qrmail.SUBSIDY_URL
+        chain = page.text_content("#qr-table .cid-chain") or ""
+        assert f'cid:{CID}' in chain and "application/octet-stream" in chain and "image/png" in chain
+        ev = page.text_content("#findings-table tr[data-symbol=QR_IN_CID_ATTACHMENT]") or ""
+        assert qrmail.SUBSIDY_URL in ev and f"cid {CID}" in ev
+        assert "type mismatch" in (page.text_content("#attachments") or "")
+        assert "扫描下方二维码" in (page.text_content("#preview") or "")
+        assert page.locator("#preview *").count() == 0  # text, never markup
+        _shot(page, "message-detail.png")
+
+        # Recall from every mailbox: preview, confirm, watch it finish.
+        page.click("#recall-message")
+        page.wait_for_url(re.compile(r".*/recall\?mail_id="))
+        wait_ready(page)
+        assert page.text_content("#pv-copies") == "2"
+        assert sorted(page.locator("#pv-mailboxes li").all_text_contents()) == sorted(VICTIMS)
+        page.fill("#recall-reason", "subsidy QR phishing wave")
+        _shot(page, "recall-preview.png")
+        page.click("#recall-confirm")
+        page.wait_for_url(re.compile(r".*/recall/[0-9A-Z]+$"))
+        job_id = page.url.rsplit("/", 1)[1]
+        page.wait_for_selector("body[data-job-state=done]")
+        states = {r.get_attribute("data-tracking"): r.get_attribute("data-state") for r in page.locator("#copies-table tbody tr").all()}
+        assert states == {tids[0]: "recalled", tids[1]: "recalled"}
+        for rcpt, tid in zip(VICTIMS, tids, strict=True):
+            assert not _in_inbox(settings, rcpt, tid)
+
+        # Restore one copy: it is back in zhang.wei's inbox, the other stays recalled.
+        page.click(f"#copies-table tr[data-tracking='{tids[0]}'] button.restore-one")
+        page.wait_for_selector(f"#copies-table tr[data-tracking='{tids[0]}'][data-state=restored]")
+        assert page.get_attribute(f"#copies-table tr[data-tracking='{tids[1]}']", "data-state") == "recalled"
+        assert _in_inbox(settings, VICTIMS[0], tids[0]) and not _in_inbox(settings, VICTIMS[1], tids[1])
+        _shot(page, "recall.png")
+
+        # Both actions are in the audit log, by this user, about this job.
+        page.goto(f"{base}/audit?action=recall.")
+        wait_ready(page)
+        rows = page.locator("#audit-table tbody tr")
+        actions = {(r.get_attribute("data-action"), (r.text_content() or "")) for r in rows.all()}
+        for action in ("recall.plan", "recall.run", "recall.restore"):
+            assert any(a == action and job_id in text and ADMIN[0] in text for a, text in actions), action
+        restore_text = next(t for a, t in actions if a == "recall.restore")
+        assert tids[0] in restore_text and tids[1] not in restore_text
+
+        # The dashboard after the wave: the threat categories and the recall just made.
+        page.click("a[data-nav=dashboard]")
+        wait_ready(page)
+        page.locator(f"#recent-recalls a[href='/recall/{job_id}']").wait_for()
+        _shot(page, "dashboard.png")
+
+        # An auditor reads everything but cannot recall: no button, and the API refuses.
+        logout(page, base)
+        login(page, base, *AUDITOR)
+        page.goto(f"{base}/messages/{mail_id}")
+        wait_ready(page)
+        assert page.text_content("#qr-table .qr-payload") == qrmail.SUBSIDY_URL
+        assert page.locator("#recall-message").count() == 0
+        page.goto(f"{base}/recall?mail_id={mail_id}")
+        wait_ready(page)
+        assert page.locator("#new-recall").count() == 0 and page.locator("#readonly-note").is_visible()
+        page.goto(f"{base}/recall/{job_id}")
+        wait_ready(page)
+        assert page.locator("button.restore-one").count() == 0 and page.locator("#restore-all").count() == 0
+        status = page.evaluate(
+            """async (mailId) => {
+                const csrf = document.cookie.split('; ').find((c) => c.startsWith('mm_csrf=')).split('=')[1];
+                const r = await fetch('/api/v1/recall/jobs', {method: 'POST', credentials: 'same-origin',
+                    headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
+                    body: JSON.stringify({mail_id: mailId, run: true})});
+                return r.status;
+            }""",
+            mail_id,
+        )
+        assert status == 403
+        page.goto(f"{base}/audit")
+        wait_ready(page)
+        assert page.locator("#audit-table tbody tr").count() > 0
+        page.goto(f"{base}/users")
+        assert page.locator("#users-table").count() == 0  # administrators only
+        page.goto(f"{base}/lang/zh?next=%2F")
+        wait_ready(page)
+        assert page.text_content("a[data-nav=dashboard]") == "概览"
+        _shot(page, "dashboard-zh.png")
+        assert errors == []
+    for rcpt, tid in zip(VICTIMS[1:], tids[1:], strict=True):
+        assert tid in maildir_copies(settings.mail_dir, rcpt)  # recalled into the hidden folder, not destroyed
+
+
+@browser
+def test_console_quarantine_release_every_page_and_chinese(settings: Settings, tmp_path: Path) -> None:
+    """A quarantined message is released from the console; every page renders in English and Chinese."""
+    settings.server.domains = [DOMAIN]
+    settings.server.workers = 0
+    with inprocess_gateway(settings) as gw:
+        held = _send(gw.host, gw.port, "notice@hrss-gov-cn.top", VICTIMS[:1], qrmail.stage3_cid_attachment())
+        wait_for(lambda: _status(settings, held) == "quarantined", what="the message in quarantine")
+    assert not maildir_copies(settings.mail_dir, VICTIMS[0])
+    add_user(settings, *ADMIN, "admin")
+    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+        base = web.url
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        # A page asked for before logging in comes back after the login; a wrong password is refused.
+        page.goto(f"{base}/quarantine")
+        page.wait_for_url(re.compile(r".*/login\?next=%2Fquarantine$"))
+        page.fill("#username", ADMIN[0])
+        page.fill("#password", "wrong password!")
+        page.click("#login-submit")
+        page.wait_for_selector("#login-error:not([hidden])")
+        page.fill("#password", ADMIN[1])
+        page.click("#login-submit")
+        page.wait_for_url(f"{base}/quarantine")
+        wait_ready(page)
+
+        rows = page.locator("#quarantine-table tbody tr")
+        assert rows.count() == 1 and qrmail.SUBJECT in (rows.first.text_content() or "")
+        page.click("#quarantine-table button.primary")
+        page.wait_for_selector("#quarantine p.empty")
+        assert f"{held}-0000" in wait_for(lambda: maildir_copies(settings.mail_dir, VICTIMS[0]), what="the released copy")
+        assert _status(settings, held) == "released"
+
+        for path in ("/", "/messages", "/quarantine", "/recall", "/incidents", "/indicators", "/rules", "/audit", "/users"):
+            page.goto(base + path)
+            wait_ready(page)
+        page.click("#lang-switch")
+        page.wait_for_url(f"{base}/users")
+        wait_ready(page)
+        assert page.text_content("a[data-nav=dashboard]") == "概览"
+        assert page.get_attribute("html", "lang") == "zh-CN"
+        page.goto(f"{base}/audit")
+        wait_ready(page)
+        assert page.locator("#audit-table tr[data-action='quarantine.release']").count() == 1
+        assert "审计日志" in (page.text_content("h1") or "")
+        page.goto(f"{base}/")
+        wait_ready(page)
+        assert "每日威胁" in (page.text_content("main") or "")
+        assert errors == []
+
+
+def _status(settings: Settings, mail_id: str) -> str:
+    from mailmoat.store.db import Store
+
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    try:
+        row = store.get_message(mail_id)
+        return row.status if row is not None else ""
+    finally:
+        store.close()
+
+
+def test_pages_need_login_escape_data_and_refuse_open_redirects(settings: Settings) -> None:
+    """Without a browser: pages redirect to the login, page data is escaped, `next` stays on this site, roles gate pages."""
+    from fastapi.testclient import TestClient
+
+    from mailmoat.web.app import create_app
+
+    add_user(settings, *ADMIN, "admin")
+    add_user(settings, *AUDITOR, "auditor")
+    hostile = "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E%22%27"
+    with TestClient(create_app(settings)) as anon:
+        r = anon.get(f"/messages/{hostile}", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login?next=" + quote(f"/messages/{unquote(hostile)}", safe="")
+        assert anon.get("/login?next=//evil.example").status_code == 200
+        page = anon.get("/login?next=//evil.example").text
+        assert 'data-next="/"' in page and 'data-next="//' not in page
+        r = anon.get("/lang/zh?next=https://evil.example", follow_redirects=False)
+        assert r.headers["location"] == "/" and "mm_lang=zh" in r.headers["set-cookie"]
+    with TestClient(create_app(settings)) as admin:
+        assert admin.post("/api/v1/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]}).status_code == 200
+        r = admin.get(f"/messages/{hostile}")
+        assert r.status_code == 200 and "<img src=x" not in r.text
+        assert "&lt;img src=x onerror=alert(1)&gt;" in r.text and "\\u003cimg src=x" in r.text
+        # console.js is a static file: the page works under a policy that forbids inline scripts.
+        assert "default-src 'self'" in r.headers["content-security-policy"] and "<script>" not in r.text
+        r = admin.get("/login?next=/audit", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/audit"
+        assert admin.get("/users").status_code == 200
+    with TestClient(create_app(settings)) as auditor:
+        auditor.post("/api/v1/auth/login", json={"username": AUDITOR[0], "password": AUDITOR[1]})
+        assert auditor.get("/users").status_code == 403
+        page = auditor.get("/audit").text
+        assert 'data-nav="users"' not in page and 'data-nav="audit"' in page
+        assert 'id="recall-message"' not in auditor.get("/messages/x").text
+        auditor.cookies.set("mm_lang", "zh")
+        zh = auditor.get("/").text
+        assert "每日威胁（按类别）" in zh and 'lang="zh-CN"' in zh
+
+
+def test_every_ui_string_exists_in_english_and_chinese() -> None:
+    import mailmoat.web as webpkg
+    from mailmoat.web.i18n import keys, strings
+
+    root = Path(webpkg.__file__).parent
+    used = set(re.findall(r'\bT\("([a-z_.]+)"\)', (root / "static" / "console.js").read_text(encoding="utf-8")))
+    for tpl in (root / "templates").glob("*.html"):
+        used |= set(re.findall(r"t\('([a-z_.]+)'\)", tpl.read_text(encoding="utf-8")))
+    assert used and used <= set(keys())
+    en, zh = strings("en"), strings("zh")
+    assert all(en[k] and zh[k] for k in keys())
+    assert {k for k in keys() if en[k] == zh[k] and re.search(r"[a-z]{4}", en[k])} <= {"app.name", "msg.sel.message_id"}
