@@ -57,7 +57,14 @@ class PolicySettings:
     scores: dict[str, float] = field(default_factory=dict)  # symbol -> score override
     group_caps: dict[str, float] = field(default_factory=dict)  # group -> max total
     composites: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {expr, score, group, description}
-    direction: dict[str, dict[str, Any]] = field(default_factory=dict)  # "internal" -> {thresholds, scores}
+    # "internal" -> {thresholds, scores}: mail between colleagues is trusted by its readers, so
+    # phishing found there is held (quarantine), never only tagged, and nothing is rejected.
+    direction: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {
+            "internal": {"thresholds": {"tag": 4.0, "quarantine": 8.0, "reject": 1000.0}},
+            "outbound": {"thresholds": {"tag": 5.0, "quarantine": 9.0, "reject": 1000.0}},
+        }
+    )
     domain: dict[str, dict[str, Any]] = field(default_factory=dict)  # rcpt domain -> {thresholds, scores}
     allow_senders: list[str] = field(default_factory=list)
     allow_domains: list[str] = field(default_factory=list)
@@ -161,6 +168,9 @@ class IntelSettings:
 class ClassifierSettings:
     enabled: bool = True
     model: str = ""  # default: <data_dir>/models/bayes.json
+    # BAYES_SPAM grows (in log-odds) from 0 at spam_from to its full score at spam_full.
+    spam_from: float = 0.5
+    spam_full: float = 0.95
 
 
 @dataclass
@@ -200,10 +210,20 @@ class AccountsSettings:
     enabled: bool = True
     burst_window: int = 600  # seconds
     burst_recipients: int = 50  # distinct internal recipients in the window
+    fanout_recipients: int = 10  # colleagues who got the same body/URL/QR from one account in the window
+    external_domains: int = 30  # distinct external recipient domains in an hour (spam relay)
     containment: str = "automatic"  # "automatic", "approval" or "alert"
-    webhook: str = ""
-    security_address: str = ""
-    outbound_rate_per_hour: int = 500
+    webhook: str = ""  # URL that gets a JSON POST per incident
+    security_address: str = ""  # gets an email per incident (through the gateway's own delivery)
+    outbound_rate_per_hour: int = 500  # outbound recipients per sender per hour; more are held
+    min_history: int = 10  # messages an account must have sent before "new IP/name" means something
+    learn_after: int = 24 * 3600  # a new IP, host or name counts as usual once it is this old
+    # Which Received header carries the submitting client: the n-th one (0 = newest) below the
+    # gateway's own; with submission_hosts, the newest one added by one of those hosts.
+    trusted_hop: int = 0
+    submission_hosts: list[str] = field(default_factory=list)
+    suspect_window: int = 3600  # recall reaches back at most this far before containment (seconds)
+    keep_events_days: int = 14
 
 
 @dataclass
@@ -216,6 +236,27 @@ class WebSettings:
     login_max_per_ip: int = 20  # failed logins from one address in the window before 429
     login_max_per_user: int = 5  # failed logins for one user name in the window before 429
     trusted_proxies: list[str] = field(default_factory=list)  # addresses whose X-Forwarded-For is believed
+
+
+@dataclass
+class TasksSettings:
+    """Long-running work (recall, re-scan, profiles): procrastinate on PostgreSQL, in-process on SQLite."""
+
+    queue: str = "mailmoat"
+    recall_batch: int = 100  # copies per task: one recall job is spread over the workers in batches
+    copy_lease: float = 300.0  # a claimed copy is taken over only this long after its claim (worker died)
+    stalled_after: float = 30.0  # a worker without heartbeat this long is dead: its tasks run again
+    heartbeat: float = 5.0  # seconds between a worker's heartbeats
+    concurrency: int = 4  # tasks one `mailmoat worker` runs at once
+    health_listen: str = ""  # HOST:PORT where `mailmoat worker` answers /healthz and /readyz
+
+
+@dataclass
+class BlobSettings:
+    """Where retained raw messages live so that every node reaches them."""
+
+    backend: str = "file"  # "file": a directory (shared mount for several nodes); "postgres": large objects
+    path: str = ""  # for "file"; default <data_dir>/raw
 
 
 @dataclass
@@ -237,6 +278,8 @@ class Settings:
     recall: RecallSettings = field(default_factory=RecallSettings)
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    tasks: TasksSettings = field(default_factory=TasksSettings)
+    blobs: BlobSettings = field(default_factory=BlobSettings)
 
     @property
     def data_path(self) -> Path:

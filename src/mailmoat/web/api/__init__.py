@@ -1,0 +1,10 @@
+"""The JSON API routers, mounted under /api/v1."""
+
+from fastapi import APIRouter
+
+from mailmoat.web.api import audit, incidents, indicators, messages, quarantine, recall, rules, stats, users
+
+ROUTERS: list[APIRouter] = [
+    messages.router, quarantine.router, recall.router, incidents.router, indicators.router, rules.router,
+    stats.router, audit.router, users.router,
+]

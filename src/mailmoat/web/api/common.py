@@ -1,0 +1,53 @@
+"""Helpers shared by the API routers: the web context, audit entries, errors, JSON-safe rows."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from mailmoat.store.audit import audit
+from mailmoat.store.db import clean_json
+from mailmoat.store.models import MessageRow
+from mailmoat.web.auth import Principal
+
+
+def web(request: Request) -> Any:
+    """The application's WebContext (settings, store, engines, background tasks)."""
+    return request.app.state.web
+
+
+def record(request: Request, who: Principal, action: str, target: str = "", detail: dict[str, Any] | None = None, note: str = "") -> None:
+    """Append one audit row for a state change made through the API."""
+    with web(request).store.session() as s:
+        audit(s, who.username, action, target, source=who.source, detail=clean_json(detail or {}), note=note)
+
+
+async def record_async(request: Request, who: Principal, action: str, target: str = "", detail: dict[str, Any] | None = None, note: str = "") -> None:
+    await asyncio.to_thread(record, request, who, action, target, detail, note)
+
+
+def not_found(what: str) -> HTTPException:
+    return HTTPException(404, f"{what} not found")
+
+
+def message_summary(m: MessageRow) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "received_at": m.received_at,
+        "direction": m.direction,
+        "mail_from": m.mail_from,
+        "from_addr": m.from_addr,
+        "from_display": m.from_display,
+        "rcpt_tos": list(m.rcpt_tos or []),
+        "subject": m.subject,
+        "message_id": m.message_id,
+        "size": m.size,
+        "action": m.action,
+        "score": m.score,
+        "status": m.status,
+        "symbols": dict(m.symbols or {}),
+        "raw_available": bool(m.raw_path) and Path(m.raw_path).is_file(),
+    }

@@ -1,0 +1,72 @@
+"""Quarantine: list held messages, release them to their recipients, delete them, download the raw message."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import func, select, update
+
+from mailmoat.deliver.service import ReleaseError
+from mailmoat.store.db import HELD
+from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.web.api.common import message_summary, not_found, record, record_async, web
+from mailmoat.web.api.messages import raw_response
+from mailmoat.web.auth import Actor, Reader
+
+router = APIRouter(prefix="/quarantine", tags=["quarantine"])
+
+
+@router.get("")
+def list_quarantine(
+    request: Request,
+    who: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Messages held in quarantine, newest first."""
+    with web(request).store.session() as s:
+        cond = MessageRow.status == "quarantined"
+        total = s.scalar(select(func.count()).select_from(MessageRow).where(cond)) or 0
+        rows = s.scalars(select(MessageRow).where(cond).order_by(MessageRow.received_at.desc()).limit(limit).offset(offset)).all()
+        return {"total": total, "limit": limit, "offset": offset, "items": [message_summary(m) for m in rows]}
+
+
+@router.post("/{mail_id}/release")
+async def release(request: Request, mail_id: str, who: Actor, reason: Annotated[str, Body(embed=True)] = "") -> dict[str, Any]:
+    """Deliver a quarantined message to its recipients (each copy once)."""
+    try:
+        outcomes = await web(request).delivery().release(mail_id)
+    except ReleaseError as exc:
+        code = 404 if "no message" in str(exc) else 409
+        raise HTTPException(code, str(exc)) from exc
+    result = [{"recipient": o.recipient, "tracking_id": o.tracking_id, "status": o.status, "reply": o.reply} for o in outcomes]
+    await record_async(request, who, "quarantine.release", mail_id, {"copies": result}, note=reason)
+    return {"id": mail_id, "status": "released", "copies": result}
+
+
+@router.post("/{mail_id}/delete")
+def delete_message(request: Request, mail_id: str, who: Actor, reason: Annotated[str, Body(embed=True)] = "") -> dict[str, Any]:
+    """Discard a quarantined message: it will never be delivered (the raw copy stays until retention ends)."""
+    with web(request).store.session() as s:
+        row = s.get(MessageRow, mail_id)
+        if row is None:
+            raise not_found(f"message {mail_id}")
+        if row.status != "quarantined":
+            raise HTTPException(409, f"message {mail_id} is not in quarantine (status {row.status})")
+        row.status = "deleted"
+        s.execute(
+            update(DeliveryRow).where(DeliveryRow.message_id == mail_id, DeliveryRow.status == HELD).values(status="deleted")
+        )
+    record(request, who, "quarantine.delete", mail_id, note=reason)
+    return {"id": mail_id, "status": "deleted"}
+
+
+@router.get("/{mail_id}/raw", response_class=Response)
+async def quarantine_raw(request: Request, mail_id: str, who: Actor) -> Response:
+    """The raw quarantined message as a download (never rendered); the download is audited."""
+    resp = await asyncio.to_thread(raw_response, request, mail_id)
+    await record_async(request, who, "message.download", mail_id)
+    return resp
