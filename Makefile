@@ -11,6 +11,7 @@ BENCH_DEBS := postfix libzbar0 rspamd
 .PHONY: run test check lint typecheck bench-deps debs-run debs-test clean
 
 run: $(VENV)/.installed-run
+	$(BIN)/mailmoat users ensure-admin
 	$(BIN)/mailmoat serve
 
 test: $(VENV)/.installed-test

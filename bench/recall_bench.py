@@ -14,13 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support.dovecot import DovecotServer, dovecot_server
+from tests.support.recallkit import SqliteStore
+
 from mailmoat.config import Settings
 from mailmoat.recall.backends import get_backend
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector
 from mailmoat.store.models import DeliveryRow, MessageRow
-from tests.support.dovecot import DovecotServer, dovecot_server
-from tests.support.recallkit import SqliteStore
 
 
 def deliver_wave(dc: DovecotServer, store: SqliteStore | None, mail_id: str, users: list[str]) -> float:

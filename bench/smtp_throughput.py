@@ -209,7 +209,7 @@ def main() -> None:
     data = tmp / "var"
     gw_log = open(tmp / "gateway.log", "w")  # noqa: SIM115
     serve_args = ["--data-dir", str(data), "--listen", f"127.0.0.1:{gw_port}", "--domain", "localhost",
-                  "--workers", str(args.workers)]
+                  "--workers", str(args.workers), "--web", "off"]
     env = dict(os.environ)
     if args.skip_analyzers:
         env[SKIP_ENV] = args.skip_analyzers

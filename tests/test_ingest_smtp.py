@@ -424,10 +424,15 @@ def test_serve_command_prints_where_it_listens_and_stops_cleanly(tmp_path: Path)
         tmp_path / "var", ["--listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0", "--workers", "0"]
     ).start()
     try:
-        wait_for(lambda: any("delivering to" in line for line in gw.output), timeout=30, what="the summary line")
+        wait_for(lambda: any("console and API on" in line for line in gw.output), timeout=30, what="the console line")
         lines = "".join(gw.output)
         assert "inbound SMTP listening on 127.0.0.1:" in lines
         assert "internal relay SMTP listening on 127.0.0.1:" in lines
+        web = next(line for line in gw.output if "console and API on" in line).split("on ", 1)[1].strip()
+        import urllib.request
+
+        with urllib.request.urlopen(web + "healthz", timeout=30) as resp:
+            assert resp.status == 200
         port = int(next(line for line in gw.output if "inbound SMTP" in line).rsplit(":", 1)[1])
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
             assert c.sendmail("alice@example.org", ["bob@localhost"], MSG) == {}
@@ -456,7 +461,7 @@ def test_serve_stops_with_a_message_when_the_policy_cannot_load(tmp_path: Path, 
     cfg = write_toml(tmp_path / "m.toml", {"policy": {"scores": {"NO_SUCH_SYMBOL_ANYWHERE": 5.0}}})
     res = subprocess.run(
         [MAILMOAT, "serve", "-c", str(cfg), "--data-dir", str(tmp_path / "var"), "--listen", "127.0.0.1:0",
-         "--workers", workers],
+         "--workers", workers, "--web", "off"],
         capture_output=True, text=True, timeout=120,
     )
     assert res.returncode == 2, res.stdout + res.stderr

@@ -190,9 +190,19 @@ async def test_analyzer_matches_with_evidence(analyzer: IntelAnalyzer) -> None:
         assert got[sym].score >= Settings().policy.thresholds.quarantine
 
 
-async def test_analyzer_clean_message_and_disabled_without_dirs(analyzer: IntelAnalyzer) -> None:
+async def test_analyzer_clean_message_and_console_added_indicators(analyzer: IntelAnalyzer, tmp_path: Path) -> None:
     assert await _scan(analyzer, simple("a@fine.example"), urls=[url("https://fine.example/")]) == {}
-    assert IntelAnalyzer(AnalyzerEnv(settings=Settings())).enabled() is False
+    # With no lists configured it still watches <data_dir>/intel, where the console and API write.
+    settings = Settings()
+    settings.data_dir = str(tmp_path / "var")
+    bare = IntelAnalyzer(AnalyzerEnv(settings=settings))
+    assert bare.enabled() and bare.index is not None
+    bare.index.check_interval = 0
+    assert await _scan(bare, simple("a@fine.example"), urls=[url("https://added-later.example/x")]) == {}
+    (tmp_path / "var" / "intel").mkdir(parents=True)
+    (tmp_path / "var" / "intel" / "domain.txt").write_text("added-later.example\n", encoding="utf-8")
+    got = await _scan(bare, simple("a@fine.example"), urls=[url("https://added-later.example/x")])
+    assert "INTEL_DOMAIN" in got or "INTEL_URL" in got, got
 
 
 async def test_listed_domain_behind_redirect_and_sender_domain(analyzer: IntelAnalyzer) -> None:

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.ingest.spool import Spool, SpoolRef
 from mailmoat.model import Action, Envelope, Message, Verdict
@@ -112,6 +114,7 @@ class Pipeline:
         envelope, raw = await asyncio.to_thread(self.spool.load, ref)
         # Keeping the raw copy does not depend on the verdict: its fsyncs overlap the scan.
         retained = asyncio.ensure_future(asyncio.to_thread(self._retain_raw, envelope, raw))
+        t0 = time.perf_counter()
         try:
             result = await self.scanner.scan(raw, envelope)
         except BaseException:
@@ -140,11 +143,14 @@ class Pipeline:
             # After the 250 the sender is often forged: a bounce would hit an innocent party.
             verdict = _as_quarantine(verdict, NO_BACKSCATTER)
 
+        metrics.record_verdict(envelope.direction, verdict, time.perf_counter() - t0)
         # Record first: deliveries (and deferred retries) hang off the message row.
         await asyncio.to_thread(self.store.record_message, envelope, message, verdict, raw_path)
         # The delivery service delivers (deliver/tag) or holds each recipient's copy (quarantine),
         # so a quarantined message can later be released to exactly its recipients.
+        t1 = time.perf_counter()
         deliveries = await self.delivery.deliver(envelope, raw, verdict, message)
+        metrics.record_delivery(deliveries, time.perf_counter() - t1)
         await asyncio.to_thread(self.spool.done, ref)
         return Outcome(envelope.id, verdict.action, verdict, deliveries=deliveries)
 

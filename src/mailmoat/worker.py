@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any
 
+from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.ingest.spool import Spool, SpoolRef
 from mailmoat.model import Action, Verdict
@@ -359,6 +360,8 @@ class ProcessPool:
         self._loop = asyncio.get_running_loop()
         # Create the tables once here: workers starting together would race to create them.
         await asyncio.to_thread(_create_schema, self.settings)
+        # Spawned workers write their counters to files that /metrics adds up.
+        metrics.prepare_multiprocess(self.settings)
         self._reader = threading.Thread(target=self._read_results, daemon=True, name="worker-results")
         self._reader.start()
         for i in range(self.workers):
@@ -435,6 +438,8 @@ class ProcessPool:
                     continue
                 log.error("worker %d exited with %s; restarting it", i, p.exitcode)
                 p.join()
+                if p.pid is not None:
+                    metrics.worker_exited(p.pid)
                 names = await asyncio.to_thread(self.spool.recover, f"w{i}")
                 self._spawn(i)
                 if names:

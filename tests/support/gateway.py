@@ -157,6 +157,8 @@ class SubprocessGateway:
 
     def start(self, timeout: float = 60.0) -> SubprocessGateway:
         cmd = [MAILMOAT, "serve", "--data-dir", str(self.data_dir), *self.args]
+        if "--web" not in self.args:
+            cmd += ["--web", "127.0.0.1:0"]  # never the default port: tests run side by side
         if self.config is not None:
             cmd += ["-c", str(self.config)]
         env = dict(os.environ)

@@ -37,7 +37,9 @@ class IntelAnalyzer(BaseAnalyzer):
 
     def __init__(self, env: AnalyzerEnv) -> None:
         super().__init__(env)
-        self.index = IntelIndex(list(env.settings.intel.dirs)) if env.settings.intel.dirs else None
+        # <data_dir>/intel holds indicators added from the console, the API or `mailmoat intel`.
+        dirs = [*env.settings.intel.dirs, str(env.settings.data_path / "intel")]
+        self.index: IntelIndex | None = IntelIndex(dirs)
 
     def enabled(self) -> bool:
         return self.index is not None

@@ -1,4 +1,4 @@
-"""`mailmoat serve`: the SMTP listeners and the processing workers in one command."""
+"""`mailmoat serve`: the SMTP listeners, the processing workers and the web console in one command."""
 
 from __future__ import annotations
 
@@ -114,6 +114,25 @@ async def run(settings: Settings, announce: bool = True) -> None:
         )
     assert gw.pool is not None
     failed = gw.pool.failed
+    web_task: asyncio.Task[None] | None = None
+    if settings.server.web and settings.server.web != "off":
+        from mailmoat.store.db import Store
+        from mailmoat.web.server import serve_web
+
+        host, port = parse_hostport(settings.server.web)
+        web_store = Store(settings.db_url, raw_dir=settings.raw_dir)
+        web_up = asyncio.Event()
+
+        def on_web(bound: int) -> None:
+            if announce:
+                typer.echo(f"mailmoat: console and API on http://{host}:{bound}/")
+            web_up.set()
+
+        web_task = asyncio.create_task(serve_web(settings, web_store, host, port, stop, started=on_web))
+        await asyncio.wait([web_task, asyncio.ensure_future(web_up.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if web_task.done():
+            await gw.stop()
+            web_task.result()  # raises the reason it could not start (e.g. the port is taken)
     try:
         await asyncio.wait(
             [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(failed.wait())],
@@ -122,6 +141,10 @@ async def run(settings: Settings, announce: bool = True) -> None:
     finally:
         fatal = gw.pool.fatal if gw.pool is not None else ""
         typer.echo("mailmoat: stopping")
+        stop.set()
+        if web_task is not None:
+            with contextlib.suppress(Exception):
+                await web_task
         await gw.stop()
         typer.echo("mailmoat: stopped")
     if fatal:
@@ -143,9 +166,12 @@ def serve(
         str | None, typer.Option("--relay-to", help="Deliver to smtp://HOST:PORT or lmtp://HOST:PORT (default: local Maildir)")
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Processing worker processes (0: in the listener process)")] = None,
+    web: Annotated[
+        str | None, typer.Option("--web", help="Console and API HOST:PORT (default 127.0.0.1:8025; 'off' to disable)")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every message")] = False,
 ) -> None:
-    """Run the gateway: SMTP listeners and processing workers."""
+    """Run the gateway: SMTP listeners, processing workers, and the console and API."""
     settings = load_settings(config, data_dir, db)
     if listen is not None:
         settings.server.listen = listen
@@ -157,6 +183,8 @@ def serve(
         settings.delivery.relay_to = relay_to
     if workers is not None:
         settings.server.workers = workers
+    if web is not None:
+        settings.server.web = web
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

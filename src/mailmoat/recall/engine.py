@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.model.envelope import new_id
 from mailmoat.recall.backends import CopyRef, CopyResult, MailboxBackend, get_backend
@@ -21,6 +22,7 @@ from mailmoat.recall.selection import Selector, select_copies
 from mailmoat.store.audit import audit
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+from mailmoat.tasks.claims import claim_copies, release, todo_ids
 
 FINAL = {"recalled", "not_found", "already_gone", "restored"}
 BATCH = 200
@@ -73,6 +75,7 @@ class RecallEngine:
         self.store = store
         self.backend = backend or get_backend(settings)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._stale_before = 0.0
 
     # -- plan ---------------------------------------------------------------------------
     @staticmethod
@@ -204,11 +207,14 @@ class RecallEngine:
             location=c.location,
         )
 
-    def _apply(self, s: Session, job_id: str, results: list[CopyResult], *, restoring: bool = False) -> None:
+    def _apply(
+        self, s: Session, job_id: str, results: list[CopyResult], *, restoring: bool = False, claim: float | None = None
+    ) -> None:
         by_tid = {r.tracking_id: r for r in results}
-        rows = s.scalars(
-            select(RecallCopyRow).where(RecallCopyRow.job_id == job_id, RecallCopyRow.tracking_id.in_(list(by_tid)))
-        ).all()
+        q = select(RecallCopyRow).where(RecallCopyRow.job_id == job_id, RecallCopyRow.tracking_id.in_(list(by_tid)))
+        if claim is not None:  # only copies this claim still holds (see mailmoat.tasks.claims)
+            q = q.where(RecallCopyRow.state == "working", RecallCopyRow.updated_at == claim)
+        rows = s.scalars(q).all()
         now = time.time()
         for c in rows:
             r = by_tid[c.tracking_id]
@@ -243,6 +249,8 @@ class RecallEngine:
             mode = job.mode
         if not self._take_lease(job_id):
             raise RecallError(f"job {job_id} is being run by another process")
+        # Holding the job lease, copies claimed before now belong to a run that died.
+        self._stale_before = time.time()
         try:
             with self.store.session() as s:
                 job = self._job(s, job_id)
@@ -267,37 +275,51 @@ class RecallEngine:
         max_tries = self.settings.recall.max_retries
         for attempt in range(max_tries):
             with self.store.session() as s:
-                todo = s.scalars(
-                    select(RecallCopyRow)
-                    .where(
-                        RecallCopyRow.job_id == job_id,
-                        or_(
-                            RecallCopyRow.state == "pending",
-                            (RecallCopyRow.state == "failed") & (RecallCopyRow.attempts < max_tries),
-                        ),
-                    )
-                    .order_by(RecallCopyRow.id)
-                ).all()
-                refs = [self._ref(c) for c in todo]
+                ids = todo_ids(s, job_id, max_tries, self._stale_before)
                 total = self._total(s, job_id)
-            if not refs:
+            if not ids:
                 return
             if attempt:
                 await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
-            done_before = total - len(refs)
-            for i in range(0, len(refs), BATCH):
-                batch = refs[i : i + BATCH]
-                results = await self.backend.recall(batch, mode)
-                with self.store.session() as s:
-                    self._apply(s, job_id, results)
-                    s.execute(
-                        update(RecallJobRow)
-                        .where(RecallJobRow.id == job_id)
-                        .values(updated_at=time.time(), lease_until=time.time() + LEASE_SECONDS)
-                    )
-                    s.commit()
+            done_before = total - len(ids)
+            for i in range(0, len(ids), BATCH):
+                batch = ids[i : i + BATCH]
+                await self.execute_batch(job_id, batch, mode, stale_before=self._stale_before)
                 if progress:
                     progress(done_before + i + len(batch), total)
+
+    async def execute_batch(
+        self, job_id: str, copy_ids: list[int], mode: str, *, stale_before: float | None = None
+    ) -> list[CopyResult]:
+        """Act on those of the copies nobody else holds; safe with other workers on the same job.
+
+        Each copy is claimed by a conditional UPDATE and its result written back only while the
+        claim holds, so no copy is acted on by two workers and no outcome is overwritten.
+        """
+        with self.store.session() as s:
+            token, rows = claim_copies(
+                s, job_id, copy_ids, max_tries=self.settings.recall.max_retries,
+                stale_before=time.time() - self.settings.tasks.copy_lease if stale_before is None else stale_before,
+                owner=self.owner,
+            )
+            refs = [self._ref(c) for c in rows]
+        if not refs:
+            return []
+        try:
+            results = await self.backend.recall(refs, mode)
+        except Exception as exc:
+            with self.store.session() as s:
+                release(s, job_id, token, f"{type(exc).__name__}: {exc}")
+            raise
+        with self.store.session() as s:
+            self._apply(s, job_id, results, claim=token)
+            s.execute(
+                update(RecallJobRow)
+                .where(RecallJobRow.id == job_id, RecallJobRow.lease_owner == self.owner)
+                .values(updated_at=time.time(), lease_until=time.time() + LEASE_SECONDS)
+            )
+            s.commit()
+        return results
 
     async def _verify(self, job_id: str) -> None:
         with self.store.session() as s:
@@ -349,6 +371,7 @@ class RecallEngine:
             s.commit()
         for i in range(0, len(refs), BATCH):
             results = await self.backend.restore(refs[i : i + BATCH])
+            metrics.record_recall(results)
             with self.store.session() as s:
                 self._apply(s, job_id, results, restoring=True)
                 s.commit()
