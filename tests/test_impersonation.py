@@ -71,7 +71,8 @@ async def test_ordinary_outside_sender_is_clean(settings: Settings) -> None:
 async def test_department_from_own_domain_inbound_without_dmarc_is_a_spoof(settings: Settings) -> None:
     an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
     got = await _scan(an, f"财务部 <caiwu@{ORG}>")
-    assert "IMPERSONATION_DEPARTMENT" not in got  # the domain is ours: the claim itself is not the issue
+    # Unauthenticated, our own domain earns the claim no trust: the spoof and the claim both count.
+    assert "IMPERSONATION_DEPARTMENT" in got
     assert ORG in got["FROM_SPOOFS_PROTECTED"].evidence
     dmarc = Finding(symbol="DMARC_PASS", score=-1.0)
     assert await _scan(an, f"财务部 <caiwu@{ORG}>", prior=[dmarc]) == {}

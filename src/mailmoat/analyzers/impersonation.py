@@ -263,7 +263,10 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         internal_from = bool(from_domain) and self.catalog.is_protected(from_domain)
         display = _norm(frm.display)
         if env.direction == Direction.INBOUND:
-            out.extend(self._inbound_display(display, frm, internal_from))
+            # Our own domain arriving through the MX without DMARC pass is a spoof: it earns no
+            # trust for its display name (the site's own mail comes in through the relay listener).
+            authenticated = any(f.symbol in ("DMARC_PASS", "AUTH_INTERNAL") for f in ctx.prior)
+            out.extend(self._inbound_display(display, frm, internal_from and authenticated))
             out.extend(self._from_domain(from_domain, internal_from, ctx))
             if from_domain and not internal_from:
                 out.extend(self._from_platform(from_domain))
