@@ -10,12 +10,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from mailmoat import metrics
+from mailmoat import accounts, metrics
 from mailmoat.config import Settings
 from mailmoat.ingest.spool import Spool, SpoolRef
-from mailmoat.model import Action, Envelope, Message, Verdict
+from mailmoat.model import Action, Direction, Envelope, Message, Verdict
+from mailmoat.store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,15 @@ class StorePort(Protocol):
 
 class DeliveryPort(Protocol):
     async def deliver(self, envelope: Envelope, raw: bytes, verdict: Verdict, message: Message) -> Sequence[object]: ...
+
+
+@runtime_checkable
+class RecordingDeliveryPort(Protocol):
+    """A delivery that also writes the message record, in the same transaction as its claims."""
+
+    async def record_and_deliver(
+        self, envelope: Envelope, raw: bytes, verdict: Verdict, message: Message, raw_path: str
+    ) -> Sequence[object]: ...
 
 
 @dataclass
@@ -144,14 +154,22 @@ class Pipeline:
             verdict = _as_quarantine(verdict, NO_BACKSCATTER)
 
         metrics.record_verdict(envelope.direction, verdict, time.perf_counter() - t0)
-        # Record first: deliveries (and deferred retries) hang off the message row.
-        await asyncio.to_thread(self.store.record_message, envelope, message, verdict, raw_path)
-        # The delivery service delivers (deliver/tag) or holds each recipient's copy (quarantine),
-        # so a quarantined message can later be released to exactly its recipients.
+        # Record first: deliveries (and deferred retries) hang off the message row. The delivery
+        # service delivers (deliver/tag) or holds each recipient's copy (quarantine), so a
+        # quarantined message can later be released to exactly its recipients.
         t1 = time.perf_counter()
-        deliveries = await self.delivery.deliver(envelope, raw, verdict, message)
+        if isinstance(self.delivery, RecordingDeliveryPort):
+            # One transaction (one commit) records the message and claims its copies.
+            deliveries = await self.delivery.record_and_deliver(envelope, raw, verdict, message, raw_path)
+        else:
+            await asyncio.to_thread(self.store.record_message, envelope, message, verdict, raw_path)
+            t1 = time.perf_counter()
+            deliveries = await self.delivery.deliver(envelope, raw, verdict, message)
         metrics.record_delivery(deliveries, time.perf_counter() - t1)
         await asyncio.to_thread(self.spool.done, ref)
+        if envelope.direction is not Direction.INBOUND and isinstance(self.store, Store):
+            # After spool.done: a slow recall or webhook must never hold the spool entry.
+            await accounts.observe(self.store, self.settings, envelope, message, verdict)  # never raises
         return Outcome(envelope.id, verdict.action, verdict, deliveries=deliveries)
 
 
