@@ -1,0 +1,250 @@
+"""Campaign-content lexicons: weighted Chinese and English lure wording, strong when paired with a QR code or link.
+
+The terms and weights are data (`mailmoat/data/lexicon_*.txt`), the symbols, thresholds and
+combinations too (`mailmoat/data/lexicon_rules.yml`); this module only loads and matches them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, ClassVar
+
+import yaml
+
+from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
+from mailmoat.model import Finding, Message, Symbol
+
+GROUP = "content"
+MAX_TEXT = 200_000
+# Where a clickable link can come from (images' src and CSS are not links; QR payloads have
+# their own combinations).
+LINK_SOURCES = {"text", "href", "form", "meta", "pdf", "attachment", ""}
+NEEDS = {"qr", "link"}
+
+
+class LexiconError(ValueError):
+    """A lexicon data file that cannot be used (the message says which line and why)."""
+
+
+@dataclass
+class Lexicon:
+    symbol: str
+    score: float
+    threshold: float
+    description: str
+    terms: dict[str, float] = field(default_factory=dict)  # normalised term -> weight
+
+
+@dataclass
+class Combo:
+    symbol: str
+    lexicon: str
+    needs: str  # "qr" or "link"
+    score: float
+    description: str
+
+
+@dataclass
+class LexiconSet:
+    lexicons: dict[str, Lexicon]
+    combos: list[Combo]
+    pattern: re.Pattern[str]
+    # normalised term -> [(lexicon symbol, weight)]
+    index: dict[str, list[tuple[str, float]]]
+
+    def symbols(self) -> tuple[Symbol, ...]:
+        out = [Symbol(lx.symbol, lx.score, GROUP, lx.description) for lx in self.lexicons.values()]
+        out += [Symbol(c.symbol, c.score, GROUP, c.description) for c in self.combos]
+        return tuple(out)
+
+
+_ZERO_WIDTH = re.compile("[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# "工 资 补 贴" and "工资\n补贴" are written to dodge filters; a reader sees the words.
+_CJK_GAP = re.compile(f"(?<=[{_CJK}])[\\s\u3000]+(?=[{_CJK}])")
+_SPACES = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text[:MAX_TEXT])
+    text = _ZERO_WIDTH.sub("", text).lower()
+    return _CJK_GAP.sub("", text)
+
+
+def _term_key(term: str) -> str:
+    return _SPACES.sub(" ", normalise(term).strip())
+
+
+def _is_word_edge(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def _term_pattern(term: str, bounded: bool = True) -> str:
+    body = r"\s+".join(re.escape(w) for w in term.split(" "))
+    if not bounded:
+        return body
+    # Whole words for alphabetic terms; Chinese has no spaces, so substrings.
+    left = r"(?<!\w)" if _is_word_edge(term[0]) else ""
+    right = r"(?!\w)" if _is_word_edge(term[-1]) else ""
+    return left + body + right
+
+
+def parse_terms(text: str, where: str) -> list[tuple[str, float, str]]:
+    """Lines of `SYMBOL weight term...` (blank lines and # comments skipped)."""
+    out: list[tuple[str, float, str]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split(None, 2)
+        if len(fields) != 3:
+            raise LexiconError(f"{where}:{n}: expected 'SYMBOL weight term'")
+        sym, weight_s, term = fields
+        try:
+            weight = float(weight_s)
+        except ValueError as exc:
+            raise LexiconError(f"{where}:{n}: weight {weight_s!r} is not a number") from exc
+        out.append((sym, weight, term))
+    return out
+
+
+def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
+    """A matcher from the rules table and the term files' contents (name -> text)."""
+    lexicons: dict[str, Lexicon] = {}
+    for sym, spec in dict(rules.get("lexicons") or {}).items():
+        try:
+            lexicons[sym] = Lexicon(
+                symbol=sym,
+                score=float(spec["score"]),
+                threshold=float(spec["threshold"]),
+                description=str(spec.get("description", sym)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LexiconError(f"lexicon {sym}: needs score and threshold ({exc})") from exc
+    combos: list[Combo] = []
+    for sym, spec in dict(rules.get("combos") or {}).items():
+        lex = str(spec.get("lexicon", ""))
+        needs = str(spec.get("needs", ""))
+        if lex not in lexicons:
+            raise LexiconError(f"combo {sym}: unknown lexicon {lex!r}")
+        if needs not in NEEDS:
+            raise LexiconError(f"combo {sym}: needs must be one of {sorted(NEEDS)}")
+        combos.append(Combo(sym, lex, needs, float(spec["score"]), str(spec.get("description", sym))))
+    index: dict[str, list[tuple[str, float]]] = {}
+    for name, text in sorted(term_files.items()):
+        for sym, weight, term in parse_terms(text, name):
+            if sym not in lexicons:
+                raise LexiconError(f"{name}: term {term!r} names unknown lexicon {sym}")
+            key = _term_key(term)
+            if key:
+                lexicons[sym].terms[key] = weight
+                index.setdefault(key, []).append((sym, weight))
+    # Longest first, so "工资补贴" is one match rather than "工资" and "补贴". Whole-word terms
+    # share one pair of boundary checks (far faster than one pair per alternative).
+    keys = sorted(index, key=lambda k: (-len(k), k))
+    worded = [k for k in keys if _is_word_edge(k[0]) and _is_word_edge(k[-1])]
+    others = [k for k in keys if not (_is_word_edge(k[0]) and _is_word_edge(k[-1]))]
+    alts: list[str] = []
+    if worded:
+        alts.append(r"(?<!\w)(?:" + "|".join(_term_pattern(k, bounded=False) for k in worded) + r")(?!\w)")
+    alts += [_term_pattern(k) for k in others]
+    pattern = re.compile("|".join(alts) if alts else r"(?!x)x")
+    return LexiconSet(lexicons, combos, pattern, index)
+
+
+def load_builtin() -> LexiconSet:
+    pkg = resources.files("mailmoat") / "data"
+    rules = yaml.safe_load((pkg / "lexicon_rules.yml").read_text(encoding="utf-8")) or {}
+    files = {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in pkg.iterdir()
+        if entry.name.startswith("lexicon_") and entry.name.endswith(".txt")
+    }
+    return build(rules, files)
+
+
+@dataclass
+class LexiconHit:
+    symbol: str
+    weight: float
+    terms: list[str]
+
+
+def match(lexset: LexiconSet, message: Message) -> dict[str, LexiconHit]:
+    """Per lexicon: summed weight and the distinct terms found (every lexicon that matched anything)."""
+    text = normalise("\n".join((message.subject, message.text, message.html_text)))
+    found: dict[str, dict[str, float]] = {}
+    for m in lexset.pattern.finditer(text):
+        key = _SPACES.sub(" ", m.group(0))
+        for sym, weight in lexset.index.get(key, ()):
+            found.setdefault(sym, {})[key] = weight
+    return {
+        sym: LexiconHit(sym, sum(terms.values()), sorted(terms, key=lambda t: (-terms[t], t)))
+        for sym, terms in found.items()
+    }
+
+
+def has_link(message: Message) -> bool:
+    for u in message.urls:
+        scheme = u.scheme or u.url.partition(":")[0].lower()
+        if scheme in ("http", "https") and u.source in LINK_SOURCES:
+            return True
+    return False
+
+
+_BUILTIN = load_builtin()
+
+
+class LexiconAnalyzer(BaseAnalyzer):
+    name = "lexicon"
+    symbols: ClassVar[tuple[Symbol, ...]] = _BUILTIN.symbols()
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.lexset = _BUILTIN
+
+    async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
+        msg = ctx.message
+        hits = match(self.lexset, msg)
+        findings: list[Finding] = []
+        fired: dict[str, LexiconHit] = {}
+        for sym, hit in hits.items():
+            lex = self.lexset.lexicons[sym]
+            if hit.weight < lex.threshold:
+                continue
+            fired[sym] = hit
+            findings.append(
+                self.finding(
+                    sym,
+                    f"matched {', '.join(hit.terms[:12])} (weight {hit.weight:g} ≥ {lex.threshold:g})",
+                    {"terms": hit.terms, "weight": hit.weight},
+                )
+            )
+        if not fired:
+            return findings
+        qr = [q.payload for q in msg.qr_codes]
+        link = has_link(msg)
+        with_qr: set[str] = set()
+        # QR combinations first: a lure with a QR code is not counted again for its links.
+        for combo in sorted(self.lexset.combos, key=lambda c: c.needs != "qr"):
+            combo_hit = fired.get(combo.lexicon)
+            if combo_hit is None or combo.lexicon in with_qr:
+                continue
+            if combo.needs == "qr" and qr:
+                with_qr.add(combo.lexicon)
+                what = f"QR code ({qr[0][:120]})"
+            elif combo.needs == "link" and link:
+                what = "a link"
+            else:
+                continue
+            findings.append(
+                self.finding(
+                    combo.symbol,
+                    f"{', '.join(combo_hit.terms[:8])} with {what}",
+                    {"terms": combo_hit.terms, "weight": combo_hit.weight, "needs": combo.needs},
+                )
+            )
+        return findings

@@ -1,0 +1,120 @@
+"""The statistical classifier: tokens of a Message, a persisted model, and learning from verdicts."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from mailmoat.classify.bayes import BayesModel, Classification, ModelError
+from mailmoat.classify.tokens import message_tokens
+from mailmoat.config import Settings
+from mailmoat.model import Message
+
+__all__ = [
+    "BayesModel",
+    "Classification",
+    "Classifier",
+    "ModelError",
+    "learn_verdict",
+    "message_tokens",
+    "model_path",
+]
+
+
+def model_path(settings: Settings) -> Path:
+    """`classifier.model` if set, else `<data_dir>/models/bayes.json`."""
+    if settings.classifier.model:
+        return Path(settings.classifier.model)
+    return settings.models_dir / "bayes.json"
+
+
+class Classifier:
+    """A model bound to its file: classify messages, learn administrators' verdicts, save.
+
+    `learn(message, is_spam, key=...)` with a key (e.g. the envelope id) remembers what each
+    message was learnt as, so learning the same message again is a no-op and a reversed
+    verdict (recalled, then released) moves it from one class to the other instead of
+    counting it twice.
+    """
+
+    def __init__(self, path: Path, model: BayesModel | None = None) -> None:
+        self.path = path
+        self.model = model or BayesModel()
+        self._learned: dict[str, bool] = {}
+        self._lock = threading.Lock()
+        self._load_learned()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Classifier:
+        return cls(model_path(settings))
+
+    @classmethod
+    def open(cls, path: Path) -> Classifier:
+        """The saved model at `path`, or an empty one when there is none yet (ModelError if damaged)."""
+        model = BayesModel.load(path) if path.exists() else BayesModel()
+        return cls(path, model)
+
+    @property
+    def _learned_path(self) -> Path:
+        return self.path.with_name(self.path.stem + ".learned.json")
+
+    def _load_learned(self) -> None:
+        try:
+            data = json.loads(self._learned_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict):
+            self._learned = {str(k): bool(v) for k, v in data.items()}
+
+    @property
+    def trained(self) -> bool:
+        return self.model.trained
+
+    def classify(self, message: Message) -> Classification:
+        return self.model.classify_tokens(message_tokens(message))
+
+    def learned_as(self, key: str) -> bool | None:
+        return self._learned.get(key)
+
+    def learn(self, message: Message, is_spam: bool, key: str = "", save: bool = True) -> bool:
+        """Learn one verdict (release = ham, recall = spam); returns False if already known as that."""
+        return self.learn_tokens(message_tokens(message), is_spam, key=key, save=save)
+
+    def learn_tokens(self, tokens: set[str], is_spam: bool, key: str = "", save: bool = False) -> bool:
+        """As `learn`, from tokens already extracted (bulk training tokenises in worker processes)."""
+        with self._lock:
+            if key:
+                before = self._learned.get(key)
+                if before is is_spam:
+                    return False
+                if before is not None:
+                    self.model.unlearn_tokens(tokens, before)
+                self._learned[key] = is_spam
+            self.model.learn_tokens(tokens, is_spam)
+        if save:
+            self.save()
+        return True
+
+    def save(self) -> None:
+        self.model.save(self.path)
+        if self._learned:
+            tmp = self._learned_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._learned, sort_keys=True), encoding="utf-8")
+            tmp.replace(self._learned_path)
+
+
+def learn_verdict(settings: Settings, raw: bytes, is_spam: bool, key: str) -> bool:
+    """Learn one administrator's verdict now (release = ham, recall = spam) and save the model.
+
+    For the quarantine-release and recall code paths; `mailmoat train --from-store` does the same
+    in bulk. Returns False when there is no model yet or the message was already learnt so.
+    The gateway's classifier picks the new model file up within a minute.
+    """
+    from mailmoat.parse import parse
+
+    path = model_path(settings)
+    if not settings.classifier.enabled or not path.exists():
+        return False
+    clf = Classifier.open(path)
+    return clf.learn(parse(raw, qr=settings.qr), is_spam, key=key, save=True)

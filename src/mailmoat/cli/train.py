@@ -1,0 +1,204 @@
+"""`mailmoat train`: build the classifier model from directories of .eml files or from administrators' verdicts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
+from mailmoat.config import QrSettings, Settings
+
+MAX_MESSAGE = 50 * 1024 * 1024  # larger files are skipped: nobody trains on a 50 MB attachment
+_CHUNK = 16
+
+
+def iter_messages(dirs: list[Path]) -> Iterator[Path]:
+    """Every regular, non-hidden file under the directories (recursively), in a stable order."""
+    for d in dirs:
+        if d.is_file():
+            yield d
+            continue
+        for root, subdirs, files in os.walk(d):
+            subdirs[:] = sorted(s for s in subdirs if not s.startswith("."))
+            for name in sorted(files):
+                if not name.startswith("."):
+                    yield Path(root) / name
+
+
+_qr: QrSettings | None = None
+
+
+def _init_worker(qr: QrSettings | None) -> None:
+    global _qr
+    _qr = qr
+
+
+def tokens_of_file(path: str) -> tuple[str, list[str] | None, str]:
+    """(path, tokens, error): parse and tokenise one file; never raises."""
+    from mailmoat.classify import message_tokens
+    from mailmoat.parse import parse
+
+    try:
+        p = Path(path)
+        if p.stat().st_size > MAX_MESSAGE:
+            return path, None, "too large"
+        raw = p.read_bytes()
+    except OSError as exc:
+        return path, None, f"cannot read: {exc.strerror or exc}"
+    try:
+        return path, sorted(message_tokens(parse(raw, qr=_qr))), ""
+    except Exception as exc:  # a parser bug must not stop a training run of thousands of files
+        return path, None, f"{type(exc).__name__}: {exc}"
+
+
+def tokenise_files(paths: list[str], qr: QrSettings | None, jobs: int) -> Iterator[tuple[str, list[str] | None, str]]:
+    if jobs <= 1 or len(paths) < 2 * _CHUNK:
+        _init_worker(qr)
+        yield from map(tokens_of_file, paths)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(qr,)) as pool:
+        yield from pool.map(tokens_of_file, paths, chunksize=_CHUNK)
+
+
+def train_dirs(
+    settings: Settings,
+    ham: list[Path],
+    spam: list[Path],
+    *,
+    add: bool = False,
+    jobs: int = 1,
+    qr: bool = True,
+) -> dict[str, int]:
+    """Train (or, with add, extend) the model from directories; returns counts; saves the model."""
+    from mailmoat.classify import BayesModel, Classifier, model_path
+
+    path = model_path(settings)
+    clf = Classifier.open(path) if add else Classifier(path, BayesModel())
+    counts = {"ham": 0, "spam": 0, "skipped": 0}
+    labelled = [(str(p), False) for p in iter_messages(ham)] + [(str(p), True) for p in iter_messages(spam)]
+    label = dict(labelled)
+    qr_settings = settings.qr if qr else None
+    for file, tokens, error in tokenise_files([p for p, _ in labelled], qr_settings, jobs):
+        if tokens is None:
+            counts["skipped"] += 1
+            typer.echo(f"skipped {file}: {error}", err=True)
+            continue
+        is_spam = label[file]
+        clf.learn_tokens(set(tokens), is_spam)
+        counts["spam" if is_spam else "ham"] += 1
+    if not clf.trained:
+        raise ValueError(
+            f"a model needs both ham and spam (have {clf.model.nham} ham, {clf.model.nspam} spam); nothing saved"
+        )
+    clf.save()
+    counts["model_ham"] = clf.model.nham
+    counts["model_spam"] = clf.model.nspam
+    counts["tokens"] = len(clf.model.counts)
+    return counts
+
+
+def train_from_store(settings: Settings) -> dict[str, int]:
+    """Learn released messages as ham and recalled ones as spam (each message once; reversals move it)."""
+    from sqlalchemy import select
+
+    from mailmoat.classify import Classifier
+    from mailmoat.parse import parse
+    from mailmoat.store.db import Store
+    from mailmoat.store.models import MessageRow
+    from mailmoat.store.recall_models import RecallCopyRow
+
+    url = settings.db_url
+    if url.startswith("sqlite:///"):
+        db_file = Path(url.split(":///", 1)[1])
+        if not db_file.exists():
+            raise FileNotFoundError(f"no store at {db_file}")
+    store = Store(url, create=False)
+    counts = {"ham": 0, "spam": 0, "already": 0, "missing_raw": 0}
+    try:
+        with store.session() as s:
+            recalled = set(
+                s.scalars(select(RecallCopyRow.message_id).where(RecallCopyRow.state == "recalled")).all()
+            )
+            released = set(s.scalars(select(MessageRow.id).where(MessageRow.status == "released")).all())
+            ids = sorted(recalled | released)
+            rows = {r.id: r.raw_path for r in s.scalars(select(MessageRow).where(MessageRow.id.in_(ids))).all()} if ids else {}
+    finally:
+        store.close()
+    clf = Classifier.open(Classifier.for_settings(settings).path)
+    for mid in ids:
+        # A released message was judged good by a person; a later recall of it wins.
+        is_spam = mid in recalled
+        if clf.learned_as(mid) is is_spam:
+            counts["already"] += 1
+            continue
+        raw_path = rows.get(mid, "")
+        try:
+            raw = Path(raw_path).read_bytes() if raw_path else None
+        except OSError:
+            raw = None
+        if raw is None:
+            counts["missing_raw"] += 1
+            continue
+        clf.learn(parse(raw, qr=settings.qr), is_spam, key=mid, save=False)
+        counts["spam" if is_spam else "ham"] += 1
+    if counts["ham"] or counts["spam"]:
+        clf.save()
+    counts["model_ham"] = clf.model.nham
+    counts["model_spam"] = clf.model.nspam
+    return counts
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        ham: Annotated[list[Path] | None, typer.Option("--ham", help="Directory (or file) of legitimate .eml messages; repeatable")] = None,
+        spam: Annotated[list[Path] | None, typer.Option("--spam", help="Directory (or file) of spam/phishing .eml messages; repeatable")] = None,
+        from_store: Annotated[bool, typer.Option("--from-store", help="Learn released messages as ham and recalled ones as spam")] = False,
+        add: Annotated[bool, typer.Option("--add", help="Add to the existing model instead of replacing it")] = False,
+        jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parser processes (default: CPU count)")] = 0,
+        no_qr: Annotated[bool, typer.Option("--no-qr", help="Skip QR decoding while training (faster)")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Train the statistical classifier; the model is kept under the data dir and used by scan and the gateway."""
+        from mailmoat.classify import model_path
+
+        settings = load_settings(config, data_dir, db)
+        ham_dirs, spam_dirs = list(ham or []), list(spam or [])
+        if not ham_dirs and not spam_dirs and not from_store:
+            raise fail("give --ham DIR and --spam DIR, or --from-store")
+        for d in ham_dirs + spam_dirs:
+            if not d.exists():
+                raise fail(f"no such file or directory: {d}")
+        if ham_dirs or spam_dirs:
+            try:
+                counts = train_dirs(
+                    settings, ham_dirs, spam_dirs, add=add, jobs=jobs or (os.cpu_count() or 1), qr=not no_qr
+                )
+            except ValueError as exc:
+                raise fail(str(exc)) from exc
+            typer.echo(
+                f"learnt {counts['ham']} ham and {counts['spam']} spam ({counts['skipped']} skipped); "
+                f"model: {counts['model_ham']} ham, {counts['model_spam']} spam, {counts['tokens']} tokens "
+                f"→ {model_path(settings)}"
+            )
+        if from_store:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            try:
+                sc = train_from_store(settings)
+            except (FileNotFoundError, ValueError) as exc:
+                raise fail(str(exc)) from exc
+            except SQLAlchemyError as exc:
+                raise fail(f"cannot read the store: {exc}") from exc
+            typer.echo(
+                f"from the store: learnt {sc['ham']} released as ham, {sc['spam']} recalled as spam "
+                f"({sc['already']} already learnt, {sc['missing_raw']} without a retained raw message); "
+                f"model: {sc['model_ham']} ham, {sc['model_spam']} spam → {model_path(settings)}"
+            )

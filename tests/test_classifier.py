@@ -1,0 +1,224 @@
+"""The statistical classifier: tokens, training, persistence, incremental learning, era-blindness."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+from mailmoat.analyzers.classifier import (
+    BAYES_SPAM,
+    SPAM_FROM,
+    SPAM_FULL,
+    ClassifierAnalyzer,
+    no_model_note,
+    scale,
+)
+from mailmoat.classify import BayesModel, Classifier, ModelError, message_tokens, model_path
+from mailmoat.classify.tokens import text_tokens
+from mailmoat.config import Settings
+from mailmoat.model import Address, Envelope, Message, Part, Url
+from tests.support.mailgen import synthetic_eml, synthetic_message
+
+
+def _trained(path: Path, n: int = 40, seed: int = 1) -> Classifier:
+    rng = random.Random(seed)
+    clf = Classifier(path)
+    for _ in range(n):
+        for chinese in (False, True):
+            clf.learn(synthetic_message(rng, spam=True, chinese=chinese), True, save=False)
+            clf.learn(synthetic_message(rng, spam=False, chinese=chinese), False, save=False)
+    clf.save()
+    return clf
+
+
+def test_tokens_words_bigrams_and_chinese() -> None:
+    toks = text_tokens("Please VERIFY your account!! 关于工资补贴 in 2002 at 10:30, v2.3.1")
+    assert {"verify", "your account", "caps:verify", "shape:!!"} <= toks
+    assert {"工资", "资补", "补贴", "关于"} <= toks
+    # Bare numbers (years, times, versions) say when a mail was written, not what it is.
+    assert not any(any(ch.isdigit() for ch in t) for t in toks)
+
+
+def test_tokens_read_content_not_era_headers() -> None:
+    msg = Message(
+        subject="Invoice",
+        text="see link",
+        headers=[("Received", "from old-relay.example by mx; Mon, 2 Sep 2002"), ("X-Mailer", "Outlook Express 6")],
+        received=[],
+        x_mailer="Outlook Express 6",
+        message_id="<123@old-relay.example>",
+        date="Mon, 2 Sep 2002 10:00:00 +0000",
+        from_=Address("Payroll Team", "pay@example.org"),
+        urls=[Url(url="https://bad.example.top/x", host="bad.example.top", registrable_domain="example.top")],
+        parts=[Part(path="2", content_type="application/octet-stream", filename="a.zip", true_type="application/zip", is_attachment=True)],
+    )
+    toks = message_tokens(msg)
+    assert {"s:invoice", "see", "url:example.top", "att:application/zip", "attext:zip", "fn:payroll"} <= toks
+    assert not any("outlook" in t or "relay" in t or t == "sep" for t in toks)
+
+
+def test_train_classify_english_and_chinese(tmp_path: Path) -> None:
+    clf = _trained(tmp_path / "bayes.json")
+    rng = random.Random(99)
+    for chinese in (False, True):
+        spam = clf.classify(synthetic_message(rng, spam=True, chinese=chinese))
+        ham = clf.classify(synthetic_message(rng, spam=False, chinese=chinese))
+        assert spam.prob > 0.99, (chinese, spam.prob)
+        assert ham.prob < 0.01, (chinese, ham.prob)
+        assert spam.top(3, spammy=True)
+
+
+def test_unknown_content_is_unsure(tmp_path: Path) -> None:
+    clf = _trained(tmp_path / "bayes.json")
+    assert clf.classify(Message(subject="zyxw", text="qwerty asdfgh")).prob == 0.5
+
+
+def test_persist_and_load(tmp_path: Path) -> None:
+    path = tmp_path / "models" / "bayes.json"
+    clf = _trained(path)
+    msg = synthetic_message(random.Random(5), spam=True, chinese=False)
+    again = Classifier.open(path)
+    assert again.model.nspam == clf.model.nspam and again.model.nham == clf.model.nham
+    assert again.classify(msg).prob == pytest.approx(clf.classify(msg).prob)
+    assert json.loads(path.read_text())["format"] == "mailmoat-bayes/1"
+    # A damaged file is a clear error, not a crash deep in scoring.
+    path.write_text("{not json")
+    with pytest.raises(ModelError):
+        Classifier.open(path)
+    path.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ModelError):
+        BayesModel.load(path)
+
+
+def test_learn_incrementally_from_verdicts(tmp_path: Path) -> None:
+    path = tmp_path / "bayes.json"
+    clf = _trained(path, n=20)
+    lure = Message(subject="quarterly bonus statement", text="open the statement portal bonus statement quarterly")
+    before = clf.classify(lure).prob
+    for i in range(8):
+        assert clf.learn(lure, True, key=f"msg-{i}")  # recalled by an administrator
+    assert clf.classify(lure).prob > before
+    assert clf.classify(lure).prob > 0.9
+    # The same verdict again is a no-op; a reversed verdict moves the message, not doubles it.
+    nspam = clf.model.nspam
+    assert not clf.learn(lure, True, key="msg-0")
+    assert clf.model.nspam == nspam
+    assert clf.learn(lure, False, key="msg-0")  # released after all
+    assert clf.model.nspam == nspam - 1
+    # Learning is saved: a new process sees it, including what each key was learnt as.
+    again = Classifier.open(path)
+    assert again.model.nspam == nspam - 1
+    assert again.learned_as("msg-0") is False
+
+
+def test_score_scaling() -> None:
+    assert scale(0.9, 0.9, 0.999) == pytest.approx(0.0)
+    assert scale(0.99, 0.9, 0.999) == pytest.approx(0.5, abs=0.01)
+    assert scale(0.999, 0.9, 0.999) == pytest.approx(1.0)
+    assert scale(1.0, 0.9, 0.999) == 1.0
+    assert scale(0.3, 0.5, 0.95) == 0.0
+    assert scale(0.001, 0.1, 0.001) == pytest.approx(1.0)
+    # The default mapping: a merely likely message gets part of the score, never quarantine alone.
+    assert scale(0.8, SPAM_FROM, SPAM_FULL) * BAYES_SPAM.score < 5
+    assert scale(SPAM_FULL, SPAM_FROM, SPAM_FULL) * BAYES_SPAM.score == pytest.approx(10.0)
+
+
+async def test_analyzer_with_and_without_model(settings: Settings) -> None:
+    env = AnalyzerEnv(settings=settings)
+    note = no_model_note(settings)
+    assert note and "mailmoat train" in note
+    analyzer = ClassifierAnalyzer(env)
+    rng = random.Random(3)
+    spam_msg = synthetic_message(rng, spam=True, chinese=True)
+    ctx = AnalysisContext(message=spam_msg, envelope=Envelope("a@example.org", ["b@example.com"]), settings=settings)
+    assert await analyzer.analyze(ctx) == []
+
+    _trained(model_path(settings))
+    assert no_model_note(settings) is None
+    analyzer = ClassifierAnalyzer(env)
+    (finding,) = await analyzer.analyze(ctx)
+    assert finding.symbol == "BAYES_SPAM"
+    assert 0 < finding.score <= 10.0
+    assert "spam probability" in finding.evidence
+    ctx.message = synthetic_message(rng, spam=False, chinese=False)
+    (finding,) = await analyzer.analyze(ctx)
+    assert finding.symbol == "BAYES_HAM" and finding.score < 0
+
+
+def test_model_setting_overrides_location(settings: Settings, tmp_path: Path) -> None:
+    assert model_path(settings) == Path(settings.data_dir) / "models" / "bayes.json"
+    settings.classifier.model = str(tmp_path / "elsewhere.json")
+    assert model_path(settings) == tmp_path / "elsewhere.json"
+
+
+def _rewrite_dates(raw: bytes, when: datetime) -> bytes:
+    """Every Date and Received timestamp set to one recent date (and a current mailer)."""
+    head, _, body = raw.partition(b"\n\n")
+    lines = []
+    for line in head.split(b"\n"):
+        if line.lower().startswith(b"date:"):
+            line = b"Date: " + format_datetime(when).encode()
+        elif line.lower().startswith(b"received:"):
+            line = line.rpartition(b";")[0] + b"; " + format_datetime(when).encode()
+        lines.append(line)
+    return b"\n".join(lines) + b"\n\n" + body
+
+
+def test_rewriting_dates_does_not_change_the_verdict(tmp_path: Path) -> None:
+    from mailmoat.parse import parse
+
+    rng = random.Random(7)
+    old = datetime(2002, 9, 1, 12, 0, tzinfo=UTC)
+    new = datetime(2025, 11, 18, 9, 30, tzinfo=UTC)
+    # Train on old ham and new spam: a model that read dates would learn "old = ham".
+    clf = Classifier(tmp_path / "bayes.json")
+    for _ in range(30):
+        for chinese in (False, True):
+            clf.learn(parse(synthetic_eml(rng, False, chinese, when=old)), False, save=False)
+            clf.learn(parse(synthetic_eml(rng, True, chinese, when=new, mailer="Outlook 16.0")), True, save=False)
+    for _ in range(10):
+        for spam in (False, True):
+            for chinese in (False, True):
+                raw = synthetic_eml(rng, spam, chinese, when=old)
+                a = clf.classify(parse(raw)).prob
+                b = clf.classify(parse(_rewrite_dates(raw, new))).prob
+                assert message_tokens(parse(raw)) == message_tokens(parse(_rewrite_dates(raw, new)))
+                assert abs(a - b) < 0.01
+                assert (a > 0.5) == spam
+
+
+async def test_scanner_verdict_ignores_rewritten_dates(settings: Settings) -> None:
+    """The whole Scanner, with a trained model: same action and classifier score after the rewrite."""
+    from mailmoat.scanner import Scanner
+
+    rng = random.Random(11)
+    old = datetime(2003, 3, 1, 8, 0, tzinfo=UTC)
+    new = datetime(2025, 11, 18, 9, 30, tzinfo=UTC)
+    _trained(model_path(settings))
+    scanner = Scanner(settings)
+    for spam in (False, True):
+        for chinese in (False, True):
+            raw = synthetic_eml(rng, spam, chinese, when=old)
+            a = (await scanner.scan(raw, Envelope("sender@example.org", ["user@example.com"]))).verdict
+            b = (await scanner.scan(_rewrite_dates(raw, new), Envelope("sender@example.org", ["user@example.com"]))).verdict
+            assert a.action == b.action
+            assert a.symbols.get("BAYES_SPAM") == b.symbols.get("BAYES_SPAM")
+            assert a.symbols.get("BAYES_HAM") == b.symbols.get("BAYES_HAM")
+            assert ("BAYES_SPAM" in a.symbols) == spam
+
+
+def test_learn_verdict_helper(settings: Settings) -> None:
+    from mailmoat.classify import learn_verdict
+
+    raw = synthetic_eml(random.Random(2), spam=True, chinese=True)
+    assert not learn_verdict(settings, raw, True, key="m1")  # no model yet: nothing to extend
+    _trained(model_path(settings), n=5)
+    assert learn_verdict(settings, raw, True, key="m1")
+    assert not learn_verdict(settings, raw, True, key="m1")
+    assert Classifier.open(model_path(settings)).learned_as("m1") is True

@@ -1,0 +1,141 @@
+"""Campaign-content lexicons: lure wording alone is weak, with a QR code or link it is a campaign."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+from mailmoat.analyzers.lexicon import LexiconAnalyzer, LexiconError, build, load_builtin, match
+from mailmoat.config import Settings
+from mailmoat.model import Envelope, Finding, Message, QrCode, Url
+
+SUBSIDY_ZH = "关于发放2025年度工资补贴的通知"
+SUBSIDY_BODY = "各位同事：根据公司安排，本年度工资补贴现已开放申领，请于本周五前扫码领取，逾期视为自动放弃。财务部"
+
+
+def _qr(url: str = "https://claim.example.top/s") -> QrCode:
+    return QrCode(payload=url, source="inline")
+
+
+def _link(url: str = "https://login.example.top/verify") -> Url:
+    return Url(url=url, scheme="https", host="login.example.top", source="href")
+
+
+async def _run(settings: Settings, msg: Message) -> dict[str, Finding]:
+    analyzer = LexiconAnalyzer(AnalyzerEnv(settings=settings))
+    ctx = AnalysisContext(message=msg, envelope=Envelope("a@example.org", ["b@example.com"]), settings=settings)
+    return {f.symbol: f for f in await analyzer.analyze(ctx)}
+
+
+async def test_subsidy_lure_with_qr(settings: Settings) -> None:
+    msg = Message(subject=SUBSIDY_ZH, html_text=SUBSIDY_BODY, qr_codes=[_qr()])
+    msg.urls.append(Url(url="https://claim.example.top/s", scheme="https", source="qr"))
+    found = await _run(settings, msg)
+    assert set(found) >= {"LEXICON_SUBSIDY_FRAUD", "SUBSIDY_FRAUD_WITH_QR"}
+    # The QR payload is the link; it is not counted a second time as a link lure.
+    assert "SUBSIDY_FRAUD_WITH_LINK" not in found
+    assert "工资补贴" in found["LEXICON_SUBSIDY_FRAUD"].data["terms"]
+    assert "扫码" in found["SUBSIDY_FRAUD_WITH_QR"].evidence
+    assert "claim.example.top" in found["SUBSIDY_FRAUD_WITH_QR"].evidence
+    assert found["SUBSIDY_FRAUD_WITH_QR"].score > found["LEXICON_SUBSIDY_FRAUD"].score
+
+
+async def test_subsidy_wording_alone_is_weak(settings: Settings) -> None:
+    found = await _run(settings, Message(subject=SUBSIDY_ZH, text=SUBSIDY_BODY))
+    assert set(found) == {"LEXICON_SUBSIDY_FRAUD", "LEXICON_QR_LURE"}
+    assert sum(f.score for f in found.values()) < 5
+
+
+async def test_subsidy_lure_with_link(settings: Settings) -> None:
+    msg = Message(subject="个税退税通知", text="您有一笔个人所得税退税待申领，请点击链接办理。", urls=[_link()])
+    found = await _run(settings, msg)
+    assert "SUBSIDY_FRAUD_WITH_LINK" in found
+    assert "SUBSIDY_FRAUD_WITH_QR" not in found
+
+
+async def test_spaced_out_chinese_still_matches(settings: Settings) -> None:
+    msg = Message(subject="工 资 补 贴 领 取", text="请 扫 码", qr_codes=[_qr()])
+    found = await _run(settings, msg)
+    assert "SUBSIDY_FRAUD_WITH_QR" in found
+
+
+async def test_english_credential_lure_with_link(settings: Settings) -> None:
+    msg = Message(
+        subject="Action required: your password expires today",
+        html_text="Dear user, verify your account within 24 hours to keep your mailbox active.",
+        urls=[_link()],
+    )
+    found = await _run(settings, msg)
+    assert {"LEXICON_CREDENTIAL", "CREDENTIAL_LURE_WITH_LINK"} <= set(found)
+    assert "verify your account" in found["LEXICON_CREDENTIAL"].data["terms"]
+
+
+async def test_english_salary_lure_with_qr(settings: Settings) -> None:
+    msg = Message(
+        subject="2025 Salary Adjustment",
+        text="Please scan the QR code below with your phone to review your salary adjustment letter.",
+        qr_codes=[_qr()],
+    )
+    found = await _run(settings, msg)
+    assert "SUBSIDY_FRAUD_WITH_QR" in found
+    assert "QR_LURE_WITH_QR" in found
+
+
+async def test_ordinary_mail_is_silent(settings: Settings) -> None:
+    msgs = [
+        Message(subject="会议通知", text="周五下午三点在三楼会议室讨论项目进度，请准时参加。", urls=[_link("https://intranet.example.com/")]),
+        Message(subject="Re: build failure", text="The password field in the login form test fails on the new branch.", urls=[_link()]),
+        Message(subject="Lunch?", text="Shall we try the new noodle place on Friday?"),
+    ]
+    for msg in msgs:
+        assert await _run(settings, msg) == {}, msg.subject
+
+
+def test_whole_words_only() -> None:
+    lexset = load_builtin()
+    hits = match(lexset, Message(text="The invoiced passwords were verified"))
+    assert all("invoice" not in h.terms and "password" not in h.terms for h in hits.values())
+
+
+def test_builtin_data_is_consistent() -> None:
+    lexset = load_builtin()
+    names = [s.name for s in LexiconAnalyzer.symbols]
+    assert len(names) == len(set(names))
+    for lex in lexset.lexicons.values():
+        assert lex.terms, f"{lex.symbol} has no terms"
+        # A lexicon must not fire on a single weak word: its threshold needs strong terms.
+        assert lex.threshold > min(lex.terms.values())
+    for combo in lexset.combos:
+        assert combo.lexicon in lexset.lexicons
+
+
+def test_bad_data_is_a_clear_error() -> None:
+    rules = {"lexicons": {"LEXICON_X": {"score": 1, "threshold": 2}}}
+    with pytest.raises(LexiconError, match="unknown lexicon LEXICON_Y"):
+        build(rules, {"lexicon_t.txt": "LEXICON_Y 1 foo"})
+    with pytest.raises(LexiconError, match="not a number"):
+        build(rules, {"lexicon_t.txt": "LEXICON_X heavy foo"})
+    with pytest.raises(LexiconError, match="needs must be"):
+        build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "fax", "score": 1}}}, {})
+    ok = build(rules, {"lexicon_t.txt": "# comment\n\nLEXICON_X 2 multi  word term\n"})
+    assert match(ok, Message(text="a Multi word\nterm here"))["LEXICON_X"].weight == 2
+
+
+async def test_scam_and_bulk_wording(settings: Settings) -> None:
+    fee = Message(
+        subject="Re: COMPENSATION FUNDS",
+        text="Dear Beneficiary, your compensation funds of US$2.5 million are ready; send your full name.",
+    )
+    assert "LEXICON_ADVANCE_FEE" in await _run(settings, fee)
+    extortion = Message(
+        subject="This is my last warning",
+        text="I recorded you through your webcam. Pay 1000 USD to my bitcoin wallet within 48 hours.",
+    )
+    assert "LEXICON_EXTORTION" in await _run(settings, extortion)
+    bulk = Message(subject="Special offer", text="100% FREE, risk free, no obligation! To be removed click here.")
+    assert "LEXICON_BULK_SPAM" in await _run(settings, bulk)
+    bulk_zh = Message(subject="代开发票", text="本公司可代开增值税发票，优惠价，详情请联系电话。如不想再收到此类邮件请回复。")
+    assert "LEXICON_BULK_SPAM" in await _run(settings, bulk_zh)
+    # A normal newsletter footer alone stays below the threshold.
+    footer = Message(subject="Weekly digest", text="Here are this week's posts. Unsubscribe at any time.")
+    assert await _run(settings, footer) == {}

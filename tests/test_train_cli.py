@@ -1,0 +1,111 @@
+"""`mailmoat train`: from directories of .eml files, and from administrators' verdicts in the store."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mailmoat.classify import Classifier
+from mailmoat.cli import app
+from tests.support.mailgen import synthetic_eml
+
+runner = CliRunner()
+
+
+def _write_corpus(root: Path, spam: bool, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    for i in range(n):
+        sub = root / ("nested" if i % 3 == 0 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"{i}.eml").write_bytes(synthetic_eml(rng, spam, chinese=i % 2 == 0))
+    return root
+
+
+def test_train_from_directories(tmp_path: Path) -> None:
+    ham = _write_corpus(tmp_path / "ham", False, 12, 1)
+    spam = _write_corpus(tmp_path / "spam", True, 9, 2)
+    (spam / ".hidden").write_bytes(b"not a message")
+    data = tmp_path / "var"
+    res = runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert "learnt 12 ham and 9 spam" in res.output
+    model = data / "models" / "bayes.json"
+    assert model.exists()
+    clf = Classifier.open(model)
+    assert (clf.model.nham, clf.model.nspam) == (12, 9)
+
+    # Training again replaces the model; --add extends it.
+    res = runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
+    assert Classifier.open(model).model.nham == 12
+    res = runner.invoke(app, ["train", "--add", "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert Classifier.open(model).model.nspam == 18
+
+
+def test_train_needs_both_classes_and_existing_dirs(tmp_path: Path) -> None:
+    ham = _write_corpus(tmp_path / "ham", False, 3, 1)
+    data = tmp_path / "var"
+    res = runner.invoke(app, ["train", "--ham", str(ham), "--data-dir", str(data), "-j", "1"])
+    assert res.exit_code == 2
+    assert "needs both ham and spam" in res.output
+    assert not (data / "models" / "bayes.json").exists()
+    res = runner.invoke(app, ["train", "--ham", str(tmp_path / "nope"), "--spam", str(ham), "--data-dir", str(data)])
+    assert res.exit_code == 2 and "no such file or directory" in res.output
+    res = runner.invoke(app, ["train", "--data-dir", str(data)])
+    assert res.exit_code == 2 and "--from-store" in res.output
+
+
+def test_train_from_store_without_store(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["train", "--from-store", "--data-dir", str(tmp_path / "var")])
+    assert res.exit_code == 2
+    assert "no store" in res.output
+
+
+def test_train_from_store_learns_released_and_recalled(tmp_path: Path) -> None:
+    from mailmoat.store.db import Store
+    from mailmoat.store.models import MessageRow
+    from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+    data = tmp_path / "var"
+    ham = _write_corpus(tmp_path / "ham", False, 10, 1)
+    spam = _write_corpus(tmp_path / "spam", True, 10, 2)
+    res = runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
+    assert res.exit_code == 0, res.output
+
+    rng = random.Random(5)
+    raw_dir = data / "raw"
+    raw_dir.mkdir(parents=True)
+    store = Store(f"sqlite:///{data / 'mailmoat.db'}")
+    now = time.time()
+    with store.session() as s:
+        for mid, status, spammy in [("m-released", "released", False), ("m-recalled", "processed", True), ("m-plain", "processed", False)]:
+            path = raw_dir / f"{mid}.eml"
+            path.write_bytes(synthetic_eml(rng, spammy, chinese=False))
+            s.add(MessageRow(id=mid, received_at=now, direction="inbound", action="deliver", raw_path=str(path), status=status))
+        s.add(RecallJobRow(id="job-1", created_at=now, state="done"))
+        s.add(RecallCopyRow(job_id="job-1", message_id="m-recalled", tracking_id="m-recalled-0000", recipient="u@example.com", mailbox="u@example.com", state="recalled"))
+    store.close()
+
+    res = runner.invoke(app, ["train", "--from-store", "--data-dir", str(data)])
+    assert res.exit_code == 0, res.output
+    assert "learnt 1 released as ham, 1 recalled as spam" in res.output
+    clf = Classifier.open(data / "models" / "bayes.json")
+    assert (clf.model.nham, clf.model.nspam) == (11, 11)
+    assert clf.learned_as("m-released") is False and clf.learned_as("m-recalled") is True
+    # Running it again learns nothing twice.
+    res = runner.invoke(app, ["train", "--from-store", "--data-dir", str(data)])
+    assert "learnt 0 released as ham, 0 recalled as spam (2 already learnt" in res.output
+    assert Classifier.open(data / "models" / "bayes.json").model.nham == 11
+
+
+def test_damaged_model_is_a_clear_error(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / "bayes.json").write_text("{broken")
+    spam = _write_corpus(tmp_path / "spam", True, 3, 2)
+    res = runner.invoke(app, ["train", "--add", "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
+    assert res.exit_code == 2
+    assert "bayes.json" in res.output
