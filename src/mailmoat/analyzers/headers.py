@@ -1,0 +1,76 @@
+"""Cheap structural checks: parse defects, missing From/Date/Message-ID, several From, crowded To/Cc."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
+from mailmoat.model import Finding, Symbol
+
+MANY_RECIPIENTS = 20  # addresses in To+Cc that look like a bulk blast rather than a conversation
+_SHOWN = 5
+# Parse defects are "category:kind detail"; these categories say the structure is malformed.
+_MALFORMED = ("mime:", "charset:undecodable", "charset:unknown", "header:bad-address", "input:")
+_LIMIT = "limit:"
+_INCOMPLETE = ("parse:", "enrich:", "document ")
+_MULTI_FROM = ("header:multiple-from-addresses", "header:duplicate-from")
+
+
+def _kind(defect: str) -> str:
+    return defect.split(" ", 1)[0]
+
+
+def _summary(defects: list[str]) -> str:
+    kinds = sorted({_kind(d) for d in defects})
+    more = f" and {len(kinds) - _SHOWN} more" if len(kinds) > _SHOWN else ""
+    return ", ".join(kinds[:_SHOWN]) + more
+
+
+class HeadersAnalyzer(BaseAnalyzer):
+    name: ClassVar[str] = "headers"
+    symbols: ClassVar[tuple[Symbol, ...]] = (
+        Symbol(
+            "MIME_DEFECT", 0.5, "headers", "The MIME structure, a charset or an address header is malformed"
+        ),
+        Symbol(
+            "MIME_LIMIT_EXCEEDED",
+            1.0,
+            "headers",
+            "The message exceeds a parser safety limit: parts were not analysed",
+        ),
+        Symbol("PARSE_INCOMPLETE", 1.0, "headers", "Part of the message could not be parsed or enriched"),
+        Symbol("MISSING_FROM", 2.0, "headers", "No From header"),
+        Symbol("MULTIPLE_FROM", 2.0, "headers", "More than one From header or From address"),
+        Symbol("MISSING_DATE", 1.0, "headers", "No Date header"),
+        Symbol("MISSING_MESSAGE_ID", 1.0, "headers", "No Message-ID header"),
+        Symbol("MANY_RECIPIENTS_TO", 1.0, "headers", f"{MANY_RECIPIENTS} or more addresses in To/Cc"),
+    )
+
+    async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
+        m = ctx.message
+        out: list[Finding] = []
+        groups: list[tuple[str, list[str]]] = [
+            ("MIME_DEFECT", [d for d in m.defects if d.startswith(_MALFORMED)]),
+            ("MIME_LIMIT_EXCEEDED", [d for d in m.defects if d.startswith(_LIMIT)]),
+            ("PARSE_INCOMPLETE", [d for d in m.defects if d.startswith(_INCOMPLETE)]),
+        ]
+        for symbol, found in groups:
+            if found:
+                out.append(
+                    self.finding(
+                        symbol, f"{len(found)} defect(s): {_summary(found)}", {"defects": found[:50]}
+                    )
+                )
+        froms = m.header_all("From")
+        if not froms:
+            out.append(self.finding("MISSING_FROM", "no From header"))
+        elif len(froms) > 1 or any(d in _MULTI_FROM for d in m.defects):
+            out.append(self.finding("MULTIPLE_FROM", " | ".join(froms[:3])[:300]))
+        if not m.header("Date").strip():
+            out.append(self.finding("MISSING_DATE", "no Date header"))
+        if not m.header("Message-ID").strip():
+            out.append(self.finding("MISSING_MESSAGE_ID", "no Message-ID header"))
+        n = len(m.to) + len(m.cc)
+        if n >= MANY_RECIPIENTS:
+            out.append(self.finding("MANY_RECIPIENTS_TO", f"{n} addresses in To/Cc"))
+        return out

@@ -1,0 +1,166 @@
+"""The function library rule expressions may call (pure helpers plus per-message closures)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mailmoat.model import Message
+
+
+def words(text: str) -> list[str]:
+    """Whitespace-separated words (for long constant lists)."""
+    return text.split()
+
+
+# Widely used free-mail providers (western and Chinese): a Reply-To there is not an organisation.
+FREEMAIL = frozenset(
+    words(
+        """
+    gmail.com googlemail.com outlook.com hotmail.com live.com msn.com yahoo.com yahoo.co.uk yahoo.co.jp
+    ymail.com aol.com icloud.com me.com mac.com gmx.com gmx.de gmx.net web.de mail.com protonmail.com
+    proton.me pm.me zoho.com yandex.com yandex.ru mail.ru inbox.ru bk.ru list.ru tutanota.com tuta.io
+    qq.com foxmail.com 163.com 126.com yeah.net sina.com sina.cn sohu.com 139.com 189.cn aliyun.com
+    hotmail.co.uk outlook.fr laposte.net orange.fr free.fr libero.it naver.com daum.net hanmail.net
+    """
+    )
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def matches(text: Any, pattern: str) -> bool:
+    """`re.search` (Python syntax; use (?i) for case-insensitive); compiled patterns are cached."""
+    return isinstance(text, str) and _regex(pattern).search(text) is not None
+
+
+def icontains(text: Any, needle: str) -> bool:
+    return isinstance(text, str) and needle.lower() in text.lower()
+
+
+def contains_any(text: Any, needles: list[str]) -> bool:
+    """Case-insensitive: does the text contain any of the strings?"""
+    if not isinstance(text, str):
+        return False
+    low = text.lower()
+    return any(n.lower() in low for n in needles)
+
+
+def count_any(text: Any, needles: list[str]) -> int:
+    """Case-insensitive: how many of the strings occur in the text."""
+    if not isinstance(text, str):
+        return 0
+    low = text.lower()
+    return sum(1 for n in needles if n.lower() in low)
+
+
+def lower(text: Any) -> str:
+    return text.lower() if isinstance(text, str) else ""
+
+
+def join(items: Any, sep: str = "") -> str:
+    """Strings of a list joined with a separator (`names.join(" ")`)."""
+    if not isinstance(items, list):
+        return ""
+    return sep.join(str(x) for x in items)
+
+
+def domain_in(domain: Any, domains: list[str]) -> bool:
+    """True when the domain equals one of the listed domains or is a sub-domain of one."""
+    if not isinstance(domain, str) or not domain:
+        return False
+    d = domain.lower().rstrip(".")
+    for entry in domains:
+        e = entry.lower().rstrip(".")
+        if d == e or d.endswith("." + e):
+            return True
+    return False
+
+
+def is_freemail(domain: Any) -> bool:
+    return isinstance(domain, str) and domain.lower().rstrip(".") in FREEMAIL
+
+
+def ext(name: Any) -> str:
+    """Lower-case extension of a file name ('' when none)."""
+    if not isinstance(name, str) or "." not in name:
+        return ""
+    return name.rsplit(".", 1)[1].strip().lower()
+
+
+_DOUBLE_EXT = re.compile(
+    r"\.[a-z0-9]{2,5}\s*\.(?:exe|scr|com|pif|bat|cmd|js|jse|vbs|vbe|wsf|hta|lnk|msi|ps1|jar)\s*$", re.I
+)
+
+
+def has_double_ext(name: Any) -> bool:
+    """A document-looking name ending in an executable extension, e.g. 'invoice.pdf.exe'."""
+    return isinstance(name, str) and _DOUBLE_EXT.search(name) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _tld() -> Any:
+    import tldextract
+
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+@functools.lru_cache(maxsize=4096)
+def registrable(host: str) -> str:
+    """Registrable domain of a host name (public suffix list, offline)."""
+    if not isinstance(host, str) or not host:
+        return ""
+    return str(_tld()(host).top_domain_under_public_suffix) or host.lower()
+
+
+STATIC_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "matches": matches,
+    "icontains": icontains,
+    "contains_any": contains_any,
+    "count_any": count_any,
+    "lower": lower,
+    "join": join,
+    "domain_in": domain_in,
+    "is_freemail": is_freemail,
+    "ext": ext,
+    "has_double_ext": has_double_ext,
+    "registrable": registrable,
+}
+
+
+def _url_hosts(message: Message) -> Iterable[tuple[str, str]]:
+    for u in message.urls:
+        yield u.host.lower(), (u.registrable_domain or u.host).lower()
+
+
+def message_functions(message: Message) -> dict[str, Callable[..., Any]]:
+    """Helpers bound to one message (cheap closures; built only when a rule uses them)."""
+
+    def any_url_domain_in(domains: list[str]) -> bool:
+        return any(domain_in(host, domains) or domain_in(reg, domains) for host, reg in _url_hosts(message))
+
+    def any_url_matches(pattern: str) -> bool:
+        rx = _regex(pattern)
+        return any(rx.search(u.url) for u in message.urls)
+
+    def any_attachment_ext_in(exts: list[str]) -> bool:
+        wanted = {e.lower().lstrip(".") for e in exts}
+        return any(
+            ext(p.filename) in wanted or (p.true_ext and p.true_ext.lower() in wanted)
+            for p in message.attachments
+        )
+
+    return {
+        "any_url_domain_in": any_url_domain_in,
+        "any_url_matches": any_url_matches,
+        "any_attachment_ext_in": any_attachment_ext_in,
+    }
+
+
+MESSAGE_FUNCTION_NAMES = frozenset(message_functions(Message()))
+FUNCTION_NAMES = frozenset(STATIC_FUNCTIONS) | MESSAGE_FUNCTION_NAMES

@@ -1,0 +1,49 @@
+"""Header/structure analyzer: parse defects by kind, missing headers, several From, crowded To/Cc."""
+
+from __future__ import annotations
+
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+from mailmoat.analyzers.headers import HeadersAnalyzer
+from mailmoat.config import Settings
+from mailmoat.model import Address, Envelope, Message
+from mailmoat.parse import parse
+
+
+async def run(settings: Settings, m: Message) -> dict[str, str]:
+    a = HeadersAnalyzer(AnalyzerEnv(settings=settings))
+    ctx = AnalysisContext(
+        message=m, envelope=Envelope(mail_from="", rcpt_tos=["u@example.org"]), settings=settings
+    )
+    return {f.symbol: f.evidence for f in await a.analyze(ctx)}
+
+
+async def test_complete_message_is_quiet(settings: Settings) -> None:
+    raw = (
+        b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\nDate: Mon, 2 Nov 2026 09:00:00 +0000\r\n"
+        b"Message-ID: <1@example.org>\r\n\r\nhello\r\n"
+    )
+    assert await run(settings, parse(raw)) == {}
+
+
+async def test_missing_headers_and_broken_multipart(settings: Settings) -> None:
+    raw = (
+        b'Subject: no sender\r\nContent-Type: multipart/mixed; boundary="X"\r\n\r\n'
+        b"--Y\r\nContent-Type: text/plain\r\n\r\nnot the declared boundary\r\n"
+    )
+    found = await run(settings, parse(raw))
+    assert {"MISSING_FROM", "MISSING_DATE", "MISSING_MESSAGE_ID", "MIME_DEFECT"} <= set(found)
+    assert "mime:" in found["MIME_DEFECT"]
+    assert "header:missing" not in found["MIME_DEFECT"]  # reported by their own symbols, not twice
+
+
+async def test_limits_incomplete_multiple_from_and_many_recipients(settings: Settings) -> None:
+    m = Message(
+        headers=[("From", "a@example.org"), ("From", "b@example.org"), ("Date", "x"), ("Message-ID", "<y>")],
+        to=[Address("", f"u{i}@example.org") for i in range(15)],
+        cc=[Address("", f"c{i}@example.org") for i in range(5)],
+        defects=["limit:parts 500", "enrich:qr:ValueError: bad", "charset:mislabelled gb2312->gb18030"],
+    )
+    found = await run(settings, m)
+    assert set(found) == {"MIME_LIMIT_EXCEEDED", "PARSE_INCOMPLETE", "MULTIPLE_FROM", "MANY_RECIPIENTS_TO"}
+    assert found["MIME_LIMIT_EXCEEDED"] == "1 defect(s): limit:parts"
+    assert found["MANY_RECIPIENTS_TO"] == "20 addresses in To/Cc"
