@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import smtplib
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -30,7 +32,9 @@ def browser(fn: Any) -> Any:
     return pytest.mark.browser(fn)
 
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# The README's screenshots are refreshed on request (MAILMOAT_SCREENSHOTS=docs/screenshots); by default a
+# test run writes them to a temporary directory so that it never changes the checkout.
+SCREENSHOTS = Path(os.environ.get("MAILMOAT_SCREENSHOTS") or tempfile.mkdtemp(prefix="mm-screens-"))
 DOMAIN = "victim-corp.com"
 VICTIMS = [f"zhang.wei@{DOMAIN}", f"li.na@{DOMAIN}"]
 ADMIN = ("secadmin", "correct horse battery")
