@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mailmoat.analyzers.classifier import no_model_note
 from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
 from mailmoat.config import Settings
 from mailmoat.model import Direction, Envelope
@@ -145,6 +146,9 @@ def register(app: typer.Typer) -> None:
             raise fail("--direction must be inbound, internal or outbound")
         missing = [str(p) for p in paths if not p.exists()]
         settings = load_settings(config, data_dir, db)
+        note = no_model_note(settings)
+        if note:
+            typer.echo(note, err=True)  # once, here: worker processes would each say it
         n_workers = workers if workers > 0 else (os.cpu_count() or 1)
         envelope = {
             "mail_from": mail_from,
