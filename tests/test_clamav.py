@@ -93,3 +93,16 @@ def test_disabled_by_default(settings: Settings) -> None:
     from mailmoat.analyzers.base import AnalyzerEnv
 
     assert not ClamavAnalyzer(AnalyzerEnv(settings=settings)).enabled()
+
+
+@pytest.mark.parametrize("on_failure", ["tempfail", "score"])
+async def test_clamd_down_outcome_through_the_policy(settings: Settings, on_failure: str) -> None:
+    """With clamd down, a plain message is deferred (tempfail) or scored, as configured — never silently passed."""
+    from mailmoat.model import Envelope
+    from mailmoat.scanner import Scanner
+
+    _settings(settings, f"127.0.0.1:{free_port()}", on_failure=on_failure)
+    raw = g.mime([("notes.txt", b"quarterly notes")])
+    result = await Scanner(settings).scan(raw, Envelope("a@example.org", ["b@localhost"]))
+    assert result.verdict.symbols["CLAMAV_UNAVAILABLE"] > 0
+    assert (result.verdict.action.value == "tempfail") is (on_failure == "tempfail"), result.verdict.reasons

@@ -353,6 +353,10 @@ class Policy:
                 + "; ".join(f.evidence for f in failed)
                 + "): policy analyzer_failure = tempfail"
             )
+        elif (deferred := [f for f in out if f.data.get("tempfail") is True]) and action.severity < Action.TEMPFAIL.severity:
+            # An engine configured to defer when it cannot scan (e.g. clamd down, on_failure = "tempfail").
+            action = Action.TEMPFAIL
+            reasons.append("scan incomplete (" + "; ".join(f.evidence for f in deferred) + "): deferred until it can run")
         if allow_refused:
             reasons.append(allow_refused)
         reasons.append(why)

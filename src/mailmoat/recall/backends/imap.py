@@ -116,10 +116,16 @@ class ImapBackend:
                 except (IMAPClientError, OSError) as exc:
                     out.append(CopyResult(ref.tracking_id, "failed", reason=f"{type(exc).__name__}: {exc}"))
             # Prove it while still logged in: a second login per mailbox would double the cost.
-            for r, ref in zip(out, refs, strict=True):
-                if r.state in ("recalled", "already_gone"):
+            # A folder created since the first LIST is listed again (a user filing mail meanwhile).
+            done = [(r, ref) for r, ref in zip(out, refs, strict=True) if r.state in ("recalled", "already_gone")]
+            if done:
+                try:
+                    now_visible = self.visible_folders(c)
+                except (IMAPClientError, OSError):
+                    now_visible = []
+                for r, ref in done:
                     try:
-                        r.verified = self._locate(c, ref, self.visible_folders(c)) is None
+                        r.verified = bool(now_visible) and self._locate(c, ref, now_visible) is None
                     except (IMAPClientError, OSError):
                         r.verified = False
         finally:
