@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mailmoat.cli import app
-from mailmoat.cli.trace import parse_when
 from mailmoat.model import Action, Address, Envelope, Finding, Message, Verdict
+from mailmoat.recall.selection import parse_time as parse_when
 from mailmoat.store.db import Store
 
 runner = CliRunner()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -13,24 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
-
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_when(value: str, now: float | None = None) -> float:
-    """Epoch seconds from `3d`, `12h`, `30m`, `2w`, `45s` (that long ago) or an ISO date/time (local if naive)."""
-    m = _RELATIVE.match(value)
-    if m:
-        return (time.time() if now is None else now) - float(m.group(1)) * _UNITS[m.group(2).lower()]
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"expected an ISO date/time or a duration like 3d, 12h: {value!r}") from exc
-    return dt.timestamp()
+from mailmoat.recall.selection import SelectionError, parse_time
 
 
 def _deliveries_text(deliveries: list[dict[str, object]]) -> str:
@@ -61,9 +42,9 @@ def register(app: typer.Typer) -> None:
         if fmt not in ("text", "json"):
             raise fail(f"--format must be text or json, not {fmt!r}")
         try:
-            since_ts = parse_when(since) if since else None
-            until_ts = parse_when(until) if until else None
-        except ValueError as exc:
+            since_ts = parse_time(since) if since else None
+            until_ts = parse_time(until) if until else None
+        except SelectionError as exc:
             raise fail(str(exc)) from exc
         settings = load_settings(config, data_dir, db)
         from mailmoat.store.db import Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
 
-_REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwSMHDW])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -22,21 +22,23 @@ class SelectionError(ValueError):
 
 
 def parse_time(value: str, now: float | None = None) -> float:
-    """'3d', '12h', '30m' (ago), an ISO date/time, or epoch seconds → epoch seconds."""
+    """'3d', '12h', '30m', '2w' (that long ago), an ISO date/time (local time when naive; 'Z' is UTC)
+    or epoch seconds → epoch seconds. One reading of times for every command and the API."""
     now = time.time() if now is None else now
     m = _REL.match(value)
     if m:
-        return now - float(m.group(1)) * _UNIT[m.group(2)]
+        return now - float(m.group(1)) * _UNIT[m.group(2).lower()]
     try:
         return float(value)
     except ValueError:
         pass
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
     try:
-        dt = datetime.fromisoformat(value)
+        dt = datetime.fromisoformat(text)
     except ValueError as exc:
         raise SelectionError(f"cannot read time {value!r} (use 3d, 12h, 2026-11-28 or 2026-11-28T10:00)") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
