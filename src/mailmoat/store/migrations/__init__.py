@@ -1,0 +1,1 @@
+"""Alembic migrations of the mailmoat store (run through `mailmoat.store.migrate.upgrade`)."""
