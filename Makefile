@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: what the gateway needs at run time, and what the tests start for real.
 RUN_DEBS := python3-venv ca-certificates unar
-TEST_DEBS := $(RUN_DEBS) swaks dovecot-imapd dovecot-lmtpd clamav-daemon chromium fonts-noto-cjk unar p7zip-full
+TEST_DEBS := $(RUN_DEBS) swaks dovecot-imapd dovecot-lmtpd clamav-daemon chromium fonts-noto-cjk unar p7zip-full postgresql
 BENCH_DEBS := postfix libzbar0 rspamd
 
 .PHONY: run test check lint typecheck bench-deps debs-run debs-test clean
@@ -15,6 +15,7 @@ run: $(VENV)/.installed-run
 	$(BIN)/mailmoat serve
 
 test: $(VENV)/.installed-test
+	@scripts/ensure-postgres
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 check: $(VENV)/.installed-test

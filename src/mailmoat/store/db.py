@@ -180,8 +180,9 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if create:
-            _load_table_modules()
-            Base.metadata.create_all(self.engine)
+            from mailmoat.store.migrate import upgrade
+
+            upgrade(self.url, self.engine)  # Alembic to head, once across nodes starting together
 
     def close(self) -> None:
         self.engine.dispose()
