@@ -21,7 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 import mailmoat.store as store_pkg
 from mailmoat.model import Action, Envelope, Message, Verdict
-from mailmoat.store.base import Base
+from mailmoat.store.base import Base  # noqa: F401  (re-exported: `from mailmoat.store.db import Base`)
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
 
 # Delivery states: "sending" is a claim by one worker; its next_attempt is the lease end.
