@@ -1,6 +1,7 @@
 """Detection evaluation: train the classifier on half of each corpus, scan the other half with the full Scanner.
 
     .venv/bin/python bench/detection_eval.py /path/to/corpora [--jobs N] [--limit N] [--json out.json]
+    .venv/bin/python bench/detection_eval.py /path/to/corpora --dev   # tune here: train halves only
 
 CORPUS_DIR holds `<corpus>/<label>/<one message per file>` with labels ham, spam and phish
 (other labels, e.g. malformed, are skipped). Every (corpus, label) is split 50/50 with a fixed
@@ -115,6 +116,85 @@ def _tokens(path: str) -> tuple[str, list[str] | None]:
         return path, None
 
 
+def _dev_features(path: str) -> tuple[str, list[str] | None, list[str], float]:
+    """Classifier tokens and the content heuristics that fire, for the development (train-only) mode."""
+    from mailmoat.analyzers.base import AnalyzerEnv
+    from mailmoat.analyzers.content import ContentAnalyzer
+    from mailmoat.classify import message_tokens
+    from mailmoat.config import Settings
+    from mailmoat.parse import parse
+
+    try:
+        msg = parse(Path(path).read_bytes(), qr=_state["qr"])
+        if "content" not in _state:
+            _state["content"] = ContentAnalyzer(AnalyzerEnv(Settings()))
+        t0 = time.perf_counter()
+        symbols = [f.symbol for f in _state["content"].check(msg)]
+        took = time.perf_counter() - t0
+        return path, sorted(message_tokens(msg)), symbols, took
+    except Exception:
+        return path, None, [], 0.0
+
+
+def dev_report(train: list[tuple[str, str, str]], jobs: int, seed: int) -> None:
+    """Never reads the test half: split every train half again 60/40, train the classifier on the 60,
+    print its probability cut-offs on the 40, and the content heuristics' hit rate on the whole train half."""
+    from mailmoat.classify import BayesModel
+
+    by_cell: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for corpus, label, path in train:
+        by_cell[(corpus, label)].append(path)
+    fit: list[tuple[tuple[str, str], str]] = []
+    held: list[tuple[tuple[str, str], str]] = []
+    for cell, paths in sorted(by_cell.items()):
+        order = sorted(paths)
+        random.Random(seed + 1).shuffle(order)
+        cut = int(len(order) * 0.6)
+        fit += [(cell, p) for p in order[:cut]]
+        held += [(cell, p) for p in order[cut:]]
+    feats: dict[str, tuple[list[str] | None, list[str]]] = {}
+    took: list[float] = []
+    with ProcessPoolExecutor(jobs, initializer=_init_train) as pool:
+        for path, tokens, symbols, seconds in pool.map(_dev_features, [p for _, _, p in train], chunksize=16):
+            feats[path] = (tokens, symbols)
+            took.append(seconds)
+    model = BayesModel()
+    for (_, label), path in fit:
+        tokens = feats[path][0]
+        if tokens is not None:
+            model.learn_tokens(tokens, label != "ham")
+    cuts = (0.5, 0.8, 0.9, 0.95, 0.99)
+    print("## Development split: classifier alone, trained on 60% of each train half, on the other 40%\n")
+    print("| corpus | label | msgs | " + " | ".join(f"p ≥ {c:g}" for c in cuts) + " |")
+    print("|---|---|---:|" + "---:|" * len(cuts))
+    probs: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for cell, path in held:
+        tokens = feats[path][0]
+        if tokens is not None:
+            probs[cell].append(model.classify_tokens(tokens).prob)
+    for (corpus, label), ps in sorted(probs.items()):
+        row = " | ".join(pct(sum(p >= c for p in ps), len(ps)) for c in cuts)
+        print(f"| {corpus} | {label} | {len(ps)} | {row} |")
+    print("\n## Content heuristics: share of the whole train halves on which each fires\n")
+    cells = sorted(by_cell)
+    hits: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for corpus, label, path in train:
+        hits[(corpus, label)].update(set(feats[path][1]))
+    names = sorted({n for c in hits.values() for n in c})
+    print("| symbol | " + " | ".join(f"{c}/{lab}" for c, lab in cells) + " |")
+    print("|---|" + "---:|" * len(cells))
+    for n in names:
+        print(f"| {n} | " + " | ".join(pct(hits[c][n], len(by_cell[c])) for c in cells) + " |")
+    took.sort()
+    if took:
+        k = len(took)
+        print(
+            f"\nContent heuristics cost per message (parsed message in, findings out): mean "
+            f"{1e3 * sum(took) / k:.3f} ms, median {1e3 * took[k // 2]:.3f} ms, p99 {1e3 * took[int(k * 0.99) - 1]:.3f} ms, "
+            f"max {1e3 * took[-1]:.3f} ms over {k} messages"
+        )
+
+
 def _init_scan(data_dir: str, spam_full: float | None) -> None:
     from mailmoat.config import Settings
     from mailmoat.scanner import Scanner
@@ -179,6 +259,7 @@ class Cell:
     errors: int = 0
     without_bayes: int = 0  # would reach quarantine without the classifier's score (approximate)
     bayes_alone: int = 0  # the classifier's score alone reaches quarantine
+    content_tipped: int = 0  # detected, but only because of the content heuristics' score
     changed: int = 0  # action differs after the date rewrite
     symbols: Counter[str] = field(default_factory=Counter)
     misses: list[str] = field(default_factory=list)
@@ -201,6 +282,9 @@ def summarise(results: list[dict[str, Any]], which: str, quarantine: float) -> d
             c.without_bayes += 1
         if bayes >= quarantine:
             c.bayes_alone += 1
+        content = sum(s for _, s, source in v["findings"] if source == "content")
+        if v["action"] in DETECTED and v["score"] - content < quarantine:
+            c.content_tipped += 1
         if r["orig"]["action"] != r["rewritten"]["action"]:
             c.changed += 1
         for name, s, _ in v["findings"]:
@@ -220,14 +304,15 @@ def table(cells: dict[tuple[str, str], Cell], title: str) -> str:
     lines = [
         f"### {title}",
         "",
-        "| corpus | label | test msgs | quarantine or reject | tag only | delivered | classifier alone ≥ quarantine | other engines alone ≥ quarantine | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| corpus | label | test msgs | quarantine or reject | tag only | delivered | classifier alone ≥ quarantine | other engines alone ≥ quarantine | tipped by content heuristics | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (corpus, label), c in sorted(cells.items()):
         what = "false positives" if label == "ham" else "detected"
         lines.append(
             f"| {corpus} | {label} | {c.n} | {pct(c.detected, c.n)} ({what}) | {pct(c.tagged, c.n)} | "
-            f"{pct(c.n - c.detected - c.tagged, c.n)} | {pct(c.bayes_alone, c.n)} | {pct(c.without_bayes, c.n)} | {c.errors} |"
+            f"{pct(c.n - c.detected - c.tagged, c.n)} | {pct(c.bayes_alone, c.n)} | {pct(c.without_bayes, c.n)} | "
+            f"{pct(c.content_tipped, c.n)} | {c.errors} |"
         )
     return "\n".join(lines)
 
@@ -247,7 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="at most N messages per corpus/label (quick runs)")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--json", type=Path, help="write every per-message result here")
-    ap.add_argument("--spam-full", type=float, help="classifier.spam_full for this run (default: the setting's default)")
+    ap.add_argument(
+        "--spam-full", type=float, help="classifier.spam_full for this run (default: the setting's default)"
+    )
+    ap.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: split the train halves again and report there; never reads the test halves",
+    )
     ap.add_argument("--show-misses", type=int, default=0, help="list up to N misclassified files per cell")
     args = ap.parse_args(argv)
 
@@ -260,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     train: list[tuple[str, bool]] = []
     test: list[tuple[str, str, str]] = []
+    dev_train: list[tuple[str, str, str]] = []
     for (corpus, label), files in sets.items():
         if args.limit:
             files = sorted(files)
@@ -269,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
         train += [(str(p), label != "ham") for p in tr]
         test += [(corpus, label, str(p)) for p in te]
         print(f"{corpus}/{label}: {len(tr)} train, {len(te)} test", file=sys.stderr)
+        dev_train += [(corpus, label, str(p)) for p in tr]
+    if args.dev:
+        dev_report(dev_train, args.jobs, args.seed)
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="mailmoat-eval-") as data_dir:
         settings = Settings()
@@ -291,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         t0 = time.monotonic()
         results: list[dict[str, Any]] = []
-        with ProcessPoolExecutor(args.jobs, initializer=_init_scan, initargs=(data_dir, args.spam_full)) as pool:
+        with ProcessPoolExecutor(
+            args.jobs, initializer=_init_scan, initargs=(data_dir, args.spam_full)
+        ) as pool:
             for i, r in enumerate(pool.map(_scan, test, chunksize=8), 1):
                 results.append(r)
                 if i % 500 == 0:

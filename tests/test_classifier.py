@@ -125,7 +125,8 @@ def test_score_scaling() -> None:
     assert scale(0.3, 0.5, 0.95) == 0.0
     assert scale(0.001, 0.1, 0.001) == pytest.approx(1.0)
     # The default mapping: a merely likely message gets part of the score, never quarantine alone.
-    assert scale(0.8, SPAM_FROM, SPAM_FULL) * BAYES_SPAM.score < 5
+    assert 0 < scale(0.65, SPAM_FROM, SPAM_FULL) * BAYES_SPAM.score < 10 - 3
+    assert scale(0.5, SPAM_FROM, SPAM_FULL) == 0.0
     assert scale(SPAM_FULL, SPAM_FROM, SPAM_FULL) * BAYES_SPAM.score == pytest.approx(10.0)
 
 

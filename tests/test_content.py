@@ -1,0 +1,135 @@
+"""Content heuristics: each sign fires on a message written to show it, ordinary mail stays quiet, the group is capped."""
+
+from __future__ import annotations
+
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+from mailmoat.analyzers.content import ContentAnalyzer
+from mailmoat.config import Settings
+from mailmoat.model import Action, Envelope, Finding, Message
+from mailmoat.parse import parse
+from mailmoat.policy import Policy
+
+
+def _raw(
+    subject: str, body: str, *, frm: str = "Alice <alice@example.org>", extra: str = "", html: bool = False
+) -> bytes:
+    ctype = "text/html" if html else "text/plain"
+    head = (
+        f"From: {frm}\r\nTo: bob@example.net\r\nSubject: {subject}\r\nDate: Mon, 2 Nov 2026 09:00:00 +0000\r\n"
+        f"Message-ID: <1@example.org>\r\nMIME-Version: 1.0\r\n{extra}"
+        f"Content-Type: {ctype}; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    return head.encode() + body.encode("utf-8") + b"\r\n"
+
+
+async def run(settings: Settings, m: Message) -> dict[str, Finding]:
+    a = ContentAnalyzer(AnalyzerEnv(settings=settings))
+    ctx = AnalysisContext(
+        message=m, envelope=Envelope(mail_from="", rcpt_tos=["bob@example.net"]), settings=settings
+    )
+    return {f.symbol: f for f in await a.analyze(ctx)}
+
+
+ORDINARY = (
+    "Hi Bob,\r\n\r\nthanks for the notes from Tuesday. I moved the review to Thursday afternoon and added "
+    "Carol, who wrote the migration plan. Could you bring the latest figures? See the draft at "
+    "https://wiki.example.org/plans/q3 before then.\r\n\r\nAlice\r\n"
+)
+
+
+async def test_ordinary_mail_is_quiet(settings: Settings) -> None:
+    assert await run(settings, parse(_raw("Review moved to Thursday", ORDINARY))) == {}
+
+
+async def test_ordinary_chinese_mail_is_quiet(settings: Settings) -> None:
+    body = "各位好，\r\n\r\n周四下午的评审改到三楼会议室，请带上上周的测试结果。\r\n\r\n谢谢\r\n"
+    assert await run(settings, parse(_raw("评审会议改到周四", body, frm="张伟 <zhang@example.cn>"))) == {}
+
+
+async def test_subject_signs(settings: Settings) -> None:
+    found = await run(settings, parse(_raw("FREE MONEY WAITING FOR YOU!", ORDINARY)))
+    assert {"CONTENT_SUBJECT_CAPS", "CONTENT_SUBJECT_EXCLAIM"} <= set(found)
+    found = await run(settings, parse(_raw("Save 80% on your order", ORDINARY)))
+    assert "CONTENT_SUBJECT_MONEY" in found and "'80%'" in found["CONTENT_SUBJECT_MONEY"].evidence
+    found = await run(settings, parse(_raw("Lose weight fast                      kqzv", ORDINARY)))
+    assert "CONTENT_SUBJECT_GAP" in found and "kqzv" in found["CONTENT_SUBJECT_GAP"].evidence
+    # A Chinese full-width exclamation mark counts too.
+    assert "CONTENT_SUBJECT_EXCLAIM" in await run(settings, parse(_raw("限时优惠！", ORDINARY)))
+
+
+async def test_display_name_and_zero_width(settings: Settings) -> None:
+    found = await run(settings, parse(_raw("Hello", ORDINARY, frm='"Win $$$ Now" <promo@example.com>')))
+    assert "CONTENT_DISPLAY_NAME_PUNCT" in found
+    body = "Please ver\u200bify your acc\u200bount at https://login.example.com/\r\n"
+    found = await run(settings, parse(_raw("Account notice", body)))
+    assert found["CONTENT_ZERO_WIDTH"].data["count"] == 2
+
+
+async def test_body_signs(settings: Settings) -> None:
+    shouting = " ".join(["THIS OFFER IS REAL AND YOU MUST ACT NOW"] * 5 + ["please read it"] * 5)
+    assert "CONTENT_BODY_CAPS" in await run(settings, parse(_raw("Offer", shouting)))
+    body = (
+        "Earn $500 a day, $3,000 a week, up to $12000 a month. Click here to start: https://go.example.com/a\r\n"
+        "More at https://go.example.com/b and https://www.go.example.com/c\r\n"
+        "To unsubscribe reply with REMOVE.\r\n"
+    )
+    found = await run(settings, parse(_raw("Opportunity", body)))
+    assert {
+        "CONTENT_MONEY_TALK",
+        "CONTENT_CLICK_HERE",
+        "CONTENT_BULK_NO_LIST",
+        "CONTENT_LINKS_ONE_DOMAIN",
+    } <= set(found)
+    assert found["CONTENT_LINKS_ONE_DOMAIN"].data["domain"] == "example.com"
+
+
+async def test_links_to_the_senders_own_domain_and_real_lists_are_not_signs(settings: Settings) -> None:
+    body = (
+        "Our release notes: https://www.example.org/a https://docs.example.org/b https://example.org/c\r\n"
+        "To unsubscribe from this list visit https://lists.example.org/\r\n"
+    )
+    extra = "List-Id: <dev.lists.example.org>\r\nList-Unsubscribe: <https://lists.example.org/u>\r\n"
+    found = await run(settings, parse(_raw("Release notes", body, frm="Dev <dev@example.org>", extra=extra)))
+    assert "CONTENT_LINKS_ONE_DOMAIN" not in found
+    assert "CONTENT_BULK_NO_LIST" not in found
+
+
+async def test_undecodable_and_garbled_text(settings: Settings) -> None:
+    m = Message(
+        subject="x",
+        text="\ue000\x01\ufffd" * 30 + " some words",
+        defects=["charset:undecodable gb2312 part=1"],
+    )
+    found = await run(settings, m)
+    assert {"CONTENT_UNDECODABLE", "CONTENT_GARBLED"} <= set(found)
+    assert "gb2312" in found["CONTENT_UNDECODABLE"].evidence
+
+
+async def test_empty_and_hostile_input_is_safe(settings: Settings) -> None:
+    assert await run(settings, Message()) == {}
+    huge = Message(subject="!" * 100_000, text="A" * 5_000_000, html_text="\u200b" * 100_000)
+    found = await run(settings, huge)
+    assert "CONTENT_SUBJECT_EXCLAIM" in found
+
+
+async def test_the_group_is_capped_below_the_tag_threshold(settings: Settings) -> None:
+    body = (
+        "EARN $500 A DAY, $3,000 A WEEK, $12000 A MONTH!!! CLICK HERE NOW: https://go.example.com/a "
+        "https://go.example.com/b https://go.example.com/c TO UNSUBSCRIBE REPLY REMOVE. "
+        "THIS IS NOT SPAM, YOU SIGNED UP FOR THIS OFFER AT OUR SITE, ACT TODAY AND GET RICH FAST ok ok ok"
+    )
+    m = parse(_raw("MAKE $$$ FAST!!!       zq1", body, frm='"Rich $ Club!" <a@example.org>'))
+    found = await run(settings, m)
+    assert sum(f.score for f in found.values()) > settings.policy.thresholds.tag
+    symbols = {s.name: s for s in ContentAnalyzer.symbols}
+    verdict = Policy(settings.policy, symbols).decide(
+        list(found.values()), Envelope(mail_from="a@example.org", rcpt_tos=["b@x"]), m
+    )
+    assert verdict.action == Action.DELIVER
+    assert verdict.score <= settings.policy.group_caps["content"] + 1e-9
+
+
+async def test_preview_text_padding_is_not_zero_width_evasion(settings: Settings) -> None:
+    # Newsletters pad their preview text with zero-width joiners between spaces: not a trick.
+    body = "Our autumn programme \u200c \u200c \u200c \u200c is out. Read it at https://www.example.org/autumn\r\n"
+    assert "CONTENT_ZERO_WIDTH" not in await run(settings, parse(_raw("Autumn programme", body)))
