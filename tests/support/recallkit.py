@@ -59,6 +59,7 @@ def record(
             )
         )
         s.add(IndicatorRow(message_id=mail_id, kind="url_domain", value=url_domain))
+        s.add(IndicatorRow(message_id=mail_id, kind="sender_domain", value=sender.rpartition("@")[2]))
         s.add(IndicatorRow(message_id=mail_id, kind="url", value=f"https://{url_domain}/login"))
         for i, rcpt in enumerate(recipients):
             tid = f"{mail_id}-{i:04d}"

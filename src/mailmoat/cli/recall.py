@@ -106,16 +106,33 @@ def _print_preview(preview: dict[str, Any], fmt: str, job_id: str = "") -> None:
         console.print(f"planned job [bold]{job_id}[/bold]")
 
 
+_SETTLED = {"done", "failed", "restored", "awaiting_approval"}
+
+
 async def _run_with_progress(engine: RecallEngine, job_id: str, fmt: str) -> dict[str, Any]:
-    if fmt == "json":
+    from mailmoat.tasks.app import uses_queue
+
+    queued = uses_queue(engine.settings)
+    if fmt == "json" and not queued:
         return await engine.run(job_id, _actor(), source="cli")
-    with Progress(TextColumn("recall"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+    with Progress(
+        TextColumn("recall"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=fmt == "json"
+    ) as bar:
         task = bar.add_task("recall", total=None)
 
         def on_progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return await engine.run(job_id, _actor(), progress=on_progress, source="cli")
+        if not queued:
+            return await engine.run(job_id, _actor(), progress=on_progress, source="cli")
+        # Several nodes: the task workers carry the job; follow it until it settles.
+        st = await engine.dispatch(job_id, _actor(), source="cli")
+        while st["state"] not in _SETTLED:
+            await asyncio.sleep(0.5)
+            st = engine.status(job_id, with_copies=False)
+            counts = st["counts"]
+            on_progress(sum(v for k, v in counts.items() if k not in ("pending", "working")), sum(counts.values()))
+        return engine.status(job_id)
 
 
 @recall_app.command("plan")

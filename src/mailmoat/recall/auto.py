@@ -53,8 +53,8 @@ async def auto_recall(
     if mode == "approval":
         log.warning("recall job %s (%s) awaits approval: %s", job_id, trigger, reason)
         return AutoOutcome(job_id=job_id, state="awaiting_approval", copies=preview.copies)
-    st = await engine.run(job_id, actor)
-    log.warning("automatic recall %s (%s): %s", job_id, trigger, st["counts"])
+    st = await engine.dispatch(job_id, actor)
+    log.warning("automatic recall %s (%s): %s %s", job_id, trigger, st["state"], st["counts"])
     return AutoOutcome(job_id=job_id, state=st["state"], copies=preview.copies, detail=st["counts"])
 
 

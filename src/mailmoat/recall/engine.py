@@ -238,6 +238,21 @@ class RecallEngine:
             elif r.state in ("recalled", "already_gone"):
                 c.verified = r.verified
 
+    async def dispatch(self, job_id: str, actor: str, source: str = "") -> dict[str, Any]:
+        """Run a job: here and now (embedded, SQLite), or on the task workers (PostgreSQL, several nodes)."""
+        from mailmoat.tasks.app import submit_recall, uses_queue
+
+        if not uses_queue(self.settings):
+            return await self.run(job_id, actor, source=source)
+        with self.store.session() as s:
+            job = self._job(s, job_id)
+            if job.state == "awaiting_approval":
+                raise RecallError(f"job {job_id} is waiting for approval")
+            audit(s, actor, "recall.queue", job_id, source=source)
+            s.commit()
+        await submit_recall(self.settings, job_id, actor)
+        return self.status(job_id)
+
     async def run(self, job_id: str, actor: str, progress: ProgressFn | None = None, source: str = "") -> dict[str, Any]:
         """Execute (or resume) a job: every pending or retryable copy, then verify. Safe to call twice."""
         with self.store.session() as s:

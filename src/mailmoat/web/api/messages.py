@@ -274,5 +274,5 @@ async def condemn(
     )
     if mode == "approval":
         return {"job_id": job_id, "state": "awaiting_approval", "copies": copies}
-    ctx.spawn(f"recall:{job_id}", engine.run(job_id, who.username, source=who.source))
+    ctx.spawn(f"recall:{job_id}", engine.dispatch(job_id, who.username, source=who.source))
     return {"job_id": job_id, "state": "running", "copies": copies}

@@ -65,7 +65,7 @@ def _start(request: Request, job_id: str, who: Principal) -> None:
     key = f"recall:{job_id}"
     if key in ctx.tasks:
         return
-    ctx.spawn(key, ctx.recall_engine().run(job_id, who.username, source=who.source))
+    ctx.spawn(key, ctx.recall_engine().dispatch(job_id, who.username, source=who.source))
 
 
 def _plan(request: Request, req: RecallRequest, who: Principal) -> dict[str, Any]:
