@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from mailmoat.blobstore import read_blob
 from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
 from mailmoat.config import QrSettings, Settings
 
@@ -138,7 +139,7 @@ def train_from_store(settings: Settings) -> dict[str, int]:
             continue
         raw_path = rows.get(mid, "")
         try:
-            raw = Path(raw_path).read_bytes() if raw_path else None
+            raw = read_blob(raw_path, store.engine)
         except OSError:
             raw = None
         if raw is None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import select
 
+from mailmoat.blobstore import read_blob
 from mailmoat.model import Action, Direction, Envelope
 from mailmoat.recall.auto import AutoOutcome, auto_recall
 from mailmoat.recall.engine import RecallEngine
@@ -39,11 +39,15 @@ async def rescan(engine: RecallEngine, scanner: Scanner, since: str, actor: str 
             .order_by(MessageRow.received_at)
             .limit(limit)
         ).all()
+    db_engine = getattr(engine.store, "engine", None)
     for mail_id, raw_path, old_action in rows:
-        if not raw_path or not Path(raw_path).is_file():
+        try:
+            raw = read_blob(raw_path, db_engine)
+        except OSError:
+            raw = None
+        if raw is None:
             report.missing_raw += 1
             continue
-        raw = Path(raw_path).read_bytes()
         with engine.store.session() as s:
             row = s.get(MessageRow, mail_id)
             if row is None:

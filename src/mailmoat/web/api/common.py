@@ -49,5 +49,5 @@ def message_summary(m: MessageRow) -> dict[str, Any]:
         "score": m.score,
         "status": m.status,
         "symbols": dict(m.symbols or {}),
-        "raw_available": bool(m.raw_path) and Path(m.raw_path).is_file(),
+        "raw_available": bool(m.raw_path) and (m.raw_path.startswith("pglo:") or Path(m.raw_path).is_file()),
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
@@ -90,11 +89,12 @@ def _get(request: Request, mail_id: str) -> MessageRow:
     return row
 
 
-def _read_raw(row: MessageRow) -> bytes | None:
-    if not row.raw_path:
-        return None
+def _read_raw(request: Request, row: MessageRow) -> bytes | None:
+    """The retained raw message, from a file or PostgreSQL large object (None once purged)."""
+    from mailmoat.blobstore import read_blob
+
     try:
-        return Path(row.raw_path).read_bytes()
+        return read_blob(row.raw_path, web(request).store.engine)
     except OSError:
         return None
 
@@ -102,7 +102,7 @@ def _read_raw(row: MessageRow) -> bytes | None:
 def _parsed(request: Request, row: MessageRow) -> Message | None:
     from mailmoat.parse import parse
 
-    raw = _read_raw(row)
+    raw = _read_raw(request, row)
     if raw is None:
         return None
     return parse(raw, qr=web(request).settings.qr)
@@ -222,7 +222,7 @@ def preview_message(request: Request, mail_id: str, who: Reader) -> dict[str, An
 
 def raw_response(request: Request, mail_id: str) -> Response:
     row = _get(request, mail_id)
-    raw = _read_raw(row)
+    raw = _read_raw(request, row)
     if raw is None:
         raise HTTPException(410, "the raw message is no longer retained")
     return Response(
