@@ -84,10 +84,20 @@ def configure(settings: Settings, dc: DovecotServer, backend: str) -> None:
     settings.recall.doveadm.url, settings.recall.doveadm.api_key = dc.api_url, dc.api_key
 
 
-@pytest.mark.parametrize("backend", ["imap", "doveadm"])
-async def test_recall_and_restore_through_dovecot(dc: DovecotServer, settings: Settings, backend: str) -> None:
+@pytest.mark.parametrize("backend", ["imap", "doveadm", "doveadm-all-users"])
+async def test_recall_and_restore_through_dovecot(
+    dc: DovecotServer, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend == "doveadm-all-users":
+        # The path a large job takes: one all-users search and one all-users move per folder.
+        import mailmoat.recall.backends.doveadm as dv
+
+        monkeypatch.setattr(dv, "ALL_USERS_THRESHOLD", 2)
+        backend = "doveadm"
+        mail_id = "01RECALLDOVEADMALLUSERS000"
+    else:
+        mail_id = f"01RECALL{backend.upper():0<18}"[:26]
     configure(settings, dc, backend)
-    mail_id = f"01RECALL{backend.upper():0<18}"[:26]
     store, tids = setup_wave(dc, settings, mail_id)
     users = sorted(dc.users)
     before = {u: fetch(dc, u, tids[u]) for u in users}

@@ -35,6 +35,11 @@ def _epoch(text: str) -> float:
         return 0.0
 
 
+def folders_of_all(cmds: list[Command]) -> set[str]:
+    """Message ids moved by all-users commands in this batch."""
+    return {str(c[2]).split(":")[1] for c in cmds if str(c[2]).startswith("all:")}
+
+
 def _flags(text: str) -> list[str]:
     return [f for f in (text or "").split() if f != "\\Recent"]
 
@@ -65,7 +70,11 @@ class DoveadmBackend:
 
     async def call(self, commands: list[Command]) -> dict[str, Any]:
         """Run commands in chunks over a few parallel requests; result by tag: rows (list) or an error dict."""
-        chunks = [commands[i : i + COMMANDS_PER_REQUEST] for i in range(0, len(commands), COMMANDS_PER_REQUEST)]
+        # An all-users command gets a request of its own: Dovecot 2.3's doveadm server drops to the
+        # mail user after one and then cannot list users again in the same request (it aborts).
+        singles = [[c] for c in commands if c[1].get("allUsers")]
+        rest = [c for c in commands if not c[1].get("allUsers")]
+        chunks = singles + [rest[i : i + COMMANDS_PER_REQUEST] for i in range(0, len(rest), COMMANDS_PER_REQUEST)]
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
             replies = await asyncio.gather(*(loop.run_in_executor(pool, self._post, c) for c in chunks))
@@ -76,8 +85,14 @@ class DoveadmBackend:
         return out
 
     # -- locating -----------------------------------------------------------------------
-    async def _locate(self, copies: list[CopyRef], where: str) -> dict[str, dict[str, str]]:
-        """tracking id → fetched row (user, mailbox, flags, date) for copies found in `where` ('*' = visible)."""
+    async def _locate(
+        self, copies: list[CopyRef], where: str, whole: set[str] | None = None
+    ) -> dict[str, dict[str, str]]:
+        """tracking id → fetched row (user, mailbox, flags, date) for copies found in `where` ('*' = visible).
+
+        `whole` receives the message ids searched across all users whose every copy found is one of
+        `copies`: those can be moved with one all-users command per folder.
+        """
         found: dict[str, dict[str, str]] = {}
         by_msg: dict[str, list[CopyRef]] = defaultdict(list)
         for c in copies:
@@ -92,14 +107,19 @@ class DoveadmBackend:
                     q = ["mailbox", where, "header", "X-Mailmoat-Id", r.tracking_id]
                     cmds.append(["fetch", {"user": r.mailbox, "field": FETCH_FIELDS, "query": q}, f"one:{r.tracking_id}"])
         wanted = {c.tracking_id: c for c in copies}
-        for rows in (await self.call(cmds)).values():
+        for tag, rows in (await self.call(cmds)).items():
             if isinstance(rows, dict):
                 continue
+            only_wanted = True
             for row in rows:
                 tid = row.get("hdr.x-mailmoat-id", "").strip()
                 ref = wanted.get(tid)
                 if ref is not None and (row.get("user") or row.get("username") or ref.mailbox) == ref.mailbox:
                     found.setdefault(tid, row)
+                else:
+                    only_wanted = False
+            if whole is not None and tag.startswith("all:") and only_wanted:
+                whole.add(tag[4:])
         # Message-ID fallback for copies that lost their tracking header.
         missing = [c for c in copies if c.tracking_id not in found and c.header_message_id]
         if missing:
@@ -128,8 +148,9 @@ class DoveadmBackend:
 
     # -- protocol -----------------------------------------------------------------------
     async def recall(self, copies: list[CopyRef], mode: str) -> list[CopyResult]:
+        whole: set[str] = set()
         try:
-            visible = await self._locate(copies, "*")
+            visible = await self._locate(copies, "*", whole if mode == "move" else None)
         except DoveadmError as exc:
             return [CopyResult(c.tracking_id, "failed", reason=str(exc)) for c in copies]
         results: dict[str, CopyResult] = {}
@@ -164,8 +185,26 @@ class DoveadmBackend:
                 cmds.append(["expunge", {"user": c.mailbox, "query": self._query_for(c, row, row["mailbox"])}, f"act:{c.tracking_id}"])
         else:
             created: set[tuple[str, str]] = set()
+            # Every visible copy of a message is in this batch: the copies still in INBOX (most of
+            # them) move with one all-users command, as fast as `doveadm move -A` typed by hand.
+            # Other folders exist only for some users (an all-users move would fail for the rest):
+            # those copies move one user at a time.
+            folders_of: dict[str, set[str]] = defaultdict(set)
+            for c in todo:
+                prefix = c.tracking_id.rpartition("-")[0]
+                row = visible[c.tracking_id]
+                if prefix in whole and row.get("by") != "message-id" and row["mailbox"] == "INBOX":
+                    folders_of[prefix].add("INBOX")
+            for prefix, folders in folders_of.items():
+                for folder in sorted(folders):
+                    dest = f"{self.hidden}/{folder}"
+                    cmds.append(["mailboxCreate", {"allUsers": True, "mailbox": [dest]}, f"mkall:{prefix}:{folder}"])
+                    q = ["mailbox", folder, "header", "X-Mailmoat-Id", prefix]
+                    cmds.append(["move", {"allUsers": True, "destinationMailbox": dest, "query": q}, f"all:{prefix}:{folder}"])
             for c in todo:
                 folder = visible[c.tracking_id]["mailbox"]
+                if folder == "INBOX" and c.tracking_id.rpartition("-")[0] in folders_of:
+                    continue
                 dest = f"{self.hidden}/{folder}"
                 if (c.mailbox, dest) not in created:
                     created.add((c.mailbox, dest))
@@ -174,12 +213,19 @@ class DoveadmBackend:
                     ["move", {"user": c.mailbox, "destinationMailbox": dest, "query": self._query_for(c, visible[c.tracking_id], folder)}, f"act:{c.tracking_id}"]
                 )
         try:
-            replies = await self.call(cmds) if cmds else {}
+            # Folders first, then the moves: the requests of one call run side by side.
+            creates = [c for c in cmds if c[0] == "mailboxCreate"]
+            replies = await self.call(creates) if creates else {}
+            acts = [c for c in cmds if c[0] != "mailboxCreate"]
+            replies.update(await self.call(acts) if acts else {})
         except DoveadmError as exc:
             replies = {f"act:{c.tracking_id}": {"error": str(exc)} for c in todo}
+        moved_whole = folders_of_all(cmds)
         for c in todo:
             row = visible[c.tracking_id]
-            reply = replies.get(f"act:{c.tracking_id}")
+            prefix = c.tracking_id.rpartition("-")[0]
+            reply = replies.get(f"all:{prefix}:{row['mailbox']}") if prefix in moved_whole and row["mailbox"] == "INBOX" else None
+            reply = reply if reply is not None else replies.get(f"act:{c.tracking_id}")
             if isinstance(reply, dict):
                 results[c.tracking_id] = CopyResult(c.tracking_id, "failed", reason=f"doveadm: {reply.get('error')}")
                 continue
@@ -228,7 +274,10 @@ class DoveadmBackend:
             q = ["mailbox", src, "header", "X-Mailmoat-Id", c.tracking_id]
             cmds.append(["move", {"user": c.mailbox, "destinationMailbox": target, "query": q}, f"act:{c.tracking_id}"])
         try:
-            replies = await self.call(cmds) if cmds else {}
+            creates = [c for c in cmds if c[0] == "mailboxCreate"]
+            replies = await self.call(creates) if creates else {}
+            acts = [c for c in cmds if c[0] != "mailboxCreate"]
+            replies.update(await self.call(acts) if acts else {})
         except DoveadmError as exc:
             replies = {f"act:{c.tracking_id}": {"error": str(exc)} for c in moved}
         for c in moved:

@@ -151,9 +151,9 @@ class ImapBackend:
                     )
             return CopyResult(ref.tracking_id, "not_found", reason="no folder holds this copy")
         folder, uids = found
-        c.select_folder(folder, readonly=False)
-        uids = self._search(c, ref) or uids
+        # Flags and date while still read-only; the UIDs found by EXAMINE stay valid after SELECT.
         info = c.fetch(uids[:1], ["FLAGS", "INTERNALDATE"])[uids[0]]
+        c.select_folder(folder, readonly=False)
         flags = [_s(f) for f in info[b"FLAGS"] if _s(f) != "\\Recent"]
         idate = _ts(info.get(b"INTERNALDATE"))
         if mode == "delete":
@@ -166,8 +166,12 @@ class ImapBackend:
             loc: dict[str, Any] = {"vault": str(keep)}
         else:
             dest = f"{self.hidden}/{folder}"
-            self._ensure(c, dest)
-            self._move(c, uids, dest)
+            try:
+                self._move(c, uids, dest)
+            except IMAPClientError:
+                # Usually [TRYCREATE]: the hidden folder does not exist yet for this user.
+                self._ensure(c, dest)
+                self._move(c, uids, dest)
             loc = {"folder": dest}
         return CopyResult(ref.tracking_id, "recalled", folder=folder, flags=flags, internal_date=idate, location=json.dumps(loc))
 
