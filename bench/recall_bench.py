@@ -53,16 +53,19 @@ def background(dc: DovecotServer, users: list[str], n: int) -> None:
                     lmtp.getreply()  # LMTP answers once per recipient
 
 
-async def run_backend(name: str, dc: DovecotServer, users: list[str], data: Path) -> dict[str, float | int | str]:
+async def run_backend(
+    name: str, dc: DovecotServer, users: list[str], data: Path, view: str = ""
+) -> dict[str, float | int | str]:
     settings = Settings()
-    settings.data_dir = str(data / name)
+    settings.recall.imap.all_folders = view
+    settings.data_dir = str(data / (name + ("-view" if view else "")))
     settings.data_path.mkdir(parents=True)
     settings.recall.backend = name
     settings.recall.imap.host, settings.recall.imap.port = "127.0.0.1", dc.imap_port
     settings.recall.imap.master_user, settings.recall.imap.master_password = dc.master_user, dc.master_password
     settings.recall.doveadm.url, settings.recall.doveadm.api_key = dc.api_url, dc.api_key
     store = SqliteStore(settings.data_path / "bench.db")
-    mail_id = f"01BENCH{name.upper():0<19}"[:26]
+    mail_id = f"01BENCH{name.upper() + ('VIEW' if view else ''):0<19}"[:26]
     deliver_wave(dc, store, mail_id, users)
     engine = RecallEngine(settings, store, backend=get_backend(settings))
     t0 = time.perf_counter()
@@ -73,7 +76,7 @@ async def run_backend(name: str, dc: DovecotServer, users: list[str], data: Path
     t1 = time.perf_counter()
     restored = await engine.restore(job, "bench")
     restore_took = time.perf_counter() - t1
-    return {"backend": name, "seconds": took, "state": st["state"], "recalled": st["counts"].get("recalled", 0),
+    return {"backend": name + (f" ({view})" if view else ""), "seconds": took, "state": st["state"], "recalled": st["counts"].get("recalled", 0),
             "still_visible": left, "restore_seconds": restore_took, "restored": restored["counts"].get("restored", 0)}
 
 
@@ -102,6 +105,7 @@ def main() -> int:
         rows = [floor(dc, users)]
         for name in ("doveadm", "imap"):
             rows.append(asyncio.run(run_backend(name, dc, users, Path(tmp))))
+        rows.append(asyncio.run(run_backend("imap", dc, users, Path(tmp), view="MailmoatAll/All")))
     base = float(rows[0]["seconds"])
     print(f"{'backend':28} {'recall s':>9} {'x floor':>8} {'recalled':>9} {'visible':>8} {'restore s':>10}")
     for r in rows:

@@ -84,7 +84,7 @@ def configure(settings: Settings, dc: DovecotServer, backend: str) -> None:
     settings.recall.doveadm.url, settings.recall.doveadm.api_key = dc.api_url, dc.api_key
 
 
-@pytest.mark.parametrize("backend", ["imap", "doveadm", "doveadm-all-users"])
+@pytest.mark.parametrize("backend", ["imap", "imap-all-folders-view", "doveadm", "doveadm-all-users"])
 async def test_recall_and_restore_through_dovecot(
     dc: DovecotServer, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,6 +95,10 @@ async def test_recall_and_restore_through_dovecot(
         monkeypatch.setattr(dv, "ALL_USERS_THRESHOLD", 2)
         backend = "doveadm"
         mail_id = "01RECALLDOVEADMALLUSERS000"
+    elif backend == "imap-all-folders-view":
+        settings.recall.imap.all_folders = "MailmoatAll/All"  # Dovecot's virtual plugin view
+        backend = "imap"
+        mail_id = "01RECALLIMAPVIRTUALVIEW000"
     else:
         mail_id = f"01RECALL{backend.upper():0<18}"[:26]
     configure(settings, dc, backend)

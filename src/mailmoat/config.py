@@ -186,6 +186,9 @@ class ImapRecallSettings:
     master_password: str = ""
     auth: str = "master"  # "master" (user*admin) or "plain" (SASL PLAIN authzid)
     connections: int = 10
+    # A server-side view of every folder (Dovecot virtual plugin, e.g. "MailmoatAll/All"): one
+    # search there proves a copy is gone instead of one per folder. Empty: search each folder.
+    all_folders: str = ""
 
 
 @dataclass

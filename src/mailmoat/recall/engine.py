@@ -238,6 +238,10 @@ class RecallEngine:
             elif r.state in ("recalled", "already_gone"):
                 c.verified = r.verified
 
+    def _batch(self) -> int:
+        """Copies per backend call: a backend that batches across users (doveadm) wants whole jobs."""
+        return int(getattr(self.backend, "batch_size", BATCH))
+
     async def dispatch(self, job_id: str, actor: str, source: str = "") -> dict[str, Any]:
         """Run a job: here and now (embedded, SQLite), or on the task workers (PostgreSQL, several nodes)."""
         from mailmoat.tasks.app import submit_recall, uses_queue
@@ -297,8 +301,9 @@ class RecallEngine:
             if attempt:
                 await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
             done_before = total - len(ids)
-            for i in range(0, len(ids), BATCH):
-                batch = ids[i : i + BATCH]
+            size = self._batch()
+            for i in range(0, len(ids), size):
+                batch = ids[i : i + size]
                 await self.execute_batch(job_id, batch, mode, stale_before=self._stale_before)
                 if progress:
                     progress(done_before + i + len(batch), total)
@@ -346,8 +351,9 @@ class RecallEngine:
                 )
             ).all()
             refs = [self._ref(c) for c in copies]
-        for i in range(0, len(refs), BATCH):
-            results = await self.backend.verify(refs[i : i + BATCH])
+        size = self._batch()
+        for i in range(0, len(refs), size):
+            results = await self.backend.verify(refs[i : i + size])
             with self.store.session() as s:
                 rows = {
                     c.tracking_id: c
@@ -384,8 +390,9 @@ class RecallEngine:
                 job.state = "restoring"
             audit(s, actor, "recall.restore", job_id, source=source, detail={"copies": [r.tracking_id for r in refs] if tracking_ids else "all"})
             s.commit()
-        for i in range(0, len(refs), BATCH):
-            results = await self.backend.restore(refs[i : i + BATCH])
+        size = self._batch()
+        for i in range(0, len(refs), size):
+            results = await self.backend.restore(refs[i : i + size])
             metrics.record_recall(results)
             with self.store.session() as s:
                 self._apply(s, job_id, results, restoring=True)

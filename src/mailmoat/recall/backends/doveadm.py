@@ -46,6 +46,8 @@ def _flags(text: str) -> list[str]:
 
 class DoveadmBackend:
     name = "doveadm"
+    # One call for a whole job: all-users searches and moves only pay off over every copy at once.
+    batch_size = 5000
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

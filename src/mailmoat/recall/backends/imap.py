@@ -120,7 +120,12 @@ class ImapBackend:
             done = [(r, ref) for r, ref in zip(out, refs, strict=True) if r.state in ("recalled", "already_gone")]
             if done:
                 try:
-                    now_visible = self.visible_folders(c)
+                    if self.cfg.all_folders:
+                        # A view that cannot be opened proves nothing: then nothing counts as verified.
+                        c.select_folder(self.cfg.all_folders, readonly=True)
+                        now_visible = [self.cfg.all_folders]
+                    else:
+                        now_visible = self.visible_folders(c)
                 except (IMAPClientError, OSError):
                     now_visible = []
                 for r, ref in done:
