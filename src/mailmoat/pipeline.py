@@ -109,10 +109,12 @@ class Pipeline:
         self.delivery = delivery
         self._retain_raw = retain_raw or (lambda env, raw: retain_raw_file(settings.raw_dir, env, raw))
 
-    async def process(self, ref: SpoolRef, on_verdict: VerdictHook | None = None) -> Outcome:
+    async def process(
+        self, ref: SpoolRef, on_verdict: VerdictHook | None = None, loaded: tuple[Envelope, bytes] | None = None
+    ) -> Outcome:
         """Scan, act and record one claimed entry; on error the entry is deferred, never dropped."""
         try:
-            return await self._process(ref, on_verdict)
+            return await self._process(ref, on_verdict, loaded)
         except Exception as exc:
             log.exception("processing %s failed; kept in the spool for a retry", ref.name)
             delay = ERROR_BACKOFF[min(ref.attempts, len(ERROR_BACKOFF) - 1)]
@@ -120,8 +122,10 @@ class Pipeline:
                 await asyncio.to_thread(self.spool.defer, ref, delay)
             return Outcome(ref.id, None, error=f"{type(exc).__name__}: {exc}")
 
-    async def _process(self, ref: SpoolRef, on_verdict: VerdictHook | None) -> Outcome:
-        envelope, raw = await asyncio.to_thread(self.spool.load, ref)
+    async def _process(
+        self, ref: SpoolRef, on_verdict: VerdictHook | None, loaded: tuple[Envelope, bytes] | None
+    ) -> Outcome:
+        envelope, raw = loaded if loaded is not None else await asyncio.to_thread(self.spool.load, ref)
         # Keeping the raw copy does not depend on the verdict: its fsyncs overlap the scan.
         retained = asyncio.ensure_future(asyncio.to_thread(self._retain_raw, envelope, raw))
         t0 = time.perf_counter()
@@ -139,7 +143,7 @@ class Pipeline:
                 # The client got 550/451 and keeps responsibility for the message: no bounce.
                 if verdict.action is Action.REJECT:
                     await asyncio.to_thread(self.store.record_message, envelope, message, verdict, raw_path)
-                await asyncio.to_thread(self.spool.done, ref)
+                self.spool.done(ref)  # one unlink, no fsync: cheaper than a thread hop
                 return Outcome(envelope.id, verdict.action, verdict, rejected_in_session=True)
 
         if verdict.action is Action.TEMPFAIL:
@@ -166,7 +170,7 @@ class Pipeline:
             t1 = time.perf_counter()
             deliveries = await self.delivery.deliver(envelope, raw, verdict, message)
         metrics.record_delivery(deliveries, time.perf_counter() - t1)
-        await asyncio.to_thread(self.spool.done, ref)
+        self.spool.done(ref)  # one unlink, no fsync: cheaper than a thread hop
         if envelope.direction is not Direction.INBOUND and isinstance(self.store, Store):
             # After spool.done: a slow recall or webhook must never hold the spool entry.
             await accounts.observe(self.store, self.settings, envelope, message, verdict)  # never raises

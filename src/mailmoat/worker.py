@@ -18,12 +18,13 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.ingest.spool import Spool, SpoolRef
-from mailmoat.model import Action, Verdict
+from mailmoat.model import Action, Envelope, Verdict
 from mailmoat.pipeline import Outcome, Pipeline, VerdictHook
 
 log = logging.getLogger(__name__)
@@ -49,14 +50,30 @@ class Engine:
         self.store = Store(settings.db_url, raw_dir=settings.raw_dir)
         self.scanner = Scanner(settings, self.store)
         self.delivery = DeliveryService(settings, self.store)
-        self.pipeline = Pipeline(settings, spool, self.scanner, self.store, self.delivery, retain_raw=self.store.retain_raw)
+        retain: Callable[[Envelope, bytes], str] = self.store.retain_raw
+        if settings.blobs.backend != "file" or settings.blobs.path:  # a blob store all nodes reach
+            from mailmoat.blobstore import open_blobstore
+
+            retain = open_blobstore(settings, self.store.engine).put
+        self.pipeline = Pipeline(settings, spool, self.scanner, self.store, self.delivery, retain_raw=retain)
 
     async def handle(self, name: str, hook: VerdictHook | None = None) -> Outcome | None:
         """Claim one entry and process it; None when another worker had claimed it."""
-        ref = await asyncio.to_thread(self.spool.claim, name, self.owner)
+        claimed = await asyncio.to_thread(self._claim_and_load, name)
+        if claimed is None:
+            return None
+        ref, loaded = claimed
+        return await self.pipeline.process(ref, hook, loaded)
+
+    def _claim_and_load(self, name: str) -> tuple[SpoolRef, tuple[Envelope, bytes] | None] | None:
+        """Claim and read an entry in one thread hop (each hop costs more CPU than the read)."""
+        ref = self.spool.claim(name, self.owner)
         if ref is None:
             return None
-        return await self.pipeline.process(ref, hook)
+        try:
+            return ref, self.spool.load(ref)
+        except Exception:  # the pipeline reads it again and handles the error (defer, never drop)
+            return ref, None
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
         """The delivery retry queue and the retention purge (run in exactly one process)."""

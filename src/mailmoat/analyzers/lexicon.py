@@ -6,8 +6,10 @@ combinations too (`mailmoat/data/lexicon_rules.yml`); this module only loads and
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar
@@ -54,6 +56,25 @@ class LexiconSet:
     pattern: re.Pattern[str]
     # normalised term -> [(lexicon symbol, weight)]
     index: dict[str, list[tuple[str, float]]]
+    # term -> (its ASCII letter/digit runs, its words with other characters): what must be in a
+    # text for the term to match there (see `candidates`)
+    needs: dict[str, tuple[frozenset[str], tuple[str, ...]]] = field(default_factory=dict)
+
+    def candidates(self, text: str) -> tuple[str, ...]:
+        """The terms that can match in `text` (normalised), longest first as in `pattern`.
+
+        Every ASCII letter/digit run of a term is a whole run in the text wherever the term
+        matches: the term's ends carry word boundaries and its inner runs are bordered by the
+        term's own other characters. So a set lookup per run, and a substring test for the
+        words with other characters (CJK), leave out terms that cannot match. A pattern built
+        from the rest finds exactly what `pattern` finds, at a fraction of the cost: the big
+        alternation tries every term at every position of the text.
+        """
+        needs = self.needs or _needs(self.index)
+        runs = set(_ASCII_RUN.findall(text))
+        return tuple(
+            k for k, (atoms, words) in needs.items() if atoms <= runs and all(w in text for w in words)
+        )
 
     def symbols(self) -> tuple[Symbol, ...]:
         out = [Symbol(lx.symbol, lx.score, GROUP, lx.description) for lx in self.lexicons.values()]
@@ -66,6 +87,7 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # "工 资 补 贴" and "工资\n补贴" are written to dodge filters; a reader sees the words.
 _CJK_GAP = re.compile(f"(?<=[{_CJK}])[\\s\u3000]+(?=[{_CJK}])")
 _SPACES = re.compile(r"\s+")
+_ASCII_RUN = re.compile(r"[a-z0-9]+")  # normalised text is lower-case
 
 
 def normalise(text: str) -> str:
@@ -142,17 +164,32 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
             if key:
                 lexicons[sym].terms[key] = weight
                 index.setdefault(key, []).append((sym, weight))
-    # Longest first, so "工资补贴" is one match rather than "工资" and "补贴". Whole-word terms
-    # share one pair of boundary checks (far faster than one pair per alternative).
-    keys = sorted(index, key=lambda k: (-len(k), k))
+    return LexiconSet(lexicons, combos, _compile(tuple(index)), index, _needs(index))
+
+
+def _order(keys: Iterable[str]) -> tuple[str, ...]:
+    # Longest first, so "工资补贴" is one match rather than "工资" and "补贴".
+    return tuple(sorted(keys, key=lambda k: (-len(k), k)))
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(keys: tuple[str, ...]) -> re.Pattern[str]:
+    """One alternation of the terms; whole-word terms share one pair of boundary checks."""
+    keys = _order(keys)
     worded = [k for k in keys if _is_word_edge(k[0]) and _is_word_edge(k[-1])]
     others = [k for k in keys if not (_is_word_edge(k[0]) and _is_word_edge(k[-1]))]
     alts: list[str] = []
     if worded:
         alts.append(r"(?<!\w)(?:" + "|".join(_term_pattern(k, bounded=False) for k in worded) + r")(?!\w)")
     alts += [_term_pattern(k) for k in others]
-    pattern = re.compile("|".join(alts) if alts else r"(?!x)x")
-    return LexiconSet(lexicons, combos, pattern, index)
+    return re.compile("|".join(alts) if alts else r"(?!x)x")
+
+
+def _needs(index: dict[str, list[tuple[str, float]]]) -> dict[str, tuple[frozenset[str], tuple[str, ...]]]:
+    return {
+        k: (frozenset(_ASCII_RUN.findall(k)), tuple(w for w in k.split(" ") if not w.isascii()))
+        for k in _order(index)
+    }
 
 
 def load_builtin() -> LexiconSet:
@@ -177,7 +214,10 @@ def match(lexset: LexiconSet, message: Message) -> dict[str, LexiconHit]:
     """Per lexicon: summed weight and the distinct terms found (every lexicon that matched anything)."""
     text = normalise("\n".join((message.subject, message.text, message.html_text)))
     found: dict[str, dict[str, float]] = {}
-    for m in lexset.pattern.finditer(text):
+    candidates = lexset.candidates(text)
+    if not candidates:
+        return {}
+    for m in _compile(candidates).finditer(text):
         key = _SPACES.sub(" ", m.group(0))
         for sym, weight in lexset.index.get(key, ()):
             found.setdefault(sym, {})[key] = weight

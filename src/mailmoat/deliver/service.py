@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,23 +84,81 @@ class DeliveryService:
         Copies already delivered (or being delivered by another worker) are not sent again, so
         calling this again after a crash is safe.
         """
+        return await self._deliver(envelope, raw, verdict, None)
+
+    async def record_and_deliver(
+        self, envelope: Envelope, raw: bytes, verdict: Verdict, message: Message, raw_path: str
+    ) -> list[DeliveryOutcome]:
+        """`Store.record_message` then `deliver`, with the record and the claims in one transaction."""
+        return await self._deliver(envelope, raw, verdict, (message, raw_path))
+
+    async def _deliver(
+        self, envelope: Envelope, raw: bytes, verdict: Verdict, record: tuple[Message, str] | None
+    ) -> list[DeliveryOutcome]:
         copies, dupes = self._copies(envelope)
         if verdict.action == Action.REJECT:
+            if record is not None:
+                await asyncio.to_thread(self.store.record_message, envelope, record[0], verdict, record[1])
             return [DeliveryOutcome(r, m, t, "rejected") for _, r, m, t in copies] + dupes
         if verdict.action in (Action.QUARANTINE, Action.TEMPFAIL):
-            claims = await asyncio.to_thread(
-                self.store.claim, envelope.id, copies, lease_until=0.0, claimable=(), initial=HELD,
-                ensure=(envelope, verdict),
-            )
+            hold: dict[str, Any] = {"lease_until": 0.0, "claimable": (), "initial": HELD}
+            claims = await self._claim(envelope, verdict, copies, record, hold)
             return [self._outcome_of(c) for c in claims] + dupes
         now = time.time()
         # Local writes are idempotent (fixed name, no-clobber link), so any claim may be taken over.
         stale = float("inf") if self.local else now
-        claims = await asyncio.to_thread(
-            self.store.claim, envelope.id, copies, lease_until=now + self.lease, claimable=(PENDING,),
-            stale_before=stale, ensure=(envelope, verdict),
-        )
+        send: dict[str, Any] = {"lease_until": now + self.lease, "claimable": (PENDING,), "stale_before": stale}
+        if self.local and len(copies) == 1:
+            # The common case, one copy into the local store: claim, write and finish in one
+            # thread hop (record+claim commit, Maildir write, finish commit).
+            done = await asyncio.to_thread(self._claim_store_finish, envelope, raw, verdict, copies, record, send)
+            if done is not None:
+                return done + dupes
+        claims = await self._claim(envelope, verdict, copies, record, send)
         return await self._send_claims(envelope, raw, verdict, claims) + dupes
+
+    def _claim_store_finish(
+        self,
+        envelope: Envelope,
+        raw: bytes,
+        verdict: Verdict,
+        copies: list[tuple[int, str, str, str]],
+        record: tuple[Message, str] | None,
+        how: dict[str, Any],
+    ) -> list[DeliveryOutcome] | None:
+        """Blocking: deliver one local copy; None when the outcome needs the async path (retry, DSN)."""
+        if record is None:
+            claims = self.store.claim(envelope.id, copies, ensure=(envelope, verdict), **how)
+        else:
+            claims = self.store.record_and_claim(envelope, record[0], verdict, record[1], copies, **how)
+        (c,) = claims
+        if not c.claimed:
+            return [self._outcome_of(c)]
+        base = prepare_base(raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix)
+        attempt = self._store_one(envelope, base, c)
+        if not attempt[0].ok:
+            return None  # the claim stands ("sending"); the async path records a retry or failure
+        results, outcomes, _failures, _deferred = self._plan(envelope, [c], [attempt])
+        self.store.finish(results)
+        self._log(outcomes.values(), retried=False)
+        return [outcomes[c.tracking_id]]
+
+    async def _claim(
+        self,
+        envelope: Envelope,
+        verdict: Verdict,
+        copies: list[tuple[int, str, str, str]],
+        record: tuple[Message, str] | None,
+        how: dict[str, Any],
+    ) -> list[Claim]:
+        if record is None:
+            return await asyncio.to_thread(
+                lambda: self.store.claim(envelope.id, copies, ensure=(envelope, verdict), **how)
+            )
+        message, raw_path = record
+        return await asyncio.to_thread(
+            lambda: self.store.record_and_claim(envelope, message, verdict, raw_path, copies, **how)
+        )
 
     async def release(self, message_id: str) -> list[DeliveryOutcome]:
         """Deliver a quarantined message to all its recipients (once), and mark it released."""
@@ -273,6 +332,21 @@ class DeliveryService:
         dsn_ok: bool,
         retried: bool,
     ) -> dict[str, DeliveryOutcome]:
+        results, outcomes, failures, deferred = self._plan(envelope, todo, attempts)
+        if deferred:
+            await self._ensure_raw(envelope, raw)
+        await asyncio.to_thread(self.store.finish, results)
+        self._log(outcomes.values(), retried=retried)
+        if deferred:
+            self._wake.set()
+        if failures and dsn_ok:
+            await self._bounce(envelope, raw, verdict, failures)
+        return outcomes
+
+    def _plan(
+        self, envelope: Envelope, todo: list[Claim], attempts: list[tuple[relay.Attempt, str]]
+    ) -> tuple[list[dict[str, Any]], dict[str, DeliveryOutcome], list[dsn_mod.Failure], bool]:
+        """What to write for each attempted copy: delivered, failed (with its DSN entry) or deferred."""
         d = self.settings.delivery
         now = time.time()
         results: list[dict[str, Any]] = []
@@ -298,17 +372,13 @@ class DeliveryService:
             outcomes[c.tracking_id] = DeliveryOutcome(
                 c.recipient, c.mailbox, c.tracking_id, rec["status"], rec["reply"], rec.get("location", ""), n
             )
-        if deferred:
-            await self._ensure_raw(envelope, raw)
-        await asyncio.to_thread(self.store.finish, results)
-        for o in outcomes.values():
+        return results, outcomes, failures, deferred
+
+    @staticmethod
+    def _log(outcomes: Iterable[DeliveryOutcome], *, retried: bool) -> None:
+        for o in outcomes:
             level = logging.INFO if o.status == DELIVERED else logging.WARNING
             log.log(level, "%s %s -> %s: %s %s", "retry" if retried else "deliver", o.tracking_id, o.recipient, o.status, o.reply)
-        if deferred:
-            self._wake.set()
-        if failures and dsn_ok:
-            await self._bounce(envelope, raw, verdict, failures)
-        return outcomes
 
     async def _ensure_raw(self, envelope: Envelope, raw: bytes) -> None:
         """A deferred copy needs the raw message after the spool entry is gone: keep it if nobody did."""

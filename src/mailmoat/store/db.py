@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import math
 import os
 import pkgutil
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Engine, create_engine, delete, event, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -33,6 +47,12 @@ FAILED = "failed"
 HELD = "held"
 
 _INDICATOR_MAX = 2048
+
+_MESSAGES = cast(Table, MessageRow.__table__)
+_DELIVERIES = cast(Table, DeliveryRow.__table__)
+_INDICATORS = cast(Table, IndicatorRow.__table__)
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -179,6 +199,15 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Record, claim and finish of concurrent messages share transactions (one commit each batch).
+        self._writes = GroupCommit(self._write_tx)
+        # Writers of one SQLite file queue on a file lock: SQLite's own busy handler polls with
+        # sleeps of up to 100 ms, so processes waiting for its lock idle long after it is free.
+        self._writer_lock: Path | None = None
+        self._writer_fd: int | None = None
+        file_path = self.url.split(":///", 1)[1].split("?", 1)[0] if self.is_sqlite and ":///" in self.url else ""
+        if file_path and file_path != ":memory:":
+            self._writer_lock = Path(file_path + "-writer.lock")
         if create:
             from mailmoat.store.migrate import upgrade
 
@@ -186,6 +215,9 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._writer_fd is not None:
+            os.close(self._writer_fd)
+            self._writer_fd = None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -231,46 +263,35 @@ class Store:
     ) -> None:
         """Insert or update (by envelope id) the record of one message with its indicators."""
         now = time.time()
-        for attempt in range(2):
-            try:
-                with self.session() as s:
-                    row = s.get(MessageRow, envelope.id)
-                    if row is None:
-                        row = MessageRow(id=envelope.id)
-                        s.add(row)
-                        old_status = ""
-                    else:
-                        old_status = row.status
-                    _fill_envelope(row, envelope)
-                    row.from_addr = clean_text(message.from_.addr.strip()[:320])
-                    row.from_display = clean_text(message.from_.display[:512])
-                    row.from_domain = clean_text(message.from_.domain[:255])
-                    row.subject = clean_text(message.subject)
-                    row.message_id = clean_text(message.message_id.strip()[:998])
-                    row.size = envelope.size or len(message.raw)
-                    _fill_verdict(row, verdict)
-                    row.headers = clean_json([[k, v] for k, v in message.headers])
-                    if raw_path:
-                        row.raw_path = raw_path
-                    elif row.raw_path is None:
-                        row.raw_path = ""
-                    if old_status in ("released", "deleted"):
-                        row.status = old_status
-                    else:
-                        row.status = "quarantined" if verdict.action == Action.QUARANTINE else "processed"
-                    row.scanned_at = now
-                    s.flush()
-                    s.execute(delete(IndicatorRow).where(IndicatorRow.message_id == envelope.id))
-                    ind = extract_indicators(envelope, message, verdict)
-                    if ind:
-                        s.execute(
-                            insert(IndicatorRow),
-                            [{"message_id": envelope.id, "kind": k, "value": v} for k, v in ind],
-                        )
-                return
-            except IntegrityError:
-                if attempt:  # a concurrent insert of the same id won twice: give up loudly
-                    raise
+        self._writes.run(lambda conn: _record_tx(conn, envelope, message, verdict, raw_path, now))
+
+    def record_and_claim(
+        self,
+        envelope: Envelope,
+        message: Message,
+        verdict: Verdict,
+        raw_path: str | None,
+        copies: Sequence[tuple[int, str, str, str]],
+        *,
+        lease_until: float,
+        claimable: Sequence[str] = (PENDING,),
+        stale_before: float | None = None,
+        initial: str = SENDING,
+    ) -> list[Claim]:
+        """`record_message` and `claim` in one transaction: the copies hang off the row just written.
+
+        One commit instead of two on the path of every message; the guarantees are those of the
+        two calls (a claimed copy always has its message record, committed together).
+        """
+        now = time.time()
+
+        def job(conn: Connection) -> list[Claim]:
+            fresh = _record_tx(conn, envelope, message, verdict, raw_path, now)
+            return _claim_tx(
+                conn, envelope.id, copies, lease_until, claimable, stale_before, initial, None, now, no_copies=fresh
+            )
+
+        return self._writes.run(job)
 
     def ensure_message(self, envelope: Envelope, verdict: Verdict) -> MessageRow:
         """The message row, created minimally when delivery runs before the full record."""
@@ -326,64 +347,10 @@ class Store:
         died). Everything else is reported as it stands, so a copy is never sent by two workers.
         With `ensure`, a missing message row is created first (delivery before the full record).
         """
-        for attempt in range(3):
-            try:
-                return self._claim(message_id, copies, lease_until, claimable, stale_before, initial, ensure)
-            except IntegrityError:
-                # Another worker inserted the same rows meanwhile: now they exist, claim them by update.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _claim(
-        self,
-        message_id: str,
-        copies: Sequence[tuple[int, str, str, str]],
-        lease_until: float,
-        claimable: Sequence[str],
-        stale_before: float | None,
-        initial: str,
-        ensure: tuple[Envelope, Verdict] | None,
-    ) -> list[Claim]:
         now = time.time()
-        states: list[ColumnElement[bool]] = [DeliveryRow.status.in_(list(claimable))]
-        if stale_before is not None:
-            states.append((DeliveryRow.status == SENDING) & (DeliveryRow.next_attempt <= stale_before))
-        out: list[Claim] = []
-        with self.session() as s:
-            if ensure is not None and s.get(MessageRow, message_id) is None:
-                s.add(_minimal_row(*ensure))
-                s.flush()
-            existing = {
-                r.tracking_id: r
-                for r in s.scalars(select(DeliveryRow).where(DeliveryRow.message_id == message_id))
-            }
-            for idx, rcpt, mailbox, tid in copies:
-                row = existing.get(tid)
-                if row is None:
-                    s.add(
-                        DeliveryRow(
-                            message_id=message_id, recipient=clean_text(rcpt[:320]), mailbox=clean_text(mailbox[:320]),
-                            tracking_id=tid,
-                            status=initial, attempts=0, next_attempt=lease_until if initial == SENDING else 0.0,
-                            reply="", location="", delivered_at=0.0, updated_at=now,
-                        )
-                    )
-                    out.append(Claim(idx, rcpt, mailbox, tid, initial == SENDING, True, initial, 0))
-                    continue
-                res = s.execute(
-                    update(DeliveryRow)
-                    .where(DeliveryRow.tracking_id == tid, or_(*states))
-                    .values(status=SENDING, next_attempt=lease_until, updated_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(res, "rowcount", 0):
-                    out.append(Claim(idx, row.recipient, row.mailbox or mailbox, tid, True, False, SENDING, row.attempts))
-                else:
-                    out.append(
-                        Claim(idx, row.recipient, row.mailbox, tid, False, False, row.status, row.attempts, row.reply, row.location)
-                    )
-        return out
+        return self._writes.run(
+            lambda conn: _claim_tx(conn, message_id, copies, lease_until, claimable, stale_before, initial, ensure, now)
+        )
 
     def finish(self, results: Sequence[dict[str, Any]]) -> None:
         """Write the outcome of claimed copies in one transaction.
@@ -393,11 +360,34 @@ class Store:
         if not results:
             return
         now = time.time()
-        with self.session() as s:
-            for r in results:
-                values = {k: clean_text(v) if isinstance(v, str) else v for k, v in r.items() if k != "tracking_id"}
-                values["updated_at"] = now
-                s.execute(update(DeliveryRow).where(DeliveryRow.tracking_id == r["tracking_id"]).values(**values))
+        self._writes.run(lambda conn: _finish_tx(conn, results, now))
+
+    @contextlib.contextmanager
+    def _write_tx(self) -> Iterator[Connection]:
+        """One write transaction; on SQLite it takes the write lock at once (BEGIN IMMEDIATE).
+
+        Deferred SQLite transactions that read first and write later fail with "database is
+        locked" when another process committed in between; IMMEDIATE waits for the lock instead.
+        """
+        with contextlib.ExitStack() as stack:
+            if self._writer_lock is not None and self._writer_fd is None:
+                try:
+                    self._writer_fd = os.open(self._writer_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except OSError:  # e.g. a read-only directory: SQLite's own locking still applies
+                    self._writer_lock = None
+            if self._writer_fd is not None:
+                fd = self._writer_fd
+                fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel wakes the next writer as soon as it is free
+                stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
+            conn = stack.enter_context(self.engine.connect())
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
 
     def due_deliveries(self, now: float, *, stale_before: float, limit: int = 500) -> list[DeliveryRow]:
         """Deferred copies whose next attempt is due, and claims whose worker died (lease ended)."""
@@ -436,6 +426,243 @@ class Store:
             return trace(s, **kwargs)
 
 
+class _Job(Generic[T]):
+    __slots__ = ("done", "error", "fn", "value")
+
+    def __init__(self, fn: Callable[[Connection], T]) -> None:
+        self.fn = fn
+        self.done = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def result(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return cast(T, self.value)
+
+
+class GroupCommit:
+    """Group commit: write jobs from many threads run in shared transactions, one commit per batch.
+
+    Every committed transaction costs one fsync (SQLite `synchronous=FULL`, PostgreSQL
+    `synchronous_commit`), and with SQLite every writer of the machine waits for the one lock.
+    The first caller becomes the leader: it runs every job queued at that moment in one
+    transaction and commits once; callers arriving meanwhile queue up for the next batch. A call
+    returns only after the transaction holding its job has committed, so each caller keeps the
+    durability of its own commit. When a batch fails, each of its jobs runs again alone, so one
+    bad job never fails (or commits half of) another's work.
+    """
+
+    RETRIES = 3  # a job alone, on IntegrityError: a concurrent node inserted the same rows
+
+    def __init__(self, transaction: Callable[[], contextlib.AbstractContextManager[Connection]]) -> None:
+        self._transaction = transaction
+        self._cond = threading.Condition()
+        self._pending: list[_Job[Any]] = []
+        self._busy = False
+        self.batches = 0  # committed batches (for tests and figures)
+        self.jobs = 0
+
+    def run(self, fn: Callable[[Connection], T]) -> T:
+        job: _Job[T] = _Job(fn)
+        with self._cond:
+            self._pending.append(job)
+            while self._busy and not job.done:
+                self._cond.wait()
+            if job.done:
+                return job.result()
+            self._busy = True
+            batch, self._pending = self._pending, []
+        try:
+            self._execute(batch)
+        finally:
+            with self._cond:
+                for j in batch:
+                    if not j.done:  # the leader was interrupted (BaseException): nothing was committed
+                        j.error = RuntimeError("write batch aborted")
+                        j.done = True
+                self._busy = False
+                self._cond.notify_all()
+        return job.result()
+
+    def _execute(self, batch: list[_Job[Any]]) -> None:
+        if len(batch) > 1:
+            try:
+                with self._transaction() as conn:
+                    values = [j.fn(conn) for j in batch]
+            except Exception:  # each job runs again alone below, where its own error is kept
+                pass
+            else:
+                self.batches += 1
+                self.jobs += len(batch)
+                for j, v in zip(batch, values, strict=True):
+                    j.value, j.done = v, True
+                return
+        for j in batch:
+            self._execute_one(j)
+
+    def _execute_one(self, job: _Job[Any]) -> None:
+        for attempt in range(self.RETRIES):
+            try:
+                with self._transaction() as conn:
+                    job.value = job.fn(conn)
+            except IntegrityError as exc:
+                if attempt + 1 < self.RETRIES:
+                    continue
+                job.error = exc
+            except Exception as exc:
+                job.error = exc
+            else:
+                self.batches += 1
+                self.jobs += 1
+            job.done = True
+            return
+
+
+def _message_values(envelope: Envelope, message: Message, verdict: Verdict, now: float) -> dict[str, Any]:
+    return {
+        **_envelope_values(envelope),
+        "from_addr": clean_text(message.from_.addr.strip()[:320]),
+        "from_display": clean_text(message.from_.display[:512]),
+        "from_domain": clean_text(message.from_.domain[:255]),
+        "subject": clean_text(message.subject),
+        "message_id": clean_text(message.message_id.strip()[:998]),
+        "size": envelope.size or len(message.raw),
+        **_verdict_values(verdict),
+        "headers": clean_json([[k, v] for k, v in message.headers]),
+        "scanned_at": now,
+    }
+
+
+def _record_tx(
+    conn: Connection, envelope: Envelope, message: Message, verdict: Verdict, raw_path: str | None, now: float
+) -> bool:
+    """Write the message row and its indicators; True when the row is new (so it has no copies yet)."""
+    m = _MESSAGES
+    values = _message_values(envelope, message, verdict, now)
+    status = "quarantined" if verdict.action == Action.QUARANTINE else "processed"
+    fresh = {**values, "id": envelope.id, "raw_path": raw_path or "", "status": status}
+    if _insert_new(conn, m, fresh):
+        old = None
+    else:
+        old = conn.execute(select(m.c.status, m.c.raw_path).where(m.c.id == envelope.id)).first()
+        if old is None:  # no upsert on this database
+            conn.execute(insert(m), fresh)
+    if old is not None:
+        if raw_path:
+            values["raw_path"] = raw_path
+        elif old.raw_path is None:
+            values["raw_path"] = ""
+        # A released or deleted message stays so when it is recorded again (e.g. a re-scan).
+        values["status"] = old.status if old.status in ("released", "deleted") else status
+        conn.execute(update(m).where(m.c.id == envelope.id), values)
+        conn.execute(delete(_INDICATORS).where(_INDICATORS.c.message_id == envelope.id))
+    ind = extract_indicators(envelope, message, verdict)
+    if ind:
+        conn.execute(insert(_INDICATORS), [{"message_id": envelope.id, "kind": k, "value": v} for k, v in ind])
+    return old is None
+
+
+def _insert_new(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: True when the row was inserted, False when it existed
+    (or the database has no such statement). Saves a SELECT on the path of every new message."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert  # type: ignore[assignment]
+    else:
+        return False
+    return bool(conn.execute(upsert(table).on_conflict_do_nothing(), values).rowcount)
+
+
+def _claim_tx(
+    conn: Connection,
+    message_id: str,
+    copies: Sequence[tuple[int, str, str, str]],
+    lease_until: float,
+    claimable: Sequence[str],
+    stale_before: float | None,
+    initial: str,
+    ensure: tuple[Envelope, Verdict] | None,
+    now: float,
+    *,
+    no_copies: bool = False,
+) -> list[Claim]:
+    d = _DELIVERIES
+    if ensure is not None and conn.execute(select(_MESSAGES.c.id).where(_MESSAGES.c.id == message_id)).first() is None:
+        conn.execute(insert(_MESSAGES), _minimal_values(*ensure))
+    states: list[ColumnElement[bool]] = [d.c.status.in_(list(claimable))]
+    if stale_before is not None:
+        states.append((d.c.status == SENDING) & (d.c.next_attempt <= stale_before))
+    cols = (d.c.tracking_id, d.c.recipient, d.c.mailbox, d.c.status, d.c.attempts, d.c.reply, d.c.location)
+    existing = {} if no_copies else {r.tracking_id: r for r in conn.execute(select(*cols).where(d.c.message_id == message_id))}
+    out: list[Claim] = []
+    fresh: list[dict[str, Any]] = []
+    for idx, rcpt, mailbox, tid in copies:
+        row = existing.get(tid)
+        if row is None:
+            fresh.append(
+                {
+                    "message_id": message_id, "recipient": clean_text(rcpt[:320]), "mailbox": clean_text(mailbox[:320]),
+                    "tracking_id": tid, "status": initial, "attempts": 0,
+                    "next_attempt": lease_until if initial == SENDING else 0.0,
+                    "reply": "", "location": "", "delivered_at": 0.0, "updated_at": now,
+                }
+            )
+            out.append(Claim(idx, rcpt, mailbox, tid, initial == SENDING, True, initial, 0))
+            continue
+        res = conn.execute(
+            update(d).where(d.c.tracking_id == tid, or_(*states)).values(status=SENDING, next_attempt=lease_until, updated_at=now)
+        )
+        if res.rowcount:
+            out.append(Claim(idx, row.recipient, row.mailbox or mailbox, tid, True, False, SENDING, row.attempts))
+        else:
+            out.append(Claim(idx, row.recipient, row.mailbox, tid, False, False, row.status, row.attempts, row.reply, row.location))
+    if fresh:
+        conn.execute(insert(d), fresh)
+    return out
+
+
+def _finish_tx(conn: Connection, results: Sequence[dict[str, Any]], now: float) -> None:
+    d = _DELIVERIES
+    for r in results:
+        values = {k: clean_text(v) if isinstance(v, str) else v for k, v in r.items() if k != "tracking_id"}
+        values["updated_at"] = now
+        conn.execute(update(d).where(d.c.tracking_id == r["tracking_id"]).values(**values))
+
+
+def _envelope_values(envelope: Envelope) -> dict[str, Any]:
+    return {
+        "received_at": envelope.received_at,
+        "direction": envelope.direction.value,
+        "mail_from": clean_text(envelope.mail_from[:320]),
+        "rcpt_tos": clean_json(list(envelope.rcpt_tos)),
+        "peer_ip": clean_text(envelope.peer_ip[:64]),
+        "helo": clean_text(envelope.helo[:255]),
+        "auth_user": clean_text(envelope.auth_user[:320]),
+    }
+
+
+def _verdict_values(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "action": verdict.action.value,
+        "score": float(verdict.score),
+        "symbols": clean_json(verdict.symbols),
+        "findings": clean_json([f.to_dict() for f in verdict.findings]),
+        "reasons": clean_json(list(verdict.reasons)),
+    }
+
+
+def _minimal_values(envelope: Envelope, verdict: Verdict) -> dict[str, Any]:
+    """The message row written when delivery runs before the full record."""
+    return {
+        "id": envelope.id, "raw_path": "", "scanned_at": time.time(), **_envelope_values(envelope),
+        **_verdict_values(verdict), "size": envelope.size,
+        "status": "quarantined" if verdict.action == Action.QUARANTINE else "processed",
+    }
+
+
 def envelope_from_row(row: MessageRow) -> Envelope:
     """The envelope a message row was recorded from."""
     from mailmoat.model import Direction
@@ -467,31 +694,7 @@ def verdict_from_row(row: MessageRow) -> Verdict:
 
 
 def _minimal_row(envelope: Envelope, verdict: Verdict) -> MessageRow:
-    row = MessageRow(id=envelope.id, raw_path="", status="processed", scanned_at=time.time())
-    _fill_envelope(row, envelope)
-    _fill_verdict(row, verdict)
-    row.size = envelope.size
-    if verdict.action == Action.QUARANTINE:
-        row.status = "quarantined"
-    return row
-
-
-def _fill_envelope(row: MessageRow, envelope: Envelope) -> None:
-    row.received_at = envelope.received_at
-    row.direction = envelope.direction.value
-    row.mail_from = clean_text(envelope.mail_from[:320])
-    row.rcpt_tos = clean_json(list(envelope.rcpt_tos))
-    row.peer_ip = clean_text(envelope.peer_ip[:64])
-    row.helo = clean_text(envelope.helo[:255])
-    row.auth_user = clean_text(envelope.auth_user[:320])
-
-
-def _fill_verdict(row: MessageRow, verdict: Verdict) -> None:
-    row.action = verdict.action.value
-    row.score = float(verdict.score)
-    row.symbols = clean_json(verdict.symbols)
-    row.findings = clean_json([f.to_dict() for f in verdict.findings])
-    row.reasons = clean_json(list(verdict.reasons))
+    return MessageRow(**_minimal_values(envelope, verdict))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
