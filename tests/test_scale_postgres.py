@@ -114,8 +114,9 @@ def test_two_nodes_two_workers(tmp_path: Path, pg_url: str) -> None:  # noqa: F8
         assert st["state"] == "done", (st["counts"], workers[1].tail())
         counts = st["counts"]
         assert set(counts) <= {"recalled", "already_gone"} and sum(counts.values()) == TOTAL
-        # Only copies the killed worker had moved without recording it can be found already hidden.
-        assert counts.get("already_gone", 0) <= BATCH
+        # Only copies the killed worker had moved without recording it can be found already hidden:
+        # at most the batches it had in flight (its concurrency x batch size).
+        assert counts.get("already_gone", 0) <= 4 * BATCH
         assert all(c["verified"] for c in st["copies"])
 
         with psql(pg_url) as c:
