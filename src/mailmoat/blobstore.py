@@ -16,6 +16,7 @@ from typing import Protocol
 from sqlalchemy import Engine, select, text, update
 
 from mailmoat.config import Settings
+from mailmoat.durable import write_file
 from mailmoat.model import Envelope
 
 PG_PREFIX = "pglo:"
@@ -40,27 +41,8 @@ class FileBlobStore:
         self.root = Path(root)
 
     def put(self, envelope: Envelope, raw: bytes) -> str:
-        folder = self.root / envelope.id[:6]  # ULID time prefix: directories stay small and sorted by age
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"{envelope.id}.eml"
-        if final.exists() and final.stat().st_size == len(raw):
-            return str(final.resolve())
-        tmp = folder / f".{envelope.id}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        return str(final.resolve())
+        # ULID time prefix: directories stay small and sorted by age.
+        return str(write_file(self.root / envelope.id[:6], f"{envelope.id}.eml", raw).resolve())
 
     def get(self, ref: str) -> bytes | None:
         try:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailmoat.durable import fsync_dir
+
 _UNSAFE_HOST = re.compile(r"[/:\\\s]")
 
 
@@ -110,7 +112,7 @@ class MaildirStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        _fsync_dir(mbox / "new")
+        fsync_dir(mbox / "new")
         return StoredCopy(final, already)
 
 
@@ -119,9 +121,3 @@ def to_lf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

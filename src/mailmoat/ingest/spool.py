@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailmoat.durable import fsync_dir
 from mailmoat.model import Envelope
 
 MAGIC = b"MAILMOAT-SPOOL 1\n"
@@ -49,12 +50,6 @@ class SpoolRef:
         return int(tail) if tail.isdigit() else 0
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _valid_name(name: str) -> bool:
@@ -116,7 +111,7 @@ class Spool:
             os.close(fd)
         final = self.new / name
         os.rename(tmp, final)
-        _fsync_dir(self.new)
+        fsync_dir(self.new)
         return SpoolRef(name, final)
 
     # -- reading and claiming ----------------------------------------------------------------
@@ -208,5 +203,5 @@ class Spool:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
         if moved:
-            _fsync_dir(self.new)
+            fsync_dir(self.new)
         return moved

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 import mailmoat.store as store_pkg
+from mailmoat.durable import write_file
 from mailmoat.model import Action, Envelope, Message, Verdict
 from mailmoat.store.base import Base  # noqa: F401  (re-exported: `from mailmoat.store.db import Base`)
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
@@ -239,23 +240,7 @@ class Store:
         if base is None:
             raise ValueError("no raw_dir given to Store or retain_raw")
         day = datetime.fromtimestamp(envelope.received_at, UTC).strftime("%Y-%m-%d")
-        folder = base / day
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"{envelope.id}.eml"
-        if final.exists() and final.stat().st_size == len(raw):
-            return str(final.resolve())
-        tmp = folder / f".{envelope.id}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-        return str(final.resolve())
+        return str(write_file(base / day, f"{envelope.id}.eml", raw).resolve())
 
     # -- messages ------------------------------------------------------------------------
     def record_message(
@@ -709,9 +694,3 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
