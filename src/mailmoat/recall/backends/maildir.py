@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mailmoat.config import Settings
+from mailmoat.deliver.maildir import ensure_maildir, iter_folders, mailbox_name
 from mailmoat.recall.backends.base import CopyRef, CopyResult
 
 # Maildir info flags ↔ IMAP system flags.
@@ -59,24 +60,19 @@ class MaildirBackend:
 
     # -- layout -------------------------------------------------------------------------
     def mailbox_dir(self, mailbox: str) -> Path:
-        safe = mailbox.strip().lower().replace("/", "_")
-        return self.root / safe
+        return self.root / mailbox_name(mailbox)
 
     def folders(self, mbox: Path) -> Iterator[tuple[str, Path]]:
         """User-visible folders: ('INBOX', root) and ('Name.Sub', root/.Name.Sub); never the hidden one."""
-        if (mbox / "cur").is_dir() or (mbox / "new").is_dir():
-            yield "INBOX", mbox
-        try:
-            entries = sorted(os.scandir(mbox), key=lambda e: e.name)
-        except OSError:
-            return
-        for e in entries:
-            if e.name.startswith(".") and e.name not in (".", "..") and e.is_dir():
-                if e.name == self.hidden or e.name.startswith(self.hidden + "."):
-                    continue
-                yield e.name[1:], Path(e.path)
+        for name, path in iter_folders(mbox):
+            if name == self.hidden[1:] or name.startswith(self.hidden[1:] + "."):
+                continue
+            if name == "INBOX" and not ((mbox / "cur").is_dir() or (mbox / "new").is_dir()):
+                continue
+            yield name, path
 
-    def _folder_path(self, mbox: Path, folder: str) -> Path:
+    @staticmethod
+    def _folder_path(mbox: Path, folder: str) -> Path:
         return mbox if folder in ("", "INBOX") else mbox / ("." + folder)
 
     def _find_visible(self, mbox: Path, ref: CopyRef) -> tuple[str, Path] | None:
@@ -128,11 +124,6 @@ class MaildirBackend:
                     continue
         return None
 
-    @staticmethod
-    def _ensure_maildir(path: Path) -> None:
-        for sub in ("cur", "new", "tmp"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
-
     # -- operations ---------------------------------------------------------------------
     def _recall_one(self, ref: CopyRef, mode: str) -> CopyResult:
         mbox = self.mailbox_dir(ref.mailbox)
@@ -162,7 +153,7 @@ class MaildirBackend:
             loc = {"vault": str(keep), "orig": orig}
         else:
             hidden_dir = self._hidden_dir(mbox, folder)
-            self._ensure_maildir(hidden_dir)
+            ensure_maildir(hidden_dir)
             # Into cur/ with the name unchanged: flags travel in the name, the mtime (internal date)
             # survives rename, and nothing lands in new/ that could raise a new-mail event.
             target = hidden_dir / "cur" / path.name
@@ -191,7 +182,7 @@ class MaildirBackend:
             return CopyResult(ref.tracking_id, "failed", reason=f"bad recorded location {orig!r}")
         if self._find_visible(mbox, ref) is not None:
             return CopyResult(ref.tracking_id, "restored", folder=ref.folder, reason="already in place")
-        self._ensure_maildir(target.parent.parent)
+        ensure_maildir(target.parent.parent)
         src = loc.get("path")
         if src and Path(src).exists():
             os.rename(src, target)
