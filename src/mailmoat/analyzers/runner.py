@@ -25,14 +25,15 @@ def _failure(analyzer: BaseAnalyzer, why: str) -> Finding:
     )
 
 
-async def _run_one(analyzer: BaseAnalyzer, ctx: AnalysisContext, budget: float) -> list[Finding]:
-    try:
-        return list(await asyncio.wait_for(analyzer.analyze(ctx), timeout=budget))
-    except TimeoutError:
+def _outcome(analyzer: BaseAnalyzer, task: asyncio.Task[list[Finding]], budget: float) -> list[Finding]:
+    if not task.done():
+        task.cancel()
         return [_failure(analyzer, f"timed out after {budget:g}s")]
-    except Exception as exc:
-        log.exception("analyzer %s failed", analyzer.name)
+    exc = task.exception()
+    if exc is not None:
+        log.error("analyzer %s failed", analyzer.name, exc_info=exc)
         return [_failure(analyzer, f"{type(exc).__name__}: {exc}")]
+    return list(task.result())
 
 
 async def run_analyzers(analyzers: list[BaseAnalyzer], ctx: AnalysisContext, budget: float) -> list[Finding]:
@@ -42,7 +43,15 @@ async def run_analyzers(analyzers: list[BaseAnalyzer], ctx: AnalysisContext, bud
         group = [a for a in analyzers if a.stage == stage]
         ctx.prior = list(findings)
         ctx.deadline = time.monotonic() + budget
-        results = await asyncio.gather(*(_run_one(a, ctx, budget) for a in group))
-        for r in results:
-            findings.extend(r)
+        # One task per analyzer and one wait for the stage: a wait_for per analyzer would cost a
+        # second task each, on every message.
+        tasks = [asyncio.ensure_future(a.analyze(ctx)) for a in group]
+        try:
+            await asyncio.wait(tasks, timeout=budget)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
+        for a, t in zip(group, tasks, strict=True):
+            findings.extend(_outcome(a, t, budget))
     return findings

@@ -177,10 +177,17 @@ class UrlCollector:
     def __init__(self, limit: int = 2000) -> None:
         self.urls: list[Url] = []
         self._seen: dict[tuple[str, str], Url] = {}
+        # The same link written again (newsletters repeat theirs) is not normalised again.
+        self._raw: dict[tuple[str, str], Url] = {}
         self.limit = limit
         self.overflow = False
 
     def add(self, raw: str, source: str, anchor_text: str = "", part_path: str = "") -> Url | None:
+        known = self._raw.get((raw, source))
+        if known is not None:
+            if not known.anchor_text and anchor_text:
+                known.anchor_text = anchor_text
+            return known
         if len(self.urls) >= self.limit:
             self.overflow = True
             return None
@@ -190,7 +197,10 @@ class UrlCollector:
             return None
         if u is None:
             return None
-        return self.add_url(u)
+        added = self.add_url(u)
+        if added is not None:
+            self._raw[(raw, source)] = added
+        return added
 
     def add_url(self, u: Url) -> Url | None:
         key = (u.url, u.source)
