@@ -200,7 +200,6 @@ class DoveadmBackend:
             for prefix, folders in folders_of.items():
                 for folder in sorted(folders):
                     dest = f"{self.hidden}/{folder}"
-                    cmds.append(["mailboxCreate", {"allUsers": True, "mailbox": [dest]}, f"mkall:{prefix}:{folder}"])
                     q = ["mailbox", folder, "header", "X-Mailmoat-Id", prefix]
                     cmds.append(["move", {"allUsers": True, "destinationMailbox": dest, "query": q}, f"all:{prefix}:{folder}"])
             for c in todo:
@@ -220,6 +219,12 @@ class DoveadmBackend:
             replies = await self.call(creates) if creates else {}
             acts = [c for c in cmds if c[0] != "mailboxCreate"]
             replies.update(await self.call(acts) if acts else {})
+            # An all-users move fails where the hidden folder does not exist yet (first recall for
+            # those users): create it for everyone, then move what is still there.
+            again = [c for c in acts if str(c[2]).startswith("all:") and isinstance(replies.get(c[2]), dict)]
+            if again:
+                await self.call([["mailboxCreate", {"allUsers": True, "mailbox": [c[1]["destinationMailbox"]]}, f"mk{c[2]}"] for c in again])
+                replies.update(await self.call(again))
         except DoveadmError as exc:
             replies = {f"act:{c.tracking_id}": {"error": str(exc)} for c in todo}
         moved_whole = folders_of_all(cmds)
