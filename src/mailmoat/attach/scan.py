@@ -187,9 +187,11 @@ def attachment_files(message: Message, _depth: int = 0, _seen: set[str] | None =
 def expand_message(message: Message, settings: AttachmentSettings, deadline: float | None = None) -> Expansion:
     """Unpack and inspect every attachment of `message` (synchronous; bounded by limits and the deadline)."""
     start = time.monotonic()
-    body = "\n".join((message.subject, message.text, message.html_text))
+    files = list(attachment_files(message))
+    # Passwords announced in the body only matter when there is something to open with them.
+    body = "\n".join((message.subject, message.text, message.html_text)) if files else ""
     walker = _Walker(limits_from(settings, deadline if deadline is not None else float("inf")), passwords_from_text(body))
-    for f in attachment_files(message):
+    for f in files:
         walker.walk(f)
     walker.out.elapsed = time.monotonic() - start
     return walker.out
@@ -204,8 +206,18 @@ def _forget(key: int, ref: weakref.ref[Message]) -> None:
         del _cache[key]
 
 
+def _only_bodies(message: Message) -> bool:
+    """A message of plain text and HTML bodies alone (no file, no forwarded message)."""
+    return not message.attached_messages and all(
+        not p.is_attachment and not p.filename and p.content_type in ("text/plain", "text/html") for p in message.parts
+    )
+
+
 async def scan_message(message: Message, settings: AttachmentSettings, deadline: float) -> Expansion:
     """The message's expansion, computed once in a worker thread and shared by every analyzer that asks."""
+    if _only_bodies(message):
+        # Nothing to unpack: the same expansion, without a thread hop on every plain message.
+        return expand_message(message, settings, deadline - DEADLINE_MARGIN)
     key = id(message)
     entry = _cache.get(key)
     if entry is None or entry[0]() is not message or entry[1].get_loop() is not asyncio.get_running_loop():
