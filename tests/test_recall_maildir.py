@@ -55,6 +55,9 @@ async def test_recall_moves_every_copy_from_any_folder_and_restores_exactly(sett
     # One user already deleted it.
     find_copy(root, users[3], tids[3])[0].unlink()
 
+    from mailmoat import metrics
+
+    recalled_before = metrics.RECALL_COPIES.labels(state="recalled")._value.get()
     engine = RecallEngine(settings, store)
     preview = engine.preview(Selector(subject="工资补贴"))
     assert (preview.messages, preview.copies) == (1, 6)
@@ -62,6 +65,7 @@ async def test_recall_moves_every_copy_from_any_folder_and_restores_exactly(sett
     st = await engine.run(job, "analyst")
     assert st["state"] == "done"
     assert st["counts"] == {"recalled": 5, "not_found": 1}
+    assert metrics.RECALL_COPIES.labels(state="recalled")._value.get() == recalled_before + 5
     for u, t in zip(users, tids, strict=True):
         assert visible(root, u, t) == []
     # The other message is untouched.

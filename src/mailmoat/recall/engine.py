@@ -327,6 +327,7 @@ class RecallEngine:
             return []
         try:
             results = await self.backend.recall(refs, mode)
+            metrics.record_recall(results)
         except Exception as exc:
             with self.store.session() as s:
                 release(s, job_id, token, f"{type(exc).__name__}: {exc}")
