@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session, sessionmaker
-
+from mailmoat.store.db import Store
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
-from mailmoat.store.tables import Base
 
 
-class SqliteStore:
-    """A bare SQLite store with the full schema (recall only needs `session()`)."""
+class SqliteStore(Store):
+    """The real store on a SQLite file of the test's own (recall only needs `session()`)."""
 
     def __init__(self, path: Path) -> None:
-        self.engine = create_engine(f"sqlite:///{path}")
-        Base.metadata.create_all(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self._sessions() as s:
-            yield s
+        super().__init__(f"sqlite:///{path}")
 
 
 def raw_message(tracking_id: str, subject: str, message_id: str, body: str = "hello") -> bytes:
