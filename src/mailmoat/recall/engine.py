@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailmoat import metrics
@@ -410,14 +410,14 @@ class RecallEngine:
     # -- reading ------------------------------------------------------------------------
     @staticmethod
     def _counts(s: Session, job_id: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for state in s.scalars(select(RecallCopyRow.state).where(RecallCopyRow.job_id == job_id)):
-            out[state] = out.get(state, 0) + 1
-        return out
+        rows = s.execute(
+            select(RecallCopyRow.state, func.count()).where(RecallCopyRow.job_id == job_id).group_by(RecallCopyRow.state)
+        )
+        return {state: int(n) for state, n in rows}
 
     @staticmethod
     def _total(s: Session, job_id: str) -> int:
-        return len(s.scalars(select(RecallCopyRow.id).where(RecallCopyRow.job_id == job_id)).all())
+        return int(s.scalar(select(func.count()).where(RecallCopyRow.job_id == job_id)) or 0)
 
     def status(self, job_id: str, with_copies: bool = True) -> dict[str, Any]:
         with self.store.session() as s:
