@@ -45,6 +45,16 @@ def test_tokens_words_bigrams_and_chinese() -> None:
     assert not any(any(ch.isdigit() for ch in t) for t in toks)
 
 
+def test_tokens_chinese_four_grams_cross_scripts_without_numbers() -> None:
+    toks = text_tokens("扫码领取补贴，每月2006元，加qq群")
+    # Phrases longer than a trigram, and CJK next to digits and Latin letters ("#" stands for
+    # any run of digits, so "2006元" and "5元" are one token and no year is learnt).
+    assert {"g:扫码领取", "g:每月#元", "g:加qq群"} <= toks
+    assert not any(any(ch.isdigit() for ch in t) for t in toks)
+    # Text without CJK characters gets no character n-grams at all.
+    assert not any(t.startswith("g:") for t in text_tokens("Please verify your account 2006"))
+
+
 def test_tokens_read_content_not_era_headers() -> None:
     msg = Message(
         subject="Invoice",

@@ -64,6 +64,32 @@ def _cjk_tokens(run: str, prefix: str, out: set[str]) -> None:
             out.add(prefix + run[i : i + 3])
 
 
+_SPACES = re.compile(r"\s+")
+_DIGIT_RUN = re.compile(r"\d+")
+_CJK_CHAR = re.compile(_CJK_RUN.pattern[:-1])
+# 4-grams are read from the first part of a text only: they are many, and the start says enough.
+MAX_GRAM_TEXT = 20_000
+
+
+def _cjk_gram_tokens(text: str, prefix: str, out: set[str]) -> None:
+    """Character 4-grams that touch a CJK character, across punctuation, digits and Latin
+    letters too ("扫码领取", "#元/月", "加qq群"): they catch the phrases and mixed-script
+    patterns that bigrams and trigrams of pure CJK runs cut apart (about one point more Chinese
+    spam at the same false-positive rate, by 5-fold cross-validation in bench/classifier_cv.py)."""
+    # A run of digits becomes "#": "2006年" and "5年" are the same token, so no year is learnt.
+    t = _DIGIT_RUN.sub("#", _SPACES.sub(" ", text[:MAX_GRAM_TEXT]))
+    cjk = [m.start() for m in _CJK_CHAR.finditer(t)]
+    if not cjk:
+        return
+    # A window [i, i+4) holds a CJK character iff one lies within 3 positions after i.
+    starts: set[int] = set()
+    last = len(t) - 4
+    for pos in cjk:
+        starts.update(range(max(0, pos - 3), min(pos, last) + 1))
+    for i in starts:
+        out.add(prefix + "g:" + t[i : i + 4])
+
+
 def _shape_tokens(text: str, prefix: str, out: set[str]) -> None:
     """Typographic habits of bulk mail: shouted words, runs of "!", money and percentages."""
     for word in _CAPS_RE.findall(text):
@@ -96,6 +122,8 @@ def text_tokens(text: str, prefix: str = "", bigrams: bool = True) -> set[str]:
 
     text = _URL_RE.sub(_url, text)
     text = _EMAIL_RE.sub(_email, text)
+    if bigrams:
+        _cjk_gram_tokens(text, prefix, out)
     for run in _CJK_RUN.findall(text):
         _cjk_tokens(run, prefix, out)
     text = _CJK_RUN.sub(" | ", text)
