@@ -185,3 +185,60 @@ def test_worker_health_and_clean_stop(tmp_path: Path, pg_url: str) -> None:  # n
     finally:
         code = w.stop()
     assert code == 0, w.tail()
+
+
+def test_serve_runs_its_own_task_worker(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    """One node on PostgreSQL needs no second command: `serve` runs a task worker process, restarts
+    it when it dies, and a recall job queued meanwhile is done by it."""
+    import signal
+
+    total = 30
+    mail = tmp_path / "mail"
+    config = node_config(tmp_path / "mailmoat.toml", serve_worker=True)
+    node = start_node(tmp_path, "solo", pg_url, mail, config)
+    try:
+        wait_for(lambda: any("task worker started" in line for line in node.output), timeout=30, what="the announcement")
+        load = Load([node_port(node)], total, mailboxes=5)
+        load.run()
+        assert load.failed == [] and len(load.acked) == total
+        wait_for(
+            lambda: scalar(pg_url, "SELECT count(*) FROM deliveries WHERE status = 'delivered'") >= total,
+            timeout=300, what="every message delivered",
+        )
+        first = _announced_pid(node.tail(), "task worker started (pid ")
+        assert node.proc is not None and first in _children(node.proc.pid)
+        wait_for(lambda: _live_workers(pg_url) >= 1, timeout=120, what=f"the embedded worker: {node.tail()}")
+        # A crashed worker is started again by serve.
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: "task worker started again" in node.tail(), timeout=90, what=f"the restart: {node.tail()}")
+        second = _announced_pid(node.tail(), "task worker started again (pid ")
+        assert second != first and second in _children(node.proc.pid)
+
+        settings = Settings()
+        settings.data_dir = str(tmp_path / "admin")
+        settings.db = pg_url
+        store = Store(pg_url)
+        try:
+            engine = RecallEngine(settings, store)
+            job_id = engine.plan(Selector(sender=SENDER, since="0"), "admin", "embedded worker")
+            asyncio.run(submit_recall(settings, job_id, "admin"))
+            wait_for(
+                lambda: engine.status(job_id, with_copies=False)["state"] == "done",
+                timeout=180, what=f"the recall job done by serve's worker: {node.tail()}",
+            )
+            assert engine.status(job_id, with_copies=False)["counts"] == {"recalled": total}
+        finally:
+            store.close()
+    finally:
+        assert node.stop() == 0, node.tail()
+    # Stopping serve stopped its worker too.
+    wait_for(lambda: not Path(f"/proc/{second}").exists(), timeout=60, what="the embedded worker gone")
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _announced_pid(text: str, marker: str) -> int:
+    tail = text[text.rindex(marker) + len(marker) :]
+    return int(tail.split(")", 1)[0].split(",", 1)[0])

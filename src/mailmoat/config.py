@@ -255,6 +255,9 @@ class TasksSettings:
     stalled_after: float = 30.0  # a worker without heartbeat this long is dead: its tasks run again
     heartbeat: float = 5.0  # seconds between a worker's heartbeats
     concurrency: int = 4  # tasks one `mailmoat worker` runs at once
+    # On PostgreSQL, `mailmoat serve` runs one task worker process of its own, so a single node needs
+    # no second command; set false where dedicated `mailmoat worker` processes do all the task work.
+    serve_worker: bool = True
     health_listen: str = ""  # HOST:PORT where `mailmoat worker` answers /healthz and /readyz
 
 

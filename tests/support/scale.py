@@ -22,7 +22,8 @@ def node_config(path: Path, **tasks: Any) -> Path:
     """A config for nodes and workers: fast worker heartbeats for tests, recall by the Maildir backend."""
     data: dict[str, Any] = {
         "server": {"domains": ["localhost"]},
-        "tasks": {"heartbeat": 1.0, "stalled_after": 4.0, **tasks},
+        # Nodes run no task worker of their own unless asked: the tests start dedicated workers.
+        "tasks": {"heartbeat": 1.0, "stalled_after": 4.0, "serve_worker": False, **tasks},
     }
     return write_toml(path, data)
 

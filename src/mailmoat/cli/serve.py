@@ -15,6 +15,7 @@ from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_setting
 from mailmoat.config import ConfigError, Settings, parse_hostport
 from mailmoat.ingest.smtp import INBOUND, INTERNAL, Listening, start_listener, tls_context
 from mailmoat.ingest.spool import Spool, SpoolError, SpoolRef
+from mailmoat.tasks.embedded import EmbeddedWorker
 from mailmoat.worker import Pool, make_pool
 
 log = logging.getLogger("mailmoat.serve")
@@ -114,6 +115,7 @@ async def run(settings: Settings, announce: bool = True) -> None:
         )
     assert gw.pool is not None
     failed = gw.pool.failed
+    tasks_worker, supervisor = _start_task_worker(settings, stop, announce)
     web_task: asyncio.Task[None] | None = None
     if settings.server.web and settings.server.web != "off":
         from mailmoat.store.db import Store
@@ -131,6 +133,7 @@ async def run(settings: Settings, announce: bool = True) -> None:
         web_task = asyncio.create_task(serve_web(settings, web_store, host, port, stop, started=on_web))
         await asyncio.wait([web_task, asyncio.ensure_future(web_up.wait())], return_when=asyncio.FIRST_COMPLETED)
         if web_task.done():
+            await _stop_task_worker(tasks_worker, supervisor, stop)
             await gw.stop()
             web_task.result()  # raises the reason it could not start (e.g. the port is taken)
     try:
@@ -145,10 +148,37 @@ async def run(settings: Settings, announce: bool = True) -> None:
         if web_task is not None:
             with contextlib.suppress(Exception):
                 await web_task
+        await _stop_task_worker(tasks_worker, supervisor, stop)
         await gw.stop()
         typer.echo("mailmoat: stopped")
     if fatal:
         raise GatewayError(fatal)
+
+
+def _start_task_worker(
+    settings: Settings, stop: asyncio.Event, announce: bool
+) -> tuple[EmbeddedWorker | None, asyncio.Task[None] | None]:
+    """On PostgreSQL (and unless `tasks.serve_worker` is off), the supervised task worker process."""
+    from mailmoat.tasks.app import uses_queue
+
+    if not (settings.tasks.serve_worker and uses_queue(settings)):
+        return None, None
+    worker = EmbeddedWorker(settings)
+    worker.start()
+    if announce:
+        typer.echo(f"mailmoat: task worker started (pid {worker.pid}, queue {settings.tasks.queue!r})")
+    return worker, asyncio.create_task(worker.supervise(stop))
+
+
+async def _stop_task_worker(
+    worker: EmbeddedWorker | None, supervisor: asyncio.Task[None] | None, stop: asyncio.Event
+) -> None:
+    stop.set()
+    if supervisor is not None:
+        with contextlib.suppress(Exception):
+            await supervisor
+    if worker is not None:
+        await asyncio.to_thread(worker.stop)
 
 
 def serve(
