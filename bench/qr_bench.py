@@ -110,6 +110,14 @@ def make_kinds(rng: random.Random) -> dict[str, tuple[int, Callable[[str], Sampl
         part = Part(path="2", content_type="application/octet-stream", filename="notice.docx", payload=g.docx_with_qr(u), is_attachment=True)
         return Sample(u, Message(parts=[part]))
 
+    def svg(u: str) -> Sample:
+        # Half as an attached SVG file drawn with one path (QR libraries), half as an <svg> of
+        # rects in the HTML body (hand-drawn by kits).
+        if rng.random() < 0.5:
+            part = Part(path="2", content_type="image/svg+xml", filename="scan.svg", payload=g.svg_path(u), is_attachment=True)
+            return Sample(u, Message(parts=[part], images=[Image(data=part.payload, source="attachment", part_path="2", filename="scan.svg")]))
+        return Sample(u, Message(html=f"<p>扫码</p>{g.svg_rects(u, module=rng.randint(2, 8))}"))
+
     return {
         "clean": (100, plain(lambda u: g.qr_image(u, _scale(rng)))),
         "inverted": (100, plain(lambda u: g.inverted(g.qr_image(u, _scale(rng))))),
@@ -126,6 +134,7 @@ def make_kinds(rng: random.Random) -> dict[str, tuple[int, Callable[[str], Sampl
         "text-blocks": (40, blocks),
         "pdf": (20, pdf),
         "docx": (20, docx),
+        "svg": (40, svg),
     }
 
 
@@ -225,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 row.zbar_na = True
         total += row.n
-        if row.kind not in ("pdf", "docx", "html-table", "text-blocks"):
+        if row.kind not in ("pdf", "docx", "html-table", "text-blocks", "svg"):
             all_ms.extend(row.ms)
             all_cpu.extend(row.cpu)
         rows.append(row)

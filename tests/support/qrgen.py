@@ -207,3 +207,25 @@ def png_bomb(side: int = 30000) -> bytes:
     parts.append(comp.flush())
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def svg_path(payload: str, error: str = "m") -> bytes:
+    """A QR code as SVG the way QR libraries write it: one <path> of strokes (segno)."""
+    buf = io.BytesIO()
+    segno.make(payload, error=error).save(buf, kind="svg", scale=1, border=4)
+    return buf.getvalue()
+
+
+def svg_rects(payload: str, module: int = 6, declaration: bool = False) -> str:
+    """A QR code as SVG the way phishing kits draw it by hand: one <rect> per dark module."""
+    grid = qr_modules(payload)
+    n = len(grid) + 8
+    rects = "".join(
+        f'<rect x="{(x + 4) * module}" y="{(y + 4) * module}" width="{module}" height="{module}" fill="#111"/>'
+        for y, row in enumerate(grid)
+        for x, dark in enumerate(row)
+        if dark
+    )
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n<!-- scan me -->\n' if declaration else ""
+    side = n * module
+    return f'{head}<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {side} {side}" width="{side}px">{rects}</svg>'

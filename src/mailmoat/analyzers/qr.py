@@ -1,4 +1,4 @@
-"""QR codes: present in outside mail, hidden in cid attachments, drawn with tables or text, split, in documents."""
+"""QR codes: present in outside mail, hidden in cid attachments, drawn with tables, text or SVG, split, in documents."""
 
 from __future__ import annotations
 
@@ -39,8 +39,11 @@ def where(code: QrCode) -> str:
         bits.append(f"Office document member {o.get('member', '?')}")
     elif src == "html-attachment":
         bits.append(f"image {o.get('index', '?')} of an HTML attachment")
+    elif src == "html-svg":
+        body = "an HTML attachment" if o.get("in") == "html-attachment" else "the HTML body"
+        bits.append(f"<svg> drawing {o.get('index', '?')} in {body}")
     else:
-        bits.append(f"{src or 'image'} image")
+        bits.append(f"{src or 'image'} {'SVG ' if o.get('format') == 'svg' else ''}image")
     if code.filename:
         bits.append(f"file {code.filename!r}")
     if code.part_path and src != "tiles":
@@ -95,6 +98,7 @@ class QrAnalyzer(BaseAnalyzer):
         Symbol("QR_HTML_TABLE", 4.0, "qr", "A QR code drawn with HTML table cells instead of an image"),
         Symbol("QR_TEXT_BLOCKS", 4.0, "qr", "A QR code drawn with Unicode block characters"),
         Symbol("QR_TILED", 4.0, "qr", "A QR code split into several images shown side by side"),
+        Symbol("QR_SVG", 4.0, "qr", "A QR code drawn as SVG (an attached or embedded SVG image, or <svg> in the HTML): markup to text filters, no bitmap to image scanners"),
         Symbol("QR_IN_DOCUMENT", 1.5, "qr", "A QR code inside a PDF, Office or HTML attachment"),
         Symbol("QR_IMAGE_LIMIT", 1.0, "qr", "An image could not be checked for QR codes because of size, count or time limits"),
     )
@@ -118,6 +122,8 @@ class QrAnalyzer(BaseAnalyzer):
                 add("QR_TEXT_BLOCKS", code)
             elif code.source == "tiles":
                 add("QR_TILED", code)
+            elif code.source == "html-svg" or code.origin.get("format") == "svg":
+                add("QR_SVG", code)
             elif code.source in ("pdf", "office", "html-attachment"):
                 add("QR_IN_DOCUMENT", code)
         findings: list[Finding] = []

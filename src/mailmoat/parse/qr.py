@@ -144,7 +144,9 @@ def _raster(run: _Run, cand: Candidate) -> PILImage.Image | None:
         elif cand.render is not None:
             try:
                 img = to_gray(cand.render())
-            except Exception as exc:  # pdfium reports damaged pages with its own errors
+            except NotACode:
+                raise
+            except Exception as exc:  # pdfium and resvg report damaged input with their own errors
                 raise ImageError(f"render: {exc}") from exc
         else:
             img = load_image(where.data, run.settings.max_pixels, gate=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import hashlib
 import html as html_mod
@@ -23,6 +24,7 @@ from PIL import ImageColor
 from mailmoat.config import QrSettings
 from mailmoat.model import Image, Message, Part
 from mailmoat.parse.qr_decode import could_hold_code, sniff_image
+from mailmoat.parse.qr_svg import inline_svgs, looks_like_svg, render_svg
 
 # A rasterised module is this many pixels wide; 4 modules of quiet zone around drawn codes.
 MODULE_PX = 4
@@ -370,7 +372,7 @@ def is_html_attachment(part: Part) -> bool:
     return part.content_type == "text/html" or name.endswith((".htm", ".html", ".shtml", ".xhtml"))
 
 
-def html_attachment_candidates(part: Part, where: Image) -> Iterator[Candidate]:
+def html_attachment_candidates(part: Part, where: Image, settings: QrSettings | None = None) -> Iterator[Candidate]:
     """data: images, table drawings and block drawings of an attached HTML page."""
     data = part.payload[:HTML_ATTACHMENT_MAX]
     try:
@@ -389,6 +391,11 @@ def html_attachment_candidates(part: Part, where: Image) -> Iterator[Candidate]:
             loc = _child(where, "html-attachment", index=n + 1)
             loc.data = blob
             yield Candidate(image=loc)
+    for index, svg in enumerate(inline_svgs(text)):
+        loc = _child(where, "html-svg", index=index + 1)
+        loc.data = svg.encode()
+        loc.origin["in"] = "html-attachment"
+        yield svg_candidate(loc, settings)
     for index, grid in html_table_grids(text):
         yield Candidate(image=_child(where, "html-table", table=index + 1), pil=rasterise(grid))
     if _BLOCK_RE.search(text):
@@ -732,6 +739,9 @@ def candidates(
             seen_text.add(key)
             where = Image(data=b"", source="text-blocks", origin={**base, "in": origin_name, "line": line + 1})
             yield Candidate(image=where, pil=rasterise_blocks(grid, quadrant))
+    for index, svg in enumerate(inline_svgs(message.html)):
+        where = Image(data=svg.encode(), source="html-svg", origin={**base, "index": index + 1})
+        yield svg_candidate(where, settings)
     images = [_with_origin(img, base) for img in message_images(message)]
     for group in tile_groups(images):
         layout = tile_layout([image_size(g.data) or (0, 0) for g in group])
@@ -746,7 +756,10 @@ def candidates(
         )
         yield Candidate(image=where, members=[Candidate(image=g) for g in group])
     for img in images:
-        yield Candidate(image=img)
+        if looks_like_svg(img.data):
+            yield svg_candidate(dataclasses.replace(img, origin={**img.origin, "format": "svg"}), settings)
+        else:
+            yield Candidate(image=img)
     for part in message.parts:
         data = part.payload
         if not data or sniff_image(data):
@@ -765,7 +778,14 @@ def candidates(
         elif is_office(data):
             yield from office_candidates(data, where, settings)
         elif is_html_attachment(part):
-            yield from html_attachment_candidates(part, where)
+            yield from html_attachment_candidates(part, where, settings)
+
+
+def svg_candidate(where: Image, settings: QrSettings | None = None) -> Candidate:
+    """An SVG (in `where.data`), rendered by resvg when its turn comes."""
+    max_pixels = settings.max_pixels if settings is not None else QrSettings().max_pixels
+    icon_gate = where.source == "html-svg"
+    return Candidate(image=where, render=functools.partial(render_svg, where.data, max_pixels, icon_gate))
 
 
 def _with_origin(img: Image, base: dict[str, Any]) -> Image:
