@@ -126,3 +126,29 @@ def test_icon_sized_svg_is_not_rendered(monkeypatch: object) -> None:
     assert msg.qr_codes == [] and calls == [] and not msg.defects
     parsed(q.html_only(f"<p>scan</p>{g.svg_rects(URL)}"))
     assert calls == [1]
+
+
+def test_svgs_that_would_crash_the_renderer_are_refused() -> None:
+    """resvg recurses: nesting 400 deep kills the process (a segfault, not an exception). Such
+    SVGs are refused before rendering; the message is parsed with a defect, the process lives."""
+    deep = '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300">' + "<g>" * 3000 + "<rect width='9' height='9'/>" + "</g>" * 1000 + "</svg>"
+    uses = "".join(f'<g id="u{i}"><use href="#u{i - 1}"/></g>' for i in range(1, 60))
+    chained = f'<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300"><rect id="u0" width="9" height="9"/>{uses}</svg>'
+    styled = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300"><defs>'
+        + "".join(f'<pattern id="p{i}" width="4" height="4"><rect class="c{i}" width="4" height="4"/></pattern>' for i in range(30))
+        + "</defs><style>"
+        + "".join(f".c{i} {{ fill: url(#p{i - 1}) }}" for i in range(1, 30))
+        + '</style><rect class="c29" width="300" height="300"/></svg>'
+    )
+    entities = '<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaa">]><svg xmlns="http://www.w3.org/2000/svg">&a;</svg>'
+    for name, svg in (("deep", deep), ("chained", chained), ("styled", styled), ("entities", entities)):
+        msg = parsed(q.with_attachment(svg.encode(), f"{name}.svg", "image", "svg+xml"))
+        assert msg.qr_codes == [], name
+        assert [d for d in msg.defects if f"{name}.svg" in d and "render" in d], (name, msg.defects)
+    # Drawn in the HTML body, deeper than Python's own recursion limit: a defect, no exception.
+    msg = parsed(q.html_only("<p>x</p>" + deep.replace("<svg ", "<svg id='d' ", 1)))
+    assert msg.qr_codes == [] and [d for d in msg.defects if "html-svg" in d and "nested deeper" in d]
+    # The same shape within the limits still renders (and decodes).
+    fine = g.svg_rects(URL).replace("<rect", "<g><g><rect", 1).replace("/>", "/></g></g>", 1)
+    assert [c.payload for c in parsed(q.with_attachment(fine.encode(), "ok.svg", "image", "svg+xml")).qr_codes] == [URL]

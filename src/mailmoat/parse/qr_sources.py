@@ -393,9 +393,8 @@ def html_attachment_candidates(part: Part, where: Image, settings: QrSettings | 
             yield Candidate(image=loc)
     for index, svg in enumerate(inline_svgs(text)):
         loc = _child(where, "html-svg", index=index + 1)
-        loc.data = svg.encode()
         loc.origin["in"] = "html-attachment"
-        yield svg_candidate(loc, settings)
+        yield inline_svg_candidate(loc, svg, settings)
     for index, grid in html_table_grids(text):
         yield Candidate(image=_child(where, "html-table", table=index + 1), pil=rasterise(grid))
     if _BLOCK_RE.search(text):
@@ -740,8 +739,8 @@ def candidates(
             where = Image(data=b"", source="text-blocks", origin={**base, "in": origin_name, "line": line + 1})
             yield Candidate(image=where, pil=rasterise_blocks(grid, quadrant))
     for index, svg in enumerate(inline_svgs(message.html)):
-        where = Image(data=svg.encode(), source="html-svg", origin={**base, "index": index + 1})
-        yield svg_candidate(where, settings)
+        where = Image(data=b"", source="html-svg", origin={**base, "index": index + 1})
+        yield inline_svg_candidate(where, svg, settings)
     images = [_with_origin(img, base) for img in message_images(message)]
     for group in tile_groups(images):
         layout = tile_layout([image_size(g.data) or (0, 0) for g in group])
@@ -786,6 +785,14 @@ def svg_candidate(where: Image, settings: QrSettings | None = None) -> Candidate
     max_pixels = settings.max_pixels if settings is not None else QrSettings().max_pixels
     icon_gate = where.source == "html-svg"
     return Candidate(image=where, render=functools.partial(render_svg, where.data, max_pixels, icon_gate))
+
+
+def inline_svg_candidate(where: Image, svg: str | ValueError, settings: QrSettings | None) -> Candidate:
+    """An <svg> drawn in HTML, or the defect that kept it from being read."""
+    if isinstance(svg, ValueError):
+        return Candidate(image=where, defect=f"qr:image-unreadable {_label(where)}: {svg}")
+    where.data = svg.encode()
+    return svg_candidate(where, settings)
 
 
 def _with_origin(img: Image, base: dict[str, Any]) -> Image:

@@ -8,7 +8,11 @@ resvg renders them the way a browser or mail client would; the decoder then read
 from __future__ import annotations
 
 import io
+import os
 import re
+import threading
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
@@ -28,7 +32,10 @@ MIN_RENDER_SIDE = 64
 MIN_SHOWN_SIDE = 48
 MAX_INLINE_SVGS = 20
 
-_SVG_START = re.compile(rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!doctype[^>]*>\s*)?(?:<!--.*?-->\s*)*<svg\b", re.I | re.S)
+_SVG_START = re.compile(
+    rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!doctype[^\[>]*(?:\[.*?\])?\s*>\s*)?(?:<!--.*?-->\s*)*<svg\b",
+    re.I | re.S,
+)
 _ROOT = re.compile(r"<svg\b([^>]*)>", re.I | re.S)
 _ATTR = re.compile(r"""\b(width|height|viewBox)\s*=\s*["']([^"']*)["']""", re.I)
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(px)?\s*$")
@@ -41,6 +48,37 @@ _EXTERNAL = re.compile(
     re.I | re.S,
 )
 _STYLE_IMPORT = re.compile(r"@import[^;]*;?|url\(\s*['\"]?(?!data:|#)[^)]*\)", re.I)
+# resvg recurses through nested elements and chains of references; past a few hundred levels it
+# overflows its stack and the whole process dies (measured: depth 400 in an 8 MB thread). Codes
+# drawn as SVG are flat; the limits leave room for padding an attacker might add to dodge a lower
+# one, and renders run in one thread whose stack holds the worst case they allow.
+MAX_DEPTH = 256
+MAX_REF_CHAIN = 16
+MAX_STYLE_REFS = 8
+# 256 x 16 levels at about 27 KB each is 110 MB: the stack is reserved, not used, until needed.
+RENDER_STACK = 512 * 1024 * 1024
+_REF = re.compile(r"#([\w.\-:]+)")
+
+
+_renderers: dict[int, ThreadPoolExecutor] = {}
+_renderers_lock = threading.Lock()
+
+
+def _renderer() -> ThreadPoolExecutor:
+    """This process's render thread (made on first use: a thread does not survive fork)."""
+    pid = os.getpid()
+    with _renderers_lock:
+        pool = _renderers.get(pid)
+        if pool is None:
+            old = threading.stack_size(RENDER_STACK)
+            try:
+                pool = ThreadPoolExecutor(1, thread_name_prefix="svg-render")
+                pool.submit(lambda: None).result()  # the thread starts now, with the large stack
+            finally:
+                threading.stack_size(old)
+            _renderers.clear()
+            _renderers[pid] = pool
+        return pool
 _HAS_SVG = re.compile(r"<svg\b", re.I)
 _XML_NAME = re.compile(r"^[A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?$")
 # HTML larger than this is not searched for <svg> drawings.
@@ -52,7 +90,7 @@ def looks_like_svg(data: bytes) -> bool:
     return bool(_SVG_START.match(data[:4096]))
 
 
-def inline_svgs(html: str) -> list[str]:
+def inline_svgs(html: str) -> list[str | ValueError]:
     """The <svg> elements drawn in an HTML document, in order, as SVG documents (at most MAX_INLINE_SVGS).
 
     A browser reads inline SVG with the HTML parser: namespaces implied, attribute case fixed,
@@ -63,11 +101,14 @@ def inline_svgs(html: str) -> list[str]:
         return []
     from selectolax.lexbor import LexborHTMLParser
 
-    out: list[str] = []
+    out: list[str | ValueError] = []
     for node in LexborHTMLParser(html[:MAX_HTML]).css("svg"):
         if _inside_svg(node):
             continue  # drawn as part of its outer <svg>
-        out.append(_to_xml(node))
+        try:
+            out.append(_to_xml(node))
+        except ValueError as exc:  # reported as a defect of this drawing, never a crash
+            out.append(exc)
         if len(out) >= MAX_INLINE_SVGS:
             break
     return out
@@ -93,7 +134,9 @@ def _to_xml(svg: Any) -> str:
             items["xmlns:xlink"] = "http://www.w3.org/1999/xlink"
         return "".join(f' {k}="{xml_escape(v or "", {chr(34): "&quot;"})}"' for k, v in items.items())
 
-    def walk(node: Any, root: bool = False) -> None:
+    def walk(node: Any, depth: int, root: bool = False) -> None:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"SVG nested deeper than {MAX_DEPTH}")
         if budget[0] <= 0:
             return
         if node.tag == "-text":
@@ -108,11 +151,11 @@ def _to_xml(svg: Any) -> str:
         parts.append(opening)
         child = node.child
         while child is not None:
-            walk(child)
+            walk(child, depth + 1)
             child = child.next
         parts.append(f"</{node.tag}>")
 
-    walk(svg, root=True)
+    walk(svg, 1, root=True)
     return "".join(parts)
 
 
@@ -186,17 +229,91 @@ def render_svg(data: bytes | str, max_pixels: int, icon_gate: bool = False) -> P
     width, height = render_size(svg, max_pixels)
     if min(width, height) < MIN_RENDER_SIDE:
         raise NotACode(f"SVG shape {width}x{height}")  # a banner or a rule, not a code
-    png = resvg_py.svg_to_bytes(
-        svg_string=svg,
-        width=width,
-        height=height,
-        background="#ffffff",
-        skip_system_fonts=True,  # loading fonts costs more than the render; codes have no text
-        shape_rendering="crisp_edges",
-    )
-    img = PILImage.open(io.BytesIO(bytes(png)))
+    check_structure(svg)
+    png = _renderer().submit(_render, svg, width, height).result()
+    img = PILImage.open(io.BytesIO(png))
     img.load()
     return img
 
 
-__all__ = ["displayed_size", "inline_svgs", "intrinsic_size", "looks_like_svg", "render_size", "render_svg", "sanitise"]
+def _render(svg: str, width: int, height: int) -> bytes:
+    try:
+        return bytes(
+            resvg_py.svg_to_bytes(
+                svg_string=svg,
+                width=width,
+                height=height,
+                background="#ffffff",
+                skip_system_fonts=True,  # loading fonts costs more than the render; codes have no text
+                shape_rendering="crisp_edges",
+            )
+        )
+    except BaseException as exc:
+        # A Rust panic arrives as pyo3's PanicException, a BaseException: it is bad input, not a
+        # reason to stop the process.
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise ValueError(f"renderer panicked: {exc}") from None
+
+
+def check_structure(svg: str) -> None:
+    """Refuse what could exhaust the renderer's stack (it recurses and crashes the process, not an
+    exception): deep nesting, long chains of references (`use`, `url(#…)`), and DTD entities."""
+    if "<!ENTITY" in svg or "<!entity" in svg:
+        raise ValueError("SVG declares entities")
+    ids: dict[str, int] = {}  # id -> element index
+    refs: list[set[str]] = []  # per element: ids referenced by it and by its descendants
+    stack: list[int] = []
+    depth = 0
+    style_refs = 0
+    try:
+        for event, elem in ET.iterparse(io.StringIO(svg), events=("start", "end")):
+            if event == "start":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ValueError(f"SVG nested deeper than {MAX_DEPTH}")
+                index = len(refs)
+                refs.append(set())
+                stack.append(index)
+                if elem.get("id"):
+                    ids[str(elem.get("id"))] = index
+                for value in elem.attrib.values():
+                    refs[index].update(_REF.findall(value))
+            else:
+                depth -= 1
+                index = stack.pop()
+                if elem.text and "url(" in elem.text:
+                    # <style> rules reach paint servers through selectors this check does not
+                    # resolve, so any more than a few such references are refused outright.
+                    found = _REF.findall(elem.text)
+                    style_refs += len(found)
+                    if style_refs > MAX_STYLE_REFS:
+                        raise ValueError(f"SVG style sheet refers to more than {MAX_STYLE_REFS} paint servers")
+                    refs[index].update(found)
+                if stack:
+                    refs[stack[-1]].update(refs[index])
+                elem.clear()
+    except ET.ParseError as exc:
+        raise ValueError(f"SVG is not well-formed XML: {exc}") from None
+    # Longest chain of references, each link an element whose subtree refers to the next.
+    memo: dict[int, int] = {}
+
+    def chain(index: int, seen: frozenset[int]) -> int:
+        if index in memo:
+            return memo[index]
+        best = 0
+        for name in refs[index]:
+            target = ids.get(name)
+            if target is None or target in seen:
+                continue  # unknown ids and cycles: resvg drops those itself
+            best = max(best, 1 + chain(target, seen | {target}))
+            if best > MAX_REF_CHAIN:
+                raise ValueError(f"SVG references chained deeper than {MAX_REF_CHAIN}")
+        memo[index] = best
+        return best
+
+    for index in range(len(refs)):
+        chain(index, frozenset({index}))
+
+
+__all__ = ["check_structure", "displayed_size", "inline_svgs", "intrinsic_size", "looks_like_svg", "render_size", "render_svg", "sanitise"]
