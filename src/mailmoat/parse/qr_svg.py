@@ -164,15 +164,26 @@ def _length(value: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def _root_attrs(svg: str) -> dict[str, str] | None:
+    root = _ROOT.search(svg[:8192])
+    return {k.lower(): v for k, v in _ATTR.findall(root.group(1))} if root else None
+
+
+def displayed_size(svg: str) -> tuple[float, float] | None:
+    """The size the root element asks to be shown at, when both width and height are given in px."""
+    attrs = _root_attrs(svg)
+    if attrs is None:
+        return None
+    w, h = _length(attrs.get("width", "")), _length(attrs.get("height", ""))
+    return (w, h) if w and h else None
+
+
 def intrinsic_size(svg: str) -> tuple[float, float] | None:
     """Width and height from the root element (width/height in px, else the viewBox), if given."""
-    root = _ROOT.search(svg[:8192])
-    if root is None:
-        return None
-    attrs = {k.lower(): v for k, v in _ATTR.findall(root.group(1))}
-    w, h = _length(attrs.get("width", "")), _length(attrs.get("height", ""))
-    if w and h:
-        return w, h
+    shown = displayed_size(svg)
+    if shown is not None:
+        return shown
+    attrs = _root_attrs(svg) or {}
     box = attrs.get("viewbox", "").replace(",", " ").split()
     if len(box) == 4:
         try:
@@ -182,16 +193,6 @@ def intrinsic_size(svg: str) -> tuple[float, float] | None:
         if bw > 0 and bh > 0:
             return bw, bh
     return None
-
-
-def displayed_size(svg: str) -> tuple[float, float] | None:
-    """The size the root element asks to be shown at, when both width and height are given in px."""
-    root = _ROOT.search(svg[:8192])
-    if root is None:
-        return None
-    attrs = {k.lower(): v for k, v in _ATTR.findall(root.group(1))}
-    w, h = _length(attrs.get("width", "")), _length(attrs.get("height", ""))
-    return (w, h) if w and h else None
 
 
 def render_size(svg: str, max_pixels: int) -> tuple[int, int]:
