@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
+from urllib.parse import urlsplit
 
 from sqlalchemy import (
     ColumnElement,
@@ -122,6 +123,13 @@ def clean_json(value: Any) -> Any:
     return clean_text(str(value))
 
 
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:  # e.g. a broken IPv6 literal in a decoded QR payload
+        return ""
+
+
 def _domain_of(addr: str) -> str:
     return addr.rpartition("@")[2].strip().lower() if "@" in addr else ""
 
@@ -159,6 +167,14 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
             if isinstance(item, dict):
                 add("sha256", str(item.get("sha256", "")).lower())
                 add("ssdeep", str(item.get("ssdeep", "")))
+        # Codes an analyzer found where the parser does not look (QR_IN_ARCHIVE): payload and URLs.
+        codes = f.data.get("codes") if f.symbol == "QR_IN_ARCHIVE" else None
+        for code in codes if isinstance(codes, list) else []:
+            if isinstance(code, dict):
+                add("qr", str(code.get("payload", "")))
+                for url in code.get("urls") or []:
+                    add("url", str(url))
+                    add("url_domain", registrable_domain(_host_of(str(url))))
     add("message_id", message.message_id.strip().strip("<>"))
     return out
 
