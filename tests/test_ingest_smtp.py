@@ -220,6 +220,42 @@ def test_classify() -> None:
     assert classify("", ["postmaster@example.com"], doms) is Direction.INTERNAL
 
 
+def test_plain_addresses_read_as_aiosmtpd_reads_them() -> None:
+    """The fast path for `<local@domain>` gives exactly what aiosmtpd's full parser gives."""
+    import random
+    import string
+
+    from aiosmtpd.smtp import SMTP
+
+    from mailmoat.ingest.smtp import GatewaySMTP
+
+    class Full(SMTP):
+        def __init__(self) -> None:
+            self.local_part_limit = 0
+
+    class Fast(GatewaySMTP):
+        def __init__(self) -> None:
+            self.local_part_limit = 0
+
+    full, fast = Full(), Fast()
+    rnd = random.Random(7)
+    chars = string.ascii_letters + string.digits + ".-_+@<>() \"\t[]:=!#$%&'*/?^`{|}~\\ü,;"
+    cases = ["<a@b>", "<a.b@c.d> SIZE=1 ", "<a@b> (c) SIZE=1", "<a..b@c>", "<.a@c>", "<a.@b>", "<a@b.>", "<a@b>X", "<a@b>\r", "<>"]
+    for _ in range(20_000):
+        cases.append("<" + "".join(rnd.choice(chars) for _ in range(rnd.randint(1, 16))) + rnd.choice([">", "> A=1", ""]))
+
+    def outcome(smtp: SMTP, case: str) -> object:
+        try:
+            return smtp._getaddr(case)
+        except Exception as exc:  # the full parser fails on some garbage; the fast path must too
+            return type(exc)
+
+    for case in cases:
+        assert outcome(fast, case) == outcome(full, case), case
+    fast.local_part_limit = full.local_part_limit = 3
+    assert fast._getaddr("<abcd@b>") == full._getaddr("<abcd@b>") == (None, None)
+
+
 def test_in_session_reject_and_tempfail(harness: Harness) -> None:
     harness.settings.policy.reject_in_session = True
     port = harness.listen(INBOUND)

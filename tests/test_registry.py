@@ -43,6 +43,26 @@ class Slow(BaseAnalyzer):
         return []
 
 
+class Waits(BaseAnalyzer):
+    """Finishes after real waits (it runs on in a task once it has to wait)."""
+
+    name: ClassVar[str] = "waits"
+    symbols: ClassVar[tuple[Symbol, ...]] = (Symbol("WAITED", 0.0, "test", "answered after waiting"),)
+
+    async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        return [self.finding("WAITED")]
+
+
+class CrashesLater(BaseAnalyzer):
+    name: ClassVar[str] = "crashes_later"
+
+    async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
+        await asyncio.sleep(0.01)
+        raise KeyError("late")
+
+
 class Later(BaseAnalyzer):
     name: ClassVar[str] = "later"
     stage: ClassVar[int] = 1
@@ -80,17 +100,20 @@ def ctx_for(settings: Settings) -> AnalysisContext:
 
 async def test_crash_and_timeout_become_analyzer_failed(settings: Settings) -> None:
     env = AnalyzerEnv(settings=settings)
-    analyzers: list[BaseAnalyzer] = [Good(env), Crashing(env), Slow(env), Later(env)]
+    analyzers: list[BaseAnalyzer] = [Good(env), Crashing(env), Slow(env), Waits(env), CrashesLater(env), Later(env)]
     findings = await run_analyzers(analyzers, ctx_for(settings), budget=0.2)
     by_symbol: dict[str, list[Finding]] = {}
     for f in findings:
         by_symbol.setdefault(f.symbol, []).append(f)
     failed = {f.data["analyzer"]: f for f in by_symbol["ANALYZER_FAILED"]}
-    assert set(failed) == {"crashing", "slow"}
+    assert set(failed) == {"crashing", "slow", "crashes_later"}
     assert "ValueError: boom" in failed["crashing"].evidence
     assert "timed out" in failed["slow"].evidence
+    assert "KeyError: 'late'" in failed["crashes_later"].evidence
+    assert [f.source for f in by_symbol["WAITED"]] == ["waits"]
     # stage 1 ran after stage 0 and saw its findings, failures included
-    assert by_symbol["LATER_SAW"][0].evidence == "ANALYZER_FAILED,ANALYZER_FAILED,GOOD_SIGNAL"
+    assert by_symbol["LATER_SAW"][0].evidence == "ANALYZER_FAILED,ANALYZER_FAILED,ANALYZER_FAILED,GOOD_SIGNAL,WAITED"
+    findings = [f for f in findings if f.data.get("analyzer") != "crashes_later" and f.symbol != "WAITED"]
 
     symbols = registry.all_symbols([Good, Later], extra=[ANALYZER_FAILED])
     envelope = Envelope(mail_from="", rcpt_tos=["u@x.example"])

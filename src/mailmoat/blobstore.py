@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy import Engine, select, text, update
 
 from mailmoat.config import Settings
-from mailmoat.durable import write_file
+from mailmoat.durable import absolute, write_file
 from mailmoat.model import Envelope
 
 PG_PREFIX = "pglo:"
@@ -42,7 +42,7 @@ class FileBlobStore:
 
     def put(self, envelope: Envelope, raw: bytes) -> str:
         # ULID time prefix: directories stay small and sorted by age.
-        return str(write_file(self.root / envelope.id[:6], f"{envelope.id}.eml", raw).resolve())
+        return str(write_file(absolute(self.root) / envelope.id[:6], f"{envelope.id}.eml", raw))
 
     def get(self, ref: str) -> bytes | None:
         try:

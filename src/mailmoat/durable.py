@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -17,12 +19,17 @@ def fsync_dir(path: Path) -> None:
 
 def write_file(folder: Path, name: str, data: bytes, mode: int = 0o640) -> Path:
     """`folder/name` holding `data`, durably; an existing file of the same size is kept (a retry)."""
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / name
-    if final.exists() and final.stat().st_size == len(data):
-        return final
+    with contextlib.suppress(FileNotFoundError):
+        if os.stat(final).st_size == len(data):
+            return final
     tmp = folder / f".{name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        fd = os.open(tmp, flags, mode)
+    except FileNotFoundError:  # the folder's first file: create it only then (not a mkdir per file)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, mode)
     try:
         view = memoryview(data)
         while view:
@@ -33,3 +40,9 @@ def write_file(folder: Path, name: str, data: bytes, mode: int = 0o640) -> Path:
     os.replace(tmp, final)
     fsync_dir(folder)
     return final
+
+
+@functools.cache
+def absolute(path: Path) -> Path:
+    """`path.resolve()`, once per path: resolving walks every component with a system call."""
+    return path.resolve()

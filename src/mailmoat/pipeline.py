@@ -61,6 +61,15 @@ class RecordingDeliveryPort(Protocol):
     ) -> Sequence[object]: ...
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A claimed spool entry read into memory, its raw copy already retained: where processing starts."""
+
+    envelope: Envelope
+    raw: bytes
+    raw_path: str
+
+
 @dataclass
 class Outcome:
     """What the pipeline did with one spool entry."""
@@ -109,9 +118,15 @@ class Pipeline:
         self.delivery = delivery
         self._retain_raw = retain_raw or (lambda env, raw: retain_raw_file(settings.raw_dir, env, raw))
 
-    async def process(
-        self, ref: SpoolRef, on_verdict: VerdictHook | None = None, loaded: tuple[Envelope, bytes] | None = None
-    ) -> Outcome:
+    def load(self, ref: SpoolRef) -> Loaded:
+        """Blocking: read a claimed entry and retain its raw copy (whatever the verdict, it is kept).
+
+        Called in a thread, where the worker claims the entry: one hand-off for all three.
+        """
+        envelope, raw = self.spool.load(ref)
+        return Loaded(envelope, raw, self._retain_raw(envelope, raw))
+
+    async def process(self, ref: SpoolRef, on_verdict: VerdictHook | None = None, loaded: Loaded | None = None) -> Outcome:
         """Scan, act and record one claimed entry; on error the entry is deferred, never dropped."""
         try:
             return await self._process(ref, on_verdict, loaded)
@@ -122,19 +137,12 @@ class Pipeline:
                 await asyncio.to_thread(self.spool.defer, ref, delay)
             return Outcome(ref.id, None, error=f"{type(exc).__name__}: {exc}")
 
-    async def _process(
-        self, ref: SpoolRef, on_verdict: VerdictHook | None, loaded: tuple[Envelope, bytes] | None
-    ) -> Outcome:
-        envelope, raw = loaded if loaded is not None else await asyncio.to_thread(self.spool.load, ref)
-        # Keeping the raw copy does not depend on the verdict: its fsyncs overlap the scan.
-        retained = asyncio.ensure_future(asyncio.to_thread(self._retain_raw, envelope, raw))
+    async def _process(self, ref: SpoolRef, on_verdict: VerdictHook | None, loaded: Loaded | None) -> Outcome:
+        if loaded is None:
+            loaded = await asyncio.to_thread(self.load, ref)
+        envelope, raw, raw_path = loaded.envelope, loaded.raw, loaded.raw_path
         t0 = time.perf_counter()
-        try:
-            result = await self.scanner.scan(raw, envelope)
-        except BaseException:
-            await asyncio.gather(retained, return_exceptions=True)
-            raise
-        raw_path = await retained
+        result = await self.scanner.scan(raw, envelope)
         message, verdict = result.message, result.verdict
 
         if on_verdict is not None:

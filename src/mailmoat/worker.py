@@ -25,7 +25,7 @@ from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.ingest.spool import Spool, SpoolRef
 from mailmoat.model import Action, Envelope, Verdict
-from mailmoat.pipeline import Outcome, Pipeline, VerdictHook
+from mailmoat.pipeline import Loaded, Outcome, Pipeline, VerdictHook
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +59,21 @@ class Engine:
 
     async def handle(self, name: str, hook: VerdictHook | None = None) -> Outcome | None:
         """Claim one entry and process it; None when another worker had claimed it."""
-        claimed = await asyncio.to_thread(self._claim_and_load, name)
+        claimed = await asyncio.to_thread(self.claim, name)
         if claimed is None:
             return None
         ref, loaded = claimed
         return await self.pipeline.process(ref, hook, loaded)
 
-    def _claim_and_load(self, name: str) -> tuple[SpoolRef, tuple[Envelope, bytes] | None] | None:
-        """Claim and read an entry in one thread hop (each hop costs more CPU than the read)."""
+    def claim(self, name: str) -> tuple[SpoolRef, Loaded | None] | None:
+        """Blocking: claim, read and retain an entry at once (each thread hand-off costs more CPU than
+        the read); None when another worker had claimed it."""
         ref = self.spool.claim(name, self.owner)
         if ref is None:
             return None
         try:
-            return ref, self.spool.load(ref)
-        except Exception:  # the pipeline reads it again and handles the error (defer, never drop)
+            return ref, self.pipeline.load(ref)
+        except Exception:  # the pipeline tries again and handles the error (defer, never drop)
             return ref, None
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
@@ -252,30 +253,55 @@ async def _worker_async(
         log.exception("worker %d cannot start", index)
         result_q.put(("fatal", index, "", f"{type(exc).__name__}: {exc}"))
         return
-    # Bounded: the backlog stays in the shared queue, where an idle worker can take it.
-    local: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue(maxsize=CONCURRENCY)
+    # A slot per message in flight, taken before reading the shared queue: the backlog stays
+    # there, where an idle worker can take it.
+    slots = threading.Semaphore(CONCURRENCY)
+    running: set[asyncio.Task[None]] = set()
     confirms: dict[str, asyncio.Future[bool]] = {}
-    urgent_tasks: set[asyncio.Task[None]] = set()
+    no_more_work = asyncio.Event()
     stop = asyncio.Event()
+
+    def take(item: tuple[str, bool], slot: bool) -> None:
+        """In a reader thread: claim, read and retain the entry there, then hand it to the loop once."""
+        name, in_session = item
+        try:
+            claimed = engine.claim(name)
+        except Exception:
+            log.exception("worker cannot claim %s", name)
+            claimed = None
+        if claimed is None:  # claimed by another worker (or unreadable: it stays in the spool)
+            if in_session:
+                result_q.put(("verdict", index, name.partition(".")[0], None))
+            if slot:
+                slots.release()
+            return
+        loop.call_soon_threadsafe(start, claimed, in_session, slot)
+
+    def start(claimed: tuple[SpoolRef, Loaded | None], in_session: bool, slot: bool) -> None:
+        task = asyncio.create_task(handle(*claimed, in_session))
+        running.add(task)
+        task.add_done_callback(lambda t: finished(t, slot))
+
+    def finished(task: asyncio.Task[None], slot: bool) -> None:
+        running.discard(task)
+        if slot:
+            slots.release()
 
     def read_work() -> None:
         while True:
+            slots.acquire()
             item = work_q.get()
-            asyncio.run_coroutine_threadsafe(local.put(item), loop).result()
             if item is None:
+                loop.call_soon_threadsafe(no_more_work.set)
                 return
+            take(item, True)
 
     def read_urgent() -> None:
         while True:
             item = urgent_q.get()
             if item is None:
                 return
-            loop.call_soon_threadsafe(start_urgent, item[0])
-
-    def start_urgent(name: str) -> None:
-        task = asyncio.create_task(handle(name, True))
-        urgent_tasks.add(task)
-        task.add_done_callback(urgent_tasks.discard)
+            take(item, False)
 
     def read_confirms() -> None:
         while True:
@@ -289,8 +315,8 @@ async def _worker_async(
         if fut is not None and not fut.done():
             fut.set_result(item[1])
 
-    async def handle(name: str, in_session: bool) -> None:
-        eid = name.partition(".")[0]
+    async def handle(ref: SpoolRef, loaded: Loaded | None, in_session: bool) -> None:
+        eid = ref.id
         told = False
 
         async def hook(verdict: Verdict) -> bool:
@@ -310,32 +336,26 @@ async def _worker_async(
                 confirms.pop(eid, None)
 
         try:
-            await engine.handle(name, hook if in_session else None)
+            await engine.pipeline.process(ref, hook if in_session else None, loaded)
         except Exception:
-            log.exception("worker failed on %s", name)
+            log.exception("worker failed on %s", ref.name)
         finally:
             if in_session and not told:
-                # Not decided (error, or claimed elsewhere): the message is safe in the spool.
+                # Not decided (error): the message is safe in the spool.
                 result_q.put(("verdict", index, eid, None))
-
-    async def consume() -> None:
-        while True:
-            item = await local.get()
-            if item is None:
-                with contextlib.suppress(asyncio.QueueFull):
-                    local.put_nowait(None)  # let the other consumers see it too
-                return
-            await handle(*item)
 
     threading.Thread(target=read_work, daemon=True, name="work-queue").start()
     threading.Thread(target=read_urgent, daemon=True, name="urgent-queue").start()
     threading.Thread(target=read_confirms, daemon=True, name="confirm-queue").start()
-    tasks = [asyncio.create_task(consume()) for _ in range(CONCURRENCY)]
     hk = asyncio.create_task(engine.housekeeping(stop)) if housekeeping else None
     result_q.put(("ready", index, "", None))
-    await asyncio.gather(*tasks)
-    if urgent_tasks:
-        await asyncio.wait(list(urgent_tasks), timeout=30.0)
+    await no_more_work.wait()
+    # Everything already claimed runs to its end (in-session scans for at most 30 s more).
+    deadline = time.monotonic() + 30.0
+    while running:
+        await asyncio.wait(list(running), timeout=max(0.1, deadline - time.monotonic()))
+        if time.monotonic() >= deadline:
+            break
     stop.set()
     if hk is not None:
         with contextlib.suppress(Exception):

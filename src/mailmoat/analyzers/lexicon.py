@@ -71,7 +71,7 @@ class LexiconSet:
         alternation tries every term at every position of the text.
         """
         needs = self.needs or _needs(self.index)
-        runs = set(_ASCII_RUN.findall(text))
+        runs = _ascii_runs(text)
         return tuple(
             k for k, (atoms, words) in needs.items() if atoms <= runs and all(w in text for w in words)
         )
@@ -90,8 +90,22 @@ _SPACES = re.compile(r"\s+")
 _ASCII_RUN = re.compile(r"[a-z0-9]+")  # normalised text is lower-case
 
 
+# ASCII letters and digits kept, every other byte a space: a text's runs in one translate and split.
+_RUN_TABLE = bytes(c if 0x30 <= c <= 0x39 or 0x61 <= c <= 0x7A else 0x20 for c in range(256))
+
+
+def _ascii_runs(text: str) -> set[str]:
+    """The set of `_ASCII_RUN` matches in `text` (translate and split: twice as fast on ASCII text)."""
+    if text.isascii():
+        return set(text.encode("ascii").translate(_RUN_TABLE).decode("ascii").split())
+    return set(_ASCII_RUN.findall(text))
+
+
 def normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text[:MAX_TEXT])
+    text = text[:MAX_TEXT]
+    if text.isascii():  # NFKC, zero-width characters and CJK gaps change nothing in ASCII
+        return text.lower()
+    text = unicodedata.normalize("NFKC", text)
     text = _ZERO_WIDTH.sub("", text).lower()
     return _CJK_GAP.sub("", text)
 

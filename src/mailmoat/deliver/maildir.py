@@ -92,11 +92,15 @@ class MaildirStore:
             found = find_copy(mbox, tracking_id)
             if found is not None:
                 return StoredCopy(found, True)
-        ensure_maildir(mbox)
         name = self.file_name(tracking_id, epoch)
         tmp = mbox / "tmp" / f"{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         final = mbox / "new" / name
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileNotFoundError:  # a new mailbox: create it only then (not three mkdirs per copy)
+            ensure_maildir(mbox)
+            fd = os.open(tmp, flags, 0o600)
         try:
             view = memoryview(to_lf(data))
             while view:
@@ -105,15 +109,27 @@ class MaildirStore:
         finally:
             os.close(fd)
         try:
-            os.link(tmp, final)
-            already = False
-        except FileExistsError:
-            already = True
+            already = not _link_new(tmp, final, mbox)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         fsync_dir(mbox / "new")
         return StoredCopy(final, already)
+
+
+def _link_new(tmp: Path, final: Path, mbox: Path) -> bool:
+    """Link the written copy to its final name unless that name exists; True when linked."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:  # tmp/ was there but not new/ (a mailbox made by hand): complete it
+        ensure_maildir(mbox)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+    return True
 
 
 def to_lf(data: bytes) -> bytes:

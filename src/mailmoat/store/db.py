@@ -21,7 +21,9 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Executable,
     Table,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -35,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 import mailmoat.store as store_pkg
-from mailmoat.durable import write_file
+from mailmoat.durable import absolute, write_file
 from mailmoat.model import Action, Envelope, Message, Verdict
 from mailmoat.store.base import Base  # noqa: F401  (re-exported: `from mailmoat.store.db import Base`)
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
@@ -55,6 +57,12 @@ _DELIVERIES = cast(Table, DeliveryRow.__table__)
 _INDICATORS = cast(Table, IndicatorRow.__table__)
 
 T = TypeVar("T")
+
+# Statements on the path of every message, built once: building one costs more CPU than running it.
+_INSERT_INDICATORS = insert(_INDICATORS)
+_INSERT_DELIVERIES = insert(_DELIVERIES)
+_UPDATE_DELIVERY = update(_DELIVERIES).where(_DELIVERIES.c.tracking_id == bindparam("b_tracking_id"))
+_UPSERTS: dict[str, Executable] = {}  # INSERT ... ON CONFLICT DO NOTHING into messages, per dialect
 
 
 def normalise_url(url: str) -> str:
@@ -256,7 +264,7 @@ class Store:
         if base is None:
             raise ValueError("no raw_dir given to Store or retain_raw")
         day = datetime.fromtimestamp(envelope.received_at, UTC).strftime("%Y-%m-%d")
-        return str(write_file(base / day, f"{envelope.id}.eml", raw).resolve())
+        return str(write_file(absolute(base) / day, f"{envelope.id}.eml", raw))
 
     # -- messages ------------------------------------------------------------------------
     def record_message(
@@ -560,7 +568,7 @@ def _record_tx(
         conn.execute(delete(_INDICATORS).where(_INDICATORS.c.message_id == envelope.id))
     ind = extract_indicators(envelope, message, verdict)
     if ind:
-        conn.execute(insert(_INDICATORS), [{"message_id": envelope.id, "kind": k, "value": v} for k, v in ind])
+        conn.execute(_INSERT_INDICATORS, [{"message_id": envelope.id, "kind": k, "value": v} for k, v in ind])
     return old is None
 
 
@@ -568,13 +576,18 @@ def _insert_new(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING: True when the row was inserted, False when it existed
     (or the database has no such statement). Saves a SELECT on the path of every new message."""
     name = conn.dialect.name
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as upsert
-    elif name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert  # type: ignore[assignment]
-    else:
-        return False
-    return bool(conn.execute(upsert(table).on_conflict_do_nothing(), values).rowcount)
+    stmt = _UPSERTS.get(name) if table is _MESSAGES else None
+    if stmt is None:
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        elif name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert  # type: ignore[assignment]
+        else:
+            return False
+        stmt = upsert(table).on_conflict_do_nothing()
+        if table is _MESSAGES:
+            _UPSERTS[name] = stmt
+    return bool(conn.execute(stmt, values).rowcount)
 
 
 def _claim_tx(
@@ -593,11 +606,13 @@ def _claim_tx(
     d = _DELIVERIES
     if ensure is not None and conn.execute(select(_MESSAGES.c.id).where(_MESSAGES.c.id == message_id)).first() is None:
         conn.execute(insert(_MESSAGES), _minimal_values(*ensure))
-    states: list[ColumnElement[bool]] = [d.c.status.in_(list(claimable))]
-    if stale_before is not None:
-        states.append((d.c.status == SENDING) & (d.c.next_attempt <= stale_before))
     cols = (d.c.tracking_id, d.c.recipient, d.c.mailbox, d.c.status, d.c.attempts, d.c.reply, d.c.location)
     existing = {} if no_copies else {r.tracking_id: r for r in conn.execute(select(*cols).where(d.c.message_id == message_id))}
+    states: list[ColumnElement[bool]] = []
+    if existing:  # built only when there is a row to take over (never for a new message)
+        states.append(d.c.status.in_(list(claimable)))
+        if stale_before is not None:
+            states.append((d.c.status == SENDING) & (d.c.next_attempt <= stale_before))
     out: list[Claim] = []
     fresh: list[dict[str, Any]] = []
     for idx, rcpt, mailbox, tid in copies:
@@ -621,16 +636,17 @@ def _claim_tx(
         else:
             out.append(Claim(idx, row.recipient, row.mailbox, tid, False, False, row.status, row.attempts, row.reply, row.location))
     if fresh:
-        conn.execute(insert(d), fresh)
+        conn.execute(_INSERT_DELIVERIES, fresh)
     return out
 
 
 def _finish_tx(conn: Connection, results: Sequence[dict[str, Any]], now: float) -> None:
-    d = _DELIVERIES
+    # The SET clause comes from each parameter set's keys (SQLAlchemy caches one form per key set).
     for r in results:
         values = {k: clean_text(v) if isinstance(v, str) else v for k, v in r.items() if k != "tracking_id"}
         values["updated_at"] = now
-        conn.execute(update(d).where(d.c.tracking_id == r["tracking_id"]).values(**values))
+        values["b_tracking_id"] = r["tracking_id"]
+        conn.execute(_UPDATE_DELIVERY, values)
 
 
 def _envelope_values(envelope: Envelope) -> dict[str, Any]:
