@@ -80,13 +80,36 @@ _SUBJ_MONEY = re.compile(r"[$€£¥]\s?[\d.,]*\d|[$€£¥]|\d+(?:[.,]\d+)?\s?%
 _SUBJ_GAP = re.compile(r"\S\s{5,}\S")
 _CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
 _ASCII_WORD = re.compile(r"[A-Za-z]{2,}")
-_CLICK = re.compile(r"click\s+here|点击这里|点击此处", re.IGNORECASE)
-_UNSUB = re.compile(
-    r"unsubscribe|opt[- ]?out\b|remove(?:d)? from (?:our|this|the) (?:mailing |e-?mail )?list|退订|取消订阅",
-    re.IGNORECASE,
-)
-_MONEY = re.compile(r"[$€£¥]\s?\d|\d\s?(?:usd|dollars|euros?)\b|\d\s?(?:美元|万元|元)", re.IGNORECASE)
+# These three run on the lower-cased text, each only when a plain substring test finds the words it
+# needs: most mail has none, and a substring test is far cheaper than a case-insensitive search.
+_CLICK = re.compile(r"click\s+here|点击这里|点击此处")
+_CLICK_NEEDS = ("click", "点击")
+_UNSUB = re.compile(r"unsubscribe|opt[- ]?out\b|remove(?:d)? from (?:our|this|the) (?:mailing |e-?mail )?list|退订|取消订阅")
+_UNSUB_NEEDS = ("unsubscribe", "opt", "remove", "退订", "取消订阅")
+_MONEY = re.compile(r"[$€£¥]\s?\d|\d\s?(?:usd|dollars|euros?)\b|\d\s?(?:美元|万元|元)")
+_MONEY_NEEDS = ("$", "€", "£", "¥", "usd", "dollars", "euro", "元")
+# Fewer capitalised words than this cannot be a quarter of the 30 words CONTENT_BODY_CAPS needs.
+_MIN_CAPS = 8
 _GARBAGE = re.compile("[\ufffd\ue000-\uf8ff\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _search(pattern: re.Pattern[str], needs: tuple[str, ...], text: str, low: str) -> str | None:
+    """The first match in the lower-cased text, as written in the original (None when none)."""
+    if not any(n in low for n in needs):
+        return None
+    m = pattern.search(low)
+    if m is None:
+        return None
+    # Lower-casing keeps the length of nearly every text; when it does not, show the lower case.
+    return text[m.start() : m.end()] if len(low) == len(text) else m.group(0)
+
+
+def _findall(pattern: re.Pattern[str], needs: tuple[str, ...], text: str, low: str) -> list[str]:
+    if not any(n in low for n in needs):
+        return []
+    if len(low) != len(text):
+        return [m.group(0) for m in pattern.finditer(low)]
+    return [text[m.start() : m.end()] for m in pattern.finditer(low)]
 
 
 def _subject_caps(subject: str) -> bool:
@@ -153,29 +176,26 @@ class ContentAnalyzer(BaseAnalyzer):
         zw = sum(
             len(_ZERO_WIDTH.findall(t))
             for t in (subject, m.text[:MAX_TEXT], m.html_text[:MAX_TEXT])
-            if _ZERO_WIDTH_ANY.search(t)
+            if not t.isascii() and _ZERO_WIDTH_ANY.search(t)
         )
         if zw:
             out.append(self.finding("CONTENT_ZERO_WIDTH", f"{zw} zero-width character(s)", {"count": zw}))
 
-        words = _ASCII_WORD.findall(body)
-        if len(words) >= 30:
-            caps = len(_CAPS_WORD.findall(body))
-            if caps / len(words) > 0.25:
-                out.append(self.finding("CONTENT_BODY_CAPS", f"{caps} of {len(words)} words in capitals"))
+        low = body.lower()
+        caps = len(_CAPS_WORD.findall(body))
+        if caps >= _MIN_CAPS:
+            words = len(_ASCII_WORD.findall(body))
+            if words >= 30 and caps / words > 0.25:
+                out.append(self.finding("CONTENT_BODY_CAPS", f"{caps} of {words} words in capitals"))
         if one := _links_one_domain(m):
             out.append(
                 self.finding("CONTENT_LINKS_ONE_DOMAIN", f"{one[1]} links to {one[0]}", {"domain": one[0]})
             )
-        if found := _CLICK.search(body):
-            out.append(self.finding("CONTENT_CLICK_HERE", f"text says {found.group(0)!r}"))
-        if (found := _UNSUB.search(body)) and not m.header("List-Unsubscribe") and not m.header("List-Id"):
-            out.append(
-                self.finding(
-                    "CONTENT_BULK_NO_LIST", f"text says {found.group(0)!r}; no List-Unsubscribe/List-Id"
-                )
-            )
-        sums = _MONEY.findall(body)
+        if click := _search(_CLICK, _CLICK_NEEDS, body, low):
+            out.append(self.finding("CONTENT_CLICK_HERE", f"text says {click!r}"))
+        if (unsub := _search(_UNSUB, _UNSUB_NEEDS, body, low)) and not m.header("List-Unsubscribe") and not m.header("List-Id"):
+            out.append(self.finding("CONTENT_BULK_NO_LIST", f"text says {unsub!r}; no List-Unsubscribe/List-Id"))
+        sums = _findall(_MONEY, _MONEY_NEEDS, body, low)
         if len(sums) >= 3:
             out.append(self.finding("CONTENT_MONEY_TALK", f"{len(sums)} sums of money, e.g. {sums[0]!r}"))
 
