@@ -43,11 +43,46 @@ def _trim_text_url(url: str) -> str:
     return url
 
 
+_SCHEMES = ("hxxps", "https", "hxxp", "http", "ftp")  # longest first: "https" before "http"
+
+
+def _url_starts(text: str, low: str) -> list[int]:
+    """Every position where TEXT_URL could start: a scheme before each "://", each "www."."""
+    starts: list[int] = []
+    i = low.find("://")
+    while i != -1:
+        for scheme in _SCHEMES:
+            if low.startswith(scheme, i - len(scheme)) and i >= len(scheme):
+                starts.append(i - len(scheme))
+                break
+        i = low.find("://", i + 3)
+    j = low.find("www.")
+    while j != -1:
+        starts.append(j)
+        j = low.find("www.", j + 4)
+    starts.sort()
+    return starts
+
+
 def find_text_urls(text: str) -> Iterable[str]:
-    """Raw URL strings in free text, in order."""
-    if "://" not in text and "www." not in text.lower():
-        return ()
-    return (url for m in TEXT_URL.finditer(text) if not (url := _trim_text_url(m.group(0))).endswith(("://", "www.")))
+    """Raw URL strings in free text, in order (what TEXT_URL.finditer finds, matched only where one
+    can start: scanning every position of a long text with the pattern cost more than the rest)."""
+    low = text.lower()
+    if "://" not in low and "www." not in low:
+        return []
+    if len(low) != len(text):  # lower-casing moved positions (rare scripts): scan the plain way
+        found = [m.group(0) for m in TEXT_URL.finditer(text)]
+    else:
+        found = []
+        end = 0
+        for start in _url_starts(text, low):
+            if start < end:
+                continue  # inside the URL just found, as finditer would skip it
+            m = TEXT_URL.match(text, start)
+            if m is not None:
+                found.append(m.group(0))
+                end = m.end()
+    return [url for raw in found if not (url := _trim_text_url(raw)).endswith(("://", "www."))]
 
 
 def _ipv4_from_parts(host: str) -> str | None:
