@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -64,25 +64,31 @@ def _url_starts(text: str, low: str) -> list[int]:
     return starts
 
 
-def find_text_urls(text: str) -> Iterable[str]:
+def find_text_urls(text: str) -> Iterator[str]:
     """Raw URL strings in free text, in order (what TEXT_URL.finditer finds, matched only where one
-    can start: scanning every position of a long text with the pattern cost more than the rest)."""
+    can start: scanning every position of a long text with the pattern cost more than the rest).
+    Lazy, so a caller that stops at its URL limit stops the search too."""
     low = text.lower()
     if "://" not in low and "www." not in low:
-        return []
+        return
     if len(low) != len(text):  # lower-casing moved positions (rare scripts): scan the plain way
-        found = [m.group(0) for m in TEXT_URL.finditer(text)]
+        matches: Iterable[re.Match[str] | None] = TEXT_URL.finditer(text)
     else:
-        found = []
-        end = 0
-        for start in _url_starts(text, low):
-            if start < end:
-                continue  # inside the URL just found, as finditer would skip it
-            m = TEXT_URL.match(text, start)
-            if m is not None:
-                found.append(m.group(0))
-                end = m.end()
-    return [url for raw in found if not (url := _trim_text_url(raw)).endswith(("://", "www."))]
+        matches = _matches_at_starts(text, low)
+    for m in matches:
+        if m is not None and not (url := _trim_text_url(m.group(0))).endswith(("://", "www.")):
+            yield url
+
+
+def _matches_at_starts(text: str, low: str) -> Iterator[re.Match[str] | None]:
+    end = 0
+    for start in _url_starts(text, low):
+        if start < end:
+            continue  # inside the URL just found, as finditer would skip it
+        m = TEXT_URL.match(text, start)
+        if m is not None:
+            end = m.end()
+        yield m
 
 
 def _ipv4_from_parts(host: str) -> str | None:
