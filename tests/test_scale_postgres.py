@@ -8,6 +8,7 @@ completes with every copy acted on exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections import Counter
@@ -49,6 +50,7 @@ def test_two_nodes_two_workers(tmp_path: Path, pg_url: str) -> None:  # noqa: F8
     Store(pg_url).close()  # migrate once up front (the nodes would also do it, under a lock)
     nodes: list[SubprocessGateway] = []
     workers: list[Worker] = []
+    stack = contextlib.ExitStack()
     try:
         nodes = [start_node(tmp_path, n, pg_url, mail, config) for n in ("node-a", "node-b")]
         load = Load([node_port(n) for n in nodes], TOTAL, mailboxes=MAILBOXES)
@@ -92,19 +94,24 @@ def test_two_nodes_two_workers(tmp_path: Path, pg_url: str) -> None:  # noqa: F8
         wait_for(lambda: _live_workers(pg_url) == 2, timeout=120, what="two workers")
         asyncio.run(submit_recall(settings, job_id, "admin"))
 
+        # One connection for the polls below: a new one per poll (5-10 ms) let whole batches slip by.
+        poll = stack.enter_context(psql(pg_url))
+
         def w1_batches() -> int:
-            with psql(pg_url) as c:
-                rows_ = c.execute("SELECT detail FROM audit_log WHERE action = 'recall.batch' AND target = %s", (job_id,))
-                return sum(1 for (d,) in rows_ if _detail(d)["worker"].endswith(f":{workers[0].pid}"))
+            rows_ = poll.execute("SELECT detail FROM audit_log WHERE action = 'recall.batch' AND target = %s", (job_id,))
+            return sum(1 for (d,) in rows_ if _detail(d)["worker"].endswith(f":{workers[0].pid}"))
 
         def w1_mid_batch() -> int:
+            row = poll.execute(HELD_BY, (f"claimed by %:{workers[0].pid}",)).fetchone()
+            held = int(row[0]) if row else 0
+            if held and w1_batches() >= 1:
+                return held
             if engine.status(job_id, with_copies=False)["state"] in ("done", "failed"):
                 raise AssertionError("the job ended before w1 could be killed in the middle of a batch")
-            held = int(scalar(pg_url, HELD_BY, f"claimed by %:{workers[0].pid}"))
-            return held if held and w1_batches() >= 1 else 0
+            return 0
 
         # w1 has closed a batch of its own and is inside another one: kill it there.
-        held = wait_for(w1_mid_batch, timeout=300, interval=0.002, what="w1 inside its second batch")
+        held = wait_for(w1_mid_batch, timeout=300, interval=0.001, what="w1 inside its second batch")
         workers[0].kill()
         wait_for(
             lambda: engine.status(job_id, with_copies=False)["state"] in ("done", "failed"),
@@ -143,6 +150,7 @@ def test_two_nodes_two_workers(tmp_path: Path, pg_url: str) -> None:  # noqa: F8
         asyncio.run(engine.close())
         store.close()
     finally:
+        stack.close()
         for w in workers:
             w.kill()
         for n in nodes:
