@@ -6,13 +6,13 @@ import asyncio
 from typing import Any, ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
-from mailmoat.analyzers.qr import scannable
+from mailmoat.analyzers.qr import code_data, scannable
 from mailmoat.attach.archives import EXPANDABLE
 from mailmoat.attach.files import ScannedFile
 from mailmoat.attach.scan import scan_message
 from mailmoat.config import QrSettings
 from mailmoat.model import Finding, Image, Message, Part, QrCode, Symbol
-from mailmoat.parse.qr import extract_qr, payload_urls
+from mailmoat.parse.qr import extract_qr
 from mailmoat.parse.qr_svg import looks_like_svg
 
 # What can show a code once unpacked: the parser's QR sources read these from a one-part message.
@@ -21,13 +21,19 @@ _DOCUMENT_EXTS = frozenset({"pdf", "docx", "docm", "xlsx", "xlsm", "pptx", "pptm
 MAX_MEMBERS = 20  # members decoded per message: the QR time budget bounds the rest
 
 
-def _as_message(f: ScannedFile) -> Message:
-    """One archive member as a message whose only attachment it is."""
-    data = f.data or b""
+def _in_archive(f: ScannedFile) -> bool:
+    return f.depth > 0 and f.container in EXPANDABLE
+
+
+def _as_message(f: ScannedFile, data: bytes) -> Message | None:
+    """One archive member as a message whose only attachment it is (None when it cannot show a code)."""
+    image = f.ext in _IMAGE_EXTS or looks_like_svg(data)
+    if not (image or f.ext in _DOCUMENT_EXTS):
+        return None
     part = Part(path=f.part_path, content_type=f.mime or "application/octet-stream", filename=f.name,
                 disposition="attachment", payload=data, size=len(data), true_type=f.mime, true_ext=f.ext, is_attachment=True)
     msg = Message(parts=[part])
-    if f.ext in _IMAGE_EXTS or looks_like_svg(data):
+    if image:
         msg.images.append(Image(data=data, source="attachment", part_path=f.part_path, filename=f.name))
     return msg
 
@@ -35,15 +41,16 @@ def _as_message(f: ScannedFile) -> Message:
 def decode_members(files: list[ScannedFile], settings: QrSettings) -> list[tuple[ScannedFile, QrCode]]:
     """Codes shown by archive members (blocking: run it in a thread)."""
     found: list[tuple[ScannedFile, QrCode]] = []
-    members = [
-        f for f in files
-        if f.data and f.depth > 0 and f.container in EXPANDABLE
-        and (f.ext in _IMAGE_EXTS or f.ext in _DOCUMENT_EXTS or looks_like_svg(f.data))
-    ]
-    for f in members[:MAX_MEMBERS]:
-        msg = _as_message(f)
+    decoded = 0
+    for f in files:
+        msg = _as_message(f, f.data) if f.data and _in_archive(f) else None
+        if msg is None:
+            continue
         extract_qr(msg, settings)
         found += [(f, code) for code in msg.qr_codes if scannable(code)]
+        decoded += 1
+        if decoded >= MAX_MEMBERS:
+            break
     return found
 
 
@@ -58,15 +65,12 @@ class ArchiveQrAnalyzer(BaseAnalyzer):
 
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
         exp = await scan_message(ctx.message, ctx.settings.attachments, ctx.deadline)
-        if not any(f.depth > 0 and f.container in EXPANDABLE for f in exp.files):
+        if not any(_in_archive(f) for f in exp.files):
             return []
         found = await asyncio.to_thread(decode_members, exp.files, ctx.settings.qr)
         if not found:
             return []
-        codes: list[dict[str, Any]] = [
-            {"payload": code.payload, "symbology": code.symbology, "location": f.location, "urls": payload_urls(code.payload)}
-            for f, code in found
-        ]
+        codes: list[dict[str, Any]] = [{**code_data(code), "location": f.location} for f, code in found]
         first_file, first = found[0]
         evidence = f"QR code {first.payload[:200]!r} in {first_file.location}"
         if len(found) > 1:
