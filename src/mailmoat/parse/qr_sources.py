@@ -372,7 +372,7 @@ def is_html_attachment(part: Part) -> bool:
     return part.content_type == "text/html" or name.endswith((".htm", ".html", ".shtml", ".xhtml"))
 
 
-def html_attachment_candidates(part: Part, where: Image, settings: QrSettings | None = None) -> Iterator[Candidate]:
+def html_attachment_candidates(part: Part, where: Image, settings: QrSettings) -> Iterator[Candidate]:
     """data: images, table drawings and block drawings of an attached HTML page."""
     data = part.payload[:HTML_ATTACHMENT_MAX]
     try:
@@ -780,14 +780,13 @@ def candidates(
             yield from html_attachment_candidates(part, where, settings)
 
 
-def svg_candidate(where: Image, settings: QrSettings | None = None) -> Candidate:
+def svg_candidate(where: Image, settings: QrSettings) -> Candidate:
     """An SVG (in `where.data`), rendered by resvg when its turn comes."""
-    max_pixels = settings.max_pixels if settings is not None else QrSettings().max_pixels
     icon_gate = where.source == "html-svg"
-    return Candidate(image=where, render=functools.partial(render_svg, where.data, max_pixels, icon_gate))
+    return Candidate(image=where, render=functools.partial(render_svg, where.data, settings.max_pixels, icon_gate))
 
 
-def inline_svg_candidate(where: Image, svg: str | ValueError, settings: QrSettings | None) -> Candidate:
+def inline_svg_candidate(where: Image, svg: str | ValueError, settings: QrSettings) -> Candidate:
     """An <svg> drawn in HTML, or the defect that kept it from being read."""
     if isinstance(svg, ValueError):
         return Candidate(image=where, defect=f"qr:image-unreadable {_label(where)}: {svg}")
