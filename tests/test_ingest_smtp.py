@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from mailmoat.blobstore import read_blob
 from mailmoat.config import Settings
 from mailmoat.ingest.smtp import INBOUND, INTERNAL, Listening, classify, start_listener
-from mailmoat.ingest.spool import Spool, SpoolRef
+from mailmoat.ingest.spool import KEPT_SUFFIX, Spool, SpoolRef
 from mailmoat.model import Action, Direction
 from tests.support.gateway import count_files, inprocess_gateway, maildir_copies, wait_for
 
@@ -434,7 +435,10 @@ def test_reject_after_250_is_quarantined_end_to_end(settings: Settings) -> None:
     assert rid == qid and action == "quarantine"
     assert any("no backscatter" in r for r in reasons)
     assert maildir_copies(settings.mail_dir, "bob@localhost") == {}
-    assert list((settings.raw_dir).rglob(f"{qid}.eml"))  # kept for release
+    (kept,) = settings.raw_dir.rglob(f"{qid}.*")  # kept for release: the spool entry, linked
+    assert kept.suffix == KEPT_SUFFIX
+    retained = read_blob(str(kept))
+    assert retained is not None and retained.startswith(b"Received: ") and retained.endswith(MSG)
 
 
 def test_idn_domains_match_in_either_form(settings: Settings) -> None:

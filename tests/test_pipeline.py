@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from mailmoat.blobstore import read_blob
 from mailmoat.config import Settings
-from mailmoat.ingest.spool import Spool, SpoolRef
+from mailmoat.ingest.spool import KEPT_SUFFIX, Spool, SpoolRef
 from mailmoat.model import Action, Envelope, Finding, Message, Verdict
 from mailmoat.pipeline import NO_BACKSCATTER, TEMPFAIL_RETRIES, Pipeline
 
@@ -165,3 +170,27 @@ async def test_tempfail_after_250_rescans_then_quarantines(settings: Settings) -
     out = await pipe.process(cur)
     assert out.action is Action.QUARANTINE and scanner.calls == TEMPFAIL_RETRIES + 1
     assert spool.count() == 0 and delivery.delivered == []
+
+
+async def test_retained_copy_is_the_spool_entry_linked(settings: Settings) -> None:
+    pipe, spool, _, store, _, ref = _setup(settings, Action.QUARANTINE)
+    pipe._keep_in = lambda env: settings.raw_dir / "day"
+    out = await pipe.process(ref)
+    assert out.action is Action.QUARANTINE
+    kept = Path(store.records[0][2])
+    assert kept == settings.raw_dir / "day" / f"{ref.id}{KEPT_SUFFIX}"
+    assert read_blob(str(kept)) == b"Subject: s\r\n\r\nhello\r\n"  # readers get the message, not the envelope
+    assert spool.count() == 0
+
+
+async def test_retained_copy_is_written_where_links_fail(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipe, _, _, store, _, ref = _setup(settings, Action.QUARANTINE)
+    pipe._keep_in = lambda env: settings.raw_dir / "day"
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    await pipe.process(ref)
+    written = Path(store.records[0][2])
+    assert written.suffix == ".eml" and written.read_bytes() == b"Subject: s\r\n\r\nhello\r\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailmoat.ingest.spool import MAGIC, Spool, SpoolError
+from mailmoat.ingest.spool import KEPT_SUFFIX, MAGIC, Spool, SpoolError, entry_message
 from mailmoat.model import Direction, Envelope
 
 
@@ -94,3 +94,34 @@ def test_bad_entry_is_an_error_not_a_crash(tmp_path: Path) -> None:
     with pytest.raises(SpoolError):
         spool.load(ref)
     assert os.path.exists(ref.path)  # kept, never silently dropped
+
+
+def test_keep_links_the_entry_as_the_retained_copy(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    raw = b"Subject: kept\r\n\r\nbody\r\n"
+    ref = spool.claim(spool.write(_env(), raw).name, "w0")
+    assert ref is not None
+    folder = tmp_path / "raw" / "2026-11-29"
+    kept = spool.keep(ref, folder, f"{ref.id}{KEPT_SUFFIX}")
+    assert kept.parent == folder and os.path.samefile(kept, ref.path)  # a link, not a second write
+    assert entry_message(kept.read_bytes()) == raw
+    assert spool.keep(ref, folder, kept.name) == kept  # a retry of the same entry: nothing to do
+    spool.done(ref)
+    assert spool.count() == 0 and entry_message(kept.read_bytes()) == raw  # outlives the spool entry
+
+
+def test_keep_replaces_a_stale_file_of_the_same_name(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    ref = spool.claim(spool.write(_env(), b"new\r\n").name, "w0")
+    assert ref is not None
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "x.spool").write_bytes(b"something else")
+    kept = spool.keep(ref, folder, "x.spool")
+    assert os.path.samefile(kept, ref.path) and entry_message(kept.read_bytes()) == b"new\r\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["x.spool"]  # no temporary link left behind
+
+
+def test_entry_message_leaves_plain_messages_alone() -> None:
+    assert entry_message(b"Subject: plain\r\n\r\nx") == b"Subject: plain\r\n\r\nx"
+    assert entry_message(MAGIC + b'{"id":"x"}\nSubject: s\r\n') == b"Subject: s\r\n"

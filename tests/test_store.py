@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailmoat.config import Settings
+from mailmoat.ingest.spool import KEPT_SUFFIX, Spool
 from mailmoat.model import Action, Address, Direction, Envelope, Finding, Message, Part, QrCode, Url, Verdict
 from mailmoat.store.db import Store, normalise_url
 from mailmoat.store.models import IndicatorRow, MessageRow
@@ -181,6 +182,20 @@ def test_retention_purges_old_raw_but_keeps_queued(settings: Settings, store: St
     assert report.files == 1 and report.kept_queued == 1
     assert not Path(paths[e_old.id]).exists() and store.get_message(e_old.id).raw_path == ""  # type: ignore[union-attr]
     assert Path(paths[e_queued.id]).exists() and Path(paths[e_new.id]).exists()
+
+
+def test_retention_purges_kept_spool_entries_too(settings: Settings, store: Store) -> None:
+    old = time.time() - 40 * 86400
+    env, m, v = sample(received_at=old)
+    spool = Spool(settings.spool_dir)
+    ref = spool.claim(spool.write(env, b"raw\r\n").name, "w0")
+    assert ref is not None
+    kept = spool.keep(ref, store.raw_folder(env, settings.raw_dir), f"{env.id}{KEPT_SUFFIX}")
+    spool.done(ref)
+    store.record_message(env, m, v, str(kept))
+    os.utime(kept, (old, old))
+    assert purge_raw(store, settings.raw_dir, settings.retention.raw_days).files == 1
+    assert not kept.exists() and store.get_message(env.id).raw_path == ""  # type: ignore[union-attr]
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------

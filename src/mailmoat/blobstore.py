@@ -1,8 +1,9 @@
 """Retained raw messages where every node reaches them: a (shared) directory, or PostgreSQL large objects.
 
 A blob reference is what `messages.raw_path` holds. Plain paths (every row written before blob
-stores, and the "file" store) stay valid; PostgreSQL large objects are written `pglo:<oid>`.
-`read_blob(ref, store)` reads either kind, so readers need not know which store wrote it.
+stores, the "file" store, and spool entries kept as the retained copy: `*.spool`) stay valid;
+PostgreSQL large objects are written `pglo:<oid>`. `read_blob(ref, store)` reads every kind, so
+readers need not know which store wrote it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, select, text, update
 
 from mailmoat.config import Settings
 from mailmoat.durable import absolute, write_file
+from mailmoat.ingest.spool import KEPT_SUFFIX, entry_message
 from mailmoat.model import Envelope
 
 PG_PREFIX = "pglo:"
@@ -46,9 +48,11 @@ class FileBlobStore:
 
     def get(self, ref: str) -> bytes | None:
         try:
-            return Path(ref).read_bytes()
+            data = Path(ref).read_bytes()
         except OSError:
             return None
+        # A kept spool entry (the gateway's retained copy) starts with its envelope line.
+        return entry_message(data) if ref.endswith(KEPT_SUFFIX) else data
 
     def delete(self, ref: str) -> None:
         with contextlib.suppress(FileNotFoundError):

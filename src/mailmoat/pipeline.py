@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from mailmoat import accounts, metrics
 from mailmoat.config import Settings
-from mailmoat.ingest.spool import Spool, SpoolRef
+from mailmoat.ingest.spool import KEPT_SUFFIX, Spool, SpoolRef
 from mailmoat.model import Action, Direction, Envelope, Message, Verdict
 from mailmoat.store.db import Store
 
@@ -110,6 +110,7 @@ class Pipeline:
         store: StorePort,
         delivery: DeliveryPort,
         retain_raw: Callable[[Envelope, bytes], str] | None = None,
+        keep_in: Callable[[Envelope], Path] | None = None,
     ) -> None:
         self.settings = settings
         self.spool = spool
@@ -117,13 +118,22 @@ class Pipeline:
         self.store = store
         self.delivery = delivery
         self._retain_raw = retain_raw or (lambda env, raw: retain_raw_file(settings.raw_dir, env, raw))
+        self._keep_in = keep_in
 
     def load(self, ref: SpoolRef) -> Loaded:
         """Blocking: read a claimed entry and retain its raw copy (whatever the verdict, it is kept).
 
+        With `keep_in` (the local raw store) the retained copy is the spool entry itself, hard-linked
+        into the folder it names; otherwise, or where linking fails, a copy is written.
         Called in a thread, where the worker claims the entry: one hand-off for all three.
         """
         envelope, raw = self.spool.load(ref)
+        if self._keep_in is not None:
+            try:
+                kept = self.spool.keep(ref, self._keep_in(envelope), f"{envelope.id}{KEPT_SUFFIX}")
+                return Loaded(envelope, raw, str(kept))
+            except OSError as exc:
+                log.debug("cannot link %s into the raw store (%s); writing a copy", ref.name, exc)
         return Loaded(envelope, raw, self._retain_raw(envelope, raw))
 
     async def process(self, ref: SpoolRef, on_verdict: VerdictHook | None = None, loaded: Loaded | None = None) -> Outcome:

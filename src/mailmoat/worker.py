@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mailmoat import metrics
@@ -51,11 +52,14 @@ class Engine:
         self.scanner = Scanner(settings, self.store)
         self.delivery = DeliveryService(settings, self.store)
         retain: Callable[[Envelope, bytes], str] = self.store.retain_raw
+        keep_in: Callable[[Envelope], Path] | None = self.store.raw_folder  # the entry itself, linked
         if settings.blobs.backend != "file" or settings.blobs.path:  # a blob store all nodes reach
             from mailmoat.blobstore import open_blobstore
 
-            retain = open_blobstore(settings, self.store.engine).put
-        self.pipeline = Pipeline(settings, spool, self.scanner, self.store, self.delivery, retain_raw=retain)
+            retain, keep_in = open_blobstore(settings, self.store.engine).put, None
+        self.pipeline = Pipeline(
+            settings, spool, self.scanner, self.store, self.delivery, retain_raw=retain, keep_in=keep_in
+        )
 
     async def handle(self, name: str, hook: VerdictHook | None = None) -> Outcome | None:
         """Claim one entry and process it; None when another worker had claimed it."""

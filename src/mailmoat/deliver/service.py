@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mailmoat.blobstore import PG_PREFIX, read_blob
 from mailmoat.config import Settings
 from mailmoat.deliver import dsn as dsn_mod
 from mailmoat.deliver import queue, relay
@@ -255,13 +256,11 @@ class DeliveryService:
         status = "in_progress" if c.status in (SENDING, PENDING) else c.status
         return DeliveryOutcome(c.recipient, c.mailbox, c.tracking_id, status, c.reply, c.location, c.attempts)
 
-    async def _read_raw(self, path: str) -> bytes | None:
-        if not path:
+    async def _read_raw(self, ref: str) -> bytes | None:
+        """The retained message behind `messages.raw_path`, whichever blob store holds it."""
+        if not ref:
             return None
-        try:
-            return await asyncio.to_thread(Path(path).read_bytes)
-        except OSError:
-            return None
+        return await asyncio.to_thread(read_blob, ref, self.store.engine)
 
     async def _send_claims(
         self,
@@ -383,7 +382,7 @@ class DeliveryService:
     async def _ensure_raw(self, envelope: Envelope, raw: bytes) -> None:
         """A deferred copy needs the raw message after the spool entry is gone: keep it if nobody did."""
         row = await asyncio.to_thread(self.store.get_message, envelope.id)
-        if row is not None and row.raw_path and Path(row.raw_path).is_file():
+        if row is not None and row.raw_path and (row.raw_path.startswith(PG_PREFIX) or Path(row.raw_path).is_file()):
             return
         path = await asyncio.to_thread(self.store.retain_raw, envelope, raw, self.settings.raw_dir)
         await asyncio.to_thread(self.store.set_message_fields, envelope.id, raw_path=path)

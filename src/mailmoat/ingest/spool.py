@@ -9,7 +9,9 @@ Layout under the spool directory::
 
 One entry is one file ``<envelope id>.<attempt>``: a magic line, the envelope as one JSON line,
 then the raw message bytes. Claiming is a rename, so exactly one worker wins an entry even when
-several are notified of it.
+several are notified of it. A claimed entry is hard-linked into the raw store as the retained copy
+(`keep`): the message is written and fsynced once, and readers of a kept copy (`*.spool`) skip the
+envelope with `entry_message`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mailmoat.durable import fsync_dir
 from mailmoat.model import Envelope
 
 MAGIC = b"MAILMOAT-SPOOL 1\n"
+KEPT_SUFFIX = ".spool"  # a retained copy that is a spool entry (envelope line first), not a bare message
 
 
 class SpoolError(RuntimeError):
@@ -50,6 +53,23 @@ class SpoolRef:
         return int(tail) if tail.isdigit() else 0
 
 
+
+
+def split_entry(data: bytes) -> tuple[Envelope, bytes]:
+    """The envelope and the message of a spool entry's bytes."""
+    if not data.startswith(MAGIC):
+        raise SpoolError("not a mailmoat spool entry")
+    head_end = data.index(b"\n", len(MAGIC))
+    return Envelope.from_dict(json.loads(data[len(MAGIC) : head_end])), data[head_end + 1 :]
+
+
+def entry_message(data: bytes) -> bytes:
+    """The message of a kept spool entry (see `Spool.keep`); bytes without the spool header are
+    returned as they are."""
+    if not data.startswith(MAGIC):
+        return data
+    end = data.find(b"\n", len(MAGIC))
+    return data[end + 1 :] if end >= 0 else b""
 
 
 def _valid_name(name: str) -> bool:
@@ -157,11 +177,35 @@ class Spool:
 
     def load(self, ref: SpoolRef) -> tuple[Envelope, bytes]:
         data = ref.path.read_bytes()
-        if not data.startswith(MAGIC):
-            raise SpoolError(f"{ref.path}: not a mailmoat spool entry")
-        head_end = data.index(b"\n", len(MAGIC))
-        envelope = Envelope.from_dict(json.loads(data[len(MAGIC) : head_end]))
-        return envelope, data[head_end + 1 :]
+        try:
+            return split_entry(data)
+        except SpoolError:
+            raise SpoolError(f"{ref.path}: not a mailmoat spool entry") from None
+
+    def keep(self, ref: SpoolRef, folder: Path, name: str) -> Path:
+        """Hard-link a claimed entry as `folder/name`, durably (directory fsync): a retained copy
+        that costs no second write of the message. The entry's file is never rewritten, only renamed,
+        so the link stays identical to what was acknowledged. Raises OSError where links are not
+        possible (another file system): the caller then writes a copy.
+        """
+        final = folder / name
+        try:
+            try:
+                os.link(ref.path, final)
+            except FileNotFoundError:
+                if not ref.path.exists():
+                    raise
+                folder.mkdir(parents=True, exist_ok=True)  # the folder's first file
+                os.link(ref.path, final)
+        except FileExistsError:
+            if not os.path.samefile(ref.path, final):  # not this entry's own link from an earlier try
+                tmp = folder / f".{name}.{os.getpid()}.tmp"
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                os.link(ref.path, tmp)
+                os.replace(tmp, final)
+        fsync_dir(folder)
+        return final
 
     # -- finishing -------------------------------------------------------------------------
 

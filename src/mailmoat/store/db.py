@@ -260,11 +260,15 @@ class Store:
     # -- raw messages --------------------------------------------------------------------
     def retain_raw(self, envelope: Envelope, raw: bytes, raw_dir: str | os.PathLike[str] | None = None) -> str:
         """Keep the raw message for re-scan, release and retry: `<raw_dir>/<YYYY-MM-DD>/<id>.eml`, durably."""
+        return str(write_file(self.raw_folder(envelope, raw_dir), f"{envelope.id}.eml", raw))
+
+    def raw_folder(self, envelope: Envelope, raw_dir: str | os.PathLike[str] | None = None) -> Path:
+        """The day folder that holds a message's retained copy (a written `.eml` or a kept spool entry)."""
         base = Path(raw_dir) if raw_dir is not None else self.raw_dir
         if base is None:
             raise ValueError("no raw_dir given to Store or retain_raw")
         day = datetime.fromtimestamp(envelope.received_at, UTC).strftime("%Y-%m-%d")
-        return str(write_file(absolute(base) / day, f"{envelope.id}.eml", raw))
+        return absolute(base) / day
 
     # -- messages ------------------------------------------------------------------------
     def record_message(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from mailmoat.ingest.spool import KEPT_SUFFIX
 from mailmoat.store.db import DEFERRED, PENDING, SENDING, Store
 from mailmoat.store.models import DeliveryRow, MessageRow
 
@@ -53,7 +54,7 @@ def purge_raw(store: Store, raw_dir: str | os.PathLike[str], days: int, now: flo
                 continue
             if st.st_mtime >= cutoff:
                 continue
-            msg_id = f.name.split(".", 1)[0] if f.suffix == ".eml" else ""
+            msg_id = f.name.split(".", 1)[0] if f.suffix in (".eml", KEPT_SUFFIX) else ""
             if msg_id in queued:
                 report.kept_queued += 1
                 continue
