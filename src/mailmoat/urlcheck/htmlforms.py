@@ -12,6 +12,9 @@ from selectolax.lexbor import LexborHTMLParser
 
 MAX_HTML = 2 * 1024 * 1024
 _REMOTE = re.compile(r"^(?:https?:)?//", re.I)
+# HTML tag names are read literally (no entities, no escapes), so a document without this text has
+# no input or form element and needs no parse.
+_FORM_TAG = re.compile(r"<(?:input|form)", re.I)
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class HtmlIssue:
 def inspect_html(html: str) -> list[HtmlIssue]:
     """Password inputs and forms posting to a web site in one HTML document."""
     text = html[:MAX_HTML]
-    if "<" not in text:
+    if not _FORM_TAG.search(text):  # an input or form element always starts with one of these tags
         return []
     try:
         tree = LexborHTMLParser(text)
