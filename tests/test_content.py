@@ -133,3 +133,17 @@ async def test_preview_text_padding_is_not_zero_width_evasion(settings: Settings
     # Newsletters pad their preview text with zero-width joiners between spaces: not a trick.
     body = "Our autumn programme \u200c \u200c \u200c \u200c is out. Read it at https://www.example.org/autumn\r\n"
     assert "CONTENT_ZERO_WIDTH" not in await run(settings, parse(_raw("Autumn programme", body)))
+
+
+def test_fast_counts_equal_the_patterns_they_replace() -> None:
+    import random
+
+    from mailmoat.analyzers.content import _CAPS_WORD, _GARBAGE, _count_caps_words, _count_garbage
+
+    rng = random.Random(7)
+    pieces = ["HELLO", "World", "FOO_BAR", "A1B2", "I", "OK", "ok", "x", "\x01", "\x0b", "\t", "\n", " ", ",", "_",
+              "9", "URGENT!", "ÄBC", "\ufffd", "\ue000", "ABC\u00e9", "NOW-NOW", "a.B.C"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(0, 40)))
+        assert _count_caps_words(text) == len(_CAPS_WORD.findall(text)), text
+        assert _count_garbage(text) == len(_GARBAGE.findall(text)), text

@@ -91,6 +91,26 @@ _MONEY_NEEDS = ("$", "€", "£", "¥", "usd", "dollars", "euro", "元")
 # Fewer capitalised words than this cannot be a quarter of the 30 words CONTENT_BODY_CAPS needs.
 _MIN_CAPS = 8
 _GARBAGE = re.compile("[\ufffd\ue000-\uf8ff\x00-\x08\x0b\x0c\x0e-\x1f]")
+# ASCII text: `\b` needs a word character on one side only, so a `_CAPS_WORD` match is a whole run
+# of word characters ([A-Za-z0-9_]) that is all capitals. Splitting on everything else and testing
+# the runs is what the pattern finds, without trying it at every position of the text.
+_NOT_WORD = bytes(c if chr(c).isalnum() and c < 128 or c == 0x5F else 0x20 for c in range(256))
+_CONTROL_KEEP = bytes(c for c in range(256) if not (c <= 0x08 or c in (0x0B, 0x0C) or 0x0E <= c <= 0x1F))
+
+
+def _count_caps_words(text: str) -> int:
+    """len(_CAPS_WORD.findall(text))."""
+    if not text.isascii():
+        return len(_CAPS_WORD.findall(text))
+    upper = [w for w in text.encode("ascii").translate(_NOT_WORD).split() if w.isupper()]
+    return sum(1 for w in upper if len(w) > 1 and w.isalpha())
+
+
+def _count_garbage(text: str) -> int:
+    """len(_GARBAGE.findall(text)): in ASCII text only control characters can match."""
+    if text.isascii():
+        return len(text.encode("ascii").translate(None, _CONTROL_KEEP))
+    return len(_GARBAGE.findall(text))
 
 
 def _search(pattern: re.Pattern[str], needs: tuple[str, ...], text: str, low: str) -> str | None:
@@ -182,7 +202,7 @@ class ContentAnalyzer(BaseAnalyzer):
             out.append(self.finding("CONTENT_ZERO_WIDTH", f"{zw} zero-width character(s)", {"count": zw}))
 
         low = body.lower()
-        caps = len(_CAPS_WORD.findall(body))
+        caps = _count_caps_words(body)
         if caps >= _MIN_CAPS:
             words = len(_ASCII_WORD.findall(body))
             if words >= 30 and caps / words > 0.25:
@@ -203,7 +223,7 @@ class ContentAnalyzer(BaseAnalyzer):
         if bad:
             out.append(self.finding("CONTENT_UNDECODABLE", "; ".join(bad[:3])[:300]))
         if len(body) >= 50:
-            garbage = len(_GARBAGE.findall(body))
+            garbage = _count_garbage(body)
             if garbage / len(body) > 0.15:
                 out.append(
                     self.finding(
