@@ -94,7 +94,7 @@ _GARBAGE = re.compile("[\ufffd\ue000-\uf8ff\x00-\x08\x0b\x0c\x0e-\x1f]")
 # ASCII text: `\b` needs a word character on one side only, so a `_CAPS_WORD` match is a whole run
 # of word characters ([A-Za-z0-9_]) that is all capitals. Splitting on everything else and testing
 # the runs is what the pattern finds, without trying it at every position of the text.
-_NOT_WORD = bytes(c if chr(c).isalnum() and c < 128 or c == 0x5F else 0x20 for c in range(256))
+_NOT_WORD = bytes(c if (chr(c).isalnum() and c < 128) or c == 0x5F else 0x20 for c in range(256))
 _CONTROL_KEEP = bytes(c for c in range(256) if not (c <= 0x08 or c in (0x0B, 0x0C) or 0x0E <= c <= 0x1F))
 
 
