@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 from pathlib import Path
 
 
@@ -15,6 +16,75 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _DirState:
+    __slots__ = ("busy", "done", "issued", "users")
+
+    def __init__(self) -> None:
+        self.issued = 0  # tickets handed out: one per caller, after its rename
+        self.done = 0  # every ticket up to this one is covered by a finished fsync
+        self.busy = False
+        self.users = 0
+
+
+class GroupDirSync:
+    """`fsync_dir` shared by the threads that wait for the same directory at the same time.
+
+    A caller's rename happened before it took its ticket; the fsync that covers it starts after
+    the ticket was handed out, so one fsync makes every rename made before it durable. A caller
+    returns only when an fsync that covers it has finished (or raises that fsync's error, after
+    which the next waiter tries again).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._dirs: dict[str, _DirState] = {}
+
+    def sync(self, path: Path) -> None:
+        key = os.fspath(path)
+        with self._cond:
+            st = self._dirs.get(key)
+            if st is None:
+                st = self._dirs[key] = _DirState()
+            st.issued += 1
+            ticket = st.issued
+            st.users += 1
+            try:
+                while st.busy and st.done < ticket:
+                    self._cond.wait()
+            except BaseException:
+                self._leave(key, st)
+                raise
+            if st.done >= ticket:
+                self._leave(key, st)
+                return
+            st.busy = True
+            upto = st.issued
+        ok = False
+        try:
+            fsync_dir(path)
+            ok = True
+        finally:
+            with self._cond:
+                st.busy = False
+                if ok:
+                    st.done = max(st.done, upto)
+                self._leave(key, st)
+                self._cond.notify_all()
+
+    def _leave(self, key: str, st: _DirState) -> None:
+        st.users -= 1
+        if st.users == 0 and not st.busy:  # nobody holds a ticket: forget the directory
+            del self._dirs[key]
+
+
+_GROUP = GroupDirSync()
+
+
+def fsync_dir_shared(path: Path) -> None:
+    """`fsync_dir`, one fsync for all threads of this process that need it at the same time."""
+    _GROUP.sync(path)
 
 
 def write_file(folder: Path, name: str, data: bytes, mode: int = 0o640) -> Path:
@@ -38,7 +108,7 @@ def write_file(folder: Path, name: str, data: bytes, mode: int = 0o640) -> Path:
     finally:
         os.close(fd)
     os.replace(tmp, final)
-    fsync_dir(folder)
+    fsync_dir_shared(folder)
     return final
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailmoat.durable import fsync_dir
+from mailmoat.durable import fsync_dir_shared
 
 _UNSAFE_HOST = re.compile(r"[/:\\\s]")
 
@@ -113,7 +113,7 @@ class MaildirStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        fsync_dir(mbox / "new")
+        fsync_dir_shared(mbox / "new")
         return StoredCopy(final, already)
 
 

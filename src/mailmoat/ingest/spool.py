@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailmoat.durable import fsync_dir
+from mailmoat.durable import fsync_dir, fsync_dir_shared
 from mailmoat.model import Envelope
 
 MAGIC = b"MAILMOAT-SPOOL 1\n"
@@ -131,7 +131,7 @@ class Spool:
             os.close(fd)
         final = self.new / name
         os.rename(tmp, final)
-        fsync_dir(self.new)
+        fsync_dir_shared(self.new)  # one fsync for the sessions spooling at the same time
         return SpoolRef(name, final)
 
     # -- reading and claiming ----------------------------------------------------------------
@@ -204,7 +204,7 @@ class Spool:
                     tmp.unlink()
                 os.link(ref.path, tmp)
                 os.replace(tmp, final)
-        fsync_dir(folder)
+        fsync_dir_shared(folder)
         return final
 
     # -- finishing -------------------------------------------------------------------------
