@@ -223,6 +223,9 @@ def serve(
         check(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
+    from mailmoat.worker import tune_gc
+
+    tune_gc()  # the listener (and an in-process pool) handle a stream of messages too
     try:
         asyncio.run(run(settings))
     except (SpoolError, GatewayError) as exc:
