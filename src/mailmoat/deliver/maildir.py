@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailmoat.durable import fsync_dir_shared
 
+_TMP_SEQ = itertools.count()
 _UNSAFE_HOST = re.compile(r"[/:\\\s]")
 
 
@@ -93,7 +94,7 @@ class MaildirStore:
             if found is not None:
                 return StoredCopy(found, True)
         name = self.file_name(tracking_id, epoch)
-        tmp = mbox / "tmp" / f"{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        tmp = mbox / "tmp" / f"{name}.{os.getpid()}.{next(_TMP_SEQ)}"  # unique per process and thread
         final = mbox / "new" / name
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
