@@ -125,3 +125,27 @@ def test_keep_replaces_a_stale_file_of_the_same_name(tmp_path: Path) -> None:
 def test_entry_message_leaves_plain_messages_alone() -> None:
     assert entry_message(b"Subject: plain\r\n\r\nx") == b"Subject: plain\r\n\r\nx"
     assert entry_message(MAGIC + b'{"id":"x"}\nSubject: s\r\n') == b"Subject: s\r\n"
+
+
+def test_first_claims_from_many_threads_lose_nothing(tmp_path: Path) -> None:
+    """The owner's work directory does not exist before its first claim; threads racing to make it
+    must still each claim their own entry."""
+    import threading
+
+    for _ in range(5):
+        spool = Spool(tmp_path / f"s{_}")
+        names = [spool.write(_env(), b"x\r\n").name for _ in range(16)]
+        got: dict[str, object] = {}
+        barrier = threading.Barrier(len(names))
+
+        def take(name: str) -> None:
+            barrier.wait()
+            got[name] = spool.claim(name, "w0")
+
+        threads = [threading.Thread(target=take, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(got[n] is not None for n in names)
+        assert spool.pending() == []

@@ -166,8 +166,9 @@ class Spool:
         try:
             os.rename(self.new / name, dest)
         except FileNotFoundError:
-            if dest_dir.is_dir():
-                return None
+            # Either the entry is gone (another worker took it) or this owner's directory does
+            # not exist yet: make sure of the directory and try once more. (Judging by the
+            # directory alone lost entries to a thread that had just created it.)
             dest_dir.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(self.new / name, dest)
