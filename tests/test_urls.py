@@ -205,6 +205,33 @@ async def test_new_domains_with_store_history(settings: Settings, tmp_path: Path
     store.close()
 
 
+def test_seen_domains_are_remembered_and_only_new_ones_are_looked_up(tmp_path: Path) -> None:
+    from mailmoat.urlcheck.history import History
+
+    store = Store(f"sqlite:///{tmp_path / 'h.db'}")
+    msg = message(simple("a@partner.example"), urls=[url("https://known-site.example/p")])
+    store.record_message(Envelope(mail_from="a@partner.example", rcpt_tos=[f"s@{ORG}"]), msg, Verdict(action=Action.DELIVER, score=0))
+    history = History(store)
+    queries = 0
+    real = history._session
+
+    def counting() -> object:
+        nonlocal queries
+        queries += 1
+        return real()
+
+    history._session = counting  # type: ignore[method-assign]
+    ask = {"known-site.example": ["www.known-site.example"], "fresh-site.example": ["fresh-site.example"]}
+    assert history.unseen_domains(ask) == {"fresh-site.example"} and queries == 1
+    assert history.unseen_domains({"known-site.example": []}) == set() and queries == 1  # remembered
+    assert history.unseen_domains(ask) == {"fresh-site.example"} and queries == 2  # never remembered as unseen
+    later = message(simple("b@partner.example"), urls=[url("https://fresh-site.example/x")])
+    store.record_message(Envelope(mail_from="b@partner.example", rcpt_tos=[f"s@{ORG}"]), later, Verdict(action=Action.DELIVER, score=0))
+    assert history.unseen_domains(ask) == set() and queries == 3
+    assert history.unseen_domains(ask) == set() and queries == 3
+    store.close()
+
+
 def test_html_forms_found_in_any_letter_case_and_skipped_without_tags() -> None:
     from mailmoat.urlcheck.htmlforms import inspect_html
 

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 # Until the store has recorded this many messages, "never seen before" means nothing.
 MIN_HISTORY = 200
+SEEN_CACHE = 100_000  # domains and hosts remembered as seen, per process
 
 
 class History:
@@ -23,6 +24,9 @@ class History:
         self.store = store
         self.min_history = min_history
         self._size: tuple[float, int] | None = None
+        # Domains and hosts known to be in the store: once recorded a domain stays "seen", so
+        # a message whose domains are all known needs no query (most mail repeats its domains).
+        self._seen: dict[str, None] = {}
 
     def _session(self) -> Any:
         return self.store.session()
@@ -49,7 +53,11 @@ class History:
         """Registrable domains (keys) of which neither the domain nor any of its hosts (values) was ever recorded."""
         if not domains:
             return set()
-        values = {v for reg, hosts in domains.items() for v in [reg, *hosts]}
+        known = self._seen
+        ask = {reg: hosts for reg, hosts in domains.items() if reg not in known and not known.keys() & hosts}
+        if not ask:
+            return set()
+        values = {v for reg, hosts in ask.items() for v in [reg, *hosts]}
         try:
             with self._session() as s:
                 rows = s.execute(
@@ -61,7 +69,11 @@ class History:
         except Exception as exc:
             log.warning("store history unavailable: %s", exc)
             return None
-        return {reg for reg, hosts in domains.items() if reg not in seen and not seen.intersection(hosts)}
+        if len(known) + len(seen) > SEEN_CACHE:
+            for old in list(known)[: len(known) // 2]:  # the oldest half
+                del known[old]
+        known.update(dict.fromkeys(seen))
+        return {reg for reg, hosts in ask.items() if reg not in seen and not seen.intersection(hosts)}
 
     def display_names(self, addr: str, before: float, limit: int = 5000) -> tuple[int, set[str]] | None:
         """(messages recorded from this From address before `before`, display names it used), or None when unknown.
