@@ -130,22 +130,26 @@ def test_entry_message_leaves_plain_messages_alone() -> None:
 def test_first_claims_from_many_threads_lose_nothing(tmp_path: Path) -> None:
     """The owner's work directory does not exist before its first claim; threads racing to make it
     must still each claim their own entry."""
+    for attempt in range(5):
+        spool = Spool(tmp_path / f"s{attempt}")
+        names = [spool.write(_env(), b"x\r\n").name for _ in range(16)]
+        assert all(got is not None for got in _claim_together(spool, names).values())
+        assert spool.pending() == []
+
+
+def _claim_together(spool: Spool, names: list[str]) -> dict[str, object]:
     import threading
 
-    for _ in range(5):
-        spool = Spool(tmp_path / f"s{_}")
-        names = [spool.write(_env(), b"x\r\n").name for _ in range(16)]
-        got: dict[str, object] = {}
-        barrier = threading.Barrier(len(names))
+    got: dict[str, object] = {}
+    barrier = threading.Barrier(len(names))
 
-        def take(name: str) -> None:
-            barrier.wait()
-            got[name] = spool.claim(name, "w0")
+    def take(name: str) -> None:
+        barrier.wait()
+        got[name] = spool.claim(name, "w0")
 
-        threads = [threading.Thread(target=take, args=(n,)) for n in names]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert all(got[n] is not None for n in names)
-        assert spool.pending() == []
+    threads = [threading.Thread(target=take, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
