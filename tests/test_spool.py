@@ -102,10 +102,10 @@ def test_keep_links_the_entry_as_the_retained_copy(tmp_path: Path) -> None:
     ref = spool.claim(spool.write(_env(), raw).name, "w0")
     assert ref is not None
     folder = tmp_path / "raw" / "2026-11-29"
-    kept = spool.keep(ref, folder, f"{ref.id}{KEPT_SUFFIX}")
-    assert kept.parent == folder and os.path.samefile(kept, ref.path)  # a link, not a second write
+    kept, made = spool.keep(ref, folder, f"{ref.id}{KEPT_SUFFIX}")
+    assert made and kept.parent == folder and os.path.samefile(kept, ref.path)  # a link, not a second write
     assert entry_message(kept.read_bytes()) == raw
-    assert spool.keep(ref, folder, kept.name) == kept  # a retry of the same entry: nothing to do
+    assert spool.keep(ref, folder, kept.name) == (kept, False)  # a retry of the same entry: nothing to do
     spool.done(ref)
     assert spool.count() == 0 and entry_message(kept.read_bytes()) == raw  # outlives the spool entry
 
@@ -117,7 +117,7 @@ def test_keep_replaces_a_stale_file_of_the_same_name(tmp_path: Path) -> None:
     folder = tmp_path / "raw"
     folder.mkdir()
     (folder / "x.spool").write_bytes(b"something else")
-    kept = spool.keep(ref, folder, "x.spool")
+    kept, _ = spool.keep(ref, folder, "x.spool")
     assert os.path.samefile(kept, ref.path) and entry_message(kept.read_bytes()) == b"new\r\n"
     assert sorted(p.name for p in folder.iterdir()) == ["x.spool"]  # no temporary link left behind
 

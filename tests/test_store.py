@@ -190,7 +190,7 @@ def test_retention_purges_kept_spool_entries_too(settings: Settings, store: Stor
     spool = Spool(settings.spool_dir)
     ref = spool.claim(spool.write(env, b"raw\r\n").name, "w0")
     assert ref is not None
-    kept = spool.keep(ref, store.raw_folder(env, settings.raw_dir), f"{env.id}{KEPT_SUFFIX}")
+    kept, _ = spool.keep(ref, store.raw_folder(env, settings.raw_dir), f"{env.id}{KEPT_SUFFIX}")
     spool.done(ref)
     store.record_message(env, m, v, str(kept))
     os.utime(kept, (old, old))

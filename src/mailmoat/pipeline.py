@@ -57,7 +57,7 @@ class RecordingDeliveryPort(Protocol):
     """A delivery that also writes the message record, in the same transaction as its claims."""
 
     async def record_and_deliver(
-        self, envelope: Envelope, raw: bytes, verdict: Verdict, message: Message, raw_path: str
+        self, envelope: Envelope, raw: bytes, verdict: Verdict, message: Message, raw_path: str, *, first: bool | None = None
     ) -> Sequence[object]: ...
 
 
@@ -68,6 +68,9 @@ class Loaded:
     envelope: Envelope
     raw: bytes
     raw_path: str
+    # True: no earlier attempt of this entry got as far as delivering (its raw copy was linked by
+    # this one); False: one may have; None: not known (the raw copy was written, not linked).
+    first: bool | None = None
 
 
 @dataclass
@@ -130,8 +133,8 @@ class Pipeline:
         envelope, raw = self.spool.load(ref)
         if self._keep_in is not None:
             try:
-                kept = self.spool.keep(ref, self._keep_in(envelope), f"{envelope.id}{KEPT_SUFFIX}")
-                return Loaded(envelope, raw, str(kept))
+                kept, made = self.spool.keep(ref, self._keep_in(envelope), f"{envelope.id}{KEPT_SUFFIX}")
+                return Loaded(envelope, raw, str(kept), first=made)
             except OSError as exc:
                 log.debug("cannot link %s into the raw store (%s); writing a copy", ref.name, exc)
         return Loaded(envelope, raw, self._retain_raw(envelope, raw))
@@ -182,7 +185,9 @@ class Pipeline:
         t1 = time.perf_counter()
         if isinstance(self.delivery, RecordingDeliveryPort):
             # One transaction (one commit) records the message and claims its copies.
-            deliveries = await self.delivery.record_and_deliver(envelope, raw, verdict, message, raw_path)
+            deliveries = await self.delivery.record_and_deliver(
+                envelope, raw, verdict, message, raw_path, first=loaded.first
+            )
         else:
             await asyncio.to_thread(self.store.record_message, envelope, message, verdict, raw_path)
             t1 = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -88,13 +89,28 @@ class DeliveryService:
         return await self._deliver(envelope, raw, verdict, None)
 
     async def record_and_deliver(
-        self, envelope: Envelope, raw: bytes, verdict: Verdict, message: Message, raw_path: str
+        self,
+        envelope: Envelope,
+        raw: bytes,
+        verdict: Verdict,
+        message: Message,
+        raw_path: str,
+        *,
+        first: bool | None = None,
     ) -> list[DeliveryOutcome]:
-        """`Store.record_message` then `deliver`, with the record and the claims in one transaction."""
-        return await self._deliver(envelope, raw, verdict, (message, raw_path))
+        """`Store.record_message` then `deliver`, with the record and the claims in one transaction.
+
+        `first` is what the caller knows of earlier attempts of this message. True: none reached
+        delivery (its spool entry was linked into the raw store just now), so a local copy is
+        written before anything is recorded and the record, claim and outcome take one commit.
+        False: an earlier attempt may have written a copy it did not record (the path just
+        described), so the mailbox is searched before writing. None: nothing known; a copy is only
+        ever written after its claim was committed, so the claim tells.
+        """
+        return await self._deliver(envelope, raw, verdict, (message, raw_path), first=first)
 
     async def _deliver(
-        self, envelope: Envelope, raw: bytes, verdict: Verdict, record: tuple[Message, str] | None
+        self, envelope: Envelope, raw: bytes, verdict: Verdict, record: tuple[Message, str] | None, *, first: bool | None = None
     ) -> list[DeliveryOutcome]:
         copies, dupes = self._copies(envelope)
         if verdict.action == Action.REJECT:
@@ -110,9 +126,14 @@ class DeliveryService:
         stale = float("inf") if self.local else now
         send: dict[str, Any] = {"lease_until": now + self.lease, "claimable": (PENDING,), "stale_before": stale}
         if self.local and len(copies) == 1:
-            # The common case, one copy into the local store: claim, write and finish in one
-            # thread hop (record+claim commit, Maildir write, finish commit).
-            done = await asyncio.to_thread(self._claim_store_finish, envelope, raw, verdict, copies, record, send)
+            # The common case, one copy into the local store, in one thread hop: on a first attempt
+            # write, then record+claim+finish in one commit; otherwise claim (commit), write, finish.
+            if first and record is not None:
+                done = await asyncio.to_thread(self._store_record_finish, envelope, raw, verdict, copies, record, send)
+            else:
+                done = await asyncio.to_thread(
+                    self._claim_store_finish, envelope, raw, verdict, copies, record, send, first is False
+                )
             if done is not None:
                 return done + dupes
         claims = await self._claim(envelope, verdict, copies, record, send)
@@ -126,8 +147,11 @@ class DeliveryService:
         copies: list[tuple[int, str, str, str]],
         record: tuple[Message, str] | None,
         how: dict[str, Any],
+        search: bool = False,
     ) -> list[DeliveryOutcome] | None:
-        """Blocking: deliver one local copy; None when the outcome needs the async path (retry, DSN)."""
+        """Blocking: deliver one local copy; None when the outcome needs the async path (retry, DSN).
+
+        `search`: look for the copy in the mailbox even when its claim is new (see `record_and_deliver`)."""
         if record is None:
             claims = self.store.claim(envelope.id, copies, ensure=(envelope, verdict), **how)
         else:
@@ -135,6 +159,8 @@ class DeliveryService:
         (c,) = claims
         if not c.claimed:
             return [self._outcome_of(c)]
+        if search:
+            c = dataclasses.replace(c, fresh=False)
         base = prepare_base(raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix)
         attempt = self._store_one(envelope, base, c)
         if not attempt[0].ok:
@@ -143,6 +169,35 @@ class DeliveryService:
         self.store.finish(results)
         self._log(outcomes.values(), retried=False)
         return [outcomes[c.tracking_id]]
+
+    def _store_record_finish(
+        self,
+        envelope: Envelope,
+        raw: bytes,
+        verdict: Verdict,
+        copies: list[tuple[int, str, str, str]],
+        record: tuple[Message, str],
+        how: dict[str, Any],
+    ) -> list[DeliveryOutcome] | None:
+        """Blocking, first attempt only: write the local copy, then record it with one commit; None
+        when the write failed (the claim path then records a retry)."""
+        ((idx, rcpt, mailbox, tid),) = copies
+        # Nothing was delivered before (first attempt): the copy needs no search of the mailbox.
+        c = Claim(idx, rcpt, mailbox, tid, claimed=True, fresh=True, status=SENDING, attempts=0)
+        base = prepare_base(raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix)
+        attempt = self._store_one(envelope, base, c)
+        if not attempt[0].ok:
+            return None
+        results, outcomes, _failures, _deferred = self._plan(envelope, [c], [attempt])
+        message, raw_path = record
+        (got,) = self.store.record_claim_finish(
+            envelope, message, verdict, raw_path, copies, results, lease_until=how["lease_until"]
+        )
+        if not got.claimed:  # a row from elsewhere (not expected on a first attempt): it stands
+            log.warning("message %s: copy %s was already %s; kept as recorded", envelope.id, tid, got.status)
+            return [self._outcome_of(got)]
+        self._log(outcomes.values(), retried=False)
+        return [outcomes[tid]]
 
     async def _claim(
         self,

@@ -183,13 +183,17 @@ class Spool:
         except SpoolError:
             raise SpoolError(f"{ref.path}: not a mailmoat spool entry") from None
 
-    def keep(self, ref: SpoolRef, folder: Path, name: str) -> Path:
+    def keep(self, ref: SpoolRef, folder: Path, name: str) -> tuple[Path, bool]:
         """Hard-link a claimed entry as `folder/name`, durably (directory fsync): a retained copy
         that costs no second write of the message. The entry's file is never rewritten, only renamed,
         so the link stays identical to what was acknowledged. Raises OSError where links are not
         possible (another file system): the caller then writes a copy.
+
+        Returns the path and whether this call made the link: False means an earlier attempt of
+        this entry made it (and may have gone on to deliver), since it is made before anything else.
         """
         final = folder / name
+        made = True
         try:
             try:
                 os.link(ref.path, final)
@@ -199,6 +203,7 @@ class Spool:
                 folder.mkdir(parents=True, exist_ok=True)  # the folder's first file
                 os.link(ref.path, final)
         except FileExistsError:
+            made = False
             if not os.path.samefile(ref.path, final):  # not this entry's own link from an earlier try
                 tmp = folder / f".{name}.{os.getpid()}.tmp"
                 with contextlib.suppress(FileNotFoundError):
@@ -206,7 +211,7 @@ class Spool:
                 os.link(ref.path, tmp)
                 os.replace(tmp, final)
         fsync_dir_shared(folder)
-        return final
+        return final, made
 
     # -- finishing -------------------------------------------------------------------------
 
