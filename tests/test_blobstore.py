@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -68,5 +69,45 @@ def test_postgres_large_objects(pg_url: str) -> None:  # noqa: F811
         assert read_blob(ref, store.engine) is None
         row = store.get_message(env.id)
         assert isinstance(row, MessageRow) and row.raw_path == ""
+    finally:
+        store.close()
+
+
+def test_retention_purges_a_shared_blob_directory_too(tmp_path: Path) -> None:
+    from mailmoat.store.retention import purge_everywhere
+
+    s = Settings()
+    s.data_dir = str(tmp_path / "var")
+    s.blobs.path = str(tmp_path / "shared")
+    store = Store(s.db_url, raw_dir=s.raw_dir)
+    try:
+        env = _env(2)
+        ref = open_blobstore(s).put(env, b"old raw")
+        store.ensure_message(env, Verdict(Action.DELIVER, 0.0, [], []))
+        store.set_message_fields(env.id, raw_path=ref)
+        old = time.time() - 40 * 86400
+        os.utime(ref, (old, old))
+        assert purge_everywhere(store, s).files == 1
+        assert read_blob(ref) is None and store.get_message(env.id).raw_path == ""  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_retention_purges_large_objects(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    from mailmoat.store.retention import purge_everywhere
+
+    s = Settings()
+    s.data_dir = str(tmp_path)
+    s.db = pg_url
+    s.blobs.backend = "postgres"
+    store = Store(pg_url, raw_dir=s.raw_dir)
+    try:
+        env = _env(3)
+        ref = PgBlobStore(store.engine).put(env, b"old raw")
+        store.ensure_message(env, Verdict(Action.DELIVER, 0.0, [], []))
+        store.set_message_fields(env.id, raw_path=ref, received_at=time.time() - 40 * 86400)
+        assert purge_everywhere(store, s).files == 1
+        assert read_blob(ref, store.engine) is None
     finally:
         store.close()

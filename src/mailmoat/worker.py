@@ -87,7 +87,7 @@ class Engine:
 
         await asyncio.gather(
             self.delivery.run_retry_queue(stop),
-            run_retention(self.store, self.settings.raw_dir, self.settings.retention.raw_days, stop),
+            run_retention(self.store, self.settings, stop),
         )
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Retention: delete retained raw messages older than `retention.raw_days`, except those still queued."""
+"""Retention: delete retained raw messages older than `retention.raw_days` (files or large objects), except those still queued."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from mailmoat.config import Settings
 from mailmoat.ingest.spool import KEPT_SUFFIX
 from mailmoat.store.db import DEFERRED, PENDING, SENDING, Store
 from mailmoat.store.models import DeliveryRow, MessageRow
@@ -73,11 +74,29 @@ def purge_raw(store: Store, raw_dir: str | os.PathLike[str], days: int, now: flo
     return report
 
 
-async def run_retention(store: Store, raw_dir: str | os.PathLike[str], days: int, stop: asyncio.Event, interval: float = 3600.0) -> None:
+def purge_everywhere(store: Store, settings: Settings, now: float | None = None) -> PurgeReport:
+    """`purge_raw` of the local raw store and of a shared blob directory, and the purge of
+    PostgreSQL large objects: wherever the configured blob store keeps retained messages."""
+    days = settings.retention.raw_days
+    report = purge_raw(store, settings.raw_dir, days, now)
+    shared = settings.blobs.path
+    if settings.blobs.backend == "file" and shared and Path(shared).resolve() != Path(settings.raw_dir).resolve():
+        more = purge_raw(store, shared, days, now)
+        report.files += more.files
+        report.bytes += more.bytes
+        report.kept_queued += more.kept_queued
+    if settings.blobs.backend == "postgres" and store.engine.dialect.name == "postgresql":
+        from mailmoat.blobstore import purge_postgres
+
+        report.files += purge_postgres(store.engine, days, now)
+    return report
+
+
+async def run_retention(store: Store, settings: Settings, stop: asyncio.Event, interval: float = 3600.0) -> None:
     """Purge once now and then every `interval` seconds until `stop` is set."""
     while not stop.is_set():
         try:
-            report = await asyncio.to_thread(purge_raw, store, raw_dir, days)
+            report = await asyncio.to_thread(purge_everywhere, store, settings)
             if report.files:
                 log.info("retention: removed %d raw messages (%d bytes)", report.files, report.bytes)
         except Exception:
