@@ -16,6 +16,7 @@ from mailmoat.config import Settings
 from mailmoat.ingest.spool import KEPT_SUFFIX, Spool, SpoolRef
 from mailmoat.model import Action, Envelope, Finding, Message, Verdict
 from mailmoat.pipeline import NO_BACKSCATTER, TEMPFAIL_RETRIES, Pipeline
+from mailmoat.store.db import Store
 from tests.support.gateway import maildir_copies
 
 
@@ -197,9 +198,9 @@ async def test_retained_copy_is_written_where_links_fail(settings: Settings, mon
     assert written.suffix == ".eml" and written.read_bytes() == b"Subject: s\r\n\r\nhello\r\n"
 
 
-async def test_first_attempt_records_a_local_copy_with_one_commit(settings: Settings) -> None:
+def _with_real_store(settings: Settings) -> tuple[Pipeline, Spool, Store, Envelope, SpoolRef]:
+    """A pipeline over the real store and local delivery, and one claimed entry for b@localhost."""
     from mailmoat.deliver import DeliveryService
-    from mailmoat.store.db import Store
 
     store = Store(settings.db_url, raw_dir=settings.raw_dir)
     spool = Spool(settings.spool_dir)
@@ -208,6 +209,11 @@ async def test_first_attempt_records_a_local_copy_with_one_commit(settings: Sett
     env = Envelope(mail_from="a@example.org", rcpt_tos=["b@localhost"])
     ref = spool.claim(spool.write(env, b"Subject: s\r\n\r\nhello\r\n").name, "w0")
     assert ref is not None
+    return pipe, spool, store, env, ref
+
+
+async def test_first_attempt_records_a_local_copy_with_one_commit(settings: Settings) -> None:
+    pipe, _, store, env, ref = _with_real_store(settings)
     before = store._writes.batches
     out = await pipe.process(ref)
     assert out.action is Action.DELIVER and [getattr(d, "status", "") for d in out.deliveries] == ["delivered"]
@@ -224,21 +230,12 @@ async def test_a_crash_between_the_copy_and_its_record_never_delivers_twice(
     """The copy is written before the one commit of a first attempt. If the process dies in between,
     the retry sees the kept raw copy (an earlier attempt got that far), so it searches the mailbox
     first: a copy a mail client already moved to cur/ is found, not written again."""
-    from mailmoat.deliver import DeliveryService
-    from mailmoat.store.db import Store
-
-    store = Store(settings.db_url, raw_dir=settings.raw_dir)
-    spool = Spool(settings.spool_dir)
-    pipe = Pipeline(settings, spool, FakeScanner(Action.DELIVER), store, DeliveryService(settings, store),
-                    keep_in=store.raw_folder)
-    env = Envelope(mail_from="a@example.org", rcpt_tos=["b@localhost"])
-    ref = spool.claim(spool.write(env, b"Subject: s\r\n\r\nhello\r\n").name, "w0")
-    assert ref is not None
+    pipe, spool, store, env, ref = _with_real_store(settings)
 
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("killed before the commit")
 
-    monkeypatch.setattr(store, "record_claim_finish", crash)
+    monkeypatch.setattr(store, "record_and_claim", crash)
     out = await pipe.process(ref)
     assert out.error and store.get_message(env.id) is None  # nothing recorded, the entry kept
     (copy,) = maildir_copies(settings.mail_dir, "b@localhost")[env.tracking_id(0)]

@@ -190,8 +190,8 @@ class DeliveryService:
             return None
         results, outcomes, _failures, _deferred = self._plan(envelope, [c], [attempt])
         message, raw_path = record
-        (got,) = self.store.record_claim_finish(
-            envelope, message, verdict, raw_path, copies, results, lease_until=how["lease_until"]
+        (got,) = self.store.record_and_claim(
+            envelope, message, verdict, raw_path, copies, lease_until=how["lease_until"], results=results
         )
         if not got.claimed:  # a row from elsewhere (not expected on a first attempt): it stands
             log.warning("message %s: copy %s was already %s; kept as recorded", envelope.id, tid, got.status)

@@ -290,48 +290,25 @@ class Store:
         claimable: Sequence[str] = (PENDING,),
         stale_before: float | None = None,
         initial: str = SENDING,
+        results: Sequence[dict[str, Any]] = (),
     ) -> list[Claim]:
         """`record_message` and `claim` in one transaction: the copies hang off the row just written.
 
         One commit instead of two on the path of every message; the guarantees are those of the
         two calls (a claimed copy always has its message record, committed together).
-        """
-        now = time.time()
-
-        def job(conn: Connection) -> list[Claim]:
-            fresh = _record_tx(conn, envelope, message, verdict, raw_path, now)
-            return _claim_tx(
-                conn, envelope.id, copies, lease_until, claimable, stale_before, initial, None, now, no_copies=fresh
-            )
-
-        return self._writes.run(job)
-
-    def record_claim_finish(
-        self,
-        envelope: Envelope,
-        message: Message,
-        verdict: Verdict,
-        raw_path: str | None,
-        copies: Sequence[tuple[int, str, str, str]],
-        results: Sequence[dict[str, Any]],
-        *,
-        lease_until: float,
-    ) -> list[Claim]:
-        """`record_and_claim` and `finish` in one transaction, for copies already written.
-
-        For a first attempt only (nothing can have been delivered before, so the copies are
-        claimed fresh): the record, its copies and their outcome are committed together, one commit
-        instead of two. A copy that was claimed already keeps its row and gets no result.
+        `results` (as for `finish`): copies already written on a first attempt, whose outcome is
+        committed in the same transaction too; a copy that was claimed already keeps its row.
         """
         now = time.time()
 
         def job(conn: Connection) -> list[Claim]:
             fresh = _record_tx(conn, envelope, message, verdict, raw_path, now)
             claims = _claim_tx(
-                conn, envelope.id, copies, lease_until, (PENDING,), None, SENDING, None, now, no_copies=fresh
+                conn, envelope.id, copies, lease_until, claimable, stale_before, initial, None, now, no_copies=fresh
             )
-            mine = {c.tracking_id for c in claims if c.claimed}
-            _finish_tx(conn, [r for r in results if r["tracking_id"] in mine], now)
+            if results:
+                mine = {c.tracking_id for c in claims if c.claimed}
+                _finish_tx(conn, [r for r in results if r["tracking_id"] in mine], now)
             return claims
 
         return self._writes.run(job)
