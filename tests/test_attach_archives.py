@@ -149,3 +149,9 @@ async def test_encrypted_7z_without_password(settings: Settings) -> None:
         z.writestr(EICAR, "e.com")
     found = g.by_symbol(await g.run_analyzers(g.message([("e.7z", buf.getvalue())]), settings, ArchiveAnalyzer))
     assert "ARCHIVE_ENCRYPTED" in found
+
+
+async def test_cabinet_files_are_said_to_be_unopened(settings: Settings) -> None:
+    cab = b"MSCF\x00\x00\x00\x00" + bytes(64)  # a Cabinet header: sniffed as an archive, not unpacked here
+    found = g.by_symbol(await g.run_analyzers(g.message([("invoice.cab", cab)]), settings, ArchiveAnalyzer))
+    assert "ARCHIVE_UNSUPPORTED" in found and "CAB archives are not unpacked" in found["ARCHIVE_UNSUPPORTED"].evidence

@@ -17,10 +17,13 @@ from struct import error as struct_error
 from typing import IO, Any
 
 from mailmoat.attach.files import CHUNK, Budget, Event, LimitExceeded
+from mailmoat.attach.sniff import ARCHIVE_EXTS
 
 log = logging.getLogger(__name__)
 
 EXPANDABLE = frozenset({"zip", "jar", "7z", "rar", "tar", "gz", "bz2", "xz", "iso"})
+# Containers recognised as archives that are not opened here (Cabinet, ACE, ARJ).
+UNOPENED = ARCHIVE_EXTS - EXPANDABLE
 
 # "password: 1234", "pwd=1234", "密码：1234", "口令 1234", "解压密码是1234"
 _PASSWORD_RE = re.compile(

@@ -13,7 +13,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from mailmoat.attach import htmlsvg, office, pdf
-from mailmoat.attach.archives import EXPANDABLE, Unpacker, passwords_from_text
+from mailmoat.attach.archives import EXPANDABLE, UNOPENED, Unpacker, passwords_from_text
 from mailmoat.attach.files import Budget, Event, LimitExceeded, Limits, ScannedFile
 from mailmoat.attach.sniff import OFFICE_EXTS
 from mailmoat.config import AttachmentSettings
@@ -75,6 +75,9 @@ class _Walker:
                     self.out.events.append(Event("too_deep", f.location, f"archive nested deeper than {self.budget.limits.max_depth} levels"))
                 else:
                     self._unpack(f)
+            elif f.ext in UNOPENED:  # say so rather than pass it as an archive with nothing inside
+                detail = f"{f.ext.upper()} archives are not unpacked here; contents not inspected"
+                self.out.events.append(Event("unsupported", f.location, detail))
             for name, data in children:
                 self._child(f, name, data, embedded=True)
         except LimitExceeded as exc:
