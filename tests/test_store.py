@@ -194,7 +194,12 @@ def test_retention_purges_kept_spool_entries_too(settings: Settings, store: Stor
     spool.done(ref)
     store.record_message(env, m, v, str(kept))
     os.utime(kept, (old, old))
-    assert purge_raw(store, settings.raw_dir, settings.retention.raw_days).files == 1
+    waiting = spool.claim(spool.write(env, b"still in the spool\r\n").name, "w0")
+    assert waiting is not None
+    linked, _ = spool.keep(waiting, store.raw_folder(env, settings.raw_dir), "01STILLINSPOOL.spool")
+    os.utime(linked, (old, old))
+    report = purge_raw(store, settings.raw_dir, settings.retention.raw_days)
+    assert report.files == 1 and report.kept_queued == 1 and linked.exists()  # its entry is not done yet
     assert not kept.exists() and store.get_message(env.id).raw_path == ""  # type: ignore[union-attr]
 
 

@@ -56,7 +56,9 @@ def purge_raw(store: Store, raw_dir: str | os.PathLike[str], days: int, now: flo
             if st.st_mtime >= cutoff:
                 continue
             msg_id = f.name.split(".", 1)[0] if f.suffix in (".eml", KEPT_SUFFIX) else ""
-            if msg_id in queued:
+            # A kept spool entry with a second link is still in the spool (not yet processed to
+            # its end): its link also tells a retry that an earlier attempt may have delivered.
+            if msg_id in queued or (f.suffix == KEPT_SUFFIX and st.st_nlink > 1):
                 report.kept_queued += 1
                 continue
             with contextlib.suppress(FileNotFoundError):
