@@ -139,3 +139,52 @@ async def test_scam_and_bulk_wording(settings: Settings) -> None:
     # A normal newsletter footer alone stays below the threshold.
     footer = Message(subject="Weekly digest", text="Here are this week's posts. Unsubscribe at any time.")
     assert await _run(settings, footer) == {}
+
+
+async def test_campaign_keeps_its_score_beside_the_capped_content_heuristics(settings: Settings) -> None:
+    """A subsidy lure with a QR code from outside, no department name: held by the campaign score.
+
+    The content heuristics and lure wording alone are capped together (policy.group_caps.content);
+    a campaign combination (wording + QR code or link) is its own group and keeps its full score.
+    """
+    from email.message import EmailMessage
+
+    from mailmoat.model import Action
+    from mailmoat.scanner import Scanner
+    from tests.support.qrgen import png_bytes, qr_image
+
+    m = EmailMessage()
+    m["From"] = "Notice <notice@pay-notice.example>"
+    m["To"] = "staff@acme-corp.cn"
+    m["Subject"] = SUBSIDY_ZH + "！！"  # "!" in the subject: a content heuristic fires too
+    m["Date"] = "Mon, 02 Nov 2026 10:00:00 +0000"
+    m["Message-ID"] = "<wave-1@pay-notice.example>"
+    m.set_content(SUBSIDY_BODY)
+    m.add_attachment(png_bytes(qr_image("https://claim.example.top/s")), maintype="image", subtype="png", filename="code.png")
+    settings.server.domains = ["acme-corp.cn"]
+    env = Envelope("notice@pay-notice.example", ["staff@acme-corp.cn"])
+    verdict = (await Scanner(settings).scan(m.as_bytes(), env)).verdict
+    scores = {f.symbol: f.score for f in verdict.findings}
+    assert scores["SUBSIDY_FRAUD_WITH_QR"] == 7.0
+    assert "CONTENT_SUBJECT_EXCLAIM" in scores
+    assert sum(f.score for f in verdict.findings if f.group == "content") <= settings.policy.group_caps["content"] + 1e-9
+    assert verdict.action.severity >= Action.QUARANTINE.severity, scores
+
+
+async def test_failed_delivery_lures_and_an_ordinary_shipping_notice(settings: Settings) -> None:
+    lure = Message(
+        subject="Delivery Attempt Failed - Please Schedule a Redelivery",
+        html_text="We were unable to deliver your package today. Confirm your delivery address and pay the $1.99 redelivery fee.",
+        urls=[_link("https://redelivery.example.top/track")],
+    )
+    found = await _run(settings, lure)
+    assert {"LEXICON_DELIVERY", "DELIVERY_LURE_WITH_LINK"} <= set(found)
+    assert "schedule a redelivery" in found["LEXICON_DELIVERY"].data["terms"]
+    lure_zh = Message(subject="您的包裹派送失败", text="因地址不详，您的快递无法派送，请扫码补缴运费并预约派送。", qr_codes=[_qr()])
+    assert "DELIVERY_LURE_WITH_QR" in await _run(settings, lure_zh)
+    shipped = Message(
+        subject="Your order has shipped",
+        html_text="Good news: your package is out for delivery today. Tracking number 1Z999AA10123456784.",
+        urls=[_link("https://shop.example.com/orders/1")],
+    )
+    assert await _run(settings, shipped) == {}

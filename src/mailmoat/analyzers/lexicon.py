@@ -19,7 +19,11 @@ import yaml
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
 from mailmoat.model import Finding, Message, Symbol
 
+# Lure wording alone is a weak sign of content, capped together with the content heuristics
+# (policy.group_caps.content); wording together with a QR code or link is a campaign, in a group
+# of its own so that its full score counts beside them.
 GROUP = "content"
+CAMPAIGN_GROUP = "campaign"
 MAX_TEXT = 200_000
 # Where a clickable link can come from (images' src and CSS are not links; QR payloads have
 # their own combinations).
@@ -107,7 +111,7 @@ class LexiconSet:
 
     def symbols(self) -> tuple[Symbol, ...]:
         out = [Symbol(lx.symbol, lx.score, GROUP, lx.description) for lx in self.lexicons.values()]
-        out += [Symbol(c.symbol, c.score, GROUP, c.description) for c in self.combos]
+        out += [Symbol(c.symbol, c.score, CAMPAIGN_GROUP, c.description) for c in self.combos]
         return tuple(out)
 
 

@@ -20,6 +20,7 @@ CATEGORIES = ("phishing", "spam", "malware", "qr", "impersonation", "internal")
 _GROUPS = {
     "malware": "malware", "qr": "qr", "impersonation": "impersonation", "bec": "impersonation",
     "phishing": "phishing", "url": "phishing", "intel": "phishing", "bayes": "spam", "content": "spam", "spam": "spam",
+    "campaign": "phishing",
 }
 _SYMBOLS = {"ATTACH_BLOCKED_TYPE": "malware", "ARCHIVE_BOMB": "malware", "HTML_ATTACH_CREDENTIAL_FORM": "phishing"}
 
