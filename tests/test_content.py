@@ -147,3 +147,33 @@ def test_fast_counts_equal_the_patterns_they_replace() -> None:
         text = "".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(0, 40)))
         assert _count_caps_words(text) == len(_CAPS_WORD.findall(text)), text
         assert _count_garbage(text) == len(_GARBAGE.findall(text)), text
+
+
+async def test_invisible_selectors_and_marked_letters(settings: Settings) -> None:
+    # Variation selectors (drawn as nothing) between the letters of a subject's words.
+    sel = "\U000e0139\U000e0139"
+    subject = f"Please re-verify your b{sel}a{sel}n{sel}k c{sel}a{sel}r{sel}d"
+    found = await run(settings, Message(subject=subject, text="See the link below."))
+    assert found["CONTENT_ZERO_WIDTH"].data["count"] == 6
+    # After a Han character a selector picks a glyph variant (a Japanese name): not a trick; nor
+    # is the emoji selector after a heart.
+    assert await run(settings, Message(subject="葛\U000e0100飾区のお知らせ", text="よろしくお願いします ❤\ufe0f")) == {}
+    # Every letter struck through: the reader sees "Pending Package", a filter sees no word.
+    marked = "".join(c + "\u0336" for c in "Pending Package")
+    found = await run(settings, Message(subject=marked, text="Your parcel is waiting."))
+    assert found["CONTENT_MARKED_LETTERS"].data["count"] == 2
+    assert "'Pending'" in found["CONTENT_MARKED_LETTERS"].evidence
+    # A short struck-through price and ordinary accents are not.
+    price = "W\u0336a\u0336s\u0336 $50, now $30. Cafe\u0301 au lait."
+    assert "CONTENT_MARKED_LETTERS" not in await run(settings, Message(subject="Sale", text=price))
+
+
+def test_the_lexicon_and_the_classifier_read_through_hidden_characters() -> None:
+    from mailmoat.analyzers.lexicon import load_builtin, match
+    from mailmoat.classify.tokens import text_tokens
+
+    sel = "\U000e0139"
+    text = f"Please v{sel}e{sel}r{sel}i{sel}f{sel}y your acc\u200bount, your pass\u0336word will expire"
+    assert {"verify", "account", "password"} <= text_tokens(text)
+    hits = match(load_builtin(), Message(subject="Notice", text=text))
+    assert "verify your account" in hits["LEXICON_CREDENTIAL"].terms

@@ -43,6 +43,12 @@ CONTENT_ZERO_WIDTH = Symbol(
     GROUP,
     "Invisible characters inside words of the subject or text (filter evasion)",
 )
+CONTENT_MARKED_LETTERS = Symbol(
+    "CONTENT_MARKED_LETTERS",
+    2.5,
+    GROUP,
+    "Words written with a combining stroke or underline on every letter (filter evasion)",
+)
 CONTENT_BODY_CAPS = Symbol(
     "CONTENT_BODY_CAPS", 1.5, GROUP, "More than a quarter of the body's words are in capitals"
 )
@@ -74,8 +80,20 @@ CONTENT_GARBLED = Symbol(
 
 # Only inside a word ("ver\u200bify"): that splits a word a filter looks for, while the runs of
 # zero-width joiners between spaces that newsletters use to pad their preview text are harmless.
-_ZERO_WIDTH = re.compile("(?<=[^\\W\\d_])[\u200b\u200c\u200d\u2060\ufeff\u034f\u180e]+(?=[^\\W\\d_])")
-_ZERO_WIDTH_ANY = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u034f\u180e]")  # cheap pre-check
+_INVISIBLE = "\u200b\u200c\u200d\u2060-\u2064\ufeff\u034f\u180e"
+# Variation selectors and tag characters draw nothing after a Latin, Greek or Cyrillic letter
+# ("b\U000e0139a\U000e0139nk"); after a Han character a selector picks a glyph variant (Japanese
+# names), so there it is not counted.
+_SELECTORS = "\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef"
+_NOT_CJK_LETTER = "[^\\W\\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0003134f]"
+_ZERO_WIDTH = re.compile(
+    f"(?<=[^\\W\\d_])[{_INVISIBLE}]+(?=[^\\W\\d_])|(?<={_NOT_CJK_LETTER})[{_INVISIBLE}{_SELECTORS}]+(?=[^\\W\\d_])"
+)
+_ZERO_WIDTH_ANY = re.compile(f"[{_INVISIBLE}{_SELECTORS}]")  # cheap pre-check
+# Four or more letters in a row each struck through or underlined by a combining mark
+# ("P\u0336e\u0336n\u0336d\u0336"): the reader sees the word, a filter sees none.
+_MARKED_LETTERS = re.compile("(?:[^\\W\\d_][\u0332-\u0338]+){4,}")
+_MARKS_ANY = re.compile("[\u0332-\u0338]")  # cheap pre-check
 _SUBJ_MONEY = re.compile(r"[$€£¥]\s?[\d.,]*\d|[$€£¥]|\d+(?:[.,]\d+)?\s?%")
 _SUBJ_GAP = re.compile(r"\S\s{5,}\S")
 _CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
@@ -162,6 +180,7 @@ class ContentAnalyzer(BaseAnalyzer):
         CONTENT_SUBJECT_GAP,
         CONTENT_DISPLAY_NAME_PUNCT,
         CONTENT_ZERO_WIDTH,
+        CONTENT_MARKED_LETTERS,
         CONTENT_BODY_CAPS,
         CONTENT_LINKS_ONE_DOMAIN,
         CONTENT_CLICK_HERE,
@@ -199,7 +218,18 @@ class ContentAnalyzer(BaseAnalyzer):
             if not t.isascii() and _ZERO_WIDTH_ANY.search(t)
         )
         if zw:
-            out.append(self.finding("CONTENT_ZERO_WIDTH", f"{zw} zero-width character(s)", {"count": zw}))
+            out.append(self.finding("CONTENT_ZERO_WIDTH", f"{zw} invisible character(s) inside words", {"count": zw}))
+        marked = [
+            w
+            for t in (subject, m.text[:MAX_TEXT], m.html_text[:MAX_TEXT])
+            if not t.isascii() and _MARKS_ANY.search(t)
+            for w in _MARKED_LETTERS.findall(t)
+        ]
+        if marked:
+            shown = _MARKS_ANY.sub("", marked[0])[:40]
+            out.append(
+                self.finding("CONTENT_MARKED_LETTERS", f"{len(marked)} marked word(s), e.g. {shown!r}", {"count": len(marked)})
+            )
 
         low = body.lower()
         caps = _count_caps_words(body)

@@ -28,6 +28,11 @@ _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ua
 # like "win32" or "covid19"; pure numbers are left out on purpose.
 _WORD_RE = re.compile(r"[^\W\d_](?:[^\W_]|['’-](?=[^\W\d_]))*", re.UNICODE)
 _DIGITS = re.compile(r"\d")
+# Drawn as nothing (zero-width, variation selectors, tags) or as a stroke over the letter before:
+# "ver\u200bify" and "b\U000e0139ank" are read as the words a person sees.
+_HIDDEN = re.compile(
+    "[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff\u0332-\u0338\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
+)
 _CAPS_RE = re.compile(r"\b[A-Z]{3,15}\b")
 _BANGS_RE = re.compile(r"!{2,}")
 _MONEY_RE = re.compile(r"[$€£¥]\s?\d")
@@ -106,6 +111,8 @@ def text_tokens(text: str, prefix: str = "", bigrams: bool = True) -> set[str]:
     """Tokens of free text: URL and e-mail domains, words and word pairs, CJK bigrams, shapes."""
     out: set[str] = set()
     text = unicodedata.normalize("NFKC", text[:MAX_TEXT])
+    if not text.isascii():
+        text = _HIDDEN.sub("", text)
     _shape_tokens(_URL_RE.sub(" ", text), prefix, out)
     text = text.lower()
 
