@@ -1,7 +1,7 @@
 """The statistical classifier alone, by 5-fold cross-validation on the train halves of the corpora.
 
     .venv/bin/python bench/classifier_cv.py /path/to/corpora [-j N] [--max-clues N] [--no-cjk-grams]
-                                            [--model bayes|logistic]
+                                            [--model bayes|logistic] [--only CORPUS ...]
 
 Reads only the train halves of `bench/detection_eval.py`'s split (same seed), so every choice made
 with it leaves the test halves unseen. Each train half is cut into 5 folds; the classifier is
@@ -9,7 +9,9 @@ trained on 4 and scores the fifth, five times, so every train message gets a pro
 model that never saw it. Prints, per corpus and label, the share of messages at or above each
 probability cut-off: for ham that is the false-positive rate a `classifier.spam_full` at that
 cut-off would give, for spam and phish the detection. `--model logistic` is a baseline (AdaGrad
-logistic regression on the same tokens) to compare the Bayes model's ranking against.
+logistic regression on the same tokens) to compare the Bayes model's ranking against. `--only`
+trains and scores the named corpora alone (e.g. `--only spamassassin`: how far the classifier
+gets when the English mail is not pooled with the others).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-clues", type=int, help="bayes.MAX_CLUES for this run (default: the shipped value)")
     ap.add_argument("--no-cjk-grams", action="store_true", help="leave out the CJK 4-gram tokens")
     ap.add_argument("--model", choices=("bayes", "logistic"), default="bayes")
+    ap.add_argument("--only", nargs="+", metavar="CORPUS", help="use only these corpora (directory names)")
     args = ap.parse_args(argv)
 
     from mailmoat.classify import bayes
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_clues:
         bayes.MAX_CLUES = args.max_clues
     sets = de.discover(args.corpus_dir)
+    if args.only:
+        sets = {cell: files for cell, files in sets.items() if cell[0] in args.only}
     if not sets:
         print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
@@ -128,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                 probs[cell].append(p)
     print(
         f"## {args.model}, {FOLDS}-fold cross-validation on the train halves (max clues {bayes.MAX_CLUES}, "
-        f"CJK 4-grams {'off' if args.no_cjk_grams else 'on'})\n"
+        f"CJK 4-grams {'off' if args.no_cjk_grams else 'on'}"
+        + (f", only {', '.join(args.only)}" if args.only else "")
+        + ")\n"
     )
     print("| corpus | label | msgs | " + " | ".join(f"p ≥ {c:g}" for c in CUTS) + " |")
     print("|---|---|---:|" + "---:|" * len(CUTS))
