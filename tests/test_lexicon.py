@@ -188,3 +188,23 @@ async def test_failed_delivery_lures_and_an_ordinary_shipping_notice(settings: S
         urls=[_link("https://shop.example.com/orders/1")],
     )
     assert await _run(settings, shipped) == {}
+
+
+async def test_crypto_wallet_lures_and_ordinary_mentions(settings: Settings) -> None:
+    lure = Message(
+        subject="Action needed: synchronize your wallet",
+        html_text="Your Ledger wallet must be re-validated. Connect your wallet and enter your recovery phrase to keep access.",
+        urls=[_link("https://ledger-sync.example.top/")],
+    )
+    found = await _run(settings, lure)
+    assert {"LEXICON_CRYPTO", "CRYPTO_LURE_WITH_LINK"} <= set(found)
+    assert "recovery phrase" in found["LEXICON_CRYPTO"].data["terms"]
+    lure_zh = Message(subject="空投领取通知", text="恭喜获得代币空投，请扫码授权钱包领取空投。", qr_codes=[_qr()])
+    assert "CRYPTO_LURE_WITH_QR" in await _run(settings, lure_zh)
+    # Talking about crypto is not a lure: no wording that asks for the wallet or its phrase.
+    news = Message(
+        subject="Reading list",
+        text="An article on how blockchain tokens are taxed, and one on cryptocurrency regulation.",
+        urls=[_link("https://news.example.com/a")],
+    )
+    assert await _run(settings, news) == {}
