@@ -233,3 +233,14 @@ def test_learn_verdict_helper(settings: Settings) -> None:
     assert learn_verdict(settings, raw, True, key="m1")
     assert not learn_verdict(settings, raw, True, key="m1")
     assert Classifier.open(model_path(settings)).learned_as("m1") is True
+
+
+def test_mail_domains_in_text_and_long_runs() -> None:
+    from mailmoat.classify.tokens import text_tokens
+
+    toks = text_tokens("write to john.doe+x@mail.example.co.uk or (a@b.cn); not @handle or x@localhost")
+    assert {t for t in toks if t.startswith("email:")} == {"email:example.co.uk", "email:b.cn"}
+    # A local part longer than 64 characters is no address; a long run of letters is one skipped word
+    # (bench/hostile_text.py shows it costs about what an ordinary message costs).
+    assert not any(t.startswith("email:") for t in text_tokens("a" * 65 + "@example.com"))
+    assert text_tokens("a" * 60_000) == {"skip:a60000"}

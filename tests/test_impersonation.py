@@ -112,6 +112,11 @@ async def test_display_name_with_another_address(settings: Settings) -> None:
     got = await _scan(an, '"support@bank.example" <x@gmail.com>')
     assert "DISPLAY_NAME_ADDRESS_MISMATCH" in got
     assert await _scan(an, '"x@gmail.com" <x@gmail.com>') == {}
+    # The address is found where it starts, after other text too ("IT Desk it@..."); a display name
+    # of 60,000 letters with no address costs a linear scan (bench/hostile_text.py).
+    got = await _scan(an, '"IT Desk support@bank.example" <x@gmail.com>')
+    assert "support@bank.example" in got["DISPLAY_NAME_ADDRESS_MISMATCH"].evidence
+    assert "DISPLAY_NAME_ADDRESS_MISMATCH" not in await _scan(an, f'"{"a" * 60_000}" <x@gmail.com>')
 
 
 async def test_reply_to(settings: Settings) -> None:

@@ -238,3 +238,15 @@ def test_html_forms_found_in_any_letter_case_and_skipped_without_tags() -> None:
     upper = '<FORM METHOD=POST ACTION="https://evil.example/x"><INPUT TYPE=PASSWORD NAME=pw></FORM>'
     assert {i.kind for i in inspect_html(upper)} == {"password", "external-form"}
     assert inspect_html("<p>type your password in the form below</p>") == []
+
+
+def test_domain_lists_match_deep_and_absurdly_long_hosts() -> None:
+    from mailmoat.urlcheck.domains import in_domains, last_labels
+    from mailmoat.urlcheck.links import free_hosting
+
+    assert in_domains("a.b.c.d.e.f.g.h.example.com", {"example.com"})
+    assert not in_domains("example.com.evil.example", {"example.com"})
+    # 20,000 labels: looked up by the last ones only (bench/hostile_text.py: linear, not quadratic).
+    assert in_domains("www." * 20_000 + "example.com", {"example.com"})
+    assert last_labels("a.b.c", 2) == "b.c" and last_labels("b.c", 2) == "b.c"
+    assert free_hosting("www." * 20_000 + "x.pages.dev") == "pages.dev"

@@ -124,7 +124,9 @@ _ROLE_LOCALS = frozenset(
     {"finance", "hr", "payroll", "caiwu", "renshi", "xingzheng", "admin", "it", "accounting", "accounts", "people", "helpdesk"}
 )
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_EMAIL_IN_NAME = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+# Anchored at the start of a run and at most 64 characters before "@" (RFC 5321): unanchored, a
+# 60,000-letter display name was tried from every position (8 s for one message).
+_EMAIL_IN_NAME = re.compile(r"(?<![\w.+'-])[\w.+'-]{1,64}@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 _LATIN_FILLER = frozenset(
     [
         "team",

@@ -89,9 +89,21 @@ def parents(host: str) -> list[str]:
     return out
 
 
+# Listed domains have a few labels; a crafted host of thousands ("www.www.www...") is looked up by
+# its last labels only, instead of once per label with a copy of the rest each time.
+MAX_LABELS = 12
+
+
+def last_labels(host: str, n: int = MAX_LABELS) -> str:
+    """The host's last `n` labels (the whole host when it has fewer)."""
+    if host.count(".") < n:
+        return host
+    return ".".join(host.rsplit(".", n)[-n:])
+
+
 def in_domains(host: str, domains: set[str]) -> bool:
-    """True when host is one of domains or a subdomain of one."""
-    h = to_ascii(host)
+    """True when host is one of domains or a subdomain of one (of MAX_LABELS labels at most)."""
+    h = last_labels(to_ascii(host))
     while True:
         if h in domains:
             return True

@@ -22,7 +22,7 @@ ABUSED_TLDS = load_list("abused_tlds.txt")
 
 def free_hosting(host: str) -> str:
     """The free-hosting / tenant platform a host lives on ('' when none)."""
-    h = dom.to_ascii(host)
+    h = dom.last_labels(dom.to_ascii(host))
     while h:
         if h in FREE_HOSTING:
             return h
