@@ -4,7 +4,8 @@
 
 Each case is one message built to make a text scan slow: tens of thousands of letters in one run
 (no "@", no space), a display name of that size, a host of 20,000 labels, runs of "www.", marks
-and invisible characters on every letter, long Chinese text. Every message is scanned by the
+and invisible characters on every letter, long Chinese text, link texts made of "a.", a .docx
+whose relationship tag holds a long run of letters, HTML made of unclosed tags. Every message is scanned by the
 full `Scanner` (every analyzer, default policy) with a small trained classifier model, so the
 classifier's tokeniser runs too. The figure is the best of N scans in milliseconds, and its ratio
 to an ordinary 10 KB message scanned in the same run.
@@ -14,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
+from email.message import EmailMessage
 
 from mailmoat.classify import model_path
 from mailmoat.classify.bayes import BayesModel
@@ -41,6 +45,38 @@ def message(body: str, *, ctype: str = "text/plain", subject: str = "Notes", dis
     return head.encode() + body.encode("utf-8")
 
 
+def docx_with_long_attribute(n: int) -> bytes:
+    """A .docx whose relationship tag carries a run of `n` letters with no "=" after it."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            "[Content_Types].xml",
+            '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+            'wordprocessingml.document.main+xml"/></Types>',
+        )
+        z.writestr(
+            "word/document.xml",
+            '<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+            "<w:body><w:p><w:r><w:t>Hi</w:t></w:r></w:p></w:body></w:document>",
+        )
+        z.writestr(
+            "word/_rels/document.xml.rels",
+            '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId1" {"a" * n} Target="http://x.example/" TargetMode="External"/></Relationships>',
+        )
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "Alice <alice@example.org>", "bob@example.net", "Document"
+    m.set_content("See the attached document.")
+    m.add_attachment(
+        buf.getvalue(),
+        maintype="application",
+        subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
+        filename="report.docx",
+    )
+    return m.as_bytes()
+
+
 CASES: dict[str, Callable[[], bytes]] = {
     "ordinary 10 KB (reference)": lambda: message(ORDINARY * 40),
     "60,000 letters in one run": lambda: message("a" * 60_000),
@@ -53,6 +89,13 @@ CASES: dict[str, Callable[[], bytes]] = {
     "a variation selector after 60,000 letters": lambda: message("a\U000e0139" * 60_000),
     "120,000 Chinese characters": lambda: message("工资补贴领取扫码" * 15_000),
     "subject of 900 letters": lambda: message(ORDINARY, subject="a" * 900),
+    "subject of 990 digits and a %": lambda: message(ORDINARY, subject="1" * 990 + "%"),
+    "200 links, each shown as 250 × 'a.'": lambda: message(
+        "".join(f'<a href="https://t{i}.example.com/">{"a." * 250}</a>' for i in range(200)), ctype="text/html"
+    ),
+    ".docx relationship with a 20,000-letter run": lambda: docx_with_long_attribute(20_000),
+    "HTML: 16,000 unclosed '<head'": lambda: message("<head" * 16_000, ctype="text/html"),
+    "HTML: 128,000 '<'": lambda: message("<" * 128_000, ctype="text/html"),
 }
 
 

@@ -91,3 +91,15 @@ def test_hostile_nesting_falls_back_to_a_flat_reading() -> None:
     assert info.text == "go text"
     normal = "<table>" + "<tr><td><div>cell</div></td></tr>" * 3000 + "</table>"
     assert "html:too-deep" not in analyse(normal).defects
+
+
+def test_flat_reading_drops_script_blocks_and_keeps_unclosed_ones_as_text() -> None:
+    from mailmoat.parse.html import _drop_raw_blocks
+
+    assert _drop_raw_blocks("a<script>x</script >b<STYLE type=x>y</style>c") == "a b c"
+    # An unclosed <head> stays text, and a later closed <script> is still dropped.
+    assert _drop_raw_blocks("<p>hi<head>rest <script>s</script> <a href=x>") == "<p>hi<head>rest   <a href=x>"
+    # Thousands of unclosed "<head": one pass (bench/hostile_text.py), links after them still read.
+    info = analyse("<head" * 16_000 + "<a href='https://after.example.com/'>go</a>")
+    assert "html:too-deep" in info.defects
+    assert ("https://after.example.com/", "href", "") in info.links

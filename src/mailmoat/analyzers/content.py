@@ -94,7 +94,7 @@ _ZERO_WIDTH_ANY = re.compile(f"[{_INVISIBLE}{_SELECTORS}]")  # cheap pre-check
 # ("P\u0336e\u0336n\u0336d\u0336"): the reader sees the word, a filter sees none.
 _MARKED_LETTERS = re.compile("(?:[^\\W\\d_][\u0332-\u0338]+){4,}")
 _MARKS_ANY = re.compile("[\u0332-\u0338]")  # cheap pre-check
-_SUBJ_MONEY = re.compile(r"[$€£¥]\s?[\d.,]*\d|[$€£¥]|\d+(?:[.,]\d+)?\s?%")
+_SUBJ_MONEY = re.compile(r"[$€£¥]\s?[\d.,]*\d|[$€£¥]|(?<![\d.,])\d+(?:[.,]\d+)?\s?%")
 _SUBJ_GAP = re.compile(r"\S\s{5,}\S")
 _CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
 _ASCII_WORD = re.compile(r"[A-Za-z]{2,}")

@@ -28,7 +28,9 @@ EQUATION_CLSIDS = frozenset({"0002CE02-0000-0000-C000-000000000046", "0002CE03-0
 _REMOTE_TYPES = ("attachedtemplate", "oleobject", "frame", "subdocument", "externallinkpath", "control", "package")
 
 _REL_RE = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)>", re.IGNORECASE)
-_ATTR_RE = re.compile(rb"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+# The name starts where a word starts: from inside a long run without "=" it was tried at every
+# position (quadratic in a crafted attribute run).
+_ATTR_RE = re.compile(rb"""(?<!\w)(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _INSTR_RE = re.compile(rb"<w:instrText\b[^>]*>([^<]*)</w:instrText>|\bw:instr\s*=\s*\"([^\"]*)\"")
 _DDE_RE = re.compile(r"\bDDE(?:AUTO)?\b", re.IGNORECASE)
 _CSV_DDE_RE = re.compile(rb"""(?m)^[^\n]{0,200}?[=+\-@]\s*[\w.]{1,40}\s*\|\s*['"]""")

@@ -264,7 +264,7 @@ def load_misp(doc: Any, path: Path) -> list[Indicator]:
 
 
 _STIX_TERM = re.compile(
-    r"(?P<obj>[a-z0-9-]+):(?P<path>[A-Za-z0-9_.'\"-]+)\s*(?:=|LIKE)\s*'(?P<val>(?:[^'\\]|\\.)*)'"
+    r"(?<![a-z0-9-])(?P<obj>[a-z0-9-]+):(?P<path>[A-Za-z0-9_.'\"-]+)\s*(?:=|LIKE)\s*'(?P<val>(?:[^'\\]|\\.)*)'"
 )
 
 

@@ -91,8 +91,10 @@ def host_of(url: str) -> str:
         return ""
 
 
+# A host starts where a run of host characters starts: tried from inside "a.a.a.a...", the labels
+# were matched again from every position (quadratic in the run).
 _HOST_IN_TEXT = re.compile(
-    r"(?:(?:https?://)?(?P<host>(?:[\w-]{1,63}\.)+(?:[a-z]{2,24}|xn--[a-z0-9-]{2,59})))(?=$|[\s/:?#,;)\]>\"'])",
+    r"(?<![\w.-])(?:(?:https?://)?(?P<host>(?:[\w-]{1,63}\.)+(?:[a-z]{2,24}|xn--[a-z0-9-]{2,59})))(?=$|[\s/:?#,;)\]>\"'])",
     re.I,
 )
 _FILE_LIKE = re.compile(r"\.(?:pdf|docx?|xlsx?|pptx?|zip|rar|7z|png|jpe?g|gif|txt|html?|exe|csv|eml|msg|svg)$", re.I)
