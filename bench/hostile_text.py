@@ -96,6 +96,17 @@ CASES: dict[str, Callable[[], bytes]] = {
     ".docx relationship with a 20,000-letter run": lambda: docx_with_long_attribute(20_000),
     "HTML: 16,000 unclosed '<head'": lambda: message("<head" * 16_000, ctype="text/html"),
     "HTML: 128,000 '<'": lambda: message("<" * 128_000, ctype="text/html"),
+    "HTML table of 25 × 25 cells, 4 KB colour values": lambda: message(
+        "<table>"
+        + "".join(
+            "<tr>"
+            + "".join(f'<td style="background: #{(r * 25 + c) % 2 * 0xffffff:06x} {r}x{c} ' + "a " * 2_000 + '"></td>' for c in range(25))
+            + "</tr>"
+            for r in range(25)
+        )
+        + "</table>",
+        ctype="text/html",
+    ),
 }
 
 

@@ -269,3 +269,13 @@ def test_blank_and_tiny_images_are_skipped_quietly() -> None:
     PILImage.new("RGB", (1, 1), (255, 255, 255)).save(pixel, "GIF")
     msg = run(Message(images=[Image(data=pixel.getvalue(), source="inline")]))
     assert msg.qr_codes == [] and msg.defects == []
+
+
+def test_css_colour_words_split_outside_parentheses() -> None:
+    from mailmoat.parse.qr_sources import _css_words, _dark
+
+    assert _css_words("rgb(0, 0, 0)  url(x y) #fff") == ["rgb(0, 0, 0)", "url(x y)", "#fff"]
+    assert _dark("rgb(0, 0, 0) !important") is True
+    assert _dark("url(a b) no-repeat white") is False
+    # 64 KB of words is no colour, and costs one pass (bench/hostile_text.py).
+    assert _dark("a " * 32_000) is None
