@@ -30,6 +30,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import detection_eval as de  # the same discovery and split
 
+from mailmoat.classify import bayes
+
 FOLDS = 5
 CUTS = (0.5001, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -83,6 +85,36 @@ class Logistic:
         return self._sigmoid(self.bias + sum(self.w.get(t, 0.0) for t in set(tokens)))
 
 
+def folds_of(items: list[tuple[tuple[str, str], str]], seed: int) -> list[list[tuple[tuple[str, str], str]]]:
+    """The train messages cut into FOLDS folds, always the same for the same seed."""
+    order = sorted(items)
+    random.Random(seed + 2).shuffle(order)
+    return [order[k::FOLDS] for k in range(FOLDS)]
+
+
+def cross_validate(
+    items: list[tuple[tuple[str, str], str]], tokens: dict[str, list[str] | None], seed: int, model: str = "bayes"
+) -> dict[str, float]:
+    """Every message's probability from a model trained on the other folds (path -> probability)."""
+    folds = folds_of(items, seed)
+    out: dict[str, float] = {}
+    for k in range(FOLDS):
+        clf: Any = bayes.BayesModel() if model == "bayes" else Logistic()
+        for j, fold in enumerate(folds):
+            if j != k:
+                for (_, label), path in fold:
+                    toks = tokens[path]
+                    if toks is not None:
+                        clf.learn_tokens(toks, label != "ham")
+        if model == "logistic":
+            clf.fit()
+        for _, path in folds[k]:
+            toks = tokens[path]
+            if toks is not None:
+                out[path] = clf.classify_tokens(toks).prob if model == "bayes" else clf.prob(toks)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("corpus_dir", type=Path)
@@ -94,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", metavar="CORPUS", help="use only these corpora (directory names)")
     args = ap.parse_args(argv)
 
-    from mailmoat.classify import bayes
-
     if args.max_clues:
         bayes.MAX_CLUES = args.max_clues
     sets = de.discover(args.corpus_dir)
@@ -104,33 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
-    items: list[tuple[tuple[str, str], str]] = []
-    for cell, files in sorted(sets.items()):
-        train, _ = de.split(files, args.seed)
-        items += [(cell, str(p)) for p in train]
+    items = de.train_items(sets, args.seed)
     tokens: dict[str, list[str] | None] = {}
     with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(args.no_cjk_grams,)) as pool:
         for path, toks in pool.map(_tokens, [p for _, p in items], chunksize=32):
             tokens[path] = toks
-    order = sorted(items)
-    random.Random(args.seed + 2).shuffle(order)
-    folds = [order[k::FOLDS] for k in range(FOLDS)]
+    prob = cross_validate(items, tokens, args.seed, args.model)
     probs: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for k in range(FOLDS):
-        model: Any = bayes.BayesModel() if args.model == "bayes" else Logistic()
-        for j, fold in enumerate(folds):
-            if j != k:
-                for (_, label), path in fold:
-                    toks = tokens[path]
-                    if toks is not None:
-                        model.learn_tokens(toks, label != "ham")
-        if args.model == "logistic":
-            model.fit()
-        for cell, path in folds[k]:
-            toks = tokens[path]
-            if toks is not None:
-                p = model.classify_tokens(toks).prob if args.model == "bayes" else model.prob(toks)
-                probs[cell].append(p)
+    for cell, path in items:
+        if path in prob:
+            probs[cell].append(prob[path])
     print(
         f"## {args.model}, {FOLDS}-fold cross-validation on the train halves (max clues {bayes.MAX_CLUES}, "
         f"CJK 4-grams {'off' if args.no_cjk_grams else 'on'}"

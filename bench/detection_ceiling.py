@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import random
 import re
 import sys
 import tempfile
@@ -38,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import classifier_cv  # the same folds
 import detection_eval as de  # the same discovery, split and scan
 
-FOLDS = 5
+FOLDS = classifier_cv.FOLDS
 DEFAULT_BUDGET = {"spamassassin": 0.5, "trec06c_subset": 1.0}
 _RE_SUBJECT = re.compile(r"(?:re|aw|sv|回复|答复)\s*[:：]", re.IGNORECASE)
 
@@ -170,16 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         SPAM_FULL,
         scale,
     )
-    from mailmoat.classify import bayes
 
     sets = de.discover(args.corpus_dir)
     if not sets:
         print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
-    items: list[tuple[tuple[str, str], str]] = []
-    for cell, files in sorted(sets.items()):
-        train, _ = de.split(files, args.seed)
-        items += [(cell, str(p)) for p in train]
+    items = de.train_items(sets, args.seed)
     cell_of = {path: cell for cell, path in items}
     tokens: dict[str, list[str] | None] = {}
     scans: dict[str, dict[str, Any]] = {}
@@ -189,21 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             tokens[path], scans[path], structure[path] = toks, scan, struct
 
     # The classifier's probability for every message, from a model that never saw it.
-    order = sorted(items)
-    random.Random(args.seed + 2).shuffle(order)
-    folds = [order[k::FOLDS] for k in range(FOLDS)]
-    prob: dict[str, float] = {}
-    for k in range(FOLDS):
-        model = bayes.BayesModel()
-        for j, fold in enumerate(folds):
-            if j != k:
-                for (_, label), path in fold:
-                    toks = tokens[path]
-                    if toks is not None:
-                        model.learn_tokens(toks, label != "ham")
-        for _, path in folds[k]:
-            toks = tokens[path]
-            prob[path] = model.classify_tokens(toks).prob if toks is not None else 0.5
+    folds = classifier_cv.folds_of(items, args.seed)
+    by_cv = classifier_cv.cross_validate(items, tokens, args.seed)
+    prob = {path: by_cv.get(path, 0.5) for _, path in items}
     paths = [p for _, p in items if scans[p]["action"] != "error"]
 
     def policy(path: str) -> float:

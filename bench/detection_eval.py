@@ -60,6 +60,15 @@ def split(files: list[Path], seed: int = SEED) -> tuple[list[Path], list[Path]]:
     return order[:half], order[half:]
 
 
+def train_items(sets: dict[tuple[str, str], list[Path]], seed: int = SEED) -> list[tuple[tuple[str, str], str]]:
+    """(cell, path) of every train-half message, cell by cell: what the train-only scripts read."""
+    items: list[tuple[tuple[str, str], str]] = []
+    for cell, files in sorted(sets.items()):
+        train, _ = split(files, seed)
+        items += [(cell, str(p)) for p in train]
+    return items
+
+
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD = re.compile(rb"^([!-9;-~]+):", re.MULTILINE)
 

@@ -171,40 +171,47 @@ async def test_campaign_keeps_its_score_beside_the_capped_content_heuristics(set
     assert verdict.action.severity >= Action.QUARANTINE.severity, scores
 
 
-async def test_failed_delivery_lures_and_an_ordinary_shipping_notice(settings: Settings) -> None:
-    lure = Message(
-        subject="Delivery Attempt Failed - Please Schedule a Redelivery",
-        html_text="We were unable to deliver your package today. Confirm your delivery address and pay the $1.99 redelivery fee.",
-        urls=[_link("https://redelivery.example.top/track")],
-    )
-    found = await _run(settings, lure)
-    assert {"LEXICON_DELIVERY", "DELIVERY_LURE_WITH_LINK"} <= set(found)
-    assert "schedule a redelivery" in found["LEXICON_DELIVERY"].data["terms"]
-    lure_zh = Message(subject="您的包裹派送失败", text="因地址不详，您的快递无法派送，请扫码补缴运费并预约派送。", qr_codes=[_qr()])
-    assert "DELIVERY_LURE_WITH_QR" in await _run(settings, lure_zh)
-    shipped = Message(
-        subject="Your order has shipped",
-        html_text="Good news: your package is out for delivery today. Tracking number 1Z999AA10123456784.",
-        urls=[_link("https://shop.example.com/orders/1")],
-    )
-    assert await _run(settings, shipped) == {}
+# (lexicon, an English lure with a link and a term it must name, a Chinese lure sent with a QR
+# code, an ordinary message on the same topic that must stay silent)
+WAVES = {
+    "LEXICON_DELIVERY": (
+        Message(
+            subject="Delivery Attempt Failed - Please Schedule a Redelivery",
+            html_text="We were unable to deliver your package today. Confirm your delivery address and pay the $1.99 redelivery fee.",
+            urls=[_link("https://redelivery.example.top/track")],
+        ),
+        "schedule a redelivery",
+        Message(subject="您的包裹派送失败", text="因地址不详，您的快递无法派送，请扫码补缴运费并预约派送。", qr_codes=[_qr()]),
+        Message(
+            subject="Your order has shipped",
+            html_text="Good news: your package is out for delivery today. Tracking number 1Z999AA10123456784.",
+            urls=[_link("https://shop.example.com/orders/1")],
+        ),
+    ),
+    "LEXICON_CRYPTO": (
+        Message(
+            subject="Action needed: synchronize your wallet",
+            html_text="Your Ledger wallet must be re-validated. Connect your wallet and enter your recovery phrase to keep access.",
+            urls=[_link("https://ledger-sync.example.top/")],
+        ),
+        "recovery phrase",
+        Message(subject="空投领取通知", text="恭喜获得代币空投，请扫码授权钱包领取空投。", qr_codes=[_qr()]),
+        # Talking about crypto is not a lure: no wording that asks for the wallet or its phrase.
+        Message(
+            subject="Reading list",
+            text="An article on how blockchain tokens are taxed, and one on cryptocurrency regulation.",
+            urls=[_link("https://news.example.com/a")],
+        ),
+    ),
+}
 
 
-async def test_crypto_wallet_lures_and_ordinary_mentions(settings: Settings) -> None:
-    lure = Message(
-        subject="Action needed: synchronize your wallet",
-        html_text="Your Ledger wallet must be re-validated. Connect your wallet and enter your recovery phrase to keep access.",
-        urls=[_link("https://ledger-sync.example.top/")],
-    )
+@pytest.mark.parametrize("lexicon", sorted(WAVES))
+async def test_lure_waves_with_link_and_qr_and_an_ordinary_message(settings: Settings, lexicon: str) -> None:
+    lure, term, lure_zh, ordinary = WAVES[lexicon]
+    stem = lexicon.removeprefix("LEXICON_")
     found = await _run(settings, lure)
-    assert {"LEXICON_CRYPTO", "CRYPTO_LURE_WITH_LINK"} <= set(found)
-    assert "recovery phrase" in found["LEXICON_CRYPTO"].data["terms"]
-    lure_zh = Message(subject="空投领取通知", text="恭喜获得代币空投，请扫码授权钱包领取空投。", qr_codes=[_qr()])
-    assert "CRYPTO_LURE_WITH_QR" in await _run(settings, lure_zh)
-    # Talking about crypto is not a lure: no wording that asks for the wallet or its phrase.
-    news = Message(
-        subject="Reading list",
-        text="An article on how blockchain tokens are taxed, and one on cryptocurrency regulation.",
-        urls=[_link("https://news.example.com/a")],
-    )
-    assert await _run(settings, news) == {}
+    assert {lexicon, f"{stem}_LURE_WITH_LINK"} <= set(found)
+    assert term in found[lexicon].data["terms"]
+    assert f"{stem}_LURE_WITH_QR" in await _run(settings, lure_zh)
+    assert await _run(settings, ordinary) == {}
