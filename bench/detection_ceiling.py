@@ -50,11 +50,8 @@ def _init(data_dir: str) -> None:
     de._init_scan(data_dir, None)
 
 
-def _structure(raw: bytes) -> list[str]:
+def _structure(m: Any) -> list[str]:
     """How the mail reached the reader (not when, nor with what software)."""
-    from mailmoat.parse import parse
-
-    m = parse(raw, qr=de._state["qr"])
     names = {k.lower() for k, _ in m.headers}
     out = [f"list:{k.lower()}" for k in m.list_headers]
     if "in-reply-to" in names or "references" in names:
@@ -74,12 +71,17 @@ def _structure(raw: bytes) -> list[str]:
 
 
 def _examine(path: str) -> tuple[str, list[str] | None, dict[str, Any], list[str]]:
+    """The classifier's tokens, how the mail arrived, and the scan without a model: one parse for the first two."""
+    from mailmoat.classify import message_tokens
+    from mailmoat.parse import parse
+
     raw = Path(path).read_bytes()
-    _, tokens = de._tokens(path)
     try:
-        structure = _structure(raw)
+        msg = parse(raw, qr=de._state["qr"])
+        tokens: list[str] | None = sorted(message_tokens(msg))
+        structure = _structure(msg)
     except Exception:
-        structure = []
+        tokens, structure = None, []
     return path, tokens, de._scan_one(raw), structure
 
 
