@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import yaml
 
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
+from mailmoat.classify.tokens import HIDDEN
 from mailmoat.model import Finding, Message, Symbol
 
 # Lure wording alone is a weak sign of content, capped together with the content heuristics
@@ -115,11 +116,6 @@ class LexiconSet:
         return tuple(out)
 
 
-# Characters that draw nothing (zero-width, variation selectors, tags) or only a stroke over a
-# letter: written inside words so that "b\U000e0139ank" or "P\u0336ending" match no filter.
-_ZERO_WIDTH = re.compile(
-    "[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff\u0332-\u0338\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
-)
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # "工 资 补 贴" and "工资\n补贴" are written to dodge filters; a reader sees the words.
 _CJK_GAP = re.compile(f"(?<=[{_CJK}])[\\s\u3000]+(?=[{_CJK}])")
@@ -143,7 +139,7 @@ def normalise(text: str) -> str:
     if text.isascii():  # NFKC, zero-width characters and CJK gaps change nothing in ASCII
         return text.lower()
     text = unicodedata.normalize("NFKC", text)
-    text = _ZERO_WIDTH.sub("", text).lower()
+    text = HIDDEN.sub("", text).lower()
     return _CJK_GAP.sub("", text)
 
 

@@ -30,9 +30,10 @@ _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ua
 # like "win32" or "covid19"; pure numbers are left out on purpose.
 _WORD_RE = re.compile(r"[^\W\d_](?:[^\W_]|['’-](?=[^\W\d_]))*", re.UNICODE)
 _DIGITS = re.compile(r"\d")
-# Drawn as nothing (zero-width, variation selectors, tags) or as a stroke over the letter before:
-# "ver\u200bify" and "b\U000e0139ank" are read as the words a person sees.
-_HIDDEN = re.compile(
+# Drawn as nothing (zero-width, soft hyphen, variation selectors, tags) or as a stroke over the
+# letter before: written inside words so that "ver\u200bify", "b\U000e0139ank" or "P\u0336ending"
+# match no filter. The lexicons read text through the same set.
+HIDDEN = re.compile(
     "[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff\u0332-\u0338\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
 )
 _CAPS_RE = re.compile(r"\b[A-Z]{3,15}\b")
@@ -114,7 +115,7 @@ def text_tokens(text: str, prefix: str = "", bigrams: bool = True) -> set[str]:
     out: set[str] = set()
     text = unicodedata.normalize("NFKC", text[:MAX_TEXT])
     if not text.isascii():
-        text = _HIDDEN.sub("", text)
+        text = HIDDEN.sub("", text)
     _shape_tokens(_URL_RE.sub(" ", text), prefix, out)
     text = text.lower()
 
