@@ -212,19 +212,12 @@ class ContentAnalyzer(BaseAnalyzer):
         display = m.from_.display
         if "!" in display or "$" in display:
             out.append(self.finding("CONTENT_DISPLAY_NAME_PUNCT", f"display name {display[:80]!r}"))
-        zw = sum(
-            len(_ZERO_WIDTH.findall(t))
-            for t in (subject, m.text[:MAX_TEXT], m.html_text[:MAX_TEXT])
-            if not t.isascii() and _ZERO_WIDTH_ANY.search(t)
-        )
+        # Invisible characters and combining marks are not ASCII: ASCII texts need no search.
+        non_ascii = [t for t in (subject, m.text[:MAX_TEXT], m.html_text[:MAX_TEXT]) if not t.isascii()]
+        zw = sum(len(_ZERO_WIDTH.findall(t)) for t in non_ascii if _ZERO_WIDTH_ANY.search(t))
         if zw:
             out.append(self.finding("CONTENT_ZERO_WIDTH", f"{zw} invisible character(s) inside words", {"count": zw}))
-        marked = [
-            w
-            for t in (subject, m.text[:MAX_TEXT], m.html_text[:MAX_TEXT])
-            if not t.isascii() and _MARKS_ANY.search(t)
-            for w in _MARKED_LETTERS.findall(t)
-        ]
+        marked = [w for t in non_ascii if _MARKS_ANY.search(t) for w in _MARKED_LETTERS.findall(t)]
         if marked:
             shown = _MARKS_ANY.sub("", marked[0])[:40]
             out.append(

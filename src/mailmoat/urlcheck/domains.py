@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Set as AbstractSet
 
 import tldextract
 
@@ -101,12 +102,19 @@ def last_labels(host: str, n: int = MAX_LABELS) -> str:
     return ".".join(host.rsplit(".", n)[-n:])
 
 
-def in_domains(host: str, domains: set[str]) -> bool:
-    """True when host is one of domains or a subdomain of one (of MAX_LABELS labels at most)."""
+def listed_parent(host: str, domains: AbstractSet[str]) -> str:
+    """The entry of `domains` that host is or lives under, most specific first ('' when none;
+    entries of MAX_LABELS labels at most)."""
     h = last_labels(to_ascii(host))
-    while True:
+    while h:
         if h in domains:
-            return True
+            return h
         if "." not in h:
-            return False
+            return ""
         h = h.split(".", 1)[1]
+    return ""
+
+
+def in_domains(host: str, domains: AbstractSet[str]) -> bool:
+    """True when host is one of domains or a subdomain of one (of MAX_LABELS labels at most)."""
+    return bool(listed_parent(host, domains))

@@ -22,14 +22,7 @@ ABUSED_TLDS = load_list("abused_tlds.txt")
 
 def free_hosting(host: str) -> str:
     """The free-hosting / tenant platform a host lives on ('' when none)."""
-    h = dom.last_labels(dom.to_ascii(host))
-    while h:
-        if h in FREE_HOSTING:
-            return h
-        if "." not in h:
-            return ""
-        h = h.split(".", 1)[1]
-    return ""
+    return dom.listed_parent(host, FREE_HOSTING)
 
 
 def abused_tld(host: str) -> str:

@@ -235,13 +235,8 @@ class DomainCatalog:
 
     def brand_of(self, host: str) -> Brand | None:
         """The brand that really owns host (host is one of its domains or below one)."""
-        h = dom.to_ascii(host)
-        while True:
-            if h in self.brand_domains:
-                return self.brand_domains[h]
-            if "." not in h:
-                return None
-            h = h.split(".", 1)[1]
+        owner = dom.listed_parent(host, self.brand_domains.keys())
+        return self.brand_domains[owner] if owner else None
 
     def is_legit(self, host: str) -> bool:
         return dom.in_domains(host, self.legit)
