@@ -57,8 +57,8 @@ class Logistic:
         self.w: dict[str, float] = {}
         self.bias = 0.0
 
-    def learn_tokens(self, tokens: Iterable[str], is_spam: bool) -> None:
-        self.data.append((sorted(set(tokens)), 1.0 if is_spam else 0.0))
+    def learn_tokens(self, tokens: Iterable[str], label: str) -> None:
+        self.data.append((sorted(set(tokens)), 0.0 if label == "ham" else 1.0))
 
     @staticmethod
     def _sigmoid(z: float) -> float:
@@ -105,7 +105,7 @@ def cross_validate(
                 for (_, label), path in fold:
                     toks = tokens[path]
                     if toks is not None:
-                        clf.learn_tokens(toks, label != "ham")
+                        clf.learn_tokens(toks, label)
         if model == "logistic":
             clf.fit()
         for _, path in folds[k]:

@@ -171,7 +171,7 @@ def dev_report(train: list[tuple[str, str, str]], jobs: int, seed: int) -> None:
     for (_, label), path in fit:
         tokens = feats[path][0]
         if tokens is not None:
-            model.learn_tokens(tokens, label != "ham")
+            model.learn_tokens(tokens, label)
     cuts = (0.5, 0.8, 0.9, 0.95, 0.99)
     print("## Development split: classifier alone, trained on 60% of each train half, on the other 40%\n")
     print("| corpus | label | msgs | " + " | ".join(f"p ≥ {c:g}" for c in cuts) + " |")
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
-    train: list[tuple[str, bool]] = []
+    train: list[tuple[str, str]] = []
     test: list[tuple[str, str, str]] = []
     dev_train: list[tuple[str, str, str]] = []
     for (corpus, label), files in sets.items():
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             random.Random(args.seed).shuffle(files)
             files = files[: 2 * args.limit]
         tr, te = split(files, args.seed)
-        train += [(str(p), label != "ham") for p in tr]
+        train += [(str(p), label) for p in tr]
         test += [(corpus, label, str(p)) for p in te]
         print(f"{corpus}/{label}: {len(tr)} train, {len(te)} test", file=sys.stderr)
         dev_train += [(corpus, label, str(p)) for p in tr]

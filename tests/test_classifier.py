@@ -96,7 +96,7 @@ def test_persist_and_load(tmp_path: Path) -> None:
     again = Classifier.open(path)
     assert again.model.nspam == clf.model.nspam and again.model.nham == clf.model.nham
     assert again.classify(msg).prob == pytest.approx(clf.classify(msg).prob)
-    assert json.loads(path.read_text())["format"] == "mailmoat-bayes/1"
+    assert json.loads(path.read_text())["format"] == "mailmoat-bayes/2"
     # A damaged file is a clear error, not a crash deep in scoring.
     path.write_text("{not json")
     with pytest.raises(ModelError):
@@ -124,7 +124,7 @@ def test_learn_incrementally_from_verdicts(tmp_path: Path) -> None:
     # Learning is saved: a new process sees it, including what each key was learnt as.
     again = Classifier.open(path)
     assert again.model.nspam == nspam - 1
-    assert again.learned_as("msg-0") is False
+    assert again.learned_as("msg-0") == "ham"
 
 
 def test_score_scaling() -> None:
@@ -232,7 +232,7 @@ def test_learn_verdict_helper(settings: Settings) -> None:
     _trained(model_path(settings), n=5)
     assert learn_verdict(settings, raw, True, key="m1")
     assert not learn_verdict(settings, raw, True, key="m1")
-    assert Classifier.open(model_path(settings)).learned_as("m1") is True
+    assert Classifier.open(model_path(settings)).learned_as("m1") == "spam"
 
 
 def test_mail_domains_in_text_and_long_runs() -> None:
@@ -244,3 +244,93 @@ def test_mail_domains_in_text_and_long_runs() -> None:
     # (bench/hostile_text.py shows it costs about what an ordinary message costs).
     assert not any(t.startswith("email:") for t in text_tokens("a" * 65 + "@example.com"))
     assert text_tokens("a" * 60_000) == {"skip:a60000"}
+
+
+def _words(rng: random.Random, vocab: list[str], k: int) -> list[str]:
+    return rng.sample(vocab, k)
+
+
+def test_a_minority_kind_is_read_by_its_own_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bulk-spam words diluted by three times as much phishing look neutral pooled; its own view sees them."""
+    from mailmoat.classify import bayes
+
+    rng = random.Random(7)
+    shared = [f"common{i}" for i in range(40)]  # everyday words: in ham and in the bulk spam alike
+    bulk = [f"offer{i}" for i in range(10)]  # in most bulk spam and in some ham
+    lure = [f"verify{i}" for i in range(30)]
+    work = [f"agenda{i}" for i in range(20)]
+    model = BayesModel()
+    for _ in range(bayes.MIN_VIEW + 20):
+        model.learn_tokens(_words(rng, shared, 15) + _words(rng, bulk, 1) + _words(rng, work, 4), "ham")
+        model.learn_tokens(_words(rng, shared, 15) + _words(rng, bulk, 6), "spam")
+    for _ in range(3 * (bayes.MIN_VIEW + 20)):
+        model.learn_tokens(_words(rng, lure, 10), "phish")
+    assert model.learnt("spam") == bayes.MIN_VIEW + 20 and model.learnt("phish") == 3 * (bayes.MIN_VIEW + 20)
+
+    offer = _words(rng, shared, 15) + _words(rng, bulk, 6)
+    got = model.classify_tokens(offer)
+    assert got.view == "spam/latin" and got.prob > 0.9
+    with monkeypatch.context() as mp:
+        mp.setattr(bayes, "MIN_VIEW", 10**9)  # the pooled view alone, as before kinds were kept apart
+        pooled = model.classify_tokens(offer)
+    assert pooled.view == "all" and pooled.prob < got.prob - 0.2
+    # A phishing lure is read as phishing, and ordinary mail stays ham in every view.
+    assert model.classify_tokens(_words(rng, lure, 10)).prob > 0.99
+    assert model.classify_tokens(_words(rng, shared, 15) + _words(rng, work, 4)).prob < 0.1
+
+
+def test_a_view_needs_enough_mail_of_its_kind_and_script() -> None:
+    from mailmoat.classify import bayes
+
+    rng = random.Random(8)
+    model = BayesModel()
+    for _ in range(bayes.MIN_VIEW):
+        model.learn_tokens([f"w{rng.randrange(50)}" for _ in range(10)], "ham")
+        model.learn_tokens([f"w{rng.randrange(40, 90)}" for _ in range(10)], "spam")
+    for _ in range(bayes.MIN_VIEW - 1):
+        model.learn_tokens([f"p{rng.randrange(50)}" for _ in range(10)], "phish")
+    assert [v[0] for v in model._views("latin")] == ["all", "spam/latin"]
+    # No Chinese mail learnt: a Chinese message is read by the pooled view alone.
+    assert [v[0] for v in model._views("cjk")] == ["all"]
+    model.learn_tokens([f"p{rng.randrange(50)}" for _ in range(10)], "phish")
+    assert [v[0] for v in model._views("latin")] == ["all", "spam/latin", "phish/latin"]
+
+
+def test_script_of_messages() -> None:
+    from mailmoat.classify.tokens import script_of
+
+    assert script_of(text_tokens("关于发放2025年度工资补贴的通知，请扫码领取")) == "cjk"
+    assert script_of(text_tokens("Please find the quarterly report attached, with the figures")) == "latin"
+    # A Chinese display name on English text does not make the message Chinese.
+    toks = text_tokens("Please find the quarterly report attached, with the figures for the board") | {"fn:王伟"}
+    assert script_of(toks) == "latin"
+    assert script_of(set()) == "latin"
+
+
+def test_reads_a_version_one_model_as_before(tmp_path: Path) -> None:
+    v1 = {"format": "mailmoat-bayes/1", "nspam": 3, "nham": 2,
+          "tokens": {"prize": [3, 0], "meeting": [0, 2], "today": [1, 1]}}
+    path = tmp_path / "bayes.json"
+    path.write_text(json.dumps(v1))
+    model = BayesModel.load(path)
+    assert (model.nspam, model.nham) == (3, 2)
+    assert model.token_prob("prize") == pytest.approx((0.45 * 0.5 + 3 * 1.0) / 3.45)
+    got = model.classify_tokens(["prize", "today"])
+    assert got.view == "all" and got.prob > 0.5
+    # Saved again, it is a version-two model with the same counts.
+    model.save(path)
+    assert json.loads(path.read_text())["format"] == "mailmoat-bayes/2"
+    assert BayesModel.load(path).token_prob("prize") == model.token_prob("prize")
+    # Unknown labels are refused, not guessed.
+    with pytest.raises(ValueError):
+        model.learn_tokens(["x"], "newsletter")
+
+
+def test_a_verdict_can_move_a_message_between_kinds(tmp_path: Path) -> None:
+    clf = _trained(tmp_path / "bayes.json", n=5)
+    msg = Message(subject="parcel", text="your parcel is waiting pay the customs fee")
+    before = (clf.model.learnt("spam"), clf.model.learnt("phish"))
+    assert clf.learn(msg, "spam", key="k")
+    assert clf.learn(msg, "phish", key="k")
+    assert (clf.model.learnt("spam"), clf.model.learnt("phish")) == (before[0], before[1] + 1)
+    assert Classifier.open(tmp_path / "bayes.json").learned_as("k") == "phish"

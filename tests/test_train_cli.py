@@ -31,11 +31,21 @@ def test_train_from_directories(tmp_path: Path) -> None:
     data = tmp_path / "var"
     res = runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
     assert res.exit_code == 0, res.output
-    assert "learnt 12 ham and 9 spam" in res.output
+    assert "learnt 12 ham, 9 spam and 0 phishing" in res.output
     model = data / "models" / "bayes.json"
     assert model.exists()
     clf = Classifier.open(model)
     assert (clf.model.nham, clf.model.nspam) == (12, 9)
+
+    # Phishing given apart is learnt as its own kind, in both scripts.
+    phish = _write_corpus(tmp_path / "phish", True, 4, 3)
+    res = runner.invoke(
+        app, ["train", "--ham", str(ham), "--spam", str(spam), "--phish", str(phish), "--data-dir", str(data), "-j", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "learnt 12 ham, 9 spam and 4 phishing" in res.output
+    clf = Classifier.open(model)
+    assert (clf.model.learnt("spam"), clf.model.learnt("phish"), clf.model.nspam) == (9, 4, 13)
 
     # Training again replaces the model; --add extends it.
     res = runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
@@ -50,7 +60,7 @@ def test_train_needs_both_classes_and_existing_dirs(tmp_path: Path) -> None:
     data = tmp_path / "var"
     res = runner.invoke(app, ["train", "--ham", str(ham), "--data-dir", str(data), "-j", "1"])
     assert res.exit_code == 2
-    assert "needs both ham and spam" in res.output
+    assert "needs both ham and spam or phishing" in res.output
     assert not (data / "models" / "bayes.json").exists()
     res = runner.invoke(app, ["train", "--ham", str(tmp_path / "nope"), "--spam", str(ham), "--data-dir", str(data)])
     assert res.exit_code == 2 and "no such file or directory" in res.output
@@ -91,13 +101,13 @@ def test_train_from_store_learns_released_and_recalled(tmp_path: Path) -> None:
 
     res = runner.invoke(app, ["train", "--from-store", "--data-dir", str(data)])
     assert res.exit_code == 0, res.output
-    assert "learnt 1 released as ham, 1 recalled as spam" in res.output
+    assert "learnt 1 released as ham, 1 recalled as phishing" in res.output
     clf = Classifier.open(data / "models" / "bayes.json")
     assert (clf.model.nham, clf.model.nspam) == (11, 11)
-    assert clf.learned_as("m-released") is False and clf.learned_as("m-recalled") is True
+    assert clf.learned_as("m-released") == "ham" and clf.learned_as("m-recalled") == "phish"
     # Running it again learns nothing twice.
     res = runner.invoke(app, ["train", "--from-store", "--data-dir", str(data)])
-    assert "learnt 0 released as ham, 0 recalled as spam (2 already learnt" in res.output
+    assert "learnt 0 released as ham, 0 recalled as phishing (2 already learnt" in res.output
     assert Classifier.open(data / "models" / "bayes.json").model.nham == 11
 
 

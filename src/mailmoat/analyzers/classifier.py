@@ -37,6 +37,15 @@ BAYES_SPAM = Symbol("BAYES_SPAM", 10.0, GROUP, "The trained classifier finds the
 BAYES_HAM = Symbol("BAYES_HAM", -2.0, GROUP, "The trained classifier finds the content like legitimate mail (scaled)")
 
 
+_VIEW_NAMES = {
+    "all": "all kinds together",
+    "spam/latin": "as bulk spam, Latin script",
+    "spam/cjk": "as bulk spam, CJK script",
+    "phish/latin": "as phishing, Latin script",
+    "phish/cjk": "as phishing, CJK script",
+}
+
+
 def _logit(p: float) -> float:
     p = min(max(p, 1e-12), 1 - 1e-12)
     return math.log10(p / (1 - p))
@@ -117,8 +126,9 @@ class ClassifierAnalyzer(BaseAnalyzer):
             return [
                 self.finding(
                     "BAYES_SPAM",
-                    f"spam probability {p:.4f}; strongest clues: {', '.join(clues)}",
-                    {"prob": round(p, 6), "clues": clues},
+                    f"spam probability {p:.4f} ({_VIEW_NAMES.get(result.view, result.view)}); "
+                    f"strongest clues: {', '.join(clues)}",
+                    {"prob": round(p, 6), "clues": clues, "view": result.view},
                     score=round(BAYES_SPAM.score * factor, 3),
                 )
             ]

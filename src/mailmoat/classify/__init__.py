@@ -6,16 +6,18 @@ import json
 import threading
 from pathlib import Path
 
-from mailmoat.classify.bayes import BayesModel, Classification, ModelError
+from mailmoat.classify.bayes import LABELS, BayesModel, Classification, ModelError, as_label
 from mailmoat.classify.tokens import message_tokens
 from mailmoat.config import Settings
 from mailmoat.model import Message
 
 __all__ = [
+    "LABELS",
     "BayesModel",
     "Classification",
     "Classifier",
     "ModelError",
+    "as_label",
     "learn_verdict",
     "message_tokens",
     "model_path",
@@ -32,16 +34,16 @@ def model_path(settings: Settings) -> Path:
 class Classifier:
     """A model bound to its file: classify messages, learn administrators' verdicts, save.
 
-    `learn(message, is_spam, key=...)` with a key (e.g. the envelope id) remembers what each
-    message was learnt as, so learning the same message again is a no-op and a reversed
-    verdict (recalled, then released) moves it from one class to the other instead of
-    counting it twice.
+    `learn(message, label, key=...)` with a key (e.g. the envelope id) remembers what each
+    message was learnt as ("ham", "spam" or "phish"; True means "spam"), so learning the same
+    message again is a no-op and a reversed verdict (recalled, then released) moves it from one
+    class to the other instead of counting it twice.
     """
 
     def __init__(self, path: Path, model: BayesModel | None = None) -> None:
         self.path = path
         self.model = model or BayesModel()
-        self._learned: dict[str, bool] = {}
+        self._learned: dict[str, str] = {}
         self._lock = threading.Lock()
         self._load_learned()
 
@@ -65,7 +67,8 @@ class Classifier:
         except (OSError, ValueError):
             return
         if isinstance(data, dict):
-            self._learned = {str(k): bool(v) for k, v in data.items()}
+            # Older files hold true/false (spam/ham).
+            self._learned = {str(k): as_label(v) for k, v in data.items() if isinstance(v, bool) or v in LABELS}
 
     @property
     def trained(self) -> bool:
@@ -74,24 +77,25 @@ class Classifier:
     def classify(self, message: Message) -> Classification:
         return self.model.classify_tokens(message_tokens(message))
 
-    def learned_as(self, key: str) -> bool | None:
+    def learned_as(self, key: str) -> str | None:
         return self._learned.get(key)
 
-    def learn(self, message: Message, is_spam: bool, key: str = "", save: bool = True) -> bool:
-        """Learn one verdict (release = ham, recall = spam); returns False if already known as that."""
-        return self.learn_tokens(message_tokens(message), is_spam, key=key, save=save)
+    def learn(self, message: Message, label: bool | str, key: str = "", save: bool = True) -> bool:
+        """Learn one verdict (release = ham, recall = phish); returns False if already known as that."""
+        return self.learn_tokens(message_tokens(message), label, key=key, save=save)
 
-    def learn_tokens(self, tokens: set[str], is_spam: bool, key: str = "", save: bool = False) -> bool:
+    def learn_tokens(self, tokens: set[str], label: bool | str, key: str = "", save: bool = False) -> bool:
         """As `learn`, from tokens already extracted (bulk training tokenises in worker processes)."""
+        label = as_label(label)
         with self._lock:
             if key:
                 before = self._learned.get(key)
-                if before is is_spam:
+                if before == label:
                     return False
                 if before is not None:
                     self.model.unlearn_tokens(tokens, before)
-                self._learned[key] = is_spam
-            self.model.learn_tokens(tokens, is_spam)
+                self._learned[key] = label
+            self.model.learn_tokens(tokens, label)
         if save:
             self.save()
         return True
@@ -104,8 +108,8 @@ class Classifier:
             tmp.replace(self._learned_path)
 
 
-def learn_verdict(settings: Settings, raw: bytes, is_spam: bool, key: str) -> bool:
-    """Learn one administrator's verdict now (release = ham, recall = spam) and save the model.
+def learn_verdict(settings: Settings, raw: bytes, label: bool | str, key: str) -> bool:
+    """Learn one administrator's verdict now (release = ham, recall = phish) and save the model.
 
     For the quarantine-release and recall code paths; `mailmoat train --from-store` does the same
     in bulk. Returns False when there is no model yet or the message was already learnt so.
@@ -117,4 +121,4 @@ def learn_verdict(settings: Settings, raw: bytes, is_spam: bool, key: str) -> bo
     if not settings.classifier.enabled or not path.exists():
         return False
     clf = Classifier.open(path)
-    return clf.learn(parse(raw, qr=settings.qr), is_spam, key=key, save=True)
+    return clf.learn(parse(raw, qr=settings.qr), label, key=key, save=True)

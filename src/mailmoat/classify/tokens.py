@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 
 from mailmoat.model import Message
 
@@ -200,3 +201,15 @@ def message_tokens(message: Message) -> set[str]:
     if not out:
         out.add("meta:empty")
     return out
+
+
+# A message "is written in" CJK when this share of its tokens holds a CJK character; Chinese text
+# gives several n-grams per character, so any real Chinese body is far above it, and a Chinese
+# display name or a line of Chinese in an English mail stays below.
+CJK_SHARE = 0.2
+
+
+def script_of(tokens: Collection[str]) -> str:
+    """'cjk' for a message written mostly in Chinese, Japanese or Korean, else 'latin'."""
+    cjk = sum(1 for t in tokens if _CJK_CHAR.search(t))
+    return "cjk" if tokens and cjk > CJK_SHARE * len(tokens) else "latin"

@@ -70,18 +70,25 @@ def train_dirs(
     settings: Settings,
     ham: list[Path],
     spam: list[Path],
+    phish: list[Path] | None = None,
     *,
     add: bool = False,
     jobs: int = 1,
     qr: bool = True,
 ) -> dict[str, int]:
-    """Train (or, with add, extend) the model from directories; returns counts; saves the model."""
+    """Train (or, with add, extend) the model from directories; returns counts; saves the model.
+
+    Phishing given apart from bulk spam gets a view of its own in the model (see
+    `mailmoat.classify.bayes`); given together under `spam`, both are read as one kind.
+    """
     from mailmoat.classify import BayesModel, Classifier, model_path
 
     path = model_path(settings)
     clf = Classifier.open(path) if add else Classifier(path, BayesModel())
-    counts = {"ham": 0, "spam": 0, "skipped": 0}
-    labelled = [(str(p), False) for p in iter_messages(ham)] + [(str(p), True) for p in iter_messages(spam)]
+    counts = {"ham": 0, "spam": 0, "phish": 0, "skipped": 0}
+    labelled = [
+        (str(p), name) for name, dirs in (("ham", ham), ("spam", spam), ("phish", phish or [])) for p in iter_messages(dirs)
+    ]
     label = dict(labelled)
     qr_settings = settings.qr if qr else None
     for file, tokens, error in tokenise_files([p for p, _ in labelled], qr_settings, jobs):
@@ -89,12 +96,12 @@ def train_dirs(
             counts["skipped"] += 1
             typer.echo(f"skipped {file}: {error}", err=True)
             continue
-        is_spam = label[file]
-        clf.learn_tokens(set(tokens), is_spam)
-        counts["spam" if is_spam else "ham"] += 1
+        clf.learn_tokens(set(tokens), label[file])
+        counts[label[file]] += 1
     if not clf.trained:
         raise ValueError(
-            f"a model needs both ham and spam (have {clf.model.nham} ham, {clf.model.nspam} spam); nothing saved"
+            f"a model needs both ham and spam or phishing (have {clf.model.nham} ham, "
+            f"{clf.model.nspam} spam and phishing); nothing saved"
         )
     clf.save()
     counts["model_ham"] = clf.model.nham
@@ -104,7 +111,10 @@ def train_dirs(
 
 
 def train_from_store(settings: Settings) -> dict[str, int]:
-    """Learn released messages as ham and recalled ones as spam (each message once; reversals move it)."""
+    """Learn released messages as ham and recalled ones as phishing (each message once; reversals move it).
+
+    Recall is for threats that reached mailboxes, so recalled mail joins the phishing kind.
+    """
     from sqlalchemy import select
 
     from mailmoat.classify import Classifier
@@ -119,7 +129,7 @@ def train_from_store(settings: Settings) -> dict[str, int]:
         if not db_file.exists():
             raise FileNotFoundError(f"no store at {db_file}")
     store = Store(url, create=False)
-    counts = {"ham": 0, "spam": 0, "already": 0, "missing_raw": 0}
+    counts = {"ham": 0, "phish": 0, "already": 0, "missing_raw": 0}
     try:
         with store.session() as s:
             recalled = set(
@@ -133,8 +143,8 @@ def train_from_store(settings: Settings) -> dict[str, int]:
     clf = Classifier.open(Classifier.for_settings(settings).path)
     for mid in ids:
         # A released message was judged good by a person; a later recall of it wins.
-        is_spam = mid in recalled
-        if clf.learned_as(mid) is is_spam:
+        label = "phish" if mid in recalled else "ham"
+        if clf.learned_as(mid) == label:
             counts["already"] += 1
             continue
         raw_path = rows.get(mid, "")
@@ -145,9 +155,9 @@ def train_from_store(settings: Settings) -> dict[str, int]:
         if raw is None:
             counts["missing_raw"] += 1
             continue
-        clf.learn(parse(raw, qr=settings.qr), is_spam, key=mid, save=False)
-        counts["spam" if is_spam else "ham"] += 1
-    if counts["ham"] or counts["spam"]:
+        clf.learn(parse(raw, qr=settings.qr), label, key=mid, save=False)
+        counts[label] += 1
+    if counts["ham"] or counts["phish"]:
         clf.save()
     counts["model_ham"] = clf.model.nham
     counts["model_spam"] = clf.model.nspam
@@ -158,7 +168,8 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
         ham: Annotated[list[Path] | None, typer.Option("--ham", help="Directory (or file) of legitimate .eml messages; repeatable")] = None,
-        spam: Annotated[list[Path] | None, typer.Option("--spam", help="Directory (or file) of spam/phishing .eml messages; repeatable")] = None,
+        spam: Annotated[list[Path] | None, typer.Option("--spam", help="Directory (or file) of spam .eml messages; repeatable")] = None,
+        phish: Annotated[list[Path] | None, typer.Option("--phish", help="Directory (or file) of phishing .eml messages, kept apart from bulk spam; repeatable")] = None,
         from_store: Annotated[bool, typer.Option("--from-store", help="Learn released messages as ham and recalled ones as spam")] = False,
         add: Annotated[bool, typer.Option("--add", help="Add to the existing model instead of replacing it")] = False,
         jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parser processes (default: CPU count)")] = 0,
@@ -171,22 +182,23 @@ def register(app: typer.Typer) -> None:
         from mailmoat.classify import model_path
 
         settings = load_settings(config, data_dir, db)
-        ham_dirs, spam_dirs = list(ham or []), list(spam or [])
-        if not ham_dirs and not spam_dirs and not from_store:
-            raise fail("give --ham DIR and --spam DIR, or --from-store")
-        for d in ham_dirs + spam_dirs:
+        ham_dirs, spam_dirs, phish_dirs = list(ham or []), list(spam or []), list(phish or [])
+        if not ham_dirs and not spam_dirs and not phish_dirs and not from_store:
+            raise fail("give --ham DIR and --spam DIR (and/or --phish DIR), or --from-store")
+        for d in ham_dirs + spam_dirs + phish_dirs:
             if not d.exists():
                 raise fail(f"no such file or directory: {d}")
-        if ham_dirs or spam_dirs:
+        if ham_dirs or spam_dirs or phish_dirs:
             try:
                 counts = train_dirs(
-                    settings, ham_dirs, spam_dirs, add=add, jobs=jobs or (os.cpu_count() or 1), qr=not no_qr
+                    settings, ham_dirs, spam_dirs, phish_dirs, add=add, jobs=jobs or (os.cpu_count() or 1), qr=not no_qr
                 )
             except ValueError as exc:
                 raise fail(str(exc)) from exc
             typer.echo(
-                f"learnt {counts['ham']} ham and {counts['spam']} spam ({counts['skipped']} skipped); "
-                f"model: {counts['model_ham']} ham, {counts['model_spam']} spam, {counts['tokens']} tokens "
+                f"learnt {counts['ham']} ham, {counts['spam']} spam and {counts['phish']} phishing "
+                f"({counts['skipped']} skipped); "
+                f"model: {counts['model_ham']} ham, {counts['model_spam']} spam and phishing, {counts['tokens']} tokens "
                 f"→ {model_path(settings)}"
             )
         if from_store:
@@ -199,7 +211,7 @@ def register(app: typer.Typer) -> None:
             except SQLAlchemyError as exc:
                 raise fail(f"cannot read the store: {exc}") from exc
             typer.echo(
-                f"from the store: learnt {sc['ham']} released as ham, {sc['spam']} recalled as spam "
+                f"from the store: learnt {sc['ham']} released as ham, {sc['phish']} recalled as phishing "
                 f"({sc['already']} already learnt, {sc['missing_raw']} without a retained raw message); "
-                f"model: {sc['model_ham']} ham, {sc['model_spam']} spam → {model_path(settings)}"
+                f"model: {sc['model_ham']} ham, {sc['model_spam']} spam and phishing → {model_path(settings)}"
             )

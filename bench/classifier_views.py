@@ -1,0 +1,96 @@
+"""What reading a message by several views costs the classifier: time per message, model size and load.
+
+    .venv/bin/python bench/classifier_views.py /path/to/corpora [-j N] [--sample N]
+
+Trains one model on the train halves of `bench/detection_eval.py`'s split (ham, spam and phish
+kept apart), saves and reloads it, then classifies a sample of the test halves twice in
+alternating rounds: with every view (the shipped behaviour) and with the pooled view alone (as if
+no kind had enough mail for a view of its own). Prints milliseconds per message for both, their
+ratio, the model file's size, its load time and the resident memory the loaded model adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import detection_eval as de  # the same discovery and split
+
+from mailmoat.classify import bayes
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("corpus_dir", type=Path)
+    ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--sample", type=int, default=600, help="test messages to classify (default 600)")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    sets = de.discover(args.corpus_dir)
+    if not sets:
+        print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
+        return 2
+    train = de.train_items(sets, de.SEED)
+    test = [str(p) for files in sets.values() for p in de.split(files, de.SEED)[1]]
+    test = random.Random(1).sample(test, min(args.sample, len(test)))
+    label = {path: cell[1] for cell, path in train}
+    tokens: dict[str, list[str] | None] = {}
+    with ProcessPoolExecutor(args.jobs, initializer=de._init_train) as pool:
+        for path, toks in pool.map(de._tokens, [p for _, p in train] + test, chunksize=32):
+            tokens[path] = toks
+    model = bayes.BayesModel()
+    for _, path in train:
+        toks = tokens[path]
+        if toks is not None:
+            model.learn_tokens(toks, label[path])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bayes.json"
+        model.save(path)
+        size = path.stat().st_size
+        del model
+        gc.collect()
+        before = _rss_mb()
+        t0 = time.perf_counter()
+        model = bayes.BayesModel.load(path)
+        load_s = time.perf_counter() - t0
+        added = _rss_mb() - before
+    sample = [set(t) for p in test if (t := tokens[p]) is not None]
+    shipped = bayes.MIN_VIEW
+    took = {"every view": 0.0, "pooled view alone": 0.0}
+    views_used: dict[str, int] = {}
+    for _ in range(args.rounds):
+        for name, min_view in (("every view", shipped), ("pooled view alone", 10**12)):
+            bayes.MIN_VIEW = min_view
+            t0 = time.perf_counter()
+            for toks in sample:
+                got = model.classify_tokens(toks)
+                if min_view == shipped:
+                    views_used[got.view] = views_used.get(got.view, 0) + 1
+            took[name] += time.perf_counter() - t0
+    bayes.MIN_VIEW = shipped
+    n = len(sample) * args.rounds
+    print(f"model: {len(model.counts)} tokens, file {size / 1e6:.1f} MB, load {load_s:.1f} s, +{added:.0f} MB resident\n")
+    print("| reading | ms per message |")
+    print("|---|---:|")
+    for name, secs in took.items():
+        print(f"| {name} | {secs / n * 1000:.2f} |")
+    print(f"\nratio every view / pooled alone: {took['every view'] / took['pooled view alone']:.2f}")
+    print("winning view (every view): " + ", ".join(f"{k} {v // args.rounds}" for k, v in sorted(views_used.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
