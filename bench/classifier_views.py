@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, secs in took.items():
         print(f"| {name} | {secs / n * 1000:.2f} |")
     print(f"\nratio every view / pooled alone: {took['every view'] / took['pooled view alone']:.2f}")
-    print("winning view (every view): " + ", ".join(f"{k} {v // args.rounds}" for k, v in sorted(views_used.items())))
+    print("view given as evidence (pooled, or the kind view above it): " + ", ".join(f"{k} {v // args.rounds}" for k, v in sorted(views_used.items())))
     return 0
 
 
