@@ -5,11 +5,12 @@
 
 CORPUS_DIR holds `<corpus>/<label>/<one message per file>` with labels ham, spam and phish
 (other labels, e.g. malformed, are skipped). Every (corpus, label) is split 50/50 with a fixed
-seed; the classifier is trained on the train halves in a temporary data dir; the test halves are
-scanned at the default policy. For each corpus and label it prints the share of messages
-quarantined or rejected (detection for spam/phish, false positives for ham) and tagged, then
-the same after rewriting every Date and Received header to one recent date, so a detector that
-keys on the age of the mail would show it. Nothing here opens an attachment outside the parser.
+seed; the classifier is trained on the train halves (ham, spam and phish as their own labels)
+in a temporary data dir; the test halves are scanned at the default policy. For each corpus and
+label it prints the share of messages quarantined or rejected (detection for spam/phish, false
+positives for ham) and tagged, then the same after rewriting every Date and Received header to
+one recent date, so a detector that keys on the age of the mail would show it. Nothing here opens
+an attachment outside the parser.
 """
 
 from __future__ import annotations

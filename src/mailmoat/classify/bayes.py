@@ -108,7 +108,7 @@ class Clue:
 class Classification:
     prob: float  # 0 = surely ham, 1 = surely spam, 0.5 = no idea
     clues: list[Clue] = field(default_factory=list)
-    view: str = "all"  # which view gave it: "all" (pooled) or "<kind>/<script>"
+    view: str = "all"  # "all" (pooled), or the kind view "<kind>/<script>" that moved it; the clues are its
 
     def top(self, n: int = 8, spammy: bool = True) -> list[Clue]:
         """The strongest clues in one direction, strongest first (for evidence)."""
@@ -180,7 +180,7 @@ class BayesModel:
             return views
         for kind in KINDS:
             own = cell(kind, script)
-            # A kind with no other kind beside it reads the same as the pooled view.
+            # A cell holding all the unwanted mail learnt would only repeat the pooled view.
             if self.n[own] >= MIN_VIEW and self.n[own] < self.nspam:
                 views.append((f"{kind}/{script}", (own,), (ham,)))
         return views

@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
         ham: Annotated[list[Path] | None, typer.Option("--ham", help="Directory (or file) of legitimate .eml messages; repeatable")] = None,
         spam: Annotated[list[Path] | None, typer.Option("--spam", help="Directory (or file) of spam .eml messages; repeatable")] = None,
         phish: Annotated[list[Path] | None, typer.Option("--phish", help="Directory (or file) of phishing .eml messages, kept apart from bulk spam; repeatable")] = None,
-        from_store: Annotated[bool, typer.Option("--from-store", help="Learn released messages as ham and recalled ones as spam")] = False,
+        from_store: Annotated[bool, typer.Option("--from-store", help="Learn released messages as ham and recalled ones as phishing")] = False,
         add: Annotated[bool, typer.Option("--add", help="Add to the existing model instead of replacing it")] = False,
         jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parser processes (default: CPU count)")] = 0,
         no_qr: Annotated[bool, typer.Option("--no-qr", help="Skip QR decoding while training (faster)")] = False,
