@@ -250,24 +250,34 @@ def _words(rng: random.Random, vocab: list[str], k: int) -> list[str]:
     return rng.sample(vocab, k)
 
 
+_SHARED = [f"common{i}" for i in range(40)]  # everyday words: in ham and in the bulk spam alike
+_BULK = [f"offer{i}" for i in range(10)]  # in most bulk spam and in some ham
+_LURE = [f"verify{i}" for i in range(30)]
+_WORK = [f"agenda{i}" for i in range(20)]
+
+
+def _kinds_model(rng: random.Random) -> BayesModel:
+    """Ham, some bulk spam, and three times as much phishing, each just above a view's minimum."""
+    from mailmoat.classify import bayes
+
+    model = BayesModel()
+    for _ in range(bayes.MIN_VIEW + 20):
+        model.learn_tokens(_words(rng, _SHARED, 15) + _words(rng, _BULK, 1) + _words(rng, _WORK, 4), "ham")
+        model.learn_tokens(_words(rng, _SHARED, 15) + _words(rng, _BULK, 6), "spam")
+    for _ in range(3 * (bayes.MIN_VIEW + 20)):
+        model.learn_tokens(_words(rng, _LURE, 10), "phish")
+    return model
+
+
 def test_a_minority_kind_is_read_by_its_own_view(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bulk-spam words diluted by three times as much phishing look neutral pooled; its own view sees them."""
     from mailmoat.classify import bayes
 
     rng = random.Random(7)
-    shared = [f"common{i}" for i in range(40)]  # everyday words: in ham and in the bulk spam alike
-    bulk = [f"offer{i}" for i in range(10)]  # in most bulk spam and in some ham
-    lure = [f"verify{i}" for i in range(30)]
-    work = [f"agenda{i}" for i in range(20)]
-    model = BayesModel()
-    for _ in range(bayes.MIN_VIEW + 20):
-        model.learn_tokens(_words(rng, shared, 15) + _words(rng, bulk, 1) + _words(rng, work, 4), "ham")
-        model.learn_tokens(_words(rng, shared, 15) + _words(rng, bulk, 6), "spam")
-    for _ in range(3 * (bayes.MIN_VIEW + 20)):
-        model.learn_tokens(_words(rng, lure, 10), "phish")
+    model = _kinds_model(rng)
     assert model.learnt("spam") == bayes.MIN_VIEW + 20 and model.learnt("phish") == 3 * (bayes.MIN_VIEW + 20)
 
-    offer = _words(rng, shared, 5) + _words(rng, bulk, 6)
+    offer = _words(rng, _SHARED, 5) + _words(rng, _BULK, 6)
     got = model.classify_tokens(offer)
     with monkeypatch.context() as mp:
         mp.setattr(bayes, "MIN_VIEW", 10**9)  # the pooled view alone, as before kinds were kept apart
@@ -276,8 +286,20 @@ def test_a_minority_kind_is_read_by_its_own_view(monkeypatch: pytest.MonkeyPatch
     # Its own view is sure (0.99); the result moves halfway there in log-odds.
     assert got.view == "spam/latin" and got.prob > 0.85
     # A phishing lure is read as phishing, and ordinary mail stays ham in every view.
-    assert model.classify_tokens(_words(rng, lure, 10)).prob > 0.99
-    assert model.classify_tokens(_words(rng, shared, 15) + _words(rng, work, 4)).prob < 0.1
+    assert model.classify_tokens(_words(rng, _LURE, 10)).prob > 0.99
+    assert model.classify_tokens(_words(rng, _SHARED, 15) + _words(rng, _WORK, 4)).prob < 0.1
+
+
+async def test_the_evidence_names_the_view_that_moved_the_probability(settings: Settings) -> None:
+    rng = random.Random(9)
+    model = _kinds_model(rng)
+    Classifier(model_path(settings), model).save()
+    analyzer = ClassifierAnalyzer(AnalyzerEnv(settings=settings))
+    offer = Message(subject="", text=" ".join(_words(rng, _SHARED, 5) + _words(rng, _BULK, 6)))
+    ctx = AnalysisContext(message=offer, envelope=Envelope("a@example.org", ["b@example.com"]), settings=settings)
+    (finding,) = await analyzer.analyze(ctx)
+    assert finding.symbol == "BAYES_SPAM" and finding.data["view"] == "spam/latin"
+    assert "as bulk spam, Latin script" in finding.evidence and "offer" in finding.evidence
 
 
 def test_a_view_needs_enough_mail_of_its_kind_and_script() -> None:
