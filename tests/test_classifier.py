@@ -104,6 +104,16 @@ def test_persist_and_load(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ModelError):
         BayesModel.load(path)
+    good = clf.model.to_dict()
+    for damage in (
+        {"tokens": {"prize": [1, 2]}},  # a row of the wrong length
+        {"tokens": {"prize": [1, 0, 0, 0, "x", 0]}},  # a count that is not a number
+        {"labels": ["ham", "spam"]},  # cells this version does not know
+        {"n": [1, 2, 3]},
+    ):
+        path.write_text(json.dumps({**good, **damage}))
+        with pytest.raises(ModelError):
+            BayesModel.load(path)
 
 
 def test_learn_incrementally_from_verdicts(tmp_path: Path) -> None:
