@@ -1,6 +1,6 @@
 """What reading a message by several views costs the classifier: time per message, model size and load.
 
-    .venv/bin/python bench/classifier_views.py /path/to/corpora [-j N] [--sample N]
+    .venv/bin/python bench/classifier_views.py /path/to/corpora [-j N] [--sample N] [--rounds N]
 
 Trains one model on the train halves of `bench/detection_eval.py`'s split (ham, spam and phish
 kept apart), saves and reloads it, then classifies a sample of the test halves twice in
