@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import detection_eval as de  # the same discovery and split
 
 from mailmoat.classify import bayes
+from mailmoat.classify.bayes import sigmoid
 
 FOLDS = 5
 CUTS = (0.5001, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -60,20 +61,13 @@ class Logistic:
     def learn_tokens(self, tokens: Iterable[str], label: str) -> None:
         self.data.append((sorted(set(tokens)), 0.0 if label == "ham" else 1.0))
 
-    @staticmethod
-    def _sigmoid(z: float) -> float:
-        if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1.0 + e)
-
     def fit(self) -> None:
         rnd = random.Random(1)
         g2: dict[str, float] = {}
         for _ in range(self.epochs):
             rnd.shuffle(self.data)
             for toks, y in self.data:
-                g = y - self._sigmoid(self.bias + sum(self.w.get(t, 0.0) for t in toks))
+                g = y - sigmoid(self.bias + sum(self.w.get(t, 0.0) for t in toks))
                 if abs(g) < 1e-3:
                     continue
                 for t in toks:
@@ -82,7 +76,7 @@ class Logistic:
                 self.bias += 0.01 * g
 
     def prob(self, tokens: Iterable[str]) -> float:
-        return self._sigmoid(self.bias + sum(self.w.get(t, 0.0) for t in set(tokens)))
+        return sigmoid(self.bias + sum(self.w.get(t, 0.0) for t in set(tokens)))
 
 
 def folds_of(items: list[tuple[tuple[str, str], str]], seed: int) -> list[list[tuple[tuple[str, str], str]]]:

@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import classifier_cv  # the same folds
 import detection_eval as de  # the same discovery, split and scan
 
+from mailmoat.classify.bayes import sigmoid
+
 FOLDS = classifier_cv.FOLDS
 DEFAULT_BUDGET = {"spamassassin": 0.5, "trec06c_subset": 1.0}
 _RE_SUBJECT = re.compile(r"(?:re|aw|sv|回复|答复)\s*[:：]", re.IGNORECASE)
@@ -90,10 +92,6 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-
-
 class Logistic:
     """L2 logistic regression on one real feature plus sparse binary ones, full-batch AdaGrad."""
 
@@ -112,7 +110,7 @@ class Logistic:
         for _ in range(self.steps):
             grad: dict[str, float] = defaultdict(float)
             for x, feats, y in data:
-                g = _sigmoid(self.score(x, feats)) - y
+                g = sigmoid(self.score(x, feats)) - y
                 grad["\0a"] += g * x
                 grad["\0b"] += g
                 for f in feats:

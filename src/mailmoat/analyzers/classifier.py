@@ -7,13 +7,13 @@ the analyzer says nothing (`no_model_note` is what `mailmoat scan` prints about 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.classify import Classifier, ModelError, model_path
+from mailmoat.classify.bayes import logit
 from mailmoat.config import ClassifierSettings, Settings
 from mailmoat.model import Finding, Symbol
 
@@ -46,14 +46,9 @@ _VIEW_NAMES = {
 }
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-12), 1 - 1e-12)
-    return math.log10(p / (1 - p))
-
-
 def scale(prob: float, start: float, full: float) -> float:
     """0 at `start`, 1 at `full` (and beyond), linear in log-odds; works in both directions."""
-    a, b, x = _logit(start), _logit(full), _logit(prob)
+    a, b, x = logit(start), logit(full), logit(prob)
     return min(max((x - a) / (b - a), 0.0), 1.0)
 
 

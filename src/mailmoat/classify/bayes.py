@@ -78,12 +78,14 @@ class ModelError(ValueError):
     """A model file that cannot be read, with the reason."""
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
+    """Log-odds of a probability, kept finite at 0 and 1."""
     p = min(max(p, 1e-12), 1.0 - 1e-12)
     return math.log(p / (1.0 - p))
 
 
-def _sigmoid(z: float) -> float:
+def sigmoid(z: float) -> float:
+    """The probability of log-odds `z` (without overflow for large |z|)."""
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
@@ -197,13 +199,6 @@ class BayesModel:
         f = (PRIOR_STRENGTH * PRIOR_PROB + n * p) / (PRIOR_STRENGTH + n)
         return min(max(f, CLAMP), 1.0 - CLAMP)
 
-    def token_prob(self, token: str) -> float | None:
-        """The pooled view's f(w) for a token, or None for a token never seen."""
-        c = self.counts.get(token)
-        if c is None:
-            return None
-        return self._f(sum(c[i] for i in _SPAM_CELLS), sum(c[i] for i in _HAM_CELLS), self.nspam, self.nham)
-
     def classify_tokens(self, tokens: Iterable[str]) -> Classification:
         """The pooled view, moved halfway (in log-odds) toward the most spam-like kind view above it."""
         if not self.trained:
@@ -228,7 +223,7 @@ class BayesModel:
             # should be, and taken alone it put commercial newsletters that the pooled view calls
             # clearly legitimate into quarantine (0.64% of English ham instead of 0.46% by
             # cross-validation, bench/classifier_cv.py with bench/detection_ceiling.py).
-            prob = _sigmoid((1.0 - KIND_WEIGHT) * _logit(pooled[0]) + KIND_WEIGHT * _logit(kind[0]))
+            prob = sigmoid((1.0 - KIND_WEIGHT) * logit(pooled[0]) + KIND_WEIGHT * logit(kind[0]))
             _, clues, name = kind
         return Classification(prob, [Clue(tok, p, seen) for tok, p, seen in clues], name)
 
