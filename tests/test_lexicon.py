@@ -46,6 +46,17 @@ async def test_subsidy_wording_alone_is_weak(settings: Settings) -> None:
     assert sum(f.score for f in found.values()) < 5
 
 
+async def test_a_code_that_leads_nowhere_is_no_qr_lure(settings: Settings) -> None:
+    # An e-invoice's QR code holds the invoice's fields, not a link: "scan to check the invoice"
+    # next to it is ordinary accounts mail, while the same words with a link code are a lure.
+    text = "您的增值税电子发票已开具，请查收，付款金额1,280.00元。扫描二维码可查验发票，扫码查验真伪。"
+    data = QrCode(payload="01,32,,24442000000012345678,1280.00,20261123,,A1B2", source="inline")
+    found = await _run(settings, Message(subject="电子发票", text=text, qr_codes=[data]))
+    assert not {f for f in found if f.endswith("_WITH_QR")}, set(found)
+    found = await _run(settings, Message(subject="电子发票", text=text, qr_codes=[_qr()]))
+    assert {f for f in found if f.endswith("_WITH_QR")}, set(found)
+
+
 async def test_subsidy_lure_with_link(settings: Settings) -> None:
     msg = Message(subject="个税退税通知", text="您有一笔个人所得税退税待申领，请点击链接办理。", urls=[_link()])
     found = await _run(settings, msg)

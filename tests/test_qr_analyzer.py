@@ -139,13 +139,19 @@ async def test_bomb_and_corrupt_images_are_findings(settings: Settings) -> None:
     assert await analyze(settings, broken) == {}
 
 
-async def test_product_barcodes_are_not_qr_findings_unless_they_carry_a_link(settings: Settings) -> None:
+async def test_codes_count_only_when_a_phone_would_act_on_them(settings: Settings) -> None:
     ean = Message(qr_codes=[QrCode(payload="5901234123457", symbology="EAN13", source="attachment", part_path="2")])
     assert await analyze(settings, ean) == {}
     linked = Message(qr_codes=[QrCode(payload="https://pay.example.top/x", symbology="Code128", source="attachment", part_path="2")])
     assert set(await analyze(settings, linked)) == {"QR_CODE_PRESENT"}
-    dm = Message(qr_codes=[QrCode(payload="ORDER-42", symbology="DataMatrix", source="inline", part_path="2")])
-    assert set(await analyze(settings, dm)) == {"QR_CODE_PRESENT"}
+    # Data only: a parcel number, a Chinese e-invoice's fields, a contact card. Such codes fill
+    # legitimate invoices and labels and send nobody anywhere, however they are drawn.
+    for data in ("ORDER-42", "01,32,,24442000000012345678,1280.00,20261123,,A1B2", "BEGIN:VCARD\nFN:Li Wei\nEND:VCARD"):
+        dm = Message(qr_codes=[QrCode(payload=data, symbology="QRCode", source="pdf", part_path="2")])
+        assert await analyze(settings, dm) == {}, data
+    # A payment or app link is somewhere to go.
+    pay = Message(qr_codes=[QrCode(payload="wxp://f2f0kEg3mS1Vq2y", symbology="QRCode", source="pdf", part_path="2")])
+    assert set(await analyze(settings, pay)) == {"QR_CODE_PRESENT", "QR_IN_DOCUMENT"}
 
 
 async def test_clean_mail_has_no_qr_findings(settings: Settings) -> None:

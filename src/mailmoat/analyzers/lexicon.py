@@ -19,6 +19,7 @@ import yaml
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
 from mailmoat.classify.tokens import HIDDEN
 from mailmoat.model import Finding, Message, Symbol
+from mailmoat.parse.qr import leads_somewhere
 
 # Lure wording alone is a weak sign of content, capped together with the content heuristics
 # (policy.group_caps.content); wording together with a QR code or link is a campaign, in a group
@@ -312,7 +313,7 @@ class LexiconAnalyzer(BaseAnalyzer):
             )
         if not fired:
             return findings
-        qr = [q.payload for q in msg.qr_codes]
+        qr = [q.payload for q in msg.qr_codes if leads_somewhere(q.payload)]
         link = has_link(msg)
         with_qr: set[str] = set()
         # QR combinations first: a lure with a QR code is not counted again for its links.

@@ -6,16 +6,16 @@ from typing import Any, ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
 from mailmoat.model import Direction, Finding, Message, QrCode, Symbol
-from mailmoat.parse.qr import LIMIT_DEFECTS, payload_urls
+from mailmoat.parse.qr import LIMIT_DEFECTS, leads_somewhere, payload_urls
 
-# Two-dimensional symbologies a phone camera opens as a link; linear product barcodes only count
-# when they carry a URL.
-_MATRIX = {"QRCode", "QRCodeModel1", "QRCodeModel2", "MicroQRCode", "RMQRCode", "Aztec", "AztecCode", "DataMatrix", "MaxiCode", "PDF417", "CompactPDF417", "MicroPDF417"}
 _EVIDENCE_PAYLOAD = 200
 
 
 def scannable(code: QrCode) -> bool:
-    return code.symbology in _MATRIX or bool(payload_urls(code.payload))
+    """A code a phone would act on: it opens a link, an app or a payment. Codes that only carry
+    data (a Chinese e-invoice's fields, a parcel number, a contact card) are ordinary in legitimate
+    mail and send nobody anywhere, so they are not counted as quishing."""
+    return leads_somewhere(code.payload)
 
 
 def where(code: QrCode) -> str:

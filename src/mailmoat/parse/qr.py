@@ -232,6 +232,21 @@ def _lifted_where(code: QrCode, prefix: dict[str, Any]) -> _Where:
 # ---------------------------------------------------------------- URLs
 
 
+# Payloads that are data to keep, not somewhere to go: Wi-Fi settings, contact and calendar cards.
+_DATA_CARD = re.compile(r"(?i)^(?:wifi:|mecard:|bizcard:|begin:(?:vcard|vcalendar|vevent))")
+_ANY_SCHEME = re.compile(r"(?i)^[a-z][a-z0-9+.-]{1,31}:\S")
+
+
+def leads_somewhere(payload: str) -> bool:
+    """Whether a phone would open something from this payload: a web link, or an app, payment,
+    phone or mail link (wxp://, alipays://, tel:, ...). Data only, such as a Chinese e-invoice's
+    comma-separated fields, a parcel number or a contact card, leads nowhere."""
+    text = payload.strip()
+    if payload_urls(text):
+        return True
+    return bool(_ANY_SCHEME.match(text)) and not _DATA_CARD.match(text)
+
+
 def payload_urls(payload: str) -> list[str]:
     """URLs a phone would open from a payload: the links inside it, or the payload itself as host[/path]."""
     text = payload.strip()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailmoat.model import Address, Envelope, Finding, Message, Part
+from mailmoat.parse.qr import leads_somewhere
 from mailmoat.rules.functions import ext
 
 
@@ -110,6 +111,10 @@ FIELDS: dict[str, tuple[Builder, str]] = {
     ),
     "parts": (lambda m, e, f: [_part(p) for p in m.parts], "every MIME part, same fields as attachments"),
     "qr": (lambda m, e, f: [q.payload for q in m.qr_codes], "decoded QR/barcode payloads"),
+    "qr_links": (
+        lambda m, e, f: [q.payload for q in m.qr_codes if leads_somewhere(q.payload)],
+        "payloads of the codes a phone would act on: a web, app, payment, phone or mail link (not data such as invoice fields or a parcel number)",
+    ),
     "qr_codes": (
         lambda m, e, f: [
             {"payload": q.payload, "source": q.source, "filename": q.filename} for q in m.qr_codes
