@@ -1,0 +1,68 @@
+"""Today's legitimate mail, written for the project, through the whole Scanner: none of it is held.
+
+The corpora's ham is from 2002 and 2006, so the engines' false positives on the mail an
+organisation receives today (newsletters sent through tracking links, receipts, bank statements,
+document shares, internal notices from Finance and HR) are checked here, with no trained model
+and no DNS: what a fresh install does.
+"""
+
+from __future__ import annotations
+
+import email
+from email.utils import parseaddr
+from pathlib import Path
+
+import pytest
+
+from mailmoat.config import Settings
+from mailmoat.model import Action, Envelope
+from mailmoat.model.envelope import Direction
+from mailmoat.scanner import Scanner
+from tests.conftest import SAMPLES
+
+ORG = "acme-corp.cn"
+LEGIT = sorted(p.name for p in Path(SAMPLES).glob("legit_*.eml"))
+# Tagged, not held: the signs that fire are the ones such phishing shows too, and only together
+# with the statistical classifier (trained on the site's mail) or another engine would they hold it.
+MAY_BE_TAGGED = {
+    # Link text "www.<sender's site>" going through the mail provider's tracker; a price in the subject.
+    "legit_esp_newsletter.eml",
+    # "shared a document with you" plus a link, and Reply-To the person who shared it.
+    "legit_docs_share.eml",
+}
+
+
+@pytest.fixture(scope="module")
+def scanner(tmp_path_factory: pytest.TempPathFactory) -> Scanner:
+    s = Settings()
+    s.data_dir = str(tmp_path_factory.mktemp("legit") / "var")
+    s.server.domains = [ORG]
+    return Scanner(s)
+
+
+def _envelope(raw: bytes) -> Envelope:
+    sender = parseaddr(email.message_from_bytes(raw).get("From", ""))[1]
+    if sender.endswith("@" + ORG):  # a colleague, through the authenticated submission listener
+        return Envelope(
+            sender,
+            [f"staff@{ORG}"],
+            peer_ip="10.0.0.5",
+            direction=Direction.INTERNAL,
+            listener="internal",
+            auth_user=sender,
+        )
+    return Envelope(sender, [f"staff@{ORG}"], peer_ip="198.51.100.23", helo="mta.sender.example")
+
+
+def test_samples_are_present() -> None:
+    assert len(LEGIT) >= 10
+
+
+@pytest.mark.parametrize("name", LEGIT)
+async def test_legitimate_mail_is_not_held(scanner: Scanner, name: str) -> None:
+    raw = (Path(SAMPLES) / name).read_bytes()
+    v = (await scanner.scan(raw, _envelope(raw))).verdict
+    fired = [(f.symbol, f.score) for f in v.findings if f.score]
+    assert v.action.severity < Action.QUARANTINE.severity, fired
+    if name not in MAY_BE_TAGGED:
+        assert v.action == Action.DELIVER, fired
