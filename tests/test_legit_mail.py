@@ -29,6 +29,10 @@ MAY_BE_TAGGED = {
     "legit_esp_newsletter.eml",
     # "shared a document with you" plus a link, and Reply-To the person who shared it.
     "legit_docs_share.eml",
+    "legit_docusign.eml",
+    # "unusual sign-in", "review your recent activity" and a link. The link goes to a Microsoft
+    # domain, but phishing pages are hosted on brands' platforms too, so that earns no trust.
+    "legit_microsoft_signin_alert.eml",
 }
 
 

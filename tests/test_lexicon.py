@@ -57,6 +57,19 @@ async def test_a_code_that_leads_nowhere_is_no_qr_lure(settings: Settings) -> No
     assert {f for f in found if f.endswith("_WITH_QR")}, set(found)
 
 
+async def test_links_into_the_organisation_are_no_lure_link(settings: Settings) -> None:
+    # HR's own notice about social insurance and tax refunds points to the intranet; the same
+    # words with a link out of the organisation are the subsidy wave.
+    settings.server.domains = ["acme-corp.cn"]
+    text = "2027年度社保和住房公积金缴费基数调整，个人所得税汇算清缴可办理退税，详见公司内网。"
+    intranet = Url(url="https://hr.acme-corp.cn/notice", scheme="https", host="hr.acme-corp.cn", source="text")
+    found = await _run(settings, Message(subject="社保基数调整通知", text=text, urls=[intranet]))
+    assert "LEXICON_SUBSIDY_FRAUD" in found and "SUBSIDY_FRAUD_WITH_LINK" not in found
+    outside = Url(url="https://acme-corp-hr.top/notice", scheme="https", host="acme-corp-hr.top", source="text")
+    found = await _run(settings, Message(subject="社保基数调整通知", text=text, urls=[intranet, outside]))
+    assert "SUBSIDY_FRAUD_WITH_LINK" in found
+
+
 async def test_subsidy_lure_with_link(settings: Settings) -> None:
     msg = Message(subject="个税退税通知", text="您有一笔个人所得税退税待申领，请点击链接办理。", urls=[_link()])
     found = await _run(settings, msg)

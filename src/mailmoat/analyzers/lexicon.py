@@ -10,6 +10,7 @@ import functools
 import re
 import unicodedata
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
 from mailmoat.classify.tokens import HIDDEN
 from mailmoat.model import Finding, Message, Symbol
 from mailmoat.parse.qr import leads_somewhere
+from mailmoat.urlcheck import domains as dom
 
 # Lure wording alone is a weak sign of content, capped together with the content heuristics
 # (policy.group_caps.content); wording together with a QR code or link is a campaign, in a group
@@ -275,10 +277,14 @@ def match(lexset: LexiconSet, message: Message) -> dict[str, LexiconHit]:
     }
 
 
-def has_link(message: Message) -> bool:
+def has_link(message: Message, own: AbstractSet[str] = frozenset()) -> bool:
+    """A web link to follow out of the organisation. Links into its own domains (`own`: the
+    intranet in an HR or IT notice) are not where a lure sends anyone."""
     for u in message.urls:
         scheme = u.scheme or u.url.partition(":")[0].lower()
         if scheme in ("http", "https") and u.source in LINK_SOURCES:
+            if own and u.host and dom.in_domains(dom.to_ascii(u.host), own):
+                continue
             return True
     return False
 
@@ -293,6 +299,7 @@ class LexiconAnalyzer(BaseAnalyzer):
     def __init__(self, env: Any) -> None:
         super().__init__(env)
         self.lexset = _BUILTIN
+        self.own = frozenset(dom.to_ascii(d) for d in env.settings.server.domains if "." in d)
 
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
         msg = ctx.message
@@ -314,7 +321,7 @@ class LexiconAnalyzer(BaseAnalyzer):
         if not fired:
             return findings
         qr = [q.payload for q in msg.qr_codes if leads_somewhere(q.payload)]
-        link = has_link(msg)
+        link = has_link(msg, self.own)
         with_qr: set[str] = set()
         # QR combinations first: a lure with a QR code is not counted again for its links.
         for combo in sorted(self.lexset.combos, key=lambda c: c.needs != "qr"):
