@@ -36,7 +36,7 @@ async def _scan(an: ImpersonationAnalyzer, from_: str, direction: Direction = Di
 
 @pytest.mark.parametrize(
     "from_",
-    ["财务部 <notice@mail-service.cn>", "公司财务部 <a@b-mail.com>", "财务部-工资补贴 <a@b-mail.com>", "人事行政部 <x@qq.com>", "Payroll Team <pay@outside.example>", "HR Department <hr@hr-portal.example>", "Acme Finance <f@outside.example>"],
+    ["财务部 <notice@mail-service.cn>", "公司财务部 <a@b-mail.com>", "财务部-工资补贴 <a@b-mail.com>", "工资补贴 财务部 <a@b-mail.com>", "公司 财务部 <a@b-mail.com>", "Acme 财务部 <a@b-mail.com>", "人事行政部 <x@qq.com>", "Payroll Team <pay@outside.example>", "HR Department <hr@hr-portal.example>", "Acme Finance <f@outside.example>"],
 )
 async def test_outside_mail_claiming_a_department(settings: Settings, from_: str) -> None:
     got = await _scan(ImpersonationAnalyzer(AnalyzerEnv(settings=settings)), from_)
@@ -45,7 +45,10 @@ async def test_outside_mail_claiming_a_department(settings: Settings, from_: str
     assert "from outside" in f.evidence and f.data["claim"]
 
 
-@pytest.mark.parametrize("from_", ["Yahoo Finance <news@yahoo.com>", "深圳市信达贸易有限公司/财务部 <feng@trade.example>"])
+@pytest.mark.parametrize(
+    "from_",
+    ["Yahoo Finance <news@yahoo.com>", "深圳市信达贸易有限公司/财务部 <feng@trade.example>", "华星科技 财务部 <caiwu@huaxing-tech.example>", "华星科技/财务部 <caiwu@huaxing-tech.example>"],
+)
 async def test_department_word_in_a_longer_name_is_only_a_mention(settings: Settings, from_: str) -> None:
     got = await _scan(ImpersonationAnalyzer(AnalyzerEnv(settings=settings)), from_)
     assert "IMPERSONATION_DEPARTMENT" not in got

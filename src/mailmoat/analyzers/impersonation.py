@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from collections.abc import Iterable
 from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
@@ -168,6 +169,27 @@ _OTHER_COMPANY = re.compile(r"有限|股份|集团|\b(?:ltd|inc|llc|corp|co)\b",
 _SPECIFIC_CJK = re.compile(r"(?:部|处|科|中心|办公室)$")
 
 
+# Words of the fraud waves and of notices: a display name with one of them beside a department
+# ("财务部 工资补贴", "人事部通知") is a claim, not the name of another organisation.
+_NOTICE_CJK = re.compile(r"工资|薪|补贴|补助|津贴|社保|公积金|个税|退税|税务|福利|奖金|通知|公告|提醒|申领|发放|领取|紧急|重要|审核|核验")
+_SET_APART = re.compile(r"[\s/|｜·•]+$")
+
+
+def _names_another_org(name: str, term: str, org_names: Iterable[str]) -> bool:
+    """'华星科技 财务部', '华星科技/财务部': a name set apart before the department, that is neither
+    our organisation's name, nor wording of a notice, nor a generic word such as 公司, names the
+    sender's own organisation."""
+    before = name[: name.find(term)]
+    if not _SET_APART.search(before):
+        return False
+    prefix = _SET_APART.sub("", before)
+    for org in org_names:
+        prefix = prefix.replace(org, "")
+    if _NOTICE_CJK.search(prefix):
+        return False
+    return len(_CJK.findall(_CJK_SUFFIX.sub("", prefix))) >= 2
+
+
 def _norm(text: str) -> str:
     t = unicodedata.normalize("NFKC", text).strip().strip("\"'").strip()
     return re.sub(r"\s+", " ", t)
@@ -217,7 +239,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 core = re.findall(r"\w", _CJK_SUFFIX.sub("", rest))
                 # "财务部", "公司财务部", "财务部-工资补贴" claim our department; "某某贸易有限公司/财务部"
                 # is another company's own department.
-                other_company = bool(_OTHER_COMPANY.search(rest))
+                other_company = bool(_OTHER_COMPANY.search(rest)) or _names_another_org(name, term, self.org_names)
                 strong = not core or (bool(_SPECIFIC_CJK.search(term)) and len(core) <= 4 and not other_company)
                 return term, strong
         for term, pat in self._dept_latin:
