@@ -177,3 +177,15 @@ def test_the_lexicon_and_the_classifier_read_through_hidden_characters() -> None
     assert {"verify", "account", "password"} <= text_tokens(text)
     hits = match(load_builtin(), Message(subject="Notice", text=text))
     assert "verify your account" in hits["LEXICON_CREDENTIAL"].terms
+
+
+async def test_styled_letters(settings: Settings) -> None:
+    # Mathematical bold italic sans: the reader sees "DOCTOR SAYS", a filter sees no word.
+    found = await run(settings, Message(subject="𝘿𝙊𝘾𝙏𝙊𝙍 𝙎𝘼𝙔𝙎 do this", text="Read more below."))
+    assert found["CONTENT_STYLED_LETTERS"].data["count"] == 2
+    assert "'DOCTOR'" in found["CONTENT_STYLED_LETTERS"].evidence
+    found = await run(settings, Message(subject="Offer", html_text="Claim your Ⓕⓡⓔⓔ gift today"))
+    assert "CONTENT_STYLED_LETTERS" in found
+    # One styled symbol (𝑥 in a formula), fullwidth letters in Japanese or Chinese text: not styling to dodge.
+    plain = "Solve 𝑥 + 1 = 3. ＡＢＣ株式会社のご案内。会议在Ａ座举行。"
+    assert "CONTENT_STYLED_LETTERS" not in await run(settings, Message(subject="Notes", text=plain))

@@ -10,6 +10,7 @@ their job is to tip a message the classifier already finds likely spam over the 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from typing import ClassVar
 
@@ -48,6 +49,12 @@ CONTENT_MARKED_LETTERS = Symbol(
     2.5,
     GROUP,
     "Words written with a combining stroke or underline on every letter (filter evasion)",
+)
+CONTENT_STYLED_LETTERS = Symbol(
+    "CONTENT_STYLED_LETTERS",
+    2.5,
+    GROUP,
+    "Words spelt in mathematical, circled or squared letters (𝘿𝙊𝘾𝙏𝙊𝙍, Ⓕⓡⓔⓔ) instead of plain ones (filter evasion)",
 )
 CONTENT_BODY_CAPS = Symbol(
     "CONTENT_BODY_CAPS", 1.5, GROUP, "More than a quarter of the body's words are in capitals"
@@ -94,6 +101,11 @@ _ZERO_WIDTH_ANY = re.compile(f"[{_INVISIBLE}{_SELECTORS}]")  # cheap pre-check
 # ("P\u0336e\u0336n\u0336d\u0336"): the reader sees the word, a filter sees none.
 _MARKED_LETTERS = re.compile("(?:[^\\W\\d_][\u0332-\u0338]+){4,}")
 _MARKS_ANY = re.compile("[\u0332-\u0338]")  # cheap pre-check
+# Four or more letters in a row from the Unicode blocks that draw Latin letters in another style:
+# mathematical bold/italic/script/sans (U+1D400-U+1D7FF), circled (U+24B6-U+24E9), squared and
+# negative squared (U+1F130-U+1F189). People read "DOCTOR"; a filter sees no word it knows.
+# Fullwidth letters are left out: they are ordinary in Chinese and Japanese text.
+_STYLED_LETTERS = re.compile("[\U0001d400-\U0001d7ff\u24b6-\u24e9\U0001f130-\U0001f189]{4,}")
 _SUBJ_MONEY = re.compile(r"[$€£¥]\s?[\d.,]*\d|[$€£¥]|(?<![\d.,])\d+(?:[.,]\d+)?\s?%")
 _SUBJ_GAP = re.compile(r"\S\s{5,}\S")
 _CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
@@ -181,6 +193,7 @@ class ContentAnalyzer(BaseAnalyzer):
         CONTENT_DISPLAY_NAME_PUNCT,
         CONTENT_ZERO_WIDTH,
         CONTENT_MARKED_LETTERS,
+        CONTENT_STYLED_LETTERS,
         CONTENT_BODY_CAPS,
         CONTENT_LINKS_ONE_DOMAIN,
         CONTENT_CLICK_HERE,
@@ -222,6 +235,12 @@ class ContentAnalyzer(BaseAnalyzer):
             shown = _MARKS_ANY.sub("", marked[0])[:40]
             out.append(
                 self.finding("CONTENT_MARKED_LETTERS", f"{len(marked)} marked word(s), e.g. {shown!r}", {"count": len(marked)})
+            )
+        styled = [w for t in non_ascii for w in _STYLED_LETTERS.findall(t)]
+        if styled:
+            shown = unicodedata.normalize("NFKC", styled[0])[:40]
+            out.append(
+                self.finding("CONTENT_STYLED_LETTERS", f"{len(styled)} styled word(s), e.g. {styled[0][:40]} = {shown!r}", {"count": len(styled)})
             )
 
         low = body.lower()
