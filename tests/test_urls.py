@@ -124,6 +124,13 @@ async def test_anchor_text_mismatch(analyzer: UrlAnalyzer) -> None:
     tracked = url("https://click.esp.example/r?u=https%3A%2F%2Fwww.shop.example%2Fsale", anchor="www.shop.example")
     got = await _scan(analyzer, [tracked, url("https://x.example/", anchor="Click here")])
     assert "URL_ANCHOR_MISMATCH" not in got
+    # The sender's own site shown, the link through its mail provider's tracker: a newsletter.
+    opaque = url("https://click.esp.example/ls/click?upn=aHR0cHM6Ly93d3c", anchor="www.shop.example")
+    got = await _scan(analyzer, [opaque], from_="Shop <news@mail.shop.example>")
+    assert "URL_ANCHOR_MISMATCH" not in got
+    # The same link from another sender still is one.
+    got = await _scan(analyzer, [opaque], from_="Shop <news@shop-deals.example>")
+    assert "URL_ANCHOR_MISMATCH" in got
 
 
 async def test_ip_port_userinfo_shortener(analyzer: UrlAnalyzer) -> None:

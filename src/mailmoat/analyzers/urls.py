@@ -116,6 +116,16 @@ class UrlAnalyzer(BaseAnalyzer):
             )
         if "URL_ANCHOR_BRAND_MISMATCH" in hits:
             hits.items.pop("URL_ANCHOR_MISMATCH", None)  # the stronger form says it already
+        elif "URL_ANCHOR_MISMATCH" in hits and msg.from_.domain:
+            # Link text showing the sender's own site while the link goes through its mail
+            # provider's click tracker is how newsletters are sent. (A brand's site shown by mail
+            # from elsewhere is the strong form above; a forged From is for DMARC to catch.)
+            own = dom.registrable(msg.from_.domain)
+            kept = [(e, d) for e, d in hits.items["URL_ANCHOR_MISMATCH"] if dom.registrable(str(d.get("shown", ""))) != own]
+            if kept:
+                hits.items["URL_ANCHOR_MISMATCH"] = kept
+            else:
+                del hits.items["URL_ANCHOR_MISMATCH"]
         if self.history is not None and new_candidates:
             self._check_new_domains(new_candidates, hits)
         return self._emit(hits)
