@@ -121,7 +121,9 @@ class UrlAnalyzer(BaseAnalyzer):
             # provider's click tracker is how newsletters are sent. (A brand's site shown by mail
             # from elsewhere is the strong form above; a forged From is for DMARC to catch.)
             own = dom.registrable(msg.from_.domain)
-            kept = [(e, d) for e, d in hits.items["URL_ANCHOR_MISMATCH"] if dom.registrable(str(d.get("shown", ""))) != own]
+            kept = [
+                (e, d) for e, d in hits.items["URL_ANCHOR_MISMATCH"] if not own or dom.registrable(str(d.get("shown", ""))) != own
+            ]
             if kept:
                 hits.items["URL_ANCHOR_MISMATCH"] = kept
             else:
