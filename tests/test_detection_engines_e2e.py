@@ -110,3 +110,9 @@ async def test_qr_code_to_a_listed_domain(scanner: Scanner) -> None:
     assert {"INTEL_DOMAIN", "QR_URL_LISTED"} <= set(v.symbols), v.symbols
     assert any("phish-domains.txt line 2" in f.evidence for f in v.findings if f.symbol == "INTEL_DOMAIN")
     assert v.action.severity >= Action.QUARANTINE.severity
+
+
+async def test_callback_phishing_without_a_link_is_marked(scanner: Scanner) -> None:
+    v = await _scan(scanner, _sample("det_callback_phish.eml"), "billing.dept8841@gmail.com")
+    assert {"LEXICON_CALLBACK", "CALLBACK_LURE_WITH_PHONE", "DISPLAY_NAME_BRAND"} <= set(v.symbols), v.symbols
+    assert v.action.severity >= Action.TAG.severity

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
-from mailmoat.analyzers.lexicon import LexiconAnalyzer, LexiconError, build, load_builtin, match
+from mailmoat.analyzers.lexicon import LexiconAnalyzer, LexiconError, build, load_builtin, match, phone_number
 from mailmoat.config import Settings
 from mailmoat.model import Envelope, Finding, Message, QrCode, Url
 
@@ -239,3 +239,30 @@ async def test_lure_waves_with_link_and_qr_and_an_ordinary_message(settings: Set
     assert term in found[lexicon].data["terms"]
     assert f"{stem}_LURE_WITH_QR" in await _run(settings, lure_zh)
     assert await _run(settings, ordinary) == {}
+
+
+def test_phone_numbers() -> None:
+    for text, number in [
+        ("please call +1 (808) 555-0143 today", "+1 (808) 555-0143"),
+        ("客服热线 400-820-5555，", "400-820-5555"),
+        ("手机 13800138000 联系", "13800138000"),
+        ("call 0755-8888 1234 ext. 5", "0755-8888 1234"),
+    ]:
+        assert phone_number(text) == number, text
+    for text in ("on 2026-11-23 09:00", "order 12345678901234567890", "INV-2026-1187", "1Z999AA10123456784", "pay $499.99"):
+        assert phone_number(text) is None, text
+
+
+async def test_callback_phishing_gives_a_number_and_no_link(settings: Settings) -> None:
+    text = (
+        "Thank you for renewing your Total Protection plan. Your account has been charged $499.99. "
+        "If you did not authorize this renewal or want a refund, call our billing department at +1 (808) 555-0143."
+    )
+    found = await _run(settings, Message(subject="Your order has been processed", text=text))
+    assert "CALLBACK_LURE_WITH_PHONE" in found and "+1 (808) 555-0143" in found["CALLBACK_LURE_WITH_PHONE"].evidence
+    # A real vendor's renewal receipt links to the account page: no callback lure.
+    receipt = Message(subject="Your subscription has been renewed", text=text, urls=[_link("https://account.vendor.example/billing")])
+    assert "CALLBACK_LURE_WITH_PHONE" not in await _run(settings, receipt)
+    # 自动续费 scam in Chinese.
+    zh = "您的会员已自动续费，已成功扣款298元。如非本人操作，请致电 400-123-4567 申请退款。"
+    assert "CALLBACK_LURE_WITH_PHONE" in await _run(settings, Message(subject="扣款通知", text=zh))

@@ -32,7 +32,7 @@ MAX_TEXT = 200_000
 # Where a clickable link can come from (images' src and CSS are not links; QR payloads have
 # their own combinations).
 LINK_SOURCES = {"text", "href", "form", "meta", "pdf", "attachment", ""}
-NEEDS = {"qr", "link"}
+NEEDS = {"qr", "link", "phone"}
 
 
 class LexiconError(ValueError):
@@ -52,7 +52,7 @@ class Lexicon:
 class Combo:
     symbol: str
     lexicon: str
-    needs: str  # "qr" or "link"
+    needs: str  # "qr", "link" or "phone" (a number to call and no link out)
     score: float
     description: str
 
@@ -277,6 +277,27 @@ def match(lexset: LexiconSet, message: Message) -> dict[str, LexiconHit]:
     }
 
 
+# A telephone number as written in mail: an optional +country code, groups of digits separated by
+# spaces, dots, dashes or brackets ("+1 (808) 555-0143", "400-820-5555", "138 0013 8000").
+_PHONE = re.compile(r"(?<![\w+])(?:\+|\(|\d)[\d ().-]{7,22}\d(?![\w])")
+_PHONE_SPLIT = re.compile(r"[ ().-]")
+_DATE_LIKE = re.compile(r"^(?:19|20)\d\d[.-]\d{1,2}[.-]\d{1,2}")
+
+
+def phone_number(text: str) -> str | None:
+    """The first telephone number in a text: 10 to 15 digits in at most five groups (long digit
+    runs such as order or card numbers, and dates, are not numbers to call)."""
+    for m in _PHONE.finditer(text[:MAX_TEXT]):
+        number = m.group(0).strip(" .-")
+        digits = sum(c.isdigit() for c in number)
+        groups = [g for g in _PHONE_SPLIT.split(number) if g]
+        # One group of digits is a number only when it reads as one: +country code or a mobile.
+        grouped = len(groups) > 1 or number.startswith("+") or number[:1] == "1"
+        if 10 <= digits <= 15 and len(groups) <= 5 and grouped and not _DATE_LIKE.match(number):
+            return number
+    return None
+
+
 def has_link(message: Message, own: AbstractSet[str] = frozenset()) -> bool:
     """A web link to follow out of the organisation. Links into its own domains (`own`: the
     intranet in an HR or IT notice) are not where a lure sends anyone."""
@@ -322,6 +343,8 @@ class LexiconAnalyzer(BaseAnalyzer):
             return findings
         qr = [q.payload for q in msg.qr_codes if leads_somewhere(q.payload)]
         link = has_link(msg, self.own)
+        # Callback phishing gives a number to call instead of a link, so URL checks see nothing.
+        phone = None if link else phone_number("\n".join((msg.subject, msg.text or msg.html_text)))
         with_qr: set[str] = set()
         # QR combinations first: a lure with a QR code is not counted again for its links.
         for combo in sorted(self.lexset.combos, key=lambda c: c.needs != "qr"):
@@ -333,6 +356,8 @@ class LexiconAnalyzer(BaseAnalyzer):
                 what = f"QR code ({qr[0][:120]})"
             elif combo.needs == "link" and link:
                 what = "a link"
+            elif combo.needs == "phone" and phone:
+                what = f"a number to call ({phone}) and no link"
             else:
                 continue
             findings.append(
