@@ -11,6 +11,7 @@ import pytest
 
 from mailmoat.config import Settings
 from mailmoat.model import Action, Envelope, Verdict
+from mailmoat.rules import BUILTIN_DIR
 from mailmoat.scanner import Scanner
 from tests.conftest import SAMPLES
 from tests.support.dnsserver import DkimKey, LoopbackDns, Zone, dns_server, new_dkim_key
@@ -116,3 +117,14 @@ async def test_callback_phishing_without_a_link_is_marked(scanner: Scanner) -> N
     v = await _scan(scanner, _sample("det_callback_phish.eml"), "billing.dept8841@gmail.com")
     assert {"LEXICON_CALLBACK", "CALLBACK_LURE_WITH_PHONE", "DISPLAY_NAME_BRAND"} <= set(v.symbols), v.symbols
     assert v.action.severity >= Action.TAG.severity
+
+
+async def test_gift_card_request_under_an_executives_name_is_held(tmp_path: Path) -> None:
+    s = Settings()
+    s.data_dir = str(tmp_path / "var")
+    s.server.domains = [ORG]
+    s.org.executives = ["Zhang Wei"]
+    raw = (BUILTIN_DIR / "samples" / "bec_gift_cards.eml").read_bytes()
+    v = await _scan(Scanner(s), raw, "zhangwei.ceo.office@gmail.com")
+    assert {"IMPERSONATION_EXECUTIVE", "BEC_GIFT_CARD_REQUEST"} <= set(v.symbols), v.symbols
+    assert v.action.severity >= Action.QUARANTINE.severity
