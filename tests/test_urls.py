@@ -56,6 +56,9 @@ def test_skeleton_and_distance() -> None:
         ("icbc-cn.top", "icbc.com.cn", "brand-in-name"),
         ("中国银行.com", "boc.cn", "brand-in-name"),
         ("acme-c0rp.cn", ORG, "homoglyph"),
+        # The organisation's hyphenated name as a subdomain of someone else's domain.
+        ("acme-corp-mail.example-login.top", ORG, "brand-in-name"),
+        ("acme-corp.webmail-upgrade.example", ORG, "brand-in-name"),
     ],
 )
 def test_catalog_finds_lookalikes(host: str, target: str, kind: str) -> None:

@@ -274,6 +274,9 @@ class DomainCatalog:
                 best = cand
 
         sub_tokens = {tok for part in sub.split(".") for tok in part.split("-") if tok}
+        # Hyphen-bounded runs, so that a hyphenated name ("acme-corp") is found whole in a
+        # subdomain such as acme-corp-mail.example-login.top.
+        sub_runs = "-" + sub.replace(".", "-") + "-"
         label_tokens = [tok for tok in label.split("-") if tok] if "-" in label else []
         token_skels = [(tok, skeleton(tok)) for tok in label_tokens if len(tok) >= 4]
         if is_idn:
@@ -317,7 +320,7 @@ class DomainCatalog:
             # subdomain word of an unrelated domain (paypal.com.verify.example; only longer,
             # distinctive names), or inside the name (securepaypal.com; longer names only).
             in_label = t.label in label_tokens and (not generic or len(t.label) >= 5)
-            in_sub = t.label in sub_tokens and not generic and len(t.label) >= 5
+            in_sub = (t.label in sub_tokens or f"-{t.label}-" in sub_runs) and not generic and len(t.label) >= 5
             inside = not generic and len(t.label) >= _MIN_TYPO and t.label in label
             if in_label or in_sub or inside:
                 consider(t, "brand-in-name")
