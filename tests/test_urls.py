@@ -59,6 +59,8 @@ def test_skeleton_and_distance() -> None:
         # The organisation's hyphenated name as a subdomain of someone else's domain.
         ("acme-corp-mail.example-login.top", ORG, "brand-in-name"),
         ("acme-corp.webmail-upgrade.example", ORG, "brand-in-name"),
+        # A platform where anyone publishes under any name is no tenant of ours.
+        ("acme-corp.web.app", ORG, "brand-in-name"),
     ],
 )
 def test_catalog_finds_lookalikes(host: str, target: str, kind: str) -> None:
@@ -70,7 +72,9 @@ def test_catalog_finds_lookalikes(host: str, target: str, kind: str) -> None:
 @pytest.mark.parametrize(
     "host",
     ["www.paypal.com", "paypalobjects.com", "mail.google.com", "googleapis.com", "pineapple.example", "transfer.example",
-     "interact.example", "xn--fiqs8s.cn", "www.acme-corp.cn", "example.com", "amazonaws.com"],
+     "interact.example", "xn--fiqs8s.cn", "www.acme-corp.cn", "example.com", "amazonaws.com",
+     # The organisation's own tenants on business software.
+     "acme-corp.zendesk.com", "acme-corp.atlassian.net", "acme-corp.wd3.myworkdayjobs.com"],
 )  # fmt: skip
 def test_catalog_leaves_real_and_unrelated_domains_alone(host: str) -> None:
     assert DomainCatalog([ORG]).check(host) is None

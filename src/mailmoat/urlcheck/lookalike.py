@@ -11,6 +11,7 @@ from pathlib import Path
 from confusable_homoglyphs import confusables
 
 from mailmoat.urlcheck import domains as dom
+from mailmoat.urlcheck.links import load_list
 
 # Brand labels that are also everyday words or very short: only exact homoglyph skeletons and
 # whole hyphen/dot tokens count for them, never edit distance or substrings.
@@ -200,6 +201,9 @@ def parse_brands(text: str) -> list[Brand]:
     return brands
 
 
+_SAAS_TENANTS = load_list("saas_tenants.txt")
+
+
 @functools.lru_cache(maxsize=1)
 def builtin_brands() -> tuple[Brand, ...]:
     return tuple(parse_brands(_brand_file()))
@@ -277,6 +281,8 @@ class DomainCatalog:
         # Hyphen-bounded runs, so that a hyphenated name ("acme-corp") is found whole in a
         # subdomain such as acme-corp-mail.example-login.top.
         sub_runs = "-" + sub.replace(".", "-") + "-"
+        # <our name>.zendesk.com is our own help desk, not someone posing as us.
+        tenant = dom.registrable(h) in _SAAS_TENANTS
         label_tokens = [tok for tok in label.split("-") if tok] if "-" in label else []
         token_skels = [(tok, skeleton(tok)) for tok in label_tokens if len(tok) >= 4]
         if is_idn:
@@ -320,7 +326,7 @@ class DomainCatalog:
             # subdomain word of an unrelated domain (paypal.com.verify.example; only longer,
             # distinctive names), or inside the name (securepaypal.com; longer names only).
             in_label = t.label in label_tokens and (not generic or len(t.label) >= 5)
-            in_sub = (t.label in sub_tokens or f"-{t.label}-" in sub_runs) and not generic and len(t.label) >= 5
+            in_sub = (t.label in sub_tokens or f"-{t.label}-" in sub_runs) and not generic and len(t.label) >= 5 and not tenant
             inside = not generic and len(t.label) >= _MIN_TYPO and t.label in label
             if in_label or in_sub or inside:
                 consider(t, "brand-in-name")
