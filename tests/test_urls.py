@@ -114,6 +114,9 @@ async def test_typo_free_hosting_and_tld(analyzer: UrlAnalyzer) -> None:
     assert ".top" in got["URL_SUSPICIOUS_TLD"].evidence
     # Images on platforms say nothing.
     assert await _scan(analyzer, [url("https://x.web.app/logo.png", source="src")]) == {}
+    # A form anyone can make, under Google's or Microsoft's name.
+    got = await _scan(analyzer, [url("https://forms.gle/Ab12Cd34Ef"), url("https://forms.office.com/r/x1Y2z3")])
+    assert "forms.gle" in got["URL_FREE_HOSTING"].evidence and got["URL_FREE_HOSTING"].data["count"] == 2
 
 
 async def test_mixed_script_host(analyzer: UrlAnalyzer) -> None:
