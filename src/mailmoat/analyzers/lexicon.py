@@ -320,7 +320,7 @@ class LexiconAnalyzer(BaseAnalyzer):
     def __init__(self, env: Any) -> None:
         super().__init__(env)
         self.lexset = _BUILTIN
-        self.own = frozenset(dom.to_ascii(d) for d in env.settings.server.domains if "." in d)
+        self.own = dom.domain_set(env.settings.server.domains)
 
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
         msg = ctx.message
@@ -343,8 +343,6 @@ class LexiconAnalyzer(BaseAnalyzer):
             return findings
         qr = [q.payload for q in msg.qr_codes if leads_somewhere(q.payload)]
         link = has_link(msg, self.own)
-        # Callback phishing gives a number to call instead of a link, so URL checks see nothing.
-        phone = None if link else phone_number("\n".join((msg.subject, msg.text or msg.html_text)))
         with_qr: set[str] = set()
         # QR combinations first: a lure with a QR code is not counted again for its links.
         for combo in sorted(self.lexset.combos, key=lambda c: c.needs != "qr"):
@@ -356,7 +354,8 @@ class LexiconAnalyzer(BaseAnalyzer):
                 what = f"QR code ({qr[0][:120]})"
             elif combo.needs == "link" and link:
                 what = "a link"
-            elif combo.needs == "phone" and phone:
+            elif combo.needs == "phone" and not link and (phone := phone_number(f"{msg.subject}\n{msg.text or msg.html_text}")):
+                # Callback phishing gives a number to call instead of a link: URL checks see nothing.
                 what = f"a number to call ({phone}) and no link"
             else:
                 continue

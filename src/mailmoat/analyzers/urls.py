@@ -101,9 +101,10 @@ class UrlAnalyzer(BaseAnalyzer):
         msg = ctx.message
         hits = _Hits()
         sender_brand = self.catalog.brand_of(msg.from_.domain) if msg.from_.domain else None
+        sender_reg = dom.registrable(msg.from_.domain) if msg.from_.domain else ""
         new_candidates: dict[str, list[str]] = {}
         for u in msg.urls[:MAX_URLS]:
-            self._check_url(u, hits, sender_brand, new_candidates)
+            self._check_url(u, hits, sender_brand, sender_reg, new_candidates)
         self._check_html(msg, hits)
         lookalikes = [
             s for s in ("URL_LOOKALIKE_PROTECTED", "URL_LOOKALIKE_BRAND", "URL_IDN_HOMOGRAPH", "URL_TYPO_BRAND", "URL_BRAND_IN_HOST") if s in hits
@@ -116,18 +117,6 @@ class UrlAnalyzer(BaseAnalyzer):
             )
         if "URL_ANCHOR_BRAND_MISMATCH" in hits:
             hits.items.pop("URL_ANCHOR_MISMATCH", None)  # the stronger form says it already
-        elif "URL_ANCHOR_MISMATCH" in hits and msg.from_.domain:
-            # Link text showing the sender's own site while the link goes through its mail
-            # provider's click tracker is how newsletters are sent. (A brand's site shown by mail
-            # from elsewhere is the strong form above; a forged From is for DMARC to catch.)
-            own = dom.registrable(msg.from_.domain)
-            kept = [
-                (e, d) for e, d in hits.items["URL_ANCHOR_MISMATCH"] if not own or dom.registrable(str(d.get("shown", ""))) != own
-            ]
-            if kept:
-                hits.items["URL_ANCHOR_MISMATCH"] = kept
-            else:
-                del hits.items["URL_ANCHOR_MISMATCH"]
         if self.history is not None and new_candidates:
             self._check_new_domains(new_candidates, hits)
         return self._emit(hits)
@@ -147,7 +136,9 @@ class UrlAnalyzer(BaseAnalyzer):
 
     # -- links ---------------------------------------------------------------------------------
 
-    def _check_url(self, u: Url, hits: _Hits, sender_brand: Any, new_candidates: dict[str, list[str]]) -> None:
+    def _check_url(
+        self, u: Url, hits: _Hits, sender_brand: Any, sender_reg: str, new_candidates: dict[str, list[str]]
+    ) -> None:
         raw = u.url.strip()
         scheme = (u.scheme or raw.partition(":")[0]).lower()
         where = _where(u)
@@ -212,7 +203,7 @@ class UrlAnalyzer(BaseAnalyzer):
                 hits.add("URL_IP", f"{where} redirects to IP address: {target[:200]}", rdata)
             self._check_host(thost, target, f"{where} (redirect target)", qr, hits, sender_brand, rdata)
         if u.anchor_text and u.source in ("href", ""):
-            self._check_anchor(u, host, reg, targets, hits, sender_brand, data)
+            self._check_anchor(u, host, reg, targets, hits, sender_brand, sender_reg, data)
 
     def _check_host(self, host: str, url: str, where: str, qr: bool, hits: _Hits, sender_brand: Any, data: dict[str, Any]) -> None:
         look = self.catalog.check(host)
@@ -237,7 +228,15 @@ class UrlAnalyzer(BaseAnalyzer):
                     break
 
     def _check_anchor(
-        self, u: Url, host: str, reg: str, targets: list[str], hits: _Hits, sender_brand: Any, data: dict[str, Any]
+        self,
+        u: Url,
+        host: str,
+        reg: str,
+        targets: list[str],
+        hits: _Hits,
+        sender_brand: Any,
+        sender_reg: str,
+        data: dict[str, Any],
     ) -> None:
         shown = hosts_in_text(u.anchor_text)
         if not shown:
@@ -255,6 +254,10 @@ class UrlAnalyzer(BaseAnalyzer):
         claims_trusted = self.catalog.is_protected(shown_host) or (
             shown_brand is not None and (sender_brand is None or sender_brand.name != shown_brand.name)
         )
+        if not claims_trusted and sender_reg and shown_reg == sender_reg:
+            # Link text showing the sender's own site while the link goes through its mail
+            # provider's click tracker is how newsletters are sent. (A forged From is for DMARC.)
+            return
         hits.add("URL_ANCHOR_BRAND_MISMATCH" if claims_trusted else "URL_ANCHOR_MISMATCH", ev, adata)
 
     # -- HTML ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
 import tldextract
@@ -41,6 +42,11 @@ def to_unicode(host: str) -> str:
                 pass
         labels.append(label)
     return ".".join(labels)
+
+
+def domain_set(names: Iterable[str]) -> frozenset[str]:
+    """Configured domain names in A-label form; entries without a dot ("localhost") are left out."""
+    return frozenset(to_ascii(d) for d in names if "." in d)
 
 
 def is_ip(host: str) -> bool:

@@ -218,7 +218,7 @@ class DomainCatalog:
         for extra in extra_brands or []:
             brands.extend(parse_brands(extra))
         self.brands = brands
-        self.protected = {dom.to_ascii(d) for d in protected if "." in d}
+        self.protected = dom.domain_set(protected)
         self.brand_domains: dict[str, Brand] = {}
         for b in brands:
             for d in b.domains:
