@@ -6,13 +6,13 @@ import asyncio
 from typing import Any, ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
-from mailmoat.analyzers.qr import code_data, scannable
+from mailmoat.analyzers.qr import code_data
 from mailmoat.attach.archives import EXPANDABLE
 from mailmoat.attach.files import ScannedFile
 from mailmoat.attach.scan import scan_message
 from mailmoat.config import QrSettings
 from mailmoat.model import Finding, Image, Message, Part, QrCode, Symbol
-from mailmoat.parse.qr import extract_qr
+from mailmoat.parse.qr import extract_qr, leads_somewhere
 from mailmoat.parse.qr_svg import looks_like_svg
 
 # What can show a code once unpacked: the parser's QR sources read these from a one-part message.
@@ -47,7 +47,7 @@ def decode_members(files: list[ScannedFile], settings: QrSettings) -> list[tuple
         if msg is None:
             continue
         extract_qr(msg, settings)
-        found += [(f, code) for code in msg.qr_codes if scannable(code)]
+        found += [(f, code) for code in msg.qr_codes if leads_somewhere(code.payload)]
         decoded += 1
         if decoded >= MAX_MEMBERS:
             break

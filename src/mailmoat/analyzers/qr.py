@@ -11,13 +11,6 @@ from mailmoat.parse.qr import LIMIT_DEFECTS, leads_somewhere, payload_urls
 _EVIDENCE_PAYLOAD = 200
 
 
-def scannable(code: QrCode) -> bool:
-    """A code a phone would act on: it opens a link, an app or a payment. Codes that only carry
-    data (a Chinese e-invoice's fields, a parcel number, a contact card) are ordinary in legitimate
-    mail and send nobody anywhere, so they are not counted as quishing."""
-    return leads_somewhere(code.payload)
-
-
 def where(code: QrCode) -> str:
     """Where the code was found, for people: part, cid, attachment name, PDF page, table, tiles."""
     o = code.origin
@@ -105,7 +98,9 @@ class QrAnalyzer(BaseAnalyzer):
 
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
         msg = ctx.message
-        codes = [c for c in msg.qr_codes if scannable(c)]
+        # Only codes a phone would act on: data codes (an e-invoice's fields, a parcel number)
+        # are ordinary in legitimate mail and send nobody anywhere.
+        codes = [c for c in msg.qr_codes if leads_somewhere(c.payload)]
         grouped: dict[str, list[QrCode]] = {}
 
         def add(symbol: str, code: QrCode) -> None:
