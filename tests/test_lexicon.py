@@ -68,6 +68,10 @@ async def test_links_into_the_organisation_are_no_lure_link(settings: Settings) 
     outside = Url(url="https://acme-corp-hr.top/notice", scheme="https", host="acme-corp-hr.top", source="text")
     found = await _run(settings, Message(subject="社保基数调整通知", text=text, urls=[intranet, outside]))
     assert "SUBSIDY_FRAUD_WITH_LINK" in found
+    # The OA server by its private address is inside the organisation's network too.
+    oa = Url(url="http://10.20.1.15:8080/oa", scheme="http", host="10.20.1.15", port=8080, is_ip=True, source="text")
+    found = await _run(settings, Message(subject="社保基数调整通知", text=text, urls=[oa]))
+    assert "LEXICON_SUBSIDY_FRAUD" in found and "SUBSIDY_FRAUD_WITH_LINK" not in found
 
 
 async def test_subsidy_lure_with_link(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
 from mailmoat.analyzers.urls import UrlAnalyzer
 from mailmoat.config import Settings
 from mailmoat.model import Action, Envelope, Finding, Url, Verdict
+from mailmoat.parse.urls import make_url
 from mailmoat.store.db import Store
 from mailmoat.urlcheck.links import hosts_in_text, redirect_targets
 from mailmoat.urlcheck.lookalike import DomainCatalog, edit_distance, skeleton
@@ -153,6 +154,20 @@ async def test_ip_port_userinfo_shortener(analyzer: UrlAnalyzer) -> None:
     assert "www.bank.example" in got["URL_USERINFO"].evidence
     assert "bit.ly" in got["URL_SHORTENER"].evidence
     assert not any(s.startswith("QR_") for s in got)
+
+
+async def test_intranet_addresses_are_not_bare_ip_links(analyzer: UrlAnalyzer) -> None:
+    # An OA system or a router by its private address: only the reader's own network reaches it.
+    got = await _scan(analyzer, [url("http://10.20.1.15:8080/oa/salary"), url("http://192.168.1.1/"), url("http://[fd00::5]/wiki")])
+    assert "URL_IP" not in got and "URL_NONSTD_PORT" not in got
+    # The same address disguised as a number is still the trick, and public addresses still count.
+    disguised = make_url("http://3232235777/login", "href")
+    assert disguised is not None and disguised.host == "192.168.1.1"
+    got = await _scan(analyzer, [disguised])
+    assert "URL_IP" in got
+    got = await _scan(analyzer, [url("http://192.168.1.1/setup", source="qr"), url("http://198.51.100.20/pay")])
+    assert "198.51.100.20" in got["URL_IP"].evidence and "192.168.1.1" not in got["URL_IP"].evidence
+    assert "QR_URL_IP" not in got
 
 
 async def test_open_redirect_target_is_checked(analyzer: UrlAnalyzer) -> None:

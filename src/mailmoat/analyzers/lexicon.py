@@ -300,11 +300,14 @@ def phone_number(text: str) -> str | None:
 
 def has_link(message: Message, own: AbstractSet[str] = frozenset()) -> bool:
     """A web link to follow out of the organisation. Links into its own domains (`own`: the
-    intranet in an HR or IT notice) are not where a lure sends anyone."""
+    intranet in an HR or IT notice) or to an address of its own network are not where a lure
+    sends anyone."""
     for u in message.urls:
         scheme = u.scheme or u.url.partition(":")[0].lower()
         if scheme in ("http", "https") and u.source in LINK_SOURCES:
             if own and u.host and dom.in_domains(dom.to_ascii(u.host), own):
+                continue
+            if u.host and dom.is_internal_address(u.host):
                 continue
             return True
     return False

@@ -169,9 +169,13 @@ class UrlAnalyzer(BaseAnalyzer):
             if "." in user or len(user) > 30:
                 hits.add("URL_USERINFO", f"{where} {raw[:200]} shows {user[:80]!r} but goes to {host}", data)
         if (u.is_ip or dom.is_ip(host)) and scheme != "ftp":  # campus FTP servers by address are common
-            hits.add("URL_IP", f"{where} to IP address: {raw[:200]}", data)
-            if qr:
-                hits.add("QR_URL_IP", f"QR code leads to IP address: {raw[:200]}", data)
+            # An intranet address written plainly (http://10.20.1.15:8080/oa) is a link to the
+            # reader's own network, which no outside page can be; the same address disguised
+            # (decimal, hex) is still a trick.
+            if not (dom.is_internal_address(host) and host in raw.lower()):
+                hits.add("URL_IP", f"{where} to IP address: {raw[:200]}", data)
+                if qr:
+                    hits.add("QR_URL_IP", f"QR code leads to IP address: {raw[:200]}", data)
         elif port is not None and port not in (80, 443) and not (scheme == "ftp" and port == 21):
             hits.add("URL_NONSTD_PORT", f"{where} to port {port}: {raw[:200]}", data)
         if is_shortener(host):

@@ -57,6 +57,23 @@ def is_ip(host: str) -> bool:
     return True
 
 
+_INTERNAL_NETS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+
+
+def is_internal_address(host: str) -> bool:
+    """A literal IP address that only the reader's own network reaches (RFC 1918, loopback,
+    link-local, unique-local): an intranet server or a router, never a page an outsider hosts."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    # Not `is_private`: that also holds the documentation ranges, which stand for outside hosts.
+    return ip.is_loopback or ip.is_link_local or any(ip in net for net in _INTERNAL_NETS if net.version == ip.version)
+
+
+
 @functools.lru_cache(maxsize=50_000)
 def split(host: str) -> tuple[str, str, str]:
     """(subdomain, label, suffix) of a host in A-label form, e.g. ('www', 'example', 'co.uk')."""
