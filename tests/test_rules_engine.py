@@ -203,6 +203,9 @@ def test_function_helpers_directly() -> None:
     assert not fn.has_double_ext("setup.exe") and not fn.has_double_ext("report.final.pdf")
     assert fn.is_freemail("QQ.com") and not fn.is_freemail("corp.example")
     assert fn.matches(None, "x") is False
+    # A Chinese character or full-width sign weighs three letters; CEL's size() counts UTF-8 bytes.
+    assert fn.text_size("scan me") == 7 and fn.text_size("扫码领取，") == 15 and fn.text_size(None) == 0
+    assert fn.text_size("é" * 10) == 10
 
 
 # -- library: built-in + site, reload, disabled, duplicates -------------------------------------------
@@ -308,15 +311,19 @@ async def test_rules_analyzer_emits_rule_findings(settings: Settings, tmp_path: 
     settings.rules.site_dir = str(site)
     analyzer = RulesAnalyzer(AnalyzerEnv(settings=settings))
     assert analyzer.stage == 1
+    one_link = message().urls[:1]  # with a second link to click, the code is not the only way on
     ctx = AnalysisContext(
-        message=message(), envelope=ENV, settings=settings, prior=[Finding("SOME_EARLIER", 1.0)]
+        message=message(urls=one_link), envelope=ENV, settings=settings, prior=[Finding("SOME_EARLIER", 1.0)]
     )
     found = {f.symbol: f for f in await analyzer.analyze(ctx)}
     assert found["QR_ONLY_MESSAGE"].source == "rule:qr_only_message"
     assert found["QR_ONLY_MESSAGE"].data["severity"] == "medium"
     assert (
-        found["QR_ONLY_MESSAGE"].evidence == "QR code (https://qr.evil.example/a) with 55 characters of text"
+        found["QR_ONLY_MESSAGE"].evidence
+        == "QR code (https://qr.evil.example/a) with text of size 55 and no other links to click"
     )
+    ctx = AnalysisContext(message=message(), envelope=ENV, settings=settings)
+    assert "QR_ONLY_MESSAGE" not in {f.symbol for f in await analyzer.analyze(ctx)}
     assert "SITE_PRIOR" in found
     assert found["RULE_ERROR"].evidence.startswith("site_boom: KeyError")
 

@@ -59,6 +59,19 @@ def count_any(text: Any, needles: list[str]) -> int:
     return sum(1 for n in needles if n.lower() in low)
 
 
+# A Chinese, Japanese or Korean character (or a full-width sign) says about what three Latin
+# letters do: a two-character word is an English word of five or six letters.
+CJK_WEIGHT = 3
+_WIDE = re.compile("[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+def text_size(text: Any) -> int:
+    """Length of a text as a reader weighs it: a CJK character or full-width sign counts CJK_WEIGHT."""
+    if not isinstance(text, str):
+        return 0
+    return len(text) + (CJK_WEIGHT - 1) * len(_WIDE.findall(text))
+
+
 def lower(text: Any) -> str:
     return text.lower() if isinstance(text, str) else ""
 
@@ -124,6 +137,7 @@ STATIC_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "contains_any": contains_any,
     "count_any": count_any,
     "lower": lower,
+    "text_size": text_size,
     "join": join,
     "domain_in": domain_in,
     "is_freemail": is_freemail,
