@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import email.policy
 import json
 import threading
 import time
 from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
@@ -103,6 +106,39 @@ async def test_automatic_containment_holds_alerts_and_recalls(settings: Settings
     assert detail["recalled_copies"] == first + 1 - sum(1 for s in sent[: first + 1] if s.action == "quarantine")
     assert len(detail["held_messages"]) >= len(sent) - first - 1
     assert detail["evidence"]["signals"]["new_ip"] is True
+
+
+def _report(org: sim.Org, reporter: str, to: str) -> bytes:
+    """A colleague forwards the QR fraud they received, as an attachment, to the report mailbox."""
+    fwd = EmailMessage()
+    fwd["From"] = reporter
+    fwd["To"] = to
+    fwd["Subject"] = "FW: 工资补贴通知"
+    fwd.set_content("这封邮件看起来像诈骗，请安全组处理。")
+    fwd.add_attachment(message_from_bytes(sim.fraud_mail(org, "caiwu@corp-notice.example", reporter), policy=email.policy.default))
+    return fwd.as_bytes()
+
+
+@pytest.mark.parametrize("configured", [False, True])
+async def test_reports_to_the_report_mailbox_are_delivered_and_never_contain_the_reporter(
+    settings: Settings, org_store: tuple[sim.Org, Store], configured: bool
+) -> None:
+    org, store = org_store
+    if configured:
+        settings.policy.report_addresses = ["phish@corp.test"]
+    reporter = org.senders[1]
+    driver = sim.Driver(settings, store)
+    try:
+        sent = [await driver.send(sim.internal_env(reporter, ["phish@corp.test"]), _report(org, reporter, "phish@corp.test")) for _ in range(3)]
+    finally:
+        driver.close()
+    if not configured:
+        # Without it, the diligent reporter looks like an account sending phishing, and is contained.
+        assert [x.action for x in sent] == ["quarantine"] * 3 and sent[2].incident is not None
+        return
+    assert [x.action for x in sent] == ["tag"] * 3 and all("STAFF_REPORT" in x.symbols for x in sent)
+    assert all(x.incident is None for x in sent) and list_incidents(store) == []
+    assert len(list((settings.mail_dir / "phish@corp.test" / "new").iterdir())) == 3
 
 
 async def test_release_lifts_the_hold(settings: Settings, org_store: tuple[sim.Org, Store]) -> None:

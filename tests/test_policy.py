@@ -200,6 +200,26 @@ def test_allow_and_deny_lists() -> None:
     assert v.action is Action.REJECT
 
 
+def test_staff_reports_reach_the_report_mailbox() -> None:
+    p = Policy(PolicySettings(report_addresses=["Phish@Example.org"]), SYMS)
+    bad = [f("URL_WORSE", 25.0)]
+    colleague = {"mail_from": "bob@example.org"}
+    # A colleague forwards a phish to the report mailbox: scanned, recorded, delivered tagged.
+    v = p.decide(bad, env(["phish@example.org"], Direction.INTERNAL, **colleague), msg("bob@example.org"))
+    assert v.action is Action.TAG and v.score == 25.0 and "STAFF_REPORT" in v.symbols
+    assert v.reasons[0] == "staff report to phish@example.org: would be quarantine, delivered tagged instead"
+    # Copied to a colleague too, or sent from outside to the same address: judged as usual.
+    v = p.decide(bad, env(["phish@example.org", "amy@example.org"], Direction.INTERNAL, **colleague), msg())
+    assert v.action is Action.QUARANTINE and "STAFF_REPORT" not in v.symbols
+    v = p.decide(bad, env(["phish@example.org"]), msg())
+    assert v.action is Action.REJECT and "STAFF_REPORT" not in v.symbols
+    # A clean report is delivered as it is, with the note.
+    v = p.decide([], env(["phish@example.org"], Direction.INTERNAL, **colleague), msg())
+    assert v.action is Action.DELIVER and v.reasons[0] == "staff report to phish@example.org"
+    with pytest.raises(PolicyError, match="report_addresses: not an address: phish"):
+        Policy(PolicySettings(report_addresses=["phish"]), SYMS)
+
+
 def test_sender_allow_needs_dmarc_not_failing() -> None:
     p = Policy(PolicySettings(allow_domains=["partner.example"]), SYMS)
     dmarc_fail = Finding("X", 0.0, data={"authres": {"method": "dmarc", "result": "fail"}})

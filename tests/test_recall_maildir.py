@@ -235,6 +235,19 @@ async def test_approval_gate_for_large_jobs(settings: Settings, store: SqliteSto
     assert (await engine.run(job, "analyst"))["state"] == "done"
 
 
+async def test_indicator_recall_leaves_staff_reports_with_the_security_team(settings: Settings, store: SqliteStore) -> None:
+    users = rcpts(2)
+    wave = record(store, settings.mail_dir, "01MSG0000000000000000000RA", users, url_domain="qr-subsidy.example")
+    report = record(store, settings.mail_dir, "01MSG0000000000000000000RB", ["phish@example.org"], sender="bob@example.org",
+                    url_domain="qr-subsidy.example", symbols=("STAFF_REPORT",))
+    outs = await on_indicators(RecallEngine(settings, store), [("domain", "qr-subsidy.example")])
+    assert outs[0].copies == 2
+    assert all(hidden(settings.mail_dir, u, t) for u, t in zip(users, wave, strict=True))
+    assert not hidden(settings.mail_dir, "phish@example.org", report[0])
+    # Alone, the exclusion selects nothing: a recall must still name what it is about.
+    assert Selector(not_symbol="STAFF_REPORT").is_empty()
+
+
 async def test_automatic_recall_on_condemn_and_new_indicator(settings: Settings, store: SqliteStore) -> None:
     users = rcpts(3)
     t1 = record(store, settings.mail_dir, "01MSG0000000000000000000KK", users, url_domain="qr-subsidy.example")

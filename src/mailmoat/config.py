@@ -77,6 +77,9 @@ class PolicySettings:
     analyzer_timeout: float = 10.0  # seconds per analyzer
     analyzer_failure: str = "score"  # "score" (ANALYZER_FAILED adds its score) or "tempfail"
     reject_in_session: bool = False  # scan during DATA and reject with 550 instead of quarantining
+    # Mailboxes where staff report suspicious mail (phish@...): a colleague's report there is
+    # scanned and recorded but delivered (at most tagged), and never counts against the reporter.
+    report_addresses: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -34,6 +34,7 @@ def record(
     url_domain: str = "evil-bank.example",
     message_id: str = "",
     received_at: float | None = None,
+    symbols: tuple[str, ...] = (),
 ) -> list[str]:
     """Record a message delivered to each recipient and write its Maildir copies; returns tracking ids."""
     message_id = message_id or f"<{mail_id}@evil.example>"
@@ -49,6 +50,8 @@ def record(
         s.add(IndicatorRow(message_id=mail_id, kind="url_domain", value=url_domain))
         s.add(IndicatorRow(message_id=mail_id, kind="sender_domain", value=sender.rpartition("@")[2]))
         s.add(IndicatorRow(message_id=mail_id, kind="url", value=f"https://{url_domain}/login"))
+        for sym in symbols:
+            s.add(IndicatorRow(message_id=mail_id, kind="symbol", value=sym))
         for i, rcpt in enumerate(recipients):
             tid = f"{mail_id}-{i:04d}"
             tids.append(tid)

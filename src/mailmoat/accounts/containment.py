@@ -19,6 +19,7 @@ from mailmoat.accounts import profiles, signals
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction, Envelope, Message, Verdict
 from mailmoat.model.envelope import new_id
+from mailmoat.policy.decide import STAFF_REPORT
 from mailmoat.store.accounts_models import IncidentRow
 from mailmoat.store.audit import audit
 from mailmoat.store.db import Store
@@ -194,9 +195,11 @@ async def _recall(store: Store, settings: Settings, incident_id: str, message_id
         row = s.get(IncidentRow, incident_id)
         assert row is not None
         account, mode = row.account, row.mode
-    sels = [Selector(mail_id=m, direction="internal") for m in dict.fromkeys(message_ids)]
+    # What the account sent to the report mailbox is evidence for the security team, not a threat.
+    keep = STAFF_REPORT.name
+    sels = [Selector(mail_id=m, direction="internal", not_symbol=keep) for m in dict.fromkeys(message_ids)]
     if since:
-        sels.append(Selector(sender=account, direction="internal", since=str(since)))
+        sels.append(Selector(sender=account, direction="internal", since=str(since), not_symbol=keep))
     engine = RecallEngine(settings, store)
     try:
         if engine.preview(sels).copies == 0:

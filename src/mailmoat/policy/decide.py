@@ -14,7 +14,13 @@ from mailmoat.policy.composite import CompositeSyntaxError, Predicate, compile_c
 
 ALLOWLISTED = Symbol("ALLOWLISTED", 0.0, "policy", "Sender, sender domain or client IP is on the allow list")
 DENYLISTED = Symbol("DENYLISTED", 0.0, "policy", "Sender, sender domain or client IP is on the deny list")
-POLICY_SYMBOLS = (ALLOWLISTED, DENYLISTED)
+STAFF_REPORT = Symbol(
+    "STAFF_REPORT",
+    0.0,
+    "policy",
+    "A colleague sent this to a report mailbox (policy.report_addresses): delivered for the security team, never held",
+)
+POLICY_SYMBOLS = (ALLOWLISTED, DENYLISTED, STAFF_REPORT)
 
 # Symbol the runner emits for a crashed or timed-out analyzer (kept as a name to avoid an import cycle).
 _ANALYZER_FAILED = "ANALYZER_FAILED"
@@ -164,6 +170,10 @@ class Policy:
         self._deny_domains = frozenset(s.strip().lower().rstrip(".") for s in settings.deny_domains)
         self._allow_ips = _networks(settings.allow_ips, "policy.allow_ips")
         self._deny_ips = _networks(settings.deny_ips, "policy.deny_ips")
+        self._report_addresses = frozenset(a.strip().lower() for a in settings.report_addresses if a.strip())
+        bad = sorted(a for a in self._report_addresses if "@" not in a)
+        if bad:
+            raise PolicyError(f"policy.report_addresses: not an address: {', '.join(bad)}")
 
     # -- construction -------------------------------------------------------------------------
 
@@ -281,7 +291,34 @@ class Policy:
             if best is None or (v.action.severity, v.score) > (best.action.severity, best.score):
                 best = v
         assert best is not None
-        return best
+        report = self._staff_report(envelope)
+        return self._as_report(best, envelope, report) if report else best
+
+    def _staff_report(self, envelope: Envelope) -> str:
+        """The report mailboxes a colleague's message goes to, when it goes to nothing else ("" if not)."""
+        if not self._report_addresses or envelope.direction is not Direction.INTERNAL or not envelope.rcpt_tos:
+            return ""
+        rcpts = sorted({r.strip().lower() for r in envelope.rcpt_tos})
+        return ", ".join(rcpts) if all(r in self._report_addresses for r in rcpts) else ""
+
+    @staticmethod
+    def _as_report(v: Verdict, envelope: Envelope, report: str) -> Verdict:
+        """A staff report reaches the security team: what would hold it only tags it. Mail from
+        outside to the same address, or a report copied to anyone else, is judged as usual."""
+        note = Finding(
+            symbol=STAFF_REPORT.name,
+            score=0.0,
+            evidence=f"{envelope.mail_from or 'a colleague'} reported to {report}",
+            source="policy",
+            group=STAFF_REPORT.group,
+        )
+        action, reasons = v.action, list(v.reasons)
+        if action in (Action.QUARANTINE, Action.REJECT):
+            reasons.insert(0, f"staff report to {report}: would be {action.value}, delivered tagged instead")
+            action = Action.TAG
+        else:
+            reasons.insert(0, f"staff report to {report}")
+        return Verdict(action=action, score=v.score, findings=[*v.findings, note], reasons=reasons)
 
     def _effective(self, f: Finding, scores: dict[str, float]) -> Finding:
         if not math.isfinite(f.score):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailmoat.config import Settings
+from mailmoat.policy.decide import STAFF_REPORT
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector
 from mailmoat.store.audit import audit
@@ -81,7 +82,8 @@ async def on_indicators(engine: RecallEngine, indicators: list[tuple[str, str]],
         fields_ = _INDICATOR_SELECTORS.get(kind)
         if not fields_ or not value:
             continue
-        sels = [Selector(**{f: value}) for f in fields_]
+        # A colleague's report of this very threat stays in the report mailbox for the security team.
+        sels = [Selector(**{f: value}, not_symbol=STAFF_REPORT.name) for f in fields_]
         outcome = await auto_recall(
             engine, sels, trigger="auto:indicator", reason=f"threat indicator {kind}:{value}" + (f" ({source})" if source else "")
         )

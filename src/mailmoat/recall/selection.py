@@ -59,9 +59,12 @@ class Selector:
     direction: str = ""
     since: str = ""
     until: str = ""
+    # Leaves out messages that raised this symbol; it narrows a selection and selects nothing alone
+    # (automatic recalls leave STAFF_REPORT mail, the reports in the security team's mailbox, alone).
+    not_symbol: str = ""
 
     def is_empty(self) -> bool:
-        return not any(getattr(self, f.name) for f in fields(self))
+        return not any(getattr(self, f.name) for f in fields(self) if f.name != "not_symbol")
 
     def to_dict(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v}
@@ -113,6 +116,8 @@ def message_conditions(sel: Selector, now: float | None = None) -> list[Any]:
         c.append(MessageRow.action == sel.action)
     if sel.symbol:
         c.append(_has_indicator("symbol", sel.symbol.strip().upper()))
+    if sel.not_symbol:
+        c.append(~_has_indicator("symbol", sel.not_symbol.strip().upper()))
     if sel.direction:
         c.append(MessageRow.direction == sel.direction)
     if sel.since:
