@@ -52,6 +52,23 @@ async def test_password_zip_opened_with_body_password(settings: Settings, text: 
     assert "ARCHIVE_PASSWORD_IN_BODY" in found and "ARCHIVE_ENCRYPTED" not in found
 
 
+async def test_password_zip_holding_only_documents_is_a_weaker_sign(settings: Settings) -> None:
+    import docx
+
+    buf = io.BytesIO()
+    docx.Document().save(buf)
+    text = "附件是报价单，按保密要求已加密，解压密码：HX2026"
+    docs = g.aes_zip({"报价单.docx": buf.getvalue()}, "HX2026")
+    found = g.by_symbol(await g.run_analyzers(g.message([("quote.zip", docs)], text=text), settings, ArchiveAnalyzer))
+    f = found["ARCHIVE_PASSWORD_IN_BODY"]
+    assert f.score == 1.5 and f.evidence.endswith("only documents inside (docx)")
+    # A macro document or a program inside keeps the full weight, also beside a documents-only one.
+    for other in ({"quote.docm": g.docm()}, {"run.exe": EICAR}):
+        msg = g.message([("quote.zip", docs), ("more.zip", g.aes_zip(other, "HX2026"))], text=text)
+        found = g.by_symbol(await g.run_analyzers(msg, settings, ArchiveAnalyzer))
+        assert found["ARCHIVE_PASSWORD_IN_BODY"].score == 4.0
+
+
 async def test_password_zip_without_password_is_flagged_and_names_still_checked(settings: Settings) -> None:
     msg = g.message([("invoice.zip", g.aes_zip({"invoice.exe": EICAR}, "s3cret"))], text="see attachment")
     found = g.by_symbol(await g.run_analyzers(msg, settings, ArchiveAnalyzer, FileTypeAnalyzer))

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
 from mailmoat.attach.archives import EXPANDABLE
+from mailmoat.attach.files import ScannedFile
 from mailmoat.attach.hits import Hits
 from mailmoat.attach.scan import scan_message
 from mailmoat.model import Finding, Symbol
@@ -20,6 +21,22 @@ _EVENT_SYMBOL = {
     "corrupt": "ARCHIVE_CORRUPT",
     "unsupported": "ARCHIVE_UNSUPPORTED",
 }
+
+
+# What an encrypted archive opened with the message's password may hold and still be the usual
+# way partners and payroll services send confidential files: formats that cannot carry macros or
+# programs. Whatever else is inside (a PDF's JavaScript, say) the other analyzers score themselves.
+PLAIN_DOCUMENTS = frozenset(
+    {"pdf", "docx", "xlsx", "pptx", "odt", "ods", "odp", "txt", "csv", "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"}
+)
+# ARCHIVE_PASSWORD_IN_BODY when every file inside was read and is a plain document.
+DOCUMENTS_ONLY_SCORE = 1.5
+
+
+def _plain_document(f: ScannedFile) -> bool:
+    """Read, a document by its bytes and by its name: a script is text by its bytes (run.js, pay.bat)."""
+    name_ext = f.name.rpartition(".")[2].lower() if "." in f.name else ""
+    return f.data is not None and f.ext in PLAIN_DOCUMENTS and name_ext in PLAIN_DOCUMENTS
 
 
 class ArchiveAnalyzer(BaseAnalyzer):
@@ -40,8 +57,20 @@ class ArchiveAnalyzer(BaseAnalyzer):
         hits = Hits()
         for ev in exp.events:
             symbol = _EVENT_SYMBOL.get(ev.kind)
-            if symbol:
-                hits.add(symbol, ev.location, ev.detail, **{k: v for k, v in ev.data.items() if k != "location"})
+            if not symbol:
+                continue
+            data = {k: v for k, v in ev.data.items() if k != "location"}
+            detail, score = ev.detail, None
+            if ev.kind == "decrypted":
+                score = self._symbols[symbol].score
+                inside = [f for f in exp.files if f.decrypted and f.location.startswith(ev.location + " > ")]
+                kinds = sorted({f.ext for f in inside})
+                # The trick is to hide a program from scanners; opened here and holding only
+                # documents, it is how confidential files are sent, and a weaker sign.
+                if inside and all(_plain_document(f) for f in inside):
+                    detail += f"; only documents inside ({', '.join(kinds)})"
+                    score = DOCUMENTS_ONLY_SCORE
+            hits.add(symbol, ev.location, detail, score, **data)
         for f in exp.files:
             if f.depth > 0 and f.ext in EXPANDABLE and f.container in EXPANDABLE:
                 hits.add("ARCHIVE_NESTED", f.location, f"{f.ext} inside {f.container}")
