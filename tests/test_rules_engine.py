@@ -310,7 +310,7 @@ async def test_rules_analyzer_emits_rule_findings(settings: Settings, tmp_path: 
     write_rule(site, "site_prior", '"SOME_EARLIER" in findings')
     settings.rules.site_dir = str(site)
     analyzer = RulesAnalyzer(AnalyzerEnv(settings=settings))
-    assert analyzer.stage == 1
+    assert analyzer.stage == 2
     one_link = message().urls[:1]  # with a second link to click, the code is not the only way on
     ctx = AnalysisContext(
         message=message(urls=one_link), envelope=ENV, settings=settings, prior=[Finding("SOME_EARLIER", 1.0)]

@@ -1,4 +1,4 @@
-"""Evaluates every rule file (built-in and site) over the message; stage 1, so rules see earlier findings."""
+"""Evaluates every rule file (built-in and site) over the message; the last stage, so rules see every other finding."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ RULE_ERROR = Symbol("RULE_ERROR", 0.0, "rules", "A rule expression could not be 
 class RulesAnalyzer(BaseAnalyzer):
     name: ClassVar[str] = "rules"
     symbols: ClassVar[tuple[Symbol, ...]] = (RULE_ERROR,)
-    stage: ClassVar[int] = 1
+    # After impersonation (stage 1, which itself waits for the authentication results): rules
+    # combine its findings (IMPERSONATION_EXECUTIVE, DISPLAY_NAME_BRAND) with their own conditions.
+    stage: ClassVar[int] = 2
 
     @classmethod
     def dynamic_symbols(cls, settings: Settings | None) -> tuple[Symbol, ...]:

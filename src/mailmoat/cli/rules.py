@@ -19,13 +19,14 @@ from mailmoat.rules.functions import FUNCTION_NAMES
 
 
 def sample_evaluator(settings: Settings) -> tuple[object, asyncio.AbstractEventLoop]:
-    """Parse a sample and run the stage-0 analyzers on it, as the gateway does before rules run."""
+    """Parse a sample and run the analyzers of the stages before the rules, as the gateway does."""
     from mailmoat.analyzers import registry
     from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+    from mailmoat.analyzers.rules import RulesAnalyzer
     from mailmoat.analyzers.runner import run_analyzers
     from mailmoat.parse import parse
 
-    analyzers = [a for a in registry.build(AnalyzerEnv(settings=settings)) if a.stage == 0]
+    analyzers = [a for a in registry.build(AnalyzerEnv(settings=settings)) if a.stage < RulesAnalyzer.stage]
     loop = asyncio.new_event_loop()
 
     def evaluate(raw: bytes) -> tuple[Message, Envelope, list[Finding]]:
