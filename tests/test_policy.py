@@ -253,3 +253,16 @@ def test_non_finite_scores_do_not_pass_silently() -> None:
     )
     assert v.action is Action.QUARANTINE and v.score == 11.0
     assert v.findings[0].data["invalid_score"] == "nan"
+
+
+def test_content_signs_alone_never_tag_in_any_direction() -> None:
+    # The content group (heuristics and lure wording) only tips mail other engines find suspect.
+    s = PolicySettings()
+    p = Policy(s, SYMS)
+    for d in Direction:
+        over = s.direction.get(d.value, {})
+        tag = over.get("thresholds", {}).get("tag", s.thresholds.tag)
+        cap = over.get("group_caps", {}).get("content", s.group_caps["content"])
+        assert cap < tag, d
+        wording = [Finding(f"W{i}", 2.0, source="test", group="content") for i in range(5)]
+        assert p.decide(wording, env(direction=d), msg()).action is Action.DELIVER, d

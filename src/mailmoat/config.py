@@ -60,10 +60,15 @@ class PolicySettings:
     group_caps: dict[str, float] = field(default_factory=lambda: {"content": 4.0})
     composites: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {expr, score, group, description}
     # "internal" -> {thresholds, scores}: mail between colleagues is trusted by its readers, so
-    # phishing found there is held (quarantine), never only tagged, and nothing is rejected.
+    # phishing found there is held (quarantine), never only tagged, and nothing is rejected. Its
+    # tag line is 4, so the content cap there is 3.5: wording alone (a security team's warning
+    # that quotes the lures) must not tag, as it cannot from outside.
     direction: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {
-            "internal": {"thresholds": {"tag": 4.0, "quarantine": 8.0, "reject": 1000.0}},
+            "internal": {
+                "thresholds": {"tag": 4.0, "quarantine": 8.0, "reject": 1000.0},
+                "group_caps": {"content": 3.5},
+            },
             "outbound": {"thresholds": {"tag": 5.0, "quarantine": 9.0, "reject": 1000.0}},
         }
     )
