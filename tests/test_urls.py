@@ -118,6 +118,10 @@ async def test_typo_free_hosting_and_tld(analyzer: UrlAnalyzer) -> None:
     # A form anyone can make, under Google's or Microsoft's name.
     got = await _scan(analyzer, [url("https://forms.gle/Ab12Cd34Ef"), url("https://forms.office.com/r/x1Y2z3")])
     assert "forms.gle" in got["URL_FREE_HOSTING"].evidence and got["URL_FREE_HOSTING"].data["count"] == 2
+    # The same kind of form on a host that also serves documents: only its forms path counts.
+    got = await _scan(analyzer, [url("https://docs.google.com/forms/d/e/1FAIpQLSd/viewform")])
+    assert "docs.google.com/forms" in got["URL_FREE_HOSTING"].evidence
+    assert await _scan(analyzer, [url("https://docs.google.com/document/d/1aBc/edit"), url("https://docs.google.com/formsx")]) == {}
 
 
 async def test_mixed_script_host(analyzer: UrlAnalyzer) -> None:

@@ -183,7 +183,7 @@ class UrlAnalyzer(BaseAnalyzer):
             if qr:
                 hits.add("QR_URL_SHORTENER", f"QR code leads through shortener {host}: {raw[:200]}", data)
         self._check_host(host, raw, where, qr, hits, sender_brand, data)
-        platform = free_hosting(host)
+        platform = free_hosting(host, parts.path)
         if platform and u.source not in ("src", "css"):  # images and styles on a CDN say nothing
             hits.add("URL_FREE_HOSTING", f"{where} to {host} on {platform}: {raw[:200]}", data)
         tld = abused_tld(host)

@@ -16,13 +16,27 @@ def load_list(name: str) -> frozenset[str]:
 
 
 SHORTENERS = load_list("url_shorteners.txt")
-FREE_HOSTING = load_list("abused_hosting.txt")
+_HOSTING = load_list("abused_hosting.txt")
+FREE_HOSTING = frozenset(e for e in _HOSTING if "/" not in e)
+# Entries with a path ("docs.google.com/forms"): only that part of a host anyone can publish to.
+FREE_HOSTING_PATHS: dict[str, tuple[str, ...]] = {}
+for _entry in sorted(e for e in _HOSTING if "/" in e):
+    _host, _, _path = _entry.partition("/")
+    FREE_HOSTING_PATHS[_host] = (*FREE_HOSTING_PATHS.get(_host, ()), "/" + _path.rstrip("/"))
 ABUSED_TLDS = load_list("abused_tlds.txt")
 
 
-def free_hosting(host: str) -> str:
-    """The free-hosting / tenant platform a host lives on ('' when none)."""
-    return dom.listed_parent(host, FREE_HOSTING)
+def free_hosting(host: str, path: str = "") -> str:
+    """The free-hosting / tenant platform a host (and, for path entries, a URL path) lives on ('' when none)."""
+    found = dom.listed_parent(host, FREE_HOSTING)
+    if found or not path:
+        return found
+    h = dom.to_ascii(host)
+    for prefix in FREE_HOSTING_PATHS.get(h, ()):
+        low = path.lower()
+        if low == prefix or low.startswith(prefix + "/"):
+            return h + prefix
+    return ""
 
 
 def abused_tld(host: str) -> str:
