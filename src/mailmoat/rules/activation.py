@@ -7,7 +7,14 @@ from typing import Any
 
 from mailmoat.model import Address, Envelope, Finding, Message, Part
 from mailmoat.parse.qr import leads_somewhere
-from mailmoat.rules.functions import ext
+from mailmoat.rules.functions import ext, is_freemail
+
+# What makes a sender "suspect" for the business-email-compromise rules: an impersonation check
+# flagged the From (an executive's or a department's name from outside, a name this colleague
+# never used, a lookalike of our domain). Kept here so every rule means the same by it.
+SUSPECT_SENDER_FINDINGS = frozenset(
+    {"IMPERSONATION_EXECUTIVE", "IMPERSONATION_DEPARTMENT", "INTERNAL_UNUSUAL_DISPLAY_NAME", "FROM_LOOKALIKE_PROTECTED"}
+)
 
 
 def _addr(a: Address) -> dict[str, str]:
@@ -138,6 +145,11 @@ FIELDS: dict[str, tuple[Builder, str]] = {
     ),
     "peer_ip": (lambda m, e, f: e.peer_ip, "SMTP client IP"),
     "findings": (lambda m, e, f: sorted({x.symbol for x in f}), "symbols raised by earlier analyzers"),
+    "suspect_sender": (
+        lambda m, e, f: is_freemail(m.from_.domain) or any(x.symbol in SUSPECT_SENDER_FINDINGS for x in f),
+        "the From is a free-mail address, or an impersonation check flagged it "
+        "(IMPERSONATION_EXECUTIVE, IMPERSONATION_DEPARTMENT, INTERNAL_UNUSUAL_DISPLAY_NAME, FROM_LOOKALIKE_PROTECTED)",
+    ),
     "finding_evidence": (
         lambda m, e, f: {x.symbol: x.evidence for x in f},
         "symbol -> evidence of earlier findings",
