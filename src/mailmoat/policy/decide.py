@@ -291,12 +291,12 @@ class Policy:
             if best is None or (v.action.severity, v.score) > (best.action.severity, best.score):
                 best = v
         assert best is not None
-        report = self._staff_report(envelope)
+        report = self._staff_report(envelope, direction)
         return self._as_report(best, envelope, report) if report else best
 
-    def _staff_report(self, envelope: Envelope) -> str:
+    def _staff_report(self, envelope: Envelope, direction: str) -> str:
         """The report mailboxes a colleague's message goes to, when it goes to nothing else ("" if not)."""
-        if not self._report_addresses or envelope.direction is not Direction.INTERNAL or not envelope.rcpt_tos:
+        if not self._report_addresses or direction != Direction.INTERNAL.value or not envelope.rcpt_tos:
             return ""
         rcpts = sorted({r.strip().lower() for r in envelope.rcpt_tos})
         return ", ".join(rcpts) if all(r in self._report_addresses for r in rcpts) else ""
