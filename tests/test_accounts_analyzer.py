@@ -45,3 +45,41 @@ async def test_outbound_rate_limit_holds_the_excess(settings: Settings) -> None:
     r = await scanner.scan(sim.work_mail(org, a, [COLLEAGUES[3]], time.time(), "x", "y", ip=sim.ATTACKER_IP, name="财务部"), env)
     assert not any(f.source == "account" for f in r.verdict.findings)
     store.close()
+
+
+NOTICE = ("各位同事：2027年度社保和公积金缴费基数调整、个税退税申领已开放，补贴随12月工资发放。"
+          "请于12月10日前登录服务商平台 {link} 核对个人信息和工资卡账户。人事部")
+
+
+async def test_hr_links_to_its_usual_provider_are_not_the_subsidy_wave(settings: Settings) -> None:
+    org = sim.make_org(COLLEAGUES, n_senders=2)
+    settings.server.domains = [org.domain]
+    settings.accounts.submission_hosts = [sim.MAIL_HOST]
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    hr = org.senders[0]
+    now = time.time()
+    history = sim.normal_week(org, now - 3600)
+    # HR has sent its provider's link for three months.
+    for months_ago in (3, 2, 1):
+        at = now - months_ago * 30 * 86400
+        env = Envelope(mail_from=hr, rcpt_tos=COLLEAGUES[2:5], received_at=at, direction=Direction.INTERNAL)
+        body = NOTICE.format(link=f"https://hr.benefits-provider.example/acme/{months_ago}")
+        history.append((env, sim.work_mail(org, hr, COLLEAGUES[2:5], at, "员工福利登记通知", body)))
+    sim.replay(store, settings, history)
+    scanner = Scanner(settings, store)
+
+    async def send(link: str, ip: str = "") -> tuple[str, set[str]]:
+        env = Envelope(mail_from=hr, rcpt_tos=COLLEAGUES[2:5], direction=Direction.INTERNAL)
+        raw = sim.work_mail(org, hr, COLLEAGUES[2:5], time.time(), "员工福利登记通知", NOTICE.format(link=link), ip=ip)
+        v = (await scanner.scan(raw, env)).verdict
+        return v.action.value, {f.symbol for f in v.findings}
+
+    action, symbols = await send("https://hr.benefits-provider.example/acme/2027")
+    assert action == "deliver" and {"SUBSIDY_FRAUD_WITH_LINK", "ACCOUNT_USUAL_LINKS"} <= symbols, symbols
+    # The same words with a link the account never sent: the stolen-account wave.
+    action, symbols = await send("https://benefits-provider-acme.example/login")
+    assert action != "deliver" and "ACCOUNT_USUAL_LINKS" not in symbols, symbols
+    # From a new client IP the usual link earns nothing either.
+    action, symbols = await send("https://hr.benefits-provider.example/acme/2027", ip=sim.ATTACKER_IP)
+    assert "ACCOUNT_USUAL_LINKS" not in symbols and "ACCOUNT_NEW_IP" in symbols, symbols
+    store.close()

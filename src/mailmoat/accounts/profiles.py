@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from mailmoat.config import Settings
 from mailmoat.model import Direction, Envelope, Message
 from mailmoat.store.accounts_models import AccountEventRow, AccountProfileRow
+from mailmoat.urlcheck import domains as dom
 
 MAX_ITEMS = 500  # per profile dict: the most recently used entries are kept
 _WS = re.compile(r"\s+")
@@ -36,6 +37,7 @@ class Facts:
     fingerprint: str = ""
     urls: list[str] = field(default_factory=list)
     qrs: list[str] = field(default_factory=list)
+    link_domains: list[str] = field(default_factory=list)  # where its links and codes lead, outside the organisation
 
 
 def _norm_domain(d: str) -> str:
@@ -116,7 +118,24 @@ def facts_of(envelope: Envelope, message: Message, settings: Settings, at: float
         fingerprint=fingerprint(message),
         urls=sorted({u.url for u in message.urls})[:20],
         qrs=sorted({q.payload for q in message.qr_codes})[:10],
+        link_domains=link_domains(message, domains),
     )
+
+
+# Where a reader can be sent: links, codes and documents' links, not images or style sheets.
+_LINK_SOURCES = frozenset({"href", "text", "qr", "pdf", "attachment", "form"})
+
+
+def link_domains(message: Message, own: set[str]) -> list[str]:
+    """Registrable domains the message's links lead to, outside the organisation and its network."""
+    out: set[str] = set()
+    for u in message.urls:
+        if u.source not in _LINK_SOURCES or not u.host or u.is_ip or dom.is_ip(u.host):
+            continue
+        d = _norm_domain(u.registrable_domain or dom.registrable(u.host))
+        if d and not dom.in_domains(dom.to_ascii(u.host), own):
+            out.add(d)
+    return sorted(out)[:20]
 
 
 def same_network(a: str, b: str) -> bool:
@@ -171,7 +190,8 @@ def learn(session: Session, facts: Facts) -> AccountProfileRow:
     p = session.get(AccountProfileRow, facts.account)
     if p is None:
         p = AccountProfileRow(account=facts.account, first_seen=facts.at, last_seen=facts.at, messages=0,
-                              recipients_total=0, hours=[0] * 24, ips={}, hosts={}, names={}, recipients={}, ext_domains={})
+                              recipients_total=0, hours=[0] * 24, ips={}, hosts={}, names={}, recipients={}, ext_domains={},
+                              link_domains={})
         session.add(p)
     p.first_seen = min(p.first_seen or facts.at, facts.at)
     p.last_seen = max(p.last_seen or 0.0, facts.at)
@@ -191,6 +211,10 @@ def learn(session: Session, facts: Facts) -> AccountProfileRow:
     for d in facts.external_domains:
         ed = _bump(ed, d, facts.at)
     p.ext_domains = ed
+    ld = dict(p.link_domains or {})
+    for d in facts.link_domains:
+        ld = _bump(ld, d, facts.at)
+    p.link_domains = ld
     return p
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from mailmoat.accounts.profiles import Facts, events_since, get_profile, usual, usual_ip
 from mailmoat.config import Settings
 from mailmoat.store.accounts_models import AccountEventRow, AccountProfileRow
+from mailmoat.urlcheck.links import abused_tld, free_hosting, is_shortener
 
 RELAY_WINDOW = 3600.0  # outbound rate and spam-relay counts are per hour
 
@@ -43,6 +44,9 @@ class Signals:
     first_suspect_at: float = 0.0
     first_suspect_message: str = ""
     window_messages: list[str] = field(default_factory=list)
+    # Every place the message's links and codes lead to, when the account has linked there before
+    # (empty when one of them is new, or the message links nowhere outside).
+    usual_links: list[str] = field(default_factory=list)
 
     def anomalies(self) -> list[str]:
         out = []
@@ -97,6 +101,19 @@ def _shares(e: AccountEventRow, facts: Facts) -> list[str]:
     return out
 
 
+# Links the account sent at least this often before, the first at least accounts.learn_after ago.
+USUAL_LINK_TIMES = 2
+
+
+def _usual_link(profile: AccountProfileRow, domain: str, now: float, learn_after: float) -> bool:
+    """The account has linked to this domain before, and it is not a platform where anyone can
+    publish: a stolen account's phishing page on a file-sharing or form site must earn no trust."""
+    if free_hosting(domain) or is_shortener(domain) or abused_tld(domain):
+        return False
+    e = (profile.link_domains or {}).get(domain)
+    return usual(profile.link_domains or {}, domain, now, learn_after) and isinstance(e, dict) and int(e.get("n", 0)) >= USUAL_LINK_TIMES
+
+
 def compute(session: Session, settings: Settings, facts: Facts, *, current_threat: bool = False) -> Signals:
     """Signals at the time of `facts` from the stored profile and recent events (the message itself included)."""
     cfg = settings.accounts
@@ -114,6 +131,8 @@ def compute(session: Session, settings: Settings, facts: Facts, *, current_threa
         if facts.display and not usual(profile.names or {}, facts.display, now, cfg.learn_after):
             sig.new_name = True
             sig.name_kind = name_kind(facts.display, settings)
+        if facts.link_domains and all(_usual_link(profile, d, now, cfg.learn_after) for d in facts.link_domains):
+            sig.usual_links = list(facts.link_domains)
     lookback = max(cfg.burst_window, RELAY_WINDOW, cfg.suspect_window)
     events = [e for e in events_since(session, facts.account, now - lookback) if e.message_id != facts.message_id and e.at <= now]
     burst_events = [e for e in events if e.at >= now - cfg.burst_window]

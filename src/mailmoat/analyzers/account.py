@@ -27,6 +27,10 @@ SYMBOLS = (
     ),
     Symbol("ACCOUNT_SPAM_RELAY", 4.0, "account", "The account writes to many external domains within an hour"),
     Symbol("ACCOUNT_RATE_LIMIT", 50.0, "account", "The account is over its outbound rate limit: held"),
+    Symbol(
+        "ACCOUNT_USUAL_LINKS", -2.0, "account",
+        "Mail between colleagues whose every link leads where this account has linked before (a provider it uses every month)",
+    ),
 )
 
 
@@ -80,6 +84,11 @@ class AccountAnalyzer(BaseAnalyzer):
         if sig.spam_relay:
             out.append(self.finding("ACCOUNT_SPAM_RELAY", f"{sig.external_domains} external domains within an hour",
                                     {"domains": sig.external_domains}))
+        if sig.usual_links and ctx.envelope.direction is Direction.INTERNAL and not sig.anomalous and not held_by:
+            # HR's monthly notice linking to its benefits provider uses the words of the subsidy
+            # wave; a stolen account's link goes to a domain the account never sent.
+            out.append(self.finding("ACCOUNT_USUAL_LINKS", f"{facts.account} has linked to {', '.join(sig.usual_links[:3])} before",
+                                    {"domains": sig.usual_links}))
         if sig.rate_limited:
             out.append(self.finding("ACCOUNT_RATE_LIMIT", f"{sig.outbound_recipients} outbound recipients in an hour "
                                     f"(limit {ctx.settings.accounts.outbound_rate_per_hour})",

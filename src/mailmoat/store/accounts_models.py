@@ -27,6 +27,8 @@ class AccountProfileRow(Base):
     names: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     recipients: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     ext_domains: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # registrable domains the account's links (and QR codes) lead to, outside the organisation
+    link_domains: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class AccountEventRow(Base):
