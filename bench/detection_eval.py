@@ -351,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         help="development mode: split the train halves again and report there; never reads the test halves",
     )
     ap.add_argument("--show-misses", type=int, default=0, help="list up to N misclassified files per cell")
+    ap.add_argument(
+        "--also", nargs="+", type=Path, default=[], metavar="FILE",
+        help="more messages to scan (as inbound) with the same trained model, listed one by one",
+    )
     args = ap.parse_args(argv)
 
     from mailmoat.classify import BayesModel, Classifier
@@ -405,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(r)
                 if i % 500 == 0:
                     print(f"scanned {i}/{len(test)} ({time.monotonic() - t0:.0f}s)", file=sys.stderr)
-        scan_s = time.monotonic() - t0
+            scan_s = time.monotonic() - t0
+            also = list(pool.map(_scan, [("also", "", str(p)) for p in args.also]))
 
     quarantine = settings.policy.thresholds.quarantine
     orig = summarise(results, "orig", quarantine)
@@ -437,6 +442,17 @@ def main(argv: list[str] | None = None) -> int:
                 r = next(x for x in results if x["path"] == p)
                 top = sorted(r["orig"]["findings"], key=lambda f: -abs(f[1]))[:6]
                 print(f"- {corpus}/{label} {Path(p).name}: {r['orig']['action']} {r['orig']['score']} {top}")
+    if also:
+        print("\n### The other messages given (`--also`), scanned as inbound with the same model\n")
+        print("| file | action | score | classifier probability | strongest findings |")
+        print("|---|---|---:|---:|---|")
+        for r in also:
+            o = r["orig"]
+            top = ", ".join(f"{s} {sc:g}" for s, sc, _ in sorted(o["findings"], key=lambda f: -f[1])[:3] if sc > 0)
+            prob = o["bayes_prob"]
+            print(f"| {Path(r['path']).name} | {o['action']} | {o['score']:g} | {'-' if prob is None else f'{prob:.3f}'} | {top} |")
+        held = sum(r["orig"]["action"] in DETECTED for r in also)
+        print(f"\nHeld (quarantine or reject): {held} of {len(also)}")
     if args.json:
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0

@@ -119,3 +119,50 @@ def test_damaged_model_is_a_clear_error(tmp_path: Path) -> None:
     res = runner.invoke(app, ["train", "--add", "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
     assert res.exit_code == 2
     assert "bayes.json" in res.output
+
+
+def test_train_from_store_learns_old_untouched_deliveries_as_ham(tmp_path: Path) -> None:
+    from mailmoat.store.db import Store
+    from mailmoat.store.models import MessageRow
+    from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+    data = tmp_path / "var"
+    ham = _write_corpus(tmp_path / "ham", False, 10, 1)
+    spam = _write_corpus(tmp_path / "spam", True, 10, 2)
+    assert runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"]).exit_code == 0
+    rng = random.Random(6)
+    raw_dir = data / "raw"
+    raw_dir.mkdir(parents=True)
+    store = Store(f"sqlite:///{data / 'mailmoat.db'}")
+    now, day = time.time(), 86400.0
+    rows = [  # (id, received, action, score, status)
+        ("m-old", now - 5 * day, "deliver", 0.5, "processed"),  # the only one learnt
+        ("m-new", now - 0.5 * day, "deliver", 0.0, "processed"),  # too recent: a recall may still come
+        ("m-tagged", now - 5 * day, "tag", 6.0, "processed"),
+        ("m-doubtful", now - 5 * day, "deliver", 3.5, "processed"),
+        ("m-condemned", now - 5 * day, "deliver", 0.0, "condemned"),
+    ]
+    with store.session() as s:
+        for mid, at, action, score, status in rows:
+            path = raw_dir / f"{mid}.eml"
+            path.write_bytes(synthetic_eml(rng, False, chinese=False))
+            s.add(MessageRow(id=mid, received_at=at, direction="inbound", action=action, score=score, raw_path=str(path), status=status))
+    store.close()
+
+    res = runner.invoke(app, ["train", "--from-store", "--delivered-as-ham", "3d", "--data-dir", str(data)])
+    assert res.exit_code == 0, res.output
+    assert "learnt 0 released as ham, 0 recalled as phishing, 1 delivered as ham" in res.output
+    clf = Classifier.open(data / "models" / "bayes.json")
+    assert clf.model.nham == 11 and clf.learned_as("m-old") == "ham" and clf.learned_as("m-new") is None
+    # Recalled after all: the next run moves it to phishing.
+    store = Store(f"sqlite:///{data / 'mailmoat.db'}")
+    with store.session() as s:
+        s.add(RecallJobRow(id="job-2", created_at=now, state="done"))
+        s.add(RecallCopyRow(job_id="job-2", message_id="m-old", tracking_id="m-old-0000", recipient="u@example.com", mailbox="u@example.com", state="recalled"))
+    store.close()
+    res = runner.invoke(app, ["train", "--from-store", "--delivered-as-ham", "3d", "--data-dir", str(data)])
+    assert "1 recalled as phishing, 0 delivered as ham" in res.output, res.output
+    clf = Classifier.open(data / "models" / "bayes.json")
+    assert clf.model.nham == 10 and clf.learned_as("m-old") == "phish"
+    res = runner.invoke(app, ["train", "--delivered-as-ham", "3d", "--data-dir", str(data)])
+    assert res.exit_code == 2 and "goes with --from-store" in res.output

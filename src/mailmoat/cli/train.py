@@ -110,10 +110,18 @@ def train_dirs(
     return counts
 
 
-def train_from_store(settings: Settings) -> dict[str, int]:
+# Mail delivered untouched is learnt as ham only when nothing at all spoke against it.
+DELIVERED_HAM_MAX_SCORE = 2.0
+
+
+def train_from_store(settings: Settings, delivered_before: float | None = None, max_delivered: int = 5000) -> dict[str, int]:
     """Learn released messages as ham and recalled ones as phishing (each message once; reversals move it).
 
-    Recall is for threats that reached mailboxes, so recalled mail joins the phishing kind.
+    Recall is for threats that reached mailboxes, so recalled mail joins the phishing kind. With
+    `delivered_before` (epoch seconds), mail delivered as it was (action deliver, score under
+    DELIVERED_HAM_MAX_SCORE, never condemned, released or recalled) and received before then is
+    learnt as ham too, the newest `max_delivered` first: the site's own everyday mail, which no
+    public corpus holds. A message recalled later moves to phishing on the next run.
     """
     from sqlalchemy import select
 
@@ -129,14 +137,29 @@ def train_from_store(settings: Settings) -> dict[str, int]:
         if not db_file.exists():
             raise FileNotFoundError(f"no store at {db_file}")
     store = Store(url, create=False)
-    counts = {"ham": 0, "phish": 0, "already": 0, "missing_raw": 0}
+    counts = {"ham": 0, "phish": 0, "delivered": 0, "already": 0, "missing_raw": 0}
     try:
         with store.session() as s:
             recalled = set(
                 s.scalars(select(RecallCopyRow.message_id).where(RecallCopyRow.state == "recalled")).all()
             )
             released = set(s.scalars(select(MessageRow.id).where(MessageRow.status == "released")).all())
-            ids = sorted(recalled | released)
+            delivered: set[str] = set()
+            if delivered_before is not None and max_delivered > 0:
+                delivered = set(
+                    s.scalars(
+                        select(MessageRow.id)
+                        .where(
+                            MessageRow.action == "deliver",
+                            MessageRow.score < DELIVERED_HAM_MAX_SCORE,
+                            MessageRow.status == "processed",
+                            MessageRow.received_at < delivered_before,
+                        )
+                        .order_by(MessageRow.received_at.desc())
+                        .limit(max_delivered)
+                    ).all()
+                ) - recalled
+            ids = sorted(recalled | released | delivered)
             rows = {r.id: r.raw_path for r in s.scalars(select(MessageRow).where(MessageRow.id.in_(ids))).all()} if ids else {}
     finally:
         store.close()
@@ -156,8 +179,8 @@ def train_from_store(settings: Settings) -> dict[str, int]:
             counts["missing_raw"] += 1
             continue
         clf.learn(parse(raw, qr=settings.qr), label, key=mid, save=False)
-        counts[label] += 1
-    if counts["ham"] or counts["phish"]:
+        counts["delivered" if mid in delivered and mid not in released else label] += 1
+    if counts["ham"] or counts["phish"] or counts["delivered"]:
         clf.save()
     counts["model_ham"] = clf.model.nham
     counts["model_spam"] = clf.model.nspam
@@ -171,6 +194,12 @@ def register(app: typer.Typer) -> None:
         spam: Annotated[list[Path] | None, typer.Option("--spam", help="Directory (or file) of spam .eml messages; repeatable")] = None,
         phish: Annotated[list[Path] | None, typer.Option("--phish", help="Directory (or file) of phishing .eml messages, kept apart from bulk spam; repeatable")] = None,
         from_store: Annotated[bool, typer.Option("--from-store", help="Learn released messages as ham and recalled ones as phishing")] = False,
+        delivered_as_ham: Annotated[str, typer.Option(
+            "--delivered-as-ham", metavar="AGE",
+            help="With --from-store: also learn as ham mail delivered untouched (score under 2, never recalled) "
+                 "and received at least AGE ago (3d, 12h ...)",
+        )] = "",
+        max_delivered: Annotated[int, typer.Option("--max-delivered", help="At most this many delivered messages, newest first")] = 5000,
         add: Annotated[bool, typer.Option("--add", help="Add to the existing model instead of replacing it")] = False,
         jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parser processes (default: CPU count)")] = 0,
         no_qr: Annotated[bool, typer.Option("--no-qr", help="Skip QR decoding while training (faster)")] = False,
@@ -183,6 +212,8 @@ def register(app: typer.Typer) -> None:
 
         settings = load_settings(config, data_dir, db)
         ham_dirs, spam_dirs, phish_dirs = list(ham or []), list(spam or []), list(phish or [])
+        if delivered_as_ham and not from_store:
+            raise fail("--delivered-as-ham goes with --from-store")
         if not ham_dirs and not spam_dirs and not phish_dirs and not from_store:
             raise fail("give --ham DIR and --spam DIR (and/or --phish DIR), or --from-store")
         for d in ham_dirs + spam_dirs + phish_dirs:
@@ -204,14 +235,21 @@ def register(app: typer.Typer) -> None:
         if from_store:
             from sqlalchemy.exc import SQLAlchemyError
 
+            from mailmoat.recall.selection import SelectionError, parse_time
+
             try:
-                sc = train_from_store(settings)
+                before = parse_time(delivered_as_ham) if delivered_as_ham else None
+            except SelectionError as exc:
+                raise fail(str(exc)) from exc
+            try:
+                sc = train_from_store(settings, before, max_delivered)
             except (FileNotFoundError, ValueError) as exc:
                 raise fail(str(exc)) from exc
             except SQLAlchemyError as exc:
                 raise fail(f"cannot read the store: {exc}") from exc
             typer.echo(
-                f"from the store: learnt {sc['ham']} released as ham, {sc['phish']} recalled as phishing "
-                f"({sc['already']} already learnt, {sc['missing_raw']} without a retained raw message); "
+                f"from the store: learnt {sc['ham']} released as ham, {sc['phish']} recalled as phishing"
+                + (f", {sc['delivered']} delivered as ham" if before is not None else "")
+                + f" ({sc['already']} already learnt, {sc['missing_raw']} without a retained raw message); "
                 f"model: {sc['model_ham']} ham, {sc['model_spam']} spam and phishing → {model_path(settings)}"
             )
