@@ -108,6 +108,10 @@ FIELDS: dict[str, tuple[Builder, str]] = {
         lambda m, e, f: _urls(m),
         f"URLs (distinct, first {MAX_URLS}): {{url, scheme, host, domain (registrable), source, anchor_text, is_ip, is_idn}}",
     ),
+    "web_links": (
+        lambda m, e, f: len({u.url for u in m.urls if u.source in ("href", "text") and u.scheme.lower() in ("http", "https")}),
+        "number of distinct web links a reader can click (http/https, in the text or as HTML links); cheaper than urls",
+    ),
     "url_domains": (
         lambda m, e, f: sorted({(u.registrable_domain or u.host).lower() for u in m.urls if u.host}),
         "distinct registrable domains of all URLs",
