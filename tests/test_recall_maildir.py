@@ -264,3 +264,21 @@ async def test_automatic_recall_on_condemn_and_new_indicator(settings: Settings,
     out = await condemn_message(engine, "01MSG0000000000000000000LL", "admin", "reported by users")
     assert out.state == "awaiting_approval" and out.copies == 3
     assert not any(hidden(settings.mail_dir, u, t) for u, t in zip(users, t2, strict=True))
+
+
+def test_recall_cli_can_leave_out_staff_reports(settings: Settings, store: SqliteStore) -> None:
+    from typer.testing import CliRunner
+
+    from mailmoat.cli import app
+
+    users = rcpts(2)
+    wave = record(store, settings.mail_dir, "01MSG0000000000000000000CA", users, url_domain="cli-wave.example")
+    report = record(store, settings.mail_dir, "01MSG0000000000000000000CB", ["phish@corp.example"], sender="bob@corp.example",
+                    url_domain="cli-wave.example", symbols=("STAFF_REPORT",))
+    where = ["--data-dir", settings.data_dir, "--db", f"sqlite:///{settings.data_path / 't.db'}"]
+    res = CliRunner().invoke(app, ["recall", "run", "--url-domain", "cli-wave.example", "--not-symbol", "STAFF_REPORT", "--yes", *where])
+    assert res.exit_code == 0, res.output
+    assert all(hidden(settings.mail_dir, u, t) for u, t in zip(users, wave, strict=True))
+    assert not hidden(settings.mail_dir, "phish@corp.example", report[0])
+    res = CliRunner().invoke(app, ["recall", "plan", "--not-symbol", "STAFF_REPORT", "--dry-run", *where])
+    assert res.exit_code == 2 and "name at least one selector" in res.output

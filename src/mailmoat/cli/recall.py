@@ -33,6 +33,7 @@ ShaOpt = Annotated[str, Opt("--sha256", help="Attachment SHA-256")]
 QrOpt = Annotated[str, Opt("--qr", help="Decoded QR payload contains")]
 ActionOpt = Annotated[str, Opt("--action", help="Verdict action (deliver, tag, quarantine ...)")]
 SymbolOpt = Annotated[str, Opt("--symbol", help="A symbol the message raised")]
+NotSymbolOpt = Annotated[str, Opt("--not-symbol", help="Leave out messages that raised this symbol (e.g. STAFF_REPORT)")]
 DirectionOpt = Annotated[str, Opt("--direction", help="inbound, internal or outbound")]
 SinceOpt = Annotated[str, Opt("--since", help="3d, 12h, or an ISO date")]
 UntilOpt = Annotated[str, Opt("--until", help="3d, 12h, or an ISO date")]
@@ -58,6 +59,7 @@ def _selector(**kw: str) -> Selector:
         tracking_id=kw["tracking_id"], message_id=kw["message_id"], sender=kw["sender"], recipient=kw["rcpt"],
         subject=kw["subject"], url=kw["url"], url_domain=kw["url_domain"], sha256=kw["sha256"], qr=kw["qr"],
         action=kw["action"], symbol=kw["symbol"], direction=kw["direction"], since=kw["since"], until=kw["until"],
+        not_symbol=kw["not_symbol"],
     )
     if sel.is_empty():
         raise fail("name at least one selector (--message-id, --sender, --subject, --url-domain, --sha256, --qr, ...)")
@@ -140,8 +142,8 @@ def plan_cmd(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
     tracking_id: TrackingOpt = "", message_id: MsgIdOpt = "", sender: SenderOpt = "", rcpt: RcptOpt = "",
     subject: SubjectOpt = "", url: UrlOpt = "", url_domain: UrlDomainOpt = "", sha256: ShaOpt = "", qr: QrOpt = "",
-    action: ActionOpt = "", symbol: SymbolOpt = "", direction: DirectionOpt = "", since: SinceOpt = "",
-    until: UntilOpt = "", reason: ReasonOpt = "", fmt: FmtOpt = "text",
+    action: ActionOpt = "", symbol: SymbolOpt = "", not_symbol: NotSymbolOpt = "", direction: DirectionOpt = "",
+    since: SinceOpt = "", until: UntilOpt = "", reason: ReasonOpt = "", fmt: FmtOpt = "text",
     dry_run: Annotated[bool, Opt("--dry-run", help="Only print what would be recalled")] = False,
 ) -> None:
     """Print what a recall would touch, and store it as a planned job (unless --dry-run)."""
@@ -158,7 +160,7 @@ def plan_cmd(
 
 def locals_sel(values: dict[str, Any]) -> dict[str, str]:
     keys = ("tracking_id", "message_id", "sender", "rcpt", "subject", "url", "url_domain", "sha256", "qr",
-            "action", "symbol", "direction", "since", "until")
+            "action", "symbol", "not_symbol", "direction", "since", "until")
     return {k: str(values.get(k) or "") for k in keys}
 
 
@@ -168,8 +170,8 @@ def run_cmd(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
     tracking_id: TrackingOpt = "", message_id: MsgIdOpt = "", sender: SenderOpt = "", rcpt: RcptOpt = "",
     subject: SubjectOpt = "", url: UrlOpt = "", url_domain: UrlDomainOpt = "", sha256: ShaOpt = "", qr: QrOpt = "",
-    action: ActionOpt = "", symbol: SymbolOpt = "", direction: DirectionOpt = "", since: SinceOpt = "",
-    until: UntilOpt = "", reason: ReasonOpt = "", fmt: FmtOpt = "text",
+    action: ActionOpt = "", symbol: SymbolOpt = "", not_symbol: NotSymbolOpt = "", direction: DirectionOpt = "",
+    since: SinceOpt = "", until: UntilOpt = "", reason: ReasonOpt = "", fmt: FmtOpt = "text",
     yes: Annotated[bool, Opt("--yes", "-y", help="Do not ask for confirmation")] = False,
     dry_run: Annotated[bool, Opt("--dry-run", help="Only print what would be recalled")] = False,
 ) -> None:
