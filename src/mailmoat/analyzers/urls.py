@@ -32,7 +32,11 @@ SYMBOLS = (
     Symbol("URL_IDN_HOMOGRAPH", 7.0, "url", "Link to an internationalised (punycode) domain that spells a brand or the organisation's domain"),
     Symbol("URL_BRAND_IN_HOST", 3.0, "url", "Link to an unrelated domain that carries a brand's name"),
     Symbol("URL_MIXED_SCRIPT", 3.0, "url", "Link host mixes writing systems in one label (e.g. Latin and Cyrillic)"),
-    Symbol("URL_ANCHOR_MISMATCH", 1.5, "url", "Link text shows one domain while the link goes to another"),
+    # Weak signs: on the train halves the plain mismatch fires on 3.7% of the English ham and 1.8%
+    # of the phishing (click trackers), the outside form on 1.6% of the ham and none of the
+    # phishing; at 1.5 they tagged newsletters on a fresh install. Their strong forms
+    # (URL_ANCHOR_BRAND_MISMATCH, HTML_PASSWORD_FORM, URL_LOOKALIKE_CREDENTIALS) keep their weight.
+    Symbol("URL_ANCHOR_MISMATCH", 0.5, "url", "Link text shows one domain while the link goes to another"),
     Symbol("URL_ANCHOR_BRAND_MISMATCH", 3.5, "url", "Link text shows a brand's or the organisation's domain while the link goes elsewhere"),
     Symbol("URL_IP", 2.5, "url", "Link to a bare IP address"),
     Symbol("URL_NONSTD_PORT", 1.0, "url", "Link to a web server on a non-standard port"),
@@ -46,7 +50,7 @@ SYMBOLS = (
     Symbol("URL_SUSPICIOUS_TLD", 0.5, "url", "Link to a domain under a much-abused top-level domain"),
     Symbol("URL_LOOKALIKE_CREDENTIALS", 3.0, "phishing", "A lookalike domain together with a credential form"),
     Symbol("HTML_PASSWORD_FORM", 5.0, "phishing", "The message body contains a password input field"),
-    Symbol("HTML_FORM_EXTERNAL", 1.5, "phishing", "The message body contains a form that posts to a web site"),
+    Symbol("HTML_FORM_EXTERNAL", 0.5, "phishing", "The message body contains a form that posts to a web site"),
     Symbol("QR_URL_LOOKALIKE", 3.0, "qr", "A QR code leads to a lookalike or homograph domain"),
     Symbol("QR_URL_IP", 2.0, "qr", "A QR code leads to a bare IP address"),
     Symbol("QR_URL_SHORTENER", 2.0, "qr", "A QR code leads through a URL shortener"),
