@@ -34,6 +34,9 @@ MAY_BE_TAGGED = {
     # A 报价单 sent as an encrypted zip with its password in the text: the shape of the commonest
     # malware delivery to Chinese companies. Opened here and holding only a document, it is tagged.
     "legit_partner_encrypted_zip_zh.eml",
+    # IT's own "scan this code with your phone" (企业微信 download) between colleagues: a QR code as
+    # the only way on, with scan wording, is what the stolen-account wave sends; tagged (5.5), not held.
+    "legit_wecom_download_zh.eml",
 }
 
 
