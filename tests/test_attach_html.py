@@ -76,3 +76,13 @@ async def test_a_copy_button_for_a_code_is_not_paste_and_run(settings: Settings)
     for page in (CLICKFIX % "'VOUCHER-8842'", "<html><body><p>Run: <code>powershell Get-Date</code></p></body></html>"):
         found = g.by_symbol(await g.run_analyzers(g.message([("page.html", page.encode())]), settings, HtmlAttachmentAnalyzer))
         assert "HTML_ATTACH_PASTE_AND_RUN" not in found
+
+
+async def test_page_hidden_after_many_decoy_literals(settings: Settings) -> None:
+    # Every encoded literal is read until the markup is found, however many decoys come first.
+    from urllib.parse import quote
+
+    decoys = "".join(f'var d{i} = unescape("{quote("decoy text number " + str(i) + " " * 30)}");' for i in range(250))
+    page = f'<script>{decoys} document.write(unescape("{quote(g.HTML_PHISH.decode())}"));</script>'.encode()
+    found = g.by_symbol(await g.run_analyzers(g.message([("Payment.html", page)]), settings, HtmlAttachmentAnalyzer))
+    assert "collect.example-phish.test" in found["HTML_ATTACH_CREDENTIAL_FORM"].evidence

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from urllib.parse import urlsplit
 
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
@@ -101,26 +103,21 @@ def _payloads(text: str, report: HtmlReport) -> None:
             report.children.append((f"smuggled-{i}.{ext}", raw))
 
 
-def _decoded_literals(js: str, limit: int = 10) -> list[str]:
-    """Encoded string literals (atob, unescape ...), decoded without running anything."""
+def _decoded_literals(js: str) -> Iterator[str]:
+    """Encoded string literals (atob, unescape ...), decoded without running anything, lazily."""
     from urllib.parse import unquote
 
-    out: list[str] = []
     for m in _WRAPPED_RE.finditer(js[:MAX_HTML]):
         fn, body = m.group(1), m.group(3)
         try:
-            text = base64.b64decode(body + "=" * (-len(body) % 4)).decode("utf-8", "replace") if fn == "atob" else unquote(body)
+            yield base64.b64decode(body + "=" * (-len(body) % 4)).decode("utf-8", "replace") if fn == "atob" else unquote(body)
         except (binascii.Error, ValueError):
             continue
-        out.append(text)
-        if len(out) >= limit:
-            break
-    return out
 
 
 def _unwrap(js: str) -> list[str]:
-    """Markup hidden in encoded string literals (one level)."""
-    return [t for t in _decoded_literals(js, limit=200) if "<" in t][:5]
+    """Markup hidden in encoded string literals (one level): the first five."""
+    return list(islice((t for t in _decoded_literals(js) if "<" in t), 5))
 
 
 def inspect(data: bytes, kind: str, _level: int = 0) -> HtmlReport:
@@ -199,7 +196,7 @@ def _inspect(data: bytes, report: HtmlReport, level: int = 0) -> None:
         if _CLIPBOARD_RE.search(js):
             # The command is often encoded (atob("cG93ZXJzaGVsbCAt...")); look inside the literals too.
             launcher = LAUNCHER_RE.search(js[:2_000_000]) or next(
-                (m for t in _decoded_literals(js) if (m := LAUNCHER_RE.search(t))), None
+                (m for t in islice(_decoded_literals(js), 10) if (m := LAUNCHER_RE.search(t))), None
             )
             if launcher:
                 report.paste_and_run.append(f"script copies a command ({launcher.group(0).strip()[:40]}) to the clipboard")
