@@ -110,8 +110,9 @@ def _usual_link(profile: AccountProfileRow, domain: str, now: float, learn_after
     publish: a stolen account's phishing page on a file-sharing or form site must earn no trust."""
     if free_hosting(domain) or is_shortener(domain) or abused_tld(domain):
         return False
-    e = (profile.link_domains or {}).get(domain)
-    return usual(profile.link_domains or {}, domain, now, learn_after) and isinstance(e, dict) and int(e.get("n", 0)) >= USUAL_LINK_TIMES
+    items = profile.link_domains or {}
+    e = items.get(domain)
+    return usual(items, domain, now, learn_after) and isinstance(e, dict) and int(e.get("n", 0)) >= USUAL_LINK_TIMES
 
 
 def compute(session: Session, settings: Settings, facts: Facts, *, current_threat: bool = False) -> Signals:

@@ -64,11 +64,10 @@ class ArchiveAnalyzer(BaseAnalyzer):
             if ev.kind == "decrypted":
                 score = self._symbols[symbol].score
                 inside = [f for f in exp.files if f.decrypted and f.location.startswith(ev.location + " > ")]
-                kinds = sorted({f.ext for f in inside})
                 # The trick is to hide a program from scanners; opened here and holding only
                 # documents, it is how confidential files are sent, and a weaker sign.
                 if inside and all(_plain_document(f) for f in inside):
-                    detail += f"; only documents inside ({', '.join(kinds)})"
+                    detail += f"; only documents inside ({', '.join(sorted({f.ext for f in inside}))})"
                     score = DOCUMENTS_ONLY_SCORE
             hits.add(symbol, ev.location, detail, score, **data)
         for f in exp.files:

@@ -179,7 +179,7 @@ def train_from_store(settings: Settings, delivered_before: float | None = None, 
             counts["missing_raw"] += 1
             continue
         clf.learn(parse(raw, qr=settings.qr), label, key=mid, save=False)
-        counts["delivered" if mid in delivered and mid not in released else label] += 1
+        counts["delivered" if mid in delivered else label] += 1  # delivered ones are never released (status)
     if counts["ham"] or counts["phish"] or counts["delivered"]:
         clf.save()
     counts["model_ham"] = clf.model.nham

@@ -73,7 +73,6 @@ def is_internal_address(host: str) -> bool:
     return ip.is_loopback or ip.is_link_local or any(ip in net for net in _INTERNAL_NETS if net.version == ip.version)
 
 
-
 @functools.lru_cache(maxsize=50_000)
 def split(host: str) -> tuple[str, str, str]:
     """(subdomain, label, suffix) of a host in A-label form, e.g. ('www', 'example', 'co.uk')."""

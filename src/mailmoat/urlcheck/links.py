@@ -32,8 +32,8 @@ def free_hosting(host: str, path: str = "") -> str:
     if found or not path:
         return found
     h = dom.to_ascii(host)
+    low = path.lower()
     for prefix in FREE_HOSTING_PATHS.get(h, ()):
-        low = path.lower()
         if low == prefix or low.startswith(prefix + "/"):
             return h + prefix
     return ""
