@@ -169,6 +169,60 @@ async def test_scam_and_bulk_wording(settings: Settings) -> None:
     assert await _run(settings, footer) == {}
 
 
+SPAM_TYPES = [
+    # (lexicon, a message of that kind, ordinary mail that uses some of the same words)
+    (
+        "LEXICON_PHARMA",
+        Message(subject="Cheap meds", text="Viagra and Cialis from our online pharmacy, no prescription needed."),
+        Message(subject="Your prescription is ready", text="Your prescription is ready for pickup at our pharmacy."),
+    ),
+    (
+        "LEXICON_LOANS",
+        Message(subject="Lower your mortgage today", text="Bad credit? Refinance your home and consolidate your debt."),
+        Message(subject="Monthly statement", text="Your loan statement is ready. Interest rates are unchanged."),
+    ),
+    (
+        "LEXICON_SEO",
+        Message(subject="Your website", text="We put you on the first page of Google: SEO services, targeted traffic."),
+        Message(subject="Weekly report", text="Traffic to your website rose 4% this week; top pages by ranking below."),
+    ),
+    (
+        "LEXICON_ADULT",
+        Message(subject="hi there", text="I'm lonely tonight, see my webcam, hot singles in your area."),
+        Message(subject="Baby shower", text="We are dating the baby shower for June; adult guests welcome."),
+    ),
+    (
+        "LEXICON_PHARMA",
+        Message(subject="特效药", text="纯中药壮阳，无需处方，保密发货。"),
+        Message(subject="药品说明", text="请按医嘱服用药品，减肥期间注意饮食。"),
+    ),
+    (
+        "LEXICON_LOANS",
+        Message(subject="急用钱？", text="无抵押贷款，低息贷款，当天放款，黑户可办。"),
+        Message(subject="房贷利息调整通知", text="您的贷款利息将按新的基准利率调整。"),
+    ),
+    (
+        "LEXICON_SEO",
+        Message(subject="网站推广", text="专业百度排名、关键词排名，首页排名不上不收费。"),
+        Message(subject="周报", text="本周官网流量上升，搜索排名稳定。"),
+    ),
+    (
+        "LEXICON_ADULT",
+        Message(subject="同城交友", text="寂寞吗？同城交友，视频聊天，约炮。"),
+        Message(subject="年会", text="年会有美女主持，节目精彩激情。"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("lexicon", "spam", "ordinary"), SPAM_TYPES)
+async def test_spam_types(settings: Settings, lexicon: str, spam: Message, ordinary: Message) -> None:
+    """Pills, loans, search-engine selling and adult solicitation: the kind fires, everyday use of
+    the same words does not."""
+    found = await _run(settings, spam)
+    assert lexicon in found and found[lexicon].score > 0, found
+    assert lexicon not in await _run(settings, ordinary)
+
+
 async def test_campaign_keeps_its_score_beside_the_capped_content_heuristics(settings: Settings) -> None:
     """A subsidy lure with a QR code from outside, no department name: held by the campaign score.
 
