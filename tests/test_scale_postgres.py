@@ -31,6 +31,11 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TOTAL = int(os.environ.get("MAILMOAT_SCALE_MESSAGES", "2000"))
 MAILBOXES = 40
 BATCH = max(10, TOTAL // 20)  # about 20 batches: both workers get several
+BATCHES = -(-TOTAL // BATCH)
+# The workers pause between copies (tasks.recall_pace) so that each batch holds its claims for about
+# 2 s whatever TOTAL is: long against the poll below that looks for a worker inside a batch, short
+# against copy_lease (6 s; a paced batch must not lose its claims to a re-run).
+PACE = 2.0 / BATCH
 
 
 def _all_copies(mail: Path) -> dict[str, list[Path]]:
@@ -45,6 +50,8 @@ def _all_copies(mail: Path) -> dict[str, list[Path]]:
 HELD_BY = "SELECT count(*) FROM recall_copies WHERE state = 'working' AND reason LIKE %s"
 
 def test_two_nodes_two_workers(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    # More batches than both workers' task slots: the kill below relies on it.
+    assert 2 * Settings().tasks.concurrency < BATCHES, "MAILMOAT_SCALE_MESSAGES too small for this test"
     mail = tmp_path / "shared-mail"
     config = node_config(tmp_path / "mailmoat.toml", recall_batch=BATCH, copy_lease=6.0)
     Store(pg_url).close()  # migrate once up front (the nodes would also do it, under a lock)
@@ -90,35 +97,45 @@ def test_two_nodes_two_workers(tmp_path: Path, pg_url: str) -> None:  # noqa: F8
         engine = RecallEngine(settings, store)
         job_id = engine.plan(Selector(sender=SENDER, since="0"), "admin", "scale test")
         assert engine.status(job_id, with_copies=False)["counts"] == {"pending": TOTAL}
-        workers = [Worker(tmp_path, n, pg_url, mail, config) for n in ("w1", "w2")]
+        # Both workers paced: which one is killed is only decided below, by what they do.
+        worker_config = node_config(tmp_path / "worker.toml", recall_batch=BATCH, copy_lease=6.0, recall_pace=PACE)
+        workers = [Worker(tmp_path, n, pg_url, mail, worker_config) for n in ("w1", "w2")]
         wait_for(lambda: _live_workers(pg_url) == 2, timeout=120, what="two workers")
         asyncio.run(submit_recall(settings, job_id, "admin"))
 
-        # One connection for the polls below: a new one per poll (5-10 ms) let whole batches slip by.
+        # One connection for the polls below (a new one per poll costs 5-10 ms).
         poll = stack.enter_context(psql(pg_url))
 
-        def w1_batches() -> int:
+        def batches_of(w: Worker) -> int:
             rows_ = poll.execute("SELECT detail FROM audit_log WHERE action = 'recall.batch' AND target = %s", (job_id,))
-            return sum(1 for (d,) in rows_ if _detail(d)["worker"].endswith(f":{workers[0].pid}"))
+            return sum(1 for (d,) in rows_ if _detail(d)["worker"].endswith(f":{w.pid}"))
 
-        def w1_mid_batch() -> int:
-            row = poll.execute(HELD_BY, (f"claimed by %:{workers[0].pid}",)).fetchone()
-            held = int(row[0]) if row else 0
-            if held and w1_batches() >= 1:
-                return held
+        def mid_batch() -> tuple[Worker, int] | None:
+            for w in workers:
+                row = poll.execute(HELD_BY, (f"claimed by %:{w.pid}",)).fetchone()
+                held = int(row[0]) if row else 0
+                if held and batches_of(w) >= 1:
+                    return w, held
             if engine.status(job_id, with_copies=False)["state"] in ("done", "failed"):
-                raise AssertionError("the job ended before w1 could be killed in the middle of a batch")
-            return 0
+                raise AssertionError("the job ended before a worker could be killed in the middle of a batch")
+            return None
 
-        # w1 has closed a batch of its own and is inside another one: kill it there.
-        held = wait_for(w1_mid_batch, timeout=300, interval=0.001, what="w1 inside its second batch")
-        workers[0].kill()
+        # A worker that has closed a batch of its own and is inside another one: kill it there.
+        # Whichever gets there first, not a named one: procrastinate does not share a queue evenly (an
+        # idle worker fetches on a NOTIFY or else at its next 5 s poll; in a trial one worker took
+        # most of the 20 batches), so a named worker may get no second batch. This way it is certain:
+        # until the first batch closes, at most 2 x concurrency batches have started (< BATCHES),
+        # so the worker closing it takes a queued one at once and holds its claims ~2 s (paced);
+        # a 50 ms poll sees that.
+        victim, held = wait_for(mid_batch, timeout=300, interval=0.05, what="a worker inside its second batch")
+        survivor = workers[1] if victim is workers[0] else workers[0]
+        victim.kill()
         wait_for(
             lambda: engine.status(job_id, with_copies=False)["state"] in ("done", "failed"),
             timeout=600, interval=0.5, what="the job to finish",
         )
         st = engine.status(job_id)
-        assert st["state"] == "done", (st["counts"], workers[1].tail())
+        assert st["state"] == "done", (st["counts"], survivor.tail())
         counts = st["counts"]
         assert set(counts) <= {"recalled", "already_gone"} and sum(counts.values()) == TOTAL
         # Only copies the killed worker had moved without recording it can be found already hidden:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -14,6 +16,8 @@ from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.db import Store
 from mailmoat.store.recall_models import RecallCopyRow
 from mailmoat.tasks.app import submit, submit_recall, uses_queue
+from mailmoat.tasks.claims import WORKING
+from mailmoat.tasks.jobs import JobContext, PacedBackend
 from tests.support.recallkit import find_copy, record
 
 MAIL = "01TASK0000000000000000000A"
@@ -73,6 +77,46 @@ async def test_two_workers_on_the_same_copies_act_once(settings: Settings) -> No
     assert states == {"recalled"}
     await a.close()
     await b.close()
+    store.close()
+
+
+async def test_recall_pace_spaces_the_copies_and_keeps_the_batch_claimed(settings: Settings) -> None:
+    """tasks.recall_pace: a batch's copies are acted on one by one with a pause between them, and the
+    whole batch stays claimed meanwhile (no other worker can take a copy of a paced batch)."""
+    store = Store(settings.db_url)
+    assert not isinstance(JobContext(settings, store).engine.backend, PacedBackend)  # default 0: as before
+    pace = 0.05
+    settings.tasks.recall_batch = 10
+    settings.tasks.recall_pace = pace
+    users = _rcpts(5)
+    tids = record(store, settings.mail_dir, MAIL, users)  # type: ignore[arg-type]
+    engine = RecallEngine(settings, store)
+    job = engine.plan(Selector(mail_id=MAIL, since="0"), "admin")
+    held: list[int] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            with store.session() as s:
+                states = list(s.scalars(select(RecallCopyRow.state).where(RecallCopyRow.job_id == job)))
+            held.append(states.count(WORKING))
+            await asyncio.sleep(pace / 5)
+
+    async def run() -> dict[str, Any]:
+        try:
+            return await submit_recall(settings, job, "admin", store=store)
+        finally:
+            done.set()
+
+    t0 = time.monotonic()
+    out, _ = await asyncio.gather(run(), watch())
+    assert out["batches"] == 1 and out["copies"] == 5
+    assert time.monotonic() - t0 >= 4 * pace  # four pauses between five copies
+    assert max(held) == 5  # all five claimed while the batch was paced
+    st = engine.status(job)
+    assert st["state"] == "done" and st["counts"] == {"recalled": 5} and all(c["verified"] for c in st["copies"])
+    assert all(_hidden_once(settings.mail_dir, u, t) for u, t in zip(users, tids, strict=True))
+    await engine.close()
     store.close()
 
 

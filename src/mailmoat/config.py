@@ -260,6 +260,9 @@ class TasksSettings:
     queue: str = "mailmoat"
     recall_batch: int = 100  # copies per task: one recall job is spread over the workers in batches
     copy_lease: float = 300.0  # a claimed copy is taken over only this long after its claim (worker died)
+    # Seconds a worker waits between the copies of a recall batch (0 = none), so that a large recall
+    # does not hammer the mail store; keep recall_batch x recall_pace well below copy_lease.
+    recall_pace: float = 0.0
     stalled_after: float = 30.0  # a worker without heartbeat this long is dead: its tasks run again
     heartbeat: float = 5.0  # seconds between a worker's heartbeats
     concurrency: int = 4  # tasks one `mailmoat worker` runs at once

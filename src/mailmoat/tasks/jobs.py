@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, func, or_, select, update
 
 from mailmoat.config import Settings
+from mailmoat.recall.backends import CopyRef, CopyResult, MailboxBackend, get_backend
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.store.audit import audit
 from mailmoat.store.db import Store
@@ -49,7 +50,10 @@ class JobContext:
     @property
     def engine(self) -> RecallEngine:
         if self._engine is None:
-            self._engine = RecallEngine(self.settings, self.store)
+            backend = get_backend(self.settings)
+            if self.settings.tasks.recall_pace > 0:
+                backend = PacedBackend(backend, self.settings.tasks.recall_pace)
+            self._engine = RecallEngine(self.settings, self.store, backend)
         return self._engine
 
     @property
@@ -63,6 +67,43 @@ class JobContext:
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.close()
+
+
+class PacedBackend:
+    """A mailbox backend that waits `pace` seconds between the copies it recalls (`tasks.recall_pace`).
+
+    The wait sits inside the backend call, i.e. after the batch's copies are claimed and before
+    the results are written back: the batch keeps its claims while it is paced, as it would while
+    a slow mail store answers, so no other worker takes those copies meanwhile.
+    """
+
+    def __init__(self, inner: MailboxBackend, pace: float) -> None:
+        self.inner = inner
+        self.pace = pace
+        self.name = inner.name
+
+    def __getattr__(self, attr: str) -> Any:
+        # Backend-specific knobs the engine looks up (doveadm's batch_size) stay the inner one's.
+        if attr == "inner":  # not set yet (copy, pickle): no endless lookup
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    async def recall(self, copies: list[CopyRef], mode: str) -> list[CopyResult]:
+        out: list[CopyResult] = []
+        for i, ref in enumerate(copies):
+            if i:
+                await asyncio.sleep(self.pace)  # async: the worker's other tasks and heartbeat go on
+            out += await self.inner.recall([ref], mode)
+        return out
+
+    async def verify(self, copies: list[CopyRef]) -> list[CopyResult]:
+        return await self.inner.verify(copies)
+
+    async def restore(self, copies: list[CopyRef]) -> list[CopyResult]:
+        return await self.inner.restore(copies)
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 TaskFn = Callable[..., Awaitable[dict[str, Any]]]
@@ -265,4 +306,4 @@ TASKS: dict[str, TaskFn] = {
     "profile_prune": profile_prune,
 }
 
-__all__ = ["QUEUE_OWNER", "TASKS", "Deferrer", "JobContext", "finish_if_complete"]
+__all__ = ["QUEUE_OWNER", "TASKS", "Deferrer", "JobContext", "PacedBackend", "finish_if_complete"]
