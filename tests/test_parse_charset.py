@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from mailmoat.parse import parse
 from mailmoat.parse.charset import decode_bytes, decode_header, decode_param, guess_decode, normalise_charset
 
 
@@ -88,3 +89,29 @@ def test_rfc2231_param_tuple() -> None:
     assert decode_param(("utf-8", "en", raw)) == "发票.pdf"
     assert decode_param(("gb2312", "", "发票.pdf".encode("gbk").decode("latin-1"))) == "发票.pdf"
     assert decode_param(None) == ""
+
+
+def test_raw_8bit_headers_follow_the_text_charset() -> None:
+    """Raw EUC-KR or Shift_JIS headers read in the charset the body declares, as mail clients do;
+    guessed alone they decode as GB18030 into plausible Chinese ("[광고]" as "[堡绊]")."""
+    subject = "[광고] 부동산 정보".encode("euc-kr")
+    body = "안녕하세요 부동산 정보입니다".encode("euc-kr")
+    raw = (
+        b"From: " + "정보나라".encode("euc-kr") + b" <a@example.kr>\r\nSubject: " + subject
+        + b"\r\nContent-Type: text/plain; charset=ks_c_5601-1987\r\n\r\n" + body + b"\r\n"
+    )
+    msg = parse(raw)
+    assert msg.subject == "[광고] 부동산 정보"
+    assert msg.from_.display == "정보나라"
+    assert decode_header(subject.decode("ascii", "surrogateescape")) != "[광고] 부동산 정보"  # the guess alone
+    jp = "お知らせ".encode("shift_jis")
+    raw_jp = b"Subject: " + jp + b"\r\nContent-Type: text/plain; charset=Shift_JIS\r\n\r\n" + jp + b"\r\n"
+    assert parse(raw_jp).subject == "お知らせ"
+    # A text charset that is not CJK says nothing about raw header bytes: GBK is still recognised.
+    gbk = "工资补贴通知".encode("gbk")
+    raw_zh = b"Subject: " + gbk + b"\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nhello\r\n"
+    assert parse(raw_zh).subject == "工资补贴通知"
+    # Bytes the hinted charset rejects fall back to the guess.
+    utf = "工资补贴通知".encode()
+    raw_utf = b"Subject: " + utf + b"\r\nContent-Type: text/plain; charset=euc-kr\r\n\r\nhello\r\n"
+    assert parse(raw_utf).subject == "工资补贴通知"

@@ -10,6 +10,7 @@ from typing import Any
 from mailmoat.config import QrSettings
 from mailmoat.model import Message
 from mailmoat.parse import images as _images
+from mailmoat.parse.charset import header_hint
 from mailmoat.parse.headers import fill_headers
 from mailmoat.parse.html import HtmlInfo, ImageRef, analyse
 from mailmoat.parse.mime import Budget, MimeResult, parse_bytes, walk
@@ -69,14 +70,14 @@ def _build(raw: bytes, prefix: str, level: int, budget: Budget) -> Message:
     if root is None:
         return message
     try:
-        fill_headers(message, list(root.raw_items()), defects)
-    except Exception as exc:  # one bad header must not cost the body
-        _fail(defects, "headers", exc)
-    try:
         mime = walk(root, prefix, budget)
     except Exception as exc:
         _fail(defects, "mime", exc)
         mime = MimeResult()
+    try:
+        fill_headers(message, list(root.raw_items()), defects, _header_hint(mime))
+    except Exception as exc:  # one bad header must not cost the body
+        _fail(defects, "headers", exc)
     message.parts = mime.parts
     defects.extend(mime.defects)
     urls = UrlCollector(MAX_URLS)
@@ -128,6 +129,14 @@ def _build(raw: bytes, prefix: str, level: int, budget: Budget) -> Message:
         defects.append(f"limit:urls {MAX_URLS}")
     message.urls = urls.urls
     return message
+
+
+def _header_hint(mime: MimeResult) -> str | None:
+    """The codec for raw 8-bit headers: the charset the first text part declares, when it is CJK."""
+    for part in mime.parts:
+        if part.charset and part.content_type.startswith("text/"):
+            return header_hint(part.charset)
+    return None
 
 
 def _html(html: str, defects: list[str], path: str) -> HtmlInfo:

@@ -270,24 +270,40 @@ def _word_bytes(enc_kind: str, text: str) -> bytes:
     return binascii.a2b_qp(raw, header=True)
 
 
-def _decode_raw(text: str, defects: list[str] | None) -> str:
+def header_hint(label: str | None) -> str | None:
+    """The codec to try first on raw 8-bit header bytes, given the charset the message's text
+    declares: only a multi-byte CJK charset, whose strict decoder rejects bytes of another one.
+    Raw EUC-KR or Shift_JIS headers otherwise decode as GB18030 into plausible-looking Chinese
+    ("[광고]" read as "[堡绊]"), which is how mail clients that use the body's charset differ."""
+    enc = normalise_charset(label)
+    return enc if enc in _MULTI_BYTE_CJK else None
+
+
+def _decode_raw(text: str, defects: list[str] | None, hint: str | None = None) -> str:
     """A run of header text outside encoded words: ASCII, or raw 8-bit bytes in some charset."""
     if text.isascii():
         return text
     data = header_bytes(text)
     if data is None:  # already real unicode (str input): keep it
         return text
+    if hint is not None:
+        try:
+            return data.decode(hint)
+        except UnicodeDecodeError:
+            pass
     return guess_decode(data)[0]
 
 
-def decode_header(value: str, defects: list[str] | None = None) -> str:
-    """Unfold and decode one header value (RFC 2047 words, raw 8-bit); never raises."""
-    return no_surrogates(_decode_header(unfold(value), defects))
+def decode_header(value: str, defects: list[str] | None = None, hint: str | None = None) -> str:
+    """Unfold and decode one header value (RFC 2047 words, raw 8-bit); never raises.
+
+    `hint` (from `header_hint`) is tried first on raw 8-bit runs."""
+    return no_surrogates(_decode_header(unfold(value), defects, hint))
 
 
-def _decode_header(value: str, defects: list[str] | None) -> str:
+def _decode_header(value: str, defects: list[str] | None, hint: str | None = None) -> str:
     if "=?" not in value:
-        return value if value.isascii() else _decode_raw(value, defects)
+        return value if value.isascii() else _decode_raw(value, defects, hint)
     out: list[str] = []
     pos = 0
     pending: bytearray | None = None
@@ -298,7 +314,7 @@ def _decode_header(value: str, defects: list[str] | None) -> str:
             if pending is not None:
                 out.append(decode_bytes(bytes(pending), pending_cs, defects)[0])
                 pending = None
-            out.append(_decode_raw(gap, defects))
+            out.append(_decode_raw(gap, defects, hint))
         charset = m.group(1).split("*", 1)[0]  # RFC 2231 language suffix: utf-8*en
         try:
             data = _word_bytes(m.group(2), m.group(3))
@@ -316,7 +332,7 @@ def _decode_header(value: str, defects: list[str] | None) -> str:
     if pending is not None:
         out.append(decode_bytes(bytes(pending), pending_cs, defects)[0])
     if pos < len(value):
-        out.append(_decode_raw(value[pos:], defects))
+        out.append(_decode_raw(value[pos:], defects, hint))
     return "".join(out)
 
 

@@ -123,7 +123,7 @@ def parse_received(value: str) -> ReceivedHop:
     return hop
 
 
-def _mailbox(raw: str, defects: list[str]) -> Address | None:
+def _mailbox(raw: str, defects: list[str], hint: str | None = None) -> Address | None:
     """A single `display <addr>` mailbox read the way mail clients show it, even with broken quoting."""
     m = _ANGLE.search(raw)
     if m is None or _ANGLE.search(raw, m.end()) is not None:
@@ -131,10 +131,12 @@ def _mailbox(raw: str, defects: list[str]) -> Address | None:
     display = raw[: m.start()].strip().strip('"').strip()
     if '\\"' in display:
         display = display.replace('\\"', '"')
-    return Address(display=decode_header(display, defects) if display else "", addr=decode_header(m.group(1), defects))
+    return Address(
+        display=decode_header(display, defects, hint) if display else "", addr=decode_header(m.group(1), defects)
+    )
 
 
-def _addresses(raw_values: list[str], defects: list[str]) -> list[Address]:
+def _addresses(raw_values: list[str], defects: list[str], hint: str | None = None) -> list[Address]:
     out: list[Address] = []
     try:
         pairs = getaddresses(raw_values)
@@ -144,12 +146,17 @@ def _addresses(raw_values: list[str], defects: list[str]) -> list[Address]:
     for display, addr in pairs[:MAX_ADDRESSES]:
         if not display and not addr:
             continue
-        out.append(Address(display=decode_header(display, defects) if display else "", addr=decode_header(addr, defects)))
+        out.append(
+            Address(display=decode_header(display, defects, hint) if display else "", addr=decode_header(addr, defects))
+        )
     return out
 
 
-def fill_headers(message: Message, raw_headers: list[tuple[str, str]], defects: list[str]) -> None:
-    """Decode every header in order and the sender facts analyzers read directly."""
+def fill_headers(
+    message: Message, raw_headers: list[tuple[str, str]], defects: list[str], hint: str | None = None
+) -> None:
+    """Decode every header in order and the sender facts analyzers read directly; `hint` is the
+    codec tried first on raw 8-bit header bytes (`charset.header_hint` of the text's charset)."""
     if len(raw_headers) > MAX_HEADERS:
         defects.append(f"limit:headers {len(raw_headers)}")
         raw_headers = raw_headers[:MAX_HEADERS]
@@ -159,7 +166,7 @@ def fill_headers(message: Message, raw_headers: list[tuple[str, str]], defects: 
         if not isinstance(value, str):  # compat32 may hold Header objects for synthesised values
             value = str(value)
         name = name.strip()  # "Subject :" is still the subject to a mail client
-        decoded.append((name, decode_header(value, defects)))
+        decoded.append((name, decode_header(value, defects, hint)))
         by_name.setdefault(name.lower(), []).append(i)
     message.headers = decoded
 
@@ -172,8 +179,8 @@ def fill_headers(message: Message, raw_headers: list[tuple[str, str]], defects: 
 
     message.subject = first("subject")
     from_raw = raws("from")
-    single = _mailbox(from_raw[0], defects) if from_raw else None
-    from_list = [single] if single is not None else _addresses(from_raw[:1], defects)
+    single = _mailbox(from_raw[0], defects, hint) if from_raw else None
+    from_list = [single] if single is not None else _addresses(from_raw[:1], defects, hint)
     if from_list:
         message.from_ = from_list[0]
         if len(from_list) > 1:
@@ -182,13 +189,13 @@ def fill_headers(message: Message, raw_headers: list[tuple[str, str]], defects: 
         defects.append("header:missing-from")
     elif len(by_name["from"]) > 1:
         defects.append("header:duplicate-from")
-    message.reply_to = _addresses(raws("reply-to"), defects)
-    message.to = _addresses(raws("to"), defects)
-    message.cc = _addresses(raws("cc"), defects)
+    message.reply_to = _addresses(raws("reply-to"), defects, hint)
+    message.to = _addresses(raws("to"), defects, hint)
+    message.cc = _addresses(raws("cc"), defects, hint)
     if "sender" in by_name:
         sender_raw = raws("sender")[:1]
-        single = _mailbox(sender_raw[0], defects) if sender_raw else None
-        senders = [single] if single is not None else _addresses(sender_raw, defects)
+        single = _mailbox(sender_raw[0], defects, hint) if sender_raw else None
+        senders = [single] if single is not None else _addresses(sender_raw, defects, hint)
         message.sender = senders[0] if senders else None
     message.return_path = first("return-path").strip().strip("<>").strip()
     message.message_id = first("message-id").strip()
