@@ -192,6 +192,16 @@ SPAM_TYPES = [
         Message(subject="Baby shower", text="We are dating the baby shower for June; adult guests welcome."),
     ),
     (
+        "LEXICON_ADULT",
+        Message(subject="link to my webcam you wanted", text="Horny and lonely? See my pics on my webcam."),
+        Message(subject="Updated weblogs", text="New posts: Naughty Kitchen, Sexy Cars Weekly, Webcam Reviews."),
+    ),
+    (
+        "LEXICON_PHARMA",
+        Message(subject="HGH: look ten years younger", text="Human growth hormone, herbal, shipped worldwide."),
+        Message(subject="Pharmacy news", text="Refill your meds online; allergy pills on sale at your pharmacy."),
+    ),
+    (
         "LEXICON_PHARMA",
         Message(subject="特效药", text="纯中药壮阳，无需处方，保密发货。"),
         Message(subject="药品说明", text="请按医嘱服用药品，减肥期间注意饮食。"),
