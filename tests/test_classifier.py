@@ -45,6 +45,18 @@ def test_tokens_words_bigrams_and_chinese() -> None:
     assert not any(any(ch.isdigit() for ch in t) for t in toks)
 
 
+def test_tokens_word_runs_of_three() -> None:
+    toks = text_tokens("To be removed from our list, reply. Your account will be closed")
+    # A run of three is kept when one of its words is not a stop word, even if its pairs are not.
+    assert {"to be removed", "be removed from", "your account will", "account will be"} <= toks
+    assert "to be" not in toks and "will be" not in toks
+    # Runs cross punctuation and bare numbers (never tokens) like pairs do; a skipped word ends them.
+    assert "list reply your" in toks
+    assert "verify your account" in text_tokens("verify 2024 your account")
+    assert not any(t.count(" ") == 2 for t in text_tokens("verify " + "q" * 40 + " your account"))
+    assert not any(t.count(" ") == 2 for t in text_tokens("verify your account", bigrams=False))
+
+
 def test_tokens_chinese_four_grams_cross_scripts_without_numbers() -> None:
     toks = text_tokens("扫码领取补贴，每月2006元，加qq群")
     # Phrases longer than a trigram, and CJK next to digits and Latin letters ("#" stands for

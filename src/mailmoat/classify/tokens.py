@@ -1,8 +1,8 @@
 """Turn a parsed Message into classifier tokens: content only, never the era of the mail.
 
-Words and word pairs for alphabetic text, character bigrams and trigrams for Chinese (and other
-CJK) runs, typographic shapes, the sender's display name, the domains of URLs and the true types
-of attachments. Headers that date a message (Date, Received,
+Words, word pairs and runs of three for alphabetic text, character bigrams and trigrams for
+Chinese (and other CJK) runs, typographic shapes, the sender's display name, the domains of URLs
+and the true types of attachments. Headers that date a message (Date, Received,
 X-Mailer / User-Agent, Message-ID, relay host names) are never read, and bare numbers (years,
 times, version numbers) are dropped, so the model cannot learn how old its training mail is.
 """
@@ -112,7 +112,7 @@ def _shape_tokens(text: str, prefix: str, out: set[str]) -> None:
 
 
 def text_tokens(text: str, prefix: str = "", bigrams: bool = True) -> set[str]:
-    """Tokens of free text: URL and e-mail domains, words and word pairs, CJK bigrams, shapes."""
+    """Tokens of free text: URL and e-mail domains, words, word pairs and runs of three, CJK n-grams, shapes."""
     out: set[str] = set()
     text = unicodedata.normalize("NFKC", text[:MAX_TEXT])
     if not text.isascii():
@@ -138,25 +138,30 @@ def text_tokens(text: str, prefix: str = "", bigrams: bool = True) -> set[str]:
     for run in _CJK_RUN.findall(text):
         _cjk_tokens(run, prefix, out)
     text = _CJK_RUN.sub(" | ", text)
-    prev = ""
+    prev2 = prev = ""
     for word in _WORD_RE.findall(text):
         n = len(word)
         if n < MIN_WORD:
-            prev = ""
+            prev2 = prev = ""
             continue
         if n > MAX_WORD:
             # Long runs are hashes, base64 or glued words: keep only their shape.
             out.add(f"{prefix}skip:{word[0]}{n // 10 * 10}")
-            prev = ""
+            prev2 = prev = ""
             continue
         if _DIGITS.search(word) and sum(c.isdigit() for c in word) * 2 >= n:
-            prev = ""
+            prev2 = prev = ""
             continue  # mostly digits: serials, dates, versions
         out.add(prefix + word)
-        if bigrams and prev and not (prev in STOPWORDS and word in STOPWORDS):
-            # Word pairs ("verify your", "click here") say much more than either word.
-            out.add(f"{prefix}{prev} {word}")
-        prev = word
+        if bigrams and prev:
+            stop = prev in STOPWORDS and word in STOPWORDS
+            if not stop:
+                # Word pairs ("verify your", "click here") say much more than either word.
+                out.add(f"{prefix}{prev} {word}")
+            if prev2 and not (stop and prev2 in STOPWORDS):
+                # And runs of three ("to be removed", "your account will") more than pairs.
+                out.add(f"{prefix}{prev2} {prev} {word}")
+        prev2, prev = prev, word
     return out
 
 
