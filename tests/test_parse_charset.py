@@ -111,7 +111,8 @@ def test_raw_8bit_headers_follow_the_text_charset() -> None:
     gbk = "工资补贴通知".encode("gbk")
     raw_zh = b"Subject: " + gbk + b"\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nhello\r\n"
     assert parse(raw_zh).subject == "工资补贴通知"
-    # Bytes the hinted charset rejects fall back to the guess.
+    # Raw UTF-8 headers (RFC 6532) stay UTF-8 whatever the text declares: GB18030 would read them too.
     utf = "工资补贴通知".encode()
-    raw_utf = b"Subject: " + utf + b"\r\nContent-Type: text/plain; charset=euc-kr\r\n\r\nhello\r\n"
-    assert parse(raw_utf).subject == "工资补贴通知"
+    for label in (b"euc-kr", b"gb2312", b"big5"):
+        raw_utf = b"Subject: " + utf + b"\r\nContent-Type: text/plain; charset=" + label + b"\r\n\r\nhello\r\n"
+        assert parse(raw_utf).subject == "工资补贴通知", label

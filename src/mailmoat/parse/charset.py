@@ -287,10 +287,13 @@ def _decode_raw(text: str, defects: list[str] | None, hint: str | None = None) -
     if data is None:  # already real unicode (str input): keep it
         return text
     if hint is not None:
-        try:
-            return data.decode(hint)
-        except UnicodeDecodeError:
-            pass
+        # Raw UTF-8 (RFC 6532) first: GB18030 would decode it too, into nonsense, and valid
+        # multi-byte UTF-8 is almost never an accident.
+        for enc in ("utf-8", hint):
+            try:
+                return data.decode(enc)
+            except UnicodeDecodeError:
+                continue
     return guess_decode(data)[0]
 
 
