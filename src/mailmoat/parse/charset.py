@@ -132,12 +132,14 @@ def _cjk_ratio_ok(text: str) -> bool:
     return han >= 2 and han >= 0.85 * non_ascii
 
 
-def guess_decode(data: bytes) -> tuple[str, str]:
-    """Decode undeclared 8-bit bytes: UTF-8, then GB18030 or Big5 by common characters, then windows-1252."""
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+def guess_decode(data: bytes, prefer: str | None = None) -> tuple[str, str]:
+    """Decode undeclared 8-bit bytes: UTF-8, then `prefer` (a codec the context suggests), then
+    GB18030 or Big5 by common characters, then windows-1252."""
+    for enc in ("utf-8", prefer) if prefer else ("utf-8",):
+        try:
+            return data.decode(enc), enc
+        except UnicodeDecodeError:
+            pass
     candidates: list[tuple[str, str]] = []
     for enc in ("gb18030", "big5hkscs"):
         try:
@@ -271,7 +273,7 @@ def _word_bytes(enc_kind: str, text: str) -> bytes:
 
 
 def header_hint(label: str | None) -> str | None:
-    """The codec to try first on raw 8-bit header bytes, given the charset the message's text
+    """The codec to try on raw 8-bit header bytes before guessing, given the charset the message's text
     declares: only a multi-byte CJK charset, whose strict decoder rejects bytes of another one.
     Raw EUC-KR or Shift_JIS headers otherwise decode as GB18030 into plausible-looking Chinese
     ("[광고]" read as "[堡绊]"), which is how mail clients that use the body's charset differ."""
@@ -286,15 +288,8 @@ def _decode_raw(text: str, defects: list[str] | None, hint: str | None = None) -
     data = header_bytes(text)
     if data is None:  # already real unicode (str input): keep it
         return text
-    if hint is not None:
-        # Raw UTF-8 (RFC 6532) first: GB18030 would decode it too, into nonsense, and valid
-        # multi-byte UTF-8 is almost never an accident.
-        for enc in ("utf-8", hint):
-            try:
-                return data.decode(enc)
-            except UnicodeDecodeError:
-                continue
-    return guess_decode(data)[0]
+    # Raw UTF-8 (RFC 6532) is still tried first: GB18030 would decode it too, into nonsense.
+    return guess_decode(data, hint)[0]
 
 
 def decode_header(value: str, defects: list[str] | None = None, hint: str | None = None) -> str:
