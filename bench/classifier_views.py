@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if toks is not None:
             model.learn_tokens(toks, label[path])
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bayes.json"
+        path = Path(tmp) / "bayes.model"
         model.save(path)
         size = path.stat().st_size
         del model
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             took[name] += time.perf_counter() - t0
     bayes.MIN_VIEW = shipped
     n = len(sample) * args.rounds
-    print(f"model: {len(model.counts)} tokens, file {size / 1e6:.1f} MB, load {load_s:.1f} s, +{added:.0f} MB resident\n")
+    print(f"model: {len(model)} tokens, file {size / 1e6:.1f} MB, load {load_s:.1f} s, +{added:.0f} MB resident\n")
     print("| reading | ms per message |")
     print("|---|---:|")
     for name, secs in took.items():

@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    from mailmoat.classify import BayesModel, Classifier
+    from mailmoat.classify import BayesModel, Classifier, model_path
     from mailmoat.config import Settings
 
     sets = discover(args.corpus_dir)
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         settings.data_dir = data_dir
         t0 = time.monotonic()
-        clf = Classifier(settings.models_dir / "bayes.json", BayesModel())
+        clf = Classifier(model_path(settings), BayesModel())
         label_of = dict(train)
         failed = 0
         with ProcessPoolExecutor(args.jobs, initializer=_init_train) as pool:
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         clf.save()
         print(
             f"trained on {clf.model.nham} ham + {clf.model.nspam} spam/phish ({failed} unreadable), "
-            f"{len(clf.model.counts)} tokens, {time.monotonic() - t0:.0f}s",
+            f"{len(clf.model)} tokens, {time.monotonic() - t0:.0f}s",
             file=sys.stderr,
         )
         t0 = time.monotonic()

@@ -86,7 +86,7 @@ def test_tokens_read_content_not_era_headers() -> None:
 
 
 def test_train_classify_english_and_chinese(tmp_path: Path) -> None:
-    clf = _trained(tmp_path / "bayes.json")
+    clf = _trained(tmp_path / "bayes.model")
     rng = random.Random(99)
     for chinese in (False, True):
         spam = clf.classify(synthetic_message(rng, spam=True, chinese=chinese))
@@ -97,31 +97,36 @@ def test_train_classify_english_and_chinese(tmp_path: Path) -> None:
 
 
 def test_unknown_content_is_unsure(tmp_path: Path) -> None:
-    clf = _trained(tmp_path / "bayes.json")
+    clf = _trained(tmp_path / "bayes.model")
     assert clf.classify(Message(subject="zyxw", text="qwerty asdfgh")).prob == 0.5
 
 
 def test_persist_and_load(tmp_path: Path) -> None:
-    path = tmp_path / "models" / "bayes.json"
+    path = tmp_path / "models" / "bayes.model"
     clf = _trained(path)
     msg = synthetic_message(random.Random(5), spam=True, chinese=False)
     again = Classifier.open(path)
     assert again.model.nspam == clf.model.nspam and again.model.nham == clf.model.nham
     assert again.classify(msg).prob == pytest.approx(clf.classify(msg).prob)
-    assert json.loads(path.read_text())["format"] == "mailmoat-bayes/2"
-    # A damaged file is a clear error, not a crash deep in scoring.
+    assert json.loads(path.read_bytes().split(b"\n", 1)[0])["format"] == "mailmoat-bayes/3"
+    # A damaged file is a clear error, not a crash deep in scoring (damaged compact files:
+    # tests/test_bayes_format.py).
     path.write_text("{not json")
     with pytest.raises(ModelError):
         Classifier.open(path)
     path.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ModelError):
         BayesModel.load(path)
-    good = clf.model.to_dict()
+    good = {"format": "mailmoat-bayes/2", "labels": ["ham", "spam", "phish"], "scripts": ["latin", "cjk"],
+            "n": [2, 0, 1, 0, 0, 0], "tokens": {"prize": [0, 0, 1, 0, 0, 0], "meeting": [2, 0, 0, 0, 0, 0]}}
+    path.write_text(json.dumps(good))
+    assert BayesModel.load(path).nspam == 1
     for damage in (
         {"tokens": {"prize": [1, 2]}},  # a row of the wrong length
         {"tokens": {"prize": [1, 0, 0, 0, "x", 0]}},  # a count that is not a number
         {"labels": ["ham", "spam"]},  # cells this version does not know
         {"n": [1, 2, 3]},
+        {"tokens": {"prize": [1, 0, 0, 0, -1, 0]}},  # a count below zero
     ):
         path.write_text(json.dumps({**good, **damage}))
         with pytest.raises(ModelError):
@@ -129,7 +134,7 @@ def test_persist_and_load(tmp_path: Path) -> None:
 
 
 def test_learn_incrementally_from_verdicts(tmp_path: Path) -> None:
-    path = tmp_path / "bayes.json"
+    path = tmp_path / "bayes.model"
     clf = _trained(path, n=20)
     lure = Message(subject="quarterly bonus statement", text="open the statement portal bonus statement quarterly")
     before = clf.classify(lure).prob
@@ -185,7 +190,7 @@ async def test_analyzer_with_and_without_model(settings: Settings) -> None:
 
 
 def test_model_setting_overrides_location(settings: Settings, tmp_path: Path) -> None:
-    assert model_path(settings) == Path(settings.data_dir) / "models" / "bayes.json"
+    assert model_path(settings) == Path(settings.data_dir) / "models" / "bayes.model"
     settings.classifier.model = str(tmp_path / "elsewhere.json")
     assert model_path(settings) == tmp_path / "elsewhere.json"
 
@@ -210,7 +215,7 @@ def test_rewriting_dates_does_not_change_the_verdict(tmp_path: Path) -> None:
     old = datetime(2002, 9, 1, 12, 0, tzinfo=UTC)
     new = datetime(2025, 11, 18, 9, 30, tzinfo=UTC)
     # Train on old ham and new spam: a model that read dates would learn "old = ham".
-    clf = Classifier(tmp_path / "bayes.json")
+    clf = Classifier(tmp_path / "bayes.model")
     for _ in range(30):
         for chinese in (False, True):
             clf.learn(parse(synthetic_eml(rng, False, chinese, when=old)), False, save=False)
@@ -355,7 +360,7 @@ def test_script_of_messages() -> None:
 def test_reads_a_version_one_model_as_before(tmp_path: Path) -> None:
     v1 = {"format": "mailmoat-bayes/1", "nspam": 3, "nham": 2,
           "tokens": {"prize": [3, 0], "meeting": [0, 2], "today": [1, 1]}}
-    path = tmp_path / "bayes.json"
+    path = tmp_path / "bayes.model"
     path.write_text(json.dumps(v1))
     model = BayesModel.load(path)
     assert (model.nspam, model.nham) == (3, 2)
@@ -363,9 +368,9 @@ def test_reads_a_version_one_model_as_before(tmp_path: Path) -> None:
     assert prize.prob == pytest.approx((0.45 * 0.5 + 3 * 1.0) / 3.45)
     got = model.classify_tokens(["prize", "today"])
     assert got.view == "all" and got.prob > 0.5
-    # Saved again, it is a version-two model with the same counts.
+    # Saved again, it is a compact (version three) model with the same counts.
     model.save(path)
-    assert json.loads(path.read_text())["format"] == "mailmoat-bayes/2"
+    assert path.read_bytes().startswith(b'{"format":"mailmoat-bayes/3"')
     assert BayesModel.load(path).classify_tokens(["prize"]).clues == [prize]
     # Unknown labels are refused, not guessed.
     with pytest.raises(ValueError):
@@ -373,10 +378,10 @@ def test_reads_a_version_one_model_as_before(tmp_path: Path) -> None:
 
 
 def test_a_verdict_can_move_a_message_between_kinds(tmp_path: Path) -> None:
-    clf = _trained(tmp_path / "bayes.json", n=5)
+    clf = _trained(tmp_path / "bayes.model", n=5)
     msg = Message(subject="parcel", text="your parcel is waiting pay the customs fee")
     before = (clf.model.learnt("spam"), clf.model.learnt("phish"))
     assert clf.learn(msg, "spam", key="k")
     assert clf.learn(msg, "phish", key="k")
     assert (clf.model.learnt("spam"), clf.model.learnt("phish")) == (before[0], before[1] + 1)
-    assert Classifier.open(tmp_path / "bayes.json").learned_as("k") == "phish"
+    assert Classifier.open(tmp_path / "bayes.model").learned_as("k") == "phish"

@@ -32,7 +32,7 @@ def test_train_from_directories(tmp_path: Path) -> None:
     res = runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
     assert res.exit_code == 0, res.output
     assert "learnt 12 ham, 9 spam and 0 phishing" in res.output
-    model = data / "models" / "bayes.json"
+    model = data / "models" / "bayes.model"
     assert model.exists()
     clf = Classifier.open(model)
     assert (clf.model.nham, clf.model.nspam) == (12, 9)
@@ -61,7 +61,7 @@ def test_train_needs_both_classes_and_existing_dirs(tmp_path: Path) -> None:
     res = runner.invoke(app, ["train", "--ham", str(ham), "--data-dir", str(data), "-j", "1"])
     assert res.exit_code == 2
     assert "needs both ham and spam or phishing" in res.output
-    assert not (data / "models" / "bayes.json").exists()
+    assert not (data / "models" / "bayes.model").exists()
     res = runner.invoke(app, ["train", "--ham", str(tmp_path / "nope"), "--spam", str(ham), "--data-dir", str(data)])
     assert res.exit_code == 2 and "no such file or directory" in res.output
     res = runner.invoke(app, ["train", "--data-dir", str(data)])
@@ -102,23 +102,23 @@ def test_train_from_store_learns_released_and_recalled(tmp_path: Path) -> None:
     res = runner.invoke(app, ["train", "--from-store", "--data-dir", str(data)])
     assert res.exit_code == 0, res.output
     assert "learnt 1 released as ham, 1 recalled as phishing" in res.output
-    clf = Classifier.open(data / "models" / "bayes.json")
+    clf = Classifier.open(data / "models" / "bayes.model")
     assert (clf.model.nham, clf.model.nspam) == (11, 11)
     assert clf.learned_as("m-released") == "ham" and clf.learned_as("m-recalled") == "phish"
     # Running it again learns nothing twice.
     res = runner.invoke(app, ["train", "--from-store", "--data-dir", str(data)])
     assert "learnt 0 released as ham, 0 recalled as phishing (2 already learnt" in res.output
-    assert Classifier.open(data / "models" / "bayes.json").model.nham == 11
+    assert Classifier.open(data / "models" / "bayes.model").model.nham == 11
 
 
 def test_damaged_model_is_a_clear_error(tmp_path: Path) -> None:
     data = tmp_path / "var"
     (data / "models").mkdir(parents=True)
-    (data / "models" / "bayes.json").write_text("{broken")
+    (data / "models" / "bayes.model").write_text("{broken")
     spam = _write_corpus(tmp_path / "spam", True, 3, 2)
     res = runner.invoke(app, ["train", "--add", "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
     assert res.exit_code == 2
-    assert "bayes.json" in res.output
+    assert "bayes.model" in res.output
 
 
 def test_train_from_store_learns_old_untouched_deliveries_as_ham(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_train_from_store_learns_old_untouched_deliveries_as_ham(tmp_path: Path)
     res = runner.invoke(app, ["train", "--from-store", "--delivered-as-ham", "3d", "--data-dir", str(data)])
     assert res.exit_code == 0, res.output
     assert "learnt 0 released as ham, 0 recalled as phishing, 1 delivered as ham" in res.output
-    clf = Classifier.open(data / "models" / "bayes.json")
+    clf = Classifier.open(data / "models" / "bayes.model")
     assert clf.model.nham == 11 and clf.learned_as("m-old") == "ham" and clf.learned_as("m-new") is None
     # Recalled after all: the next run moves it to phishing.
     store = Store(f"sqlite:///{data / 'mailmoat.db'}")
@@ -162,7 +162,7 @@ def test_train_from_store_learns_old_untouched_deliveries_as_ham(tmp_path: Path)
     store.close()
     res = runner.invoke(app, ["train", "--from-store", "--delivered-as-ham", "3d", "--data-dir", str(data)])
     assert "1 recalled as phishing, 0 delivered as ham" in res.output, res.output
-    clf = Classifier.open(data / "models" / "bayes.json")
+    clf = Classifier.open(data / "models" / "bayes.model")
     assert clf.model.nham == 10 and clf.learned_as("m-old") == "phish"
     res = runner.invoke(app, ["train", "--delivered-as-ham", "3d", "--data-dir", str(data)])
     assert res.exit_code == 2 and "goes with --from-store" in res.output

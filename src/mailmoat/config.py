@@ -177,7 +177,7 @@ class IntelSettings:
 @dataclass
 class ClassifierSettings:
     enabled: bool = True
-    model: str = ""  # default: <data_dir>/models/bayes.json
+    model: str = ""  # default: <data_dir>/models/bayes.model (or a bayes.json beside it, from before)
     # BAYES_SPAM grows (in log-odds) from 0 at spam_from to its full score at spam_full.
     spam_from: float = 0.5
     # 0.8: chosen on a split of the training half only (bench/detection_eval.py --dev): no more

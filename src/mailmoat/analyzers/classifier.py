@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
-from mailmoat.classify import Classifier, ModelError, model_path
+from mailmoat.classify import Classifier, ModelError, model_path, model_source
 from mailmoat.classify.bayes import logit
 from mailmoat.config import ClassifierSettings, Settings
 from mailmoat.model import Finding, Symbol
@@ -57,7 +58,7 @@ def no_model_note(settings: Settings) -> str | None:
     if not settings.classifier.enabled:
         return None
     path = model_path(settings)
-    if path.exists():
+    if model_source(path) is not None:
         return None
     return f"note: no classifier model trained yet ({path}); train one with `mailmoat train --ham DIR --spam DIR`"
 
@@ -72,7 +73,7 @@ class ClassifierAnalyzer(BaseAnalyzer):
         super().__init__(env)
         self.path = model_path(env.settings)
         self.classifier: Classifier | None = None
-        self._mtime = 0.0
+        self._loaded: tuple[Path, float] | None = None  # (file read, its mtime)
         self._checked = 0.0
         self._load()
         if self.classifier is None and env.settings.classifier.enabled and not ClassifierAnalyzer._noted:
@@ -84,20 +85,25 @@ class ClassifierAnalyzer(BaseAnalyzer):
         return self.env.settings.classifier.enabled
 
     def _load(self) -> None:
+        # The legacy bayes.json until the first save writes bayes.model (model_source): a change
+        # of file is a change of model even when the times match.
+        source = model_source(self.path)
         try:
-            mtime = os.stat(self.path).st_mtime
+            stamp = (source, os.stat(source).st_mtime) if source is not None else None
         except OSError:
+            stamp = None
+        if stamp is None:
             self.classifier = None
             return
-        if self.classifier is not None and mtime == self._mtime:
+        if self.classifier is not None and stamp == self._loaded:
             return
         try:
             clf = Classifier.open(self.path)
         except (OSError, ModelError) as exc:
-            log.error("classifier model %s not loaded: %s", self.path, exc)
+            log.error("classifier model %s not loaded: %s", source, exc)
             return  # keep the previous model, if any
         self.classifier = clf if clf.trained else None
-        self._mtime = mtime
+        self._loaded = stamp
 
     def _maybe_reload(self) -> None:
         now = time.monotonic()

@@ -21,14 +21,36 @@ __all__ = [
     "learn_verdict",
     "message_tokens",
     "model_path",
+    "model_source",
 ]
 
 
+MODEL_NAME = "bayes.model"
+# Where models were kept before the compact format (mailmoat-bayes/1 and /2 are JSON).
+LEGACY_NAME = "bayes.json"
+
+
 def model_path(settings: Settings) -> Path:
-    """`classifier.model` if set, else `<data_dir>/models/bayes.json`."""
+    """Where the model is saved: `classifier.model` if set, else `<data_dir>/models/bayes.model`."""
     if settings.classifier.model:
         return Path(settings.classifier.model)
-    return settings.models_dir / "bayes.json"
+    return settings.models_dir / MODEL_NAME
+
+
+def model_source(path: Path) -> Path | None:
+    """The file the model saved at `path` is read from, or None when there is none yet.
+
+    That is `path` itself or, while a `bayes.model` has not been written yet, the `bayes.json`
+    beside it that older versions wrote: it keeps working without a retrain, and the next save
+    (a retrain or a learnt verdict) writes `bayes.model`, which is read from then on.
+    """
+    if path.exists():
+        return path
+    if path.name == MODEL_NAME:
+        legacy = path.with_name(LEGACY_NAME)
+        if legacy.exists():
+            return legacy
+    return None
 
 
 class Classifier:
@@ -42,7 +64,7 @@ class Classifier:
 
     def __init__(self, path: Path, model: BayesModel | None = None) -> None:
         self.path = path
-        self.model = model or BayesModel()
+        self.model = model if model is not None else BayesModel()
         self._learned: dict[str, str] = {}
         self._lock = threading.Lock()
         self._load_learned()
@@ -53,8 +75,12 @@ class Classifier:
 
     @classmethod
     def open(cls, path: Path) -> Classifier:
-        """The saved model at `path`, or an empty one when there is none yet (ModelError if damaged)."""
-        model = BayesModel.load(path) if path.exists() else BayesModel()
+        """The model saved at `path` (see `model_source`), or an empty one when there is none yet.
+
+        ModelError if the file is damaged. It is saved to `path` whichever file it was read from.
+        """
+        source = model_source(path)
+        model = BayesModel.load(source) if source is not None else BayesModel()
         return cls(path, model)
 
     @property
@@ -118,7 +144,7 @@ def learn_verdict(settings: Settings, raw: bytes, label: bool | str, key: str) -
     from mailmoat.parse import parse
 
     path = model_path(settings)
-    if not settings.classifier.enabled or not path.exists():
+    if not settings.classifier.enabled or model_source(path) is None:
         return False
     clf = Classifier.open(path)
     return clf.learn(parse(raw, qr=settings.qr), label, key=key, save=True)

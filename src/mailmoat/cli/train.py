@@ -106,7 +106,7 @@ def train_dirs(
     clf.save()
     counts["model_ham"] = clf.model.nham
     counts["model_spam"] = clf.model.nspam
-    counts["tokens"] = len(clf.model.counts)
+    counts["tokens"] = len(clf.model)
     return counts
 
 
