@@ -183,6 +183,13 @@ class ClassifierSettings:
     # 0.8: chosen on a split of the training half only (bench/detection_eval.py --dev): no more
     # legitimate mail above it than above 0.9 there, and more phishing; see docs/detection.md.
     spam_full: float = 0.8
+    # Housekeeping learns from the store this often (0 = never): released mail as ham, recalled
+    # mail as phishing, as `mailmoat train --from-store` does.
+    learn_every_hours: float = 24.0
+    # And mail delivered untouched at least this many days ago as ham (0 = not): the site's own
+    # everyday mail. Off by default: a campaign nobody has reported yet would be learnt as ham.
+    learn_delivered_after_days: float = 0.0
+    learn_max_delivered: int = 5000  # per run, newest first
 
 
 @dataclass

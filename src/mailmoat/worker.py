@@ -82,12 +82,15 @@ class Engine:
             return ref, None
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
-        """The delivery retry queue and the retention purge (run in exactly one process)."""
+        """The delivery retry queue, the retention purge and the classifier's learning from the
+        store (run in exactly one process)."""
+        from mailmoat.classify.autolearn import run_autolearn
         from mailmoat.store.retention import run_retention
 
         await asyncio.gather(
             self.delivery.run_retry_queue(stop),
             run_retention(self.store, self.settings, stop),
+            run_autolearn(self.settings, stop),
         )
 
     async def close(self) -> None:

@@ -1,0 +1,84 @@
+"""Learning from administrators' verdicts in the store: releases as ham, recalls as phishing, and old untouched deliveries as ham."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailmoat.blobstore import read_blob
+from mailmoat.config import Settings
+
+# Mail delivered untouched is learnt as ham only when nothing at all spoke against it.
+DELIVERED_HAM_MAX_SCORE = 2.0
+
+
+def train_from_store(settings: Settings, delivered_before: float | None = None, max_delivered: int = 5000) -> dict[str, int]:
+    """Learn released messages as ham and recalled ones as phishing (each message once; reversals move it).
+
+    Recall is for threats that reached mailboxes, so recalled mail joins the phishing kind. With
+    `delivered_before` (epoch seconds), mail delivered as it was (action deliver, score under
+    DELIVERED_HAM_MAX_SCORE, never condemned, released or recalled) and received before then is
+    learnt as ham too, the newest `max_delivered` first: the site's own everyday mail, which no
+    public corpus holds. A message recalled later moves to phishing on the next run.
+    """
+    from sqlalchemy import select
+
+    from mailmoat.classify import Classifier
+    from mailmoat.parse import parse
+    from mailmoat.store.db import Store
+    from mailmoat.store.models import MessageRow
+    from mailmoat.store.recall_models import RecallCopyRow
+
+    url = settings.db_url
+    if url.startswith("sqlite:///"):
+        db_file = Path(url.split(":///", 1)[1])
+        if not db_file.exists():
+            raise FileNotFoundError(f"no store at {db_file}")
+    store = Store(url, create=False)
+    counts = {"ham": 0, "phish": 0, "delivered": 0, "already": 0, "missing_raw": 0}
+    try:
+        with store.session() as s:
+            recalled = set(
+                s.scalars(select(RecallCopyRow.message_id).where(RecallCopyRow.state == "recalled")).all()
+            )
+            released = set(s.scalars(select(MessageRow.id).where(MessageRow.status == "released")).all())
+            delivered: set[str] = set()
+            if delivered_before is not None and max_delivered > 0:
+                delivered = set(
+                    s.scalars(
+                        select(MessageRow.id)
+                        .where(
+                            MessageRow.action == "deliver",
+                            MessageRow.score < DELIVERED_HAM_MAX_SCORE,
+                            MessageRow.status == "processed",
+                            MessageRow.received_at < delivered_before,
+                        )
+                        .order_by(MessageRow.received_at.desc())
+                        .limit(max_delivered)
+                    ).all()
+                ) - recalled
+            ids = sorted(recalled | released | delivered)
+            rows = {r.id: r.raw_path for r in s.scalars(select(MessageRow).where(MessageRow.id.in_(ids))).all()} if ids else {}
+    finally:
+        store.close()
+    clf = Classifier.open(Classifier.for_settings(settings).path)
+    for mid in ids:
+        # A released message was judged good by a person; a later recall of it wins.
+        label = "phish" if mid in recalled else "ham"
+        if clf.learned_as(mid) == label:
+            counts["already"] += 1
+            continue
+        raw_path = rows.get(mid, "")
+        try:
+            raw = read_blob(raw_path, store.engine)
+        except OSError:
+            raw = None
+        if raw is None:
+            counts["missing_raw"] += 1
+            continue
+        clf.learn(parse(raw, qr=settings.qr), label, key=mid, save=False)
+        counts["delivered" if mid in delivered else label] += 1  # delivered ones are never released (status)
+    if counts["ham"] or counts["phish"] or counts["delivered"]:
+        clf.save()
+    counts["model_ham"] = clf.model.nham
+    counts["model_spam"] = clf.model.nspam
+    return counts
