@@ -100,6 +100,8 @@ def test_console_qr_phish_find_explain_recall_restore_audit(settings: Settings, 
         assert page.locator("#chart-threats svg rect").count() > 0
         assert page.text_content("#tiles b") == "4"
         assert VICTIMS[0] in (page.text_content("#top-recipients") or "")
+        # A fresh install has no classifier model, and the dashboard says how to train one.
+        assert "mailmoat train --ham" in (page.locator("#classifier-note").text_content() or "")
 
         # Find the message by its QR payload (the recall selectors).
         page.click("a[data-nav=messages]")

@@ -340,6 +340,35 @@ def test_statistics(env: WebEnv) -> None:
     assert set(s["categories"]) == {"phishing", "spam", "malware", "qr", "impersonation", "internal"}
 
 
+def test_classifier_status_fresh_trained_and_damaged(env: WebEnv) -> None:
+    import random
+
+    from mailmoat.classify import model_path
+    from mailmoat.cli.train import train_dirs
+    from tests.support.mailgen import synthetic_eml
+
+    fresh = env.client.get(f"{API}/classifier", headers=env.as_role("auditor")).json()
+    assert fresh["enabled"] and not fresh["trained"] and fresh["messages"] is None and not fresh["error"]
+    assert fresh["path"].endswith("bayes.model") and fresh["learn_every_hours"] == 24
+
+    rng = random.Random(9)
+    for label, spam in (("ham", False), ("spam", True), ("phish", True)):
+        d = env.settings.data_path / "corpus" / label
+        d.mkdir(parents=True)
+        for i in range(4 if label == "phish" else 6):
+            (d / f"{i}.eml").write_bytes(synthetic_eml(rng, spam, chinese=False))
+    corpus = env.settings.data_path / "corpus"
+    train_dirs(env.settings, [corpus / "ham"], [corpus / "spam"], [corpus / "phish"], qr=False)
+    state = env.client.get(f"{API}/classifier", headers=env.as_role("auditor")).json()
+    assert state["trained"] and state["messages"] == {"ham": 6, "spam": 6, "phish": 4}
+    assert state["tokens"] > 50 and abs(state["saved_at"] - time.time()) < 600 and state["format"] == "mailmoat-bayes/3"
+
+    model_path(env.settings).write_bytes(b'{"format":"mailmoat-bayes/3"garbage')
+    broken = env.client.get(f"{API}/classifier", headers=env.as_role("auditor")).json()
+    assert not broken["trained"] and "damaged" in broken["error"]
+    assert env.client.get(f"{API}/classifier").status_code == 401
+
+
 def test_audit_log_filters(env: WebEnv) -> None:
     c = env.client
     c.post(f"{API}/quarantine/{env.ids['held']}/delete", json={}, headers=env.as_role("analyst"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 from mailmoat.classify.bayes import LABELS, BayesModel, Classification, ModelError, as_label
 from mailmoat.classify.tokens import message_tokens
@@ -22,6 +23,7 @@ __all__ = [
     "message_tokens",
     "model_path",
     "model_source",
+    "model_status",
 ]
 
 
@@ -51,6 +53,41 @@ def model_source(path: Path) -> Path | None:
         if legacy.exists():
             return legacy
     return None
+
+
+def model_status(settings: Settings) -> dict[str, Any]:
+    """What the console and the API show of the classifier: whether it has a model, what the model
+    has learnt (read from the file's header only) and how the gateway keeps it learning."""
+    cfg = settings.classifier
+    path = model_path(settings)
+    source = model_source(path)
+    out: dict[str, Any] = {
+        "enabled": cfg.enabled,
+        "path": str(source or path),
+        "trained": False,
+        "format": None,
+        "messages": None,  # messages learnt per label; None for an older JSON model until its next save
+        "tokens": None,
+        "saved_at": None,
+        "error": "",
+        "learn_every_hours": cfg.learn_every_hours,
+        "learn_delivered_after_days": cfg.learn_delivered_after_days,
+    }
+    if source is None:
+        return out
+    try:
+        described = BayesModel.describe(source)
+        saved_at = source.stat().st_mtime
+    except FileNotFoundError:
+        return out
+    except (OSError, ModelError) as exc:
+        out["error"] = str(exc)
+        return out
+    out.update(described, saved_at=saved_at)
+    learnt = described["messages"]
+    # `mailmoat train` writes no model without both classes, so an older JSON one is a trained one.
+    out["trained"] = learnt is None or (learnt["ham"] > 0 and learnt["spam"] + learnt["phish"] > 0)
+    return out
 
 
 class Classifier:

@@ -515,9 +515,25 @@ class BayesModel:
             raise ModelError(f"{path}: not a model")
         return cls.from_dict(d)
 
-    @classmethod
-    def _read(cls, fh: io.BufferedIOBase, path: Path) -> BayesModel:
-        """The rest of a saved model, after its first bytes (_MAGIC) have been read."""
+    @staticmethod
+    def describe(path: Path) -> dict[str, Any]:
+        """What a model file holds, from its header alone (a console page must not load 50 MB):
+        format, messages learnt per label and tokens; an older JSON model gives its format only.
+        FileNotFoundError when there is none, ModelError when its header is damaged."""
+        with path.open("rb") as fh:
+            if fh.read(len(_MAGIC)) != _MAGIC:
+                return {"format": "json", "messages": None, "tokens": None}
+            head = BayesModel._header(fh, path)
+        n: list[int] = head["n"]
+        return {
+            "format": FORMAT,
+            "messages": {label: sum(n[cell(label, sc)] for sc in SCRIPTS) for label in LABELS},
+            "tokens": head["tokens"],
+        }
+
+    @staticmethod
+    def _header(fh: io.BufferedIOBase, path: Path) -> dict[str, Any]:
+        """The checked header line of a saved model, after its first bytes (_MAGIC) have been read."""
         line = fh.readline(_HEADER_MAX)
         if not line.endswith(b"\n"):
             raise ModelError(f"{path}: damaged model: no complete header line")
@@ -538,6 +554,13 @@ class BayesModel:
             or not all(type(x) is int and x >= 0 for x in n)
         ):
             raise ModelError(f"{path}: damaged model header: token count or message totals")
+        return dict(head)
+
+    @classmethod
+    def _read(cls, fh: io.BufferedIOBase, path: Path) -> BayesModel:
+        """The rest of a saved model, after its first bytes (_MAGIC) have been read."""
+        head = cls._header(fh, path)
+        ntok, n = head["tokens"], head["n"]
         need = ntok * (array(_KEY).itemsize + NCELLS * array(_COUNT).itemsize)
         have = os.fstat(fh.fileno()).st_size - fh.tell()
         if have != need:

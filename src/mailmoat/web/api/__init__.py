@@ -2,9 +2,20 @@
 
 from fastapi import APIRouter
 
-from mailmoat.web.api import audit, incidents, indicators, messages, quarantine, recall, rules, stats, users
+from mailmoat.web.api import (
+    audit,
+    classifier,
+    incidents,
+    indicators,
+    messages,
+    quarantine,
+    recall,
+    rules,
+    stats,
+    users,
+)
 
 ROUTERS: list[APIRouter] = [
     messages.router, quarantine.router, recall.router, incidents.router, indicators.router, rules.router,
-    stats.router, audit.router, users.router,
+    stats.router, audit.router, users.router, classifier.router,
 ]

@@ -225,6 +225,21 @@
     });
   };
 
+  // A fresh install has no model: say so where the administrator looks first, with the command.
+  function classifierState(c) {
+    if (!c.enabled) return h("p", { class: "card warn", id: "classifier-note", text: T("clf.off") });
+    if (c.error) return h("p", { class: "card error", id: "classifier-note", text: `${T("clf.damaged")} ${c.error}` });
+    if (!c.trained) {
+      return h("p", { class: "card warn", id: "classifier-note" }, `${T("clf.none")} `,
+        h("code", { text: "mailmoat train --ham DIR --spam DIR --phish DIR" }));
+    }
+    const m = c.messages;
+    const learnt = m ? `${m.ham} ${T("clf.ham")}, ${m.spam} ${T("clf.spam")}, ${m.phish} ${T("clf.phish")}` : T("clf.legacy");
+    const every = c.learn_every_hours > 0 ? ` · ${T("clf.every_pre")} ${c.learn_every_hours} ${T("clf.every_post")}` : "";
+    return h("p", { class: "muted", id: "classifier-state",
+      text: `${T("clf.model")}: ${learnt} · ${T("clf.saved")} ${fmtTime(c.saved_at)}${every}` });
+  }
+
   pages.dashboard = async function () {
     const stats = await api("GET", "/stats?days=14&top=8");
     const tot = stats.totals;
@@ -250,6 +265,8 @@
       { label: T("col.messages"), key: "messages", cls: "num" },
       { label: T("col.threats"), key: "threats", cls: "num" },
     ], stats.top_sender_domains));
+    api("GET", "/classifier").then((c) => fill("classifier", classifierState(c)))
+      .catch((e) => fill("classifier", h("p", { class: "error", text: e.message })));
     api("GET", "/incidents?limit=5").then((inc) => fill("recent-incidents", incidentTable(inc.items || [])))
       .catch((e) => fill("recent-incidents", h("p", { class: "error", text: e.message })));
     api("GET", "/recall/jobs?limit=5").then((jobs) => fill("recent-recalls", jobTable(jobs.items, true)))
