@@ -362,6 +362,8 @@ def test_classifier_status_fresh_trained_and_damaged(env: WebEnv) -> None:
     state = env.client.get(f"{API}/classifier", headers=env.as_role("auditor")).json()
     assert state["trained"] and state["messages"] == {"ham": 6, "spam": 6, "phish": 4}
     assert state["tokens"] > 50 and abs(state["saved_at"] - time.time()) < 600 and state["format"] == "mailmoat-bayes/3"
+    text = env.client.get("/metrics").text
+    assert "mailmoat_classifier_trained 1.0" in text and 'mailmoat_classifier_messages{label="phish"} 4.0' in text
 
     model_path(env.settings).write_bytes(b'{"format":"mailmoat-bayes/3"garbage')
     broken = env.client.get(f"{API}/classifier", headers=env.as_role("auditor")).json()
@@ -466,6 +468,7 @@ def test_metrics_from_this_process_and_the_store(env: WebEnv) -> None:
     assert 'mailmoat_queue_depth{state="held"} 1.0' in text
     assert "mailmoat_scan_seconds_bucket" in text and "mailmoat_delivery_seconds" in text
     assert 'mailmoat_messages_last_24h{action="deliver",direction="inbound"} 2.0' in text
+    assert "mailmoat_classifier_trained 0.0" in text  # a fresh install: worth an alert
 
 
 def test_metrics_from_worker_processes_are_added_up(env: WebEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -117,7 +117,7 @@ def _this_process_writes_files() -> bool:
 
 
 class StoreCollector:
-    """Gauges read from the store at scrape time: delivery queue, spool, recall copies, recent messages."""
+    """Gauges read at scrape time: delivery queue, spool, recall copies, recent messages, the classifier's model."""
 
     def __init__(self, store: Any, settings: Any) -> None:
         self.store = store
@@ -164,6 +164,21 @@ class StoreCollector:
         yield spool
         yield recall
         yield recent
+        yield from _classifier_metrics(self.settings)
+
+
+def _classifier_metrics(settings: Any) -> Iterator[Metric]:
+    """Whether the classifier has a model (a fresh install has none: worth an alert) and what it learnt."""
+    from mailmoat.classify import model_status
+
+    state = model_status(settings)
+    trained = GaugeMetricFamily("mailmoat_classifier_trained", "Whether the statistical classifier has a readable trained model")
+    trained.add_metric([], 1 if state["trained"] and state["enabled"] else 0)
+    yield trained
+    learnt = GaugeMetricFamily("mailmoat_classifier_messages", "Messages the classifier's model has learnt, by label", labels=["label"])
+    for label, n in (state["messages"] or {}).items():
+        learnt.add_metric([label], n)
+    yield learnt
 
 
 def _subdirs(path: Path) -> list[Path]:
