@@ -20,6 +20,7 @@ from mailmoat.classify import (
     message_tokens,
     model_path,
     model_source,
+    upgrade_model,
 )
 from mailmoat.config import Settings
 from mailmoat.model import Envelope
@@ -214,6 +215,24 @@ def test_the_default_model_file_and_the_legacy_one_beside_it(settings: Settings)
     # ... which the gateway's analyzer picks up at its next check.
     analyzer._load()
     assert analyzer.classifier is not None and analyzer.classifier.model.learnt("phish") == clf.model.learnt("phish")
+
+
+def test_the_legacy_model_is_converted_once_before_the_workers_start(settings: Settings) -> None:
+    path = model_path(settings)
+    assert upgrade_model(settings) is None  # nothing to convert
+    legacy = path.with_name("bayes.json")
+    legacy_model = _trained(n=55)
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps({**V2, "n": legacy_model.n, "tokens": legacy_model._new}))
+    assert upgrade_model(settings) == path and model_source(path) == path
+    assert path.read_bytes().startswith(b'{"format":"mailmoat-bayes/3"')
+    for toks in _samples(6):
+        _same(BayesModel.load(path).classify_tokens(toks), legacy_model.classify_tokens(toks))
+    saved = path.stat().st_mtime_ns
+    assert upgrade_model(settings) is None and path.stat().st_mtime_ns == saved  # once only
+    settings.classifier.enabled = False
+    path.unlink()
+    assert upgrade_model(settings) is None and not path.exists()
 
 
 async def test_the_analyzer_reads_the_default_model(settings: Settings) -> None:

@@ -223,6 +223,7 @@ def serve(
         check(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
+    _upgrade_model(settings)
     from mailmoat.worker import tune_gc
 
     tune_gc()  # the listener (and an in-process pool) handle a stream of messages too
@@ -232,6 +233,19 @@ def serve(
         raise fail(str(exc)) from exc
     except (OSError, ValueError) as exc:  # ports in use, bad policy/rules settings (ValueError subclasses)
         raise fail(f"cannot start: {exc}") from exc
+
+
+def _upgrade_model(settings: Settings) -> None:
+    """Convert an older JSON classifier model once, before the workers load it."""
+    from mailmoat.classify import ModelError, upgrade_model
+
+    try:
+        written = upgrade_model(settings)
+    except (ModelError, OSError) as exc:
+        typer.echo(f"classifier model not converted: {exc}", err=True)
+        return
+    if written is not None:
+        typer.echo(f"classifier model converted to the compact format: {written}", err=True)
 
 
 def register(app: typer.Typer) -> None:
