@@ -188,6 +188,11 @@ def test_a_damaged_compact_model_is_a_clear_error(tmp_path: Path) -> None:
     for bad in ({"tokens": -1}, {"tokens": "many"}, {"n": [1, 2]}, {"n": [1, 0, 0, 0, -1, 0]}):
         assert "header" in _damaged(path, json.dumps({**header, **bad}, separators=(",", ":")).encode() + b"\n" + body)
     assert str(path) in _damaged(path, good[:-5])  # the message names the file
+    # The right length but a changed byte (a count, or a hash that would break the lookups' order).
+    assert "checksum" in _damaged(path, good[:-1] + bytes([good[-1] ^ 1]))
+    assert "checksum" in _damaged(path, head + b"\n" + body[:3] + bytes([body[3] ^ 0x80]) + body[4:])
+    without = {k: v for k, v in header.items() if k != "checksum"}
+    assert "checksum" in _damaged(path, json.dumps(without, separators=(",", ":")).encode() + b"\n" + body)
 
 
 def test_the_default_model_file_and_the_legacy_one_beside_it(settings: Settings) -> None:

@@ -482,6 +482,14 @@ class BayesModel:
             raise
 
     def _write(self, fh: IO[bytes]) -> None:
+        arrays = [self._keys, self._rows]
+        if sys.byteorder != "little":
+            arrays = [array(a.typecode, a) for a in arrays]
+            for a in arrays:
+                a.byteswap()
+        digest = hashlib.blake2b(digest_size=16)
+        for a in arrays:
+            digest.update(memoryview(a).cast("B"))
         header = {
             "format": FORMAT,  # first: it is what load() recognises (_MAGIC)
             "labels": LABELS,
@@ -490,12 +498,12 @@ class BayesModel:
             "tokens": len(self._keys),
             "hash": HASH,
             "byteorder": "little",
+            # Of the bytes after the header: a damaged block would otherwise load silently (and
+            # hashes out of order would make lookups miss without a word).
+            "checksum": digest.hexdigest(),
         }
         fh.write(json.dumps(header, separators=(",", ":")).encode("ascii") + b"\n")
-        for a in (self._keys, self._rows):
-            if sys.byteorder != "little":
-                a = array(a.typecode, a)
-                a.byteswap()
+        for a in arrays:
             a.tofile(fh)
 
     @classmethod
@@ -568,11 +576,17 @@ class BayesModel:
             raise ModelError(f"{path}: damaged model ({what}): {ntok} tokens need {need} bytes after the header, found {have}")
         # Sized first and read into place: fromfile() would hold a second copy while it reads.
         keys, rows = array(_KEY, [0]) * ntok, array(_COUNT, [0]) * (ntok * NCELLS)
+        digest = hashlib.blake2b(digest_size=16)
         for a in (keys, rows):
-            if fh.readinto(memoryview(a).cast("B")) != len(a) * a.itemsize:
+            view = memoryview(a).cast("B")
+            if fh.readinto(view) != len(view):
                 raise ModelError(f"{path}: damaged model: the file ended while it was read")
-            if sys.byteorder != "little":
-                a.byteswap()
+            digest.update(view)
+        if digest.hexdigest() != head.get("checksum"):
+            raise ModelError(f"{path}: damaged model: its checksum does not match its contents")
+        if sys.byteorder != "little":
+            keys.byteswap()
+            rows.byteswap()
         m = cls()
         m.n = n
         m._set_arrays(keys, rows)
