@@ -26,13 +26,11 @@ import gc
 import hashlib
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
-    train = de.train_items(sets, de.SEED)
-    test = [str(p) for files in sets.values() for p in de.split(files, de.SEED)[1]]
-    test = random.Random(1).sample(test, min(args.sample, len(test)))
+    train, test, tokens = de.tokenised_sample(sets, args.jobs, args.sample)
     label = {path: cell[1] for cell, path in train}
-    tokens: dict[str, list[str] | None] = {}
-    with ProcessPoolExecutor(args.jobs, initializer=de._init_train) as pool:
-        for path, toks in pool.map(de._tokens, [p for _, p in train] + test, chunksize=32):
-            tokens[path] = toks
     model = bayes.BayesModel()
     t0 = time.perf_counter()
     for _, path in train:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import random
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,14 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
-    train = de.train_items(sets, de.SEED)
-    test = [str(p) for files in sets.values() for p in de.split(files, de.SEED)[1]]
-    test = random.Random(1).sample(test, min(args.sample, len(test)))
+    train, test, tokens = de.tokenised_sample(sets, args.jobs, args.sample)
     label = {path: cell[1] for cell, path in train}
-    tokens: dict[str, list[str] | None] = {}
-    with ProcessPoolExecutor(args.jobs, initializer=de._init_train) as pool:
-        for path, toks in pool.map(de._tokens, [p for _, p in train] + test, chunksize=32):
-            tokens[path] = toks
     model = bayes.BayesModel()
     for _, path in train:
         toks = tokens[path]

@@ -126,6 +126,21 @@ def _tokens(path: str) -> tuple[str, list[str] | None]:
         return path, None
 
 
+def tokenised_sample(
+    sets: dict[tuple[str, str], list[Path]], jobs: int, sample: int, seed: int = SEED
+) -> tuple[list[tuple[tuple[str, str], str]], list[str], dict[str, list[str] | None]]:
+    """The train-half items, a fixed random sample of test-half paths, and the classifier tokens of
+    both (None where a message could not be read), tokenised in `jobs` processes."""
+    train = train_items(sets, seed)
+    test = [str(p) for files in sets.values() for p in split(files, seed)[1]]
+    test = random.Random(1).sample(test, min(sample, len(test)))
+    tokens: dict[str, list[str] | None] = {}
+    with ProcessPoolExecutor(jobs, initializer=_init_train) as pool:
+        for path, toks in pool.map(_tokens, [p for _, p in train] + test, chunksize=32):
+            tokens[path] = toks
+    return train, test, tokens
+
+
 def _dev_features(path: str) -> tuple[str, list[str] | None, list[str], float]:
     """Classifier tokens and the content heuristics that fire, for the development (train-only) mode."""
     from mailmoat.analyzers.base import AnalyzerEnv
