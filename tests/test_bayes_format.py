@@ -20,6 +20,7 @@ from mailmoat.classify import (
     message_tokens,
     model_path,
     model_source,
+    model_status,
     upgrade_model,
 )
 from mailmoat.config import Settings
@@ -229,7 +230,10 @@ def test_the_legacy_model_is_converted_once_before_the_workers_start(settings: S
     legacy_model = _trained(n=55)
     legacy.parent.mkdir(parents=True)
     legacy.write_text(json.dumps({**V2, "n": legacy_model.n, "tokens": legacy_model._new}))
+    state = model_status(settings)  # from the first bytes: the JSON is not parsed for a status
+    assert (state["format"], state["trained"], state["messages"], state["path"]) == ("json", True, None, str(legacy))
     assert upgrade_model(settings) == path and model_source(path) == path
+    assert model_status(settings)["messages"] == {label: legacy_model.learnt(label) for label in ("ham", "spam", "phish")}
     assert path.read_bytes().startswith(b'{"format":"mailmoat-bayes/3"')
     for toks in _samples(6):
         _same(BayesModel.load(path).classify_tokens(toks), legacy_model.classify_tokens(toks))

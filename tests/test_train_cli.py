@@ -55,6 +55,20 @@ def test_train_from_directories(tmp_path: Path) -> None:
     assert Classifier.open(model).model.nspam == 18
 
 
+def test_status_before_and_after_training(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    res = runner.invoke(app, ["train", "--status", "--data-dir", str(data)])
+    assert res.exit_code == 0 and "no trained model yet" in res.output and "every 24 h" in res.output
+    ham = _write_corpus(tmp_path / "ham", False, 5, 1)
+    spam = _write_corpus(tmp_path / "spam", True, 4, 2)
+    assert runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"]).exit_code == 0
+    res = runner.invoke(app, ["train", "--status", "--data-dir", str(data)])
+    assert res.exit_code == 0 and "learnt 5 ham, 4 spam and 0 phishing" in res.output, res.output
+    (data / "models" / "bayes.model").write_bytes(b"\0" * 10)
+    res = runner.invoke(app, ["train", "--status", "--data-dir", str(data)])
+    assert res.exit_code == 0 and "cannot be read" in res.output
+
+
 def test_train_needs_both_classes_and_existing_dirs(tmp_path: Path) -> None:
     ham = _write_corpus(tmp_path / "ham", False, 3, 1)
     data = tmp_path / "var"

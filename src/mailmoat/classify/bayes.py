@@ -26,6 +26,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -46,6 +47,7 @@ HASH = "blake2b-64"
 # A saved model starts with these bytes (the writer puts "format" first), which tells it from JSON.
 _MAGIC = b'{"format":"' + FORMAT.encode() + b'"'
 _HEADER_MAX = 4096  # a longer first line is damage, not a header
+_LEGACY_START = re.compile(rb'\s*\{\s*"format"\s*:\s*"mailmoat-bayes/[12]"')
 _KEY = "Q"  # unsigned 64-bit
 _COUNT = "I"  # unsigned 32-bit (a platform where it is not would find every file the wrong size)
 # A lookup bisects only the keys that share the hash's top bits, about 22 of 1.5 million: 5 steps
@@ -530,6 +532,10 @@ class BayesModel:
         FileNotFoundError when there is none, ModelError when its header is damaged."""
         with path.open("rb") as fh:
             if fh.read(len(_MAGIC)) != _MAGIC:
+                fh.seek(0)
+                # Older versions wrote their JSON with sorted keys, so "format" comes first.
+                if not _LEGACY_START.match(fh.read(_HEADER_MAX)):
+                    raise ModelError(f"{path}: not a classifier model")
                 return {"format": "json", "messages": None, "tokens": None}
             head = BayesModel._header(fh, path)
         n: list[int] = head["n"]

@@ -109,6 +109,35 @@ def train_dirs(
     return counts
 
 
+def _status_text(settings: Settings) -> str:
+    """`mailmoat train --status`: the console's classifier line, for a terminal."""
+    import time
+
+    from mailmoat.classify import model_status
+
+    st = model_status(settings)
+    lines = [f"model: {st['path']}"]
+    if not st["enabled"]:
+        lines.append("the classifier is switched off (classifier.enabled = false)")
+    if st["error"]:
+        lines.append(f"cannot be read: {st['error']}")
+    elif not st["trained"]:
+        lines.append("no trained model yet: train one with `mailmoat train --ham DIR --spam DIR [--phish DIR]`")
+    else:
+        m = st["messages"]
+        learnt = (
+            f"learnt {m['ham']} ham, {m['spam']} spam and {m['phish']} phishing; {st['tokens']} tokens"
+            if m else "older format (converted when `mailmoat serve` starts)"
+        )
+        lines.append(f"{learnt}; saved {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['saved_at']))}")
+    every, after = st["learn_every_hours"], st["learn_delivered_after_days"]
+    lines.append(
+        (f"the gateway learns from the store every {every:g} h" if every > 0 else "the gateway does not learn from the store")
+        + (f", with untouched deliveries older than {after:g} days as ham" if every > 0 and after > 0 else "")
+    )
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
@@ -125,6 +154,7 @@ def register(app: typer.Typer) -> None:
         add: Annotated[bool, typer.Option("--add", help="Add to the existing model instead of replacing it")] = False,
         jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parser processes (default: CPU count)")] = 0,
         no_qr: Annotated[bool, typer.Option("--no-qr", help="Skip QR decoding while training (faster)")] = False,
+        status: Annotated[bool, typer.Option("--status", help="Show the model (what it has learnt, when saved) and train nothing")] = False,
         config: ConfigOpt = None,
         data_dir: DataDirOpt = None,
         db: DbOpt = None,
@@ -133,6 +163,9 @@ def register(app: typer.Typer) -> None:
         from mailmoat.classify import model_path
 
         settings = load_settings(config, data_dir, db)
+        if status:
+            typer.echo(_status_text(settings))
+            return
         ham_dirs, spam_dirs, phish_dirs = list(ham or []), list(spam or []), list(phish or [])
         if delivered_as_ham and not from_store:
             raise fail("--delivered-as-ham goes with --from-store")
