@@ -33,7 +33,7 @@ def learn_once(settings: Settings, now: float | None = None) -> dict[str, int] |
 async def run_autolearn(settings: Settings, stop: asyncio.Event, first_after: float = FIRST_RUN_AFTER) -> None:
     """`learn_once` every `classifier.learn_every_hours` until `stop` is set (never when that is 0).
 
-    The gateway's classifiers pick the saved model up within a minute, as after `mailmoat train`.
+    The gateway's classifiers pick the saved model up within 30 s, as after `mailmoat train`.
     """
     period = settings.classifier.learn_every_hours * 3600.0
     if period <= 0 or not settings.classifier.enabled:
