@@ -6,6 +6,9 @@ import asyncio
 import random
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from mailmoat.classify import Classifier, model_path
 from mailmoat.classify.autolearn import learn_once, run_autolearn
@@ -100,3 +103,31 @@ def test_no_schedule_when_switched_off(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert Classifier.open(model_path(settings)).model.nham == 8
+
+
+def test_a_shutdown_ends_a_run_early(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    settings.classifier.learn_delivered_after_days = 3
+    counts = learn_once(settings, stop=lambda: True)
+    assert counts is not None and (counts["ham"], counts["delivered"]) == (0, 0)
+    assert Classifier.open(model_path(settings)).learned_as("m-released") is None
+
+
+def test_a_message_that_cannot_be_learnt_does_not_stop_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailmoat.parse
+
+    settings = _settings(tmp_path)
+    settings.classifier.learn_delivered_after_days = 3
+    real = mailmoat.parse.parse
+    broken = (settings.raw_dir / "m-released.eml").read_bytes()
+
+    def parse(raw: bytes, **kw: Any) -> Any:
+        if raw == broken:
+            raise RuntimeError("a parser bug")
+        return real(raw, **kw)
+
+    monkeypatch.setattr(mailmoat.parse, "parse", parse)
+    counts = learn_once(settings)
+    assert counts is not None and (counts["failed"], counts["delivered"]) == (1, 1)
+    clf = Classifier.open(model_path(settings))
+    assert clf.learned_as("m-old") == "ham" and clf.learned_as("m-released") is None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from mailmoat.config import Settings
 
@@ -16,7 +17,7 @@ log = logging.getLogger("mailmoat.classify")
 FIRST_RUN_AFTER = 300.0
 
 
-def learn_once(settings: Settings, now: float | None = None) -> dict[str, int] | None:
+def learn_once(settings: Settings, now: float | None = None, stop: Callable[[], bool] | None = None) -> dict[str, int] | None:
     """One pass of `mailmoat train --from-store [--delivered-as-ham N days]`; None when there is no
     model to add to (learning starts from a trained model: a store holds no spam to start one)."""
     from mailmoat.classify import model_path, model_source
@@ -27,7 +28,7 @@ def learn_once(settings: Settings, now: float | None = None) -> dict[str, int] |
         return None
     now = time.time() if now is None else now
     before = now - cfg.learn_delivered_after_days * 86400.0 if cfg.learn_delivered_after_days > 0 else None
-    return train_from_store(settings, before, cfg.learn_max_delivered)
+    return train_from_store(settings, before, cfg.learn_max_delivered, stop=stop)
 
 
 async def run_autolearn(settings: Settings, stop: asyncio.Event, first_after: float = FIRST_RUN_AFTER) -> None:
@@ -46,7 +47,9 @@ async def run_autolearn(settings: Settings, stop: asyncio.Event, first_after: fl
             return
         delay = period
         try:
-            counts = await asyncio.to_thread(learn_once, settings)
+            # A run parses up to learn_max_delivered messages; a shutdown ends it early (it saves
+            # what it has learnt) instead of waiting for the last one.
+            counts = await asyncio.to_thread(learn_once, settings, None, stop.is_set)
         except Exception:  # a broken store or model must not stop the gateway's housekeeping
             log.exception("classifier: learning from the store failed")
             continue

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from mailmoat.blobstore import read_blob
 from mailmoat.config import Settings
 
+log = logging.getLogger("mailmoat.classify")
+
 # Mail delivered untouched is learnt as ham only when nothing at all spoke against it.
 DELIVERED_HAM_MAX_SCORE = 2.0
 
 
-def train_from_store(settings: Settings, delivered_before: float | None = None, max_delivered: int = 5000) -> dict[str, int]:
+def train_from_store(
+    settings: Settings,
+    delivered_before: float | None = None,
+    max_delivered: int = 5000,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, int]:
     """Learn released messages as ham and recalled ones as phishing (each message once; reversals move it).
 
     Recall is for threats that reached mailboxes, so recalled mail joins the phishing kind. With
     `delivered_before` (epoch seconds), mail delivered as it was (action deliver, score under
     DELIVERED_HAM_MAX_SCORE, never condemned, released or recalled) and received before then is
     learnt as ham too, the newest `max_delivered` first: the site's own everyday mail, which no
-    public corpus holds. A message recalled later moves to phishing on the next run.
+    public corpus holds. A message recalled later moves to phishing on the next run. When `stop`
+    returns true the run ends early and saves what it has learnt (the gateway is shutting down).
     """
     from sqlalchemy import select
 
@@ -34,7 +44,7 @@ def train_from_store(settings: Settings, delivered_before: float | None = None, 
         if not db_file.exists():
             raise FileNotFoundError(f"no store at {db_file}")
     store = Store(url, create=False)
-    counts = {"ham": 0, "phish": 0, "delivered": 0, "already": 0, "missing_raw": 0}
+    counts = {"ham": 0, "phish": 0, "delivered": 0, "already": 0, "missing_raw": 0, "failed": 0}
     try:
         with store.session() as s:
             recalled = set(
@@ -62,6 +72,8 @@ def train_from_store(settings: Settings, delivered_before: float | None = None, 
         store.close()
     clf = Classifier.open(Classifier.for_settings(settings).path)
     for mid in ids:
+        if stop is not None and stop():
+            break
         # A released message was judged good by a person; a later recall of it wins.
         label = "phish" if mid in recalled else "ham"
         if clf.learned_as(mid) == label:
@@ -75,7 +87,12 @@ def train_from_store(settings: Settings, delivered_before: float | None = None, 
         if raw is None:
             counts["missing_raw"] += 1
             continue
-        clf.learn(parse(raw, qr=settings.qr), label, key=mid, save=False)
+        try:
+            clf.learn(parse(raw, qr=settings.qr), label, key=mid, save=False)
+        except Exception:  # one message the parser chokes on must not stop every later run
+            log.exception("classifier: cannot learn message %s", mid)
+            counts["failed"] += 1
+            continue
         counts["delivered" if mid in delivered else label] += 1  # delivered ones are never released (status)
     if counts["ham"] or counts["phish"] or counts["delivered"]:
         clf.save()

@@ -206,6 +206,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"from the store: learnt {sc['ham']} released as ham, {sc['phish']} recalled as phishing"
                 + (f", {sc['delivered']} delivered as ham" if before is not None else "")
-                + f" ({sc['already']} already learnt, {sc['missing_raw']} without a retained raw message); "
+                + f" ({sc['already']} already learnt, {sc['missing_raw']} without a retained raw message"
+                + (f", {sc['failed']} that could not be learnt" if sc["failed"] else "")
+                + "); "
                 f"model: {sc['model_ham']} ham, {sc['model_spam']} spam and phishing → {model_path(settings)}"
             )
