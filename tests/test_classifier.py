@@ -346,6 +346,15 @@ def test_a_view_needs_enough_mail_of_its_kind_and_script() -> None:
     assert [v[0] for v in model._views("latin")] == ["all", "spam/latin", "phish/latin"]
 
 
+def test_traditional_chinese_reads_as_simplified() -> None:
+    """One vocabulary for both scripts: a model trained mostly on Simplified mail reads 工資補貼 too."""
+    assert text_tokens("請掃碼領取工資補貼") == text_tokens("请扫码领取工资补贴")
+    from mailmoat.parse.hanzi import simplified
+
+    assert simplified("显著 著名 头发 我们的发票") == "显著 著名 头发 我们的发票"  # Simplified stays as it is
+    assert simplified("頭髮 東京の図書館") == "头发 东京の図书馆" and simplified("Hello 2006") == "Hello 2006"
+
+
 def test_script_of_messages() -> None:
     from mailmoat.classify.tokens import script_of
 

@@ -45,6 +45,15 @@ async def test_outside_mail_claiming_a_department(settings: Settings, from_: str
     assert "from outside" in f.evidence and f.data["claim"]
 
 
+async def test_claims_in_traditional_characters(settings: Settings) -> None:
+    """財務部 is 财务部 and 李強 is 李强: the fraud written in Traditional characters claims the same."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    f = (await _scan(an, "財務部 <notice@mail-service.cn>"))["IMPERSONATION_DEPARTMENT"]
+    assert f.score == 5.0 and f.data["claim"] == "财务部" and '"財務部"' in f.evidence  # shown as written
+    assert "IMPERSONATION_EXECUTIVE" in await _scan(an, "李強 <boss@free-mail.example>")
+    assert "IMPERSONATION_DEPARTMENT" not in await _scan(an, "華星科技/財務部 <caiwu@huaxing-tech.example>")
+
+
 @pytest.mark.parametrize(
     "from_",
     ["Yahoo Finance <news@yahoo.com>", "深圳市信达贸易有限公司/财务部 <feng@trade.example>", "华星科技 财务部 <caiwu@huaxing-tech.example>", "华星科技/财务部 <caiwu@huaxing-tech.example>"],

@@ -87,6 +87,20 @@ async def test_spaced_out_chinese_still_matches(settings: Settings) -> None:
     assert "SUBSIDY_FRAUD_WITH_QR" in found
 
 
+async def test_the_lure_in_traditional_characters_matches_the_same_terms(settings: Settings) -> None:
+    # 關於發放2025年度工資補貼的通知: the same wave, written in Traditional characters.
+    msg = Message(
+        subject="關於發放2025年度工資補貼的通知",
+        html_text="各位同事：根據公司安排，本年度工資補貼現已開放申領，請於本週五前掃碼領取，逾期視為自動放棄。財務部",
+        qr_codes=[_qr()],
+    )
+    found = await _run(settings, msg)
+    assert set(found) >= {"LEXICON_SUBSIDY_FRAUD", "SUBSIDY_FRAUD_WITH_QR"}
+    assert "工资补贴" in found["LEXICON_SUBSIDY_FRAUD"].data["terms"] and "扫码" in found["SUBSIDY_FRAUD_WITH_QR"].evidence
+    simplified = await _run(settings, Message(subject=SUBSIDY_ZH, html_text=SUBSIDY_BODY, qr_codes=[_qr()]))
+    assert found["SUBSIDY_FRAUD_WITH_QR"].score == simplified["SUBSIDY_FRAUD_WITH_QR"].score
+
+
 async def test_english_credential_lure_with_link(settings: Settings) -> None:
     msg = Message(
         subject="Action required: your password expires today",

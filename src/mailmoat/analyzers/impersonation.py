@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.model import Address, Direction, Finding, Message, Symbol
+from mailmoat.parse.hanzi import simplified
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
 from mailmoat.urlcheck.links import abused_tld, free_hosting
@@ -204,6 +205,12 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", t)
 
 
+def _fold(text: str) -> str:
+    """`_norm`, and Traditional Chinese written in Simplified: what claims are matched on, so that
+    財務部 claims 财务部 (the display name itself is shown as it was written)."""
+    return simplified(_norm(text))
+
+
 def _latin_pattern(term: str) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])" + re.escape(term.lower()) + r"(?![a-z0-9])")
 
@@ -217,9 +224,9 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         super().__init__(env)
         s = env.settings
         self.catalog = DomainCatalog(list(s.server.domains), list(s.org.brands))
-        self.departments = [_norm(d) for d in s.org.departments if d.strip()]
-        self.executives = [_norm(e) for e in s.org.executives if e.strip()]
-        self.org_names = [_norm(n) for n in s.org.names if n.strip()]
+        self.departments = [_fold(d) for d in s.org.departments if d.strip()]
+        self.executives = [_fold(e) for e in s.org.executives if e.strip()]
+        self.org_names = [_fold(n) for n in s.org.names if n.strip()]
         self._dept_latin = [(d, _latin_pattern(d)) for d in self.departments if not _CJK.search(d)]
         self._dept_cjk = sorted((d for d in self.departments if _CJK.search(d)), key=len, reverse=True)
         brand_names: list[tuple[str, re.Pattern[str] | None, str]] = []
@@ -230,7 +237,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 if n.lower() in GENERIC_LABELS or n.lower() in ("target", "chase", "ledger", "steam", "wise"):
                     continue
                 pat = None if _CJK.search(n) else _latin_pattern(n)
-                brand_names.append((n, pat, b.name))
+                brand_names.append((_fold(n), pat, b.name))
         self._brand_names = brand_names
         self.history = History(env.store) if env.store is not None else None
 
@@ -238,7 +245,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
 
     def department_claim(self, display: str) -> tuple[str, bool] | None:
         """(department, strong) when a display name claims a department; strong = it is little else."""
-        name = _norm(display)
+        name = _fold(display)
         low = name.lower()
         for term in self._dept_cjk:
             if term in name:
@@ -263,7 +270,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         return None
 
     def executive_claim(self, display: str) -> str | None:
-        name = _norm(display).lower()
+        name = _fold(display).lower()
         for ex in self.executives:
             e = ex.lower()
             if _CJK.search(e):
@@ -277,7 +284,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
 
     def brand_claim(self, display: str) -> tuple[str, str] | None:
         """(name shown, brand) when a display name names a well-known brand."""
-        name = _norm(display)
+        name = _fold(display)
         low = name.lower()
         for n, pat, brand in self._brand_names:
             if (pat is None and n in name) or (pat is not None and pat.search(low)):

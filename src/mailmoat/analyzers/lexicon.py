@@ -20,6 +20,7 @@ import yaml
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
 from mailmoat.classify.tokens import HIDDEN
 from mailmoat.model import Finding, Message, Symbol
+from mailmoat.parse.hanzi import simplified
 from mailmoat.parse.qr import leads_somewhere
 from mailmoat.urlcheck import domains as dom
 
@@ -141,7 +142,7 @@ def normalise(text: str) -> str:
     text = text[:MAX_TEXT]
     if text.isascii():  # NFKC, zero-width characters and CJK gaps change nothing in ASCII
         return text.lower()
-    text = unicodedata.normalize("NFKC", text)
+    text = simplified(unicodedata.normalize("NFKC", text))
     text = HIDDEN.sub("", text).lower()
     return _CJK_GAP.sub("", text)
 

@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Collection
 
 from mailmoat.model import Message
+from mailmoat.parse.hanzi import simplified
 
 # How much text is worth reading: the first part of a body carries the signal, and a cap keeps
 # a hostile 20 MB text part from costing seconds.
@@ -116,7 +117,7 @@ def text_tokens(text: str, prefix: str = "", bigrams: bool = True) -> set[str]:
     out: set[str] = set()
     text = unicodedata.normalize("NFKC", text[:MAX_TEXT])
     if not text.isascii():
-        text = HIDDEN.sub("", text)
+        text = simplified(HIDDEN.sub("", text))
     _shape_tokens(_URL_RE.sub(" ", text), prefix, out)
     text = text.lower()
 
