@@ -206,6 +206,10 @@ def test_function_helpers_directly() -> None:
     # A Chinese character or full-width sign weighs three letters; CEL's size() counts UTF-8 bytes.
     assert fn.text_size("scan me") == 7 and fn.text_size("扫码领取，") == 15 and fn.text_size(None) == 0
     assert fn.text_size("é" * 10) == 10
+    # Case-insensitive, and for Chinese script-insensitive: 工資卡 is 工资卡 (either side may be Traditional).
+    assert fn.contains_any("請把工資卡變更為新的賬戶", ["工资卡"]) and fn.icontains("更换工资卡", "工資卡")
+    assert fn.count_any("GIFT card 禮品卡", ["gift card", "礼品卡", "购物卡"]) == 2
+    assert not fn.contains_any("工资单", ["工资卡"])
 
 
 # -- library: built-in + site, reload, disabled, duplicates -------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mailmoat.model import Message
+from mailmoat.parse.hanzi import simplified
 
 
 def words(text: str) -> list[str]:
@@ -39,24 +40,32 @@ def matches(text: Any, pattern: str) -> bool:
     return isinstance(text, str) and _regex(pattern).search(text) is not None
 
 
+@functools.lru_cache(maxsize=64)
+def _fold(text: str) -> str:
+    """Lower case, and Traditional Chinese as Simplified: "case-insensitive" for Chinese means
+    工資 finds 工资. Cached, because several rules search the same subject and body."""
+    return simplified(text).lower()
+
+
 def icontains(text: Any, needle: str) -> bool:
-    return isinstance(text, str) and needle.lower() in text.lower()
+    """Case-insensitive (and Traditional or Simplified Chinese alike) substring."""
+    return isinstance(text, str) and _fold(needle) in _fold(text)
 
 
 def contains_any(text: Any, needles: list[str]) -> bool:
-    """Case-insensitive: does the text contain any of the strings?"""
+    """Case-insensitive (and Traditional or Simplified Chinese alike): does the text contain any of the strings?"""
     if not isinstance(text, str):
         return False
-    low = text.lower()
-    return any(n.lower() in low for n in needles)
+    low = _fold(text)
+    return any(_fold(n) in low for n in needles)
 
 
 def count_any(text: Any, needles: list[str]) -> int:
-    """Case-insensitive: how many of the strings occur in the text."""
+    """Case-insensitive (and Traditional or Simplified Chinese alike): how many of the strings occur in the text."""
     if not isinstance(text, str):
         return 0
-    low = text.lower()
-    return sum(1 for n in needles if n.lower() in low)
+    low = _fold(text)
+    return sum(1 for n in needles if _fold(n) in low)
 
 
 # A Chinese, Japanese or Korean character (or a full-width sign) says about what three Latin
