@@ -28,6 +28,8 @@ def _eicar_locations(msg: g.Message, settings: Settings) -> list[str]:
         ("The password: 1234", ["1234"]),
         ("附件密码：1234，请查收", ["1234"]),
         ("解压口令 8899", ["8899"]),
+        ("附件密碼：5566，請查收", ["5566"]),  # Traditional characters
+        ("解壓碼為 HX2026", ["HX2026"]),
         ("pwd=Inv2024!", ["Inv2024"]),
         ("Password is \"Q3-report\". Thanks", ["Q3-report"]),
         ("Nothing to see here", []),
