@@ -85,6 +85,16 @@ async def test_spaced_out_chinese_still_matches(settings: Settings) -> None:
     msg = Message(subject="工 资 补 贴 领 取", text="请 扫 码", qr_codes=[_qr()])
     found = await _run(settings, msg)
     assert "SUBSIDY_FRAUD_WITH_QR" in found
+    # Signs that Chinese never puts inside a word: 工.资.补.贴, 扫*码, 申-领.
+    msg = Message(subject="工.资.补.贴 申-领", text="请 扫*码 领／取", qr_codes=[_qr()])
+    assert "SUBSIDY_FRAUD_WITH_QR" in await _run(settings, msg)
+
+
+def test_chinese_punctuation_still_ends_a_word() -> None:
+    from mailmoat.analyzers.lexicon import normalise
+
+    assert normalise("工资、补贴") == "工资、补贴" and normalise("工资，补贴。") == "工资,补贴。"
+    assert normalise("工.资.补.贴") == normalise("工 资 补 贴") == "工资补贴"
 
 
 async def test_the_lure_in_traditional_characters_matches_the_same_terms(settings: Settings) -> None:

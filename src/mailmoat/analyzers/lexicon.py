@@ -121,8 +121,10 @@ class LexiconSet:
 
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-# "工 资 补 贴" and "工资\n补贴" are written to dodge filters; a reader sees the words.
-_CJK_GAP = re.compile(f"(?<=[{_CJK}])[\\s\u3000]+(?=[{_CJK}])")
+# "工 资 补 贴", "工资\n补贴" and "工.资.补.贴", "工*资*补*贴" are written to dodge filters; a
+# reader sees the words. Only spaces and signs that Chinese text never puts between two
+# characters count: its own punctuation (，。、：) ends a word, and is kept.
+_CJK_GAP = re.compile(f"(?<=[{_CJK}])(?:[\\s\u3000]+|[.*_/\\\\|~+#^=•·・-][\\s\u3000]*)(?=[{_CJK}])")
 _SPACES = re.compile(r"\s+")
 _ASCII_RUN = re.compile(r"[a-z0-9]+")  # normalised text is lower-case
 
