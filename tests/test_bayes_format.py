@@ -94,8 +94,9 @@ def test_round_trip_gives_the_same_probabilities_and_clues(tmp_path: Path) -> No
     assert path.stat().st_mode & 0o777 == 0o644
 
 
-def test_learning_after_load_matches_a_model_that_never_left_memory(tmp_path: Path) -> None:
-    """Learn, unlearn and prune on a loaded model (arrays) and on one kept in memory (dict): same answers."""
+@pytest.mark.parametrize("shared", [False, True], ids=["read", "mapped"])
+def test_learning_after_load_matches_a_model_that_never_left_memory(tmp_path: Path, shared: bool) -> None:
+    """Learn, unlearn and prune on a loaded model (arrays, or a mapped file) and on one kept in memory (dict): same answers."""
     path = tmp_path / "bayes.model"
     twins = []
     for _ in range(2):
@@ -103,7 +104,8 @@ def test_learning_after_load_matches_a_model_that_never_left_memory(tmp_path: Pa
         model.learn_tokens({"solo", "meeting"}, "ham")  # "solo": in this one message only
         twins.append(model)
     twins[0].save(path)
-    loaded, reference = BayesModel.load(path), twins[1]  # the reference was never compacted
+    loaded, reference = BayesModel.load(path, shared=shared), twins[1]  # the reference was never compacted
+    saved = path.read_bytes()
     rng = random.Random(3)
     msgs = [message_tokens(synthetic_message(rng, spam=i % 2 == 1, chinese=i % 4 == 0)) for i in range(10)]
     msgs.append({"brand-new-token", "another-new-one", "meeting"})  # new tokens and a known one
@@ -118,6 +120,7 @@ def test_learning_after_load_matches_a_model_that_never_left_memory(tmp_path: Pa
     assert len(loaded) == len(reference)
     for toks in _samples(7) + msgs:
         _same(loaded.classify_tokens(toks), reference.classify_tokens(toks))
+    assert path.read_bytes() == saved  # a mapped model learns into its own pages, never the file
     # Prune drops the same tokens from both.
     assert loaded.prune(3) == reference.prune(3) > 0
     assert len(loaded) == len(reference)
@@ -163,6 +166,33 @@ def test_legacy_json_model_reads_as_before_and_is_rewritten_compact(tmp_path: Pa
     again = BayesModel.load(path)
     for toks, *_ in V2_BEFORE:
         _same(again.classify_tokens(toks), model.classify_tokens(toks))
+
+
+def test_a_mapped_model_reads_as_a_read_one_and_outlives_a_retrain(tmp_path: Path) -> None:
+    path = tmp_path / "bayes.model"
+    model = _trained()
+    model.save(path)
+    mapped, read = BayesModel.load(path, shared=True), BayesModel.load(path)
+    assert isinstance(mapped._keys, memoryview) and len(mapped) == len(read)
+    for toks in _samples(9, 20):
+        _same(mapped.classify_tokens(toks), read.classify_tokens(toks))
+    # A retrain replaces the file (rename): the mapped model keeps reading the old one.
+    other = _trained(seed=2, n=20)
+    other.save(path)
+    for toks in _samples(9, 5):
+        _same(mapped.classify_tokens(toks), read.classify_tokens(toks))
+    # A damaged file is refused mapped as it is read.
+    good = path.read_bytes()
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(ModelError, match="checksum"):
+        BayesModel.load(path, shared=True)
+    path.write_bytes(good[:-3])
+    with pytest.raises(ModelError, match="truncated"):
+        BayesModel.load(path, shared=True)
+    # An empty model maps to nothing and still reads.
+    empty = tmp_path / "empty.model"
+    BayesModel().save(empty)
+    assert len(BayesModel.load(empty, shared=True)) == 0
 
 
 def _damaged(path: Path, data: bytes) -> str:

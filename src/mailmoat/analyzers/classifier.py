@@ -98,7 +98,8 @@ class ClassifierAnalyzer(BaseAnalyzer):
         if self.classifier is not None and stamp == self._loaded:
             return
         try:
-            clf = Classifier.open(self.path)
+            # Mapped, not read: every worker process of the machine shares one copy of the model.
+            clf = Classifier.open(self.path, shared=True)
         except (OSError, ModelError) as exc:
             log.error("classifier model %s not loaded: %s", source, exc)
             return  # keep the previous model, if any

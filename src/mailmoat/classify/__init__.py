@@ -127,13 +127,13 @@ class Classifier:
         return cls(model_path(settings))
 
     @classmethod
-    def open(cls, path: Path) -> Classifier:
+    def open(cls, path: Path, shared: bool = False) -> Classifier:
         """The model saved at `path` (see `model_source`), or an empty one when there is none yet.
 
         ModelError if the file is damaged. It is saved to `path` whichever file it was read from.
         """
         source = model_source(path)
-        model = BayesModel.load(source) if source is not None else BayesModel()
+        model = BayesModel.load(source, shared=shared) if source is not None else BayesModel()
         return cls(path, model)
 
     @property

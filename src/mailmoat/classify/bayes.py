@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import math
+import mmap
 import os
 import re
 import sys
@@ -36,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 from mailmoat.classify.tokens import script_of
 
@@ -91,7 +92,20 @@ def token_hash(tok: str) -> int:
     return int.from_bytes(hashlib.blake2b(tok.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
-def _bucket_starts(keys: array[int]) -> array[int]:
+# The arrays: owned by the model, or read-only views of a mapped file (load(shared=True)).
+_Ints: TypeAlias = "array[int] | memoryview"
+
+
+def _owned(a: _Ints, code: str) -> array[int]:
+    """`a` as an array of the model's own (a copy of a mapped view)."""
+    if isinstance(a, array):
+        return a
+    out = array(code)
+    out.frombytes(a.cast("B"))
+    return out
+
+
+def _bucket_starts(keys: _Ints) -> array[int]:
     """Where the keys with each value of the top _BUCKET_BITS start in `keys`, and their end."""
     return array(_KEY, [bisect_left(keys, b << _SHIFT) for b in range(1 << _BUCKET_BITS)] + [len(keys)])
 
@@ -170,15 +184,15 @@ class BayesModel:
 
     def __init__(self) -> None:
         self.n = [0] * NCELLS
-        self._keys = array(_KEY)  # sorted token hashes
-        self._rows = array(_COUNT)  # NCELLS counts per hash: row i at [i * NCELLS, (i + 1) * NCELLS)
+        self._keys: _Ints = array(_KEY)  # sorted token hashes
+        self._rows: _Ints = array(_COUNT)  # NCELLS counts per hash: row i at [i * NCELLS, (i + 1) * NCELLS)
         self._starts = array(_KEY)  # _bucket_starts(_keys), when there are keys
         self._new: dict[str, list[int]] = {}  # tokens whose hash is not in _keys
         # Rows unlearnt down to all zeros: read as unknown tokens, dropped at the next compaction.
         self._empty: set[int] = set()
         self._lock = threading.Lock()
 
-    def _set_arrays(self, keys: array[int], rows: array[int]) -> None:
+    def _set_arrays(self, keys: _Ints, rows: _Ints) -> None:
         self._keys, self._rows = keys, rows
         self._starts = _bucket_starts(keys) if keys else array(_KEY)
 
@@ -376,7 +390,7 @@ class BayesModel:
             # Two tokens with one hash share their counts (see token_hash).
             added[h] = c if prev is None else [a + b for a, b in zip(prev, c, strict=True)]
         hashes = sorted(added)  # plain ints sort much faster than (hash, row) pairs
-        keys, rows, w = self._keys, self._rows, NCELLS
+        keys, rows, w = _owned(self._keys, _KEY), _owned(self._rows, _COUNT), NCELLS
         if not keys:
             out_k = array(_KEY, hashes)
             out_r = array(_COUNT, chain.from_iterable(map(added.__getitem__, hashes)))
@@ -484,14 +498,15 @@ class BayesModel:
             raise
 
     def _write(self, fh: IO[bytes]) -> None:
-        arrays = [self._keys, self._rows]
+        arrays: list[_Ints] = [self._keys, self._rows]
         if sys.byteorder != "little":
-            arrays = [array(a.typecode, a) for a in arrays]
-            for a in arrays:
-                a.byteswap()
+            swapped = [array(own.typecode, own) for own in (_owned(self._keys, _KEY), _owned(self._rows, _COUNT))]
+            for sw in swapped:
+                sw.byteswap()
+            arrays = list(swapped)
         digest = hashlib.blake2b(digest_size=16)
-        for a in arrays:
-            digest.update(memoryview(a).cast("B"))
+        for data in arrays:
+            digest.update(memoryview(data).cast("B"))
         header = {
             "format": FORMAT,  # first: it is what load() recognises (_MAGIC)
             "labels": LABELS,
@@ -505,16 +520,21 @@ class BayesModel:
             "checksum": digest.hexdigest(),
         }
         fh.write(json.dumps(header, separators=(",", ":")).encode("ascii") + b"\n")
-        for a in arrays:
-            a.tofile(fh)
+        for data in arrays:
+            fh.write(memoryview(data).cast("B"))
 
     @classmethod
-    def load(cls, path: Path) -> BayesModel:
-        """A model written by `save`, or a mailmoat-bayes/1 or /2 JSON one (the next save rewrites it)."""
+    def load(cls, path: Path, shared: bool = False) -> BayesModel:
+        """A model written by `save`, or a mailmoat-bayes/1 or /2 JSON one (the next save rewrites it).
+
+        `shared`: map the file instead of reading it, so every process that loads the same file
+        shares one copy in the page cache (the gateway's workers). Learning still works (a
+        written page becomes the process's own) and saving writes a new file, as always.
+        """
         try:
             with path.open("rb") as fh:
                 if fh.read(len(_MAGIC)) == _MAGIC:
-                    return cls._read(fh, path)
+                    return cls._read(fh, path, shared)
                 fh.seek(0)
                 d = json.loads(fh.read().decode("utf-8"))
         except (FileNotFoundError, ModelError):
@@ -571,7 +591,7 @@ class BayesModel:
         return dict(head)
 
     @classmethod
-    def _read(cls, fh: io.BufferedIOBase, path: Path) -> BayesModel:
+    def _read(cls, fh: io.BufferedIOBase, path: Path, shared: bool = False) -> BayesModel:
         """The rest of a saved model, after its first bytes (_MAGIC) have been read."""
         head = cls._header(fh, path)
         ntok, n = head["tokens"], head["n"]
@@ -580,9 +600,22 @@ class BayesModel:
         if have != need:
             what = "truncated" if have < need else "trailing bytes"
             raise ModelError(f"{path}: damaged model ({what}): {ntok} tokens need {need} bytes after the header, found {have}")
+        m = cls()
+        m.n = n
+        digest = hashlib.blake2b(digest_size=16)
+        if shared and need and sys.byteorder == "little":
+            # Copy-on-write: a page is the process's own only once it is written (a verdict
+            # learnt into this model); until then every process shares the page cache's copy.
+            # The map outlives the file's replacement by a retrain (rename keeps the old inode).
+            body = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY))[fh.tell() :]
+            digest.update(body)
+            if digest.hexdigest() != head.get("checksum"):
+                raise ModelError(f"{path}: damaged model: its checksum does not match its contents")
+            split = ntok * array(_KEY).itemsize
+            m._set_arrays(body[:split].cast("Q"), body[split:].cast("I"))  # _KEY, _COUNT
+            return m
         # Sized first and read into place: fromfile() would hold a second copy while it reads.
         keys, rows = array(_KEY, [0]) * ntok, array(_COUNT, [0]) * (ntok * NCELLS)
-        digest = hashlib.blake2b(digest_size=16)
         for a in (keys, rows):
             view = memoryview(a).cast("B")
             if fh.readinto(view) != len(view):
@@ -593,7 +626,5 @@ class BayesModel:
         if sys.byteorder != "little":
             keys.byteswap()
             rows.byteswap()
-        m = cls()
-        m.n = n
         m._set_arrays(keys, rows)
         return m
