@@ -111,6 +111,24 @@ async def test_the_lure_in_traditional_characters_matches_the_same_terms(setting
     assert found["SUBSIDY_FRAUD_WITH_QR"].score == simplified["SUBSIDY_FRAUD_WITH_QR"].score
 
 
+async def test_extortion_with_a_wallet_to_pay(settings: Settings) -> None:
+    text = (
+        "I installed malware on your device while you were watching adult websites and recorded you "
+        "through your webcam. Pay 1200 USD in bitcoin to the address below or the video goes to all "
+        "your contacts. You have 48 hours.\n\nBTC address: 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa\n"
+    )
+    found = await _run(settings, Message(subject="Your device has been hacked", text=text))
+    assert {"LEXICON_EXTORTION", "EXTORTION_WITH_WALLET"} <= set(found)
+    assert "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa" in found["EXTORTION_WITH_WALLET"].evidence
+    assert found["LEXICON_EXTORTION"].score + found["EXTORTION_WITH_WALLET"].score >= 10  # held
+    # The same wording with an address whose checksum fails stays the weak lexicon sign alone.
+    found = await _run(settings, Message(subject="Your device has been hacked", text=text.replace("DivfNa", "DivfNb")))
+    assert "LEXICON_EXTORTION" in found and "EXTORTION_WITH_WALLET" not in found
+    # A donation page that names a wallet is no extortion.
+    donate = Message(subject="Support our project", text="Donations welcome: 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa. Thank you!")
+    assert not await _run(settings, donate)
+
+
 async def test_english_credential_lure_with_link(settings: Settings) -> None:
     msg = Message(
         subject="Action required: your password expires today",

@@ -22,6 +22,7 @@ from mailmoat.classify.tokens import HIDDEN
 from mailmoat.model import Finding, Message, Symbol
 from mailmoat.parse.hanzi import simplified
 from mailmoat.parse.qr import leads_somewhere
+from mailmoat.parse.wallets import wallet_address
 from mailmoat.urlcheck import domains as dom
 
 # Lure wording alone is a weak sign of content, capped together with the content heuristics
@@ -33,7 +34,7 @@ MAX_TEXT = 200_000
 # Where a clickable link can come from (images' src and CSS are not links; QR payloads have
 # their own combinations).
 LINK_SOURCES = {"text", "href", "form", "meta", "pdf", "attachment", ""}
-NEEDS = {"qr", "link", "phone"}
+NEEDS = {"qr", "link", "phone", "wallet"}
 
 
 class LexiconError(ValueError):
@@ -53,7 +54,7 @@ class Lexicon:
 class Combo:
     symbol: str
     lexicon: str
-    needs: str  # "qr", "link" or "phone" (a number to call and no link out)
+    needs: str  # "qr", "link", "phone" (a number to call and no link out) or "wallet" (a crypto address to pay)
     score: float
     description: str
 
@@ -363,6 +364,9 @@ class LexiconAnalyzer(BaseAnalyzer):
             elif combo.needs == "phone" and not link and (phone := phone_number(f"{msg.subject}\n{msg.text or msg.html_text}")):
                 # Callback phishing gives a number to call instead of a link: URL checks see nothing.
                 what = f"a number to call ({phone}) and no link"
+            elif combo.needs == "wallet" and (wallet := wallet_address(f"{msg.subject}\n{msg.text or msg.html_text}")):
+                # Extortion needs no link either: it names the address to pay.
+                what = f"a cryptocurrency address to pay ({wallet})"
             else:
                 continue
             findings.append(
