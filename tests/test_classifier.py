@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -187,6 +188,26 @@ async def test_analyzer_with_and_without_model(settings: Settings) -> None:
     ctx.message = synthetic_message(rng, spam=False, chinese=False)
     (finding,) = await analyzer.analyze(ctx)
     assert finding.symbol == "BAYES_HAM" and finding.score < 0
+
+
+def test_a_damaged_model_is_reported_once_until_the_file_changes(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    path = model_path(settings)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a model at all")
+    with caplog.at_level(logging.ERROR, logger="mailmoat"):
+        analyzer = ClassifierAnalyzer(AnalyzerEnv(settings=settings))
+        analyzer._checked = 0.0
+        analyzer._maybe_reload()  # the next check: the same file, not read or reported again
+    assert analyzer.classifier is None
+    assert sum("not loaded" in r.getMessage() for r in caplog.records) == 1
+    # A retrained file is read at the next check.
+    _trained(path)
+    os.utime(path, (1e9, 1e9))  # a different time whatever the clock's resolution
+    analyzer._checked = 0.0
+    analyzer._maybe_reload()
+    assert analyzer.classifier is not None and analyzer.classifier.trained
 
 
 def test_model_setting_overrides_location(settings: Settings, tmp_path: Path) -> None:

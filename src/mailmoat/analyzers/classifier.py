@@ -74,6 +74,7 @@ class ClassifierAnalyzer(BaseAnalyzer):
         self.path = model_path(env.settings)
         self.classifier: Classifier | None = None
         self._loaded: tuple[Path, float] | None = None  # (file read, its mtime)
+        self._failed: tuple[Path, float] | None = None  # the file that could not be read, until it changes
         self._checked = 0.0
         self._load()
         if self.classifier is None and env.settings.classifier.enabled and not ClassifierAnalyzer._noted:
@@ -95,13 +96,15 @@ class ClassifierAnalyzer(BaseAnalyzer):
         if stamp is None:
             self.classifier = None
             return
-        if self.classifier is not None and stamp == self._loaded:
+        if (self.classifier is not None and stamp == self._loaded) or stamp == self._failed:
             return
         try:
             # Mapped, not read: every worker process of the machine shares one copy of the model.
             clf = Classifier.open(self.path, shared=True)
         except (OSError, ModelError) as exc:
+            # Said once per file: the next check (30 s on) tries again only when the file changed.
             log.error("classifier model %s not loaded: %s", source, exc)
+            self._failed = stamp
             return  # keep the previous model, if any
         self.classifier = clf if clf.trained else None
         self._loaded = stamp
