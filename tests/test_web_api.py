@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -469,6 +470,18 @@ def test_metrics_from_this_process_and_the_store(env: WebEnv) -> None:
     assert "mailmoat_scan_seconds_bucket" in text and "mailmoat_delivery_seconds" in text
     assert 'mailmoat_messages_last_24h{action="deliver",direction="inbound"} 2.0' in text
     assert "mailmoat_classifier_trained 0.0" in text  # a fresh install: worth an alert
+
+
+def test_metrics_when_the_store_does_not_answer(tmp_path: Path) -> None:
+    class DeadStore:
+        def session(self) -> Any:
+            raise OSError("connection refused")
+
+    settings = Settings(data_dir=str(tmp_path / "var"))
+    names = {m.name for m in metrics.StoreCollector(DeadStore(), settings).collect()}
+    # The store's gauges are missing and say so; the classifier's, read from its file, are there.
+    assert "mailmoat_store_up" in names and "mailmoat_queue_depth" not in names
+    assert {"mailmoat_classifier_trained", "mailmoat_classifier_messages"} <= names
 
 
 def test_metrics_from_worker_processes_are_added_up(env: WebEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -126,6 +126,9 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         from sqlalchemy import func, select
 
+        # From the model file, not the store: answered even when the database is down.
+        yield from _classifier_metrics(self.settings)
+
         from mailmoat.store.models import DeliveryRow, MessageRow
         from mailmoat.store.recall_models import RecallCopyRow
 
@@ -164,7 +167,6 @@ class StoreCollector:
         yield spool
         yield recall
         yield recent
-        yield from _classifier_metrics(self.settings)
 
 
 def _classifier_metrics(settings: Any) -> Iterator[Metric]:
