@@ -40,32 +40,37 @@ def matches(text: Any, pattern: str) -> bool:
     return isinstance(text, str) and _regex(pattern).search(text) is not None
 
 
-@functools.lru_cache(maxsize=64)
 def _fold(text: str) -> str:
-    """Lower case, and Traditional Chinese as Simplified: "case-insensitive" for Chinese means
-    工資 finds 工资. Cached, because several rules search the same subject and body."""
+    """Lower case, and Traditional Chinese as Simplified: "case-insensitive" for Chinese means 工資 finds 工资."""
     return simplified(text).lower()
+
+
+# Several rules search the same subject and body, so the last few folded texts are kept; only a
+# few, since a body may be megabytes (one held twice, as key and as value). The rules' own
+# strings are short and many.
+_fold_text = functools.lru_cache(maxsize=4)(_fold)
+_fold_needle = functools.lru_cache(maxsize=4096)(_fold)
 
 
 def icontains(text: Any, needle: str) -> bool:
     """Case-insensitive (and Traditional or Simplified Chinese alike) substring."""
-    return isinstance(text, str) and _fold(needle) in _fold(text)
+    return isinstance(text, str) and _fold_needle(needle) in _fold_text(text)
 
 
 def contains_any(text: Any, needles: list[str]) -> bool:
     """Case-insensitive (and Traditional or Simplified Chinese alike): does the text contain any of the strings?"""
     if not isinstance(text, str):
         return False
-    low = _fold(text)
-    return any(_fold(n) in low for n in needles)
+    low = _fold_text(text)
+    return any(_fold_needle(n) in low for n in needles)
 
 
 def count_any(text: Any, needles: list[str]) -> int:
     """Case-insensitive (and Traditional or Simplified Chinese alike): how many of the strings occur in the text."""
     if not isinstance(text, str):
         return 0
-    low = _fold(text)
-    return sum(1 for n in needles if _fold(n) in low)
+    low = _fold_text(text)
+    return sum(1 for n in needles if _fold_needle(n) in low)
 
 
 # A Chinese, Japanese or Korean character (or a full-width sign) says about what three Latin
