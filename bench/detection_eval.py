@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         settings.data_dir = data_dir
         t0 = time.monotonic()
-        clf = Classifier(model_path(settings), BayesModel())
+        clf = Classifier(model_path(settings), BayesModel(), fresh=True)
         label_of = dict(train)
         failed = 0
         with ProcessPoolExecutor(args.jobs, initializer=_init_train) as pool:
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                 if tokens is None:
                     failed += 1
                     continue
-                clf.learn_tokens(set(tokens), label_of[path])
+                clf.learn_tokens(set(tokens), label_of[path], name=path)
         clf.save()
         print(
             f"trained on {clf.model.nham} ham + {clf.model.nspam} spam/phish ({failed} unreadable), "

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from mailmoat.classify import model_path, near_copy_path
+from mailmoat.classify.nearcopy import NearCopies
 from mailmoat.config import Settings
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector
 from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.db import Store
+from mailmoat.store.models import MessageRow
 from mailmoat.store.recall_models import RecallCopyRow
 from mailmoat.tasks.app import submit, submit_recall, uses_queue
 from mailmoat.tasks.claims import WORKING
 from mailmoat.tasks.jobs import JobContext, PacedBackend
+from tests.support.mailgen import synthetic_eml
 from tests.support.recallkit import find_copy, record
 
 MAIL = "01TASK0000000000000000000A"
@@ -38,10 +43,17 @@ async def test_recall_job_runs_in_process_in_batches(settings: Settings) -> None
     store = Store(settings.db_url)
     users = _rcpts(12)
     tids = record(store, settings.mail_dir, MAIL, users)  # type: ignore[arg-type]
+    retained = settings.data_path / "retained.eml"
+    retained.write_bytes(synthetic_eml(random.Random(4), spam=True, chinese=True))
+    with store.session() as s:
+        s.execute(update(MessageRow).where(MessageRow.id == MAIL).values(raw_path=str(retained)))
+        s.commit()
     engine = RecallEngine(settings, store)
     job = engine.plan(Selector(mail_id=MAIL, since="0"), "admin")
     out = await submit_recall(settings, job, "admin", store=store)
     assert out["queued"] is False and out["batches"] == 3 and out["copies"] == 12
+    # The closed job taught the near-copy memory its message (tasks.jobs.finish_if_complete).
+    assert set(NearCopies.load(near_copy_path(model_path(settings))).entries) == {MAIL}
     st = engine.status(job)
     assert st["state"] == "done" and st["counts"] == {"recalled": 12}
     assert all(c["verified"] for c in st["copies"])

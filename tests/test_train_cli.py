@@ -64,6 +64,7 @@ def test_status_before_and_after_training(tmp_path: Path) -> None:
     assert runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"]).exit_code == 0
     res = runner.invoke(app, ["train", "--status", "--data-dir", str(data)])
     assert res.exit_code == 0 and "learnt 5 ham, 4 spam and 0 phishing" in res.output, res.output
+    assert "near copies: " in res.output and "near copies: 0 " not in res.output
     (data / "models" / "bayes.model").write_bytes(b"\0" * 10)
     res = runner.invoke(app, ["train", "--status", "--data-dir", str(data)])
     assert res.exit_code == 0 and "cannot be read" in res.output

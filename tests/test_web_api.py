@@ -344,13 +344,15 @@ def test_statistics(env: WebEnv) -> None:
 def test_classifier_status_fresh_trained_and_damaged(env: WebEnv) -> None:
     import random
 
-    from mailmoat.classify import model_path
+    from mailmoat.classify import message_tokens, model_path
+    from mailmoat.classify.nearcopy import sketch
     from mailmoat.cli.train import train_dirs
+    from mailmoat.parse import parse
     from tests.support.mailgen import synthetic_eml
 
     fresh = env.client.get(f"{API}/classifier", headers=env.as_role("auditor")).json()
     assert fresh["enabled"] and not fresh["trained"] and fresh["messages"] is None and not fresh["error"]
-    assert fresh["path"].endswith("bayes.model") and fresh["learn_every_hours"] == 24
+    assert fresh["path"].endswith("bayes.model") and fresh["learn_every_hours"] == 24 and fresh["near_copies"] == 0
 
     rng = random.Random(9)
     for label, spam in (("ham", False), ("spam", True), ("phish", True)):
@@ -362,6 +364,11 @@ def test_classifier_status_fresh_trained_and_damaged(env: WebEnv) -> None:
     train_dirs(env.settings, [corpus / "ham"], [corpus / "spam"], [corpus / "phish"], qr=False)
     state = env.client.get(f"{API}/classifier", headers=env.as_role("auditor")).json()
     assert state["trained"] and state["messages"] == {"ham": 6, "spam": 6, "phish": 4}
+    # Every spam and phishing message long enough to compare is remembered for near-copy matching.
+    assert state["near_copies"] == sum(
+        sketch(message_tokens(parse((corpus / k / f).read_bytes()))) is not None
+        for k in ("spam", "phish") for f in os.listdir(corpus / k)
+    ) > 0
     assert state["tokens"] > 50 and abs(state["saved_at"] - time.time()) < 600 and state["format"] == "mailmoat-bayes/3"
     text = env.client.get("/metrics").text
     assert "mailmoat_classifier_trained 1.0" in text and 'mailmoat_classifier_messages{label="phish"} 4.0' in text

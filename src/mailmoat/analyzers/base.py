@@ -31,9 +31,19 @@ class AnalysisContext:
     deadline: float = field(default_factory=lambda: time.monotonic() + 10.0)
     # Findings of analyzers that ran in earlier stages (see BaseAnalyzer.stage).
     prior: list[Finding] = field(default_factory=list)
+    _tokens: tuple[Message, frozenset[str]] | None = field(default=None, init=False, repr=False)
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
+
+    def classifier_tokens(self) -> frozenset[str]:
+        """The message's classifier tokens, made once for every analyzer that reads them."""
+        # Kept with the message they came from: a context's message may be replaced.
+        if self._tokens is None or self._tokens[0] is not self.message:
+            from mailmoat.classify.tokens import message_tokens
+
+            self._tokens = (self.message, frozenset(message_tokens(self.message)))
+        return self._tokens[1]
 
 
 class BaseAnalyzer:

@@ -120,7 +120,7 @@ class ClassifierAnalyzer(BaseAnalyzer):
         clf = self.classifier
         if clf is None:
             return []
-        result = clf.classify(ctx.message)
+        result = clf.model.classify_tokens(ctx.classifier_tokens())
         p = result.prob
         cfg = ctx.settings.classifier
         spam_from = min(max(cfg.spam_from, 0.5), 0.999)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from mailmoat.classify.bayes import LABELS, BayesModel, Classification, ModelError, as_label
+from mailmoat.classify import nearcopy
+from mailmoat.classify.bayes import HAM, LABELS, BayesModel, Classification, ModelError, as_label
 from mailmoat.classify.tokens import message_tokens
 from mailmoat.config import Settings
 from mailmoat.model import Message
@@ -24,6 +26,7 @@ __all__ = [
     "model_path",
     "model_source",
     "model_status",
+    "near_copy_path",
     "upgrade_model",
 ]
 
@@ -38,6 +41,11 @@ def model_path(settings: Settings) -> Path:
     if settings.classifier.model:
         return Path(settings.classifier.model)
     return settings.models_dir / MODEL_NAME
+
+
+def near_copy_path(model: Path) -> Path:
+    """Where the near copies of condemned mail are kept: beside the model file."""
+    return model.with_name(nearcopy.FILE_NAME)
 
 
 def model_source(path: Path) -> Path | None:
@@ -88,7 +96,16 @@ def model_status(settings: Settings) -> dict[str, Any]:
         "error": "",
         "learn_every_hours": cfg.learn_every_hours,
         "learn_delivered_after_days": cfg.learn_delivered_after_days,
+        # Messages remembered for near-copy matching (None: switched off or unreadable).
+        "near_copies": None,
     }
+    if cfg.near_copies:
+        try:
+            out["near_copies"] = nearcopy.NearCopies.count(near_copy_path(path))
+        except FileNotFoundError:
+            out["near_copies"] = 0
+        except (OSError, ModelError):
+            pass
     if source is None:
         return out
     try:
@@ -113,13 +130,21 @@ class Classifier:
     message was learnt as ("ham", "spam" or "phish"; True means "spam"), so learning the same
     message again is a no-op and a reversed verdict (recalled, then released) moves it from one
     class to the other instead of counting it twice.
+
+    Every message learnt as spam or phishing is also remembered as a sketch for near-copy matching
+    (`mailmoat.classify.nearcopy`, kept in `near_copies.json` beside the model); one learnt as ham
+    forgets the sketches it resembles.
     """
 
-    def __init__(self, path: Path, model: BayesModel | None = None) -> None:
+    def __init__(self, path: Path, model: BayesModel | None = None, fresh: bool = False) -> None:
         self.path = path
         self.model = model if model is not None else BayesModel()
         self._learned: dict[str, str] = {}
         self._lock = threading.Lock()
+        # Near-copy changes since the last save, applied to the file then (nearcopy.apply). fresh:
+        # a retrain from files starts a new memory too, as it starts a new model.
+        self._near_changes: list[nearcopy.Change] = []
+        self._near_fresh = fresh
         self._load_learned()
 
     @classmethod
@@ -163,8 +188,13 @@ class Classifier:
         """Learn one verdict (release = ham, recall = phish); returns False if already known as that."""
         return self.learn_tokens(message_tokens(message), label, key=key, save=save)
 
-    def learn_tokens(self, tokens: set[str], label: bool | str, key: str = "", save: bool = False) -> bool:
-        """As `learn`, from tokens already extracted (bulk training tokenises in worker processes)."""
+    def learn_tokens(
+        self, tokens: set[str], label: bool | str, key: str = "", save: bool = False, name: str = ""
+    ) -> bool:
+        """As `learn`, from tokens already extracted (bulk training tokenises in worker processes).
+
+        `name` names a message learnt without a key (a file) in near-copy evidence.
+        """
         label = as_label(label)
         with self._lock:
             if key:
@@ -175,12 +205,25 @@ class Classifier:
                     self.model.unlearn_tokens(tokens, before)
                 self._learned[key] = label
             self.model.learn_tokens(tokens, label)
+            self._remember(tokens, label, key, name)
         if save:
             self.save()
         return True
 
+    def _remember(self, tokens: set[str], label: str, key: str, name: str) -> None:
+        values = nearcopy.sketch(tokens)
+        if values is None:
+            return
+        # Ham (a release, or ham from files) forgets what it resembles; mail learnt from files has
+        # no key, so its file name names it, or else its sketch.
+        name = key or (name if label != HAM else "") or f"sketch:{values[0]:016x}"
+        self._near_changes.append(nearcopy.Change(name, label, values, time.time()))
+
     def save(self) -> None:
         self.model.save(self.path)
+        if self._near_changes or self._near_fresh:
+            nearcopy.apply(near_copy_path(self.path), self._near_changes, clear=self._near_fresh)
+            self._near_changes, self._near_fresh = [], False
         if self._learned:
             tmp = self._learned_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(self._learned, sort_keys=True), encoding="utf-8")

@@ -1,10 +1,16 @@
-"""Learning from administrators' verdicts in the store: releases as ham, recalls as phishing, and old untouched deliveries as ham."""
+"""Learning from administrators' verdicts in the store: releases as ham, recalls as phishing, and old untouched deliveries as ham.
+
+The statistical model learns them on a schedule (`train_from_store`); the near-copy memory takes a
+recall or a release at once (`remember_stored`, `remember_verdicts`).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from mailmoat.blobstore import read_blob
 from mailmoat.config import Settings
@@ -99,3 +105,53 @@ def train_from_store(
     counts["model_ham"] = clf.model.nham
     counts["model_spam"] = clf.model.nspam
     return counts
+
+
+def remember_verdicts(settings: Settings, verdicts: Iterable[tuple[str, bytes, str]]) -> int:
+    """Put administrators' verdicts (message id, raw message, label) into the near-copy memory now.
+
+    A recall is then enough to hold the rest of its campaign from the next message on, and a release
+    stops holding its look-alikes; the statistical model learns the same verdicts at its next
+    scheduled run (`classifier.learn_every_hours`). Returns how many were applied; never raises,
+    because it runs after the recall or release has already been done.
+    """
+    from mailmoat.classify import model_path, near_copy_path, nearcopy
+    from mailmoat.classify.tokens import message_tokens
+    from mailmoat.parse import parse
+
+    cfg = settings.classifier
+    if not (cfg.enabled and cfg.near_copies):
+        return 0
+    changes: list[nearcopy.Change] = []
+    try:
+        for mid, raw, label in verdicts:
+            values = nearcopy.sketch(message_tokens(parse(raw, qr=settings.qr)))
+            if values is not None:
+                changes.append(nearcopy.Change(mid, label, values, time.time()))
+        if changes:
+            nearcopy.apply(near_copy_path(model_path(settings)), changes)
+    except Exception:  # the verdict itself stands; the scheduled learning catches up
+        log.exception("near copies: cannot remember %d verdicts", len(changes))
+        return 0
+    return len(changes)
+
+
+def remember_stored(settings: Settings, store: Any, message_ids: Iterable[str], label: str) -> int:
+    """`remember_verdicts` for messages of the store, read from their retained raw copies (those
+    no longer retained are left out)."""
+    from sqlalchemy import select
+
+    from mailmoat.store.models import MessageRow
+
+    ids = sorted(set(message_ids))
+    if not ids or not (settings.classifier.enabled and settings.classifier.near_copies):
+        return 0
+    try:
+        with store.session() as s:
+            refs = {r.id: r.raw_path for r in s.scalars(select(MessageRow).where(MessageRow.id.in_(ids)))}
+        engine = getattr(store, "engine", None)
+        raws = [(mid, read_blob(refs.get(mid, ""), engine)) for mid in ids]
+    except Exception:
+        log.exception("near copies: cannot read %d messages from the store", len(ids))
+        return 0
+    return remember_verdicts(settings, ((mid, raw, label) for mid, raw in raws if raw is not None))

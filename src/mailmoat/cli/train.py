@@ -83,7 +83,7 @@ def train_dirs(
     from mailmoat.classify import BayesModel, Classifier, model_path
 
     path = model_path(settings)
-    clf = Classifier.open(path) if add else Classifier(path, BayesModel())
+    clf = Classifier.open(path) if add else Classifier(path, BayesModel(), fresh=True)
     counts = {"ham": 0, "spam": 0, "phish": 0, "skipped": 0}
     labelled = [
         (str(p), name) for name, dirs in (("ham", ham), ("spam", spam), ("phish", phish or [])) for p in iter_messages(dirs)
@@ -95,7 +95,7 @@ def train_dirs(
             counts["skipped"] += 1
             typer.echo(f"skipped {file}: {error}", err=True)
             continue
-        clf.learn_tokens(set(tokens), label[file])
+        clf.learn_tokens(set(tokens), label[file], name=file)
         counts[label[file]] += 1
     if not clf.trained:
         raise ValueError(
@@ -130,6 +130,8 @@ def _status_text(settings: Settings) -> str:
             if m else "older format (converted when `mailmoat serve` starts)"
         )
         lines.append(f"{learnt}; saved {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['saved_at']))}")
+    if st["near_copies"] is not None:
+        lines.append(f"near copies: {st['near_copies']} messages learnt as spam or phishing are remembered")
     every, after = st["learn_every_hours"], st["learn_delivered_after_days"]
     lines.append(
         (f"the gateway learns from the store every {every:g} h" if every > 0 else "the gateway does not learn from the store")

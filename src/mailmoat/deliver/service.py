@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mailmoat.blobstore import PG_PREFIX, read_blob
+from mailmoat.classify.store_learning import remember_verdicts
 from mailmoat.config import Settings
 from mailmoat.deliver import dsn as dsn_mod
 from mailmoat.deliver import queue, relay
@@ -239,6 +240,8 @@ class DeliveryService:
         )
         outcomes = await self._send_claims(envelope, raw, verdict, claims, dsn_ok=False)
         await asyncio.to_thread(self.store.set_message_fields, message_id, status="released")
+        # Judged legitimate by a person: its look-alikes are no longer held as near copies.
+        await asyncio.to_thread(remember_verdicts, self.settings, [(message_id, raw, "ham")])
         return outcomes + dupes
 
     async def retry_due(self, now: float | None = None) -> int:

@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailmoat import metrics
+from mailmoat.classify.store_learning import remember_stored
 from mailmoat.config import Settings
 from mailmoat.model.envelope import new_id
 from mailmoat.recall.backends import CopyRef, CopyResult, MailboxBackend, get_backend
@@ -286,6 +287,10 @@ class RecallEngine:
                 job.finished_at = job.updated_at = time.time()
                 audit(s, actor, "recall.finish", job_id, source=source, detail={"copies": counts, "state": job.state})
                 s.commit()
+                recalled = self._message_ids(s, job_id, ("recalled",))
+            # Near copies of what was recalled are held from the next message on (the model
+            # learns it at its next scheduled run).
+            await asyncio.to_thread(remember_stored, self.settings, self.store, recalled, "phish")
             return self.status(job_id)
         finally:
             self._release_lease(job_id)
@@ -405,9 +410,17 @@ class RecallEngine:
                 job.state = "restored" if not counts.get("recalled") and not counts.get("already_gone") else "failed"
             job.updated_at = time.time()
             s.commit()
+            restored = self._message_ids(s, job_id, ("restored",)) if not tracking_ids else []
+        # The whole job undone: the recall was a mistake, so its near copies are no longer held.
+        await asyncio.to_thread(remember_stored, self.settings, self.store, restored, "ham")
         return self.status(job_id)
 
     # -- reading ------------------------------------------------------------------------
+    @staticmethod
+    def _message_ids(s: Session, job_id: str, states: tuple[str, ...]) -> list[str]:
+        q = select(RecallCopyRow.message_id).where(RecallCopyRow.job_id == job_id, RecallCopyRow.state.in_(states))
+        return sorted(set(s.scalars(q)))
+
     @staticmethod
     def _counts(s: Session, job_id: str) -> dict[str, int]:
         rows = s.execute(
