@@ -88,6 +88,15 @@ def test_console_qr_phish_find_explain_recall_restore_audit(settings: Settings, 
             wait_for(lambda r=rcpt, t=tid: t in maildir_copies(settings.mail_dir, r), what=f"the copy for {rcpt}")
     add_user(settings, *ADMIN, "admin")
     add_user(settings, *AUDITOR, "auditor")
+    # One campaign recalled earlier: its near copies are held even though no model exists yet.
+    from array import array
+
+    from mailmoat.classify import model_path, near_copy_path
+    from mailmoat.classify.nearcopy import K, NearCopies
+
+    remembered = NearCopies()
+    remembered.add("01EARLIERRECALL000000000000", "phish", array("Q", range(1, K + 1)))
+    remembered.save(near_copy_path(model_path(settings)))
 
     with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
         base = web.url
@@ -102,6 +111,7 @@ def test_console_qr_phish_find_explain_recall_restore_audit(settings: Settings, 
         assert VICTIMS[0] in (page.text_content("#top-recipients") or "")
         # A fresh install has no classifier model, and the dashboard says how to train one.
         assert "mailmoat train --ham" in (page.locator("#classifier-note").text_content() or "")
+        assert "Near copies of 1 recalled or trained" in (page.locator("#near-copies").text_content() or "")
 
         # Find the message by its QR payload (the recall selectors).
         page.click("a[data-nav=messages]")

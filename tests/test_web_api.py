@@ -372,6 +372,7 @@ def test_classifier_status_fresh_trained_and_damaged(env: WebEnv) -> None:
     assert state["tokens"] > 50 and abs(state["saved_at"] - time.time()) < 600 and state["format"] == "mailmoat-bayes/3"
     text = env.client.get("/metrics").text
     assert "mailmoat_classifier_trained 1.0" in text and 'mailmoat_classifier_messages{label="phish"} 4.0' in text
+    assert f"mailmoat_near_copies {float(state['near_copies'])}" in text
 
     model_path(env.settings).write_bytes(b'{"format":"mailmoat-bayes/3"garbage')
     broken = env.client.get(f"{API}/classifier", headers=env.as_role("auditor")).json()

@@ -181,6 +181,10 @@ def _classifier_metrics(settings: Any) -> Iterator[Metric]:
     for label, n in (state["messages"] or {}).items():
         learnt.add_metric([label], n)
     yield learnt
+    near = GaugeMetricFamily("mailmoat_near_copies", "Messages learnt as spam or phishing kept for near-copy matching")
+    if state["near_copies"] is not None:
+        near.add_metric([], state["near_copies"])
+    yield near
 
 
 def _subdirs(path: Path) -> list[Path]:

@@ -111,6 +111,11 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "clf.legacy": ("older format, converted at its next save", "旧格式，下次保存时转换"),
     "clf.every_pre": ("learns from the store every", "每"),
     "clf.every_post": ("h", "小时从存储中学习一次"),
+    "clf.near_pre": ("Near copies of", "已记住"),
+    "clf.near_post": (
+        "recalled or trained spam and phishing messages are held.",
+        "封被召回或训练的垃圾和钓鱼邮件，其近似副本将被拦截。",
+    ),
     "cat.phishing": ("Phishing", "钓鱼"),
     "cat.spam": ("Spam", "垃圾邮件"),
     "cat.malware": ("Malware", "恶意软件"),

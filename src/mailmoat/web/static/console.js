@@ -229,15 +229,17 @@
   function classifierState(c) {
     if (!c.enabled) return h("p", { class: "card warn", id: "classifier-note", text: T("clf.off") });
     if (c.error) return h("p", { class: "card error", id: "classifier-note", text: `${T("clf.damaged")} ${c.error}` });
+    // Recalled campaigns are held as near copies even before a model exists.
+    const near = c.near_copies ? h("span", { id: "near-copies", text: ` ${T("clf.near_pre")} ${c.near_copies} ${T("clf.near_post")}` }) : null;
     if (!c.trained) {
       return h("p", { class: "card warn", id: "classifier-note" }, `${T("clf.none")} `,
-        h("code", { text: "mailmoat train --ham DIR --spam DIR --phish DIR" }));
+        h("code", { text: "mailmoat train --ham DIR --spam DIR --phish DIR" }), near);
     }
     const m = c.messages;
     const learnt = m ? `${m.ham} ${T("clf.ham")}, ${m.spam} ${T("clf.spam")}, ${m.phish} ${T("clf.phish")}` : T("clf.legacy");
     const every = c.learn_every_hours > 0 ? ` · ${T("clf.every_pre")} ${c.learn_every_hours} ${T("clf.every_post")}` : "";
-    return h("p", { class: "muted", id: "classifier-state",
-      text: `${T("clf.model")}: ${learnt} · ${T("clf.saved")} ${fmtTime(c.saved_at)}${every}` });
+    return h("p", { class: "muted", id: "classifier-state" },
+      `${T("clf.model")}: ${learnt} · ${T("clf.saved")} ${fmtTime(c.saved_at)}${every}`, near);
   }
 
   pages.dashboard = async function () {
