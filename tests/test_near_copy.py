@@ -8,11 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from mailmoat.classify import Classifier, ModelError, message_tokens, model_path, near_copy_path, nearcopy
+from mailmoat.analyzers.near_copy import NearCopyAnalyzer
+from mailmoat.classify import (
+    Classifier,
+    ModelError,
+    message_tokens,
+    model_path,
+    model_status,
+    near_copy_path,
+    nearcopy,
+)
 from mailmoat.classify.nearcopy import NearCopies, similarity, sketch
+from mailmoat.classify.store_learning import remember_verdicts, remembered_in_store
 from mailmoat.config import Settings
 from mailmoat.model import Envelope
 from mailmoat.parse import parse
+from tests.support.pg import pg_url  # noqa: F401  (fixture)
 
 LURE_ZH = (
     "各位同事：根据财政部和人力资源社会保障部最新文件精神，2026年第四季度工资补贴已开始发放。"
@@ -194,15 +205,28 @@ async def test_a_recall_is_remembered_at_once_and_a_full_restore_forgets_it(sett
     engine = RecallEngine(settings, store)
     job = engine.plan(Selector(mail_id=mail_id), "analyst")
     assert (await engine.run(job, "analyst"))["counts"] == {"recalled": 2}
-    near = near_copy_path(model_path(settings))
-    assert {k: e.label for k, e in NearCopies.load(near).entries.items()} == {mail_id: "phish"}
-    # The next copy of the campaign is held, before any scheduled learning has run.
+    assert remembered_in_store(store) == 1
+    assert model_status(settings, store)["near_copies"] == 1
+    # The next copy of the campaign is held, before any scheduled learning has run, and by a
+    # second node sharing the store (its own data dir: no file of its own).
     env = Envelope("notice@payroll-center.example", ["c@corp.example"])
     copy = _eml("关于发放工资补贴的通知", "李娜：" + LURE_ZH + " http://pay-gov.example/q7")
-    verdict = (await Scanner(settings).scan(copy, env)).verdict
-    assert "NEAR_COPY_CONDEMNED" in verdict.symbols and verdict.action in ("quarantine", "reject")
+    other_node = Settings()
+    other_node.data_dir = str(tmp_path / "node-b")
+    for node in (settings, other_node):
+        verdict = (await Scanner(node, store=store).scan(copy, env)).verdict
+        hit = [f for f in verdict.findings if f.symbol == "NEAR_COPY_CONDEMNED"]
+        assert hit and hit[0].data["like"] == mail_id and verdict.action in ("quarantine", "reject")
+    assert not near_copy_path(model_path(settings)).exists()  # the store holds it, not a file
+    # A scanner that is already running picks the restore up at its next look (30 s).
+    running = Scanner(settings, store=store)
+    assert "NEAR_COPY_CONDEMNED" in (await running.scan(copy, env)).verdict.symbols
     await engine.restore(job, "analyst")
-    assert len(NearCopies.load(near)) == 0
+    assert remembered_in_store(store) == 0
+    for analyzer in running.analyzers:
+        if isinstance(analyzer, NearCopyAnalyzer):
+            analyzer._checked = 0.0
+    assert "NEAR_COPY_CONDEMNED" not in (await running.scan(copy, env)).verdict.symbols
     store.close()
 
 
@@ -213,11 +237,14 @@ async def test_a_release_forgets_the_look_alikes(settings: Settings) -> None:
 
     settings.data_path.mkdir(parents=True, exist_ok=True)
     store = Store(f"sqlite:///{settings.data_path / 'd.db'}")
+    from mailmoat.scanner import Scanner
+
     lure = _eml("Mailbox full", "Dear alice, " + LURE_EN, "it-desk@corp-mail.example")
     clf = Classifier.open(model_path(settings))
-    clf.learn(parse(lure), "phish", key="earlier", save=True)
-    near = near_copy_path(model_path(settings))
-    assert len(NearCopies.load(near)) == 1
+    clf.learn(parse(lure), "phish", key="earlier", save=True)  # trained: the file beside the model
+    third = _eml("Mailbox full", "Dear carol, " + LURE_EN, "it-desk@corp-mail.example")
+    env3 = Envelope("it-desk@corp-mail.example", ["carol@localhost"])
+    assert "NEAR_COPY_CONDEMNED" in (await Scanner(settings, store=store).scan(third, env3)).verdict.symbols
     # A copy of it was quarantined, and an administrator judged it legitimate.
     raw = _eml("Mailbox full", "Dear bob, " + LURE_EN, "it-desk@corp-mail.example")
     env = Envelope("it-desk@corp-mail.example", ["bob@localhost"])
@@ -226,7 +253,9 @@ async def test_a_release_forgets_the_look_alikes(settings: Settings) -> None:
     svc = DeliveryService(settings, store)
     await svc.deliver(env, raw, verdict, parse(raw))
     assert [o.status for o in await svc.release(env.id)] == ["delivered"]
-    assert len(NearCopies.load(near)) == 0
+    # The release, kept in the store, outweighs the trained file on every node.
+    assert "NEAR_COPY_CONDEMNED" not in (await Scanner(settings, store=store).scan(third, env3)).verdict.symbols
+    assert len(NearCopies.load(near_copy_path(model_path(settings)))) == 1
     store.close()
 
 
@@ -257,4 +286,25 @@ async def test_after_a_recall_a_rescan_recalls_the_look_alikes_already_delivered
     bob = [p for p in (settings.mail_dir / "bob@localhost").rglob("*") if p.is_file() and p.parent.name in ("cur", "new")]
     assert len(bob) == 1 and bob[0].parent.parent.name.startswith(".MailmoatRecall")
     await engine.close()
+    store.close()
+
+
+@pytest.mark.postgres
+async def test_verdicts_are_shared_through_postgres(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    """Two nodes on one PostgreSQL store: a verdict written by one holds near copies on the other."""
+    from mailmoat.scanner import Scanner
+    from mailmoat.store.db import Store
+
+    store = Store(pg_url)
+    lure = _eml("Mailbox full", "Dear alice, " + LURE_EN, "it-desk@corp-mail.example")
+    node_a, node_b = Settings(), Settings()
+    node_a.data_dir, node_b.data_dir = str(tmp_path / "a"), str(tmp_path / "b")
+    assert remember_verdicts(node_a, store, [("01PGRECALL", lure, "phish")]) == 1
+    copy = _eml("Mailbox full", "Dear bob, " + LURE_EN, "it-desk@corp-mail.example")
+    env = Envelope("it-desk@corp-mail.example", ["bob@corp.example"])
+    verdict = (await Scanner(node_b, store=store).scan(copy, env)).verdict
+    assert "NEAR_COPY_CONDEMNED" in verdict.symbols and remembered_in_store(store) == 1
+    assert remember_verdicts(node_b, store, [("01PGRELEASE", copy, "ham")]) == 1
+    assert "NEAR_COPY_CONDEMNED" not in (await Scanner(node_a, store=store).scan(copy, env)).verdict.symbols
+    assert remembered_in_store(store) == 0
     store.close()

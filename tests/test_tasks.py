@@ -10,14 +10,13 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from mailmoat.classify import model_path, near_copy_path
-from mailmoat.classify.nearcopy import NearCopies
 from mailmoat.config import Settings
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector
 from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.db import Store
 from mailmoat.store.models import MessageRow
+from mailmoat.store.nearcopy_models import NearCopyVerdictRow
 from mailmoat.store.recall_models import RecallCopyRow
 from mailmoat.tasks.app import submit, submit_recall, uses_queue
 from mailmoat.tasks.claims import WORKING
@@ -53,7 +52,8 @@ async def test_recall_job_runs_in_process_in_batches(settings: Settings) -> None
     out = await submit_recall(settings, job, "admin", store=store)
     assert out["queued"] is False and out["batches"] == 3 and out["copies"] == 12
     # The closed job taught the near-copy memory its message (tasks.jobs.finish_if_complete).
-    assert set(NearCopies.load(near_copy_path(model_path(settings))).entries) == {MAIL}
+    with store.session() as s:
+        assert list(s.scalars(select(NearCopyVerdictRow.key))) == [MAIL]
     st = engine.status(job)
     assert st["state"] == "done" and st["counts"] == {"recalled": 12}
     assert all(c["verified"] for c in st["copies"])

@@ -167,6 +167,18 @@ class StoreCollector:
         yield spool
         yield recall
         yield recent
+        # The file's and the store's near copies: after the store has answered.
+        yield _near_copy_metric(self.settings, self.store)
+
+
+def _near_copy_metric(settings: Any, store: Any) -> Metric:
+    from mailmoat.classify import model_status
+
+    near = GaugeMetricFamily("mailmoat_near_copies", "Messages learnt as spam or phishing (trained, recalled) kept for near-copy matching")
+    count = model_status(settings, store)["near_copies"]
+    if count is not None:
+        near.add_metric([], count)
+    return near
 
 
 def _classifier_metrics(settings: Any) -> Iterator[Metric]:
@@ -181,10 +193,6 @@ def _classifier_metrics(settings: Any) -> Iterator[Metric]:
     for label, n in (state["messages"] or {}).items():
         learnt.add_metric([label], n)
     yield learnt
-    near = GaugeMetricFamily("mailmoat_near_copies", "Messages learnt as spam or phishing kept for near-copy matching")
-    if state["near_copies"] is not None:
-        near.add_metric([], state["near_copies"])
-    yield near
 
 
 def _subdirs(path: Path) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -79,9 +80,10 @@ def upgrade_model(settings: Settings) -> Path | None:
     return path
 
 
-def model_status(settings: Settings) -> dict[str, Any]:
+def model_status(settings: Settings, store: Any = None) -> dict[str, Any]:
     """What the console and the API show of the classifier: whether it has a model, what the model
-    has learnt (read from the file's header only) and how the gateway keeps it learning."""
+    has learnt (read from the file's header only) and how the gateway keeps it learning; with a
+    store, the near copies its recalls hold count too."""
     cfg = settings.classifier
     path = model_path(settings)
     source = model_source(path)
@@ -96,16 +98,12 @@ def model_status(settings: Settings) -> dict[str, Any]:
         "error": "",
         "learn_every_hours": cfg.learn_every_hours,
         "learn_delivered_after_days": cfg.learn_delivered_after_days,
-        # Messages remembered for near-copy matching (None: switched off or unreadable).
+        # Messages remembered for near-copy matching: the file's and, with a store, the recalled
+        # ones (None: switched off, or neither could be read).
         "near_copies": None,
     }
-    if cfg.near_copies:
-        try:
-            out["near_copies"] = nearcopy.NearCopies.count(near_copy_path(path))
-        except FileNotFoundError:
-            out["near_copies"] = 0
-        except (OSError, ModelError):
-            pass
+    if cfg.enabled and cfg.near_copies:
+        out["near_copies"] = _near_copy_count(path, store)
     if source is None:
         return out
     try:
@@ -121,6 +119,22 @@ def model_status(settings: Settings) -> dict[str, Any]:
     # `mailmoat train` writes no model without both classes, so an older JSON one is a trained one.
     out["trained"] = learnt is None or (learnt["ham"] > 0 and learnt["spam"] + learnt["phish"] > 0)
     return out
+
+
+def _near_copy_count(path: Path, store: Any) -> int | None:
+    from mailmoat.classify.store_learning import remembered_in_store
+
+    counts: list[int] = []
+    try:
+        counts.append(nearcopy.NearCopies.count(near_copy_path(path)))
+    except FileNotFoundError:
+        counts.append(0)
+    except (OSError, ModelError):
+        pass
+    if store is not None:
+        with contextlib.suppress(Exception):  # a database that does not answer: the file's count alone
+            counts.append(remembered_in_store(store))
+    return sum(counts) if counts else None
 
 
 class Classifier:

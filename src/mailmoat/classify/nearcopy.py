@@ -158,7 +158,7 @@ class NearCopies:
         """Written whole to a temporary file and moved into place: readers see the old or the new file."""
         with self._lock:
             rows = [
-                [e.key, e.label, round(e.added, 3), base64.b64encode(_le(e.values).tobytes()).decode("ascii")]
+                [e.key, e.label, round(e.added, 3), base64.b64encode(pack(e.values)).decode("ascii")]
                 for e in sorted(self.entries.values(), key=lambda e: e.added)
             ]
         body = json.dumps(rows, separators=(",", ":"))
@@ -198,9 +198,7 @@ class NearCopies:
         out = cls()
         try:
             for key, label, added, packed in json.loads(body):
-                values = array("Q")
-                values.frombytes(base64.b64decode(packed))
-                out.add(str(key), str(label), _le(values), float(added))
+                out.add(str(key), str(label), unpack(base64.b64decode(packed)), float(added))
         except (ValueError, TypeError) as exc:
             raise ModelError(f"{path}: damaged ({exc})") from None
         return out
@@ -235,14 +233,33 @@ def apply(path: Path, changes: Sequence[Change], *, clear: bool = False, thresho
                 pass
             except (OSError, ModelError) as exc:
                 log.error("near copies %s not read, starting empty: %s", path, exc)
-        for c in changes:
-            if c.label == HAM:
-                memory.forget_like(c.values, threshold)
-                memory.remove(c.key)
-            else:
-                memory.add(c.key, c.label, c.values, c.at or None)
+        apply_changes(memory, changes, threshold)
         memory.save(path)
         return len(memory)
+
+
+def apply_changes(memory: NearCopies, changes: Iterable[Change], threshold: float = DEFAULT_SIMILARITY) -> None:
+    """Condemned messages are remembered; a legitimate one forgets what it resembles, and its own key."""
+    for c in changes:
+        if c.label == HAM:
+            memory.forget_like(c.values, threshold)
+            memory.remove(c.key)
+        else:
+            memory.add(c.key, c.label, c.values, c.at or None)
+
+
+def pack(values: array[int]) -> bytes:
+    """A sketch as bytes (little-endian uint64), for the file and the store."""
+    return _le(values).tobytes()
+
+
+def unpack(data: bytes) -> array[int]:
+    """The sketch `pack` wrote; ValueError when the bytes are not one."""
+    if len(data) % 8 or len(data) > 8 * K:
+        raise ValueError(f"not a sketch ({len(data)} bytes)")
+    values = array("Q")
+    values.frombytes(data)
+    return _le(values)
 
 
 def _le(values: array[int]) -> array[int]:

@@ -1,11 +1,13 @@
 """Learning from administrators' verdicts in the store: releases as ham, recalls as phishing, and old untouched deliveries as ham.
 
 The statistical model learns them on a schedule (`train_from_store`); the near-copy memory takes a
-recall or a release at once (`remember_stored`, `remember_verdicts`).
+recall or a release at once (`remember_stored`, `remember_verdicts`): as rows of the store's
+`near_copy_verdicts`, which every node's analyzer reads within 30 s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -107,33 +109,59 @@ def train_from_store(
     return counts
 
 
-def remember_verdicts(settings: Settings, verdicts: Iterable[tuple[str, bytes, str]]) -> int:
+def remember_verdicts(settings: Settings, store: Any, verdicts: Iterable[tuple[str, bytes, str]]) -> int:
     """Put administrators' verdicts (message id, raw message, label) into the near-copy memory now.
 
-    A recall is then enough to hold the rest of its campaign from the next message on, and a release
-    stops holding its look-alikes; the statistical model learns the same verdicts at its next
-    scheduled run (`classifier.learn_every_hours`). Returns how many were applied; never raises,
-    because it runs after the recall or release has already been done.
+    A recall is then enough to hold the rest of its campaign from the next message on, on every
+    node, and a release stops holding its look-alikes; the statistical model learns the same
+    verdicts at its next scheduled run (`classifier.learn_every_hours`). Returns how many were
+    stored; never raises, because it runs after the recall or release has already been done.
     """
-    from mailmoat.classify import model_path, near_copy_path, nearcopy
+    from sqlalchemy import delete
+
+    from mailmoat.classify import nearcopy
     from mailmoat.classify.tokens import message_tokens
     from mailmoat.parse import parse
+    from mailmoat.store.nearcopy_models import NearCopyVerdictRow
 
     cfg = settings.classifier
     if not (cfg.enabled and cfg.near_copies):
         return 0
-    changes: list[nearcopy.Change] = []
+    rows: list[NearCopyVerdictRow] = []
     try:
         for mid, raw, label in verdicts:
             values = nearcopy.sketch(message_tokens(parse(raw, qr=settings.qr)))
             if values is not None:
-                changes.append(nearcopy.Change(mid, label, values, time.time()))
-        if changes:
-            nearcopy.apply(near_copy_path(model_path(settings)), changes)
+                rows.append(NearCopyVerdictRow(key=mid, label=label, sketch=nearcopy.pack(values), at=time.time()))
+        if rows:
+            with store.session() as s:
+                s.add_all(rows)
+                s.flush()
+                # The memory keeps at most MAX_ENTRIES messages; older verdicts can go.
+                newest = max(r.id for r in rows)
+                s.execute(delete(NearCopyVerdictRow).where(NearCopyVerdictRow.id <= newest - nearcopy.MAX_ENTRIES))
+                s.commit()
     except Exception:  # the verdict itself stands; the scheduled learning catches up
-        log.exception("near copies: cannot remember %d verdicts", len(changes))
+        log.exception("near copies: cannot remember %d verdicts", len(rows))
         return 0
-    return len(changes)
+    return len(rows)
+
+
+def remembered_in_store(store: Any) -> int:
+    """Messages the store's verdicts hold near copies of: recalled, and not forgotten since by a
+    release or a restore (the verdicts replayed in order, as every node's analyzer does)."""
+    from sqlalchemy import select
+
+    from mailmoat.classify import nearcopy
+    from mailmoat.store.nearcopy_models import NearCopyVerdictRow as Row
+
+    memory = nearcopy.NearCopies()
+    with store.session() as s:
+        rows = s.execute(select(Row.key, Row.label, Row.sketch, Row.at).order_by(Row.id)).all()
+    for key, label, packed, at in rows:
+        with contextlib.suppress(ValueError):
+            nearcopy.apply_changes(memory, [nearcopy.Change(key, label, nearcopy.unpack(packed), at)])
+    return len(memory)
 
 
 def remember_stored(settings: Settings, store: Any, message_ids: Iterable[str], label: str) -> int:
@@ -154,4 +182,4 @@ def remember_stored(settings: Settings, store: Any, message_ids: Iterable[str], 
     except Exception:
         log.exception("near copies: cannot read %d messages from the store", len(ids))
         return 0
-    return remember_verdicts(settings, ((mid, raw, label) for mid, raw in raws if raw is not None))
+    return remember_verdicts(settings, store, ((mid, raw, label) for mid, raw in raws if raw is not None))

@@ -241,7 +241,7 @@ class DeliveryService:
         outcomes = await self._send_claims(envelope, raw, verdict, claims, dsn_ok=False)
         await asyncio.to_thread(self.store.set_message_fields, message_id, status="released")
         # Judged legitimate by a person: its look-alikes are no longer held as near copies.
-        await asyncio.to_thread(remember_verdicts, self.settings, [(message_id, raw, "ham")])
+        await asyncio.to_thread(remember_verdicts, self.settings, self.store, [(message_id, raw, "ham")])
         return outcomes + dupes
 
     async def retry_due(self, now: float | None = None) -> int:

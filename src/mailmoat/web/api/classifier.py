@@ -17,4 +17,5 @@ router = APIRouter(prefix="/classifier", tags=["classifier"])
 def classifier_status(request: Request, who: Reader) -> dict[str, Any]:
     """Model file, messages learnt per label (ham, spam, phish), tokens, when it was saved, and the
     learning schedule; `trained` is false on a fresh install, until `mailmoat train` has run."""
-    return model_status(web(request).settings)
+    state = web(request)
+    return model_status(state.settings, state.store)
