@@ -61,7 +61,7 @@ async def test_links_into_the_organisation_are_no_lure_link(settings: Settings) 
     # HR's own notice about social insurance and tax refunds points to the intranet; the same
     # words with a link out of the organisation are the subsidy wave.
     settings.server.domains = ["acme-corp.cn"]
-    text = "2027年度社保和住房公积金缴费基数调整，个人所得税汇算清缴可办理退税，详见公司内网。"
+    text = "2027年度社保和住房公积金缴费基数调整，个人所得税汇算清缴退税请于3月31日前登录填写，详见公司内网。"
     intranet = Url(url="https://hr.acme-corp.cn/notice", scheme="https", host="hr.acme-corp.cn", source="text")
     found = await _run(settings, Message(subject="社保基数调整通知", text=text, urls=[intranet]))
     assert "LEXICON_SUBSIDY_FRAUD" in found and "SUBSIDY_FRAUD_WITH_LINK" not in found
@@ -189,6 +189,25 @@ def test_bad_data_is_a_clear_error() -> None:
         build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "fax", "score": 1}}}, {})
     ok = build(rules, {"lexicon_t.txt": "# comment\n\nLEXICON_X 2 multi  word term\n"})
     assert match(ok, Message(text="a Multi word\nterm here"))["LEXICON_X"].weight == 2
+    with pytest.raises(LexiconError, match=r"acts \['apply'\] are none of its terms"):
+        build({"lexicons": {"LEXICON_X": {"score": 1, "threshold": 2, "acts": ["apply"]}}}, {"t.txt": "LEXICON_X 2 foo"})
+
+
+async def test_pay_and_benefit_names_alone_are_no_subsidy_lure(settings: Settings) -> None:
+    """Job alerts and internship postings name pay and benefits, with a link; the lure asks the
+    reader to claim, apply, scan or check something. Only that makes the wording a lure."""
+    advert = "财务专员 工资待遇：8000-12000元/月，年终奖，五险一金。福利：住房补贴、交通补贴、餐补。个税申报由公司办理。"
+    found = await _run(settings, Message(subject="您关注的职位有更新", text=advert, urls=[_link()]))
+    assert "LEXICON_SUBSIDY_FRAUD" not in found and "SUBSIDY_FRAUD_WITH_LINK" not in found
+    lure = advert + "请于本周五前登录申领，逾期视为自动放弃。"
+    found = await _run(settings, Message(subject="住房补贴通知", text=lure, urls=[_link()]))
+    assert {"LEXICON_SUBSIDY_FRAUD", "SUBSIDY_FRAUD_WITH_LINK"} <= set(found)
+    posting = "Finance Assistant Intern. Benefits: monthly salary, meal and transportation allowance, bonus."
+    assert "LEXICON_SUBSIDY_FRAUD" not in await _run(settings, Message(subject="Internship", text=posting, urls=[_link()]))
+    found = await _run(settings, Message(subject="Allowance", text=posting + " Claim it before the deadline.", urls=[_link()]))
+    assert "SUBSIDY_FRAUD_WITH_LINK" in found
+    # A term heavy enough on its own needs no act: "tax refund", 工资补贴.
+    assert "LEXICON_SUBSIDY_FRAUD" in await _run(settings, Message(subject="工资补贴", text="本月工资补贴已到账。"))
 
 
 async def test_scam_and_bulk_wording(settings: Settings) -> None:

@@ -48,6 +48,14 @@ class Lexicon:
     threshold: float
     description: str
     terms: dict[str, float] = field(default_factory=dict)  # normalised term -> weight
+    # When given, the lexicon fires only if one of these terms (what the lure asks the reader to
+    # do) is found, or one term as heavy as the threshold on its own.
+    acts: frozenset[str] = frozenset()
+
+    def fires(self, hit: LexiconHit) -> bool:
+        if hit.weight < self.threshold:
+            return False
+        return not self.acts or any(t in self.acts or self.terms.get(t, 0.0) >= self.threshold for t in hit.terms)
 
 
 @dataclass
@@ -197,6 +205,7 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
                 score=float(spec["score"]),
                 threshold=float(spec["threshold"]),
                 description=str(spec.get("description", sym)),
+                acts=frozenset(_term_key(str(t)) for t in spec.get("acts") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LexiconError(f"lexicon {sym}: needs score and threshold ({exc})") from exc
@@ -218,6 +227,9 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
             if key:
                 lexicons[sym].terms[key] = weight
                 index.setdefault(key, []).append((sym, weight))
+    for lexicon in lexicons.values():
+        if unknown := sorted(lexicon.acts - lexicon.terms.keys()):
+            raise LexiconError(f"lexicon {lexicon.symbol}: acts {unknown} are none of its terms")
     return LexiconSet(lexicons, combos, _compile(tuple(index)), index, _needs(index))
 
 
@@ -336,7 +348,7 @@ class LexiconAnalyzer(BaseAnalyzer):
         fired: dict[str, LexiconHit] = {}
         for sym, hit in hits.items():
             lex = self.lexset.lexicons[sym]
-            if hit.weight < lex.threshold:
+            if not lex.fires(hit):
                 continue
             fired[sym] = hit
             findings.append(
