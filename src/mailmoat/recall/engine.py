@@ -287,7 +287,7 @@ class RecallEngine:
                 job.finished_at = job.updated_at = time.time()
                 audit(s, actor, "recall.finish", job_id, source=source, detail={"copies": counts, "state": job.state})
                 s.commit()
-                recalled = self._message_ids(s, job_id, ("recalled",))
+                recalled = self.message_ids(s, job_id, ("recalled",))
             # Near copies of what was recalled are held from the next message on (the model
             # learns it at its next scheduled run).
             await asyncio.to_thread(remember_stored, self.settings, self.store, recalled, "phish")
@@ -410,14 +410,15 @@ class RecallEngine:
                 job.state = "restored" if not counts.get("recalled") and not counts.get("already_gone") else "failed"
             job.updated_at = time.time()
             s.commit()
-            restored = self._message_ids(s, job_id, ("restored",)) if not tracking_ids else []
+            restored = self.message_ids(s, job_id, ("restored",)) if not tracking_ids else []
         # The whole job undone: the recall was a mistake, so its near copies are no longer held.
         await asyncio.to_thread(remember_stored, self.settings, self.store, restored, "ham")
         return self.status(job_id)
 
     # -- reading ------------------------------------------------------------------------
     @staticmethod
-    def _message_ids(s: Session, job_id: str, states: tuple[str, ...]) -> list[str]:
+    def message_ids(s: Session, job_id: str, states: tuple[str, ...]) -> list[str]:
+        """The messages whose copies in this job are in one of these states."""
         q = select(RecallCopyRow.message_id).where(RecallCopyRow.job_id == job_id, RecallCopyRow.state.in_(states))
         return sorted(set(s.scalars(q)))
 

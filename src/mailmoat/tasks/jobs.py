@@ -253,7 +253,7 @@ async def finish_if_complete(ctx: JobContext, job_id: str, actor: str = "system"
         if not getattr(res, "rowcount", 0):
             return False
         audit(s, actor, "recall.finish", job_id, source="task-queue", detail={"copies": counts, "state": state})
-        recalled = RecallEngine._message_ids(s, job_id, ("recalled",))
+        recalled = RecallEngine.message_ids(s, job_id, ("recalled",))
     log.warning("recall job %s finished: %s", job_id, counts)
     # As RecallEngine.run does: near copies of what was recalled are held from now on.
     await asyncio.to_thread(remember_stored, ctx.settings, ctx.store, recalled, "phish")
