@@ -172,10 +172,10 @@ class StoreCollector:
 
 
 def _near_copy_metric(settings: Any, store: Any) -> Metric:
-    from mailmoat.classify import model_status
+    from mailmoat.classify import near_copy_count
 
     near = GaugeMetricFamily("mailmoat_near_copies", "Messages learnt as spam or phishing (trained, recalled) kept for near-copy matching")
-    count = model_status(settings, store)["near_copies"]
+    count = near_copy_count(settings, store)
     if count is not None:
         near.add_metric([], count)
     return near

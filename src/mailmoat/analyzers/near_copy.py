@@ -12,12 +12,13 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.classify import model_path, near_copy_path
 from mailmoat.classify.bayes import ModelError
-from mailmoat.classify.nearcopy import MAX_ENTRIES, Change, NearCopies, apply_changes, sketch, unpack
+from mailmoat.classify.nearcopy import MAX_ENTRIES, Change, NearCopies, apply_changes, sketch
+from mailmoat.classify.store_learning import stored_verdicts
 from mailmoat.model import Finding, Symbol
 
 log = logging.getLogger(__name__)
@@ -89,33 +90,16 @@ class NearCopyAnalyzer(BaseAnalyzer):
 
     def _read_store(self) -> list[Change]:
         """The verdicts written since the last look (none without a store, or when it does not answer)."""
-        store = self.env.store
-        if store is None:
+        if self.env.store is None:
             return []
-        from sqlalchemy import select
-
-        from mailmoat.store.nearcopy_models import NearCopyVerdictRow as Row
-
         try:
-            with store.session() as s:
-                rows: list[Any] = list(
-                    s.execute(
-                        select(Row.id, Row.key, Row.label, Row.sketch, Row.at).where(Row.id > self._last_id).order_by(Row.id)
-                    )
-                )
+            self._last_id, new = stored_verdicts(self.env.store, self._last_id)
         except Exception as exc:
             if not self._store_failed:
                 log.warning("near-copy verdicts not read from the store: %s", exc)
             self._store_failed = True
             return []
         self._store_failed = False
-        new: list[Change] = []
-        for row in rows:
-            self._last_id = row.id
-            try:
-                new.append(Change(row.key, row.label, unpack(row.sketch), row.at))
-            except ValueError:
-                continue
         self._verdicts = (self._verdicts + new)[-MAX_ENTRIES:]
         return new
 

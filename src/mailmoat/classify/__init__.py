@@ -27,6 +27,7 @@ __all__ = [
     "model_path",
     "model_source",
     "model_status",
+    "near_copy_count",
     "near_copy_path",
     "upgrade_model",
 ]
@@ -98,12 +99,8 @@ def model_status(settings: Settings, store: Any = None) -> dict[str, Any]:
         "error": "",
         "learn_every_hours": cfg.learn_every_hours,
         "learn_delivered_after_days": cfg.learn_delivered_after_days,
-        # Messages remembered for near-copy matching: the file's and, with a store, the recalled
-        # ones (None: switched off, or neither could be read).
-        "near_copies": None,
+        "near_copies": near_copy_count(settings, store),
     }
-    if cfg.enabled and cfg.near_copies:
-        out["near_copies"] = _near_copy_count(path, store)
     if source is None:
         return out
     try:
@@ -121,12 +118,17 @@ def model_status(settings: Settings, store: Any = None) -> dict[str, Any]:
     return out
 
 
-def _near_copy_count(path: Path, store: Any) -> int | None:
+def near_copy_count(settings: Settings, store: Any = None) -> int | None:
+    """Messages kept for near-copy matching: the file's and, with a store, the recalled ones
+    (None: switched off, or neither could be read)."""
     from mailmoat.classify.store_learning import remembered_in_store
 
+    cfg = settings.classifier
+    if not (cfg.enabled and cfg.near_copies):
+        return None
     counts: list[int] = []
     try:
-        counts.append(nearcopy.NearCopies.count(near_copy_path(path)))
+        counts.append(nearcopy.NearCopies.count(near_copy_path(model_path(settings))))
     except FileNotFoundError:
         counts.append(0)
     except (OSError, ModelError):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mailmoat.blobstore import read_blob
+from mailmoat.classify import nearcopy
 from mailmoat.config import Settings
 
 log = logging.getLogger("mailmoat.classify")
@@ -119,7 +120,6 @@ def remember_verdicts(settings: Settings, store: Any, verdicts: Iterable[tuple[s
     """
     from sqlalchemy import delete
 
-    from mailmoat.classify import nearcopy
     from mailmoat.classify.tokens import message_tokens
     from mailmoat.parse import parse
     from mailmoat.store.nearcopy_models import NearCopyVerdictRow
@@ -147,20 +147,28 @@ def remember_verdicts(settings: Settings, store: Any, verdicts: Iterable[tuple[s
     return len(rows)
 
 
+def stored_verdicts(store: Any, after: int = 0) -> tuple[int, list[nearcopy.Change]]:
+    """The near-copy verdicts written after row `after`, in order, and the id of the last row read
+    (`after` when there is none); a row whose sketch is damaged is skipped."""
+    from sqlalchemy import select
+
+    from mailmoat.store.nearcopy_models import NearCopyVerdictRow as Row
+
+    with store.session() as s:
+        rows = s.execute(select(Row.id, Row.key, Row.label, Row.sketch, Row.at).where(Row.id > after).order_by(Row.id)).all()
+    changes: list[nearcopy.Change] = []
+    for row_id, key, label, packed, at in rows:
+        after = row_id
+        with contextlib.suppress(ValueError):
+            changes.append(nearcopy.Change(key, label, nearcopy.unpack(packed), at))
+    return after, changes
+
+
 def remembered_in_store(store: Any) -> int:
     """Messages the store's verdicts hold near copies of: recalled, and not forgotten since by a
     release or a restore (the verdicts replayed in order, as every node's analyzer does)."""
-    from sqlalchemy import select
-
-    from mailmoat.classify import nearcopy
-    from mailmoat.store.nearcopy_models import NearCopyVerdictRow as Row
-
     memory = nearcopy.NearCopies()
-    with store.session() as s:
-        rows = s.execute(select(Row.key, Row.label, Row.sketch, Row.at).order_by(Row.id)).all()
-    for key, label, packed, at in rows:
-        with contextlib.suppress(ValueError):
-            nearcopy.apply_changes(memory, [nearcopy.Change(key, label, nearcopy.unpack(packed), at)])
+    nearcopy.apply_changes(memory, stored_verdicts(store)[1])
     return len(memory)
 
 
