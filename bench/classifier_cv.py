@@ -16,9 +16,7 @@ gets when the English mail is not pooled with the others).
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import random
 import sys
 from collections import defaultdict
@@ -110,9 +108,7 @@ def cross_validate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("corpus_dir", type=Path)
-    ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ap = de.corpus_parser(__doc__)
     ap.add_argument("--seed", type=int, default=de.SEED)
     ap.add_argument("--max-clues", type=int, help="bayes.MAX_CLUES for this run (default: the shipped value)")
     ap.add_argument("--no-cjk-grams", action="store_true", help="leave out the CJK 4-gram tokens")

@@ -25,11 +25,9 @@ All three must give the same probabilities, views and clues on the sample; the s
 
 from __future__ import annotations
 
-import argparse
 import gc
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -101,15 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         print(json.dumps(child(*argv[1:4])))
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("corpus_dir", type=Path)
-    ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ap = de.corpus_parser(__doc__)
     ap.add_argument("--sample", type=int, default=400, help="test messages to classify (default 400)")
     ap.add_argument("--runs", type=int, default=1, help="runs of every reading, in turn (medians printed)")
     args = ap.parse_args(argv)
-    sets = de.discover(args.corpus_dir)
+    sets = de.discover_or_say(args.corpus_dir)
     if not sets:
-        print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
     train, test, tokens = de.tokenised_sample(sets, args.jobs, args.sample)
     label = {path: cell[1] for cell, path in train}

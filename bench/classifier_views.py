@@ -12,9 +12,7 @@ in fresh processes; measured here, after training, it read what the allocator ha
 
 from __future__ import annotations
 
-import argparse
 import gc
-import os
 import sys
 import tempfile
 import time
@@ -27,15 +25,12 @@ from mailmoat.classify import bayes
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("corpus_dir", type=Path)
-    ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ap = de.corpus_parser(__doc__)
     ap.add_argument("--sample", type=int, default=600, help="test messages to classify (default 600)")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
-    sets = de.discover(args.corpus_dir)
+    sets = de.discover_or_say(args.corpus_dir)
     if not sets:
-        print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
     train, test, tokens = de.tokenised_sample(sets, args.jobs, args.sample)
     label = {path: cell[1] for cell, path in train}

@@ -25,9 +25,7 @@ are in `bench/detection_eval.py`.
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import re
 import sys
 import tempfile
@@ -149,9 +147,7 @@ def _cut(scores: dict[str, float], cell_of: dict[str, tuple[str, str]], budget: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("corpus_dir", type=Path)
-    ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ap = de.corpus_parser(__doc__)
     ap.add_argument("--seed", type=int, default=de.SEED)
     ap.add_argument("--budget", action="append", default=[], metavar="CORPUS=PCT",
                     help="ham false-positive budget for a corpus, in percent (repeatable)")
@@ -171,9 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         scale,
     )
 
-    sets = de.discover(args.corpus_dir)
+    sets = de.discover_or_say(args.corpus_dir)
     if not sets:
-        print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
     items = de.train_items(sets, args.seed)
     cell_of = {path: cell for cell, path in items}

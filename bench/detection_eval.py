@@ -53,6 +53,22 @@ def discover(root: Path) -> dict[tuple[str, str], list[Path]]:
     return sets
 
 
+def discover_or_say(root: Path) -> dict[tuple[str, str], list[Path]]:
+    """`discover`, saying on stderr when there is nothing to read (the caller then exits with 2)."""
+    sets = discover(root)
+    if not sets:
+        print(f"no <corpus>/<ham|spam|phish>/ directories under {root}", file=sys.stderr)
+    return sets
+
+
+def corpus_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every evaluation script takes: the corpora's directory and the processes to use."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    ap.add_argument("corpus_dir", type=Path)
+    ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    return ap
+
+
 def split(files: list[Path], seed: int = SEED) -> tuple[list[Path], list[Path]]:
     """Fixed-seed 50/50 split: (train, test)."""
     order = sorted(files)
@@ -351,9 +367,7 @@ def symbol_table(cells: dict[tuple[str, str], Cell], top: int = 12) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("corpus_dir", type=Path)
-    ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ap = corpus_parser(__doc__)
     ap.add_argument("--limit", type=int, default=0, help="at most N messages per corpus/label (quick runs)")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--json", type=Path, help="write every per-message result here")
@@ -375,9 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     from mailmoat.classify import BayesModel, Classifier, model_path
     from mailmoat.config import Settings
 
-    sets = discover(args.corpus_dir)
+    sets = discover_or_say(args.corpus_dir)
     if not sets:
-        print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
     train: list[tuple[str, str]] = []
     test: list[tuple[str, str, str]] = []

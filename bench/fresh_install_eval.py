@@ -18,8 +18,6 @@ model, which needs ham as well.
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
 import sys
 import tempfile
@@ -56,9 +54,7 @@ def _learn_recalled(data_dir: str, paths: list[str], jobs: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("corpus_dir", type=Path)
-    ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ap = de.corpus_parser(__doc__)
     ap.add_argument("--seed", type=int, default=de.SEED)
     ap.add_argument("--half", choices=("test", "train"), default="test")
     ap.add_argument("--symbols", default="", help="comma-separated symbols to report (default: the 8 most frequent per cell)")
@@ -68,9 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print("--recalled learns from the train halves: scan the test halves with it", file=sys.stderr)
         return 2
 
-    sets = de.discover(args.corpus_dir)
+    sets = de.discover_or_say(args.corpus_dir)
     if not sets:
-        print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
     cell_of: dict[str, tuple[str, str]] = {}
     recalled: list[str] = []

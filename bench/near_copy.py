@@ -17,8 +17,6 @@ every test message.
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
 import sys
 import tempfile
@@ -59,15 +57,12 @@ def _file_costs(memory: nearcopy.NearCopies, where: Path) -> tuple[float, float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("corpus_dir", type=Path)
-    ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    ap = de.corpus_parser(__doc__)
     ap.add_argument("--sample", type=int, default=600, help="test messages to time and compare (0: all)")
     args = ap.parse_args(argv)
 
-    sets = de.discover(args.corpus_dir)
+    sets = de.discover_or_say(args.corpus_dir)
     if not sets:
-        print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
     train, test, tokens = de.tokenised_sample(sets, args.jobs, args.sample or 10**9)
     model = BayesModel()
