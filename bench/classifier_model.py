@@ -107,13 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         return 2
     train, test, tokens = de.tokenised_sample(sets, args.jobs, args.sample)
-    label = {path: cell[1] for cell, path in train}
-    model = bayes.BayesModel()
     t0 = time.perf_counter()
-    for _, path in train:
-        toks = tokens[path]
-        if toks is not None:
-            model.learn_tokens(toks, label[path])
+    model = de.trained_model(train, tokens)
     learn_s = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="mailmoat-model-") as tmp:

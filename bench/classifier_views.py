@@ -33,12 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         return 2
     train, test, tokens = de.tokenised_sample(sets, args.jobs, args.sample)
-    label = {path: cell[1] for cell, path in train}
-    model = bayes.BayesModel()
-    for _, path in train:
-        toks = tokens[path]
-        if toks is not None:
-            model.learn_tokens(toks, label[path])
+    model = de.trained_model(train, tokens)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bayes.model"
         model.save(path)

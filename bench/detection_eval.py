@@ -142,6 +142,18 @@ def _tokens(path: str) -> tuple[str, list[str] | None]:
         return path, None
 
 
+def trained_model(train: list[tuple[tuple[str, str], str]], tokens: dict[str, list[str] | None]) -> Any:
+    """A classifier model learnt from the train items' tokens (those that could not be read left out)."""
+    from mailmoat.classify.bayes import BayesModel
+
+    model = BayesModel()
+    for (_, label), path in train:
+        toks = tokens[path]
+        if toks is not None:
+            model.learn_tokens(toks, label)
+    return model
+
+
 def tokenised_sample(
     sets: dict[tuple[str, str], list[Path]], jobs: int, sample: int, seed: int = SEED
 ) -> tuple[list[tuple[tuple[str, str], str]], list[str], dict[str, list[str] | None]]:

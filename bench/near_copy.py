@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import detection_eval as de  # the same discovery and split
 
-from mailmoat.classify import BayesModel, nearcopy
+from mailmoat.classify import nearcopy
 
 
 def _timed(fn, items, rounds: int = 3) -> float:  # type: ignore[no-untyped-def]
@@ -65,17 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     if not sets:
         return 2
     train, test, tokens = de.tokenised_sample(sets, args.jobs, args.sample or 10**9)
-    model = BayesModel()
+    model = de.trained_model(train, tokens)
+    model.compact()
     memory = nearcopy.NearCopies()
     for (_, label), path in train:
         toks = tokens[path]
-        if toks is None:
-            continue
-        model.learn_tokens(toks, label)
-        values = nearcopy.sketch(toks)
-        if label != "ham" and values is not None:
+        values = nearcopy.sketch(toks) if toks is not None and label != "ham" else None
+        if values is not None:
             memory.add(path, label, values)
-    model.compact()
     # Timed on the first 600 of the sample; compared (the last table) on all of it.
     sets_of = [frozenset(t) for t in (tokens[p] for p in test[:600]) if t is not None]
     sketches = [s for s in (nearcopy.sketch(t) for t in sets_of) if s is not None]
