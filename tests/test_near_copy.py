@@ -308,3 +308,26 @@ async def test_verdicts_are_shared_through_postgres(tmp_path: Path, pg_url: str)
     assert "NEAR_COPY_CONDEMNED" not in (await Scanner(node_a, store=store).scan(copy, env)).verdict.symbols
     assert remembered_in_store(store) == 0
     store.close()
+
+
+def test_a_message_that_cannot_be_read_costs_only_itself(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A recall of several messages: one the parser chokes on is skipped, the others are remembered."""
+    import mailmoat.parse
+    from mailmoat.store.db import Store
+
+    real = mailmoat.parse.parse
+
+    def choking(raw: bytes, **kw: object) -> object:
+        if raw == b"unreadable":
+            raise ValueError("parser choked")
+        return real(raw, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mailmoat.parse, "parse", choking)
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    store = Store(f"sqlite:///{settings.data_path / 'v.db'}")
+    lure = _eml("Mailbox full", "Dear alice, " + LURE_EN)
+    assert remember_verdicts(settings, store, [("bad", b"unreadable", "phish"), ("good", lure, "phish")]) == 1
+    assert remembered_in_store(store) == 1 and "cannot read message bad" in caplog.text
+    store.close()

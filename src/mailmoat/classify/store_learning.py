@@ -128,19 +128,24 @@ def remember_verdicts(settings: Settings, store: Any, verdicts: Iterable[tuple[s
     if not (cfg.enabled and cfg.near_copies):
         return 0
     rows: list[NearCopyVerdictRow] = []
-    try:
-        for mid, raw, label in verdicts:
+    for mid, raw, label in verdicts:
+        try:
             values = nearcopy.sketch(message_tokens(parse(raw, qr=settings.qr)))
-            if values is not None:
-                rows.append(NearCopyVerdictRow(key=mid, label=label, sketch=nearcopy.pack(values), at=time.time()))
-        if rows:
-            with store.session() as s:
-                s.add_all(rows)
-                s.flush()
-                # The memory keeps at most MAX_ENTRIES messages; older verdicts can go.
-                newest = max(r.id for r in rows)
-                s.execute(delete(NearCopyVerdictRow).where(NearCopyVerdictRow.id <= newest - nearcopy.MAX_ENTRIES))
-                s.commit()
+        except Exception:  # one message the parser chokes on must not cost the job's others
+            log.exception("near copies: cannot read message %s", mid)
+            continue
+        if values is not None:
+            rows.append(NearCopyVerdictRow(key=mid, label=label, sketch=nearcopy.pack(values), at=time.time()))
+    if not rows:
+        return 0
+    try:
+        with store.session() as s:
+            s.add_all(rows)
+            s.flush()
+            # The memory keeps at most MAX_ENTRIES messages; older verdicts can go.
+            newest = max(r.id for r in rows)
+            s.execute(delete(NearCopyVerdictRow).where(NearCopyVerdictRow.id <= newest - nearcopy.MAX_ENTRIES))
+            s.commit()
     except Exception:  # the verdict itself stands; the scheduled learning catches up
         log.exception("near copies: cannot remember %d verdicts", len(rows))
         return 0
