@@ -210,6 +210,33 @@ async def test_pay_and_benefit_names_alone_are_no_subsidy_lure(settings: Setting
     assert "LEXICON_SUBSIDY_FRAUD" in await _run(settings, Message(subject="工资补贴", text="本月工资补贴已到账。"))
 
 
+@pytest.mark.parametrize(
+    ("sample", "lexicon", "act"),
+    [
+        ("legit_courier_zh.eml", "LEXICON_DELIVERY", "因地址不详，包裹派送失败，请重新预约派送。"),
+        ("legit_out_for_delivery.eml", "LEXICON_DELIVERY", "We were unable to deliver your package. Schedule a redelivery."),
+        ("legit_onedrive_storage.eml", "LEXICON_SHARED_DOCUMENT", "Your manager has shared a file with you."),
+    ],
+)
+async def test_a_services_own_notice_names_things_but_asks_nothing(
+    settings: Settings, sample: str, lexicon: str, act: str
+) -> None:
+    """A courier's or a storage service's notice names the package, the tracking number, the
+    document and the service, which together reach the threshold. The lure says the delivery
+    failed or that somebody shared something; only that makes the same nouns a lure."""
+    from pathlib import Path
+
+    from mailmoat.parse import parse
+    from tests.conftest import SAMPLES
+
+    msg = parse((Path(SAMPLES) / sample).read_bytes())
+    assert msg.urls, "the notice carries its link"
+    stem = lexicon.removeprefix("LEXICON_")
+    assert not {s for s in await _run(settings, msg) if s.startswith(lexicon) or s.startswith(stem)}
+    msg.text += "\n" + act
+    assert lexicon in await _run(settings, msg)
+
+
 async def test_scam_and_bulk_wording(settings: Settings) -> None:
     fee = Message(
         subject="Re: COMPENSATION FUNDS",
