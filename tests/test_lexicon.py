@@ -216,25 +216,31 @@ async def test_pay_and_benefit_names_alone_are_no_subsidy_lure(settings: Setting
         ("legit_courier_zh.eml", "LEXICON_DELIVERY", "因地址不详，包裹派送失败，请重新预约派送。"),
         ("legit_out_for_delivery.eml", "LEXICON_DELIVERY", "We were unable to deliver your package. Schedule a redelivery."),
         ("legit_onedrive_storage.eml", "LEXICON_SHARED_DOCUMENT", "Your manager has shared a file with you."),
+        # A property bill with a code to pay by: the bill, the payment and the late fee are named.
+        ("legit_property_bill_qr_zh.eml", "LEXICON_PAYMENT", "另有一张电子发票待领取，请扫码下载。"),
     ],
 )
 async def test_a_services_own_notice_names_things_but_asks_nothing(
     settings: Settings, sample: str, lexicon: str, act: str
 ) -> None:
-    """A courier's or a storage service's notice names the package, the tracking number, the
-    document and the service, which together reach the threshold. The lure says the delivery
-    failed or that somebody shared something; only that makes the same nouns a lure."""
+    """A courier's, a storage service's or a landlord's notice names the package, the tracking
+    number, the document, the bill and the payment, which together reach the threshold. The lure
+    says the delivery failed, that somebody shared something, or has an invoice fetched; only that
+    makes the same nouns a lure."""
     from pathlib import Path
 
     from mailmoat.parse import parse
     from tests.conftest import SAMPLES
 
-    msg = parse((Path(SAMPLES) / sample).read_bytes())
+    msg = parse((Path(SAMPLES) / sample).read_bytes(), qr=settings.qr)
     assert msg.urls, "the notice carries its link"
     stem = lexicon.removeprefix("LEXICON_")
     assert not {s for s in await _run(settings, msg) if s.startswith(lexicon) or s.startswith(stem)}
     msg.text += "\n" + act
-    assert lexicon in await _run(settings, msg)
+    found = await _run(settings, msg)
+    assert lexicon in found
+    if msg.qr_codes:  # the property bill's code leads to a payment page
+        assert f"{stem}_LURE_WITH_QR" in found
 
 
 async def test_scam_and_bulk_wording(settings: Settings) -> None:
