@@ -118,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.max_clues:
         bayes.MAX_CLUES = args.max_clues
-    sets = de.discover(args.corpus_dir)
+    sets = de.discover_or_say(args.corpus_dir)
     if args.only:
         sets = {cell: files for cell, files in sets.items() if cell[0] in args.only}
+        if not sets:
+            print(f"none of {', '.join(args.only)} under {' or '.join(map(str, args.corpus_dir))}", file=sys.stderr)
     if not sets:
-        print(f"no <corpus>/<ham|spam|phish>/ directories under {args.corpus_dir}", file=sys.stderr)
         return 2
     items = de.train_items(sets, args.seed)
     tokens: dict[str, list[str] | None] = {}

@@ -1,10 +1,13 @@
 """Detection evaluation: train the classifier on half of each corpus, scan the other half with the full Scanner.
 
-    .venv/bin/python bench/detection_eval.py /path/to/corpora [--jobs N] [--limit N] [--json out.json]
+    .venv/bin/python bench/detection_eval.py /path/to/corpora [MORE_DIRS ...] [--jobs N] [--limit N] [--json out.json]
     .venv/bin/python bench/detection_eval.py /path/to/corpora --dev   # tune here: train halves only
 
 CORPUS_DIR holds `<corpus>/<label>/<one message per file>` with labels ham, spam and phish
-(other labels, e.g. malformed, are skipped). Every (corpus, label) is split 50/50 with a fixed
+(other labels, e.g. malformed, are skipped), or is itself one corpus holding those label
+directories. Several directories are read together: a new collection of phishing alone gives the
+classifier no ham to learn from, so name it beside one that has ham
+(`detection_eval.py ../shared/corpora /new/phish-2027`; each corpus is still reported on its own). Every (corpus, label) is split 50/50 with a fixed
 seed; the classifier is trained on the train halves (ham, spam and phish as their own labels)
 in a temporary data dir; the test halves are scanned at the default policy. For each corpus and
 label it prints the share of messages quarantined or rejected (detection for spam/phish, false
@@ -42,29 +45,40 @@ BAYES = {"BAYES_SPAM", "BAYES_HAM"}
 
 
 def discover(root: Path) -> dict[tuple[str, str], list[Path]]:
+    """Every `<corpus>/<label>/` under root; root itself is one corpus when it holds label directories."""
     sets: dict[tuple[str, str], list[Path]] = {}
-    for corpus in sorted(p for p in root.iterdir() if p.is_dir()):
+    direct = any((root / label).is_dir() for label in LABELS)
+    corpora = [root] if direct else sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for corpus in corpora:
         for label in LABELS:
             d = corpus / label
             if d.is_dir():
                 files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
                 if files:
-                    sets[(corpus.name, label)] = files
+                    sets[(corpus.resolve().name, label)] = files
     return sets
 
 
-def discover_or_say(root: Path) -> dict[tuple[str, str], list[Path]]:
-    """`discover`, saying on stderr when there is nothing to read (the caller then exits with 2)."""
-    sets = discover(root)
+def discover_or_say(roots: Path | list[Path]) -> dict[tuple[str, str], list[Path]]:
+    """`discover` over one or several directories (a corpus named twice is read as one), saying on
+    stderr when there is nothing to read (the caller then exits with 2)."""
+    sets: dict[tuple[str, str], list[Path]] = {}
+    for root in [roots] if isinstance(roots, Path) else roots:
+        for cell, files in discover(root).items():
+            sets[cell] = sorted(set(sets.get(cell, [])) | set(files))
     if not sets:
-        print(f"no <corpus>/<ham|spam|phish>/ directories under {root}", file=sys.stderr)
+        where = roots if isinstance(roots, Path) else " or ".join(map(str, roots))
+        print(f"no <corpus>/<ham|spam|phish>/ directories under {where}", file=sys.stderr)
     return sets
 
 
 def corpus_parser(doc: str | None) -> argparse.ArgumentParser:
-    """The arguments every evaluation script takes: the corpora's directory and the processes to use."""
+    """The arguments every evaluation script takes: the corpora's directories and the processes to use."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
-    ap.add_argument("corpus_dir", type=Path)
+    ap.add_argument(
+        "corpus_dir", type=Path, nargs="+",
+        help="directories of <corpus>/<label>/ (or one <corpus> holding ham/, spam/, phish/); several are read together",
+    )
     ap.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
     return ap
 
@@ -435,6 +449,13 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 clf.learn_tokens(set(tokens), label_of[path], name=path)
         clf.save()
+        if not clf.model.nham or not clf.model.nspam:
+            print(
+                f"the train halves hold no {'ham' if not clf.model.nham else 'spam or phishing'}: the classifier "
+                "learns nothing and says nothing (give a corpus with the other kind too: several directories "
+                "may be named)",
+                file=sys.stderr,
+            )
         print(
             f"trained on {clf.model.nham} ham + {clf.model.nspam} spam/phish ({failed} unreadable), "
             f"{len(clf.model)} tokens, {time.monotonic() - t0:.0f}s",
