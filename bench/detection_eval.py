@@ -7,10 +7,10 @@ CORPUS_DIR holds `<corpus>/<label>/<one message per file>` with labels ham, spam
 (other labels, e.g. malformed, are skipped), or is itself one corpus holding those label
 directories. Several directories are read together: a new collection of phishing alone gives the
 classifier no ham to learn from, so name it beside one that has ham
-(`detection_eval.py ../shared/corpora /new/phish-2027`; each corpus is still reported on its own). Every (corpus, label) is split 50/50 with a fixed
-seed; the classifier is trained on the train halves (ham, spam and phish as their own labels)
-in a temporary data dir; the test halves are scanned at the default policy. For each corpus and
-label it prints the share of messages quarantined or rejected (detection for spam/phish, false
+(`detection_eval.py ../shared/corpora /new/phish-2027`; each corpus is still reported on its
+own). Every (corpus, label) is split 50/50 with a fixed seed; the classifier is trained on the
+train halves (ham, spam and phish as their own labels) in a temporary data dir; the test halves
+are scanned at the default policy. For each corpus and label it prints the share of messages quarantined or rejected (detection for spam/phish, false
 positives for ham) and tagged, then the same after rewriting every Date and Received header to
 one recent date, so a detector that keys on the age of the mail would show it. Nothing here opens
 an attachment outside the parser.
@@ -47,8 +47,12 @@ BAYES = {"BAYES_SPAM", "BAYES_HAM"}
 def discover(root: Path) -> dict[tuple[str, str], list[Path]]:
     """Every `<corpus>/<label>/` under root; root itself is one corpus when it holds label directories."""
     sets: dict[tuple[str, str], list[Path]] = {}
-    direct = any((root / label).is_dir() for label in LABELS)
-    corpora = [root] if direct else sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if any((root / label).is_dir() for label in LABELS):
+        corpora = [root]
+    elif root.is_dir():
+        corpora = sorted(p for p in root.iterdir() if p.is_dir())
+    else:
+        corpora = []
     for corpus in corpora:
         for label in LABELS:
             d = corpus / label
