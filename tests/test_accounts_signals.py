@@ -77,6 +77,13 @@ def test_department_name_never_used_is_an_anomaly(settings: Settings, org_store:
     assert plain.new_name and plain.name_kind == "" and not plain.anomalous
 
 
+@pytest.mark.parametrize("name", ["財務部", "财 务 部", "财.务.部 工资补贴", "人\u200b事\u200b部"])
+def test_a_department_in_traditional_characters_or_written_apart_is_still_one(settings: Settings, name: str) -> None:
+    """The stolen account's "財務部" or "财 务 部" is read as the impersonation checks read it."""
+    assert signals.name_kind(name, settings) == "department"
+    assert signals.name_kind("张某人 事务所", settings) == ""
+
+
 def test_a_new_value_becomes_usual_only_after_learn_after(settings: Settings, org_store: tuple[sim.Org, Store]) -> None:
     org, store = org_store
     a = org.senders[0]

@@ -56,6 +56,23 @@ async def test_claims_in_traditional_characters(settings: Settings) -> None:
 
 @pytest.mark.parametrize(
     "from_",
+    ["财 务 部 <notice@mail-service.cn>", "财.务.部 工资补贴 <a@b-mail.com>", "華星科技 財-務-部 <a@b-mail.com>", "人\u200b事\u200b部 <a@b-mail.com>", "行 政 <a@b-mail.com>"],
+)
+async def test_a_department_written_apart_is_a_claim(settings: Settings, from_: str) -> None:
+    """财 务 部, 财.务.部, 人(zero-width)事(zero-width)部: written apart to dodge the check, and no
+    company writes its own department so, so even after another company's name it is a claim."""
+    f = (await _scan(ImpersonationAnalyzer(AnalyzerEnv(settings=settings)), from_))["IMPERSONATION_DEPARTMENT"]
+    assert f.score == 5.0 and f.data["claim"] in {"财务部", "人事部", "行政"}
+
+
+async def test_characters_apart_that_only_look_like_a_department(settings: Settings) -> None:
+    # 人 事 across two words of a name: "某人" and "事务所" (a law firm).
+    got = await _scan(ImpersonationAnalyzer(AnalyzerEnv(settings=settings)), "张某人 事务所 <office@law.example>")
+    assert not {"IMPERSONATION_DEPARTMENT", "IMPERSONATION_DEPARTMENT_MENTION"} & set(got)
+
+
+@pytest.mark.parametrize(
+    "from_",
     ["Yahoo Finance <news@yahoo.com>", "深圳市信达贸易有限公司/财务部 <feng@trade.example>", "华星科技 财务部 <caiwu@huaxing-tech.example>", "华星科技/财务部 <caiwu@huaxing-tech.example>"],
 )
 async def test_department_word_in_a_longer_name_is_only_a_mention(settings: Settings, from_: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from mailmoat.accounts.profiles import Facts, events_since, get_profile, usual, usual_ip
 from mailmoat.config import Settings
+from mailmoat.parse.names import fold, written_apart
 from mailmoat.store.accounts_models import AccountEventRow, AccountProfileRow
 from mailmoat.urlcheck.links import abused_tld, free_hosting, is_shortener
 
@@ -67,7 +67,8 @@ class Signals:
 
 
 def _fold(s: str) -> str:
-    return unicodedata.normalize("NFKC", s).casefold().strip()
+    # Read as the impersonation checks read it: 財務部, 财\u200b务部 and 财 务 部 are 财务部.
+    return fold(s).casefold()
 
 
 def name_kind(display: str, settings: Settings) -> str:
@@ -85,7 +86,7 @@ def name_kind(display: str, settings: Settings) -> str:
             if f.isascii():
                 if re.search(rf"(?<![a-z0-9]){re.escape(f)}(?![a-z0-9])", d):
                     return kind
-            elif f in d:
+            elif f in d or written_apart(f, d):
                 return kind
     return ""
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-import unicodedata
 from collections.abc import Iterable
 from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.model import Address, Direction, Finding, Message, Symbol
-from mailmoat.parse.hanzi import simplified
+from mailmoat.parse.names import CJK_CHARS, DEPARTMENT_END, fold, norm, written_apart
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
 from mailmoat.urlcheck.links import abused_tld, free_hosting
@@ -125,7 +124,7 @@ SYMBOLS = (
 _ROLE_LOCALS = frozenset(
     {"finance", "hr", "payroll", "caiwu", "renshi", "xingzheng", "admin", "it", "accounting", "accounts", "people", "helpdesk"}
 )
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CJK = re.compile(f"[{CJK_CHARS}]")
 # Anchored at the start of a run and at most 64 characters before "@" (RFC 5321): unanchored, a
 # 60,000-letter display name was tried from every position (8 s for one message).
 _EMAIL_IN_NAME = re.compile(r"(?<![\w.+'-])[\w.+'-]{1,64}@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
@@ -167,7 +166,6 @@ _CJK_SUFFIX = re.compile(
     r"(?:部门|部|中心|处|科|组|团队|办公室|通知|公司|集团|总部|本公司|全体|管理|服务|系统|平台)"
 )
 _OTHER_COMPANY = re.compile(r"有限|股份|集团|\b(?:ltd|inc|llc|corp|co)\b", re.I)
-_SPECIFIC_CJK = re.compile(r"(?:部|处|科|中心|办公室)$")
 
 
 # Words of the fraud waves and of notices: a display name with one of them beside a department
@@ -200,17 +198,6 @@ def _names_another_org(name: str, term: str, org_names: Iterable[str]) -> bool:
     return len(_CJK.findall(_CJK_SUFFIX.sub("", prefix))) >= 2
 
 
-def _norm(text: str) -> str:
-    t = unicodedata.normalize("NFKC", text).strip().strip("\"'").strip()
-    return re.sub(r"\s+", " ", t)
-
-
-def _fold(text: str) -> str:
-    """`_norm`, and Traditional Chinese written in Simplified: what claims are matched on, so that
-    財務部 claims 财务部 (the display name itself is shown as it was written)."""
-    return simplified(_norm(text))
-
-
 def _latin_pattern(term: str) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])" + re.escape(term.lower()) + r"(?![a-z0-9])")
 
@@ -224,9 +211,9 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         super().__init__(env)
         s = env.settings
         self.catalog = DomainCatalog(list(s.server.domains), list(s.org.brands))
-        self.departments = [_fold(d) for d in s.org.departments if d.strip()]
-        self.executives = [_fold(e) for e in s.org.executives if e.strip()]
-        self.org_names = [_fold(n) for n in s.org.names if n.strip()]
+        self.departments = [fold(d) for d in s.org.departments if d.strip()]
+        self.executives = [fold(e) for e in s.org.executives if e.strip()]
+        self.org_names = [fold(n) for n in s.org.names if n.strip()]
         self._dept_latin = [(d, _latin_pattern(d)) for d in self.departments if not _CJK.search(d)]
         self._dept_cjk = sorted((d for d in self.departments if _CJK.search(d)), key=len, reverse=True)
         brand_names: list[tuple[str, re.Pattern[str] | None, str]] = []
@@ -237,7 +224,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 if n.lower() in GENERIC_LABELS or n.lower() in ("target", "chase", "ledger", "steam", "wise"):
                     continue
                 pat = None if _CJK.search(n) else _latin_pattern(n)
-                brand_names.append((_fold(n), pat, b.name))
+                brand_names.append((fold(n), pat, b.name))
         self._brand_names = brand_names
         self.history = History(env.store) if env.store is not None else None
 
@@ -245,7 +232,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
 
     def department_claim(self, display: str) -> tuple[str, bool] | None:
         """(department, strong) when a display name claims a department; strong = it is little else."""
-        name = _fold(display)
+        name = fold(display)
         low = name.lower()
         for term in self._dept_cjk:
             if term in name:
@@ -256,8 +243,12 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 # "财务部", "公司财务部", "财务部-工资补贴" claim our department; "某某贸易有限公司/财务部"
                 # is another company's own department.
                 other_company = bool(_OTHER_COMPANY.search(rest)) or _names_another_org(name, term, self.org_names)
-                strong = not core or (bool(_SPECIFIC_CJK.search(term)) and len(core) <= 4 and not other_company)
+                strong = not core or (bool(DEPARTMENT_END.search(term)) and len(core) <= 4 and not other_company)
                 return term, strong
+        for term in self._dept_cjk:
+            # No organisation writes its own department's name letter by letter: a claim that hides.
+            if written_apart(term, name):
+                return term, True
         for term, pat in self._dept_latin:
             if pat.search(low):
                 rest = low
@@ -270,7 +261,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         return None
 
     def executive_claim(self, display: str) -> str | None:
-        name = _fold(display).lower()
+        name = fold(display).lower()
         for ex in self.executives:
             e = ex.lower()
             if _CJK.search(e):
@@ -284,7 +275,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
 
     def brand_claim(self, display: str) -> tuple[str, str] | None:
         """(name shown, brand) when a display name names a well-known brand."""
-        name = _fold(display)
+        name = fold(display)
         low = name.lower()
         for n, pat, brand in self._brand_names:
             if (pat is None and n in name) or (pat is not None and pat.search(low)):
@@ -301,7 +292,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             return out
         from_domain = frm.domain
         internal_from = bool(from_domain) and self.catalog.is_protected(from_domain)
-        display = _norm(frm.display)
+        display = norm(frm.display)
         if env.direction == Direction.INBOUND:
             # Our own domain arriving through the MX without DMARC pass is a spoof: it earns no
             # trust for its display name (the site's own mail comes in through the relay listener).
@@ -421,7 +412,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             return []
         count, names = past
         shown = f'"{display}" <{frm.addr}>'
-        if display.lower() in {_norm(n).lower() for n in names}:
+        if display.lower() in {norm(n).lower() for n in names}:
             return []
         if count >= MIN_ESTABLISHED:
             usual = ", ".join(sorted(f'"{n}"' for n in names if n)[:3]) or "no display name"
