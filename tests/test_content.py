@@ -189,3 +189,26 @@ async def test_styled_letters(settings: Settings) -> None:
     # One styled symbol (𝑥 in a formula), fullwidth letters in Japanese or Chinese text: not styling to dodge.
     plain = "Solve 𝑥 + 1 = 3. ＡＢＣ株式会社のご案内。会议在Ａ座举行。"
     assert "CONTENT_STYLED_LETTERS" not in await run(settings, Message(subject="Notes", text=plain))
+
+
+async def test_lookalike_letters(settings: Settings) -> None:
+    # Cyrillic а, с, е, о, у and Komi ԁ among Latin letters: the reader sees the words, a filter does not.
+    lure = "Dear vɑluеd usеr, verify уоur ассоunt to keep your Lеԁgеr wallet."
+    found = await run(settings, Message(subject="Account notice", text=lure))
+    assert found["CONTENT_LOOKALIKE_LETTERS"].data["count"] == 5
+    assert "'уоur' = 'your'" in found["CONTENT_LOOKALIKE_LETTERS"].evidence
+    # Russian and Greek written in their own letters, accented Latin, one Greek letter in a term: not disguise.
+    plain = "Здравствуйте, это обычное письмо. Καλημέρα σας. Café, naïve, Straße. The αβ-crystallin assay."
+    assert "CONTENT_LOOKALIKE_LETTERS" not in await run(settings, Message(subject="Notes", text=plain))
+
+
+def test_the_lexicon_and_the_classifier_read_disguised_words_plainly() -> None:
+    from mailmoat.analyzers.lexicon import load_builtin, match
+    from mailmoat.classify.tokens import text_tokens
+
+    text = "Please vеrify уоur ассоunt, your pаsswоrd will expire"
+    assert {"verify", "your account", "password"} <= text_tokens(text)
+    assert "verify your account" in match(load_builtin(), Message(subject="Notice", text=text))["LEXICON_CREDENTIAL"].terms
+    # A look-alike letter in a link's host stays the link's own (the URL checks judge it).
+    assert "url:pаypal.com" in text_tokens("see https://pаypal.com/login")
+

@@ -132,6 +132,8 @@ async def test_brand_display_and_lookalike_domain(settings: Settings) -> None:
     assert await _scan(an, "PayPal <service@paypal.com>") == {}
     got = await _scan(an, "国家税务总局 <tax@tax-refund.example>")
     assert "国家税务总局" in got["DISPLAY_NAME_BRAND"].evidence
+    # Cyrillic а in the display name: the reader sees PayPal.
+    assert "DISPLAY_NAME_BRAND" in await _scan(an, "PаyPаl Service <service@pay-notice.example>")
 
 
 async def test_display_name_with_another_address(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
 from mailmoat.model import Finding, Message, Symbol
+from mailmoat.parse.homoglyphs import disguised_words, unmask
 
 GROUP = "content"
 # Only the start of a long body is read: the signs are in the first screens, and a cap keeps a
@@ -55,6 +56,12 @@ CONTENT_STYLED_LETTERS = Symbol(
     2.5,
     GROUP,
     "Words spelt in mathematical, circled or squared letters (𝘿𝙊𝘾𝙏𝙊𝙍, Ⓕⓡⓔⓔ) instead of plain ones (filter evasion)",
+)
+CONTENT_LOOKALIKE_LETTERS = Symbol(
+    "CONTENT_LOOKALIKE_LETTERS",
+    2.5,
+    GROUP,
+    "Words spelt with look-alike letters of another alphabet among Latin ones (pаssword with a Cyrillic а) (filter evasion)",
 )
 CONTENT_BODY_CAPS = Symbol(
     "CONTENT_BODY_CAPS", 1.5, GROUP, "More than a quarter of the body's words are in capitals"
@@ -194,6 +201,7 @@ class ContentAnalyzer(BaseAnalyzer):
         CONTENT_ZERO_WIDTH,
         CONTENT_MARKED_LETTERS,
         CONTENT_STYLED_LETTERS,
+        CONTENT_LOOKALIKE_LETTERS,
         CONTENT_BODY_CAPS,
         CONTENT_LINKS_ONE_DOMAIN,
         CONTENT_CLICK_HERE,
@@ -241,6 +249,14 @@ class ContentAnalyzer(BaseAnalyzer):
             shown = unicodedata.normalize("NFKC", styled[0])[:40]
             out.append(
                 self.finding("CONTENT_STYLED_LETTERS", f"{len(styled)} styled word(s), e.g. {styled[0][:40]} = {shown!r}", {"count": len(styled)})
+            )
+
+        # Two at least: one such word can be a name or a unit (a Greek letter in "αβ-test").
+        lookalike = [w for t in (subject, display, body) for w in disguised_words(t)]
+        if len(lookalike) >= 2:
+            shown = ", ".join(f"{w!r} = {unmask(w)!r}" for w in dict.fromkeys(lookalike[:3]))
+            out.append(
+                self.finding("CONTENT_LOOKALIKE_LETTERS", f"{len(lookalike)} disguised word(s), e.g. {shown}", {"count": len(lookalike)})
             )
 
         low = body.lower()

@@ -21,6 +21,7 @@ from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
 from mailmoat.classify.tokens import HIDDEN
 from mailmoat.model import Finding, Message, Symbol
 from mailmoat.parse.hanzi import simplified
+from mailmoat.parse.homoglyphs import unmask
 from mailmoat.parse.qr import leads_somewhere
 from mailmoat.parse.wallets import wallet_address
 from mailmoat.urlcheck import domains as dom
@@ -154,7 +155,7 @@ def normalise(text: str) -> str:
     if text.isascii():  # NFKC, zero-width characters and CJK gaps change nothing in ASCII
         return text.lower()
     text = simplified(unicodedata.normalize("NFKC", text))
-    text = HIDDEN.sub("", text).lower()
+    text = unmask(HIDDEN.sub("", text)).lower()
     return _CJK_GAP.sub("", text)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Collection
 
 from mailmoat.model import Message
 from mailmoat.parse.hanzi import simplified
+from mailmoat.parse.homoglyphs import unmask
 
 # How much text is worth reading: the first part of a body carries the signal, and a cap keeps
 # a hostile 20 MB text part from costing seconds.
@@ -134,6 +135,8 @@ def text_tokens(text: str, prefix: str = "", bigrams: bool = True) -> set[str]:
 
     text = _URL_RE.sub(_url, text)
     text = _EMAIL_RE.sub(_email, text)
+    # After the links: a look-alike letter in a host is the link's own business (URL checks).
+    text = unmask(text)
     if bigrams:
         _cjk_gram_tokens(text, prefix, out)
     for run in _CJK_RUN.findall(text):

@@ -1,8 +1,9 @@
 """How a display name is read when it is checked for the organisation's own names.
 
-Traditional Chinese is read as Simplified, characters that draw nothing are dropped, and a name
-written apart to dodge the check (财 务 部, 财.务.部) is found too. The impersonation analyzer and
-the account profiles read display names the same way, so a claim one of them sees the other sees.
+Traditional Chinese is read as Simplified, characters that draw nothing are dropped, words
+disguised with look-alike letters are read plainly, and a name written apart to dodge the check
+(财 务 部, 财.务.部) is found too. The impersonation analyzer and the account profiles read display
+names the same way, so a claim one of them sees the other sees.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import unicodedata
 
 from mailmoat.classify.tokens import HIDDEN
 from mailmoat.parse.hanzi import simplified
+from mailmoat.parse.homoglyphs import unmask
 
 CJK_CHARS = "\u3400-\u9fff\uf900-\ufaff"
 # Where a Chinese department's name ends (财务部, 信息中心): such a name may run on into other words.
@@ -29,9 +31,10 @@ def norm(text: str) -> str:
 
 
 def fold(text: str) -> str:
-    """`norm`, Traditional Chinese written in Simplified and characters that draw nothing dropped:
-    what claims are matched on, so that 財務部 and 财\u200b务部 claim 财务部."""
-    return simplified(norm(HIDDEN.sub("", text)))
+    """`norm`, Traditional Chinese written in Simplified, characters that draw nothing dropped and
+    words disguised with look-alike letters written plainly: what claims are matched on, so that
+    財務部 and 财\u200b务部 claim 财务部, and "PаyPаl" (Cyrillic а) claims PayPal."""
+    return unmask(simplified(norm(HIDDEN.sub("", text))))
 
 
 @functools.lru_cache(maxsize=256)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from confusable_homoglyphs import confusables
-
+from mailmoat.parse.homoglyphs import CONFUSABLE as _CONFUSABLE
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.links import load_list
 
@@ -78,21 +77,6 @@ _MIN_TOKEN = 3  # shorter brand labels (qq, x, db) are never matched as tokens
 _MIN_TYPO = 6  # edit distance only for labels at least this long
 
 
-def _build_confusable_map() -> dict[str, str]:
-    """Non-ASCII character → the ASCII letters it imitates, from Unicode's confusables data."""
-    out: dict[str, str] = {}
-    for char, glyphs in confusables.confusables_data.items():
-        if len(char) != 1 or (char.isascii() and char.isalnum()):
-            continue
-        for g in glyphs:
-            c = str(g.get("c", "")).lower()
-            if c and c.isascii() and c.isalnum():
-                out[char] = c
-                break
-    return out
-
-
-_CONFUSABLE = _build_confusable_map()
 _ASCII_SEQ = (("rn", "m"), ("vv", "w"), ("0", "o"), ("1", "l"), ("|", "l"))
 
 
