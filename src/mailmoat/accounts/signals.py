@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -66,6 +67,7 @@ class Signals:
         return d
 
 
+@functools.lru_cache(maxsize=1024)  # the organisation's names are folded again for every message
 def _fold(s: str) -> str:
     # Read as the impersonation checks read it: 財務部, 财\u200b务部 and 财 务 部 are 财务部.
     return fold(s).casefold()
