@@ -198,7 +198,7 @@ async def test_lookalike_letters(settings: Settings) -> None:
     assert found["CONTENT_LOOKALIKE_LETTERS"].data["count"] == 5
     assert "'уоur' = 'your'" in found["CONTENT_LOOKALIKE_LETTERS"].evidence
     # Russian and Greek written in their own letters, accented Latin, one Greek letter in a term: not disguise.
-    plain = "Здравствуйте, это обычное письмо. Καλημέρα σας. Café, naïve, Straße. The αβ-crystallin assay."
+    plain = "Здравствуйте, это обычное письмо. Καλημέρα σας. Café, naïve, Straße. The αβ-crystallin assay: TNFα, PPARγ and ERα, TNFα again."
     assert "CONTENT_LOOKALIKE_LETTERS" not in await run(settings, Message(subject="Notes", text=plain))
 
 

@@ -15,6 +15,7 @@ from mailmoat.parse.homoglyphs import disguised_words, unmask
         ("Dear vɑlued user", "Dear valued user"),  # Latin alpha, a phonetic letter
         ("Αviatiοn", "aviation"),  # Greek capital Alpha and omicron: read in lower case
         ("工资补贴 pаypаl", "工资补贴 paypal"),
+        ("Applе ID", "Apple ID"),  # a Cyrillic е at the end is still a disguise
     ],
 )
 def test_disguised_words_are_read_plainly(text: str, plain: str) -> None:
@@ -30,6 +31,7 @@ def test_disguised_words_are_read_plainly(text: str, plain: str) -> None:
         "Café, naïve, Straße, Æsir",  # Latin's own accented and extra letters
         "ordinary ASCII text",
         "财务部通知",
+        "TNFα and PPARγ levels",  # Greek letters ending a name: how science writes
     ],
 )
 def test_writing_in_its_own_alphabet_is_left_alone(text: str) -> None:

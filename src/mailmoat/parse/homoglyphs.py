@@ -47,18 +47,26 @@ _WORD = re.compile(r"[^\W\d_]+")
 _LATIN = re.compile(r"[A-Za-z]")
 
 
+# Greek letters that may end a Latin name: science writes TNFα and PPARγ. A Cyrillic е ending
+# "Applе" is still a disguise.
+_GREEK_SUFFIX = "".join(sorted(ch for ch in DISGUISE if categories.alias(ch) == "GREEK"))
+
+
+def _disguised(word: str) -> bool:
+    """Latin letters with a look-alike among them, other than Greek letters ending the word."""
+    return bool(_LATIN.search(word)) and _ANY.search(word.rstrip(_GREEK_SUFFIX)) is not None
+
+
 def _plain(m: re.Match[str]) -> str:
     word = m.group(0)
-    if not _LATIN.search(word) or not _ANY.search(word):
-        return word
-    return "".join(DISGUISE.get(ch, ch) for ch in word)
+    return "".join(DISGUISE.get(ch, ch) for ch in word) if _disguised(word) else word
 
 
 def disguised_words(text: str) -> list[str]:
     """The words of the text that mix Latin letters with look-alikes, as written."""
     if text.isascii() or not _ANY.search(text):
         return []
-    return [w for w in _WORD.findall(text) if _LATIN.search(w) and _ANY.search(w)]
+    return [w for w in _WORD.findall(text) if _disguised(w)]
 
 
 def unmask(text: str) -> str:
