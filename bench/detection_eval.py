@@ -172,6 +172,22 @@ def trained_model(train: list[tuple[tuple[str, str], str]], tokens: dict[str, li
     return model
 
 
+def learn_files(clf: Any, labelled: list[tuple[str, str]], jobs: int, keyed: bool = False) -> int:
+    """Learn (path, label) files into a `Classifier`, tokenised in worker processes; how many could
+    not be read. `keyed`: each as a verdict of the store is learnt, under its file name as key."""
+    label_of = dict(labelled)
+    failed = 0
+    with ProcessPoolExecutor(jobs, initializer=_init_train) as pool:
+        for path, tokens in pool.map(_tokens, list(label_of), chunksize=16):
+            if tokens is None:
+                failed += 1
+            elif keyed:
+                clf.learn_tokens(set(tokens), label_of[path], key=Path(path).name)
+            else:
+                clf.learn_tokens(set(tokens), label_of[path], name=path)
+    return failed
+
+
 def tokenised_sample(
     sets: dict[tuple[str, str], list[Path]], jobs: int, sample: int, seed: int = SEED
 ) -> tuple[list[tuple[tuple[str, str], str]], list[str], dict[str, list[str] | None]]:
@@ -444,14 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.data_dir = data_dir
         t0 = time.monotonic()
         clf = Classifier(model_path(settings), BayesModel(), fresh=True)
-        label_of = dict(train)
-        failed = 0
-        with ProcessPoolExecutor(args.jobs, initializer=_init_train) as pool:
-            for path, tokens in pool.map(_tokens, [p for p, _ in train], chunksize=16):
-                if tokens is None:
-                    failed += 1
-                    continue
-                clf.learn_tokens(set(tokens), label_of[path], name=path)
+        failed = learn_files(clf, train, args.jobs)
         clf.save()
         if not clf.model.nham or not clf.model.nspam:
             print(

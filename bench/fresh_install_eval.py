@@ -46,10 +46,7 @@ def _learn_recalled(data_dir: str, paths: list[str], jobs: int) -> None:
     settings = Settings()
     settings.data_dir = data_dir
     clf = Classifier.open(model_path(settings))
-    with ProcessPoolExecutor(jobs, initializer=de._init_train) as pool:
-        for path, tokens in pool.map(de._tokens, paths, chunksize=16):
-            if tokens is not None:
-                clf.learn_tokens(set(tokens), "phish", key=Path(path).name)
+    de.learn_files(clf, [(p, "phish") for p in paths], jobs, keyed=True)
     clf.save()
 
 
