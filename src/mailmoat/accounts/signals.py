@@ -67,10 +67,16 @@ class Signals:
         return d
 
 
-@functools.lru_cache(maxsize=1024)  # the organisation's names are folded again for every message
 def _fold(s: str) -> str:
     # Read as the impersonation checks read it: 財務部, 财\u200b务部 and 财 务 部 are 财务部.
     return fold(s).casefold()
+
+
+@functools.lru_cache(maxsize=64)
+def _folded(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The organisation's names as matched, folded once rather than for every message (only these
+    short configured lists are kept; a display name, which may be as long as a header, is not)."""
+    return tuple(f for f in map(_fold, names) if f)
 
 
 def name_kind(display: str, settings: Settings) -> str:
@@ -79,10 +85,7 @@ def name_kind(display: str, settings: Settings) -> str:
     if not d:
         return ""
     for kind, names in (("executive", settings.org.executives), ("department", settings.org.departments)):
-        for n in names:
-            f = _fold(n)
-            if not f:
-                continue
+        for f in _folded(tuple(names)):
             if d == f:
                 return kind
             if f.isascii():
