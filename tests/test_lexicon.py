@@ -189,8 +189,19 @@ def test_bad_data_is_a_clear_error() -> None:
         build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "fax", "score": 1}}}, {})
     ok = build(rules, {"lexicon_t.txt": "# comment\n\nLEXICON_X 2 multi  word term\n"})
     assert match(ok, Message(text="a Multi word\nterm here"))["LEXICON_X"].weight == 2
+    with pytest.raises(LexiconError, match="act_weight are numbers"):
+        build({"lexicons": {"LEXICON_X": {"score": 1, "threshold": 2, "act_weight": "heavy"}}}, {})
     with pytest.raises(LexiconError, match=r"acts \['apply'\] are none of its terms"):
         build({"lexicons": {"LEXICON_X": {"score": 1, "threshold": 2, "acts": ["apply"]}}}, {"t.txt": "LEXICON_X 2 foo"})
+
+
+def test_an_act_weight_makes_every_term_that_heavy_an_act() -> None:
+    rules = {"lexicons": {"LEXICON_X": {"score": 1, "threshold": 3, "act_weight": 2}}}
+    lexset = build(rules, {"t.txt": "LEXICON_X 1 parcel\nLEXICON_X 1 courier\nLEXICON_X 1 tracking\nLEXICON_X 2 customs fee\n"})
+    lx = lexset.lexicons["LEXICON_X"]
+    nouns = match(lexset, Message(text="parcel courier tracking"))["LEXICON_X"]
+    assert nouns.weight == 3 and not lx.fires(nouns)
+    assert lx.fires(match(lexset, Message(text="parcel courier customs fee"))["LEXICON_X"])
 
 
 async def test_pay_and_benefit_names_alone_are_no_subsidy_lure(settings: Settings) -> None:

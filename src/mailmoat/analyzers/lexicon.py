@@ -50,13 +50,18 @@ class Lexicon:
     description: str
     terms: dict[str, float] = field(default_factory=dict)  # normalised term -> weight
     # When given, the lexicon fires only if one of these terms (what the lure asks the reader to
-    # do) is found, or one term as heavy as the threshold on its own.
+    # do) is found, or one term as heavy as the threshold on its own, or (act_weight) one term at
+    # least that heavy: where every lure term outweighs every plain noun, a weight says it once.
     acts: frozenset[str] = frozenset()
+    act_weight: float | None = None
 
     def fires(self, hit: LexiconHit) -> bool:
         if hit.weight < self.threshold:
             return False
-        return not self.acts or any(t in self.acts or self.terms.get(t, 0.0) >= self.threshold for t in hit.terms)
+        if not self.acts and self.act_weight is None:
+            return True
+        heavy = self.threshold if self.act_weight is None else min(self.act_weight, self.threshold)
+        return any(t in self.acts or self.terms.get(t, 0.0) >= heavy for t in hit.terms)
 
 
 @dataclass
@@ -207,9 +212,10 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
                 threshold=float(spec["threshold"]),
                 description=str(spec.get("description", sym)),
                 acts=frozenset(_term_key(str(t)) for t in spec.get("acts") or ()),
+                act_weight=None if spec.get("act_weight") is None else float(spec["act_weight"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise LexiconError(f"lexicon {sym}: needs score and threshold ({exc})") from exc
+            raise LexiconError(f"lexicon {sym}: needs score and threshold; score, threshold and act_weight are numbers ({exc})") from exc
     combos: list[Combo] = []
     for sym, spec in dict(rules.get("combos") or {}).items():
         lex = str(spec.get("lexicon", ""))
