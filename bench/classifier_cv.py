@@ -110,6 +110,7 @@ def cross_validate(
 def main(argv: list[str] | None = None) -> int:
     ap = de.corpus_parser(__doc__)
     ap.add_argument("--seed", type=int, default=de.SEED)
+    ap.add_argument("--by-date", action="store_true", help="the train halves of detection_eval.py --by-date (the older mail)")
     ap.add_argument("--max-clues", type=int, help="bayes.MAX_CLUES for this run (default: the shipped value)")
     ap.add_argument("--no-cjk-grams", action="store_true", help="leave out the CJK 4-gram tokens")
     ap.add_argument("--model", choices=("bayes", "logistic"), default="bayes")
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"none of {', '.join(args.only)} under {' or '.join(map(str, args.corpus_dir))}", file=sys.stderr)
     if not sets:
         return 2
-    items = de.train_items(sets, args.seed)
+    items = de.train_items(sets, args.seed, args.by_date)
     tokens: dict[str, list[str] | None] = {}
     with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(args.no_cjk_grams,)) as pool:
         for path, toks in pool.map(_tokens, [p for _, p in items], chunksize=32):

@@ -2,13 +2,16 @@
 
     .venv/bin/python bench/detection_eval.py /path/to/corpora [MORE_DIRS ...] [--jobs N] [--limit N] [--json out.json]
     .venv/bin/python bench/detection_eval.py /path/to/corpora --dev   # tune here: train halves only
+    .venv/bin/python bench/detection_eval.py /path/to/corpora --by-date   # learn older mail, scan newer
 
 CORPUS_DIR holds `<corpus>/<label>/<one message per file>` with labels ham, spam and phish
 (other labels, e.g. malformed, are skipped), or is itself one corpus holding those label
 directories. Several directories are read together: a new collection of phishing alone gives the
 classifier no ham to learn from, so name it beside one that has ham
 (`detection_eval.py ../shared/corpora /new/phish-2027`; each corpus is still reported on its
-own). Every (corpus, label) is split 50/50 with a fixed seed; the classifier is trained on the
+own). Every (corpus, label) is split 50/50 with a fixed seed (`--by-date`: into the older and the
+newer half by the messages' Date headers, which asks how the detection holds on mail sent after
+everything it learnt, as it will at a site); the classifier is trained on the
 train halves (ham, spam and phish as their own labels) in a temporary data dir; the test halves
 are scanned at the default policy. For each corpus and label it prints the share of messages quarantined or rejected (detection for spam/phish, false
 positives for ham) and tagged, then the same after rewriting every Date and Received header to
@@ -87,25 +90,52 @@ def corpus_parser(doc: str | None) -> argparse.ArgumentParser:
     return ap
 
 
-def split(files: list[Path], seed: int = SEED) -> tuple[list[Path], list[Path]]:
-    """Fixed-seed 50/50 split: (train, test)."""
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FIELD = re.compile(rb"^([!-9;-~]+):", re.MULTILINE)
+_DATE = re.compile(rb"^Date:[ \t]*([^\r\n]*)", re.MULTILINE | re.IGNORECASE)
+
+
+def sent_at(path: Path) -> float | None:
+    """When the message says it was sent (its first Date header, as a timestamp), or None."""
+    with path.open("rb") as fh:
+        head = _HEADER_END.split(fh.read(65536), 1)[0]
+    m = _DATE.search(head)
+    if not m:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(m.group(1).decode("latin-1").strip())
+        return when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def split(files: list[Path], seed: int = SEED, by_date: bool = False) -> tuple[list[Path], list[Path]]:
+    """50/50 split: (train, test). Fixed-seed shuffle, or, by_date, the older half against the newer.
+
+    By date, messages whose Date header cannot be read are put in the train half: they cannot be
+    placed in time, and the test half is meant to be mail sent after everything learnt.
+    """
     order = sorted(files)
+    if by_date:
+        when = {p: sent_at(p) for p in order}
+        undated = [p for p in order if when[p] is None]
+        dated = sorted((p for p in order if when[p] is not None), key=lambda p: (when[p], p))
+        test = dated[len(dated) - len(order) // 2 :] if len(order) // 2 else []
+        return undated + dated[: len(dated) - len(test)], test
     random.Random(seed).shuffle(order)
     half = len(order) // 2
     return order[:half], order[half:]
 
 
-def train_items(sets: dict[tuple[str, str], list[Path]], seed: int = SEED) -> list[tuple[tuple[str, str], str]]:
+def train_items(
+    sets: dict[tuple[str, str], list[Path]], seed: int = SEED, by_date: bool = False
+) -> list[tuple[tuple[str, str], str]]:
     """(cell, path) of every train-half message, cell by cell: what the train-only scripts read."""
     items: list[tuple[tuple[str, str], str]] = []
     for cell, files in sorted(sets.items()):
-        train, _ = split(files, seed)
+        train, _ = split(files, seed, by_date)
         items += [(cell, str(p)) for p in train]
     return items
-
-
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_FIELD = re.compile(rb"^([!-9;-~]+):", re.MULTILINE)
 
 
 def rewrite_dates(raw: bytes, when: str = RECENT_DATE) -> bytes:
@@ -416,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = corpus_parser(__doc__)
     ap.add_argument("--limit", type=int, default=0, help="at most N messages per corpus/label (quick runs)")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument(
+        "--by-date", action="store_true",
+        help="split each corpus and label by its Date headers: learn the older half, scan the newer half",
+    )
     ap.add_argument("--json", type=Path, help="write every per-message result here")
     ap.add_argument(
         "--spam-full", type=float, help="classifier.spam_full for this run (default: the setting's default)"
@@ -446,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             files = sorted(files)
             random.Random(args.seed).shuffle(files)
             files = files[: 2 * args.limit]
-        tr, te = split(files, args.seed)
+        tr, te = split(files, args.seed, args.by_date)
         train += [(str(p), label) for p in tr]
         test += [(corpus, label, str(p)) for p in te]
         print(f"{corpus}/{label}: {len(tr)} train, {len(te)} test", file=sys.stderr)
@@ -492,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     th = settings.policy.thresholds
     full = args.spam_full if args.spam_full is not None else settings.classifier.spam_full
     print(
-        f"## Detection on the test halves (seed {args.seed}, policy tag {th.tag:g} / quarantine {th.quarantine:g} / "
+        f"## Detection on the test halves ({'the newer half by Date' if args.by_date else f'seed {args.seed}'}, policy tag {th.tag:g} / quarantine {th.quarantine:g} / "
         f"reject {th.reject:g}, classifier.spam_full {full:g})\n"
     )
     print(table(orig, "As received"))

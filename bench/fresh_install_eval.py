@@ -53,6 +53,7 @@ def _learn_recalled(data_dir: str, paths: list[str], jobs: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = de.corpus_parser(__doc__)
     ap.add_argument("--seed", type=int, default=de.SEED)
+    ap.add_argument("--by-date", action="store_true", help="split by Date headers: the older half is train, the newer test")
     ap.add_argument("--half", choices=("test", "train"), default="test")
     ap.add_argument("--symbols", default="", help="comma-separated symbols to report (default: the 8 most frequent per cell)")
     ap.add_argument("--recalled", type=float, default=0.0, help="share of the train halves' spam and phishing recalled and learnt")
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     recalled: list[str] = []
     rng = random.Random(args.seed + 5)
     for cell, files in sorted(sets.items()):
-        train, test = de.split(files, args.seed)
+        train, test = de.split(files, args.seed, args.by_date)
         for p in train if args.half == "train" else test:
             cell_of[str(p)] = cell
         if cell[1] != "ham":
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             fired[cell][sym] += 1
     wanted = [s for s in args.symbols.split(",") if s]
     learnt = f", {len(recalled)} train-half spam and phishing recalled and learnt" if recalled else ""
-    print(f"## No classifier model, {args.half} halves{learnt}\n")
+    halves = f"{args.half} halves" + (" (split by Date: train older, test newer)" if args.by_date else "")
+    print(f"## No classifier model, {halves}{learnt}\n")
     print("| corpus | label | msgs | tag or more | quarantine or reject | errors |")
     print("|---|---|---:|---:|---:|---:|")
     for cell in sorted(n):
