@@ -326,16 +326,36 @@ SPAM_TYPES = [
         Message(subject="同城交友", text="寂寞吗？同城交友，视频聊天，约炮。"),
         Message(subject="年会", text="年会有美女主持，节目精彩激情。"),
     ),
+    (
+        "LEXICON_GAMBLING",
+        Message(subject="200 FREE SPINS waiting", text="Claim your no deposit bonus at our online casino today."),
+        Message(subject="Weekend trip", text="We visited the casino, won a small jackpot at the slots and had dinner."),
+    ),
+    (
+        "LEXICON_GAMBLING",
+        Message(subject="首存送彩金", text="真人娱乐、百家乐、体育投注，注册送彩金，每日返水。"),
+        # News of a gambling-management degree names the trade, not an offer (a TREC ham message).
+        Message(subject="北大欲招收博彩管理专业硕士研究生", text="该专业研究博彩业管理，与彩票和赌博问题的社会影响。"),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("lexicon", "spam", "ordinary"), SPAM_TYPES)
 async def test_spam_types(settings: Settings, lexicon: str, spam: Message, ordinary: Message) -> None:
-    """Pills, loans, search-engine selling and adult solicitation: the kind fires, everyday use of
-    the same words does not."""
+    """Pills, loans, search-engine selling, adult solicitation and casino offers: the kind fires,
+    everyday use of the same words does not."""
     found = await _run(settings, spam)
     assert lexicon in found and found[lexicon].score > 0, found
     assert lexicon not in await _run(settings, ordinary)
+
+
+async def test_gambling_offer_with_a_link_is_a_campaign(settings: Settings) -> None:
+    """A casino's offer fires the lexicon alone; with a link to claim it, GAMBLING_WITH_LINK too."""
+    text = "Your welcome bonus is ready: 100 free spins and a 300% deposit bonus. Withdraw your winnings any time."
+    found = await _run(settings, Message(subject="Your bonus is waiting", text=text))
+    assert "LEXICON_GAMBLING" in found and "GAMBLING_WITH_LINK" not in found
+    found = await _run(settings, Message(subject="Your bonus is waiting", text=text, urls=[_link()]))
+    assert {"LEXICON_GAMBLING", "GAMBLING_WITH_LINK"} <= set(found)
 
 
 async def test_campaign_keeps_its_score_beside_the_capped_content_heuristics(settings: Settings) -> None:
