@@ -136,6 +136,17 @@ async def test_brand_display_and_lookalike_domain(settings: Settings) -> None:
     assert "DISPLAY_NAME_BRAND" in await _scan(an, "PаyPаl Service <service@pay-notice.example>")
 
 
+async def test_a_brand_that_is_also_a_word_is_claimed_by_that_word_alone(settings: Settings) -> None:
+    """"Ledger" or "Exodus Wallet" from elsewhere claims the brand; "General Ledger Team" does not."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    for display in ("Ledger", "Ledger Support", "EXODUS WALLET", "Chase Bank"):
+        got = await _scan(an, f"{display} <noreply@jtidrive.example>")
+        assert "DISPLAY_NAME_BRAND" in got, display
+    assert await _scan(an, "Ledger <noreply@ledger.com>") == {}
+    for display in ("General Ledger Team", "Chase Smith", "Office", "Booking Office"):
+        assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
+
+
 async def test_display_name_with_another_address(settings: Settings) -> None:
     an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
     got = await _scan(an, f'"boss@{ORG}" <boss.acme@gmail.com>')

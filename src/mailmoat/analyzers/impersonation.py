@@ -198,6 +198,21 @@ def _names_another_org(name: str, term: str, org_names: Iterable[str]) -> bool:
     return len(_CJK.findall(_CJK_SUFFIX.sub("", prefix))) >= 2
 
 
+# Brand names that are also words (GENERIC_LABELS) but that a sender calling itself by that word
+# alone is the brand; the others ("Office", "Booking", "Outlook", "Orange") are what small firms
+# and people call their own mailboxes.
+_SENDER_WORDS = frozenset({"office", "booking", "outlook", "orange", "aruba", "meta", "live", "trip"})
+# What a brand's mail adds to its name in a display name.
+_SERVICE_WORDS = frozenset(
+    {
+        "team", "support", "security", "wallet", "service", "services", "billing", "notification",
+        "notifications", "account", "accounts", "alert", "alerts", "official", "customer", "care", "help",
+        "desk", "app", "inc", "bank", "card", "rewards", "update", "updates", "news",
+    }
+)
+_WORD = re.compile(r"[^\W_]+")
+
+
 def _latin_pattern(term: str) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])" + re.escape(term.lower()) + r"(?![a-z0-9])")
 
@@ -217,11 +232,14 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         self._dept_latin = [(d, _latin_pattern(d)) for d in self.departments if not _CJK.search(d)]
         self._dept_cjk = sorted((d for d in self.departments if _CJK.search(d)), key=len, reverse=True)
         brand_names: list[tuple[str, re.Pattern[str] | None, str]] = []
+        self._word_brands: dict[str, str] = {}
         for b in self.catalog.brands:
             for n in b.names:
                 if len(n) < 4 and not _CJK.search(n):
                     continue
-                if n.lower() in GENERIC_LABELS or n.lower() in ("target", "chase", "ledger", "steam", "wise"):
+                if n.lower() in GENERIC_LABELS:
+                    if n.lower() not in _SENDER_WORDS:
+                        self._word_brands[fold(n).lower()] = b.name
                     continue
                 pat = None if _CJK.search(n) else _latin_pattern(n)
                 brand_names.append((fold(n), pat, b.name))
@@ -280,6 +298,17 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         for n, pat, brand in self._brand_names:
             if (pat is None and n in name) or (pat is not None and pat.search(low)):
                 return n, brand
+        # A brand that is also a word ("Ledger", "Chase", "Exodus") is claimed only by a display
+        # name that is that word alone or with a service word ("Ledger Support"): "General Ledger
+        # Team" or "Chase Smith" claim nothing.
+        words: list[str] = []
+        for m in _WORD.finditer(low):
+            if m.group() not in _SERVICE_WORDS:
+                words.append(m.group())
+                if len(words) > 1:
+                    return None
+        if len(words) == 1 and words[0] in self._word_brands:
+            return words[0].capitalize(), self._word_brands[words[0]]
         return None
 
     # -- analysis -------------------------------------------------------------------------------
