@@ -143,7 +143,7 @@ async def test_a_brand_that_is_also_a_word_is_claimed_by_that_word_alone(setting
         got = await _scan(an, f"{display} <noreply@jtidrive.example>")
         assert "DISPLAY_NAME_BRAND" in got, display
     assert await _scan(an, "Ledger <noreply@ledger.com>") == {}
-    for display in ("General Ledger Team", "Chase Smith", "Office", "Booking Office"):
+    for display in ("General Ledger Team", "Chase Smith", "Office", "Booking Office", "Visa"):
         assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
 
 

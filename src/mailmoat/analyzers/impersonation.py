@@ -200,8 +200,9 @@ def _names_another_org(name: str, term: str, org_names: Iterable[str]) -> bool:
 
 # Brand names that are also words (GENERIC_LABELS) but that a sender calling itself by that word
 # alone is the brand; the others ("Office", "Booking", "Outlook", "Orange") are what small firms
-# and people call their own mailboxes.
-_SENDER_WORDS = frozenset({"office", "booking", "outlook", "orange", "aruba", "meta", "live", "trip"})
+# and people call their own mailboxes, or what another brand's own mail is called ("Visa" from an
+# embassy's visa section, "Gemini" from Google).
+_SENDER_WORDS = frozenset({"office", "booking", "outlook", "orange", "aruba", "meta", "live", "trip", "visa", "gemini"})
 # What a brand's mail adds to its name in a display name.
 _SERVICE_WORDS = frozenset(
     {
