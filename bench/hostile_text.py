@@ -82,6 +82,7 @@ CASES: dict[str, Callable[[], bytes]] = {
     "60,000 letters in one run": lambda: message("a" * 60_000),
     "60,000 letters in one run, HTML": lambda: message("<p>" + "a" * 60_000 + "</p>", ctype="text/html"),
     "display name of 60,000 letters": lambda: message(ORDINARY, display="a" * 60_000),
+    "display name of 10,000 words, each a brand's first word": lambda: message(ORDINARY, display="bank " * 10_000),
     "host of 20,000 labels": lambda: message("http://" + "www." * 20_000 + "example.com/"),
     "20,000 'www.' without scheme": lambda: message("www." * 20_000),
     "40,000 'a.'": lambda: message("a." * 40_000),

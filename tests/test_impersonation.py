@@ -136,6 +136,16 @@ async def test_brand_display_and_lookalike_domain(settings: Settings) -> None:
     assert "DISPLAY_NAME_BRAND" in await _scan(an, "PаyPаl Service <service@pay-notice.example>")
 
 
+async def test_brand_names_of_several_words_and_signs(settings: Settings) -> None:
+    """Names of several words match as written, whole words only; names with signs (AT&T) too."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan(an, "Bank of America Alerts <alerts@secure-notice.example>")
+    assert got["DISPLAY_NAME_BRAND"].data["brand"] == "Bank of America"
+    assert (await _scan(an, "AT&T Billing <bill@pay-notice.example>"))["DISPLAY_NAME_BRAND"].data["claim"] == "AT&T"
+    for display in ("Bank of Americana Tours", "Bank, of America", "Mybank of America"):
+        assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
+
+
 async def test_a_brand_that_is_also_a_word_is_claimed_by_that_word_alone(settings: Settings) -> None:
     """"Ledger" or "Exodus Wallet" from elsewhere claims the brand; "General Ledger Team" does not."""
     an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
