@@ -1,14 +1,16 @@
-"""Read-only questions to the store's history: has this site seen a domain, a display name, before?"""
+"""Read-only questions to the store's history: has this site seen a domain, a display name, a correspondent before?"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, select
 
-from mailmoat.store.models import IndicatorRow, MessageRow
+from mailmoat.store.db import DELIVERED
+from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +95,51 @@ class History:
             log.warning("store history unavailable: %s", exc)
             return None
         return len(names), {n.strip() for n in names}
+
+    def our_message_to(self, addr: str, message_ids: Iterable[str], before: float) -> tuple[str, str, float] | None:
+        """(Message-ID, sender, time) of a message among `message_ids` that this site sent out to
+        `addr` before `before` and that was delivered, or None (also when the store cannot say)."""
+        ids = {v for m in message_ids for v in (m, m.strip("<>"), f"<{m.strip('<>')}>")}
+        if not ids or not addr:
+            return None
+        try:
+            with self._session() as s:
+                row = s.execute(
+                    select(MessageRow.message_id, MessageRow.mail_from, MessageRow.received_at)
+                    .join(DeliveryRow, DeliveryRow.message_id == MessageRow.id)
+                    .where(
+                        MessageRow.direction == "outbound",
+                        MessageRow.message_id.in_(ids),
+                        MessageRow.received_at < before,
+                        DeliveryRow.recipient.in_({addr, addr.lower()}),
+                        DeliveryRow.status == DELIVERED,
+                    )
+                    .limit(1)
+                ).first()
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        return (str(row[0]), str(row[1] or ""), float(row[2])) if row is not None else None
+
+    def written_to(self, addr: str, before: float) -> tuple[int, float] | None:
+        """(copies this site delivered out to `addr` before `before`, when the first was sent), or
+        None when it never wrote to that address (or the store cannot say)."""
+        if not addr:
+            return None
+        try:
+            with self._session() as s:
+                n, first = s.execute(
+                    select(func.count(), func.min(MessageRow.received_at))
+                    .select_from(DeliveryRow)
+                    .join(MessageRow, DeliveryRow.message_id == MessageRow.id)
+                    .where(
+                        MessageRow.direction == "outbound",
+                        MessageRow.received_at < before,
+                        DeliveryRow.recipient.in_({addr, addr.lower()}),
+                        DeliveryRow.status == DELIVERED,
+                    )
+                ).one()
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        return (int(n), float(first)) if n else None
