@@ -7,7 +7,7 @@ import pytest
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
 from mailmoat.analyzers.lexicon import LexiconAnalyzer, LexiconError, build, load_builtin, match, phone_number
 from mailmoat.config import Settings
-from mailmoat.model import Envelope, Finding, Message, QrCode, Url
+from mailmoat.model import Address, Envelope, Finding, Message, QrCode, Url
 
 SUBSIDY_ZH = "关于发放2025年度工资补贴的通知"
 SUBSIDY_BODY = "各位同事：根据公司安排，本年度工资补贴现已开放申领，请于本周五前扫码领取，逾期视为自动放弃。财务部"
@@ -356,6 +356,14 @@ async def test_gambling_offer_with_a_link_is_a_campaign(settings: Settings) -> N
     assert "LEXICON_GAMBLING" in found and "GAMBLING_WITH_LINK" not in found
     found = await _run(settings, Message(subject="Your bonus is waiting", text=text, urls=[_link()]))
     assert {"LEXICON_GAMBLING", "GAMBLING_WITH_LINK"} <= set(found)
+
+
+async def test_the_display_name_is_read_like_the_subject(settings: Settings) -> None:
+    """Spam puts its pitch in the sender's name too ("Claim Your Free Spins"): it counts."""
+    text = "Your account is ready. Make your first deposit today and play."
+    assert "LEXICON_GAMBLING" not in await _run(settings, Message(subject="Welcome", text=text))
+    shown = Message(subject="Welcome", text=text, from_=Address("Claim Your 200 Free Spins", "promo@mailer.example"))
+    assert "LEXICON_GAMBLING" in await _run(settings, shown)
 
 
 async def test_campaign_keeps_its_score_beside_the_capped_content_heuristics(settings: Settings) -> None:

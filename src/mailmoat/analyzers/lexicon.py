@@ -285,7 +285,9 @@ class LexiconHit:
 
 def match(lexset: LexiconSet, message: Message) -> dict[str, LexiconHit]:
     """Per lexicon: summed weight and the distinct terms found (every lexicon that matched anything)."""
-    text = normalise("\n".join((message.subject, message.text, message.html_text)))
+    # The sender's display name is read like the subject: the reader sees both before the body,
+    # and spam puts its pitch there too ("Claim Your Free Spins", "Your Bonus Inside").
+    text = normalise("\n".join((message.from_.display, message.subject, message.text, message.html_text)))
     found: dict[str, dict[str, float]] = {}
     candidates = lexset.candidates(text)
     if not candidates:
