@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
 from mailmoat.analyzers.content import ContentAnalyzer
 from mailmoat.config import Settings
@@ -63,6 +65,12 @@ async def test_display_name_and_zero_width(settings: Settings) -> None:
     body = "Please ver\u200bify your acc\u200bount at https://login.example.com/\r\n"
     found = await run(settings, parse(_raw("Account notice", body)))
     assert found["CONTENT_ZERO_WIDTH"].data["count"] == 2
+    # In the sender's name too: "donotreply" with a combining grapheme joiner after every letter.
+    hidden = "\u034f".join("donotreply")
+    frm = f"=?UTF-8?B?{base64.b64encode(hidden.encode()).decode()}?= <notice@parcel-desk.example>"
+    found = await run(settings, parse(_raw("Delivery attempt failed", ORDINARY, frm=frm)))
+    assert found["CONTENT_ZERO_WIDTH"].data["count"] == 9
+    assert "CONTENT_ZERO_WIDTH" not in await run(settings, parse(_raw("Hello", ORDINARY, frm="Li Ming <li@vendor.example>")))
 
 
 async def test_body_signs(settings: Settings) -> None:

@@ -43,7 +43,7 @@ CONTENT_ZERO_WIDTH = Symbol(
     "CONTENT_ZERO_WIDTH",
     2.5,
     GROUP,
-    "Invisible characters inside words of the subject or text (filter evasion)",
+    "Invisible characters inside words of the sender's name, the subject or the text (filter evasion)",
 )
 CONTENT_MARKED_LETTERS = Symbol(
     "CONTENT_MARKED_LETTERS",
@@ -234,7 +234,7 @@ class ContentAnalyzer(BaseAnalyzer):
         if "!" in display or "$" in display:
             out.append(self.finding("CONTENT_DISPLAY_NAME_PUNCT", f"display name {display[:80]!r}"))
         # Invisible characters and combining marks are not ASCII: ASCII texts need no search.
-        non_ascii = [t for t in (subject, m.text[:MAX_TEXT], m.html_text[:MAX_TEXT]) if not t.isascii()]
+        non_ascii = [t for t in (subject, display, m.text[:MAX_TEXT], m.html_text[:MAX_TEXT]) if not t.isascii()]
         zw = sum(len(_ZERO_WIDTH.findall(t)) for t in non_ascii if _ZERO_WIDTH_ANY.search(t))
         if zw:
             out.append(self.finding("CONTENT_ZERO_WIDTH", f"{zw} invisible character(s) inside words", {"count": zw}))
