@@ -483,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
         tr, te = split(files, args.seed, args.by_date)
         train += [(str(p), label) for p in tr]
         test += [(corpus, label, str(p)) for p in te]
-        print(f"{corpus}/{label}: {len(tr)} train, {len(te)} test", file=sys.stderr)
+        undated = sum(sent_at(p) is None for p in files) if args.by_date else 0
+        kept = f" ({undated} without a readable Date, kept in the train half)" if undated else ""
+        print(f"{corpus}/{label}: {len(tr)} train, {len(te)} test{kept}", file=sys.stderr)
         dev_train += [(corpus, label, str(p)) for p in tr]
     if args.dev:
         dev_report(dev_train, args.jobs, args.seed)
