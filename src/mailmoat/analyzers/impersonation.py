@@ -266,9 +266,10 @@ class ImpersonationAnalyzer(BaseAnalyzer):
 
     # -- claims ---------------------------------------------------------------------------------
 
-    def department_claim(self, display: str) -> tuple[str, bool] | None:
-        """(department, strong) when a display name claims a department; strong = it is little else."""
-        name = fold(display)
+    # The claims read a display name as `fold` gives it: the caller folds it once for all three.
+
+    def department_claim(self, name: str) -> tuple[str, bool] | None:
+        """(department, strong) when a folded display name claims a department; strong = it is little else."""
         low = name.lower()
         for term in self._dept_cjk:
             if term in name:
@@ -296,22 +297,22 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 return term, not words
         return None
 
-    def executive_claim(self, display: str) -> str | None:
-        name = fold(display).lower()
+    def executive_claim(self, name: str) -> str | None:
+        """The executive a folded display name claims to be, if any."""
+        low = name.lower()
         for ex in self.executives:
             e = ex.lower()
             if _CJK.search(e):
-                if e.replace(" ", "") in name.replace(" ", ""):
+                if e.replace(" ", "") in low.replace(" ", ""):
                     return ex
             else:
                 tokens = [t for t in re.split(r"[\s.,]+", e) if t]
-                if tokens and all(_latin_pattern(t).search(name) for t in tokens):
+                if tokens and all(_latin_pattern(t).search(low) for t in tokens):
                     return ex
         return None
 
-    def brand_claim(self, display: str) -> tuple[str, str] | None:
-        """(name shown, brand) when a display name names a well-known brand."""
-        name = fold(display)
+    def brand_claim(self, name: str) -> tuple[str, str] | None:
+        """(name shown, brand) when a folded display name names a well-known brand."""
         low = name.lower()
         hits = [next(((i, n, b) for i, n, b in self._brand_cjk if n in name), None)]
         hits.append(next(((i, n, b) for i, n, pat, b in self._brand_other if pat.search(low)), None))
@@ -370,7 +371,8 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         if not display or internal_from:
             return out
         shown = f'"{display}" <{frm.addr}>'
-        ex = self.executive_claim(display)
+        name = fold(display)
+        ex = self.executive_claim(name)
         if ex:
             out.append(
                 self.finding(
@@ -379,7 +381,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                     {"claim": ex},
                 )
             )
-        dept = self.department_claim(display)
+        dept = self.department_claim(name)
         if dept:
             term, strong = dept
             sym = "IMPERSONATION_DEPARTMENT" if strong else "IMPERSONATION_DEPARTMENT_MENTION"
@@ -391,7 +393,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                     {"claim": term},
                 )
             )
-        brand = self.brand_claim(display)
+        brand = self.brand_claim(name)
         if brand:
             shown_name, bname = brand
             real = self.catalog.brand_of(frm.domain) if frm.domain else None
@@ -458,9 +460,10 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         return out
 
     def _internal_display(self, display: str, frm: Address) -> list[Finding]:
-        claim = self.executive_claim(display)
+        name = fold(display)
+        claim = self.executive_claim(name)
         if claim is None:
-            dept = self.department_claim(display)
+            dept = self.department_claim(name)
             claim = dept[0] if dept else None
         if claim is None or self.history is None or not self.history.mature():
             return []
