@@ -107,13 +107,7 @@ class History:
                 row = s.execute(
                     select(MessageRow.message_id, MessageRow.mail_from, MessageRow.received_at)
                     .join(DeliveryRow, DeliveryRow.message_id == MessageRow.id)
-                    .where(
-                        MessageRow.direction == "outbound",
-                        MessageRow.message_id.in_(ids),
-                        MessageRow.received_at < before,
-                        DeliveryRow.recipient.in_({addr, addr.lower()}),
-                        DeliveryRow.status == DELIVERED,
-                    )
+                    .where(MessageRow.message_id.in_(ids), *_delivered_out_to(addr, before))
                     .limit(1)
                 ).first()
         except Exception as exc:
@@ -132,14 +126,20 @@ class History:
                     select(func.count(), func.min(MessageRow.received_at))
                     .select_from(DeliveryRow)
                     .join(MessageRow, DeliveryRow.message_id == MessageRow.id)
-                    .where(
-                        MessageRow.direction == "outbound",
-                        MessageRow.received_at < before,
-                        DeliveryRow.recipient.in_({addr, addr.lower()}),
-                        DeliveryRow.status == DELIVERED,
-                    )
+                    .where(*_delivered_out_to(addr, before))
                 ).one()
         except Exception as exc:
             log.warning("store history unavailable: %s", exc)
             return None
         return (int(n), float(first)) if n else None
+
+
+def _delivered_out_to(addr: str, before: float) -> tuple[Any, ...]:
+    """Conditions on a delivery joined to its message: a copy this site sent out to `addr` before
+    `before`, and that left (a held copy earns no trust)."""
+    return (
+        MessageRow.direction == "outbound",
+        MessageRow.received_at < before,
+        DeliveryRow.recipient.in_({addr, addr.lower()}),
+        DeliveryRow.status == DELIVERED,
+    )
