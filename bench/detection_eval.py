@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email.utils
+import functools
 import json
 import os
 import random
@@ -95,8 +96,11 @@ _FIELD = re.compile(rb"^([!-9;-~]+):", re.MULTILINE)
 _DATE = re.compile(rb"^Date:[ \t]*([^\r\n]*)", re.MULTILINE | re.IGNORECASE)
 
 
+@functools.cache
 def sent_at(path: Path) -> float | None:
-    """When the message says it was sent (its first Date header, as a timestamp), or None."""
+    """When the message says it was sent (its first Date header, as a timestamp), or None.
+
+    Kept per path: the split and the count of undated messages ask about the same files."""
     with path.open("rb") as fh:
         head = _HEADER_END.split(fh.read(65536), 1)[0]
     m = _DATE.search(head)
