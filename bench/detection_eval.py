@@ -124,7 +124,9 @@ def split(files: list[Path], seed: int = SEED, by_date: bool = False) -> tuple[l
         when = {p: sent_at(p) for p in order}
         undated = [p for p in order if when[p] is None]
         dated = sorted((p for p in order if when[p] is not None), key=lambda p: (when[p], p))
-        test = dated[len(dated) - len(order) // 2 :] if len(order) // 2 else []
+        # Fewer dated messages than half the cell: all of them are the test half (a negative
+        # start would wrap around and keep only the newest few).
+        test = dated[max(len(dated) - len(order) // 2, 0) :]
         return undated + dated[: len(dated) - len(test)], test
     random.Random(seed).shuffle(order)
     half = len(order) // 2
