@@ -33,11 +33,12 @@ _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ua
 # like "win32" or "covid19"; pure numbers are left out on purpose.
 _WORD_RE = re.compile(r"[^\W\d_](?:[^\W_]|['’-](?=[^\W\d_]))*", re.UNICODE)
 _DIGITS = re.compile(r"\d")
-# Drawn as nothing (zero-width, soft hyphen, variation selectors, tags) or as a stroke over the
-# letter before: written inside words so that "ver\u200bify", "b\U000e0139ank" or "P\u0336ending"
-# match no filter. The lexicons read text through the same set.
+# Drawn as nothing (zero-width, soft hyphen, the combining grapheme joiner, variation selectors,
+# tags) or as a stroke over the letter before: written inside words so that "ver\u200bify",
+# "E\u034fV\u034fR\u034fi", "b\U000e0139ank" or "P\u0336ending" match no
+# filter. The lexicons read text through the same set.
 HIDDEN = re.compile(
-    "[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff\u0332-\u0338\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
+    "[\u00ad\u034f\u180e\u200b-\u200f\u2060-\u2064\ufeff\u0332-\u0338\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
 )
 _CAPS_RE = re.compile(r"\b[A-Z]{3,15}\b")
 _BANGS_RE = re.compile(r"!{2,}")
