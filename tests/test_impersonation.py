@@ -134,6 +134,13 @@ async def test_brand_display_and_lookalike_domain(settings: Settings) -> None:
     assert "国家税务总局" in got["DISPLAY_NAME_BRAND"].evidence
     # Cyrillic а in the display name: the reader sees PayPal.
     assert "DISPLAY_NAME_BRAND" in await _scan(an, "PаyPаl Service <service@pay-notice.example>")
+    # A combining grapheme joiner after every letter draws nothing: the reader sees "EVRi Delivery".
+    cgj = "\u034f".join("EVRi") + " " + "\u034f".join("Delivery")
+    assert got_brand(await _scan(an, f'" {cgj} . " <mailapps@articleboxes.example>')) == "Evri"
+
+
+def got_brand(got: dict[str, Finding]) -> str:
+    return str(got["DISPLAY_NAME_BRAND"].data["brand"]) if "DISPLAY_NAME_BRAND" in got else ""
 
 
 async def test_brand_names_of_several_words_and_signs(settings: Settings) -> None:
@@ -154,6 +161,18 @@ async def test_a_brand_that_is_also_a_word_is_claimed_by_that_word_alone(setting
         assert "DISPLAY_NAME_BRAND" in got, display
     assert await _scan(an, "Ledger <noreply@ledger.com>") == {}
     for display in ("General Ledger Team", "Chase Smith", "Office", "Booking Office", "Visa"):
+        assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
+
+
+async def test_a_brand_of_two_or_three_capitals_is_claimed_as_written(settings: Settings) -> None:
+    """"DHL Express" or "IRS Refund Dept" from elsewhere claims the brand; "Follow-ups", "Irs Travel",
+    a name all in capitals with other words in it, and the DMV (every state has one) do not."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    for display, brand in (("DHL Express", "DHL"), ("IRS Refund Dept", "IRS"), ("DHL EXPRESS", "DHL"),
+                           ("UPS", "UPS"), ("Evri Parcel Tracking", "Evri")):
+        assert got_brand(await _scan(an, f"{display} <noreply@parcel-notice.example>")) == brand, display
+    assert await _scan(an, "DHL Express <noreply@dhl.de>") == {}
+    for display in ("Follow-ups", "Irs Travel", "FOLLOW UPS TEAM", "DMV Notice", "Box Office"):
         assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
 
 

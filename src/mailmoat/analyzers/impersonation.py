@@ -209,8 +209,15 @@ _SERVICE_WORDS = frozenset(
         "team", "support", "security", "wallet", "service", "services", "billing", "notification",
         "notifications", "account", "accounts", "alert", "alerts", "official", "customer", "care", "help",
         "desk", "app", "inc", "bank", "card", "rewards", "update", "updates", "news",
+        # a carrier's: "Evri Parcel Tracking", "UPS Informed Delivery"
+        "delivery", "deliveries", "express", "parcel", "parcels", "shipping", "tracking", "courier", "informed",
     }
 )
+# Brand names of two or three capitals (DHL, UPS, IRS) are claimed only as written, in capitals and
+# as a word of their own: "follow-ups" or "Irs Travel" claim nothing. Every state has a DMV, under
+# its own domain, so that one claims no single brand.
+_ACRONYM = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2,3}(?![A-Za-z0-9])")
+_SHARED_ACRONYMS = frozenset({"DMV"})
 _WORD = re.compile(r"[^\W_]+")
 # Brand names of plain ASCII words, and the words of a display name they are looked up by (the
 # same edges as _latin_pattern: a name is never part of a longer run of letters and digits).
@@ -244,10 +251,14 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         self._brand_plain: dict[tuple[str, ...], tuple[int, str, str]] = {}
         self._brand_other: list[tuple[int, str, re.Pattern[str], str]] = []
         self._word_brands: dict[str, str] = {}
+        self._brand_acronyms: dict[str, tuple[int, str, str]] = {}
         order = 0
         for b in self.catalog.brands:
             for n in b.names:
                 if len(n) < 4 and not _CJK.search(n):
+                    if _ACRONYM.fullmatch(n) and n not in _SHARED_ACRONYMS:
+                        order += 1
+                        self._brand_acronyms.setdefault(n, (order, n, b.name))
                     continue
                 if n.lower() in GENERIC_LABELS:
                     if n.lower() not in _SENDER_WORDS:
@@ -325,12 +336,16 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 if k > 1 and low[runs[at + k - 2][1] : runs[at + k - 1][0]] != " ":
                     break
                 hits.append(self._brand_plain.get(tuple(w for _, _, w in runs[at : at + k])))
+        if name != low.upper():
+            # In a name written in capitals throughout, "ING" or "UPS" may be a word like any other.
+            hits.extend(self._brand_acronyms.get(m.group()) for m in _ACRONYM.finditer(name))
         found = min((h for h in hits if h is not None), default=None)
         if found is not None:
             return found[1], found[2]
         # A brand that is also a word ("Ledger", "Chase", "Exodus") is claimed only by a display
-        # name that is that word alone or with a service word ("Ledger Support"): "General Ledger
-        # Team" or "Chase Smith" claim nothing.
+        # name that is that word alone or with a service word ("Ledger Support"); so is an acronym
+        # in a name written in capitals ("DHL EXPRESS"). "General Ledger Team", "Chase Smith" and
+        # "FOLLOW UPS" claim nothing.
         words: list[str] = []
         for m in _WORD.finditer(low):
             if m.group() not in _SERVICE_WORDS:
@@ -339,6 +354,9 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                     return None
         if len(words) == 1 and words[0] in self._word_brands:
             return words[0].capitalize(), self._word_brands[words[0]]
+        if len(words) == 1 and words[0].upper() in self._brand_acronyms:
+            _, shown, brand = self._brand_acronyms[words[0].upper()]
+            return shown, brand
         return None
 
     # -- analysis -------------------------------------------------------------------------------
