@@ -1,4 +1,5 @@
-"""Header/structure analyzer: parse defects by kind, missing headers, several From, crowded To/Cc."""
+"""Header/structure analyzer: parse defects by kind, missing headers, malformed message identifiers,
+several From, crowded To/Cc."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ async def test_missing_headers_and_broken_multipart(settings: Settings) -> None:
 
 async def test_limits_incomplete_multiple_from_and_many_recipients(settings: Settings) -> None:
     m = Message(
-        headers=[("From", "a@example.org"), ("From", "b@example.org"), ("Date", "x"), ("Message-ID", "<y>")],
+        headers=[("From", "a@example.org"), ("From", "b@example.org"), ("Date", "x"), ("Message-ID", "<y@example.org>")],
         to=[Address("", f"u{i}@example.org") for i in range(15)],
         cc=[Address("", f"c{i}@example.org") for i in range(5)],
         defects=["limit:parts 500", "enrich:qr:ValueError: bad", "charset:mislabelled gb2312->gb18030"],
@@ -47,3 +48,32 @@ async def test_limits_incomplete_multiple_from_and_many_recipients(settings: Set
     assert set(found) == {"MIME_LIMIT_EXCEEDED", "PARSE_INCOMPLETE", "MULTIPLE_FROM", "MANY_RECIPIENTS_TO"}
     assert found["MIME_LIMIT_EXCEEDED"] == "1 defect(s): limit:parts"
     assert found["MANY_RECIPIENTS_TO"] == "20 addresses in To/Cc"
+
+
+def _with_ids(message_id: str, in_reply_to: str = "", references: str = "") -> bytes:
+    extra = (f"In-Reply-To: {in_reply_to}\r\n" if in_reply_to else "") + (f"References: {references}\r\n" if references else "")
+    return (
+        "From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\nDate: Mon, 2 Nov 2026 09:00:00 +0000\r\n"
+        f"Message-ID: {message_id}\r\n{extra}\r\nhello\r\n"
+    ).encode()
+
+
+async def test_malformed_message_identifiers(settings: Settings) -> None:
+    """Bulk-mail kits write identifiers no mail software would: no @, an empty side, kilobytes of
+    junk. Well-formed ones, a relay's comment after one and a phrase as In-Reply-To stay quiet."""
+    junk = "x" * 600 + "@example.org"
+    for message_id, in_reply_to, references, why in (
+        ("<0UW3Y47e27xw>", "", "", "not of the form <left@right>"),
+        ("<00005b4b695a$00001330$000074c5@>", "", "", "not of the form <left@right>"),
+        ("nmurgvodtqjc@minder.net", "", "", "not in angle brackets"),
+        ("<1@example.org>", "", "<@mail-j3H.Bounce_dnO.io>", "not of the form <left@right>"),
+        ("<1@example.org>", f"<{junk}>", "", "612 characters long"),
+    ):
+        found = await run(settings, parse(_with_ids(message_id, in_reply_to, references)))
+        assert why in found.get("MALFORMED_MESSAGE_ID", ""), (message_id, in_reply_to, references)
+    for message_id, in_reply_to, references in (
+        ("<3cfb22733e96eeeb@relay6.kornet.net> (added by relay6.kornet.net)", "", ""),
+        ("<2@example.org>", "your message of Mon, 2 Nov 2026", "<1@example.org> <0@example.org>"),
+        ("<CAF=abc+def@mail.gmail.com>", "<CAF=abc+def@mail.gmail.com>", ""),
+    ):
+        assert await run(settings, parse(_with_ids(message_id, in_reply_to, references))) == {}, message_id

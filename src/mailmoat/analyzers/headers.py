@@ -1,7 +1,9 @@
-"""Cheap structural checks: parse defects, missing From/Date/Message-ID, several From, crowded To/Cc."""
+"""Cheap structural checks: parse defects, missing From/Date/Message-ID, malformed message
+identifiers, several From, crowded To/Cc."""
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
@@ -14,6 +16,25 @@ _MALFORMED = ("mime:", "charset:undecodable", "charset:unknown", "header:bad-add
 _LIMIT = "limit:"
 _INCOMPLETE = ("parse:", "enrich:", "document ")
 _MULTI_FROM = ("header:multiple-from-addresses", "header:duplicate-from")
+_BRACKETED = re.compile(r"<([^<>]*)>")
+# Mail software writes a message identifier as <left@right>, a few dozen to a hundred characters
+# long; bulk-mail kits fill it with junk ("<@mail-x.Bounce_dnO.io>", "<0UW3Y47e27xw>", kilobytes
+# of random letters) so that no two copies look alike.
+_ID_MAX = 250
+
+
+def malformed_id(value: str) -> str | None:
+    """Why the first message identifier in a header value is malformed, or None when it is well formed."""
+    ids = _BRACKETED.findall(value)
+    if not ids:
+        return "not in angle brackets"
+    ident = re.sub(r"\s+", "", ids[0])
+    left, at, right = ident.rpartition("@")
+    if len(ident) > _ID_MAX:
+        return f"{len(ident)} characters long"
+    if not at or not left or not right:
+        return "not of the form <left@right>"
+    return None
 
 
 def _kind(defect: str) -> str:
@@ -43,6 +64,12 @@ class HeadersAnalyzer(BaseAnalyzer):
         Symbol("MULTIPLE_FROM", 2.0, "headers", "More than one From header or From address"),
         Symbol("MISSING_DATE", 1.0, "headers", "No Date header"),
         Symbol("MISSING_MESSAGE_ID", 1.0, "headers", "No Message-ID header"),
+        Symbol(
+            "MALFORMED_MESSAGE_ID",
+            2.0,
+            "headers",
+            "A Message-ID, In-Reply-To or References identifier is not <left@right> or is hundreds of characters long",
+        ),
         Symbol("MANY_RECIPIENTS_TO", 1.0, "headers", f"{MANY_RECIPIENTS} or more addresses in To/Cc"),
     )
 
@@ -70,7 +97,27 @@ class HeadersAnalyzer(BaseAnalyzer):
             out.append(self.finding("MISSING_DATE", "no Date header"))
         if not m.header("Message-ID").strip():
             out.append(self.finding("MISSING_MESSAGE_ID", "no Message-ID header"))
+        bad = self._malformed_ids(m.header("Message-ID"), m.header_all("In-Reply-To") + m.header_all("References"))
+        if bad:
+            out.append(self.finding("MALFORMED_MESSAGE_ID", "; ".join(bad)))
         n = len(m.to) + len(m.cc)
         if n >= MANY_RECIPIENTS:
             out.append(self.finding("MANY_RECIPIENTS_TO", f"{n} addresses in To/Cc"))
+        return out
+
+    @staticmethod
+    def _malformed_ids(message_id: str, refs: list[str]) -> list[str]:
+        out: list[str] = []
+        if message_id.strip():
+            why = malformed_id(message_id)
+            if why:
+                out.append(f"Message-ID {message_id.strip()[:80]!r} is {why}")
+        for value in refs:
+            # In-Reply-To may still be a phrase ("your message of ..."), as RFC 822 allowed: only
+            # what is written as an identifier is read.
+            for ident in _BRACKETED.findall(value):
+                why = malformed_id(f"<{ident}>")
+                if why:
+                    out.append(f"reply identifier {('<' + ident + '>')[:80]!r} is {why}")
+                    return out
         return out
