@@ -6,7 +6,7 @@ from __future__ import annotations
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
 from mailmoat.analyzers.headers import HeadersAnalyzer
 from mailmoat.config import Settings
-from mailmoat.model import Address, Envelope, Message
+from mailmoat.model import Address, Direction, Envelope, Message
 from mailmoat.parse import parse
 
 
@@ -77,3 +77,44 @@ async def test_malformed_message_identifiers(settings: Settings) -> None:
         ("<CAF=abc+def@mail.gmail.com>", "<CAF=abc+def@mail.gmail.com>", ""),
     ):
         assert await run(settings, parse(_with_ids(message_id, in_reply_to, references))) == {}, message_id
+
+
+def _from(value: str) -> bytes:
+    return (
+        f"From: {value}\r\nTo: b@example.org\r\nSubject: hi\r\nDate: Mon, 2 Nov 2026 09:00:00 +0000\r\n"
+        "Message-ID: <1@example.org>\r\n\r\nhello\r\n"
+    ).encode()
+
+
+async def test_a_from_no_mail_software_writes(settings: Settings) -> None:
+    """An unquoted comma before the address, or a domain that cannot be a host: forged by hand.
+    Quoted names, comments, address literals and internationalised domains are ordinary."""
+    for value, why in (
+        ("Fressnapf Gutschein, jehd <service@stayfriends.example>", "unquoted comma"),
+        ("Microsoft account team ,_<t7f6a@x1rae85vn0.example>", "unquoted comma"),
+        ("=?UTF-8?Q?=4E=61=73?=, jehd <service@stayfriends.example>", "unquoted comma"),
+        ("Correios <contato@correios>", "one label ('correios')"),
+        ("ADAC <noreply@theskimm,com>", "no host name can be ('theskimm,com')"),
+        ("Mercado Pago <aviso@%atendimento.example>", "no host name can be"),
+        ("Bank <info@tom.com.>", "no host name can be"),
+        ("QQ <tan@QQ.29080038>", "no host name can be"),
+    ):
+        found = await run(settings, parse(_from(value)))
+        assert why in found.get("FROM_MALFORMED", ""), value
+    for value in (
+        '"Doe, John" <jd@example.org>',
+        "jd@example.org (Doe, John)",
+        "Jane <jane@[192.0.2.7]>",
+        "Müller <m@bücher.example>",
+        "Ops <ops-alerts@mail.example.org>",
+    ):
+        assert await run(settings, parse(_from(value))) == {}, value
+
+
+async def test_a_colleagues_script_may_send_from_a_bare_host_name(settings: Settings) -> None:
+    a = HeadersAnalyzer(AnalyzerEnv(settings=settings))
+    env = Envelope(mail_from="root@build01", rcpt_tos=["ops@example.org"], direction=Direction.INTERNAL)
+    ctx = AnalysisContext(message=parse(_from("cron <root@build01>")), envelope=env, settings=settings)
+    assert [f.symbol for f in await a.analyze(ctx)] == []
+    inbound = await run(settings, parse(_from("cron <root@build01>")))
+    assert "one label" in inbound["FROM_MALFORMED"]

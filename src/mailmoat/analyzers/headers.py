@@ -1,5 +1,5 @@
-"""Cheap structural checks: parse defects, missing From/Date/Message-ID, malformed message
-identifiers, several From, crowded To/Cc."""
+"""Cheap structural checks: parse defects, missing From/Date/Message-ID, a From no mail software
+writes, malformed message identifiers, several From, crowded To/Cc."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
-from mailmoat.model import Finding, Symbol
+from mailmoat.model import Direction, Finding, Symbol
 
 MANY_RECIPIENTS = 20  # addresses in To+Cc that look like a bulk blast rather than a conversation
 _SHOWN = 5
@@ -16,11 +16,29 @@ _MALFORMED = ("mime:", "charset:undecodable", "charset:unknown", "header:bad-add
 _LIMIT = "limit:"
 _INCOMPLETE = ("parse:", "enrich:", "document ")
 _MULTI_FROM = ("header:multiple-from-addresses", "header:duplicate-from")
+_UNQUOTED_COMMA = "header:from-unquoted-comma"
+# A label of a host name: letters (of any script, for IDNs) and digits, hyphens inside.
+_HOST_LABEL = re.compile(r"(?:[^\W_]|[^\W_][\w-]*[^\W_])")
 _BRACKETED = re.compile(r"<([^<>]*)>")
 # Mail software writes a message identifier as <left@right>, a few dozen to a hundred characters
 # long; bulk-mail kits fill it with junk ("<@mail-x.Bounce_dnO.io>", "<0UW3Y47e27xw>", kilobytes
 # of random letters) so that no two copies look alike.
 _ID_MAX = 250
+
+
+def bad_sender_domain(addr: str) -> str | None:
+    """Why no mail server could have a From address's domain, or None when it could."""
+    if "@" not in addr:
+        return "has no @"
+    domain = addr.rpartition("@")[2]
+    if domain.startswith("["):
+        return None  # an address literal: rare, but valid
+    labels = domain.split(".")
+    if not all(_HOST_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
+        return f"has a domain no host name can be ({domain[:60]!r})"
+    if len(labels) < 2:
+        return f"has a domain of one label ({domain[:60]!r})"
+    return None
 
 
 def malformed_id(value: str) -> str | None:
@@ -65,6 +83,12 @@ class HeadersAnalyzer(BaseAnalyzer):
         Symbol("MISSING_DATE", 1.0, "headers", "No Date header"),
         Symbol("MISSING_MESSAGE_ID", 1.0, "headers", "No Message-ID header"),
         Symbol(
+            "FROM_MALFORMED",
+            2.5,
+            "headers",
+            "Inbound From header no mail software writes: an unquoted comma in the name, or a domain no host can have",
+        ),
+        Symbol(
             "MALFORMED_MESSAGE_ID",
             2.0,
             "headers",
@@ -93,13 +117,23 @@ class HeadersAnalyzer(BaseAnalyzer):
             out.append(self.finding("MISSING_FROM", "no From header"))
         elif len(froms) > 1 or any(d in _MULTI_FROM for d in m.defects):
             out.append(self.finding("MULTIPLE_FROM", " | ".join(froms[:3])[:300]))
+        elif ctx.envelope.direction == Direction.INBOUND:
+            # A colleague's script may send as root@host01; from outside, such a From is forged.
+            why: list[str] = []
+            if _UNQUOTED_COMMA in m.defects:
+                why.append(f"name written with an unquoted comma: {froms[0][:80]!r}")
+            domain_why = bad_sender_domain(m.from_.addr)
+            if domain_why:
+                why.append(f"address {m.from_.addr[:80]!r} {domain_why}")
+            if why:
+                out.append(self.finding("FROM_MALFORMED", "; ".join(why)))
         if not m.header("Date").strip():
             out.append(self.finding("MISSING_DATE", "no Date header"))
         if not m.header("Message-ID").strip():
             out.append(self.finding("MISSING_MESSAGE_ID", "no Message-ID header"))
-        bad = self._malformed_ids(m.header("Message-ID"), m.header_all("In-Reply-To") + m.header_all("References"))
-        if bad:
-            out.append(self.finding("MALFORMED_MESSAGE_ID", "; ".join(bad)))
+        bad_ids = self._malformed_ids(m.header("Message-ID"), m.header_all("In-Reply-To") + m.header_all("References"))
+        if bad_ids:
+            out.append(self.finding("MALFORMED_MESSAGE_ID", "; ".join(bad_ids)))
         n = len(m.to) + len(m.cc)
         if n >= MANY_RECIPIENTS:
             out.append(self.finding("MANY_RECIPIENTS_TO", f"{n} addresses in To/Cc"))

@@ -24,6 +24,8 @@ _PAREN_IPV6 = re.compile(r"\(\s*(?:IPv6:)?([0-9A-Fa-f]*:[0-9A-Fa-f:.]+)\s*\)")
 _HELO = re.compile(r"(?i:helo\s*=\s*|\b(?:he|eh)lo\s+)([^\s)\]]+)")
 _IP_CHARS = re.compile(r"^[0-9A-Fa-f:.]+$")
 _ANGLE = re.compile(r"<\s*([^<>\s]*@[^<>\s]*)\s*>")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
 _RDNS = re.compile(r"\(\s*([A-Za-z0-9][A-Za-z0-9.\-_]*\.[A-Za-z0-9\-_]+)\.?\s+\[", re.I)
 
 
@@ -123,6 +125,17 @@ def parse_received(value: str) -> ReceivedHop:
     return hop
 
 
+def unquoted_list_comma(raw: str) -> bool:
+    """True for one `display <addr>` whose display holds a comma or semicolon outside quotes and
+    comments ("Gutschein, jehd <a@b>"): to a mail server that is a list whose first mailbox has
+    no address. Mail software quotes such names ("Doe, John" <j@b>)."""
+    bare = _COMMENT.sub("", _QUOTED.sub('""', raw))
+    if bare.count("<") != 1 or bare.count("@") != 1:
+        return False
+    shown = bare.split("<", 1)[0]
+    return "," in shown or ";" in shown
+
+
 def _mailbox(raw: str, defects: list[str], hint: str | None = None) -> Address | None:
     """A single `display <addr>` mailbox read the way mail clients show it, even with broken quoting."""
     m = _ANGLE.search(raw)
@@ -179,6 +192,8 @@ def fill_headers(
 
     message.subject = first("subject")
     from_raw = raws("from")
+    if from_raw and unquoted_list_comma(from_raw[0]):
+        defects.append("header:from-unquoted-comma")
     single = _mailbox(from_raw[0], defects, hint) if from_raw else None
     from_list = [single] if single is not None else _addresses(from_raw[:1], defects, hint)
     if from_list:
