@@ -12,21 +12,13 @@ from mailmoat.model import Address, Direction, Finding, Message, Symbol
 from mailmoat.parse.names import CJK_CHARS, DEPARTMENT_END, fold, norm, written_apart
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
-from mailmoat.urlcheck.links import abused_tld, free_hosting
+from mailmoat.urlcheck.links import FREEMAIL, abused_tld, free_hosting
 from mailmoat.urlcheck.lookalike import GENERIC_LABELS, DomainCatalog
 
 # An account's usual display names are those of mail older than this (a running wave does not count).
 ESTABLISHED_AFTER = 24 * 3600
 MIN_ESTABLISHED = 3  # messages an account must have sent before "never used this name" means something
 
-FREEMAIL = frozenset(
-    {
-        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com", "yahoo.co.jp",
-        "aol.com", "icloud.com", "me.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de", "mail.com", "mail.ru",
-        "yandex.com", "yandex.ru", "zoho.com", "qq.com", "foxmail.com", "163.com", "126.com", "yeah.net", "sina.com",
-        "sina.cn", "sohu.com", "139.com", "189.cn", "aliyun.com", "tom.com", "21cn.com", "naver.com", "web.de",
-    }
-)  # fmt: skip
 
 SYMBOLS = (
     Symbol(

@@ -9,25 +9,12 @@ from typing import Any
 
 from mailmoat.model import Message
 from mailmoat.parse.hanzi import simplified
+from mailmoat.urlcheck.links import FREEMAIL
 
 
 def words(text: str) -> list[str]:
     """Whitespace-separated words (for long constant lists)."""
     return text.split()
-
-
-# Widely used free-mail providers (western and Chinese): a Reply-To there is not an organisation.
-FREEMAIL = frozenset(
-    words(
-        """
-    gmail.com googlemail.com outlook.com hotmail.com live.com msn.com yahoo.com yahoo.co.uk yahoo.co.jp
-    ymail.com aol.com icloud.com me.com mac.com gmx.com gmx.de gmx.net web.de mail.com protonmail.com
-    proton.me pm.me zoho.com yandex.com yandex.ru mail.ru inbox.ru bk.ru list.ru tutanota.com tuta.io
-    qq.com foxmail.com 163.com 126.com yeah.net sina.com sina.cn sohu.com 139.com 189.cn aliyun.com
-    hotmail.co.uk outlook.fr laposte.net orange.fr free.fr libero.it naver.com daum.net hanmail.net
-    """
-    )
-)
 
 
 @functools.lru_cache(maxsize=1024)

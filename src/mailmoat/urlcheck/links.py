@@ -1,4 +1,6 @@
-"""Link tricks: URL shorteners, open redirects (the target hidden in the URL), domains shown in anchor text."""
+"""Link tricks: URL shorteners, open redirects (the target hidden in the URL), domains shown in anchor
+text; and the packaged domain lists they and the sender checks read (free hosting, abused TLDs,
+free mail)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ for _entry in sorted(e for e in _HOSTING if "/" in e):
     _host, _, _path = _entry.partition("/")
     FREE_HOSTING_PATHS[_host] = (*FREE_HOSTING_PATHS.get(_host, ()), "/" + _path.rstrip("/"))
 ABUSED_TLDS = load_list("abused_tlds.txt")
+FREEMAIL = load_list("freemail_domains.txt")
 
 
 def free_hosting(host: str, path: str = "") -> str:
