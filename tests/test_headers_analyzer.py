@@ -118,3 +118,11 @@ async def test_a_colleagues_script_may_send_from_a_bare_host_name(settings: Sett
     assert [f.symbol for f in await a.analyze(ctx)] == []
     inbound = await run(settings, parse(_from("cron <root@build01>")))
     assert "one label" in inbound["FROM_MALFORMED"]
+
+
+async def test_our_own_applications_may_number_their_mail_as_they_like(settings: Settings) -> None:
+    a = HeadersAnalyzer(AnalyzerEnv(settings=settings))
+    env = Envelope(mail_from="app@example.org", rcpt_tos=["ops@example.org"], direction=Direction.INTERNAL)
+    ctx = AnalysisContext(message=parse(_with_ids("<20261129.12345>")), envelope=env, settings=settings)
+    assert [f.symbol for f in await a.analyze(ctx)] == []
+    assert "MALFORMED_MESSAGE_ID" in await run(settings, parse(_with_ids("<20261129.12345>")))

@@ -92,7 +92,7 @@ class HeadersAnalyzer(BaseAnalyzer):
             "MALFORMED_MESSAGE_ID",
             2.0,
             "headers",
-            "A Message-ID, In-Reply-To or References identifier is not <left@right> or is hundreds of characters long",
+            "Inbound Message-ID, In-Reply-To or References identifier that is not <left@right> or is hundreds of characters long",
         ),
         Symbol("MANY_RECIPIENTS_TO", 1.0, "headers", f"{MANY_RECIPIENTS} or more addresses in To/Cc"),
     )
@@ -131,9 +131,12 @@ class HeadersAnalyzer(BaseAnalyzer):
             out.append(self.finding("MISSING_DATE", "no Date header"))
         if not m.header("Message-ID").strip():
             out.append(self.finding("MISSING_MESSAGE_ID", "no Message-ID header"))
-        bad_ids = self._malformed_ids(m.header("Message-ID"), m.header_all("In-Reply-To") + m.header_all("References"))
-        if bad_ids:
-            out.append(self.finding("MALFORMED_MESSAGE_ID", "; ".join(bad_ids)))
+        if ctx.envelope.direction == Direction.INBOUND:
+            # Our own applications may number their mail as they like; from outside it is a kit's.
+            ids = m.header_all("In-Reply-To") + m.header_all("References")
+            bad_ids = self._malformed_ids(m.header("Message-ID"), ids)
+            if bad_ids:
+                out.append(self.finding("MALFORMED_MESSAGE_ID", "; ".join(bad_ids)))
         n = len(m.to) + len(m.cc)
         if n >= MANY_RECIPIENTS:
             out.append(self.finding("MANY_RECIPIENTS_TO", f"{n} addresses in To/Cc"))
