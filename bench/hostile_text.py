@@ -36,9 +36,11 @@ ORDINARY = (
 )
 
 
-def message(body: str, *, ctype: str = "text/plain", subject: str = "Notes", display: str = "Alice") -> bytes:
+def message(
+    body: str, *, ctype: str = "text/plain", subject: str = "Notes", display: str = "Alice", extra: str = ""
+) -> bytes:
     head = (
-        f"From: {display} <alice@example.org>\r\nTo: bob@example.net\r\nSubject: {subject}\r\n"
+        f"From: {display} <alice@example.org>\r\nTo: bob@example.net\r\nSubject: {subject}\r\n{extra}"
         "Date: Mon, 2 Nov 2026 09:00:00 +0000\r\nMessage-ID: <1@example.org>\r\nMIME-Version: 1.0\r\n"
         f"Content-Type: {ctype}; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
     )
@@ -83,6 +85,10 @@ CASES: dict[str, Callable[[], bytes]] = {
     "60,000 letters in one run, HTML": lambda: message("<p>" + "a" * 60_000 + "</p>", ctype="text/html"),
     "display name of 60,000 letters": lambda: message(ORDINARY, display="a" * 60_000),
     "display name of 10,000 words, each a brand's first word": lambda: message(ORDINARY, display="bank " * 10_000),
+    "display name of 50,000 quoted commas": lambda: message(ORDINARY, display='"x,' * 50_000),
+    "References of 100,000 identifiers": lambda: message(
+        ORDINARY, extra="References: " + " ".join(f"<{i}@example.org>" for i in range(100_000)) + "\r\n"
+    ),
     "host of 20,000 labels": lambda: message("http://" + "www." * 20_000 + "example.com/"),
     "20,000 'www.' without scheme": lambda: message("www." * 20_000),
     "40,000 'a.'": lambda: message("a." * 40_000),

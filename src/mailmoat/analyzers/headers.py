@@ -3,6 +3,7 @@ writes, malformed message identifiers, several From, crowded To/Cc."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import ClassVar
 
@@ -24,6 +25,7 @@ _BRACKETED = re.compile(r"<([^<>]*)>")
 # long; bulk-mail kits fill it with junk ("<@mail-x.Bounce_dnO.io>", "<0UW3Y47e27xw>", kilobytes
 # of random letters) so that no two copies look alike.
 _ID_MAX = 250
+_IDS_READ = 500  # reply identifiers read at most: a References header of megabytes costs no more
 
 
 def bad_sender_domain(addr: str) -> str | None:
@@ -149,12 +151,12 @@ class HeadersAnalyzer(BaseAnalyzer):
             why = malformed_id(message_id)
             if why:
                 out.append(f"Message-ID {message_id.strip()[:80]!r} is {why}")
-        for value in refs:
-            # In-Reply-To may still be a phrase ("your message of ..."), as RFC 822 allowed: only
-            # what is written as an identifier is read.
-            for ident in _BRACKETED.findall(value):
-                why = malformed_id(f"<{ident}>")
-                if why:
-                    out.append(f"reply identifier {('<' + ident + '>')[:80]!r} is {why}")
-                    return out
+        # In-Reply-To may still be a phrase ("your message of ..."), as RFC 822 allowed: only what
+        # is written as an identifier is read, and no more of them than a long thread holds.
+        idents = (m.group(1) for value in refs for m in _BRACKETED.finditer(value))
+        for ident in itertools.islice(idents, _IDS_READ):
+            why = malformed_id(f"<{ident}>")
+            if why:
+                out.append(f"reply identifier {('<' + ident + '>')[:80]!r} is {why}")
+                break
         return out
