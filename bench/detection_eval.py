@@ -3,6 +3,7 @@
     .venv/bin/python bench/detection_eval.py /path/to/corpora [MORE_DIRS ...] [--jobs N] [--limit N] [--json out.json]
     .venv/bin/python bench/detection_eval.py /path/to/corpora --dev   # tune here: train halves only
     .venv/bin/python bench/detection_eval.py /path/to/corpora --by-date   # learn older mail, scan newer
+    .venv/bin/python bench/detection_eval.py /path/to/corpora --within-train [--by-date]   # tune here too
 
 CORPUS_DIR holds `<corpus>/<label>/<one message per file>` with labels ham, spam and phish
 (other labels, e.g. malformed, are skipped), or is itself one corpus holding those label
@@ -465,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="development mode: split the train halves again and report there; never reads the test halves",
     )
+    ap.add_argument(
+        "--within-train",
+        action="store_true",
+        help="the whole evaluation on the train halves alone: each is split again the same way (by date "
+        "with --by-date), learnt and scanned; never reads the test halves",
+    )
     ap.add_argument("--show-misses", type=int, default=0, help="list up to N misclassified files per cell")
     ap.add_argument(
         "--also", nargs="+", type=Path, default=[], metavar="FILE",
@@ -487,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
             random.Random(args.seed).shuffle(files)
             files = files[: 2 * args.limit]
         tr, te = split(files, args.seed, args.by_date)
+        if args.within_train:
+            # What new checks are chosen with: the test half is set aside unread, and the train half
+            # plays both parts (the older half of the older half learnt, with --by-date).
+            files = tr
+            tr, te = split(tr, args.seed, args.by_date)
         train += [(str(p), label) for p in tr]
         test += [(corpus, label, str(p)) for p in te]
         undated = sum(sent_at(p) is None for p in files) if args.by_date else 0
@@ -534,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     th = settings.policy.thresholds
     full = args.spam_full if args.spam_full is not None else settings.classifier.spam_full
     print(
-        f"## Detection on the test halves ({'the newer half by Date' if args.by_date else f'seed {args.seed}'}, policy tag {th.tag:g} / quarantine {th.quarantine:g} / "
+        f"## Detection on the {'train halves split again' if args.within_train else 'test halves'} "
+        f"({'the newer half by Date' if args.by_date else f'seed {args.seed}'}, policy tag {th.tag:g} / quarantine {th.quarantine:g} / "
         f"reject {th.reject:g}, classifier.spam_full {full:g})\n"
     )
     print(table(orig, "As received"))
