@@ -92,6 +92,15 @@ async def test_a_known_correspondent_needs_dmarc_and_a_day(store: Store, setting
     assert "REPLY_TO_OUR_MAIL" in got
 
 
+async def test_the_address_is_found_whatever_case_the_colleague_typed(store: Store, settings: Settings) -> None:
+    """SMTP keeps "John.Smith@Partner.example" as typed; the partner's mail comes from john.smith@..."""
+    _sent(store, "John.Smith@Partner.example", "<m4@acme-corp.cn>", time.time() - 2 * DAY)
+    got = await _scan(store, settings, "John Smith <john.smith@partner.example>", prior=[DMARC_PASS])
+    assert got["KNOWN_CORRESPONDENT"].data["copies"] == 1
+    got = await _scan(store, settings, "John Smith <JOHN.SMITH@partner.example>", "In-Reply-To: <m4@acme-corp.cn>\r\n")
+    assert "REPLY_TO_OUR_MAIL" in got
+
+
 async def test_without_a_store_it_is_off(settings: Settings) -> None:
     assert not CorrespondenceAnalyzer(AnalyzerEnv(settings=settings)).enabled()
 

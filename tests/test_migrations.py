@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, insert, inspect, select, text
+from sqlalchemy import create_engine, func, insert, inspect, select, text
+from sqlalchemy.exc import SAWarning
 from sqlalchemy.pool import NullPool
 
 from mailmoat.store import migrate
@@ -24,7 +26,10 @@ def _diff(url: str) -> list[object]:
     _load_table_modules()
     eng = create_engine(normalise_url(url), poolclass=NullPool)
     try:
-        with eng.connect() as conn:
+        with eng.connect() as conn, warnings.catch_warnings():
+            # The expression index on lower(recipient) cannot be reflected; it is left out of the
+            # comparison on purpose (migrate.MIGRATION_ONLY_INDEXES).
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index", SAWarning)
             ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": migrate.include_name})
             return list(compare_metadata(ctx, Base.metadata))
     finally:
@@ -128,3 +133,17 @@ def test_task_queue_tables_are_left_alone(pg_url: str) -> None:  # noqa: F811
     assert asyncio.run(go()) == (True, False)  # created once, then left as it is
     assert migrate.upgrade(pg_url) == "created"
     assert _diff(pg_url) == []
+
+
+def test_a_recipient_in_any_case_is_found_through_an_index(tmp_path: Path) -> None:
+    """lower(recipient) has an index of its own (migration 0005), which the lookups use."""
+    from mailmoat.store.models import DeliveryRow
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = Store(url)
+    q = select(DeliveryRow.id).where(func.lower(DeliveryRow.recipient) == "alice@corp.example")
+    with store.engine.connect() as conn:
+        sql = str(q.compile(store.engine, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+    store.close()
+    assert "lower_deliveries_recipient" in plan

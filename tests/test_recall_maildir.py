@@ -117,6 +117,10 @@ async def test_selectors_combine_and_empty_selection_is_refused(settings: Settin
         engine.preview(Selector())
     with pytest.raises(SelectionError):
         engine.preview(Selector(since="yesterday-ish"))
+    # A recipient is recorded as the sender typed it; it is found whatever case the analyst types.
+    record(store, root, "01MSG0000000000000000000EE", ["Alice.Wong@Corp.example"], url_domain="evil-bank.example")
+    for typed in ("alice.wong@corp.example", "Alice.Wong@Corp.example", "ALICE.WONG@CORP.EXAMPLE"):
+        assert engine.preview(Selector(url_domain="evil-bank.example", recipient=typed)).copies == 1, typed
 
 
 class FlakyBackend(MaildirBackend):

@@ -36,8 +36,9 @@ _INI = Path(__file__).with_name("alembic.ini")
 _local = threading.Lock()
 # Tables in the same database that are not ours: the task queue's (procrastinate manages its schema).
 FOREIGN_PREFIXES = ("procrastinate_",)
-# Indexes that only migrations create, for one database (PostgreSQL trigram search): not in the models.
-MIGRATION_ONLY_INDEXES = ("trgm_",)
+# Indexes that only migrations create, not the models: PostgreSQL's trigram search (trgm_*) and
+# expression indexes such as lower(recipient) (lower_*).
+MIGRATION_ONLY_INDEXES = ("trgm_", "lower_")
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:

@@ -140,6 +140,7 @@ def _delivered_out_to(addr: str, before: float) -> tuple[Any, ...]:
     return (
         MessageRow.direction == "outbound",
         MessageRow.received_at < before,
-        DeliveryRow.recipient.in_({addr, addr.lower()}),
+        # The case the colleague typed is kept; the index on lower(recipient) serves this.
+        func.lower(DeliveryRow.recipient) == addr.lower(),
         DeliveryRow.status == DELIVERED,
     )

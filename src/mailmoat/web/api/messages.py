@@ -57,7 +57,7 @@ def search_conditions(sel: Selector, status: str = "") -> list[Any]:
         conds.append(or_(MessageRow.id == t, MessageRow.id.in_(select(DeliveryRow.message_id).where(DeliveryRow.tracking_id == t))))
     if sel.recipient:
         r = sel.recipient.strip().lower()
-        conds.append(MessageRow.id.in_(select(DeliveryRow.message_id).where(DeliveryRow.recipient == r)))
+        conds.append(MessageRow.id.in_(select(DeliveryRow.message_id).where(func.lower(DeliveryRow.recipient) == r)))
     if status:
         conds.append(MessageRow.status == status)
     return conds

@@ -122,7 +122,7 @@ def statistics(
                 bucket[c] += 1
         for i in range(0, len(threat_ids), 500):
             for (rcpt,) in s.execute(select(DeliveryRow.recipient).where(DeliveryRow.message_id.in_(threat_ids[i : i + 500]))):
-                targeted[rcpt] += 1
+                targeted[rcpt.lower()] += 1  # one person, whatever case each sender typed
     return {
         "days": list(per_day.values()),
         "categories": list(CATEGORIES),
