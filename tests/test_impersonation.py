@@ -172,8 +172,10 @@ async def test_a_brand_of_two_or_three_capitals_is_claimed_as_written(settings: 
                            ("UPS", "UPS"), ("Evri Parcel Tracking", "Evri")):
         assert got_brand(await _scan(an, f"{display} <noreply@parcel-notice.example>")) == brand, display
     assert await _scan(an, "DHL Express <noreply@dhl.de>") == {}
-    for display in ("Follow-ups", "Irs Travel", "FOLLOW UPS TEAM", "DMV Notice", "Box Office"):
+    for display in ("Follow-ups", "Irs Travel", "FOLLOW UPS TEAM", "DMV Notice", "Box Office", "Acme ANZ Events", "DBS checks for Acme"):
         assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
+    assert got_brand(await _scan(an, "ANZ Bank <alerts@anz-secure.example>")) == "ANZ"
+    assert await _scan(an, "DBS Update Service <noreply@dbs.gov.uk>") == {}  # the UK's own, under its own name
 
 
 async def test_display_name_with_another_address(settings: Settings) -> None:

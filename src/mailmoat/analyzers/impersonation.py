@@ -207,9 +207,13 @@ _SERVICE_WORDS = frozenset(
 )
 # Brand names of two or three capitals (DHL, UPS, IRS) are claimed only as written, in capitals and
 # as a word of their own: "follow-ups" or "Irs Travel" claim nothing. Every state has a DMV, under
-# its own domain, so that one claims no single brand.
+# its own domain, so that one claims no single brand. Firms name their regional mailboxes "Acme
+# ANZ" (Australia and New Zealand), and DBS and CRA are also a UK vetting service and any credit
+# reference agency: those claim their brand only alone or with service words ("ANZ Internet
+# Banking" does not, "ANZ Bank" does), as brand names that are words do.
 _ACRONYM = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2,3}(?![A-Za-z0-9])")
 _SHARED_ACRONYMS = frozenset({"DMV"})
+_AMBIGUOUS_ACRONYMS = frozenset({"ANZ", "DBS", "CRA"})
 _WORD = re.compile(r"[^\W_]+")
 # Brand names of plain ASCII words, and the words of a display name they are looked up by (the
 # same edges as _latin_pattern: a name is never part of a longer run of letters and digits).
@@ -330,7 +334,11 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 hits.append(self._brand_plain.get(tuple(w for _, _, w in runs[at : at + k])))
         if name != low.upper():
             # In a name written in capitals throughout, "ING" or "UPS" may be a word like any other.
-            hits.extend(self._brand_acronyms.get(m.group()) for m in _ACRONYM.finditer(name))
+            hits.extend(
+                self._brand_acronyms.get(m.group())
+                for m in _ACRONYM.finditer(name)
+                if m.group() not in _AMBIGUOUS_ACRONYMS
+            )
         found = min((h for h in hits if h is not None), default=None)
         if found is not None:
             return found[1], found[2]
