@@ -327,6 +327,17 @@ SPAM_TYPES = [
         Message(subject="年会", text="年会有美女主持，节目精彩激情。"),
     ),
     (
+        "LEXICON_JOB_SCAM",
+        Message(subject="Part-time job opportunity", text="Simple online tasks, no experience required, daily salary paid daily."),
+        # A real opening names the work; it does not pay for "tasks" by the day (flexible hours are ordinary).
+        Message(subject="We are hiring", text="Senior engineer, flexible hours, see the job opportunity on our careers page."),
+    ),
+    (
+        "LEXICON_JOB_SCAM",
+        Message(subject="招聘兼职", text="手机兼职，做任务点赞，工资日结，无需经验。"),
+        Message(subject="实习招聘", text="我部招聘暑期实习生，兼职亦可，详见附件。"),
+    ),
+    (
         "LEXICON_GAMBLING",
         Message(subject="200 FREE SPINS waiting", text="Claim your no deposit bonus at our online casino today."),
         Message(subject="Weekend trip", text="We visited the casino, won a small jackpot at the slots and had dinner."),
@@ -467,3 +478,12 @@ async def test_callback_phishing_gives_a_number_and_no_link(settings: Settings) 
     # 自动续费 scam in Chinese.
     zh = "您的会员已自动续费，已成功扣款298元。如非本人操作，请致电 400-123-4567 申请退款。"
     assert "CALLBACK_LURE_WITH_PHONE" in await _run(settings, Message(subject="扣款通知", text=zh))
+
+
+async def test_a_job_scam_that_moves_the_talk_to_a_phone(settings: Settings) -> None:
+    """Task scams ask the reader to message a number; with no link, JOB_SCAM_WITH_PHONE fires too."""
+    text = "Earn up to $500 per day with simple tasks from your phone. No experience needed. WhatsApp +1 415 555 0134."
+    found = await _run(settings, Message(subject="Remote job opportunity", text=text))
+    assert {"LEXICON_JOB_SCAM", "JOB_SCAM_WITH_PHONE"} <= set(found)
+    found = await _run(settings, Message(subject="Remote job opportunity", text=text, urls=[_link()]))
+    assert "LEXICON_JOB_SCAM" in found and "JOB_SCAM_WITH_PHONE" not in found
