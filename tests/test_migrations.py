@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, func, insert, inspect, select, text
+from sqlalchemy import create_engine, insert, inspect, select, text
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.pool import NullPool
 
@@ -138,10 +138,11 @@ def test_task_queue_tables_are_left_alone(pg_url: str) -> None:  # noqa: F811
 def test_a_recipient_in_any_case_is_found_through_an_index(tmp_path: Path) -> None:
     """lower(recipient) has an index of its own (migration 0005), which the lookups use."""
     from mailmoat.store.models import DeliveryRow
+    from mailmoat.store.queries import recipient_is
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     store = Store(url)
-    q = select(DeliveryRow.id).where(func.lower(DeliveryRow.recipient) == "alice@corp.example")
+    q = select(DeliveryRow.id).where(recipient_is("Alice@Corp.example"))
     with store.engine.connect() as conn:
         sql = str(q.compile(store.engine, compile_kwargs={"literal_binds": True}))
         plan = " ".join(str(row[-1]) for row in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))

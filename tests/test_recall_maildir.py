@@ -121,6 +121,9 @@ async def test_selectors_combine_and_empty_selection_is_refused(settings: Settin
     record(store, root, "01MSG0000000000000000000EE", ["Alice.Wong@Corp.example"], url_domain="evil-bank.example")
     for typed in ("alice.wong@corp.example", "Alice.Wong@Corp.example", "ALICE.WONG@CORP.EXAMPLE"):
         assert engine.preview(Selector(url_domain="evil-bank.example", recipient=typed)).copies == 1, typed
+    # SQLite's lower() folds A-Z only: an address with other capitals is found as it was written.
+    record(store, root, "01MSG0000000000000000000FF", ["MÜLLER@Corp.example"], url_domain="evil-bank.example")
+    assert engine.preview(Selector(url_domain="evil-bank.example", recipient="MÜLLER@corp.example")).copies == 1
 
 
 class FlakyBackend(MaildirBackend):

@@ -8,10 +8,11 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
+from mailmoat.store.queries import recipient_is
 
 _REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwSMHDW])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -136,8 +137,7 @@ def delivered_copies_query(sel: Selector, now: float | None = None) -> Select[Me
         # a bare message id selects all of its copies (tracking ids are "<message id>-<n>")
         conds.append(or_(DeliveryRow.tracking_id == t, DeliveryRow.message_id == t))
     if sel.recipient:
-        # Recorded in the case the sender typed it ("Alice@Corp.example"); indexed as lower(recipient).
-        conds.append(func.lower(DeliveryRow.recipient) == sel.recipient.strip().lower())
+        conds.append(recipient_is(sel.recipient))
     if conds:
         q = q.where(and_(*conds))
     return q.order_by(MessageRow.received_at, DeliveryRow.id)

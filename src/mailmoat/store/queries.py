@@ -5,10 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, cast, exists, func, or_, select
+from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from mailmoat.store.models import DeliveryRow, MessageRow
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def recipient_is(addr: str) -> ColumnElement[bool]:
+    """A delivery to `addr` in whatever case the sender typed it ("Alice.Wong@Corp.example").
+
+    SMTP keeps that case and the deliveries table records it; lower(recipient) has an index of its
+    own (migration 0005). PostgreSQL's lower() folds every script, SQLite's only A-Z, so both
+    spellings of the address in lower case are asked for.
+    """
+    addr = addr.strip()
+    return func.lower(DeliveryRow.recipient).in_(sorted({addr.lower(), addr.translate(_ASCII_LOWER)}))
 
 
 def _like(value: str) -> str:

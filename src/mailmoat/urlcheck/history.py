@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from mailmoat.store.db import DELIVERED
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
+from mailmoat.store.queries import recipient_is
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,6 @@ def _delivered_out_to(addr: str, before: float) -> tuple[Any, ...]:
     return (
         MessageRow.direction == "outbound",
         MessageRow.received_at < before,
-        # The case the colleague typed is kept; the index on lower(recipient) serves this.
-        func.lower(DeliveryRow.recipient) == addr.lower(),
+        recipient_is(addr),  # in whatever case the colleague typed it
         DeliveryRow.status == DELIVERED,
     )

@@ -15,6 +15,7 @@ from mailmoat.recall.selection import SelectionError, Selector, message_conditio
 from mailmoat.store.audit import audit
 from mailmoat.store.db import clean_json
 from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.queries import recipient_is
 from mailmoat.web.api.common import message_summary, not_found, record, web
 from mailmoat.web.auth import Actor, Reader
 
@@ -56,8 +57,7 @@ def search_conditions(sel: Selector, status: str = "") -> list[Any]:
         t = sel.tracking_id.strip()
         conds.append(or_(MessageRow.id == t, MessageRow.id.in_(select(DeliveryRow.message_id).where(DeliveryRow.tracking_id == t))))
     if sel.recipient:
-        r = sel.recipient.strip().lower()
-        conds.append(MessageRow.id.in_(select(DeliveryRow.message_id).where(func.lower(DeliveryRow.recipient) == r)))
+        conds.append(MessageRow.id.in_(select(DeliveryRow.message_id).where(recipient_is(sel.recipient))))
     if status:
         conds.append(MessageRow.status == status)
     return conds
