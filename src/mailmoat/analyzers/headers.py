@@ -8,7 +8,7 @@ import re
 from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
-from mailmoat.model import Direction, Finding, Symbol
+from mailmoat.model import Address, Direction, Finding, Symbol
 
 MANY_RECIPIENTS = 20  # addresses in To+Cc that look like a bulk blast rather than a conversation
 _SHOWN = 5
@@ -28,11 +28,11 @@ _ID_MAX = 250
 _IDS_READ = 500  # reply identifiers read at most: a References header of megabytes costs no more
 
 
-def bad_sender_domain(addr: str) -> str | None:
+def bad_sender_domain(sender: Address) -> str | None:
     """Why no mail server could have a From address's domain, or None when it could."""
-    if "@" not in addr:
+    if "@" not in sender.addr:
         return "has no @"
-    domain = addr.rpartition("@")[2]
+    domain = sender.domain
     if domain.startswith("["):
         return None  # an address literal: rare, but valid
     labels = domain.split(".")
@@ -43,12 +43,9 @@ def bad_sender_domain(addr: str) -> str | None:
     return None
 
 
-def malformed_id(value: str) -> str | None:
-    """Why the first message identifier in a header value is malformed, or None when it is well formed."""
-    ids = _BRACKETED.findall(value)
-    if not ids:
-        return "not in angle brackets"
-    ident = re.sub(r"\s+", "", ids[0])
+def malformed_id(ident: str) -> str | None:
+    """Why a message identifier (what stands between its angle brackets) is malformed, or None."""
+    ident = re.sub(r"\s+", "", ident)
     left, at, right = ident.rpartition("@")
     if len(ident) > _ID_MAX:
         return f"{len(ident)} characters long"
@@ -124,7 +121,7 @@ class HeadersAnalyzer(BaseAnalyzer):
             why: list[str] = []
             if _UNQUOTED_COMMA in m.defects:
                 why.append(f"name written with an unquoted comma: {froms[0][:80]!r}")
-            domain_why = bad_sender_domain(m.from_.addr)
+            domain_why = bad_sender_domain(m.from_)
             if domain_why:
                 why.append(f"address {m.from_.addr[:80]!r} {domain_why}")
             if why:
@@ -148,14 +145,15 @@ class HeadersAnalyzer(BaseAnalyzer):
     def _malformed_ids(message_id: str, refs: list[str]) -> list[str]:
         out: list[str] = []
         if message_id.strip():
-            why = malformed_id(message_id)
+            first = _BRACKETED.search(message_id)
+            why = malformed_id(first.group(1)) if first else "not in angle brackets"
             if why:
                 out.append(f"Message-ID {message_id.strip()[:80]!r} is {why}")
         # In-Reply-To may still be a phrase ("your message of ..."), as RFC 822 allowed: only what
         # is written as an identifier is read, and no more of them than a long thread holds.
         idents = (m.group(1) for value in refs for m in _BRACKETED.finditer(value))
         for ident in itertools.islice(idents, _IDS_READ):
-            why = malformed_id(f"<{ident}>")
+            why = malformed_id(ident)
             if why:
                 out.append(f"reply identifier {('<' + ident + '>')[:80]!r} is {why}")
                 break
