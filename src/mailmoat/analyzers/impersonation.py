@@ -246,8 +246,10 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         self._brand_cjk: list[tuple[int, str, str]] = []
         self._brand_plain: dict[tuple[str, ...], tuple[int, str, str]] = {}
         self._brand_other: list[tuple[int, str, re.Pattern[str], str]] = []
-        self._word_brands: dict[str, str] = {}
         self._brand_acronyms: dict[str, tuple[int, str, str]] = {}
+        # Names a display name claims only alone or with service words: word-like brand names
+        # ("Ledger") and every acronym (for names written in capitals throughout): word -> (shown, brand).
+        self._brand_alone: dict[str, tuple[str, str]] = {}
         order = 0
         for b in self.catalog.brands:
             for n in b.names:
@@ -255,10 +257,12 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                     if _ACRONYM.fullmatch(n) and n not in _SHARED_ACRONYMS:
                         order += 1
                         self._brand_acronyms.setdefault(n, (order, n, b.name))
+                        self._brand_alone.setdefault(n.lower(), (n, b.name))
                     continue
                 if n.lower() in GENERIC_LABELS:
                     if n.lower() not in _SENDER_WORDS:
-                        self._word_brands[fold(n).lower()] = b.name
+                        word = fold(n).lower()
+                        self._brand_alone[word] = (word.capitalize(), b.name)
                     continue
                 order += 1
                 if _CJK.search(n):
@@ -352,12 +356,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 words.append(m.group())
                 if len(words) > 1:
                     return None
-        if len(words) == 1 and words[0] in self._word_brands:
-            return words[0].capitalize(), self._word_brands[words[0]]
-        if len(words) == 1 and words[0].upper() in self._brand_acronyms:
-            _, shown, brand = self._brand_acronyms[words[0].upper()]
-            return shown, brand
-        return None
+        return self._brand_alone.get(words[0]) if len(words) == 1 else None
 
     # -- analysis -------------------------------------------------------------------------------
 
