@@ -339,6 +339,15 @@ def test_statistics(env: WebEnv) -> None:
     assert s["top_targeted_recipients"] == [{"recipient": RECIPIENTS[0], "threats": 1}]
     assert {d["domain"] for d in s["top_sender_domains"]} >= {"victim-corp.com", "letters.example"}
     assert set(s["categories"]) == {"phishing", "spam", "malware", "qr", "impersonation", "internal"}
+    # Another copy of the threat to the same person, as another sender typed the address: one person.
+    from mailmoat.store.models import DeliveryRow
+
+    with env.store.session() as db:
+        db.add(DeliveryRow(message_id=env.ids["held"], recipient=RECIPIENTS[0].upper(), mailbox=RECIPIENTS[0],
+                           tracking_id=f"{env.ids['held']}-upper", status="held"))
+        db.commit()
+    s = env.client.get(f"{API}/stats", params={"days": 3}, headers=env.as_role("auditor")).json()
+    assert s["top_targeted_recipients"] == [{"recipient": RECIPIENTS[0], "threats": 2}]
 
 
 def test_classifier_status_fresh_trained_and_damaged(env: WebEnv) -> None:
