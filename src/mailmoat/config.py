@@ -199,6 +199,17 @@ class ClassifierSettings:
 
 
 @dataclass
+class WaveSettings:
+    """LINK_DOMAIN_WAVE: a link domain new to this site that many unrelated senders link at once."""
+
+    enabled: bool = True
+    # A link domain first seen within this many hours is young; the wave is counted over the same span.
+    window_hours: float = 48.0
+    # Distinct sender domains (registrable, the link's own excluded), this message's sender included.
+    min_senders: int = 4
+
+
+@dataclass
 class ImapRecallSettings:
     host: str = "127.0.0.1"
     port: int = 143
@@ -311,6 +322,7 @@ class Settings:
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     recall: RecallSettings = field(default_factory=RecallSettings)
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
+    waves: WaveSettings = field(default_factory=WaveSettings)
     web: WebSettings = field(default_factory=WebSettings)
     tasks: TasksSettings = field(default_factory=TasksSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)

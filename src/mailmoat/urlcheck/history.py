@@ -30,6 +30,9 @@ class History:
         # Domains and hosts known to be in the store: once recorded a domain stays "seen", so
         # a message whose domains are all known needs no query (most mail repeats its domains).
         self._seen: dict[str, None] = {}
+        self._first: tuple[float, float | None] | None = None
+        # Link domains known to have been recorded before some time: once old, always old.
+        self._old_before: dict[str, float] = {}
 
     def _session(self) -> Any:
         return self.store.session()
@@ -77,6 +80,83 @@ class History:
                 del known[old]
         known.update(dict.fromkeys(seen))
         return {reg for reg, hosts in ask.items() if reg not in seen and not seen.intersection(hosts)}
+
+    def first_recorded(self) -> float | None:
+        """When the oldest recorded message arrived (cached for an hour), or None when nothing is recorded or unknown."""
+        now = time.monotonic()
+        if self._first and now - self._first[0] < 3600:
+            return self._first[1]
+        try:
+            with self._session() as s:
+                first = s.execute(select(func.min(MessageRow.received_at))).scalar_one()
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        if first is None:
+            return None  # nothing recorded yet: ask again next time
+        self._first = (now, float(first))
+        return self._first[1]
+
+    def forget_counts(self) -> None:
+        """Ask the store again for its size and oldest record (they are kept a minute and an hour)."""
+        self._size = None
+        self._first = None
+
+    def young_link_domains(self, domains: Iterable[str], since: float) -> set[str] | None:
+        """The domains (registrable, lower case) never recorded, as a link or a sender, in mail that arrived before `since`."""
+        ask = [d for d in dict.fromkeys(domains) if self._old_before.get(d, float("inf")) > since]
+        young: set[str] = set()
+        try:
+            with self._session() as s:
+                for d in ask:
+                    # One indexed probe per domain: a popular domain has old rows among its first.
+                    hit = s.execute(
+                        select(MessageRow.received_at)
+                        .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
+                        .where(
+                            IndicatorRow.kind.in_(("url_domain", "sender_domain")),
+                            IndicatorRow.value == d,
+                            MessageRow.received_at < since,
+                        )
+                        .limit(1)
+                    ).first()
+                    if hit is None:
+                        young.add(d)
+                    else:
+                        self._old_before[d] = since
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        if len(self._old_before) > SEEN_CACHE:
+            for old in list(self._old_before)[: len(self._old_before) // 2]:
+                del self._old_before[old]
+        return young
+
+    def link_domain_senders(
+        self, domain: str, since: float, before: float, limit: int = 1000
+    ) -> list[tuple[str, float]] | None:
+        """(From domain, arrival) of inbound messages that linked `domain` between `since` and
+        `before`, oldest first; mailing-list posts (List-Id) left out, since a list's footer links
+        its host in every member's post."""
+        try:
+            with self._session() as s:
+                rows = s.execute(
+                    select(MessageRow.from_domain, MessageRow.received_at, MessageRow.headers)
+                    .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
+                    .where(
+                        IndicatorRow.kind == "url_domain",
+                        IndicatorRow.value == domain,
+                        MessageRow.direction == "inbound",
+                        MessageRow.received_at >= since,
+                        MessageRow.received_at < before,
+                    )
+                    .order_by(MessageRow.received_at)
+                    .limit(limit)
+                ).all()
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        return [(str(r[0] or "").lower(), float(r[1])) for r in rows if not _is_list_post(r[2])]
 
     def display_names(self, addr: str, before: float, limit: int = 5000) -> tuple[int, set[str]] | None:
         """(messages recorded from this From address before `before`, display names it used), or None when unknown.
@@ -133,6 +213,12 @@ class History:
             log.warning("store history unavailable: %s", exc)
             return None
         return (int(n), float(first)) if n else None
+
+
+def _is_list_post(headers: Any) -> bool:
+    return isinstance(headers, list) and any(
+        isinstance(h, list | tuple) and h and str(h[0]).lower() == "list-id" for h in headers
+    )
 
 
 def _delivered_out_to(addr: str, before: float) -> tuple[Any, ...]:

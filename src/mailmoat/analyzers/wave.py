@@ -1,0 +1,107 @@
+"""Waves: inbound mail linking a domain new to this site that many unrelated senders have linked since it appeared."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
+from mailmoat.model import Direction, Finding, Message, Symbol
+from mailmoat.urlcheck import domains as dom
+from mailmoat.urlcheck.history import History
+from mailmoat.urlcheck.lookalike import DomainCatalog
+
+MAX_DOMAINS = 10  # link domains asked about per message
+MAX_SHOWN = 5  # sender domains named in the evidence
+# Images and style sheets come from CDNs that every newsletter shares; what the reader is sent to counts.
+_NOT_A_DESTINATION = ("src", "css")
+
+LINK_DOMAIN_WAVE = Symbol(
+    "LINK_DOMAIN_WAVE", 3.0, "campaign",
+    "Links a domain first seen here within the wave window, which mail from many unrelated sender domains has linked since",
+)
+
+
+class WaveAnalyzer(BaseAnalyzer):
+    """A campaign sent through many stolen or throw-away accounts: one new destination, many senders.
+
+    Each copy alone may look like any other message from a stranger; what gives it away is that
+    within hours of its link domain first reaching this site, mail from several unrelated domains
+    links it too. A newsletter links its own domain, a mailing list's posts (List-Id) all link its
+    host, and a domain this site knew before the window (a shortener, a platform, a partner) is
+    never young, so none of them counts. Needs the store.
+    """
+
+    name: ClassVar[str] = "wave"
+    symbols: ClassVar[tuple[Symbol, ...]] = (LINK_DOMAIN_WAVE,)
+
+    def __init__(self, env: AnalyzerEnv) -> None:
+        super().__init__(env)
+        s = env.settings
+        self.catalog = DomainCatalog(list(s.server.domains), list(s.org.brands))
+        self.history = History(env.store) if env.store is not None else None
+
+    def enabled(self) -> bool:
+        return self.history is not None and self.env.settings.waves.enabled
+
+    async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
+        if self.history is None or ctx.envelope.direction is not Direction.INBOUND or ctx.message.header("List-Id"):
+            return []  # a mailing list's posts all link its host; the list is not a wave
+        sender = dom.registrable(ctx.message.from_.domain.strip().lower()) if ctx.message.from_.domain else ""
+        candidates = self.link_domains(ctx.message, sender)
+        if not candidates:
+            return []
+        return await asyncio.to_thread(self._analyze, candidates, sender, ctx.envelope.received_at)
+
+    def link_domains(self, msg: Message, sender: str) -> list[str]:
+        """Registrable domains the message sends the reader to (as the store records them), other
+        than the sender's own, the organisation's and well-known brands' domains."""
+        out: dict[str, None] = {}
+        for u in msg.urls:
+            if u.source in _NOT_A_DESTINATION or not u.host:
+                continue
+            host = u.host.rstrip(".").lower()
+            reg = (u.registrable_domain or dom.registrable(host)).lower()
+            if not reg or reg == sender or self.catalog.is_legit(host) or dom.is_internal_address(host):
+                continue
+            out[reg] = None
+            if len(out) >= MAX_DOMAINS:
+                break
+        return list(out)
+
+    def _analyze(self, candidates: list[str], sender: str, now: float) -> list[Finding]:
+        assert self.history is not None
+        cfg = self.env.settings.waves
+        since = now - max(cfg.window_hours, 1.0) * 3600.0
+        # "First seen within the window" means something only once the store reaches back past it.
+        first = self.history.first_recorded()
+        if first is None or first > since or not self.history.mature():
+            return []
+        young = self.history.young_link_domains(candidates, since)
+        for domain in candidates:
+            if domain not in (young or ()):
+                continue
+            rows = self.history.link_domain_senders(domain, since, now)
+            if not rows:
+                continue
+            senders: dict[str, None] = {}
+            for from_domain, _ in rows:
+                reg = dom.registrable(from_domain) if from_domain else ""
+                if reg and reg != domain:
+                    senders[reg] = None
+            if sender and sender != domain:
+                senders[sender] = None
+            if len(senders) < max(cfg.min_senders, 2):
+                continue
+            names = list(senders)
+            shown = ", ".join(names[:MAX_SHOWN]) + (f" and {len(names) - MAX_SHOWN} more" if len(names) > MAX_SHOWN else "")
+            hours = (now - rows[0][1]) / 3600.0
+            return [
+                self.finding(
+                    "LINK_DOMAIN_WAVE",
+                    f"{domain} first reached this site {hours:.1f} h ago; since then {len(rows)} earlier message(s) "
+                    f"from {len(names)} unrelated sender domains link it ({shown})",
+                    {"domain": domain, "senders": names[:50], "messages": len(rows), "first_seen": rows[0][1]},
+                )
+            ]
+        return []

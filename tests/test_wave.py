@@ -1,0 +1,202 @@
+"""Waves: a link domain new to this site that mail from many unrelated sender domains links within hours."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+from mailmoat.analyzers.wave import WaveAnalyzer
+from mailmoat.config import Settings
+from mailmoat.model import Action, Direction, Envelope, Finding, Verdict
+from mailmoat.parse import parse
+from mailmoat.store.db import Store
+from tests.support.pg import pg_url  # noqa: F401  (fixture)
+
+ORG = "acme-corp.cn"
+HOUR = 3600.0
+DAY = 24 * HOUR
+LURE = "https://gov-subsidy-claim.top/apply?id={n}"
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    settings.server.domains = [ORG]
+    s = Store(settings.db_url, raw_dir=settings.raw_dir)
+    yield s
+    s.close()
+
+
+def _raw(frm: str, link: str, subject: str = "工资补贴申领通知", n: int = 0, extra: str = "") -> bytes:
+    return (
+        f"From: 财务处 <{frm}>\r\nTo: wang@{ORG}\r\nSubject: {subject}\r\nMessage-ID: <w{n}.{frm}>\r\n{extra}"
+        "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        f'<p>请于本周内完成申领: <a href="{link}">点击办理</a></p>\r\n'
+    ).encode()
+
+
+def _record(
+    store: Store, frm: str, link: str, when: float, n: int = 0, direction: Direction = Direction.INBOUND, extra: str = ""
+) -> None:
+    env = Envelope(frm, [f"wang@{ORG}"], received_at=when, direction=direction)
+    store.record_message(env, parse(_raw(frm, link, n=n, extra=extra)), Verdict(Action.DELIVER, 0.0))
+
+
+def _history(store: Store, now: float, days: int = 10, count: int = 200) -> None:
+    """A site's everyday mail over the last `days`: partners and newsletters linking their usual sites."""
+    for i in range(count):
+        partner = f"partner{i % 7}.example"
+        link = "https://news.example.org/today" if i % 3 else f"https://www.{partner}/orders"
+        _record(store, f"sales@{partner}", link, now - days * DAY + i * (days * DAY / 2) / count, n=i)
+
+
+async def _scan(
+    store: Store, settings: Settings, frm: str, link: str, now: float, direction: Direction = Direction.INBOUND,
+    extra: str = "",
+) -> Finding | None:
+    an = WaveAnalyzer(AnalyzerEnv(settings=settings, store=store))
+    env = Envelope(frm, [f"wang@{ORG}"], received_at=now, direction=direction)
+    ctx = AnalysisContext(message=parse(_raw(frm, link, extra=extra)), envelope=env, settings=settings)
+    got = {f.symbol: f for f in await an.analyze(ctx)}
+    return got.get("LINK_DOMAIN_WAVE")
+
+
+async def test_a_new_domain_linked_by_many_unrelated_senders_is_a_wave(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now)
+    senders = ["hr@school-a.edu.cn", "info@trade-b.com", "admin@clinic-c.org"]
+    for i, frm in enumerate(senders):
+        _record(store, frm, LURE.format(n=i), now - (5 - i) * HOUR, n=i)
+    hit = await _scan(store, settings, "office@factory-d.cn", LURE.format(n=9), now)
+    assert hit is not None and hit.score == 3.0
+    assert "gov-subsidy-claim.top" in hit.evidence and "4 unrelated sender domains" in hit.evidence
+    assert "school-a.edu.cn" in hit.evidence and "3 earlier message(s)" in hit.evidence
+    assert hit.data["domain"] == "gov-subsidy-claim.top" and hit.data["messages"] == 3
+    # Three senders are not yet a wave at the default of four.
+    assert await _scan(store, settings, senders[2], LURE.format(n=9), now - 2 * HOUR) is None
+    # A site may ask for more senders.
+    settings.waves.min_senders = 5
+    assert await _scan(store, settings, "office@factory-d.cn", LURE.format(n=9), now) is None
+
+
+async def test_a_qr_code_link_counts_like_any_other(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now)
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, LURE.format(n=i), now - HOUR, n=i)
+    an = WaveAnalyzer(AnalyzerEnv(settings=settings, store=store))
+    msg = parse(_raw("d@four.example", "https://www.four.example/"))
+    from tests.support.detmsg import url
+
+    msg.urls.append(url(LURE.format(n=7), source="qr"))
+    env = Envelope("d@four.example", [f"wang@{ORG}"], received_at=now)
+    got = await an.analyze(AnalysisContext(message=msg, envelope=env, settings=settings))
+    assert [f.symbol for f in got] == ["LINK_DOMAIN_WAVE"]
+
+
+async def test_what_is_no_wave(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now)
+    # A domain this site knew before the window, linked by many senders today: a platform, not a wave.
+    _record(store, "someone@old-friend.example", "https://shared-tool.example/x", now - 5 * DAY, n=90)
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, "https://shared-tool.example/x", now - HOUR, n=100 + i)
+    assert await _scan(store, settings, "d@four.example", "https://shared-tool.example/y", now) is None
+    # A newsletter linking its own site from several hosts of one domain: one sender, and its own domain.
+    for i, host in enumerate(["mail", "news", "promo"]):
+        _record(store, f"hello@{host}.shop-new.example", "https://shop-new.example/sale", now - HOUR, n=200 + i)
+    assert await _scan(store, settings, "hello@deals.shop-new.example", "https://shop-new.example/sale", now) is None
+    # The same sender domain many times is one sender.
+    for i in range(5):
+        _record(store, f"user{i}@spray.example", "https://fresh-lure.example/a", now - HOUR, n=300 + i)
+    assert await _scan(store, settings, "user9@spray.example", "https://fresh-lure.example/a", now) is None
+    # The organisation's own domains and well-known brands' domains are never asked about.
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, f"https://oa.{ORG}/notice", now - HOUR, n=400 + i)
+    assert await _scan(store, settings, "d@four.example", f"https://oa.{ORG}/notice", now) is None
+    # A mailing list's posts from members at many domains all link the list's host in the footer:
+    # they neither count towards a wave nor are marked.
+    lst = "List-Id: Users of the tool <users.lists.new-tool.example>\r\n"
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, "https://lists.new-tool.example/users", now - HOUR, n=450 + i, extra=lst)
+    assert await _scan(store, settings, "d@four.example", "https://lists.new-tool.example/users", now, extra=lst) is None
+    assert await _scan(store, settings, "d@four.example", "https://lists.new-tool.example/users", now) is None
+    # Mail between colleagues is the account analyzer's to judge.
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, LURE.format(n=i), now - HOUR, n=500 + i)
+    assert await _scan(store, settings, f"li@{ORG}", LURE.format(n=9), now, direction=Direction.INTERNAL) is None
+    assert await _scan(store, settings, "d@four.example", LURE.format(n=9), now) is not None
+
+
+async def test_a_store_younger_than_the_window_says_nothing(store: Store, settings: Settings) -> None:
+    # A fresh install has seen every domain "for the first time": no history, no wave.
+    now = time.time()
+    _history(store, now, days=1)
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, LURE.format(n=i), now - HOUR, n=i)
+    assert await _scan(store, settings, "d@four.example", LURE.format(n=9), now) is None
+    # The same mail on a site with a window of history behind it.
+    settings.waves.window_hours = 12
+    assert await _scan(store, settings, "d@four.example", LURE.format(n=9), now) is not None
+
+
+async def test_without_a_store_or_switched_off_it_is_off(store: Store, settings: Settings) -> None:
+    assert not WaveAnalyzer(AnalyzerEnv(settings=settings, store=None)).enabled()
+    settings.waves.enabled = False
+    assert not WaveAnalyzer(AnalyzerEnv(settings=settings, store=store)).enabled()
+
+
+def test_through_the_gateway_the_fourth_sender_of_a_wave_is_marked(settings: Settings) -> None:
+    """Real SMTP on loopback: four strangers' mail with one new link domain arrives through the MX;
+    the first three are recorded without the sign, the fourth with it."""
+    import smtplib
+
+    from sqlalchemy import select
+
+    from mailmoat.store.models import MessageRow
+    from tests.support.gateway import inprocess_gateway, wait_for
+
+    settings.server.domains = [ORG]
+    settings.server.listen = "127.0.0.1:0"
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    _history(store, time.time())
+
+    def symbols(frm: str) -> dict[str, float] | None:
+        with store.session() as s:
+            row = s.scalars(select(MessageRow).where(MessageRow.from_addr == frm)).first()
+            return dict(row.symbols) if row is not None else None
+
+    senders = ["hr@school-a.edu.cn", "info@trade-b.com", "admin@clinic-c.org", "office@factory-d.cn"]
+    got: dict[str, dict[str, float]] = {}
+    try:
+        with inprocess_gateway(settings) as gw:
+            for i, frm in enumerate(senders):
+                with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as smtp:
+                    smtp.sendmail(frm, [f"wang@{ORG}"], _raw(frm, LURE.format(n=i), n=i))
+                # Each copy is judged against the ones recorded before it.
+                got[frm] = wait_for(lambda f=frm: symbols(f), timeout=60, what=f"{frm}'s mail to be recorded")
+    finally:
+        store.close()
+    assert ["LINK_DOMAIN_WAVE" in got[f] for f in senders] == [False, False, False, True]
+    assert got[senders[3]]["LINK_DOMAIN_WAVE"] == 3.0
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_wave_recorded_by_other_nodes_counts(settings: Settings, pg_url: str) -> None:  # noqa: F811
+    """Several nodes share one PostgreSQL store: copies another node recorded count, list posts do not."""
+    settings.server.domains = [ORG]
+    store = Store(pg_url)
+    try:
+        now = time.time()
+        _history(store, now)
+        lst = "List-Id: Users <users.lists.pg-tool.example>\r\n"
+        for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+            _record(store, frm, LURE.format(n=i), now - HOUR, n=i)
+            _record(store, frm, "https://lists.pg-tool.example/u", now - HOUR, n=10 + i, extra=lst)
+        hit = await _scan(store, settings, "d@four.example", LURE.format(n=9), now)
+        assert hit is not None and "4 unrelated sender domains" in hit.evidence
+        assert await _scan(store, settings, "d@four.example", "https://lists.pg-tool.example/u", now) is None
+    finally:
+        store.close()
