@@ -72,7 +72,7 @@ async def test_a_new_domain_linked_by_many_unrelated_senders_is_a_wave(store: St
     hit = await _scan(store, settings, "office@factory-d.cn", LURE.format(n=9), now)
     assert hit is not None and hit.score == 3.0
     assert "gov-subsidy-claim.top" in hit.evidence and "4 unrelated sender domains" in hit.evidence
-    assert "school-a.edu.cn" in hit.evidence and "3 earlier message(s)" in hit.evidence
+    assert "school-a.edu.cn" in hit.evidence and "3 other message(s)" in hit.evidence and "5.0 h before" in hit.evidence
     assert hit.data["domain"] == "gov-subsidy-claim.top" and hit.data["messages"] == 3
     # Three senders are not yet a wave at the default of four.
     assert await _scan(store, settings, senders[2], LURE.format(n=9), now - 2 * HOUR) is None
@@ -200,3 +200,86 @@ async def test_on_postgresql_a_wave_recorded_by_other_nodes_counts(settings: Set
         assert await _scan(store, settings, "d@four.example", "https://lists.pg-tool.example/u", now) is None
     finally:
         store.close()
+
+
+def test_through_the_gateway_the_copies_delivered_before_the_wave_was_recognised_are_recalled(settings: Settings) -> None:
+    """Real SMTP on loopback, local Maildir: three strangers' subsidy lures linking one new address are
+    tagged and delivered; the fourth sender's copy is held with LINK_DOMAIN_WAVE, and the three
+    earlier copies are judged again, condemned and recalled from the mailbox (trigger auto:wave)."""
+    import smtplib
+
+    from sqlalchemy import select
+
+    from mailmoat.store.models import MessageRow
+    from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+    from tests.support.gateway import inprocess_gateway, wait_for
+
+    settings.server.domains = [ORG]
+    settings.server.listen = "127.0.0.1:0"
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    _history(store, time.time())
+    link = "http://203.0.113.77/subsidy/claim?u={n}"  # a bare address: a lure's link, never a newsletter's
+
+    def lure(frm: str, n: int) -> bytes:
+        return (
+            f"From: Wang Li <{frm}>\r\nTo: wang@{ORG}\r\nSubject: 工资补贴申领通知\r\nMessage-ID: <wave{n}@{frm.split('@')[1]}>\r\n"
+            "Date: Sun, 29 Nov 2026 10:00:00 +0800\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+            f'<p>请于本周内完成申领: <a href="{link.format(n=n)}">点击办理</a></p>\r\n'
+        ).encode()
+
+    def recorded(frm: str) -> tuple[str, dict[str, float]] | None:
+        with store.session() as s:
+            row = s.scalars(select(MessageRow).where(MessageRow.from_addr == frm)).first()
+            return (row.action, dict(row.symbols)) if row is not None else None
+
+    def recalled() -> list[tuple[str, str, list[str]]] | None:
+        with store.session() as s:
+            jobs = s.scalars(select(RecallJobRow).where(RecallJobRow.trigger == "auto:wave")).all()
+            out = [
+                (j.state, j.reason, [c.state for c in s.scalars(select(RecallCopyRow).where(RecallCopyRow.job_id == j.id))])
+                for j in jobs
+            ]
+        return out if len(out) == 3 and all(state == "done" for state, _, _ in out) else None
+
+    senders = ["hr@school-a.edu.cn", "info@trade-b.com", "admin@clinic-c.org", "office@factory-d.cn"]
+    first: dict[str, tuple[str, dict[str, float]]] = {}
+    try:
+        with inprocess_gateway(settings) as gw:
+            for i, frm in enumerate(senders):
+                with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as smtp:
+                    smtp.sendmail(frm, [f"wang@{ORG}"], lure(frm, i))
+                first[frm] = wait_for(lambda f=frm: recorded(f), timeout=60, what=f"{frm}'s mail to be recorded")
+            jobs = wait_for(recalled, timeout=60, what="the earlier copies to be recalled")
+            after = {frm: recorded(frm) for frm in senders[:3]}
+            mailbox = next(p for p in settings.mail_dir.iterdir() if p.is_dir() and p.name.startswith("wang"))
+            visible = [p for d in ("new", "cur") for p in (mailbox / d).iterdir()]
+            hidden = [p for d in ("new", "cur") for p in (mailbox / ".MailmoatRecall" / d).iterdir()]
+    finally:
+        store.close()
+    assert [first[f][0] for f in senders] == ["tag", "tag", "tag", "quarantine"]
+    assert "LINK_DOMAIN_WAVE" in first[senders[3]][1] and "LINK_DOMAIN_WAVE" not in first[senders[0]][1]
+    # Judged again with the whole wave in view, each earlier copy is condemned and its copy recalled.
+    assert all(a is not None and a[0] == "quarantine" and "LINK_DOMAIN_WAVE" in a[1] for a in after.values())
+    assert sorted(states for _, _, states in jobs) == [["recalled"], ["recalled"], ["recalled"]]
+    assert all("re-scan changed the verdict from tag to quarantine" in reason for _, reason, _ in jobs)
+    # Silently: the reader's mailbox holds none of the wave, the hidden folder all three copies.
+    assert visible == [] and len(hidden) == 3
+
+
+def test_a_wave_is_followed_up_once_per_domain_and_window(store: Store, settings: Settings) -> None:
+    from mailmoat.recall.waves import WaveFollowUp
+
+    follow = WaveFollowUp(settings, store, scanner=None)  # type: ignore[arg-type]  # due() scans nothing
+    wave = Finding("LINK_DOMAIN_WAVE", 3.0, "gov-subsidy-claim.top ...", "wave", "campaign", {"domain": "gov-subsidy-claim.top"})
+    now = time.time()
+    held = Verdict(Action.QUARANTINE, 12.0, [wave])
+    env = Envelope("d@four.example", [f"wang@{ORG}"], received_at=now)
+    assert follow.due(env, held) == "gov-subsidy-claim.top"
+    # Delivered or tagged copies call for nothing: the wave did not condemn them.
+    assert follow.due(env, Verdict(Action.TAG, 8.0, [wave])) == ""
+    assert follow.due(env, Verdict(Action.QUARANTINE, 12.0, [])) == ""
+    assert follow.due(Envelope("x@y.example", [], received_at=now, direction=Direction.INTERNAL), held) == ""
+    follow._done["gov-subsidy-claim.top"] = now  # what after() notes once it has judged the earlier copies
+    assert follow.due(env, held) == ""
+    later = Envelope("e@five.example", [f"wang@{ORG}"], received_at=now + settings.waves.window_hours * HOUR + 1)
+    assert follow.due(later, held) == "gov-subsidy-claim.top"

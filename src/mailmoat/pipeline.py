@@ -10,13 +10,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from mailmoat import accounts, metrics
 from mailmoat.config import Settings
 from mailmoat.ingest.spool import KEPT_SUFFIX, Spool, SpoolRef
 from mailmoat.model import Action, Direction, Envelope, Message, Verdict
 from mailmoat.store.db import Store
+
+if TYPE_CHECKING:
+    from mailmoat.recall.waves import WaveFollowUp
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,11 @@ class Pipeline:
         self.delivery = delivery
         self._retain_raw = retain_raw or (lambda env, raw: retain_raw_file(settings.raw_dir, env, raw))
         self._keep_in = keep_in
+        self._waves: WaveFollowUp | None = None
+        if isinstance(store, Store) and settings.waves.enabled:
+            from mailmoat.recall.waves import WaveFollowUp
+
+            self._waves = WaveFollowUp(settings, store, scanner)
 
     def load(self, ref: SpoolRef) -> Loaded:
         """Blocking: read a claimed entry and retain its raw copy (whatever the verdict, it is kept).
@@ -197,6 +205,8 @@ class Pipeline:
         if envelope.direction is not Direction.INBOUND and isinstance(self.store, Store):
             # After spool.done: a slow recall or webhook must never hold the spool entry.
             await accounts.observe(self.store, self.settings, envelope, message, verdict)  # never raises
+        if self._waves is not None and self._waves.due(envelope, verdict):
+            await self._waves.after(envelope, verdict)  # never raises; the earlier copies of a wave just recognised
         return Outcome(envelope.id, verdict.action, verdict, deliveries=deliveries)
 
 

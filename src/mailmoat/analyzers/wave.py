@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.model import Direction, Finding, Message, Symbol
+from mailmoat.store.db import url_domain_of
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
 from mailmoat.urlcheck.lookalike import DomainCatalog
@@ -51,7 +52,7 @@ class WaveAnalyzer(BaseAnalyzer):
         candidates = self.link_domains(ctx.message, sender)
         if not candidates:
             return []
-        return await asyncio.to_thread(self._analyze, candidates, sender, ctx.envelope.received_at)
+        return await asyncio.to_thread(self._analyze, candidates, sender, ctx.envelope.received_at, ctx.envelope.id)
 
     def link_domains(self, msg: Message, sender: str) -> list[str]:
         """Registrable domains the message sends the reader to (as the store records them), other
@@ -61,7 +62,7 @@ class WaveAnalyzer(BaseAnalyzer):
             if u.source in _NOT_A_DESTINATION or not u.host:
                 continue
             host = u.host.rstrip(".").lower()
-            reg = (u.registrable_domain or dom.registrable(host)).lower()
+            reg = url_domain_of(u)  # the value the store records, which the history is asked about
             if not reg or reg == sender or self.catalog.is_legit(host) or dom.is_internal_address(host):
                 continue
             out[reg] = None
@@ -69,10 +70,11 @@ class WaveAnalyzer(BaseAnalyzer):
                 break
         return list(out)
 
-    def _analyze(self, candidates: list[str], sender: str, now: float) -> list[Finding]:
+    def _analyze(self, candidates: list[str], sender: str, now: float, mail_id: str) -> list[Finding]:
         assert self.history is not None
         cfg = self.env.settings.waves
-        since = now - max(cfg.window_hours, 1.0) * 3600.0
+        window = max(cfg.window_hours, 1.0) * 3600.0
+        since = now - window
         # "First seen within the window" means something only once the store reaches back past it.
         first = self.history.first_recorded()
         if first is None or first > since or not self.history.mature():
@@ -81,7 +83,9 @@ class WaveAnalyzer(BaseAnalyzer):
         for domain in candidates:
             if domain not in (young or ()):
                 continue
-            rows = self.history.link_domain_senders(domain, since, now)
+            # Copies after this one exist only when it is judged again later (a re-scan), which
+            # should then see the whole wave it belongs to.
+            rows = self.history.link_domain_senders(domain, since, now + window, exclude=mail_id)
             if not rows:
                 continue
             senders: dict[str, None] = {}
@@ -95,13 +99,14 @@ class WaveAnalyzer(BaseAnalyzer):
                 continue
             names = list(senders)
             shown = ", ".join(names[:MAX_SHOWN]) + (f" and {len(names) - MAX_SHOWN} more" if len(names) > MAX_SHOWN else "")
-            hours = (now - rows[0][1]) / 3600.0
+            earliest = min(rows[0][1], now)
             return [
                 self.finding(
                     "LINK_DOMAIN_WAVE",
-                    f"{domain} first reached this site {hours:.1f} h ago; since then {len(rows)} earlier message(s) "
-                    f"from {len(names)} unrelated sender domains link it ({shown})",
-                    {"domain": domain, "senders": names[:50], "messages": len(rows), "first_seen": rows[0][1]},
+                    f"{domain} first reached this site {(now - earliest) / 3600.0:.1f} h before this message; "
+                    f"{len(rows)} other message(s) within {window / 3600.0:g} h, from {len(names)} unrelated "
+                    f"sender domains with this one, link it ({shown})",
+                    {"domain": domain, "senders": names[:50], "messages": len(rows), "first_seen": earliest},
                 )
             ]
         return []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -12,11 +14,16 @@ from mailmoat.model import Action, Direction, Envelope
 from mailmoat.recall.auto import AutoOutcome, auto_recall
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector, parse_time
-from mailmoat.scanner import Scanner
 from mailmoat.store.audit import audit
 from mailmoat.store.models import MessageRow
 
 CONDEMNED = {Action.QUARANTINE.value, Action.REJECT.value}
+
+
+class Scans(Protocol):
+    """What a re-scan needs of a scanner (mailmoat.scanner.Scanner)."""
+
+    async def scan(self, raw: bytes, envelope: Envelope) -> Any: ...
 
 
 @dataclass
@@ -28,17 +35,19 @@ class RescanReport:
     recalls: list[AutoOutcome] = field(default_factory=list)
 
 
-async def rescan(engine: RecallEngine, scanner: Scanner, since: str, actor: str = "system", limit: int = 100_000) -> RescanReport:
-    """Re-scan every retained message received since `since`; recall delivered ones whose verdict became a threat."""
+async def rescan(
+    engine: RecallEngine, scanner: Scans, since: str, actor: str = "system", limit: int = 100_000,
+    *, mail_ids: Sequence[str] | None = None, trigger: str = "auto:rescan",
+) -> RescanReport:
+    """Re-scan every retained message received since `since` (only `mail_ids`, when given); recall
+    delivered ones whose verdict became a threat."""
     report = RescanReport()
     cutoff = parse_time(since)
+    query = select(MessageRow.id, MessageRow.raw_path, MessageRow.action).where(MessageRow.received_at >= cutoff)
+    if mail_ids is not None:
+        query = query.where(MessageRow.id.in_(list(mail_ids)))
     with engine.store.session() as s:
-        rows = s.execute(
-            select(MessageRow.id, MessageRow.raw_path, MessageRow.action)
-            .where(MessageRow.received_at >= cutoff)
-            .order_by(MessageRow.received_at)
-            .limit(limit)
-        ).all()
+        rows = s.execute(query.order_by(MessageRow.received_at).limit(limit)).all()
     db_engine = getattr(engine.store, "engine", None)
     for mail_id, raw_path, old_action in rows:
         try:
@@ -78,7 +87,7 @@ async def rescan(engine: RecallEngine, scanner: Scanner, since: str, actor: str 
         if verdict.action.value in CONDEMNED and old_action not in CONDEMNED:
             report.newly_condemned.append(mail_id)
             outcome = await auto_recall(
-                engine, [Selector(mail_id=mail_id, since="0")], trigger="auto:rescan",
+                engine, [Selector(mail_id=mail_id, since="0")], trigger=trigger,
                 reason=f"re-scan changed the verdict from {old_action} to {verdict.action.value}: "
                 + "; ".join(verdict.reasons[:3]),
                 actor=actor,

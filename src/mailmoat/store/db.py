@@ -38,7 +38,7 @@ from sqlalchemy.pool import StaticPool
 
 import mailmoat.store as store_pkg
 from mailmoat.durable import absolute, write_file
-from mailmoat.model import Action, Envelope, Message, Verdict
+from mailmoat.model import Action, Envelope, Message, Url, Verdict
 from mailmoat.store.base import Base  # noqa: F401  (re-exported: `from mailmoat.store.db import Base`)
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
 
@@ -142,6 +142,11 @@ def _domain_of(addr: str) -> str:
     return addr.rpartition("@")[2].strip().lower() if "@" in addr else ""
 
 
+def url_domain_of(u: Url) -> str:
+    """The registrable domain recorded for a link (indicator kind "url_domain")."""
+    return u.registrable_domain.lower() or registrable_domain(u.host)
+
+
 def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -> list[tuple[str, str]]:
     """Searchable facts of one message, without repeats: senders, URLs and domains, hashes, QR, symbols."""
     out: list[tuple[str, str]] = []
@@ -161,7 +166,7 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
     add("sender_domain", _domain_of(mail_from))
     for u in message.urls:
         add("url", u.url)
-        add("url_domain", u.registrable_domain.lower() or registrable_domain(u.host))
+        add("url_domain", url_domain_of(u))
     for p in message.parts:
         if p.sha256 and (p.is_attachment or p.filename):
             add("sha256", p.sha256.lower())

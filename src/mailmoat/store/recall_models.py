@@ -20,7 +20,7 @@ class RecallJobRow(Base):
     created_by: Mapped[str] = mapped_column(String(320), default="")
     approved_by: Mapped[str] = mapped_column(String(320), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
-    trigger: Mapped[str] = mapped_column(String(64), default="manual")  # manual, auto:verdict, auto:indicator, auto:rescan, incident
+    trigger: Mapped[str] = mapped_column(String(64), default="manual")  # manual, auto:verdict, auto:indicator, auto:rescan, auto:wave, incident
     selection: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     backend: Mapped[str] = mapped_column(String(32), default="maildir")
     mode: Mapped[str] = mapped_column(String(16), default="move")

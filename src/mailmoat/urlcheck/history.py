@@ -133,22 +133,22 @@ class History:
         return young
 
     def link_domain_senders(
-        self, domain: str, since: float, before: float, limit: int = 1000
+        self, domain: str, since: float, until: float, exclude: str = "", limit: int = 1000
     ) -> list[tuple[str, float]] | None:
-        """(From domain, arrival) of inbound messages that linked `domain` between `since` and
-        `before`, oldest first; mailing-list posts (List-Id) left out, since a list's footer links
-        its host in every member's post."""
+        """(From domain, arrival) of the inbound messages other than `exclude` (an envelope id) that
+        linked `domain` between `since` and `until`, oldest first. Mailing-list posts (List-Id) are
+        left out: a list's footer links its host in every member's post."""
         try:
             with self._session() as s:
                 rows = s.execute(
-                    select(MessageRow.from_domain, MessageRow.received_at, MessageRow.headers)
+                    select(MessageRow.id, MessageRow.from_domain, MessageRow.received_at, MessageRow.headers)
                     .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
                     .where(
                         IndicatorRow.kind == "url_domain",
                         IndicatorRow.value == domain,
                         MessageRow.direction == "inbound",
                         MessageRow.received_at >= since,
-                        MessageRow.received_at < before,
+                        MessageRow.received_at < until,
                     )
                     .order_by(MessageRow.received_at)
                     .limit(limit)
@@ -156,7 +156,7 @@ class History:
         except Exception as exc:
             log.warning("store history unavailable: %s", exc)
             return None
-        return [(str(r[0] or "").lower(), float(r[1])) for r in rows if not _is_list_post(r[2])]
+        return [(str(r[1] or "").lower(), float(r[2])) for r in rows if r[0] != exclude and not _is_list_post(r[3])]
 
     def display_names(self, addr: str, before: float, limit: int = 5000) -> tuple[int, set[str]] | None:
         """(messages recorded from this From address before `before`, display names it used), or None when unknown.

@@ -1,0 +1,91 @@
+"""After a wave is recognised: the copies delivered before it was are judged again, and recalled when now condemned."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from mailmoat.config import Settings
+from mailmoat.model import Action, Direction, Envelope, Verdict
+from mailmoat.recall.engine import RecallEngine
+from mailmoat.recall.rescan import RescanReport, Scans, rescan
+from mailmoat.store.db import Store
+from mailmoat.store.models import IndicatorRow, MessageRow
+
+log = logging.getLogger(__name__)
+
+SYMBOL = "LINK_DOMAIN_WAVE"
+_HELD = (Action.QUARANTINE, Action.REJECT)
+_PASSED = (Action.DELIVER.value, Action.TAG.value)
+
+
+def passed_copies(store: Store, domain: str, since: float, until: float, limit: int = 1000) -> list[str]:
+    """Inbound messages linking `domain` between `since` and `until` that were delivered (or tagged)."""
+    with store.session() as s:
+        rows = s.execute(
+            select(MessageRow.id)
+            .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
+            .where(
+                IndicatorRow.kind == "url_domain",
+                IndicatorRow.value == domain,
+                MessageRow.direction == Direction.INBOUND.value,
+                MessageRow.received_at >= since,
+                MessageRow.received_at < until,
+                MessageRow.action.in_(_PASSED),
+            )
+            .order_by(MessageRow.received_at)
+            .limit(limit)
+        ).scalars()
+        return list(dict.fromkeys(str(r) for r in rows))
+
+
+class WaveFollowUp:
+    """Once per link domain and window (per process): when a copy of a wave is held, re-scan the
+    copies delivered before the wave was recognised; those now condemned are recalled (trigger
+    "auto:wave"), by the recall policy (`recall.auto`) like every automatic recall."""
+
+    def __init__(self, settings: Settings, store: Store, scanner: Scans) -> None:
+        self.settings = settings
+        self.store = store
+        self.scanner = scanner
+        self._done: dict[str, float] = {}  # domain -> when its earlier copies were judged again
+
+    def due(self, envelope: Envelope, verdict: Verdict) -> str:
+        """The wave's link domain when this verdict calls for a follow-up, else ""."""
+        if envelope.direction is not Direction.INBOUND or verdict.action not in _HELD:
+            return ""
+        finding = next((f for f in verdict.findings if f.symbol == SYMBOL and f.score > 0), None)
+        domain = str(finding.data.get("domain", "")) if finding is not None else ""
+        window = self.settings.waves.window_hours * 3600.0
+        if not domain or envelope.received_at - self._done.get(domain, float("-inf")) < window:
+            return ""
+        return domain
+
+    async def after(self, envelope: Envelope, verdict: Verdict) -> RescanReport | None:
+        """Never raises: a failure is logged, and `mailmoat rescan` remains."""
+        domain = self.due(envelope, verdict)
+        if not domain:
+            return None
+        self._done[domain] = envelope.received_at
+        if len(self._done) > 10_000:
+            for old in list(self._done)[:5_000]:
+                del self._done[old]
+        window = max(self.settings.waves.window_hours, 1.0) * 3600.0
+        engine = RecallEngine(self.settings, self.store)
+        try:
+            ids = passed_copies(self.store, domain, envelope.received_at - window, envelope.received_at)
+            if not ids:
+                return None
+            report = await rescan(engine, self.scanner, "0", "system", mail_ids=ids, trigger="auto:wave")
+            log.warning(
+                "wave %s: %d earlier copies judged again, %d now condemned, recall jobs %s",
+                domain, report.scanned, len(report.newly_condemned), [r.job_id for r in report.recalls],
+            )
+            return report
+        except Exception:
+            log.exception("wave %s: judging the earlier copies again failed (mailmoat rescan can do it)", domain)
+            return None
+        finally:
+            await engine.close()
+
