@@ -1,6 +1,7 @@
 """Waves replayed: each corpus's mail arrives in the order of its Date headers through a real store, and LINK_DOMAIN_WAVE is asked of every message.
 
     .venv/bin/python bench/wave_replay.py /path/to/corpora [-j N] [--window-hours H] [--min-senders N] [--show N]
+    .venv/bin/python bench/wave_replay.py --wave 5000 /path/to/corpora    # also: one large wave's cost
 
 Per corpus, every message (ham, spam and phishing together) whose Date header can be read is
 parsed (in N processes), then replayed one by one in date order into a fresh SQLite store: the
@@ -10,6 +11,11 @@ how long the analyzer took (median and 99th percentile), then up to --show marke
 with the evidence. There is no other analyzer and no classifier: this measures the sign alone,
 on the arrival pattern of the corpora, which is sparser than a real site's (a corpus holds a
 sample of one feed's or one person's mail, not an organisation's).
+
+`--wave N` then builds a large wave in a fresh store: 300 ordinary messages over ten days, then N
+copies of one lure from N sender domains a few seconds apart, each judged and recorded as it
+comes. Prints the analyzer's time for the copies around the 10th, 100th, 1,000th ... and the last:
+what each new copy of a big wave costs once thousands are recorded.
 """
 
 from __future__ import annotations
@@ -62,11 +68,53 @@ async def _replay(
     return out
 
 
+def _lure(n: int, domain: str) -> bytes:
+    return (
+        f"From: Payroll <hr@sender{n}.example>\r\nTo: user@localhost\r\nSubject: Salary adjustment\r\n"
+        f"Message-ID: <wave{n}@sender{n}.example>\r\nContent-Type: text/html\r\n\r\n"
+        f'<p>Review your salary adjustment: <a href="https://{domain}/r?u={n}">open</a></p>\r\n'
+    ).encode()
+
+
+async def _big_wave(copies: int, settings: Settings) -> list[tuple[int, float, bool]]:
+    """(copy number, analyzer ms, marked) for copies near each power of ten and the last."""
+    marks = {10**k for k in range(1, 8) if 10**k <= copies} | {copies}
+    out: list[tuple[int, float, bool]] = []
+    now = time.time()
+    with tempfile.TemporaryDirectory(prefix="wave-big-") as tmp:
+        settings.data_dir = tmp
+        store = Store(settings.db_url, raw_dir=Path(tmp) / "raw")
+        try:
+            an = WaveAnalyzer(AnalyzerEnv(settings=settings, store=store))
+            for i in range(300):
+                raw = (
+                    f"From: n{i % 9}@news{i % 9}.example\r\nSubject: News {i}\r\nMessage-ID: <n{i}@x>\r\n\r\n"
+                    f"Today: https://www.site{i % 40}.example/a{i}\r\n"
+                ).encode()
+                msg = parse(raw)
+                env = Envelope(msg.from_.addr, ["user@localhost"], received_at=now - 10 * 86400 + i * 2000, listener="eval")
+                store.record_message(env, msg, Verdict(Action.DELIVER, 0.0))
+            start = now - copies * 2.0
+            for n in range(1, copies + 1):
+                msg = parse(_lure(n, "salary-review-portal.example"))
+                env = Envelope(msg.from_.addr, ["user@localhost"], received_at=start + n * 2.0, listener="eval")
+                t0 = time.perf_counter()
+                found = await an.analyze(AnalysisContext(message=msg, envelope=env, settings=settings))
+                took = (time.perf_counter() - t0) * 1000
+                if n in marks:
+                    out.append((n, took, bool(found)))
+                store.record_message(env, msg, Verdict(Action.DELIVER, 0.0, found))
+        finally:
+            store.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = de.corpus_parser(__doc__)
     ap.add_argument("--window-hours", type=float, default=None, help="waves.window_hours (default: the setting's)")
     ap.add_argument("--min-senders", type=int, default=None, help="waves.min_senders (default: the setting's)")
     ap.add_argument("--show", type=int, default=10, help="marked ham messages to list per corpus")
+    ap.add_argument("--wave", type=int, default=0, help="also time one synthetic wave of this many copies")
     args = ap.parse_args(argv)
     cells = de.discover_or_say(args.corpus_dir)
     settings = Settings()
@@ -115,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"<!-- {corpus}: parsed in {parsed_s:.0f} s, replayed in {replay_s:.0f} s -->")
     if ham_shown:
         print("\nMarked ham:\n" + "\n".join(ham_shown))
+    if args.wave > 0:
+        print(f"\nOne wave of {args.wave} copies from as many sender domains (fresh SQLite store):\n")
+        print("| copy | analyzer ms | marked |\n|---:|---:|---|")
+        for n, ms, marked in asyncio.run(_big_wave(args.wave, settings)):
+            print(f"| {n} | {ms:.2f} | {'yes' if marked else 'no'} |")
     return 0
 
 

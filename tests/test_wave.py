@@ -283,3 +283,24 @@ def test_a_wave_is_followed_up_once_per_domain_and_window(store: Store, settings
     assert follow.due(env, held) == ""
     later = Envelope("e@five.example", [f"wang@{ORG}"], received_at=now + settings.waves.window_hours * HOUR + 1)
     assert follow.due(later, held) == "gov-subsidy-claim.top"
+
+
+async def test_a_recognised_wave_is_remembered_until_its_domain_is_old(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now)
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, LURE.format(n=i), now - 3 * HOUR, n=i)
+    an = WaveAnalyzer(AnalyzerEnv(settings=settings, store=store))
+
+    async def judge(frm: str, when: float) -> list[Finding]:
+        env = Envelope(frm, [f"wang@{ORG}"], received_at=when)
+        return await an.analyze(AnalysisContext(message=parse(_raw(frm, LURE.format(n=9))), envelope=env, settings=settings))
+
+    (first,) = await judge("d@four.example", now)
+    assert first.data["messages"] == 3 and "or more" not in first.evidence
+    # The next copies of a big wave are judged from what this process recognised, not from
+    # thousands of earlier rows; the evidence then says "or more" and names the new sender.
+    (later,) = await judge("e@five.example", now + HOUR)
+    assert "3 or more other message(s)" in later.evidence and "five.example" in later.data["senders"]
+    # Once the domain's first copy is older than the window, it is no wave any more.
+    assert await judge("f@six.example", now + 3 * DAY) == []

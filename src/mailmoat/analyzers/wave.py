@@ -14,6 +14,9 @@ from mailmoat.urlcheck.lookalike import DomainCatalog
 
 MAX_DOMAINS = 10  # link domains asked about per message
 MAX_SHOWN = 5  # sender domains named in the evidence
+# Messages read per young domain: plenty to count a few senders, and a wave of thousands of copies
+# then costs each new copy the same bounded read.
+MAX_ROWS = 200
 # Images and style sheets come from CDNs that every newsletter shares; what the reader is sent to counts.
 _NOT_A_DESTINATION = ("src", "css")
 
@@ -41,6 +44,10 @@ class WaveAnalyzer(BaseAnalyzer):
         s = env.settings
         self.catalog = DomainCatalog(list(s.server.domains), list(s.org.brands))
         self.history = History(env.store) if env.store is not None else None
+        # Waves recognised by this process: domain -> (first seen, other messages, sender domains).
+        # A wave stays one until its domain is older than the window, so a big wave's later copies
+        # are judged without asking the store again about thousands of earlier ones.
+        self._recognised: dict[str, tuple[float, int, list[str]]] = {}
 
     def enabled(self) -> bool:
         return self.history is not None and self.env.settings.waves.enabled
@@ -79,13 +86,20 @@ class WaveAnalyzer(BaseAnalyzer):
         first = self.history.first_recorded()
         if first is None or first > since or not self.history.mature():
             return []
+        for domain in candidates:
+            known = self._recognised.get(domain)
+            if known is not None and since <= known[0] <= now + window:
+                first_seen, messages, names = known
+                if sender and sender != domain and sender not in names:
+                    names = [*names, sender]
+                return [self._finding(domain, now, window, first_seen, messages, names, at_least=True)]
         young = self.history.young_link_domains(candidates, since)
         for domain in candidates:
             if domain not in (young or ()):
                 continue
             # Copies after this one exist only when it is judged again later (a re-scan), which
             # should then see the whole wave it belongs to.
-            rows = self.history.link_domain_senders(domain, since, now + window, exclude=mail_id)
+            rows = self.history.link_domain_senders(domain, since, now + window, exclude=mail_id, limit=MAX_ROWS)
             if not rows:
                 continue
             senders: dict[str, None] = {}
@@ -98,15 +112,23 @@ class WaveAnalyzer(BaseAnalyzer):
             if len(senders) < max(cfg.min_senders, 2):
                 continue
             names = list(senders)
-            shown = ", ".join(names[:MAX_SHOWN]) + (f" and {len(names) - MAX_SHOWN} more" if len(names) > MAX_SHOWN else "")
             earliest = min(rows[0][1], now)
-            return [
-                self.finding(
-                    "LINK_DOMAIN_WAVE",
-                    f"{domain} first reached this site {(now - earliest) / 3600.0:.1f} h before this message; "
-                    f"{len(rows)} other message(s) within {window / 3600.0:g} h, from {len(names)} unrelated "
-                    f"sender domains with this one, link it ({shown})",
-                    {"domain": domain, "senders": names[:50], "messages": len(rows), "first_seen": earliest},
-                )
-            ]
+            if len(self._recognised) >= 10_000:
+                for old in list(self._recognised)[:5_000]:
+                    del self._recognised[old]
+            self._recognised[domain] = (earliest, len(rows), names[:50])
+            return [self._finding(domain, now, window, earliest, len(rows), names, at_least=len(rows) >= MAX_ROWS - 1)]
         return []
+
+    def _finding(
+        self, domain: str, now: float, window: float, earliest: float, messages: int, names: list[str], *, at_least: bool
+    ) -> Finding:
+        count = f"{messages} or more" if at_least else str(messages)
+        shown = ", ".join(names[:MAX_SHOWN]) + (f" and {len(names) - MAX_SHOWN} more" if len(names) > MAX_SHOWN else "")
+        return self.finding(
+            "LINK_DOMAIN_WAVE",
+            f"{domain} first reached this site {max(now - earliest, 0.0) / 3600.0:.1f} h before this message; "
+            f"{count} other message(s) within {window / 3600.0:g} h, from {len(names)} unrelated "
+            f"sender domains with this one, link it ({shown})",
+            {"domain": domain, "senders": names[:50], "messages": messages, "first_seen": earliest},
+        )
