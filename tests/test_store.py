@@ -100,6 +100,8 @@ def test_record_message_is_an_idempotent_upsert(store: Store) -> None:
         ("url", "https://pay.example.com/"),
         ("url_domain", "evil.co.uk"),
         ("url_domain", "example.com"),
+        ("url_host", "login.evil.co.uk"),
+        ("url_host", "pay.example.com"),
         ("sha256", "bb" * 32),
         ("qr", "https://pay.example.com/"),
         ("symbol", "URL_LOOKALIKE"),
@@ -270,3 +272,28 @@ def test_unpacked_member_hashes_become_indicators(store: Store) -> None:
     got = indicators(store, env.id)
     assert ("sha256", "cc" * 32) in got and ("ssdeep", "3:abc:def") in got
     assert ("sha256", "bb" * 32) in got  # the attachment itself, from the parts
+
+
+def test_a_recall_selection_by_host_finds_the_mail_that_linked_it(store: Store) -> None:
+    """Administrators paste the host from the evidence: a subdomain, or a page on a hosting platform
+    whose registrable domain is the platform's own."""
+    from sqlalchemy import select
+
+    from mailmoat.recall.selection import Selector, message_conditions
+    from mailmoat.store.models import MessageRow
+
+    env, msg, verdict = sample()
+    msg.urls.append(Url("https://evil-login.web.app/sso", host="evil-login.web.app", source="qr"))
+    store.record_message(env, msg, verdict, "")
+    other, omsg, _ = sample(subject="Team site")
+    omsg.urls = [Url("https://our-team.web.app/", host="our-team.web.app", source="href")]
+    store.record_message(other, omsg, Verdict(Action.DELIVER, 0.0), "")
+
+    def found(where: str) -> set[str]:
+        with store.session() as s:
+            return set(s.scalars(select(MessageRow.id).where(*message_conditions(Selector(url_domain=where)))))
+
+    assert found("evil-login.web.app") == {env.id}
+    assert found("login.evil.co.uk") == {env.id} and found("evil.co.uk") == {env.id}
+    assert found("web.app") == {env.id, other.id}  # the platform itself: everything hosted there
+    assert found("elsewhere.example") == set()

@@ -274,15 +274,15 @@ def test_a_wave_is_followed_up_once_per_domain_and_window(store: Store, settings
     now = time.time()
     held = Verdict(Action.QUARANTINE, 12.0, [wave])
     env = Envelope("d@four.example", [f"wang@{ORG}"], received_at=now)
-    assert follow.due(env, held) == "gov-subsidy-claim.top"
+    assert follow.due(env, held) == ("url_domain", "gov-subsidy-claim.top")
     # Delivered or tagged copies call for nothing: the wave did not condemn them.
-    assert follow.due(env, Verdict(Action.TAG, 8.0, [wave])) == ""
-    assert follow.due(env, Verdict(Action.QUARANTINE, 12.0, [])) == ""
-    assert follow.due(Envelope("x@y.example", [], received_at=now, direction=Direction.INTERNAL), held) == ""
-    follow._done["gov-subsidy-claim.top"] = now  # what after() notes once it has judged the earlier copies
-    assert follow.due(env, held) == ""
+    assert follow.due(env, Verdict(Action.TAG, 8.0, [wave])) is None
+    assert follow.due(env, Verdict(Action.QUARANTINE, 12.0, [])) is None
+    assert follow.due(Envelope("x@y.example", [], received_at=now, direction=Direction.INTERNAL), held) is None
+    follow._done[("url_domain", "gov-subsidy-claim.top")] = now  # what after() notes once it has judged the earlier copies
+    assert follow.due(env, held) is None
     later = Envelope("e@five.example", [f"wang@{ORG}"], received_at=now + settings.waves.window_hours * HOUR + 1)
-    assert follow.due(later, held) == "gov-subsidy-claim.top"
+    assert follow.due(later, held) == ("url_domain", "gov-subsidy-claim.top")
 
 
 async def test_a_recognised_wave_is_remembered_until_its_domain_is_old(store: Store, settings: Settings) -> None:
@@ -304,3 +304,17 @@ async def test_a_recognised_wave_is_remembered_until_its_domain_is_old(store: St
     assert "3 or more other message(s)" in later.evidence and "five.example" in later.data["senders"]
     # Once the domain's first copy is older than the window, it is no wave any more.
     assert await judge("f@six.example", now + 3 * DAY) == []
+
+
+async def test_a_page_on_a_hosting_platform_is_a_destination_of_its_own(store: Store, settings: Settings) -> None:
+    # The platform's domain is everyone's and old here; the attacker's page on it is new.
+    now = time.time()
+    _history(store, now)
+    _record(store, "dev@partner0.example", "https://partner-docs.web.app/guide", now - 6 * DAY, n=80)
+    page = "https://gov-subsidy-2026.web.app/claim?u={n}"
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, page.format(n=i), now - HOUR, n=i)
+    hit = await _scan(store, settings, "d@four.example", page.format(n=9), now)
+    assert hit is not None and hit.data["domain"] == "gov-subsidy-2026.web.app" and hit.data["kind"] == "url_host"
+    # Another page on the same platform is another destination: no wave.
+    assert await _scan(store, settings, "d@four.example", "https://someone-else.web.app/", now) is None

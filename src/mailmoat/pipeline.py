@@ -205,7 +205,7 @@ class Pipeline:
         if envelope.direction is not Direction.INBOUND and isinstance(self.store, Store):
             # After spool.done: a slow recall or webhook must never hold the spool entry.
             await accounts.observe(self.store, self.settings, envelope, message, verdict)  # never raises
-        if self._waves is not None and self._waves.due(envelope, verdict):
+        if self._waves is not None and self._waves.due(envelope, verdict) is not None:
             await self._waves.after(envelope, verdict)  # never raises; the earlier copies of a wave just recognised
         return Outcome(envelope.id, verdict.action, verdict, deliveries=deliveries)
 

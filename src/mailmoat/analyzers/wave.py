@@ -7,9 +7,10 @@ from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.model import Direction, Finding, Message, Symbol
-from mailmoat.store.db import url_domain_of
+from mailmoat.store.db import url_domain_of, url_host_of
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
+from mailmoat.urlcheck.links import free_hosting
 from mailmoat.urlcheck.lookalike import DomainCatalog
 
 MAX_DOMAINS = 10  # link domains asked about per message
@@ -44,10 +45,10 @@ class WaveAnalyzer(BaseAnalyzer):
         s = env.settings
         self.catalog = DomainCatalog(list(s.server.domains), list(s.org.brands))
         self.history = History(env.store) if env.store is not None else None
-        # Waves recognised by this process: domain -> (first seen, other messages, sender domains).
+        # Waves recognised by this process: destination -> (first seen, other messages, sender domains).
         # A wave stays one until its domain is older than the window, so a big wave's later copies
         # are judged without asking the store again about thousands of earlier ones.
-        self._recognised: dict[str, tuple[float, int, list[str]]] = {}
+        self._recognised: dict[tuple[str, str], tuple[float, int, list[str]]] = {}
 
     def enabled(self) -> bool:
         return self.history is not None and self.env.settings.waves.enabled
@@ -56,15 +57,17 @@ class WaveAnalyzer(BaseAnalyzer):
         if self.history is None or ctx.envelope.direction is not Direction.INBOUND or ctx.message.header("List-Id"):
             return []  # a mailing list's posts all link its host; the list is not a wave
         sender = dom.registrable(ctx.message.from_.domain.strip().lower()) if ctx.message.from_.domain else ""
-        candidates = self.link_domains(ctx.message, sender)
+        candidates = self.destinations(ctx.message, sender)
         if not candidates:
             return []
         return await asyncio.to_thread(self._analyze, candidates, sender, ctx.envelope.received_at, ctx.envelope.id)
 
-    def link_domains(self, msg: Message, sender: str) -> list[str]:
-        """Registrable domains the message sends the reader to (as the store records them), other
-        than the sender's own, the organisation's and well-known brands' domains."""
-        out: dict[str, None] = {}
+    def destinations(self, msg: Message, sender: str) -> list[tuple[str, str]]:
+        """Where the message sends the reader, as the store records it: the registrable domain, or
+        for a page on a hosting platform (`evil-login.web.app`) the host, since the platform's own
+        domain is everyone's. The sender's own domain, the organisation's, well-known brands' and
+        intranet addresses are left out."""
+        out: dict[tuple[str, str], None] = {}
         for u in msg.urls:
             if u.source in _NOT_A_DESTINATION or not u.host:
                 continue
@@ -72,12 +75,14 @@ class WaveAnalyzer(BaseAnalyzer):
             reg = url_domain_of(u)  # the value the store records, which the history is asked about
             if not reg or reg == sender or self.catalog.is_legit(host) or dom.is_internal_address(host):
                 continue
-            out[reg] = None
+            platform = free_hosting(host)
+            tenant = url_host_of(u) if platform and platform != host else ""
+            out[("url_host", tenant) if tenant else ("url_domain", reg)] = None
             if len(out) >= MAX_DOMAINS:
                 break
         return list(out)
 
-    def _analyze(self, candidates: list[str], sender: str, now: float, mail_id: str) -> list[Finding]:
+    def _analyze(self, candidates: list[tuple[str, str]], sender: str, now: float, mail_id: str) -> list[Finding]:
         assert self.history is not None
         cfg = self.env.settings.waves
         window = max(cfg.window_hours, 1.0) * 3600.0
@@ -86,28 +91,28 @@ class WaveAnalyzer(BaseAnalyzer):
         first = self.history.first_recorded()
         if first is None or first > since or not self.history.mature():
             return []
-        for domain in candidates:
-            known = self._recognised.get(domain)
+        for dest in candidates:
+            known = self._recognised.get(dest)
             if known is not None and since <= known[0] <= now + window:
                 first_seen, messages, names = known
-                if sender and sender != domain and sender not in names:
+                if sender and sender != dest[1] and sender not in names:
                     names = [*names, sender]
-                return [self._finding(domain, now, window, first_seen, messages, names, at_least=True)]
-        young = self.history.young_link_domains(candidates, since)
-        for domain in candidates:
-            if domain not in (young or ()):
+                return [self._finding(dest, now, window, first_seen, messages, names, at_least=True)]
+        young = self.history.young_destinations(candidates, since)
+        for dest in candidates:
+            if dest not in (young or ()):
                 continue
             # Copies after this one exist only when it is judged again later (a re-scan), which
             # should then see the whole wave it belongs to.
-            rows = self.history.link_domain_senders(domain, since, now + window, exclude=mail_id, limit=MAX_ROWS)
+            rows = self.history.destination_senders(dest, since, now + window, exclude=mail_id, limit=MAX_ROWS)
             if not rows:
                 continue
             senders: dict[str, None] = {}
             for from_domain, _ in rows:
                 reg = dom.registrable(from_domain) if from_domain else ""
-                if reg and reg != domain:
+                if reg and reg != dest[1]:
                     senders[reg] = None
-            if sender and sender != domain:
+            if sender and sender != dest[1]:
                 senders[sender] = None
             if len(senders) < max(cfg.min_senders, 2):
                 continue
@@ -116,13 +121,15 @@ class WaveAnalyzer(BaseAnalyzer):
             if len(self._recognised) >= 10_000:
                 for old in list(self._recognised)[:5_000]:
                     del self._recognised[old]
-            self._recognised[domain] = (earliest, len(rows), names[:50])
-            return [self._finding(domain, now, window, earliest, len(rows), names, at_least=len(rows) >= MAX_ROWS - 1)]
+            self._recognised[dest] = (earliest, len(rows), names[:50])
+            return [self._finding(dest, now, window, earliest, len(rows), names, at_least=len(rows) >= MAX_ROWS - 1)]
         return []
 
     def _finding(
-        self, domain: str, now: float, window: float, earliest: float, messages: int, names: list[str], *, at_least: bool
+        self, dest: tuple[str, str], now: float, window: float, earliest: float, messages: int, names: list[str],
+        *, at_least: bool,
     ) -> Finding:
+        kind, domain = dest
         count = f"{messages} or more" if at_least else str(messages)
         shown = ", ".join(names[:MAX_SHOWN]) + (f" and {len(names) - MAX_SHOWN} more" if len(names) > MAX_SHOWN else "")
         return self.finding(
@@ -130,5 +137,5 @@ class WaveAnalyzer(BaseAnalyzer):
             f"{domain} first reached this site {max(now - earliest, 0.0) / 3600.0:.1f} h before this message; "
             f"{count} other message(s) within {window / 3600.0:g} h, from {len(names)} unrelated "
             f"sender domains with this one, link it ({shown})",
-            {"domain": domain, "senders": names[:50], "messages": messages, "first_seen": earliest},
+            {"domain": domain, "kind": kind, "senders": names[:50], "messages": messages, "first_seen": earliest},
         )

@@ -20,15 +20,17 @@ _HELD = (Action.QUARANTINE, Action.REJECT)
 _PASSED = (Action.DELIVER.value, Action.TAG.value)
 
 
-def passed_copies(store: Store, domain: str, since: float, until: float, limit: int = 1000) -> list[str]:
-    """Inbound messages linking `domain` between `since` and `until` that were delivered (or tagged)."""
+def passed_copies(store: Store, dest: tuple[str, str], since: float, until: float, limit: int = 1000) -> list[str]:
+    """Inbound messages linking the destination (indicator kind, value) between `since` and `until`
+    that were delivered (or tagged)."""
+    kind, value = dest
     with store.session() as s:
         rows = s.execute(
             select(MessageRow.id)
             .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
             .where(
-                IndicatorRow.kind == "url_domain",
-                IndicatorRow.value == domain,
+                IndicatorRow.kind == kind,
+                IndicatorRow.value == value,
                 MessageRow.direction == Direction.INBOUND.value,
                 MessageRow.received_at >= since,
                 MessageRow.received_at < until,
@@ -49,42 +51,44 @@ class WaveFollowUp:
         self.settings = settings
         self.store = store
         self.scanner = scanner
-        self._done: dict[str, float] = {}  # domain -> when its earlier copies were judged again
+        self._done: dict[tuple[str, str], float] = {}  # destination -> when its earlier copies were judged again
 
-    def due(self, envelope: Envelope, verdict: Verdict) -> str:
-        """The wave's link domain when this verdict calls for a follow-up, else ""."""
+    def due(self, envelope: Envelope, verdict: Verdict) -> tuple[str, str] | None:
+        """The wave's link destination (indicator kind, value) when this verdict calls for a follow-up."""
         if envelope.direction is not Direction.INBOUND or verdict.action not in _HELD:
-            return ""
+            return None
         finding = next((f for f in verdict.findings if f.symbol == SYMBOL and f.score > 0), None)
-        domain = str(finding.data.get("domain", "")) if finding is not None else ""
+        if finding is None or not finding.data.get("domain"):
+            return None
+        dest = (str(finding.data.get("kind") or "url_domain"), str(finding.data["domain"]))
         window = self.settings.waves.window_hours * 3600.0
-        if not domain or envelope.received_at - self._done.get(domain, float("-inf")) < window:
-            return ""
-        return domain
+        if envelope.received_at - self._done.get(dest, float("-inf")) < window:
+            return None
+        return dest
 
     async def after(self, envelope: Envelope, verdict: Verdict) -> RescanReport | None:
         """Never raises: a failure is logged, and `mailmoat rescan` remains."""
-        domain = self.due(envelope, verdict)
-        if not domain:
+        dest = self.due(envelope, verdict)
+        if dest is None:
             return None
-        self._done[domain] = envelope.received_at
+        self._done[dest] = envelope.received_at
         if len(self._done) > 10_000:
             for old in list(self._done)[:5_000]:
                 del self._done[old]
         window = max(self.settings.waves.window_hours, 1.0) * 3600.0
         engine = RecallEngine(self.settings, self.store)
         try:
-            ids = passed_copies(self.store, domain, envelope.received_at - window, envelope.received_at)
+            ids = passed_copies(self.store, dest, envelope.received_at - window, envelope.received_at)
             if not ids:
                 return None
             report = await rescan(engine, self.scanner, "0", "system", mail_ids=ids, trigger="auto:wave")
             log.warning(
                 "wave %s: %d earlier copies judged again, %d now condemned, recall jobs %s",
-                domain, report.scanned, len(report.newly_condemned), [r.job_id for r in report.recalls],
+                dest[1], report.scanned, len(report.newly_condemned), [r.job_id for r in report.recalls],
             )
             return report
         except Exception:
-            log.exception("wave %s: judging the earlier copies again failed (mailmoat rescan can do it)", domain)
+            log.exception("wave %s: judging the earlier copies again failed (mailmoat rescan can do it)", dest[1])
             return None
         finally:
             await engine.close()

@@ -147,6 +147,14 @@ def url_domain_of(u: Url) -> str:
     return u.registrable_domain.lower() or registrable_domain(u.host)
 
 
+def url_host_of(u: Url) -> str:
+    """The host recorded for a link (indicator kind "url_host") when it is not its registrable
+    domain: a recall by `login.evil.example` or by `evil-login.web.app` (whose registrable domain is
+    the platform's) finds the mail that linked exactly that host."""
+    host = u.host.strip().strip(".").lower()
+    return host if host and host != url_domain_of(u) else ""
+
+
 def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -> list[tuple[str, str]]:
     """Searchable facts of one message, without repeats: senders, URLs and domains, hashes, QR, symbols."""
     out: list[tuple[str, str]] = []
@@ -167,6 +175,7 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
     for u in message.urls:
         add("url", u.url)
         add("url_domain", url_domain_of(u))
+        add("url_host", url_host_of(u))
     for p in message.parts:
         if p.sha256 and (p.is_attachment or p.filename):
             add("sha256", p.sha256.lower())

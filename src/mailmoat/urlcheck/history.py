@@ -31,8 +31,8 @@ class History:
         # a message whose domains are all known needs no query (most mail repeats its domains).
         self._seen: dict[str, None] = {}
         self._first: tuple[float, float | None] | None = None
-        # Link domains known to have been recorded before some time: once old, always old.
-        self._old_before: dict[str, float] = {}
+        # Link destinations known to have been recorded before some time: once old, always old.
+        self._old_before: dict[tuple[str, str], float] = {}
 
     def _session(self) -> Any:
         return self.store.session()
@@ -102,28 +102,29 @@ class History:
         self._size = None
         self._first = None
 
-    def young_link_domains(self, domains: Iterable[str], since: float) -> set[str] | None:
-        """The domains (registrable, lower case) never recorded, as a link or a sender, in mail that arrived before `since`."""
-        ask = [d for d in dict.fromkeys(domains) if self._old_before.get(d, float("inf")) > since]
-        young: set[str] = set()
+    def young_destinations(self, destinations: Iterable[tuple[str, str]], since: float) -> set[tuple[str, str]] | None:
+        """The link destinations (kind "url_domain" or "url_host", value) never recorded, as a link or
+        a sender domain, in mail that arrived before `since`."""
+        ask = [d for d in dict.fromkeys(destinations) if self._old_before.get(d, float("inf")) > since]
+        young: set[tuple[str, str]] = set()
         try:
             with self._session() as s:
-                for d in ask:
-                    # One indexed probe per domain: a popular domain has old rows among its first.
+                for kind, value in ask:
+                    # One indexed probe per destination: a popular one has old rows among its first.
                     hit = s.execute(
                         select(MessageRow.received_at)
                         .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
                         .where(
-                            IndicatorRow.kind.in_(("url_domain", "sender_domain")),
-                            IndicatorRow.value == d,
+                            IndicatorRow.kind.in_((kind, "sender_domain")),
+                            IndicatorRow.value == value,
                             MessageRow.received_at < since,
                         )
                         .limit(1)
                     ).first()
                     if hit is None:
-                        young.add(d)
+                        young.add((kind, value))
                     else:
-                        self._old_before[d] = since
+                        self._old_before[(kind, value)] = since
         except Exception as exc:
             log.warning("store history unavailable: %s", exc)
             return None
@@ -132,20 +133,21 @@ class History:
                 del self._old_before[old]
         return young
 
-    def link_domain_senders(
-        self, domain: str, since: float, until: float, exclude: str = "", limit: int = 1000
+    def destination_senders(
+        self, destination: tuple[str, str], since: float, until: float, exclude: str = "", limit: int = 1000
     ) -> list[tuple[str, float]] | None:
         """(From domain, arrival) of the inbound messages other than `exclude` (an envelope id) that
-        linked `domain` between `since` and `until`, oldest first. Mailing-list posts (List-Id) are
-        left out: a list's footer links its host in every member's post."""
+        linked the destination (kind, value) between `since` and `until`, oldest first. Mailing-list
+        posts (List-Id) are left out: a list's footer links its host in every member's post."""
+        kind, value = destination
         try:
             with self._session() as s:
                 rows = s.execute(
                     select(MessageRow.id, MessageRow.from_domain, MessageRow.received_at, MessageRow.headers)
                     .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
                     .where(
-                        IndicatorRow.kind == "url_domain",
-                        IndicatorRow.value == domain,
+                        IndicatorRow.kind == kind,
+                        IndicatorRow.value == value,
                         MessageRow.direction == "inbound",
                         MessageRow.received_at >= since,
                         MessageRow.received_at < until,
