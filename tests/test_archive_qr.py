@@ -42,6 +42,7 @@ async def test_png_pdf_svg_and_docx_in_a_zip() -> None:
     verdict = Verdict(Action.QUARANTINE, 10.0, [f], [])
     kinds = extract_indicators(Envelope(mail_from="x@sender.example", rcpt_tos=["r@victim-corp.com"]), msg, verdict)
     assert ("qr", URL + "&k=pdf") in kinds and ("url_domain", "example.cn") in kinds
+    assert ("url_host", "subsidy-claim.example.cn") in kinds  # a recall by the host finds it too
 
 
 def _photo() -> bytes:

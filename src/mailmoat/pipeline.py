@@ -130,6 +130,15 @@ class Pipeline:
             from mailmoat.recall.waves import WaveFollowUp
 
             self._waves = WaveFollowUp(settings, store, scanner)
+        self._background: set[asyncio.Task[object]] = set()  # follow-ups that must not hold up the mail flow
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Let running follow-ups finish (at most `timeout` seconds, then cancel them) before the store closes."""
+        if not self._background:
+            return
+        _, pending = await asyncio.wait(set(self._background), timeout=timeout)
+        for task in pending:
+            task.cancel()
 
     def load(self, ref: SpoolRef) -> Loaded:
         """Blocking: read a claimed entry and retain its raw copy (whatever the verdict, it is kept).
@@ -206,7 +215,11 @@ class Pipeline:
             # After spool.done: a slow recall or webhook must never hold the spool entry.
             await accounts.observe(self.store, self.settings, envelope, message, verdict)  # never raises
         if self._waves is not None and self._waves.due(envelope, verdict) is not None:
-            await self._waves.after(envelope, verdict)  # never raises; the earlier copies of a wave just recognised
+            # The earlier copies of a wave just recognised are judged again beside the mail flow
+            # (there may be hundreds); after() never raises.
+            task: asyncio.Task[object] = asyncio.create_task(self._waves.after(envelope, verdict))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return Outcome(envelope.id, verdict.action, verdict, deliveries=deliveries)
 
 

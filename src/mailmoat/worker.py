@@ -94,6 +94,7 @@ class Engine:
         )
 
     async def close(self) -> None:
+        await self.pipeline.drain()
         self.delivery.close()
         self.store.close()
 

@@ -196,7 +196,9 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
                 add("qr", str(code.get("payload", "")))
                 for url in code.get("urls") or []:
                     add("url", str(url))
-                    add("url_domain", registrable_domain(_host_of(str(url))))
+                    host = _host_of(str(url)).strip(".").lower()
+                    add("url_domain", registrable_domain(host))
+                    add("url_host", host if host != registrable_domain(host) else "")
     add("message_id", message.message_id.strip().strip("<>"))
     return out
 
