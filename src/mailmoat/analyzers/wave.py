@@ -13,7 +13,8 @@ from mailmoat.urlcheck.history import History
 from mailmoat.urlcheck.links import free_hosting
 from mailmoat.urlcheck.lookalike import DomainCatalog
 
-MAX_DOMAINS = 10  # link domains asked about per message
+MAX_DOMAINS = 10  # link destinations asked about per message
+MAX_URLS = 400  # links looked at per message, as the URL analyzer does
 MAX_SHOWN = 5  # sender domains named in the evidence
 # Messages read per young domain: plenty to count a few senders, and a wave of thousands of copies
 # then costs each new copy the same bounded read.
@@ -68,7 +69,7 @@ class WaveAnalyzer(BaseAnalyzer):
         domain is everyone's. The sender's own domain, the organisation's, well-known brands' and
         intranet addresses are left out."""
         out: dict[tuple[str, str], None] = {}
-        for u in msg.urls:
+        for u in msg.urls[:MAX_URLS]:
             if u.source in _NOT_A_DESTINATION or not u.host:
                 continue
             host = u.host.rstrip(".").lower()
