@@ -210,7 +210,7 @@ def test_through_the_gateway_the_copies_delivered_before_the_wave_was_recognised
 
     from sqlalchemy import select
 
-    from mailmoat.store.models import MessageRow
+    from mailmoat.store.models import IndicatorRow, MessageRow
     from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
     from tests.support.gateway import inprocess_gateway, wait_for
 
@@ -251,6 +251,9 @@ def test_through_the_gateway_the_copies_delivered_before_the_wave_was_recognised
                 first[frm] = wait_for(lambda f=frm: recorded(f), timeout=60, what=f"{frm}'s mail to be recorded")
             jobs = wait_for(recalled, timeout=60, what="the earlier copies to be recalled")
             after = {frm: recorded(frm) for frm in senders[:3]}
+            with store.session() as s:  # what a search by symbol finds follows the new verdict
+                marked = set(s.scalars(select(MessageRow.from_addr).join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
+                                       .where(IndicatorRow.kind == "symbol", IndicatorRow.value == "LINK_DOMAIN_WAVE")))
             mailbox = next(p for p in settings.mail_dir.iterdir() if p.is_dir() and p.name.startswith("wang"))
             visible = [p for d in ("new", "cur") for p in (mailbox / d).iterdir()]
             hidden = [p for d in ("new", "cur") for p in (mailbox / ".MailmoatRecall" / d).iterdir()]
@@ -262,6 +265,7 @@ def test_through_the_gateway_the_copies_delivered_before_the_wave_was_recognised
     assert all(a is not None and a[0] == "quarantine" and "LINK_DOMAIN_WAVE" in a[1] for a in after.values())
     assert sorted(states for _, _, states in jobs) == [["recalled"], ["recalled"], ["recalled"]]
     assert all("re-scan changed the verdict from tag to quarantine" in reason for _, reason, _ in jobs)
+    assert marked == set(senders)
     # Silently: the reader's mailbox holds none of the wave, the hidden folder all three copies.
     assert visible == [] and len(hidden) == 3
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from mailmoat.blobstore import read_blob
 from mailmoat.model import Action, Direction, Envelope
@@ -15,7 +15,7 @@ from mailmoat.recall.auto import AutoOutcome, auto_recall
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector, parse_time
 from mailmoat.store.audit import audit
-from mailmoat.store.models import MessageRow
+from mailmoat.store.models import IndicatorRow, MessageRow
 
 CONDEMNED = {Action.QUARANTINE.value, Action.REJECT.value}
 
@@ -82,6 +82,9 @@ async def rescan(
             row.findings = [f.to_dict() for f in verdict.findings]
             row.reasons = list(verdict.reasons)
             row.scanned_at = time.time()
+            # The symbols are searchable facts too (`--symbol`, the dashboard): they follow the verdict.
+            s.execute(delete(IndicatorRow).where(IndicatorRow.message_id == mail_id, IndicatorRow.kind == "symbol"))
+            s.add_all(IndicatorRow(message_id=mail_id, kind="symbol", value=sym) for sym in dict.fromkeys(verdict.symbols))
             audit(s, actor, "message.rescan", mail_id, detail={"from": old_action, "to": verdict.action.value})
             s.commit()
         if verdict.action.value in CONDEMNED and old_action not in CONDEMNED:
