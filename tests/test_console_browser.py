@@ -66,6 +66,23 @@ def _in_inbox(settings: Settings, rcpt: str, tracking_id: str) -> bool:
     return any(tracking_id in p.name for sub in ("new", "cur") if (root / sub).is_dir() for p in (root / sub).iterdir())
 
 
+def _record_wave(settings: Settings, senders: list[str], dest: str) -> None:
+    """Copies of a wave, recorded as the gateway records mail that LINK_DOMAIN_WAVE marked."""
+    from mailmoat.model import Action, Envelope, Finding, Verdict
+    from mailmoat.parse import parse
+    from mailmoat.store.db import Store
+
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    try:
+        for i, sender in enumerate(senders):
+            raw = f"From: Finance <{sender}>\r\nTo: {VICTIMS[0]}\r\nSubject: 补贴申领 {i}\r\n\r\nhttps://{dest}/claim?u={i}\r\n"
+            sign = Finding("LINK_DOMAIN_WAVE", 3.0, f"{dest} ...", "wave", "campaign", {"domain": dest, "kind": "url_host"})
+            action = Action.QUARANTINE if i else Action.TAG
+            store.record_message(Envelope(sender, [VICTIMS[0]]), parse(raw.encode()), Verdict(action, 10.5, [sign]), "")
+    finally:
+        store.close()
+
+
 def _shot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("() => { document.getElementById('flash').hidden = true; }")  # a passing notice is no part of the page
@@ -170,11 +187,20 @@ def test_console_qr_phish_find_explain_recall_restore_audit(settings: Settings, 
         restore_text = next(t for a, t in actions if a == "recall.restore")
         assert tids[0] in restore_text and tids[1] not in restore_text
 
-        # The dashboard after the wave: the threat categories and the recall just made.
+        # The dashboard after the wave: the threat categories, the recall just made, and a wave of one
+        # new link from three sender domains, whose link opens the mail that led there.
+        wave = "gov-subsidy-2026.web.app"
+        _record_wave(settings, ["a@one.example", "b@two.example", "c@three.example"], wave)
         page.click("a[data-nav=dashboard]")
         wait_ready(page)
         page.locator(f"#recent-recalls a[href='/recall/{job_id}']").wait_for()
+        cells = page.locator(f"#waves-table tr[data-domain='{wave}'] td").all_text_contents()
+        assert cells[:4] == [wave, "3", "3", "2"]
         _shot(page, "dashboard.png")
+        page.click(f"#waves-table tr[data-domain='{wave}'] a")
+        page.wait_for_url(re.compile(r".*/messages\?url_domain="))
+        page.wait_for_function("() => document.querySelectorAll('#message-table tbody tr').length === 3")
+        assert page.input_value("#sel-url_domain") == wave
 
         # An auditor reads everything but cannot recall: no button, and the API refuses.
         logout(page, base)

@@ -350,6 +350,32 @@ def test_statistics(env: WebEnv) -> None:
     assert s["top_targeted_recipients"] == [{"recipient": RECIPIENTS[0], "threats": 2}]
 
 
+def record_wave_copy(env: WebEnv, sender: str, action: str, dest: str = "gov-subsidy-2026.web.app", hours_ago: float = 1.0) -> str:
+    """A recorded inbound message that the wave sign marked (as the gateway records one)."""
+    from mailmoat.model import Action, Envelope, Finding, Verdict
+    from mailmoat.parse import parse
+
+    raw = f"From: Finance <{sender}>\r\nSubject: Subsidy\r\n\r\nhttps://{dest}/claim\r\n".encode()
+    sign = Finding("LINK_DOMAIN_WAVE", 3.0, f"{dest} ...", "wave", "campaign", {"domain": dest, "kind": "url_host"})
+    e = Envelope(sender, [RECIPIENTS[0]], received_at=time.time() - hours_ago * 3600)
+    env.store.record_message(e, parse(raw), Verdict(Action(action), 11.0 if action == "quarantine" else 7.0, [sign]), "")
+    return e.id
+
+
+def test_statistics_list_the_waves_recognised(env: WebEnv) -> None:
+    assert env.client.get(f"{API}/stats", params={"days": 3}, headers=env.as_role("auditor")).json()["waves"] == []
+    record_wave_copy(env, "a@one.example", "tag", hours_ago=5)
+    record_wave_copy(env, "b@two.example", "quarantine", hours_ago=2)
+    record_wave_copy(env, "c@two.example", "quarantine", hours_ago=1)
+    record_wave_copy(env, "d@four.example", "tag", dest="other-lure.example", hours_ago=30)
+    record_wave_copy(env, "e@five.example", "tag", dest="long-ago.example", hours_ago=24 * 10)  # before the period
+    got = env.client.get(f"{API}/stats", params={"days": 3}, headers=env.as_role("auditor")).json()["waves"]
+    assert [w["domain"] for w in got] == ["gov-subsidy-2026.web.app", "other-lure.example"]  # the latest first
+    first = got[0]
+    assert (first["messages"], first["held"], first["sender_domains"]) == (3, 2, 2)
+    assert first["last_seen"] - first["first_seen"] > 3.9 * 3600
+
+
 def test_classifier_status_fresh_trained_and_damaged(env: WebEnv) -> None:
     import random
 

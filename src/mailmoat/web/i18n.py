@@ -88,6 +88,9 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "col.copies": ("Copies", "副本数"),
     "col.created": ("Created", "创建时间"),
     "col.by": ("By", "发起人"),
+    "col.senders": ("Sender domains", "发件域名数"),
+    "col.held": ("Held", "已拦截"),
+    "col.lastseen": ("Last seen", "最近出现"),
     "dash.title": ("Dashboard", "概览"),
     "dash.volume": ("Mail volume per day", "每日邮件量"),
     "dash.threats": ("Threats per day by category", "每日威胁（按类别）"),
@@ -95,6 +98,11 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "dash.senders": ("Top sender domains", "主要发件域名"),
     "dash.incidents": ("Recent incidents", "最近事件"),
     "dash.recalls": ("Recent recalls", "最近召回"),
+    "dash.waves": ("Waves: one new link from many senders", "攻击波：多个发件域名同时指向的新链接"),
+    "dash.waves_hint": (
+        "Links this site first saw within the wave window, which mail from several unrelated sender domains led to since (LINK_DOMAIN_WAVE).",
+        "本站在窗口期内首次见到、随后被多个互不相关的发件域名的邮件同时指向的链接（LINK_DOMAIN_WAVE）。",
+    ),
     "dash.total_messages": ("Messages (14 days)", "邮件（14天）"),
     "dash.total_threats": ("Threats (14 days)", "威胁（14天）"),
     "clf.none": (

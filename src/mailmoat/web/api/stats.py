@@ -1,4 +1,4 @@
-"""Statistics for the dashboard: volume and threats per day by category, top targeted recipients, top sender domains."""
+"""Statistics for the dashboard: volume and threats per day by category, top targeted recipients, top sender domains, waves."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, or_, select
 
-from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
 from mailmoat.web.api.common import web
 from mailmoat.web.auth import Reader
 
@@ -53,6 +53,35 @@ def _top(counts: Counter[str], n: int) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
+WAVE_SYMBOL = "LINK_DOMAIN_WAVE"
+_HELD = ("quarantine", "reject")
+
+
+def waves(session: Any, since: float, top: int) -> list[dict[str, Any]]:
+    """Link destinations that mail marked LINK_DOMAIN_WAVE led to since `since`: how many messages,
+    from how many sender domains, how many held, first and last seen; the latest first."""
+    marked = select(IndicatorRow.message_id).where(IndicatorRow.kind == "symbol", IndicatorRow.value == WAVE_SYMBOL)
+    rows = session.execute(
+        select(MessageRow.received_at, MessageRow.action, MessageRow.status, MessageRow.from_domain, MessageRow.findings)
+        .where(MessageRow.received_at >= since, MessageRow.id.in_(marked))
+    ).all()
+    found: dict[str, dict[str, Any]] = {}
+    senders: dict[str, set[str]] = {}
+    for at, action, status, from_domain, findings in rows:
+        data = next((f.get("data") or {} for f in findings or [] if f.get("symbol") == WAVE_SYMBOL), {})
+        dest = str(data.get("domain") or "")
+        if not dest:
+            continue
+        w = found.setdefault(dest, {"domain": dest, "messages": 0, "held": 0, "first_seen": at, "last_seen": at})
+        w["messages"] += 1
+        w["held"] += 1 if action in _HELD or status == "condemned" else 0
+        w["first_seen"], w["last_seen"] = min(w["first_seen"], at), max(w["last_seen"], at)
+        senders.setdefault(dest, set()).add((from_domain or "").lower())
+    for dest, w in found.items():
+        w["sender_domains"] = len(senders[dest] - {""})
+    return sorted(found.values(), key=lambda w: (-w["last_seen"], w["domain"]))[:top]
+
+
 def _day_start(ts: float) -> float:
     d = datetime.fromtimestamp(ts, UTC)
     return datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()
@@ -65,7 +94,8 @@ def statistics(
     days: Annotated[int, Query(ge=1, le=366)] = 14,
     top: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> dict[str, Any]:
-    """Per UTC day: messages by direction and action, threats by category; top targeted recipients and sender domains.
+    """Per UTC day: messages by direction and action, threats by category; top targeted recipients and
+    sender domains; the waves recognised in the period (`LINK_DOMAIN_WAVE`), the latest first.
 
     Counting is done by the database (one indexed range per day, one grouping by sender domain);
     only the threats — a small share of the mail — are read row by row, for their categories.
@@ -123,6 +153,7 @@ def statistics(
         for i in range(0, len(threat_ids), 500):
             for (rcpt,) in s.execute(select(DeliveryRow.recipient).where(DeliveryRow.message_id.in_(threat_ids[i : i + 500]))):
                 targeted[rcpt.lower()] += 1  # one person, whatever case each sender typed
+        recent_waves = waves(s, first, top)
     return {
         "days": list(per_day.values()),
         "categories": list(CATEGORIES),
@@ -134,4 +165,5 @@ def statistics(
         "top_targeted_recipients": [{"recipient": r, "threats": n} for r, n in _top(targeted, top)],
         "top_sender_domains": [{"domain": d, "messages": n, "threats": threat_senders.get(d, 0)} for d, n in _top(senders, top)],
         "top_threat_sender_domains": [{"domain": d, "threats": n} for d, n in _top(threat_senders, top)],
+        "waves": recent_waves,
     }

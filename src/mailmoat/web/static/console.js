@@ -267,6 +267,14 @@
       { label: T("col.messages"), key: "messages", cls: "num" },
       { label: T("col.threats"), key: "threats", cls: "num" },
     ], stats.top_sender_domains));
+    // A wave's link opens the mail that led there (the url_domain selector also matches one host).
+    fill("waves", table([
+      { label: T("col.domain"), render: (w) => h("a", { href: "/messages?url_domain=" + encodeURIComponent(w.domain), text: w.domain }) },
+      { label: T("col.messages"), key: "messages", cls: "num" },
+      { label: T("col.senders"), key: "sender_domains", cls: "num" },
+      { label: T("col.held"), key: "held", cls: "num" },
+      { label: T("col.lastseen"), render: (w) => h("span", { class: "nowrap", text: fmtTime(w.last_seen) }) },
+    ], stats.waves || [], { id: "waves-table", rowAttrs: (w) => ({ dataset: { domain: w.domain } }) }));
     api("GET", "/classifier").then((c) => fill("classifier", classifierState(c)))
       .catch((e) => fill("classifier", h("p", { class: "error", text: e.message })));
     api("GET", "/incidents?limit=5").then((inc) => fill("recent-incidents", incidentTable(inc.items || [])))
