@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_senders is not None:
         settings.waves.min_senders = args.min_senders
     print(
-        f"window {settings.waves.window_hours:g} h, at least {settings.waves.min_senders} sender domains; "
+        f"window {settings.waves.window_hours:g} h, at least {settings.waves.min_senders} unrelated senders; "
         f"{args.jobs} parsing processes\n"
     )
     print("| corpus | label | messages replayed | no readable Date | marked | share | analyzer median | p99 |")

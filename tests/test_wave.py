@@ -1,4 +1,4 @@
-"""Waves: a link domain new to this site that mail from many unrelated sender domains links within hours."""
+"""Waves: a link domain new to this site that mail from many unrelated senders links within hours."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ async def test_a_new_domain_linked_by_many_unrelated_senders_is_a_wave(store: St
         _record(store, frm, LURE.format(n=i), now - (5 - i) * HOUR, n=i)
     hit = await _scan(store, settings, "office@factory-d.cn", LURE.format(n=9), now)
     assert hit is not None and hit.score == 3.0
-    assert "gov-subsidy-claim.top" in hit.evidence and "4 unrelated sender domains" in hit.evidence
+    assert "gov-subsidy-claim.top" in hit.evidence and "4 unrelated senders" in hit.evidence
     assert "school-a.edu.cn" in hit.evidence and "3 other message(s)" in hit.evidence and "5.0 h before" in hit.evidence
     assert hit.data["domain"] == "gov-subsidy-claim.top" and hit.data["messages"] == 3
     # Three senders are not yet a wave at the default of four.
@@ -108,7 +108,10 @@ async def test_what_is_no_wave(store: Store, settings: Settings) -> None:
     for i, host in enumerate(["mail", "news", "promo"]):
         _record(store, f"hello@{host}.shop-new.example", "https://shop-new.example/sale", now - HOUR, n=200 + i)
     assert await _scan(store, settings, "hello@deals.shop-new.example", "https://shop-new.example/sale", now) is None
-    # The same sender domain many times is one sender.
+    # The same sender domain many times is one sender; so is one free-mail account many times.
+    for i in range(3):
+        _record(store, "same.person@gmail.com", "https://one-account.example/a", now - HOUR, n=350 + i)
+    assert await _scan(store, settings, "same.person@gmail.com", "https://one-account.example/a", now) is None
     for i in range(5):
         _record(store, f"user{i}@spray.example", "https://fresh-lure.example/a", now - HOUR, n=300 + i)
     assert await _scan(store, settings, "user9@spray.example", "https://fresh-lure.example/a", now) is None
@@ -196,7 +199,7 @@ async def test_on_postgresql_a_wave_recorded_by_other_nodes_counts(settings: Set
             _record(store, frm, LURE.format(n=i), now - HOUR, n=i)
             _record(store, frm, "https://lists.pg-tool.example/u", now - HOUR, n=10 + i, extra=lst)
         hit = await _scan(store, settings, "d@four.example", LURE.format(n=9), now)
-        assert hit is not None and "4 unrelated sender domains" in hit.evidence
+        assert hit is not None and "4 unrelated senders" in hit.evidence
         assert await _scan(store, settings, "d@four.example", "https://lists.pg-tool.example/u", now) is None
     finally:
         store.close()
@@ -322,3 +325,14 @@ async def test_a_page_on_a_hosting_platform_is_a_destination_of_its_own(store: S
     assert hit is not None and hit.data["domain"] == "gov-subsidy-2026.web.app" and hit.data["kind"] == "url_host"
     # Another page on the same platform is another destination: no wave.
     assert await _scan(store, settings, "d@four.example", "https://someone-else.web.app/", now) is None
+
+
+async def test_separate_accounts_at_a_free_mail_provider_are_separate_senders(store: Store, settings: Settings) -> None:
+    # Stolen or throw-away webmail accounts: one provider's domain, unrelated people.
+    now = time.time()
+    _history(store, now)
+    for i, frm in enumerate(["li.hua1987@163.com", "zhangwei.hr@163.com", "finance.notice@qq.com"]):
+        _record(store, frm, LURE.format(n=i), now - HOUR, n=i)
+    hit = await _scan(store, settings, "wang.fang@163.com", LURE.format(n=9), now)
+    assert hit is not None and "4 unrelated senders" in hit.evidence
+    assert {"li.hua1987@163.com", "wang.fang@163.com", "finance.notice@qq.com"} <= set(hit.data["senders"])

@@ -372,7 +372,7 @@ def test_statistics_list_the_waves_recognised(env: WebEnv) -> None:
     got = env.client.get(f"{API}/stats", params={"days": 3}, headers=env.as_role("auditor")).json()["waves"]
     assert [w["domain"] for w in got] == ["gov-subsidy-2026.web.app", "other-lure.example"]  # the latest first
     first = got[0]
-    assert (first["messages"], first["held"], first["sender_domains"]) == (3, 2, 2)
+    assert (first["messages"], first["held"], first["senders"]) == (3, 2, 2)
     assert first["last_seen"] - first["first_seen"] > 3.9 * 3600
 
 

@@ -205,7 +205,8 @@ class WaveSettings:
     enabled: bool = True
     # A link domain first seen within this many hours is young; the wave is counted over the same span.
     window_hours: float = 48.0
-    # Distinct sender domains (registrable, the link's own excluded), this message's sender included.
+    # Distinct unrelated senders, this message's included: registrable From domains (the link's own
+    # left out), or separate addresses at free-mail providers.
     min_senders: int = 4
 
 

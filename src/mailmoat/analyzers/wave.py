@@ -10,12 +10,12 @@ from mailmoat.model import Direction, Finding, Message, Symbol
 from mailmoat.store.db import url_domain_of, url_host_of
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
-from mailmoat.urlcheck.links import free_hosting
+from mailmoat.urlcheck.links import free_hosting, sender_identity
 from mailmoat.urlcheck.lookalike import DomainCatalog
 
 MAX_DOMAINS = 10  # link destinations asked about per message
 MAX_URLS = 400  # links looked at per message, as the URL analyzer does
-MAX_SHOWN = 5  # sender domains named in the evidence
+MAX_SHOWN = 5  # senders named in the evidence
 # Messages read per young domain: plenty to count a few senders, and a wave of thousands of copies
 # then costs each new copy the same bounded read.
 MAX_ROWS = 200
@@ -24,7 +24,7 @@ _NOT_A_DESTINATION = ("src", "css")
 
 LINK_DOMAIN_WAVE = Symbol(
     "LINK_DOMAIN_WAVE", 3.0, "campaign",
-    "Links a domain first seen here within the wave window, which mail from many unrelated sender domains has linked since",
+    "Links a domain first seen here within the wave window, which mail from many unrelated senders has linked since",
 )
 
 
@@ -32,8 +32,8 @@ class WaveAnalyzer(BaseAnalyzer):
     """A campaign sent through many stolen or throw-away accounts: one new destination, many senders.
 
     Each copy alone may look like any other message from a stranger; what gives it away is that
-    within hours of its link domain first reaching this site, mail from several unrelated domains
-    links it too. A newsletter links its own domain, a mailing list's posts (List-Id) all link its
+    within hours of its link domain first reaching this site, mail from several unrelated senders
+    (domains, or separate accounts at free-mail providers) links it too. A newsletter links its own domain, a mailing list's posts (List-Id) all link its
     host, and a domain this site knew before the window (a shortener, a platform, a partner) is
     never young, so none of them counts. Needs the store.
     """
@@ -46,7 +46,7 @@ class WaveAnalyzer(BaseAnalyzer):
         s = env.settings
         self.catalog = DomainCatalog(list(s.server.domains), list(s.org.brands))
         self.history = History(env.store) if env.store is not None else None
-        # Waves recognised by this process: destination -> (first seen, other messages, sender domains).
+        # Waves recognised by this process: destination -> (first seen, other messages, senders).
         # A wave stays one until its domain is older than the window, so a big wave's later copies
         # are judged without asking the store again about thousands of earlier ones.
         self._recognised: dict[tuple[str, str], tuple[float, int, list[str]]] = {}
@@ -57,11 +57,14 @@ class WaveAnalyzer(BaseAnalyzer):
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
         if self.history is None or ctx.envelope.direction is not Direction.INBOUND or ctx.message.header("List-Id"):
             return []  # a mailing list's posts all link its host; the list is not a wave
-        sender = dom.registrable(ctx.message.from_.domain.strip().lower()) if ctx.message.from_.domain else ""
+        frm = ctx.message.from_
+        sender = dom.registrable(frm.domain.strip().lower()) if frm.domain else ""
         candidates = self.destinations(ctx.message, sender)
         if not candidates:
             return []
-        return await asyncio.to_thread(self._analyze, candidates, sender, ctx.envelope.received_at, ctx.envelope.id)
+        return await asyncio.to_thread(
+            self._analyze, candidates, sender_identity(frm.addr, frm.domain), ctx.envelope.received_at, ctx.envelope.id
+        )
 
     def destinations(self, msg: Message, sender: str) -> list[tuple[str, str]]:
         """Where the message sends the reader, as the store records it: the registrable domain, or
@@ -109,16 +112,16 @@ class WaveAnalyzer(BaseAnalyzer):
             if not rows:
                 continue
             senders: dict[str, None] = {}
-            for from_domain, _ in rows:
-                reg = dom.registrable(from_domain) if from_domain else ""
-                if reg and reg != dest[1]:
-                    senders[reg] = None
+            for from_addr, from_domain, _ in rows:
+                key = sender_identity(from_addr, from_domain)
+                if key and key != dest[1]:
+                    senders[key] = None
             if sender and sender != dest[1]:
                 senders[sender] = None
             if len(senders) < max(cfg.min_senders, 2):
                 continue
             names = list(senders)
-            earliest = min(rows[0][1], now)
+            earliest = min(rows[0][2], now)
             if len(self._recognised) >= 10_000:
                 for old in list(self._recognised)[:5_000]:
                     del self._recognised[old]
@@ -136,7 +139,7 @@ class WaveAnalyzer(BaseAnalyzer):
         return self.finding(
             "LINK_DOMAIN_WAVE",
             f"{domain} first reached this site {max(now - earliest, 0.0) / 3600.0:.1f} h before this message; "
-            f"{count} other message(s) within {window / 3600.0:g} h, from {len(names)} unrelated "
-            f"sender domains with this one, link it ({shown})",
+            f"{count} other message(s) within {window / 3600.0:g} h, from {len(names)} unrelated senders "
+            f"(domains, or accounts at free-mail providers) with this one, link it ({shown})",
             {"domain": domain, "kind": kind, "senders": names[:50], "messages": messages, "first_seen": earliest},
         )

@@ -29,6 +29,13 @@ ABUSED_TLDS = load_list("abused_tlds.txt")
 FREEMAIL = load_list("freemail_domains.txt")
 
 
+def sender_identity(addr: str, domain: str) -> str:
+    """Who sent a message, when counting unrelated senders: the registrable domain of the From, or
+    the whole address at a free-mail provider, whose accounts belong to unrelated people."""
+    reg = dom.registrable(domain.strip().lower()) if domain.strip() else ""
+    return addr.strip().lower() if reg in FREEMAIL and "@" in addr else reg
+
+
 def free_hosting(host: str, path: str = "") -> str:
     """The free-hosting / tenant platform a host (and, for path entries, a URL path) lives on ('' when none)."""
     found = dom.listed_parent(host, FREE_HOSTING)

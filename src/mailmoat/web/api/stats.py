@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, or_, select
 
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
+from mailmoat.urlcheck.links import sender_identity
 from mailmoat.web.api.common import web
 from mailmoat.web.auth import Reader
 
@@ -59,15 +60,17 @@ _HELD = ("quarantine", "reject")
 
 def waves(session: Any, since: float, top: int) -> list[dict[str, Any]]:
     """Link destinations that mail marked LINK_DOMAIN_WAVE led to since `since`: how many messages,
-    from how many sender domains, how many held, first and last seen; the latest first."""
+    from how many unrelated senders (as the sign counts them), how many held, first and last seen;
+    the latest first."""
     marked = select(IndicatorRow.message_id).where(IndicatorRow.kind == "symbol", IndicatorRow.value == WAVE_SYMBOL)
     rows = session.execute(
-        select(MessageRow.received_at, MessageRow.action, MessageRow.status, MessageRow.from_domain, MessageRow.findings)
+        select(MessageRow.received_at, MessageRow.action, MessageRow.status, MessageRow.from_addr, MessageRow.from_domain,
+               MessageRow.findings)
         .where(MessageRow.received_at >= since, MessageRow.id.in_(marked))
     ).all()
     found: dict[str, dict[str, Any]] = {}
     senders: dict[str, set[str]] = {}
-    for at, action, status, from_domain, findings in rows:
+    for at, action, status, from_addr, from_domain, findings in rows:
         data = next((f.get("data") or {} for f in findings or [] if f.get("symbol") == WAVE_SYMBOL), {})
         dest = str(data.get("domain") or "")
         if not dest:
@@ -76,9 +79,9 @@ def waves(session: Any, since: float, top: int) -> list[dict[str, Any]]:
         w["messages"] += 1
         w["held"] += 1 if action in _HELD or status == "condemned" else 0
         w["first_seen"], w["last_seen"] = min(w["first_seen"], at), max(w["last_seen"], at)
-        senders.setdefault(dest, set()).add((from_domain or "").lower())
+        senders.setdefault(dest, set()).add(sender_identity(from_addr or "", from_domain or ""))
     for dest, w in found.items():
-        w["sender_domains"] = len(senders[dest] - {""})
+        w["senders"] = len(senders[dest] - {""})
     return sorted(found.values(), key=lambda w: (-w["last_seen"], w["domain"]))[:top]
 
 

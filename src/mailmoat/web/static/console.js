@@ -271,7 +271,7 @@
     fill("waves", table([
       { label: T("col.domain"), render: (w) => h("a", { href: "/messages?url_domain=" + encodeURIComponent(w.domain), text: w.domain }) },
       { label: T("col.messages"), key: "messages", cls: "num" },
-      { label: T("col.senders"), key: "sender_domains", cls: "num" },
+      { label: T("col.senders"), key: "senders", cls: "num" },
       { label: T("col.held"), key: "held", cls: "num" },
       { label: T("col.lastseen"), render: (w) => h("span", { class: "nowrap", text: fmtTime(w.last_seen) }) },
     ], stats.waves || [], { id: "waves-table", rowAttrs: (w) => ({ dataset: { domain: w.domain } }) }));
