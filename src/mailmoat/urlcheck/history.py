@@ -26,30 +26,37 @@ class History:
     def __init__(self, store: Any, min_history: int = MIN_HISTORY) -> None:
         self.store = store
         self.min_history = min_history
-        self._size: tuple[float, int] | None = None
+        self._kept: dict[str, tuple[float, float]] = {}  # aggregate name -> (monotonic time, value)
         # Domains and hosts known to be in the store: once recorded a domain stays "seen", so
         # a message whose domains are all known needs no query (most mail repeats its domains).
         self._seen: dict[str, None] = {}
-        self._first: tuple[float, float | None] | None = None
         # Link destinations known to have been recorded before some time: once old, always old.
         self._old_before: dict[tuple[str, str], float] = {}
 
     def _session(self) -> Any:
         return self.store.session()
 
-    def size(self) -> int | None:
-        """Number of recorded messages (cached for a minute)."""
+    def _aggregate(self, name: str, query: Any, ttl: float) -> float | None:
+        """One aggregate over the messages, kept `ttl` seconds; None when unknown or NULL (asked again next time)."""
         now = time.monotonic()
-        if self._size and now - self._size[0] < 60:
-            return self._size[1]
+        kept = self._kept.get(name)
+        if kept is not None and now - kept[0] < ttl:
+            return kept[1]
         try:
             with self._session() as s:
-                n = int(s.execute(select(func.count()).select_from(MessageRow)).scalar_one())
+                value = s.execute(query).scalar_one()
         except Exception as exc:
             log.warning("store history unavailable: %s", exc)
             return None
-        self._size = (now, n)
-        return n
+        if value is None:
+            return None
+        self._kept[name] = (now, float(value))
+        return float(value)
+
+    def size(self) -> int | None:
+        """Number of recorded messages (cached for a minute)."""
+        n = self._aggregate("size", select(func.count()).select_from(MessageRow), 60.0)
+        return int(n) if n is not None else None
 
     def mature(self) -> bool:
         n = self.size()
@@ -83,24 +90,11 @@ class History:
 
     def first_recorded(self) -> float | None:
         """When the oldest recorded message arrived (cached for an hour), or None when nothing is recorded or unknown."""
-        now = time.monotonic()
-        if self._first and now - self._first[0] < 3600:
-            return self._first[1]
-        try:
-            with self._session() as s:
-                first = s.execute(select(func.min(MessageRow.received_at))).scalar_one()
-        except Exception as exc:
-            log.warning("store history unavailable: %s", exc)
-            return None
-        if first is None:
-            return None  # nothing recorded yet: ask again next time
-        self._first = (now, float(first))
-        return self._first[1]
+        return self._aggregate("first", select(func.min(MessageRow.received_at)), 3600.0)
 
     def forget_counts(self) -> None:
         """Ask the store again for its size and oldest record (they are kept a minute and an hour)."""
-        self._size = None
-        self._first = None
+        self._kept.clear()
 
     def young_destinations(self, destinations: Iterable[tuple[str, str]], since: float) -> set[tuple[str, str]] | None:
         """The link destinations (kind "url_domain" or "url_host", value) never recorded, as a link or
