@@ -33,9 +33,10 @@ class WaveAnalyzer(BaseAnalyzer):
 
     Each copy alone may look like any other message from a stranger; what gives it away is that
     within hours of its link domain first reaching this site, mail from several unrelated senders
-    (domains, or separate accounts at free-mail providers) links it too. A newsletter links its own domain, a mailing list's posts (List-Id) all link its
-    host, and a domain this site knew before the window (a shortener, a platform, a partner) is
-    never young, so none of them counts. Needs the store.
+    (domains, or separate accounts at free-mail providers) links it too. A newsletter links its
+    own domain, a mailing list's posts (List-Id) all link its host, and a domain this site knew
+    before the window (a shortener, a platform, a partner) is never young, so none of them
+    counts. Needs the store.
     """
 
     name: ClassVar[str] = "wave"
