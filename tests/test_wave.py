@@ -336,3 +336,29 @@ async def test_separate_accounts_at_a_free_mail_provider_are_separate_senders(st
     hit = await _scan(store, settings, "wang.fang@163.com", LURE.format(n=9), now)
     assert hit is not None and "4 unrelated senders" in hit.evidence
     assert {"li.hua1987@163.com", "wang.fang@163.com", "finance.notice@qq.com"} <= set(hit.data["senders"])
+
+
+async def test_a_released_copy_dismisses_the_wave(store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Releasing a copy from quarantine is an administrator's word that it is no wave."""
+    import mailmoat.analyzers.wave as wave
+
+    now = time.time()
+    _history(store, now)
+    ids = []
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        env = Envelope(frm, [f"wang@{ORG}"], received_at=now - HOUR)
+        store.record_message(env, parse(_raw(frm, LURE.format(n=i), n=i)), Verdict(Action.QUARANTINE, 11.0))
+        ids.append(env.id)
+    an = WaveAnalyzer(AnalyzerEnv(settings=settings, store=store))
+
+    async def judge(frm: str) -> list[Finding]:
+        env = Envelope(frm, [f"wang@{ORG}"], received_at=now)
+        return await an.analyze(AnalysisContext(message=parse(_raw(frm, LURE.format(n=9))), envelope=env, settings=settings))
+
+    assert [f.symbol for f in await judge("d@four.example")] == ["LINK_DOMAIN_WAVE"]
+    store.set_message_fields(ids[1], status="released")
+    # What this process recognised stands until it asks the store again...
+    assert [f.symbol for f in await judge("e@five.example")] == ["LINK_DOMAIN_WAVE"]
+    monkeypatch.setattr(wave, "RECHECK_AFTER", 0.0)
+    # ...which then finds the release.
+    assert await judge("f@six.example") == []

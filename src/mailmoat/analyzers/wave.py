@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
@@ -19,6 +20,9 @@ MAX_SHOWN = 5  # senders named in the evidence
 # Messages read per young domain: plenty to count a few senders, and a wave of thousands of copies
 # then costs each new copy the same bounded read.
 MAX_ROWS = 200
+# A wave recognised by this process is taken as one for this long before the store is asked again,
+# so that a copy released in the meantime (an administrator's word that it is no wave) is seen.
+RECHECK_AFTER = 300.0
 # Images and style sheets come from CDNs that every newsletter shares; what the reader is sent to counts.
 _NOT_A_DESTINATION = ("src", "css")
 
@@ -50,7 +54,7 @@ class WaveAnalyzer(BaseAnalyzer):
         # Waves recognised by this process: destination -> (first seen, other messages, senders).
         # A wave stays one until its domain is older than the window, so a big wave's later copies
         # are judged without asking the store again about thousands of earlier ones.
-        self._recognised: dict[tuple[str, str], tuple[float, int, list[str]]] = {}
+        self._recognised: dict[tuple[str, str], tuple[float, int, list[str], float]] = {}
 
     def enabled(self) -> bool:
         return self.history is not None and self.env.settings.waves.enabled
@@ -98,8 +102,8 @@ class WaveAnalyzer(BaseAnalyzer):
             return []
         for dest in candidates:
             known = self._recognised.get(dest)
-            if known is not None and since <= known[0] <= now + window:
-                first_seen, messages, names = known
+            if known is not None and since <= known[0] <= now + window and time.monotonic() - known[3] < RECHECK_AFTER:
+                first_seen, messages, names, _ = known
                 if sender and sender != dest[1] and sender not in names:
                     names = [*names, sender]
                 return [self._finding(dest, now, window, first_seen, messages, names, at_least=True)]
@@ -110,10 +114,12 @@ class WaveAnalyzer(BaseAnalyzer):
             # Copies after this one exist only when it is judged again later (a re-scan), which
             # should then see the whole wave it belongs to.
             rows = self.history.destination_senders(dest, since, now + window, exclude=mail_id, limit=MAX_ROWS)
-            if not rows:
+            if not rows or any(status == "released" for *_, status in rows):
+                # Released from quarantine: an administrator has judged a copy, and with it the wave.
+                self._recognised.pop(dest, None)
                 continue
             senders: dict[str, None] = {}
-            for from_addr, from_domain, _ in rows:
+            for from_addr, from_domain, _, _ in rows:
                 key = sender_identity(from_addr, from_domain)
                 if key and key != dest[1]:
                     senders[key] = None
@@ -126,7 +132,7 @@ class WaveAnalyzer(BaseAnalyzer):
             if len(self._recognised) >= 10_000:
                 for old in list(self._recognised)[:5_000]:
                     del self._recognised[old]
-            self._recognised[dest] = (earliest, len(rows), names[:50])
+            self._recognised[dest] = (earliest, len(rows), names[:50], time.monotonic())
             return [self._finding(dest, now, window, earliest, len(rows), names, at_least=len(rows) >= MAX_ROWS - 1)]
         return []
 

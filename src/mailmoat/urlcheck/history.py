@@ -129,16 +129,17 @@ class History:
 
     def destination_senders(
         self, destination: tuple[str, str], since: float, until: float, exclude: str = "", limit: int = 1000
-    ) -> list[tuple[str, str, float]] | None:
-        """(From address, From domain, arrival) of the inbound messages other than `exclude` (an
-        envelope id) that linked the destination (kind, value) between `since` and `until`, oldest
-        first. Mailing-list posts (List-Id) are left out: a list's footer links its host in every
-        member's post."""
+    ) -> list[tuple[str, str, float, str]] | None:
+        """(From address, From domain, arrival, status) of the inbound messages other than `exclude`
+        (an envelope id) that linked the destination (kind, value) between `since` and `until`,
+        oldest first. Mailing-list posts (List-Id) are left out: a list's footer links its host in
+        every member's post."""
         kind, value = destination
         try:
             with self._session() as s:
                 rows = s.execute(
-                    select(MessageRow.id, MessageRow.from_addr, MessageRow.from_domain, MessageRow.received_at, MessageRow.headers)
+                    select(MessageRow.id, MessageRow.from_addr, MessageRow.from_domain, MessageRow.received_at,
+                           MessageRow.status, MessageRow.headers)
                     .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
                     .where(
                         IndicatorRow.kind == kind,
@@ -154,9 +155,9 @@ class History:
             log.warning("store history unavailable: %s", exc)
             return None
         return [
-            (str(r[1] or "").lower(), str(r[2] or "").lower(), float(r[3]))
+            (str(r[1] or "").lower(), str(r[2] or "").lower(), float(r[3]), str(r[4] or ""))
             for r in rows
-            if r[0] != exclude and not _is_list_post(r[4])
+            if r[0] != exclude and not _is_list_post(r[5])
         ]
 
     def display_names(self, addr: str, before: float, limit: int = 5000) -> tuple[int, set[str]] | None:
