@@ -362,3 +362,38 @@ async def test_a_released_copy_dismisses_the_wave(store: Store, settings: Settin
     monkeypatch.setattr(wave, "RECHECK_AFTER", 0.0)
     # ...which then finds the release.
     assert await judge("f@six.example") == []
+
+
+async def test_the_waves_command_lists_what_the_sign_marked(store: Store, settings: Settings) -> None:
+    """`mailmoat waves`: what an administrator on the terminal sees, and what the dashboard shows."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mailmoat.cli import app
+
+    base = ["--data-dir", settings.data_dir]
+    r = CliRunner().invoke(app, ["waves", *base])
+    assert r.exit_code == 0 and "no wave recognised in the last 48 h" in r.output
+    now = time.time()
+    _history(store, now)
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, LURE.format(n=i), now - HOUR, n=i)
+    for i, frm in enumerate(["d@four.example", "x.li@163.com", "y.wang@163.com"]):
+        env = Envelope(frm, [f"wang@{ORG}"], received_at=now - (3 - i) * 60)
+        msg = parse(_raw(frm, LURE.format(n=10 + i), n=10 + i))
+        found = await WaveAnalyzer(AnalyzerEnv(settings=settings, store=store)).analyze(
+            AnalysisContext(message=msg, envelope=env, settings=settings)
+        )
+        assert [f.symbol for f in found] == ["LINK_DOMAIN_WAVE"]
+        action = Action.QUARANTINE if i else Action.TAG
+        store.record_message(env, msg, Verdict(action, 10.5 if i else 8.0, found))
+    r = CliRunner().invoke(app, ["waves", *base, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    (w,) = json.loads(r.output)
+    assert (w["domain"], w["messages"], w["senders"], w["held"]) == ("gov-subsidy-claim.top", 3, 3, 2)
+    r = CliRunner().invoke(app, ["waves", *base])
+    assert r.exit_code == 0 and "gov-subsidy-claim.top" in r.output
+    # Older than asked for: nothing.
+    r = CliRunner().invoke(app, ["waves", *base, "--hours", "0.01", "--format", "json"])
+    assert json.loads(r.output) == []

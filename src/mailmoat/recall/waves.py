@@ -1,8 +1,9 @@
-"""After a wave is recognised: the copies delivered before it was are judged again, and recalled when now condemned."""
+"""Waves once recognised: the recent ones listed, and the copies delivered before recognition judged again (recalled when now condemned)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy import select
 
@@ -12,11 +13,13 @@ from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.rescan import RescanReport, Scans, rescan
 from mailmoat.store.db import Store
 from mailmoat.store.models import IndicatorRow, MessageRow
+from mailmoat.urlcheck.links import sender_identity
 
 log = logging.getLogger(__name__)
 
 SYMBOL = "LINK_DOMAIN_WAVE"
 _HELD = (Action.QUARANTINE, Action.REJECT)
+_HELD_ACTIONS = (Action.QUARANTINE.value, Action.REJECT.value)
 _PASSED = (Action.DELIVER.value, Action.TAG.value)
 
 
@@ -40,6 +43,33 @@ def passed_copies(store: Store, dest: tuple[str, str], since: float, until: floa
             .limit(limit)
         ).scalars()
         return list(dict.fromkeys(str(r) for r in rows))
+
+
+def recent_waves(session: Any, since: float, limit: int) -> list[dict[str, Any]]:
+    """Link destinations that mail marked LINK_DOMAIN_WAVE led to since `since`: how many messages,
+    from how many unrelated senders (as the sign counts them), how many held, first and last seen;
+    the latest first."""
+    marked = select(IndicatorRow.message_id).where(IndicatorRow.kind == "symbol", IndicatorRow.value == SYMBOL)
+    rows = session.execute(
+        select(MessageRow.received_at, MessageRow.action, MessageRow.status, MessageRow.from_addr, MessageRow.from_domain,
+               MessageRow.findings)
+        .where(MessageRow.received_at >= since, MessageRow.id.in_(marked))
+    ).all()
+    found: dict[str, dict[str, Any]] = {}
+    senders: dict[str, set[str]] = {}
+    for at, action, status, from_addr, from_domain, findings in rows:
+        data = next((f.get("data") or {} for f in findings or [] if f.get("symbol") == SYMBOL), {})
+        dest = str(data.get("domain") or "")
+        if not dest:
+            continue
+        w = found.setdefault(dest, {"domain": dest, "messages": 0, "held": 0, "first_seen": at, "last_seen": at})
+        w["messages"] += 1
+        w["held"] += 1 if action in _HELD_ACTIONS or status == "condemned" else 0
+        w["first_seen"], w["last_seen"] = min(w["first_seen"], at), max(w["last_seen"], at)
+        senders.setdefault(dest, set()).add(sender_identity(from_addr or "", from_domain or ""))
+    for dest, w in found.items():
+        w["senders"] = len(senders[dest] - {""})
+    return sorted(found.values(), key=lambda w: (-w["last_seen"], w["domain"]))[:limit]
 
 
 class WaveFollowUp:

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, or_, select
 
-from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
-from mailmoat.urlcheck.links import sender_identity
+from mailmoat.recall.waves import recent_waves
+from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.web.api.common import web
 from mailmoat.web.auth import Reader
 
@@ -52,37 +52,6 @@ def _day(ts: float) -> str:
 def _top(counts: Counter[str], n: int) -> list[tuple[str, int]]:
     """The n largest, ties by name: the same answer whatever order the database returned rows in."""
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-
-
-WAVE_SYMBOL = "LINK_DOMAIN_WAVE"
-_HELD = ("quarantine", "reject")
-
-
-def waves(session: Any, since: float, top: int) -> list[dict[str, Any]]:
-    """Link destinations that mail marked LINK_DOMAIN_WAVE led to since `since`: how many messages,
-    from how many unrelated senders (as the sign counts them), how many held, first and last seen;
-    the latest first."""
-    marked = select(IndicatorRow.message_id).where(IndicatorRow.kind == "symbol", IndicatorRow.value == WAVE_SYMBOL)
-    rows = session.execute(
-        select(MessageRow.received_at, MessageRow.action, MessageRow.status, MessageRow.from_addr, MessageRow.from_domain,
-               MessageRow.findings)
-        .where(MessageRow.received_at >= since, MessageRow.id.in_(marked))
-    ).all()
-    found: dict[str, dict[str, Any]] = {}
-    senders: dict[str, set[str]] = {}
-    for at, action, status, from_addr, from_domain, findings in rows:
-        data = next((f.get("data") or {} for f in findings or [] if f.get("symbol") == WAVE_SYMBOL), {})
-        dest = str(data.get("domain") or "")
-        if not dest:
-            continue
-        w = found.setdefault(dest, {"domain": dest, "messages": 0, "held": 0, "first_seen": at, "last_seen": at})
-        w["messages"] += 1
-        w["held"] += 1 if action in _HELD or status == "condemned" else 0
-        w["first_seen"], w["last_seen"] = min(w["first_seen"], at), max(w["last_seen"], at)
-        senders.setdefault(dest, set()).add(sender_identity(from_addr or "", from_domain or ""))
-    for dest, w in found.items():
-        w["senders"] = len(senders[dest] - {""})
-    return sorted(found.values(), key=lambda w: (-w["last_seen"], w["domain"]))[:top]
 
 
 def _day_start(ts: float) -> float:
@@ -156,7 +125,7 @@ def statistics(
         for i in range(0, len(threat_ids), 500):
             for (rcpt,) in s.execute(select(DeliveryRow.recipient).where(DeliveryRow.message_id.in_(threat_ids[i : i + 500]))):
                 targeted[rcpt.lower()] += 1  # one person, whatever case each sender typed
-        recent_waves = waves(s, first, top)
+        waves = recent_waves(s, first, top)
     return {
         "days": list(per_day.values()),
         "categories": list(CATEGORIES),
@@ -168,5 +137,5 @@ def statistics(
         "top_targeted_recipients": [{"recipient": r, "threats": n} for r, n in _top(targeted, top)],
         "top_sender_domains": [{"domain": d, "messages": n, "threats": threat_senders.get(d, 0)} for d, n in _top(senders, top)],
         "top_threat_sender_domains": [{"domain": d, "threats": n} for d, n in _top(threat_senders, top)],
-        "waves": recent_waves,
+        "waves": waves,
     }

@@ -1,0 +1,57 @@
+"""`mailmoat waves`: the waves recognised lately (one new link destination from many unrelated senders)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, load_settings
+
+console = Console()
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def waves_cmd(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
+    hours: Annotated[float, typer.Option("--hours", help="How far back to look")] = 48.0,
+    limit: Annotated[int, typer.Option("--limit")] = 20,
+) -> None:
+    """Link destinations that LINK_DOMAIN_WAVE marked mail for, the latest first; recall their mail
+    with `mailmoat recall plan --url-domain DESTINATION`."""
+    from mailmoat.recall.waves import recent_waves
+    from mailmoat.store.db import Store
+
+    store = Store(load_settings(config, data_dir, db).db_url)
+    try:
+        with store.session() as s:
+            items = recent_waves(s, time.time() - hours * 3600.0, limit)
+    finally:
+        store.close()
+    if fmt == "json":
+        typer.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    if not items:
+        console.print(f"no wave recognised in the last {hours:g} h")
+        return
+    t = Table()
+    t.add_column("destination", no_wrap=True, overflow="fold")
+    for name in ("messages", "senders", "held"):
+        t.add_column(name, justify="right")
+    t.add_column("first seen (UTC)")
+    t.add_column("last seen (UTC)")
+    for w in items:
+        t.add_row(w["domain"], str(w["messages"]), str(w["senders"]), str(w["held"]), _when(w["first_seen"]), _when(w["last_seen"]))
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("waves")(waves_cmd)
