@@ -397,3 +397,28 @@ async def test_the_waves_command_lists_what_the_sign_marked(store: Store, settin
     # Older than asked for: nothing.
     r = CliRunner().invoke(app, ["waves", *base, "--hours", "0.01", "--format", "json"])
     assert json.loads(r.output) == []
+
+
+async def test_a_restored_recall_dismisses_the_wave(store: Store, settings: Settings) -> None:
+    """Putting back a recall of one copy whole is, like a release, an administrator's word that it is no wave."""
+    from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+    now = time.time()
+    _history(store, now)
+    ids = []
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        env = Envelope(frm, [f"wang@{ORG}"], received_at=now - HOUR)
+        store.record_message(env, parse(_raw(frm, LURE.format(n=i), n=i)), Verdict(Action.TAG, 8.0))
+        ids.append(env.id)
+    assert await _scan(store, settings, "d@four.example", LURE.format(n=9), now) is not None
+
+    def recall_job(job_id: str, state: str) -> None:
+        with store.session() as s:
+            s.add(RecallJobRow(id=job_id, created_at=now, state=state, trigger="auto:wave"))
+            s.add(RecallCopyRow(job_id=job_id, message_id=ids[0], tracking_id=f"{ids[0]}-{job_id}",
+                                recipient=f"wang@{ORG}", mailbox=f"wang@{ORG}", state="restored"))
+
+    recall_job("01JOBRESTOREDPART000000000", "done")  # one copy put back, the job not undone: still a wave
+    assert await _scan(store, settings, "d@four.example", LURE.format(n=9), now) is not None
+    recall_job("01JOBRESTOREDWHOLE00000000", "restored")
+    assert await _scan(store, settings, "d@four.example", LURE.format(n=9), now) is None

@@ -114,12 +114,13 @@ class WaveAnalyzer(BaseAnalyzer):
             # Copies after this one exist only when it is judged again later (a re-scan), which
             # should then see the whole wave it belongs to.
             rows = self.history.destination_senders(dest, since, now + window, exclude=mail_id, limit=MAX_ROWS)
-            if not rows or any(status == "released" for *_, status in rows):
-                # Released from quarantine: an administrator has judged a copy, and with it the wave.
+            if not rows or any(status == "released" for *_, status in rows) or self.history.restored_recall(r[0] for r in rows):
+                # Released from quarantine, or a recall of it restored: an administrator has judged
+                # a copy, and with it the wave.
                 self._recognised.pop(dest, None)
                 continue
             senders: dict[str, None] = {}
-            for from_addr, from_domain, _, _ in rows:
+            for _, from_addr, from_domain, _, _ in rows:
                 key = sender_identity(from_addr, from_domain)
                 if key and key != dest[1]:
                     senders[key] = None
@@ -128,7 +129,7 @@ class WaveAnalyzer(BaseAnalyzer):
             if len(senders) < max(cfg.min_senders, 2):
                 continue
             names = list(senders)
-            earliest = min(rows[0][2], now)
+            earliest = min(rows[0][3], now)
             if len(self._recognised) >= 10_000:
                 for old in list(self._recognised)[:5_000]:
                     del self._recognised[old]

@@ -129,11 +129,11 @@ class History:
 
     def destination_senders(
         self, destination: tuple[str, str], since: float, until: float, exclude: str = "", limit: int = 1000
-    ) -> list[tuple[str, str, float, str]] | None:
-        """(From address, From domain, arrival, status) of the inbound messages other than `exclude`
-        (an envelope id) that linked the destination (kind, value) between `since` and `until`,
-        oldest first. Mailing-list posts (List-Id) are left out: a list's footer links its host in
-        every member's post."""
+    ) -> list[tuple[str, str, str, float, str]] | None:
+        """(id, From address, From domain, arrival, status) of the inbound messages other than
+        `exclude` (an envelope id) that linked the destination (kind, value) between `since` and
+        `until`, oldest first. Mailing-list posts (List-Id) are left out: a list's footer links its
+        host in every member's post."""
         kind, value = destination
         try:
             with self._session() as s:
@@ -155,10 +155,31 @@ class History:
             log.warning("store history unavailable: %s", exc)
             return None
         return [
-            (str(r[1] or "").lower(), str(r[2] or "").lower(), float(r[3]), str(r[4] or ""))
+            (str(r[0]), str(r[1] or "").lower(), str(r[2] or "").lower(), float(r[3]), str(r[4] or ""))
             for r in rows
             if r[0] != exclude and not _is_list_post(r[5])
         ]
+
+    def restored_recall(self, message_ids: Iterable[str]) -> bool | None:
+        """True when a recall job that took one of these messages was restored whole (an
+        administrator's word that it was no threat); None when the store cannot say."""
+        from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return False
+        try:
+            with self._session() as s:
+                hit = s.execute(
+                    select(RecallCopyRow.id)
+                    .join(RecallJobRow, RecallJobRow.id == RecallCopyRow.job_id)
+                    .where(RecallCopyRow.message_id.in_(ids), RecallJobRow.state == "restored")
+                    .limit(1)
+                ).first()
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        return hit is not None
 
     def display_names(self, addr: str, before: float, limit: int = 5000) -> tuple[int, set[str]] | None:
         """(messages recorded from this From address before `before`, display names it used), or None when unknown.
