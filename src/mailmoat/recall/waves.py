@@ -18,8 +18,7 @@ from mailmoat.urlcheck.links import sender_identity
 log = logging.getLogger(__name__)
 
 SYMBOL = "LINK_DOMAIN_WAVE"
-_HELD = (Action.QUARANTINE, Action.REJECT)
-_HELD_ACTIONS = (Action.QUARANTINE.value, Action.REJECT.value)
+_HELD = (Action.QUARANTINE.value, Action.REJECT.value)
 _PASSED = (Action.DELIVER.value, Action.TAG.value)
 
 
@@ -64,7 +63,7 @@ def recent_waves(session: Any, since: float, limit: int) -> list[dict[str, Any]]
             continue
         w = found.setdefault(dest, {"domain": dest, "messages": 0, "held": 0, "first_seen": at, "last_seen": at})
         w["messages"] += 1
-        w["held"] += 1 if action in _HELD_ACTIONS or status == "condemned" else 0
+        w["held"] += 1 if action in _HELD or status == "condemned" else 0
         w["first_seen"], w["last_seen"] = min(w["first_seen"], at), max(w["last_seen"], at)
         senders.setdefault(dest, set()).add(sender_identity(from_addr or "", from_domain or ""))
     for dest, w in found.items():
@@ -85,7 +84,7 @@ class WaveFollowUp:
 
     def due(self, envelope: Envelope, verdict: Verdict) -> tuple[str, str] | None:
         """The wave's link destination (indicator kind, value) when this verdict calls for a follow-up."""
-        if envelope.direction is not Direction.INBOUND or verdict.action not in _HELD:
+        if envelope.direction is not Direction.INBOUND or verdict.action.value not in _HELD:
             return None
         finding = next((f for f in verdict.findings if f.symbol == SYMBOL and f.score > 0), None)
         if finding is None or not finding.data.get("domain"):
