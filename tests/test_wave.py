@@ -52,6 +52,16 @@ def _history(store: Store, now: float, days: int = 10, count: int = 200) -> None
         _record(store, f"sales@{partner}", link, now - days * DAY + i * (days * DAY / 2) / count, n=i)
 
 
+def _three_copies(store: Store, now: float, action: Action) -> list[str]:
+    """Three strangers' copies of the lure an hour ago, recorded with `action`; their envelope ids."""
+    ids = []
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        env = Envelope(frm, [f"wang@{ORG}"], received_at=now - HOUR)
+        store.record_message(env, parse(_raw(frm, LURE.format(n=i), n=i)), Verdict(action, 8.0))
+        ids.append(env.id)
+    return ids
+
+
 async def _scan(
     store: Store, settings: Settings, frm: str, link: str, now: float, direction: Direction = Direction.INBOUND,
     extra: str = "",
@@ -344,11 +354,7 @@ async def test_a_released_copy_dismisses_the_wave(store: Store, settings: Settin
 
     now = time.time()
     _history(store, now)
-    ids = []
-    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
-        env = Envelope(frm, [f"wang@{ORG}"], received_at=now - HOUR)
-        store.record_message(env, parse(_raw(frm, LURE.format(n=i), n=i)), Verdict(Action.QUARANTINE, 11.0))
-        ids.append(env.id)
+    ids = _three_copies(store, now, Action.QUARANTINE)
     an = WaveAnalyzer(AnalyzerEnv(settings=settings, store=store))
 
     async def judge(frm: str) -> list[Finding]:
@@ -405,11 +411,7 @@ async def test_a_restored_recall_dismisses_the_wave(store: Store, settings: Sett
 
     now = time.time()
     _history(store, now)
-    ids = []
-    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
-        env = Envelope(frm, [f"wang@{ORG}"], received_at=now - HOUR)
-        store.record_message(env, parse(_raw(frm, LURE.format(n=i), n=i)), Verdict(Action.TAG, 8.0))
-        ids.append(env.id)
+    ids = _three_copies(store, now, Action.TAG)
     assert await _scan(store, settings, "d@four.example", LURE.format(n=9), now) is not None
 
     def recall_job(job_id: str, state: str) -> None:
