@@ -85,7 +85,7 @@ class WaveAnalyzer(BaseAnalyzer):
             if not reg or reg == sender or self.catalog.is_legit(host) or dom.is_internal_address(host):
                 continue
             platform = free_hosting(host)
-            tenant = url_host_of(u) if platform and platform != host else ""
+            tenant = url_host_of(host, reg) if platform and platform != host else ""
             out[("url_host", tenant) if tenant else ("url_domain", reg)] = None
             if len(out) >= MAX_DOMAINS:
                 break

@@ -147,12 +147,12 @@ def url_domain_of(u: Url) -> str:
     return u.registrable_domain.lower() or registrable_domain(u.host)
 
 
-def url_host_of(u: Url) -> str:
+def url_host_of(host: str, registrable: str) -> str:
     """The host recorded for a link (indicator kind "url_host") when it is not its registrable
-    domain: a recall by `login.evil.example` or by `evil-login.web.app` (whose registrable domain is
-    the platform's) finds the mail that linked exactly that host."""
-    host = u.host.strip().strip(".").lower()
-    return host if host and host != url_domain_of(u) else ""
+    domain ("" otherwise): a recall by `login.evil.example` or by `evil-login.web.app` (whose
+    registrable domain is the platform's) finds the mail that linked exactly that host."""
+    host = host.strip().strip(".").lower()
+    return host if host != registrable else ""
 
 
 def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -> list[tuple[str, str]]:
@@ -174,8 +174,9 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
     add("sender_domain", _domain_of(mail_from))
     for u in message.urls:
         add("url", u.url)
-        add("url_domain", url_domain_of(u))
-        add("url_host", url_host_of(u))
+        reg = url_domain_of(u)
+        add("url_domain", reg)
+        add("url_host", url_host_of(u.host, reg))
     for p in message.parts:
         if p.sha256 and (p.is_attachment or p.filename):
             add("sha256", p.sha256.lower())
@@ -196,9 +197,10 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
                 add("qr", str(code.get("payload", "")))
                 for url in code.get("urls") or []:
                     add("url", str(url))
-                    host = _host_of(str(url)).strip(".").lower()
-                    add("url_domain", registrable_domain(host))
-                    add("url_host", host if host != registrable_domain(host) else "")
+                    host = _host_of(str(url))
+                    reg = registrable_domain(host)
+                    add("url_domain", reg)
+                    add("url_host", url_host_of(host, reg))
     add("message_id", message.message_id.strip().strip("<>"))
     return out
 
