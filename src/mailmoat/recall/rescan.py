@@ -15,6 +15,7 @@ from mailmoat.recall.auto import AutoOutcome, auto_recall
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector, parse_time
 from mailmoat.store.audit import audit
+from mailmoat.store.db import extract_indicators
 from mailmoat.store.models import IndicatorRow, MessageRow
 
 CONDEMNED = {Action.QUARANTINE.value, Action.REJECT.value}
@@ -82,9 +83,10 @@ async def rescan(
             row.findings = [f.to_dict() for f in verdict.findings]
             row.reasons = list(verdict.reasons)
             row.scanned_at = time.time()
-            # The symbols are searchable facts too (`--symbol`, the dashboard): they follow the verdict.
-            s.execute(delete(IndicatorRow).where(IndicatorRow.message_id == mail_id, IndicatorRow.kind == "symbol"))
-            s.add_all(IndicatorRow(message_id=mail_id, kind="symbol", value=sym) for sym in dict.fromkeys(verdict.symbols))
+            # The searchable facts follow the verdict (`--symbol`, the dashboard, codes a new analyzer
+            # found), extracted as when the message was recorded.
+            s.execute(delete(IndicatorRow).where(IndicatorRow.message_id == mail_id))
+            s.add_all(IndicatorRow(message_id=mail_id, kind=k, value=v) for k, v in extract_indicators(env, result.message, verdict))
             audit(s, actor, "message.rescan", mail_id, detail={"from": old_action, "to": verdict.action.value})
             s.commit()
         if verdict.action.value in CONDEMNED and old_action not in CONDEMNED:
