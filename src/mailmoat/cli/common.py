@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -39,3 +40,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print an error for the operator and return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def when(ts: float) -> str:
+    """A stored time for the operator, in UTC ("-" when there is none)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"

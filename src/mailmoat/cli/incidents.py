@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, fail, load_settings
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, fail, load_settings, when
 from mailmoat.config import Settings
 
 incidents_app = typer.Typer(help="Compromised-account incidents: list, show, release.", no_args_is_help=True)
@@ -29,10 +28,6 @@ def _actor() -> str:
         return f"cli:{getpass.getuser()}"
     except Exception:
         return "cli"
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 def _json(value: Any) -> None:
@@ -54,7 +49,7 @@ def list_cmd(
         return
     t = Table("id", "account", "state", "held", "opened", "reasons")
     for i in items:
-        t.add_row(i.id, i.account, i.state, "yes" if i.held else "no", _when(i.opened_at), "; ".join(i.reasons)[:80])
+        t.add_row(i.id, i.account, i.state, "yes" if i.held else "no", when(i.opened_at), "; ".join(i.reasons)[:80])
     console.print(t)
 
 
@@ -73,7 +68,7 @@ def show_cmd(
         return
     console.print(f"[bold]incident {item['id']}[/bold]  account {item['account']}  state {item['state']}  "
                   f"held {'yes' if item['held'] else 'no'}  mode {item['mode']}")
-    console.print(f"opened {_when(item['opened_at'])}; suspect since {_when(item['first_suspect_at'])} "
+    console.print(f"opened {when(item['opened_at'])}; suspect since {when(item['first_suspect_at'])} "
                   f"({item['suspect_messages']} messages)")
     for r in item["reasons"]:
         console.print(f"  - {r}")
@@ -82,7 +77,7 @@ def show_cmd(
     for j in item["recalls"]:
         console.print(f"  recall {j['id']}: {j['state']} {j['counts']}")
     if item["released_at"]:
-        console.print(f"released {_when(item['released_at'])} by {item['released_by']}: {item['note']}")
+        console.print(f"released {when(item['released_at'])} by {item['released_by']}: {item['note']}")
 
 
 @incidents_app.command("release")

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, load_settings
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, load_settings, when
 
 console = Console()
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def waves_cmd(
@@ -49,7 +44,7 @@ def waves_cmd(
     t.add_column("first seen (UTC)")
     t.add_column("last seen (UTC)")
     for w in items:
-        t.add_row(w["domain"], str(w["messages"]), str(w["senders"]), str(w["held"]), _when(w["first_seen"]), _when(w["last_seen"]))
+        t.add_row(w["domain"], str(w["messages"]), str(w["senders"]), str(w["held"]), when(w["first_seen"]), when(w["last_seen"]))
     console.print(t)
 
 
