@@ -41,6 +41,7 @@ from mailmoat.durable import absolute, write_file
 from mailmoat.model import Action, Envelope, Message, Url, Verdict
 from mailmoat.store.base import Base  # noqa: F401  (re-exported: `from mailmoat.store.db import Base`)
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
+from mailmoat.urlcheck.links import shared_page
 
 # Delivery states: "sending" is a claim by one worker; its next_attempt is the lease end.
 PENDING = "pending"
@@ -177,6 +178,7 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
         reg = url_domain_of(u)
         add("url_domain", reg)
         add("url_host", url_host_of(u.host, reg))
+        add("url_page", shared_page(u.host, u.url))
     for p in message.parts:
         if p.sha256 and (p.is_attachment or p.filename):
             add("sha256", p.sha256.lower())
@@ -201,6 +203,7 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
                     reg = registrable_domain(host)
                     add("url_domain", reg)
                     add("url_host", url_host_of(host, reg))
+                    add("url_page", shared_page(host, str(url)))
     add("message_id", message.message_id.strip().strip("<>"))
     return out
 

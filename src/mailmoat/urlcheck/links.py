@@ -26,6 +26,19 @@ for _entry in sorted(e for e in _HOSTING if "/" in e):
     _host, _, _path = _entry.partition("/")
     FREE_HOSTING_PATHS[_host] = (*FREE_HOSTING_PATHS.get(_host, ()), "/" + _path.rstrip("/"))
 ABUSED_TLDS = load_list("abused_tlds.txt")
+
+
+def _load_pages() -> dict[str, tuple[tuple[str, str], ...]]:
+    """shared_pages.txt as host -> ((path prefix, what names the page), ...), longest prefix first."""
+    pages: dict[str, list[tuple[str, str]]] = {}
+    for entry in load_list("shared_pages.txt"):
+        where, _, how = entry.partition(" ")
+        host, _, prefix = where.partition("/")
+        pages.setdefault(host, []).append(("/" + prefix.rstrip("/") if prefix else "", how.strip()))
+    return {h: tuple(sorted(v, key=lambda e: -len(e[0]))) for h, v in pages.items()}
+
+
+SHARED_PAGES = _load_pages()
 FREEMAIL = load_list("freemail_domains.txt")
 
 
@@ -46,6 +59,35 @@ def free_hosting(host: str, path: str = "") -> str:
     for prefix in FREE_HOSTING_PATHS.get(h, ()):
         if low == prefix or low.startswith(prefix + "/"):
             return h + prefix
+    return ""
+
+
+def shared_page(host: str, url: str) -> str:
+    """The page a link opens on a platform whose host everyone shares (shared_pages.txt), as
+    "host/prefix/<page>" or "host/prefix?name=<value>" ('' for any other link). The page's own
+    part keeps its case: form and file ids are case-sensitive."""
+    h = dom.to_ascii(host).removeprefix("www.")
+    entries = SHARED_PAGES.get(h)
+    if not entries:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    path = parts.path or "/"
+    low = path.lower().rstrip("/")
+    for prefix, how in entries:
+        if how.startswith("?"):
+            if low != prefix:
+                continue
+            name = how[1:]
+            value = next((v for k, v in parse_qsl(parts.query) if k.lower() == name), "").strip()
+            return f"{h}{prefix}?{name}={value}" if value else ""
+        if low != prefix and not low.startswith(prefix + "/"):
+            continue
+        n = int(how) if how.isdigit() else 1
+        segments = [s for s in path[len(prefix):].split("/") if s][:n]
+        return f"{h}{prefix}/{'/'.join(segments)}" if len(segments) == n else ""
     return ""
 
 
