@@ -337,6 +337,61 @@ async def test_a_page_on_a_hosting_platform_is_a_destination_of_its_own(store: S
     assert await _scan(store, settings, "d@four.example", "https://someone-else.web.app/", now) is None
 
 
+def test_a_link_to_a_shared_host_is_named_by_its_page() -> None:
+    from mailmoat.urlcheck.links import shared_page
+
+    assert shared_page("docs.google.com", "https://docs.google.com/forms/d/e/1FAIpQLSfX/viewform?usp=sf_link") == (
+        "docs.google.com/forms/d/e/1FAIpQLSfX"
+    )
+    assert shared_page("docs.google.com", "https://docs.google.com/forms/d/1AbC/edit") == "docs.google.com/forms/d/1AbC"
+    assert shared_page("forms.gle", "https://forms.gle/Xy7Q2") == "forms.gle/Xy7Q2"
+    assert shared_page("www.dropbox.com", "https://www.dropbox.com/scl/fi/k3j/Invoice.pdf?dl=0") == "dropbox.com/scl/fi/k3j"
+    assert shared_page("forms.office.com", "https://forms.office.com/Pages/ResponsePage.aspx?ID=Ab9&r=1") == (
+        "forms.office.com/pages/responsepage.aspx?id=Ab9"
+    )
+    assert shared_page("wjx.cn", "https://www.wjx.cn/vm/hR2Kq.aspx") == "wjx.cn/vm/hR2Kq.aspx"
+    # The platform's own pages, a link without the page's part, and any other host: no page.
+    for host, url in [("docs.google.com", "https://docs.google.com/"), ("forms.gle", "https://forms.gle/"),
+                      ("forms.office.com", "https://forms.office.com/Pages/ResponsePage.aspx"),
+                      ("gov-subsidy-claim.top", LURE.format(n=1))]:
+        assert shared_page(host, url) == ""
+
+
+async def test_a_form_on_a_shared_host_is_a_destination_of_its_own(store: Store, settings: Settings) -> None:
+    # docs.google.com is a brand's host and years old here; the attacker's form on it is new.
+    now = time.time()
+    _history(store, now)
+    old_form = "https://docs.google.com/forms/d/e/1FAIpQLSeOLD/viewform"
+    _record(store, "events@partner0.example", old_form, now - 6 * DAY, n=80)
+    form = "https://docs.google.com/forms/d/e/1FAIpQLScLURE/viewform?u={n}"
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, form.format(n=i), now - HOUR, n=i)
+    hit = await _scan(store, settings, "d@four.example", form.format(n=9), now)
+    assert hit is not None and hit.data == {**hit.data, "kind": "url_page", "domain": "docs.google.com/forms/d/e/1FAIpQLScLURE"}
+    assert hit.evidence.startswith("the page docs.google.com/forms/d/e/1FAIpQLScLURE first reached this site")
+    # Another form on the same host is another destination, and a form linked before the window is old.
+    assert await _scan(store, settings, "d@four.example", "https://docs.google.com/forms/d/e/1FAIpQLSeNEW/viewform", now) is None
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, old_form, now - HOUR, n=90 + i)
+    assert await _scan(store, settings, "d@four.example", old_form, now) is None
+    # Google's own mail about a form is the platform's, not a sender of the wave.
+    assert await _scan(store, settings, "forms-receipts-noreply@google.com", form.format(n=9), now) is None
+
+
+async def test_pages_count_only_once_the_store_has_recorded_them_for_a_window(store: Store, settings: Settings) -> None:
+    # A site that upgraded has a window of mail behind it but no page rows in it: every form
+    # would look new, so pages say nothing until the first page row is older than the window.
+    now = time.time()
+    _history(store, now)
+    form = "https://forms.gle/Lure{n}"
+    for i, frm in enumerate(["a@one.example", "b@two.example", "c@three.example"]):
+        _record(store, frm, form.format(n=""), now - HOUR, n=i)
+    assert await _scan(store, settings, "d@four.example", form.format(n=""), now) is None
+    _record(store, "events@partner0.example", "https://forms.gle/Survey", now - 3 * DAY, n=80)
+    hit = await _scan(store, settings, "d@four.example", form.format(n=""), now)
+    assert hit is not None and hit.data["domain"] == "forms.gle/Lure"
+
+
 async def test_separate_accounts_at_a_free_mail_provider_are_separate_senders(store: Store, settings: Settings) -> None:
     # Stolen or throw-away webmail accounts: one provider's domain, unrelated people.
     now = time.time()

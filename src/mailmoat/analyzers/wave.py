@@ -11,7 +11,7 @@ from mailmoat.model import Direction, Finding, Message, Symbol
 from mailmoat.store.db import url_domain_of, url_host_of
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
-from mailmoat.urlcheck.links import free_hosting, sender_identity
+from mailmoat.urlcheck.links import free_hosting, sender_identity, shared_page
 from mailmoat.urlcheck.lookalike import DomainCatalog
 
 MAX_DOMAINS = 10  # link destinations asked about per message
@@ -72,21 +72,29 @@ class WaveAnalyzer(BaseAnalyzer):
         )
 
     def destinations(self, msg: Message, sender: str) -> list[tuple[str, str]]:
-        """Where the message sends the reader, as the store records it: the registrable domain, or
-        for a page on a hosting platform (`evil-login.web.app`) the host, since the platform's own
-        domain is everyone's. The sender's own domain, the organisation's, well-known brands' and
-        intranet addresses are left out."""
+        """Where the message sends the reader, as the store records it: the registrable domain; for
+        a page on a hosting platform (`evil-login.web.app`) the host, since the platform's own
+        domain is everyone's; for a form or file on a host everyone shares (a Google Form, a
+        Dropbox link) the page itself. The sender's own domain, the organisation's, well-known
+        brands' and intranet addresses are left out, but a brand's shared host is not: the form
+        on it is the attacker's."""
         out: dict[tuple[str, str], None] = {}
         for u in msg.urls[:MAX_URLS]:
             if u.source in _NOT_A_DESTINATION or not u.host:
                 continue
             host = u.host.rstrip(".").lower()
             reg = url_domain_of(u)  # the value the store records, which the history is asked about
-            if not reg or reg == sender or self.catalog.is_legit(host) or dom.is_internal_address(host):
+            if not reg or reg == sender:
                 continue
-            platform = free_hosting(host)
-            tenant = url_host_of(host, reg) if platform and platform != host else ""
-            out[("url_host", tenant) if tenant else ("url_domain", reg)] = None
+            page = shared_page(host, u.url)
+            if page:
+                out[("url_page", page)] = None
+            elif self.catalog.is_legit(host) or dom.is_internal_address(host):
+                continue
+            else:
+                platform = free_hosting(host)
+                tenant = url_host_of(host, reg) if platform and platform != host else ""
+                out[("url_host", tenant) if tenant else ("url_domain", reg)] = None
             if len(out) >= MAX_DOMAINS:
                 break
         return list(out)
@@ -146,7 +154,7 @@ class WaveAnalyzer(BaseAnalyzer):
         shown = ", ".join(names[:MAX_SHOWN]) + (f" and {len(names) - MAX_SHOWN} more" if len(names) > MAX_SHOWN else "")
         return self.finding(
             "LINK_DOMAIN_WAVE",
-            f"{domain} first reached this site {max(now - earliest, 0.0) / 3600.0:.1f} h before this message; "
+            f"{'the page ' if kind == 'url_page' else ''}{domain} first reached this site {max(now - earliest, 0.0) / 3600.0:.1f} h before this message; "
             f"{count} other message(s) within {window / 3600.0:g} h, from {len(names)} unrelated senders "
             f"(domains, or accounts at free-mail providers) with this one, link it ({shown})",
             {"domain": domain, "kind": kind, "senders": names[:50], "messages": messages, "first_seen": earliest},

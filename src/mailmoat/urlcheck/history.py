@@ -88,18 +88,33 @@ class History:
         known.update(dict.fromkeys(seen))
         return {reg for reg, hosts in ask.items() if reg not in seen and not seen.intersection(hosts)}
 
-    def first_recorded(self) -> float | None:
-        """When the oldest recorded message arrived (cached for an hour), or None when nothing is recorded or unknown."""
-        return self._aggregate("first", select(func.min(MessageRow.received_at)), 3600.0)
+    def first_recorded(self, kind: str = "") -> float | None:
+        """When the oldest recorded message arrived (cached for an hour), or None when nothing is recorded or unknown.
+        With `kind`: the oldest message with an indicator of that kind (the store of a site that
+        upgraded holds none of a new kind in its older mail)."""
+        if not kind:
+            return self._aggregate("first", select(func.min(MessageRow.received_at)), 3600.0)
+        query = (
+            select(func.min(MessageRow.received_at))
+            .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
+            .where(IndicatorRow.kind == kind)
+        )
+        return self._aggregate(f"first {kind}", query, 3600.0)
 
     def forget_counts(self) -> None:
         """Ask the store again for its size and oldest record (they are kept a minute and an hour)."""
         self._kept.clear()
 
     def young_destinations(self, destinations: Iterable[tuple[str, str]], since: float) -> set[tuple[str, str]] | None:
-        """The link destinations (kind "url_domain" or "url_host", value) never recorded, as a link or
-        a sender domain, in mail that arrived before `since`."""
+        """The link destinations (kind "url_domain", "url_host" or "url_page", value) never recorded,
+        as a link or a sender domain, in mail that arrived before `since`. A page is never young
+        until the store has recorded pages since before `since` (they were first recorded by this
+        version, and an older store's mail would make every form look new)."""
         ask = [d for d in dict.fromkeys(destinations) if self._old_before.get(d, float("inf")) > since]
+        if any(kind == "url_page" for kind, _ in ask):
+            first_page = self.first_recorded("url_page")
+            if first_page is None or first_page >= since:
+                ask = [d for d in ask if d[0] != "url_page"]
         young: set[tuple[str, str]] = set()
         try:
             with self._session() as s:
