@@ -297,3 +297,11 @@ def test_a_recall_selection_by_host_finds_the_mail_that_linked_it(store: Store) 
     assert found("login.evil.co.uk") == {env.id} and found("evil.co.uk") == {env.id}
     assert found("web.app") == {env.id, other.id}  # the platform itself: everything hosted there
     assert found("elsewhere.example") == set()
+    # A form on a host everyone shares is recorded as its page, whose id keeps its case.
+    form, fmsg, _ = sample(subject="Survey")
+    fmsg.urls = [Url("https://docs.google.com/forms/d/e/1FAIpQLSx/viewform?usp=sf_link", host="docs.google.com", source="href")]
+    store.record_message(form, fmsg, Verdict(Action.DELIVER, 0.0), "")
+    assert ("url_page", "docs.google.com/forms/d/e/1FAIpQLSx") in indicators(store, form.id)
+    assert found("docs.google.com/forms/d/e/1FAIpQLSx") == {form.id}
+    assert found("docs.google.com/forms/d/e/1faipqlsx") == set()
+    assert found("docs.google.com") == {form.id}

@@ -28,7 +28,7 @@ SenderOpt = Annotated[str, Opt("--sender", help="Sender address or domain (envel
 RcptOpt = Annotated[str, Opt("--rcpt", help="One recipient only")]
 SubjectOpt = Annotated[str, Opt("--subject", help="Subject contains (case-insensitive)")]
 UrlOpt = Annotated[str, Opt("--url", help="A recorded URL contains")]
-UrlDomainOpt = Annotated[str, Opt("--url-domain", help="Registrable domain or host of a recorded URL")]
+UrlDomainOpt = Annotated[str, Opt("--url-domain", help="Registrable domain, host, or page on a shared host (forms.gle/Xy7Q2) of a recorded URL")]
 ShaOpt = Annotated[str, Opt("--sha256", help="Attachment SHA-256")]
 QrOpt = Annotated[str, Opt("--qr", help="Decoded QR payload contains")]
 ActionOpt = Annotated[str, Opt("--action", help="Verdict action (deliver, tag, quarantine ...)")]

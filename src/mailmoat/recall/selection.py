@@ -52,7 +52,7 @@ class Selector:
     recipient: str = ""
     subject: str = ""  # substring, case-insensitive
     url: str = ""  # substring of a recorded URL
-    url_domain: str = ""  # registrable domain (or host) of a recorded URL
+    url_domain: str = ""  # registrable domain (or host, or page on a shared host) of a recorded URL
     sha256: str = ""
     qr: str = ""  # substring of a decoded QR payload
     action: str = ""  # verdict action
@@ -105,9 +105,13 @@ def message_conditions(sel: Selector, now: float | None = None) -> list[Any]:
     if sel.url:
         c.append(_has_indicator("url", sel.url, like=True))
     if sel.url_domain:
-        d = sel.url_domain.strip().lower()
+        d = sel.url_domain.strip()
+        # A page on a shared host ("forms.gle/Xy7Q2", as the wave sign names it) keeps its case.
         c.append(MessageRow.id.in_(
-            select(IndicatorRow.message_id).where(IndicatorRow.kind.in_(["url_domain", "url_host"]), IndicatorRow.value == d)
+            select(IndicatorRow.message_id).where(or_(
+                and_(IndicatorRow.kind.in_(["url_domain", "url_host"]), IndicatorRow.value == d.lower()),
+                and_(IndicatorRow.kind == "url_page", IndicatorRow.value == d),
+            ))
         ))
     if sel.sha256:
         c.append(_has_indicator("sha256", sel.sha256.strip().lower()))

@@ -267,7 +267,7 @@
       { label: T("col.messages"), key: "messages", cls: "num" },
       { label: T("col.threats"), key: "threats", cls: "num" },
     ], stats.top_sender_domains));
-    // A wave's link opens the mail that led there (the url_domain selector also matches one host).
+    // A wave's link opens the mail that led there (the url_domain selector also matches one host or one page).
     fill("waves", table([
       { label: T("col.domain"), render: (w) => h("a", { href: "/messages?url_domain=" + encodeURIComponent(w.domain), text: w.domain }) },
       { label: T("col.messages"), key: "messages", cls: "num" },
