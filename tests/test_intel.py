@@ -113,6 +113,30 @@ def test_index_matching(tmp_path: Path) -> None:
     assert idx.match_hash(SHA.upper()) is not None
 
 
+def test_a_listed_url_on_a_shared_host_matches_its_page(tmp_path: Path) -> None:
+    # A feed lists one file of an attacker's storage bucket and one view of a form; the mail links
+    # another file of that bucket, another view of the form. The platform's other pages are not theirs.
+    _write(tmp_path / "urls.txt", "https://storage.googleapis.com/newera1/index.html\nhttps://forms.gle/Xy7Q2\n")
+    idx = IntelIndex([str(tmp_path)])
+    hit = idx.match_page("https://storage.googleapis.com/newera1/u/8f3a.html#wang@acme-corp.cn")
+    assert hit is not None and hit.value == "https://storage.googleapis.com/newera1/index.html"
+    assert idx.match_page("https://forms.gle/Xy7Q2?ref=mail") is not None
+    assert idx.match_page("https://storage.googleapis.com/somebody-else/index.html") is None
+    assert idx.match_page("https://forms.gle/xy7q2") is None  # a form id keeps its case
+    assert idx.match_page("https://phish.example/index.html") is None
+
+
+async def test_analyzer_says_when_a_link_matched_by_its_page(analyzer: IntelAnalyzer, tmp_path: Path) -> None:
+    assert analyzer.index is not None
+    analyzer.index.check_interval = 0
+    _bump(tmp_path / "intel" / "urls.txt", "https://docs.google.com/forms/d/e/1FAIpQLSfX/viewform\n")
+    got = await _scan(analyzer, simple("a@fine.example"), urls=[url("https://docs.google.com/forms/d/e/1FAIpQLSfX/formResponse")])
+    f = got["INTEL_URL"]
+    assert f.evidence.startswith("link https://docs.google.com/forms/d/e/1FAIpQLSfX/formResponse (the page of a listed URL) is listed")
+    assert f.score >= Settings().policy.thresholds.quarantine
+    assert await _scan(analyzer, simple("a@fine.example"), urls=[url("https://docs.google.com/forms/d/e/Other/viewform")]) == {}
+
+
 def _bump(path: Path, text: str) -> None:
     st = path.stat()
     path.write_text(text, encoding="utf-8")

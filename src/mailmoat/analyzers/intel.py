@@ -80,12 +80,16 @@ class IntelAnalyzer(BaseAnalyzer):
                 host = (u.host if url is u.url else "") or host_of(url)
                 ind = self.index.match_url(url)
                 sym = "INTEL_URL"
+                how = ""
+                if ind is None:
+                    ind = self.index.match_page(url)
+                    how = " (the page of a listed URL)" if ind is not None else ""
                 if ind is None and host:
                     ind = self.index.match_domain(host)
                     sym = "INTEL_DOMAIN"
                 if ind is None:
                     continue
-                hit(sym, ind, f"{label} {url[:300]}", {"url": url[:1000], "source_kind": u.source})
+                hit(sym, ind, f"{label} {url[:300]}{how}", {"url": url[:1000], "source_kind": u.source})
                 if qr:
                     hit("QR_URL_LISTED", ind, f"QR code link {url[:300]}", {"url": url[:1000]})
 

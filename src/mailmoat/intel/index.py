@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mailmoat.intel.loaders import Indicator, LoadError, load_file, normalise, normalise_url
 from mailmoat.urlcheck import domains as dom
+from mailmoat.urlcheck.links import host_of, shared_page
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,9 @@ class _Tables:
     # CIDR ranges by (IP version, prefix length) → network address → indicator: a lookup costs one
     # dict probe per prefix length in use, however many ranges a feed lists.
     networks: dict[tuple[int, int], dict[int, Indicator]] = field(default_factory=dict)
+    # Listed URLs on a host everyone shares, by the page they open (shared_pages.txt): a feed lists
+    # one file of an attacker's bucket or one view of a form, the mail links another.
+    pages: dict[str, Indicator] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -124,6 +128,9 @@ class IntelIndex:
                     t.networks.setdefault((net.version, net.prefixlen), {}).setdefault(int(net.network_address), ind)
                 else:
                     t.exact.setdefault((ind.kind, ind.value), ind)
+                    page = shared_page(host_of(ind.value), ind.value) if ind.kind == "url" else ""
+                    if page:
+                        t.pages.setdefault(page, ind)
                 t.counts[ind.kind] = t.counts.get(ind.kind, 0) + 1
         return t
 
@@ -157,6 +164,12 @@ class IntelIndex:
         elif ind is None and norm.startswith("http://"):
             ind = self._tables.exact.get(("url", "https://" + norm[7:]))
         return ind
+
+    def match_page(self, url: str) -> Indicator | None:
+        """A listed URL that opens the same page on a host everyone shares: another file in the
+        listed storage bucket, another view of the listed form (not the platform's other pages)."""
+        page = shared_page(host_of(url), url)
+        return self._tables.pages.get(page) if page else None
 
     def match_sender(self, addr: str) -> Indicator | None:
         """A listed sender address, or a listed '@domain' sender entry for its domain or a parent."""
