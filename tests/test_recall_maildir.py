@@ -273,6 +273,24 @@ async def test_automatic_recall_on_condemn_and_new_indicator(settings: Settings,
     assert not any(hidden(settings.mail_dir, u, t) for u, t in zip(users, t2, strict=True))
 
 
+async def test_a_listed_url_on_a_shared_host_recalls_the_mail_that_linked_its_page(settings: Settings, store: SqliteStore) -> None:
+    # A feed lists one file of an attacker's storage bucket; the delivered copies linked another file
+    # there. Mail linking somebody else's bucket on the same host stays.
+    from mailmoat.store.models import IndicatorRow
+
+    users = rcpts(2)
+    wave = record(store, settings.mail_dir, "01MSG0000000000000000000PA", users, url_domain="googleapis.com")
+    other = record(store, settings.mail_dir, "01MSG0000000000000000000PB", ["user9@corp.example"], url_domain="googleapis.com")
+    with store.session() as s:
+        s.add(IndicatorRow(message_id="01MSG0000000000000000000PA", kind="url_page", value="storage.googleapis.com/newera1"))
+        s.add(IndicatorRow(message_id="01MSG0000000000000000000PB", kind="url_page", value="storage.googleapis.com/someone"))
+        s.commit()
+    outs = await on_indicators(RecallEngine(settings, store), [("url", "https://storage.googleapis.com/newera1/index.html")])
+    assert [o.state for o in outs] == ["done"] and outs[0].copies == 2
+    assert all(hidden(settings.mail_dir, u, t) for u, t in zip(users, wave, strict=True))
+    assert not hidden(settings.mail_dir, "user9@corp.example", other[0])
+
+
 def test_recall_cli_can_leave_out_staff_reports(settings: Settings, store: SqliteStore) -> None:
     from typer.testing import CliRunner
 

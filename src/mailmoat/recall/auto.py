@@ -13,6 +13,7 @@ from mailmoat.policy.decide import STAFF_REPORT
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector
 from mailmoat.store.audit import audit
+from mailmoat.urlcheck.links import host_of, shared_page
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ async def on_indicators(engine: RecallEngine, indicators: list[tuple[str, str]],
             continue
         # A colleague's report of this very threat stays in the report mailbox for the security team.
         sels = [Selector(**{f: value}, not_symbol=STAFF_REPORT.name) for f in fields_]
+        page = shared_page(host_of(value), value) if kind == "url" else ""
+        if page:
+            # As the scan matches it: another file of the listed bucket, another view of the form.
+            sels.append(Selector(url_domain=page, not_symbol=STAFF_REPORT.name))
         outcome = await auto_recall(
             engine, sels, trigger="auto:indicator", reason=f"threat indicator {kind}:{value}" + (f" ({source})" if source else "")
         )
