@@ -8,14 +8,12 @@ from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.model import Direction, Finding, Message, Symbol
-from mailmoat.store.db import url_domain_of, url_host_of
 from mailmoat.urlcheck import domains as dom
+from mailmoat.urlcheck.destinations import link_destinations
 from mailmoat.urlcheck.history import History
-from mailmoat.urlcheck.links import free_hosting, sender_identity, shared_page
+from mailmoat.urlcheck.links import sender_identity
 from mailmoat.urlcheck.lookalike import DomainCatalog
 
-MAX_DOMAINS = 10  # link destinations asked about per message
-MAX_URLS = 400  # links looked at per message, as the URL analyzer does
 MAX_SHOWN = 5  # senders named in the evidence
 # Messages read per young domain: plenty to count a few senders, and a wave of thousands of copies
 # then costs each new copy the same bounded read.
@@ -23,8 +21,6 @@ MAX_ROWS = 200
 # A wave recognised by this process is taken as one for this long before the store is asked again,
 # so that a copy released in the meantime (an administrator's word that it is no wave) is seen.
 RECHECK_AFTER = 300.0
-# Images and style sheets come from CDNs that every newsletter shares; what the reader is sent to counts.
-_NOT_A_DESTINATION = ("src", "css")
 
 LINK_DOMAIN_WAVE = Symbol(
     "LINK_DOMAIN_WAVE", 3.0, "campaign",
@@ -72,32 +68,8 @@ class WaveAnalyzer(BaseAnalyzer):
         )
 
     def destinations(self, msg: Message, sender: str) -> list[tuple[str, str]]:
-        """Where the message sends the reader, as the store records it: the registrable domain; for
-        a page on a hosting platform (`evil-login.web.app`) the host, since the platform's own
-        domain is everyone's; for a form or file on a host everyone shares (a Google Form, a
-        Dropbox link) the page itself. The sender's own domain, the organisation's, well-known
-        brands' and intranet addresses are left out, but a brand's shared host is not: the form
-        on it is the attacker's."""
-        out: dict[tuple[str, str], None] = {}
-        for u in msg.urls[:MAX_URLS]:
-            if u.source in _NOT_A_DESTINATION or not u.host:
-                continue
-            host = u.host.rstrip(".").lower()
-            reg = url_domain_of(u)  # the value the store records, which the history is asked about
-            if not reg or reg == sender:
-                continue
-            page = shared_page(host, u.url)
-            if page:
-                out[("url_page", page)] = None
-            elif self.catalog.is_legit(host) or dom.is_internal_address(host):
-                continue
-            else:
-                platform = free_hosting(host)
-                tenant = url_host_of(host, reg) if platform and platform != host else ""
-                out[("url_host", tenant) if tenant else ("url_domain", reg)] = None
-            if len(out) >= MAX_DOMAINS:
-                break
-        return list(out)
+        """Where the message sends the reader, as the store records it (`link_destinations`)."""
+        return link_destinations(msg, sender, self.catalog)
 
     def _analyze(self, candidates: list[tuple[str, str]], sender: str, now: float, mail_id: str) -> list[Finding]:
         assert self.history is not None

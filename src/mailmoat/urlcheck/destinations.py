@@ -1,0 +1,70 @@
+"""Where a message sends its reader, as the store records it: the link destinations that the wave and condemned-link signs compare."""
+
+from __future__ import annotations
+
+from mailmoat.model import Message
+from mailmoat.store.db import url_domain_of, url_host_of
+from mailmoat.urlcheck import domains as dom
+from mailmoat.urlcheck.links import free_hosting, shared_page
+from mailmoat.urlcheck.lookalike import DomainCatalog
+
+MAX_DESTINATIONS = 10  # link destinations asked about per message
+MAX_URLS = 400  # links looked at per message, as the URL analyzer does
+# Images and style sheets come from CDNs that every newsletter shares; what the reader is sent to counts.
+NOT_A_DESTINATION = ("src", "css")
+# Indicator kinds that name a destination.
+KINDS = ("url_domain", "url_host", "url_page")
+
+
+def link_destinations(msg: Message, sender: str, catalog: DomainCatalog) -> list[tuple[str, str]]:
+    """(indicator kind, value) of each place the message's links send the reader: the registrable
+    domain; for a page on a hosting platform (`evil-login.web.app`) the host, since the platform's
+    own domain is everyone's; for a form or file on a host everyone shares (a Google Form, a
+    Dropbox link) the page itself. The sender's own domain (`sender`, registrable), the
+    organisation's, well-known brands' and intranet addresses are left out, but a brand's shared
+    host is not: the form on it is the attacker's."""
+    out: dict[tuple[str, str], None] = {}
+    for u in msg.urls[:MAX_URLS]:
+        if u.source in NOT_A_DESTINATION or not u.host:
+            continue
+        host = u.host.rstrip(".").lower()
+        reg = url_domain_of(u)  # the value the store records, which the history is asked about
+        if not reg or reg == sender or not _is_destination(host):
+            continue
+        page = shared_page(host, u.url)
+        if page:
+            out[("url_page", page)] = None
+        elif catalog.is_legit(host) or dom.is_internal_address(host):
+            continue
+        else:
+            platform = free_hosting(host)
+            tenant = url_host_of(host, reg) if platform and platform != host else ""
+            out[("url_host", tenant) if tenant else ("url_domain", reg)] = None
+        if len(out) >= MAX_DESTINATIONS:
+            break
+    return list(out)
+
+
+def recorded_destination(kind: str, value: str, sender: str, catalog: DomainCatalog) -> tuple[str, str] | None:
+    """The destination an indicator row of a recorded message names, by the rules of
+    `link_destinations` (None for a row they leave out, or one that another row of the same link
+    names: a subdomain's host row beside its domain row, a hosting platform's own domain)."""
+    value = value.strip()
+    if kind == "url_page":
+        host = value.partition("/")[0].partition("?")[0]
+        return None if dom.registrable(host) == sender else (kind, value)
+    host = value.lower()
+    if not _is_destination(host) or dom.registrable(host) == sender or catalog.is_legit(host) or dom.is_internal_address(host):
+        return None
+    platform = free_hosting(host)
+    if kind == "url_host":
+        return (kind, host) if platform and platform != host else None
+    if kind == "url_domain":
+        return None if platform else (kind, host)
+    return None
+
+
+def _is_destination(host: str) -> bool:
+    """A name a browser would look up or an address it would open: a typo such as
+    "http://http//example.com" gives the single-label host "http", which leads nowhere."""
+    return "." in host or dom.is_ip(host)
