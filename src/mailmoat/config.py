@@ -211,6 +211,19 @@ class WaveSettings:
 
 
 @dataclass
+class CondemnedLinkSettings:
+    """LINK_CONDEMNED_DESTINATION: links to where mail condemned at this site led."""
+
+    enabled: bool = True
+    # Condemned mail that arrived within this many days counts.
+    lookback_days: float = 30.0
+    # A destination counts only if this site first saw it at most this many days before the
+    # condemned mail arrived: a domain it knew long before (a mail service's click tracker, a
+    # partner, a CDN) is no attacker's, whatever else that mail linked.
+    young_days: float = 7.0
+
+
+@dataclass
 class ImapRecallSettings:
     host: str = "127.0.0.1"
     port: int = 143
@@ -324,6 +337,7 @@ class Settings:
     recall: RecallSettings = field(default_factory=RecallSettings)
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
     waves: WaveSettings = field(default_factory=WaveSettings)
+    condemned_links: CondemnedLinkSettings = field(default_factory=CondemnedLinkSettings)
     web: WebSettings = field(default_factory=WebSettings)
     tasks: TasksSettings = field(default_factory=TasksSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from mailmoat.store.db import DELIVERED
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
@@ -174,6 +174,83 @@ class History:
             for r in rows
             if r[0] != exclude and not _is_list_post(r[5])
         ]
+
+    def condemned_links(
+        self, since: float, triggers: Iterable[str], kinds: Iterable[str]
+    ) -> list[tuple[str, str, str, float, str, str, str, str]] | None:
+        """(indicator kind, value, message id, arrival, From address, From domain, subject, how) of
+        the link indicators of `kinds` in inbound mail that arrived since `since` and was condemned:
+        marked a threat (status "condemned"; how = "marked a threat"), or recalled by a job of one
+        of `triggers` that has not been restored (how = "recalled by job <id> (<trigger>)")."""
+        from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+        try:
+            with self._session() as s:
+                recalled = {
+                    str(mid): f"recalled by job {job} ({trigger})"
+                    for mid, job, trigger in s.execute(
+                        select(RecallCopyRow.message_id, RecallJobRow.id, RecallJobRow.trigger)
+                        .join(RecallJobRow, RecallJobRow.id == RecallCopyRow.job_id)
+                        .where(
+                            RecallJobRow.trigger.in_(list(triggers)),
+                            RecallJobRow.state.notin_(("restoring", "restored")),
+                            RecallJobRow.created_at >= since,
+                            RecallCopyRow.state.in_(("recalled", "already_gone")),
+                        )
+                    )
+                }
+                rows = s.execute(
+                    select(IndicatorRow.kind, IndicatorRow.value, MessageRow.id, MessageRow.received_at,
+                           MessageRow.from_addr, MessageRow.from_domain, MessageRow.subject, MessageRow.status)
+                    .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
+                    .where(
+                        MessageRow.direction == "inbound",
+                        MessageRow.received_at >= since,
+                        or_(MessageRow.status == "condemned", MessageRow.id.in_(list(recalled))),
+                        IndicatorRow.kind.in_(list(kinds)),
+                    )
+                ).all()
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        return [
+            (str(kind), str(value), str(mid), float(at), str(frm or "").lower(), str(fdom or "").lower(), str(subj or ""),
+             recalled.get(str(mid)) or "marked a threat")
+            for kind, value, mid, at, frm, fdom, subj, _ in rows
+        ]
+
+    def first_linked(self, destination: tuple[str, str]) -> float | None:
+        """When the first recorded message that linked the destination (or was sent from it) arrived;
+        None when none did or the store cannot say."""
+        kind, value = destination
+        return self._aggregate(
+            f"first linked {kind} {value}",
+            select(func.min(MessageRow.received_at))
+            .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
+            .where(IndicatorRow.kind.in_((kind, "sender_domain")), IndicatorRow.value == value),
+            float("inf"),  # the first record never changes (retention aside)
+        )
+
+    def released_linking(self, destinations: Iterable[tuple[str, str]], since: float) -> set[tuple[str, str]] | None:
+        """Those of the destinations that a message which arrived since `since` and was released
+        from quarantine linked (an administrator's word that mail leading there is fine)."""
+        wanted = set(destinations)
+        if not wanted:
+            return set()
+        try:
+            with self._session() as s:
+                rows = s.execute(
+                    select(IndicatorRow.kind, IndicatorRow.value)
+                    .join(MessageRow, IndicatorRow.message_id == MessageRow.id)
+                    .where(
+                        IndicatorRow.kind.in_({k for k, _ in wanted}), IndicatorRow.value.in_({v for _, v in wanted}),
+                        MessageRow.status == "released", MessageRow.received_at >= since,
+                    )
+                ).all()
+        except Exception as exc:
+            log.warning("store history unavailable: %s", exc)
+            return None
+        return {(str(k), str(v)) for k, v in rows} & wanted
 
     def restored_recall(self, message_ids: Iterable[str]) -> bool | None:
         """True when a recall job that took one of these messages was restored whole (an

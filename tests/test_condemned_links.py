@@ -1,0 +1,249 @@
+"""Condemned destinations: later mail linking a new domain, page or form that mail condemned here led to."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from mailmoat.analyzers import condemned_links
+from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+from mailmoat.analyzers.condemned_links import CondemnedLinkAnalyzer
+from mailmoat.config import Settings
+from mailmoat.model import Action, Direction, Envelope, Finding, Verdict
+from mailmoat.parse import parse
+from mailmoat.store.db import Store
+from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+ORG = "acme-corp.cn"
+HOUR = 3600.0
+DAY = 24 * HOUR
+LURE = "https://payroll-verify-2026.top/login?u={n}"
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    settings.server.domains = [ORG]
+    s = Store(settings.db_url, raw_dir=settings.raw_dir)
+    yield s
+    s.close()
+
+
+def _raw(frm: str, links: list[str], subject: str = "Salary adjustment", n: int = 0) -> bytes:
+    body = "".join(f'<p><a href="{link}">open</a></p>' for link in links)
+    return (
+        f"From: Payroll <{frm}>\r\nTo: wang@{ORG}\r\nSubject: {subject}\r\nMessage-ID: <c{n}.{frm}>\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def _record(store: Store, frm: str, links: list[str], when: float, n: int = 0, subject: str = "Salary adjustment") -> str:
+    env = Envelope(frm, [f"wang@{ORG}"], received_at=when)
+    store.record_message(env, parse(_raw(frm, links, subject, n)), Verdict(Action.DELIVER, 0.0))
+    return env.id
+
+
+def _history(store: Store, now: float, days: int = 20) -> None:
+    """A site's everyday mail: partners' newsletters, sent through a mail service's click tracker."""
+    for i in range(200):
+        partner = f"partner{i % 7}.example"
+        link = "https://click.mailservice.example/t/abc" if i % 2 else f"https://www.{partner}/orders"
+        _record(store, f"sales@{partner}", [link], now - days * DAY + i * HOUR, n=i)
+
+
+def _recall(store: Store, mail_id: str, trigger: str = "manual", state: str = "done", when: float | None = None) -> str:
+    job_id = f"01JOB{trigger.replace(':', '').upper():<21}"[:26].replace(" ", "0")
+    with store.session() as s:
+        s.add(RecallJobRow(id=job_id, created_at=when or time.time(), state=state, trigger=trigger))
+        s.add(RecallCopyRow(job_id=job_id, message_id=mail_id, tracking_id=f"{mail_id}-0000",
+                            recipient=f"wang@{ORG}", mailbox=f"wang@{ORG}", state="recalled"))
+        s.commit()
+    return job_id
+
+
+async def _scan(store: Store, settings: Settings, frm: str, links: list[str], now: float,
+                direction: Direction = Direction.INBOUND, mail_id: str = "") -> Finding | None:
+    an = CondemnedLinkAnalyzer(AnalyzerEnv(settings=settings, store=store))
+    env = Envelope(frm, [f"wang@{ORG}"], received_at=now, direction=direction)
+    if mail_id:
+        env.id = mail_id
+    ctx = AnalysisContext(message=parse(_raw(frm, links, "Your account", 99)), envelope=env, settings=settings)
+    got = {f.symbol: f for f in await an.analyze(ctx)}
+    return got.get("LINK_CONDEMNED_DESTINATION")
+
+
+async def test_a_recalled_lure_condemns_the_new_domain_it_linked(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now)
+    # The lure links its own new domain beside the brand it imitates and a click tracker this site
+    # has seen for weeks; only the new domain is the attacker's.
+    lure = _record(store, "payroll@hr-notice.example", [LURE.format(n=1), "https://www.microsoft.com/privacy",
+                                                         "https://click.mailservice.example/t/xyz"], now - 2 * HOUR)
+    assert await _scan(store, settings, "it@other-sender.example", [LURE.format(n=2)], now) is None  # not condemned yet
+    job = _recall(store, lure)
+    hit = await _scan(store, settings, "it@other-sender.example", [LURE.format(n=2)], now)
+    assert hit is not None and hit.score == 7.0 and hit.data["domain"] == "payroll-verify-2026.top"
+    assert "'Salary adjustment' from payroll@hr-notice.example" in hit.evidence and f"recalled by job {job} (manual)" in hit.evidence
+    for other in ("https://www.microsoft.com/account", "https://click.mailservice.example/t/other"):
+        assert await _scan(store, settings, "it@other-sender.example", [other], now) is None
+    # Not for mail leaving the site or between colleagues, nor for the condemned message itself.
+    assert await _scan(store, settings, f"li@{ORG}", [LURE.format(n=3)], now, Direction.OUTBOUND) is None
+    assert await _scan(store, settings, f"li@{ORG}", [LURE.format(n=3)], now, Direction.INTERNAL) is None
+    assert await _scan(store, settings, "payroll@hr-notice.example", [LURE.format(n=1)], now, mail_id=lure) is None
+
+
+async def test_whose_verdict_condemns(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now)
+    # The gateway's own later verdicts do not feed the sign; a threat indicator's recall and a
+    # message marked a threat do.
+    wave = _record(store, "a@one.example", ["https://by-wave.example/x"], now - HOUR, n=1)
+    _recall(store, wave, trigger="auto:wave")
+    assert await _scan(store, settings, "b@two.example", ["https://by-wave.example/y"], now) is None
+    intel = _record(store, "a@one.example", ["https://by-intel.example/x"], now - HOUR, n=2)
+    _recall(store, intel, trigger="auto:indicator")
+    assert await _scan(store, settings, "b@two.example", ["https://by-intel.example/y"], now) is not None
+    marked = _record(store, "a@one.example", ["https://marked.example/x"], now - HOUR, n=3)
+    with store.session() as s:
+        s.get_one(MessageRow, marked).status = "condemned"
+        s.commit()
+    hit = await _scan(store, settings, "b@two.example", ["https://marked.example/y"], now)
+    assert hit is not None and "marked a threat" in hit.evidence
+
+
+async def test_a_restored_recall_or_a_released_message_undoes_it(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now)
+    first = _record(store, "a@one.example", [LURE.format(n=1)], now - 3 * HOUR, n=1)
+    _recall(store, first, state="restored")
+    assert await _scan(store, settings, "b@two.example", [LURE.format(n=2)], now) is None
+    second = _record(store, "a@one.example", ["https://new-partner.example/welcome"], now - 3 * HOUR, n=2)
+    _recall(store, second, trigger="auto:verdict")
+    assert await _scan(store, settings, "b@two.example", ["https://new-partner.example/"], now) is not None
+    released = _record(store, "c@three.example", ["https://new-partner.example/terms"], now - HOUR, n=3)
+    with store.session() as s:
+        s.get_one(MessageRow, released).status = "released"
+        s.commit()
+    assert await _scan(store, settings, "b@two.example", ["https://new-partner.example/"], now) is None
+
+
+async def test_only_destinations_new_when_the_condemned_mail_came(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now)
+    # A domain the site knew ten days before the lure: a hijacked partner's site, not the attacker's own.
+    _record(store, "info@old-friend.example", ["https://old-friend-shop.example/"], now - 10 * DAY, n=1)
+    lure = _record(store, "a@one.example", ["https://old-friend-shop.example/hacked/login.php"], now - HOUR, n=2)
+    _recall(store, lure)
+    assert await _scan(store, settings, "b@two.example", ["https://old-friend-shop.example/"], now) is None
+    settings.condemned_links.young_days = 14
+    assert await _scan(store, settings, "b@two.example", ["https://old-friend-shop.example/"], now) is not None
+
+
+async def test_a_store_too_young_to_tell_says_nothing(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now, days=3)
+    lure = _record(store, "a@one.example", [LURE.format(n=1)], now - HOUR, n=1)
+    _recall(store, lure)
+    assert await _scan(store, settings, "b@two.example", [LURE.format(n=2)], now) is None
+    settings.condemned_links.young_days = 2
+    assert await _scan(store, settings, "b@two.example", [LURE.format(n=2)], now) is not None
+
+
+async def test_a_form_on_a_shared_host_and_a_hosting_page(store: Store, settings: Settings) -> None:
+    now = time.time()
+    _history(store, now)
+    lure = _record(store, "a@one.example", ["https://forms.gle/Lure7Q", "https://gov-subsidy.web.app/claim"], now - HOUR)
+    _recall(store, lure)
+    hit = await _scan(store, settings, "b@two.example", ["https://forms.gle/Lure7Q?usp=mail"], now)
+    assert hit is not None and hit.data["kind"] == "url_page" and "the page forms.gle/Lure7Q" in hit.evidence
+    assert await _scan(store, settings, "b@two.example", ["https://forms.gle/Survey1"], now) is None
+    hit = await _scan(store, settings, "b@two.example", ["https://gov-subsidy.web.app/"], now)
+    assert hit is not None and hit.data == {**hit.data, "kind": "url_host", "domain": "gov-subsidy.web.app"}
+    assert await _scan(store, settings, "b@two.example", ["https://someone-else.web.app/"], now) is None
+
+
+def test_what_counts_as_a_destination(settings: Settings) -> None:
+    from mailmoat.urlcheck.destinations import link_destinations, recorded_destination
+    from mailmoat.urlcheck.lookalike import DomainCatalog
+
+    catalog = DomainCatalog([ORG], [])
+    msg = parse(_raw("a@one.example", [
+        "https://login.payroll-verify-2026.top/x", "https://evil.web.app/", "https://forms.gle/Ab1",
+        "https://www.microsoft.com/", f"https://oa.{ORG}/", "http://10.1.2.3/intranet", "https://www.one-corp.com/",
+        "http://http//search.example.com/book",  # a typo: the host is "http", which leads nowhere
+        "http://203.0.113.9/claim",
+    ]))
+    assert link_destinations(msg, "one-corp.com", catalog) == [
+        ("url_domain", "payroll-verify-2026.top"), ("url_host", "evil.web.app"), ("url_page", "forms.gle/Ab1"),
+        ("url_domain", "203.0.113.9"),
+    ]
+    # The indicator rows of a recorded message, read by the same rules.
+    assert recorded_destination("url_host", "login.payroll-verify-2026.top", "", catalog) is None  # its domain row names it
+    assert recorded_destination("url_domain", "web.app", "", catalog) is None  # the platform is everyone's
+    assert recorded_destination("url_domain", "http", "", catalog) is None
+    assert recorded_destination("url_domain", "one-corp.com", "one-corp.com", catalog) is None
+    assert recorded_destination("url_page", "forms.gle/Ab1", "", catalog) == ("url_page", "forms.gle/Ab1")
+
+
+async def test_off_without_a_store_or_when_switched_off(store: Store, settings: Settings) -> None:
+    assert not CondemnedLinkAnalyzer(AnalyzerEnv(settings=settings, store=None)).enabled()
+    settings.condemned_links.enabled = False
+    assert not CondemnedLinkAnalyzer(AnalyzerEnv(settings=settings, store=store)).enabled()
+
+
+def test_through_the_gateway_the_next_copy_after_a_recall_is_marked(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real SMTP on loopback, local Maildir: a lure is delivered; an administrator recalls it with
+    `mailmoat recall run`; the next lure, in other words from another sender, links the same new
+    domain and is recorded with the sign."""
+    import smtplib
+
+    from sqlalchemy import select
+    from typer.testing import CliRunner
+
+    from mailmoat.cli import app
+    from tests.support.gateway import inprocess_gateway, wait_for
+
+    # The store is read again every REFRESH seconds; here at once, in the listener's process.
+    monkeypatch.setattr(condemned_links, "REFRESH", 0.0)
+    settings.server.workers = 0
+    settings.server.domains = [ORG]
+    settings.server.listen = "127.0.0.1:0"
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    _history(store, time.time())
+
+    def recorded(frm: str) -> MessageRow | None:
+        with store.session() as s:
+            return s.scalars(select(MessageRow).where(MessageRow.from_addr == frm)).first()
+
+    def plain(frm: str, link: str, subject: str, n: int) -> bytes:
+        # Words that no engine holds: what gets past them is what an administrator recalls.
+        return (
+            f"From: Li Wei <{frm}>\r\nTo: wang@{ORG}\r\nSubject: {subject}\r\nMessage-ID: <p{n}@{frm.split('@')[1]}>\r\n"
+            "Date: Sun, 29 Nov 2026 10:00:00 +0800\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+            f'<p>Hello, the documents we discussed are here: <a href="{link}">documents</a></p>\r\n'
+        ).encode()
+
+    def delivered(mail_id: str) -> bool:
+        with store.session() as s:
+            return s.scalars(select(DeliveryRow).where(DeliveryRow.message_id == mail_id, DeliveryRow.status == "delivered")).first() is not None
+
+    try:
+        with inprocess_gateway(settings) as gw:
+            with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as smtp:
+                smtp.sendmail("li.wei@trade-notice.example", [f"wang@{ORG}"],
+                              plain("li.wei@trade-notice.example", LURE.format(n=1), "Documents", 1))
+            first = wait_for(lambda: recorded("li.wei@trade-notice.example"), timeout=60, what="the first lure to be recorded")
+            wait_for(lambda: delivered(first.id), timeout=60, what="the first lure to be delivered")
+            res = CliRunner().invoke(app, ["recall", "run", "--message-id", first.message_id, "--yes",
+                                           "--data-dir", settings.data_dir, "--db", settings.db_url])
+            assert res.exit_code == 0, res.output
+            with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as smtp:
+                smtp.sendmail("zhang.min@other-trade.example", [f"wang@{ORG}"],
+                              plain("zhang.min@other-trade.example", LURE.format(n=2), "Quotation", 2))
+            second = wait_for(lambda: recorded("zhang.min@other-trade.example"), timeout=60, what="the second lure")
+    finally:
+        store.close()
+    assert first.action == "deliver" and "LINK_CONDEMNED_DESTINATION" not in first.symbols
+    assert second.symbols.get("LINK_CONDEMNED_DESTINATION") == 7.0 and second.action == "tag", (second.action, second.symbols)
