@@ -16,6 +16,7 @@ from mailmoat.parse import parse
 from mailmoat.store.db import Store
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+from tests.support.pg import pg_url  # noqa: F401  (fixture)
 
 ORG = "acme-corp.cn"
 HOUR = 3600.0
@@ -191,6 +192,30 @@ async def test_off_without_a_store_or_when_switched_off(store: Store, settings: 
     assert not CondemnedLinkAnalyzer(AnalyzerEnv(settings=settings, store=None)).enabled()
     settings.condemned_links.enabled = False
     assert not CondemnedLinkAnalyzer(AnalyzerEnv(settings=settings, store=store)).enabled()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_recall_made_on_another_node_counts(settings: Settings, pg_url: str) -> None:  # noqa: F811
+    """Several nodes share one PostgreSQL store: a recall that another node ran condemns the destination here."""
+    settings.server.domains = [ORG]
+    store = Store(pg_url)
+    try:
+        now = time.time()
+        _history(store, now)
+        lure = _record(store, "a@one.example", [LURE.format(n=1), "https://forms.gle/PgLure"], now - HOUR, n=1)
+        assert await _scan(store, settings, "b@two.example", [LURE.format(n=2)], now) is None
+        _recall(store, lure)
+        hit = await _scan(store, settings, "b@two.example", [LURE.format(n=2)], now)
+        assert hit is not None and "recalled by job" in hit.evidence
+        assert await _scan(store, settings, "b@two.example", ["https://forms.gle/PgLure"], now) is not None
+        released = _record(store, "c@three.example", ["https://forms.gle/PgLure"], now - HOUR, n=2)
+        with store.session() as s:
+            s.get_one(MessageRow, released).status = "released"
+            s.commit()
+        assert await _scan(store, settings, "b@two.example", ["https://forms.gle/PgLure"], now) is None
+        assert await _scan(store, settings, "b@two.example", [LURE.format(n=2)], now) is not None
+    finally:
+        store.close()
 
 
 def test_through_the_gateway_the_next_copy_after_a_recall_is_marked(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
