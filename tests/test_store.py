@@ -115,6 +115,24 @@ def test_record_message_is_an_idempotent_upsert(store: Store) -> None:
     assert len(indicators(store, env.id)) == len(expected) - 2
 
 
+def test_a_rescan_keeps_an_administrators_verdict(store: Store) -> None:
+    env, msg, _ = sample()
+    for judged in ("released", "condemned", "deleted"):
+        store.record_message(env, msg, Verdict(Action.QUARANTINE, 12.0), "")
+        with store.session() as s:
+            s.get_one(MessageRow, env.id).status = judged
+            s.commit()
+        store.record_message(env, msg, Verdict(Action.DELIVER, 0.0), "")  # judged again by the engine
+        with store.session() as s:
+            assert s.get_one(MessageRow, env.id).status == judged
+        with store.session() as s:
+            s.get_one(MessageRow, env.id).status = "processed"
+            s.commit()
+    store.record_message(env, msg, Verdict(Action.QUARANTINE, 12.0), "")
+    with store.session() as s:
+        assert s.get_one(MessageRow, env.id).status == "quarantined"
+
+
 def test_claims_are_exclusive_and_expire(store: Store) -> None:
     env, msg, verdict = sample()
     store.record_message(env, msg, verdict, "")

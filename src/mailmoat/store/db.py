@@ -594,8 +594,9 @@ def _record_tx(
             values["raw_path"] = raw_path
         elif old.raw_path is None:
             values["raw_path"] = ""
-        # A released or deleted message stays so when it is recorded again (e.g. a re-scan).
-        values["status"] = old.status if old.status in ("released", "deleted") else status
+        # A released, condemned or deleted message stays so when it is recorded again (a re-scan
+        # must not undo an administrator's verdict).
+        values["status"] = old.status if old.status in ("released", "condemned", "deleted") else status
         conn.execute(update(m).where(m.c.id == envelope.id), values)
         conn.execute(delete(_INDICATORS).where(_INDICATORS.c.message_id == envelope.id))
     ind = extract_indicators(envelope, message, verdict)
