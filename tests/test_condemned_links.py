@@ -13,6 +13,8 @@ from mailmoat.analyzers.condemned_links import CondemnedLinkAnalyzer
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction, Envelope, Finding, Verdict
 from mailmoat.parse import parse
+from mailmoat.recall.auto import condemn_message
+from mailmoat.recall.engine import RecallEngine
 from mailmoat.store.db import Store
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
@@ -107,9 +109,8 @@ async def test_whose_verdict_condemns(store: Store, settings: Settings) -> None:
     _recall(store, intel, trigger="auto:indicator")
     assert await _scan(store, settings, "b@two.example", ["https://by-intel.example/y"], now) is not None
     marked = _record(store, "a@one.example", ["https://marked.example/x"], now - HOUR, n=3)
-    with store.session() as s:
-        s.get_one(MessageRow, marked).status = "condemned"
-        s.commit()
+    outcome = await condemn_message(RecallEngine(settings, store), marked, "analyst", "reported by users")
+    assert outcome.state == "none"  # it had no delivered copy to recall: the mark alone condemns
     hit = await _scan(store, settings, "b@two.example", ["https://marked.example/y"], now)
     assert hit is not None and "marked a threat" in hit.evidence
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from mailmoat.store.db import DELIVERED
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
@@ -179,14 +179,17 @@ class History:
         self, since: float, triggers: Iterable[str], kinds: Iterable[str]
     ) -> list[tuple[str, str, str, float, str, str, str, str]] | None:
         """(indicator kind, value, message id, arrival, From address, From domain, subject, how) of
-        the link indicators of `kinds` in inbound mail that arrived since `since` and was condemned:
-        marked a threat (status "condemned"; how = "marked a threat"), or recalled by a job of one
-        of `triggers` that has not been restored (how = "recalled by job <id> (<trigger>)")."""
+        the link indicators of `kinds` in inbound mail condemned since `since`: marked a threat
+        (the audit log's "message.condemn"; how = "marked a threat"), or recalled by a job of one of
+        `triggers` that has not been restored (how = "recalled by job <id> (<trigger>)"). A message
+        released since is left out. Both are found through their own indexed tables, never by
+        reading every message of the period."""
+        from mailmoat.store.audit_models import AuditRow
         from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
 
         try:
             with self._session() as s:
-                recalled = {
+                how = {
                     str(mid): f"recalled by job {job} ({trigger})"
                     for mid, job, trigger in s.execute(
                         select(RecallCopyRow.message_id, RecallJobRow.id, RecallJobRow.trigger)
@@ -199,14 +202,20 @@ class History:
                         )
                     )
                 }
+                for (mid,) in s.execute(
+                    select(AuditRow.target).where(AuditRow.action == "message.condemn", AuditRow.at >= since)
+                ):
+                    how.setdefault(str(mid), "marked a threat")
+                if not how:
+                    return []
                 rows = s.execute(
                     select(IndicatorRow.kind, IndicatorRow.value, MessageRow.id, MessageRow.received_at,
-                           MessageRow.from_addr, MessageRow.from_domain, MessageRow.subject, MessageRow.status)
+                           MessageRow.from_addr, MessageRow.from_domain, MessageRow.subject)
                     .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
                     .where(
+                        MessageRow.id.in_(list(how)),
                         MessageRow.direction == "inbound",
-                        MessageRow.received_at >= since,
-                        or_(MessageRow.status == "condemned", MessageRow.id.in_(list(recalled))),
+                        MessageRow.status != "released",
                         IndicatorRow.kind.in_(list(kinds)),
                     )
                 ).all()
@@ -215,8 +224,8 @@ class History:
             return None
         return [
             (str(kind), str(value), str(mid), float(at), str(frm or "").lower(), str(fdom or "").lower(), str(subj or ""),
-             recalled.get(str(mid)) or "marked a threat")
-            for kind, value, mid, at, frm, fdom, subj, _ in rows
+             how[str(mid)])
+            for kind, value, mid, at, frm, fdom, subj in rows
         ]
 
     def first_linked(self, destination: tuple[str, str]) -> float | None:
