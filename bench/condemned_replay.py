@@ -15,6 +15,7 @@ extreme administrator would have caused. There is no other analyzer and no class
 from __future__ import annotations
 
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -42,9 +43,11 @@ def _parse(path: str) -> Message:
 
 async def _replay(
     corpus: str, items: list[tuple[float, str, str]], messages: list[Message], settings: Settings, every: float
-) -> list[tuple[str, str, str | None]]:
-    """(label, path, evidence or None) per message, in arrival order."""
+) -> tuple[list[tuple[str, str, str | None]], float, int]:
+    """(label, path, evidence or None) per message, in arrival order; then the median time of a
+    read of the store at the end of the replay (ms) and how many destinations it found condemned."""
     out: list[tuple[str, str, str | None]] = []
+    refresh_ms: list[float] = []
     condemned_links.REFRESH = float("inf")  # the replay says when the store is read again
     with tempfile.TemporaryDirectory(prefix=f"condemned-{corpus}-") as tmp:
         settings.data_dir = tmp
@@ -68,9 +71,15 @@ async def _replay(
                         s.get_one(MessageRow, env.id).status = "condemned"
                         audit(s, "bench", "message.condemn", env.id).at = when  # replayed time
                         s.commit()
+            last = items[-1][0] if items else time.time()
+            for _ in range(5):
+                t0 = time.perf_counter()
+                an.refresh(last)
+                refresh_ms.append((time.perf_counter() - t0) * 1000)
+            condemned = len(an.condemned)
         finally:
             store.close()
-    return out
+    return out, statistics.median(refresh_ms), condemned
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
             messages = list(pool.map(_parse, [p for _, _, p in items], chunksize=32))
         t0 = time.perf_counter()
-        results = asyncio.run(_replay(corpus, items, messages, settings, args.every_hours * 3600.0))
+        results, refresh_ms, condemned = asyncio.run(_replay(corpus, items, messages, settings, args.every_hours * 3600.0))
         replay_s = time.perf_counter() - t0
         for label in sorted({lab for lab, _, _ in results}):
             mine = [r for r in results if r[0] == label]
@@ -118,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             if label == "ham":
                 ham_shown += [f"- {corpus}/{Path(p).name}: {ev}" for _, p, ev in marked[: args.show]]
-        print(f"<!-- {corpus}: replayed in {replay_s:.0f} s -->")
+        print(
+            f"<!-- {corpus}: replayed in {replay_s:.0f} s; at the end a read of the store took {refresh_ms:.1f} ms "
+            f"(median of 5) and found {condemned} condemned destinations -->"
+        )
     if ham_shown:
         print("\nMarked ham:\n" + "\n".join(ham_shown))
     return 0
