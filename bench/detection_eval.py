@@ -114,6 +114,34 @@ def sent_at(path: Path) -> float | None:
         return None
 
 
+def in_date_order(
+    cells: dict[tuple[str, str], list[Path]], corpus: str, jobs: int
+) -> tuple[list[tuple[float, str, str]], list[Any], Counter[str]]:
+    """One corpus's messages whose Date can be read, oldest first, as (Date, label, path) and parsed
+    (in `jobs` processes), and per label how many had no readable Date: the replays' arrivals."""
+    items: list[tuple[float, str, str]] = []
+    undated: Counter[str] = Counter()
+    for (c, label), files in cells.items():
+        if c != corpus:
+            continue
+        for f in files:
+            when = sent_at(f)
+            if when is None:
+                undated[label] += 1
+            else:
+                items.append((when, label, str(f)))
+    items.sort()
+    with ProcessPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        messages = list(pool.map(_parse_file, [p for _, _, p in items], chunksize=32))
+    return items, messages, undated
+
+
+def _parse_file(path: str) -> Any:
+    from mailmoat.parse import parse
+
+    return parse(Path(path).read_bytes())
+
+
 def split(files: list[Path], seed: int = SEED, by_date: bool = False) -> tuple[list[Path], list[Path]]:
     """50/50 split: (train, test). Fixed-seed shuffle, or, by_date, the older half against the newer.
 

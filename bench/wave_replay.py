@@ -25,8 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,10 +36,6 @@ from mailmoat.config import Settings
 from mailmoat.model import Action, Envelope, Message, Verdict
 from mailmoat.parse import parse
 from mailmoat.store.db import Store
-
-
-def _parse(path: str) -> Message:
-    return parse(Path(path).read_bytes())
 
 
 async def _replay(
@@ -130,21 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     ham_shown: list[str] = []
     for corpus in sorted({c for c, _ in cells}):
-        items: list[tuple[float, str, str]] = []
-        undated: Counter[str] = Counter()
-        for (c, label), files in cells.items():
-            if c != corpus:
-                continue
-            for f in files:
-                when = de.sent_at(f)
-                if when is None:
-                    undated[label] += 1
-                else:
-                    items.append((when, label, str(f)))
-        items.sort()
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-            messages = list(pool.map(_parse, [p for _, _, p in items], chunksize=32))
+        items, messages, undated = de.in_date_order(cells, corpus, args.jobs)
         parsed_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         results = asyncio.run(_replay(corpus, items, messages, settings))

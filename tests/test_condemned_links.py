@@ -66,6 +66,13 @@ def _recall(store: Store, mail_id: str, trigger: str = "manual", state: str = "d
     return job_id
 
 
+def _release(store: Store, mail_id: str) -> None:
+    """What releasing a message from quarantine leaves in its record."""
+    with store.session() as s:
+        s.get_one(MessageRow, mail_id).status = "released"
+        s.commit()
+
+
 async def _scan(store: Store, settings: Settings, frm: str, links: list[str], now: float,
                 direction: Direction = Direction.INBOUND, mail_id: str = "") -> Finding | None:
     an = CondemnedLinkAnalyzer(AnalyzerEnv(settings=settings, store=store))
@@ -124,10 +131,7 @@ async def test_a_restored_recall_or_a_released_message_undoes_it(store: Store, s
     second = _record(store, "a@one.example", ["https://new-partner.example/welcome"], now - 3 * HOUR, n=2)
     _recall(store, second, trigger="auto:verdict")
     assert await _scan(store, settings, "b@two.example", ["https://new-partner.example/"], now) is not None
-    released = _record(store, "c@three.example", ["https://new-partner.example/terms"], now - HOUR, n=3)
-    with store.session() as s:
-        s.get_one(MessageRow, released).status = "released"
-        s.commit()
+    _release(store, _record(store, "c@three.example", ["https://new-partner.example/terms"], now - HOUR, n=3))
     assert await _scan(store, settings, "b@two.example", ["https://new-partner.example/"], now) is None
 
 
@@ -209,10 +213,7 @@ async def test_on_postgresql_a_recall_made_on_another_node_counts(settings: Sett
         hit = await _scan(store, settings, "b@two.example", [LURE.format(n=2)], now)
         assert hit is not None and "recalled by job" in hit.evidence
         assert await _scan(store, settings, "b@two.example", ["https://forms.gle/PgLure"], now) is not None
-        released = _record(store, "c@three.example", ["https://forms.gle/PgLure"], now - HOUR, n=2)
-        with store.session() as s:
-            s.get_one(MessageRow, released).status = "released"
-            s.commit()
+        _release(store, _record(store, "c@three.example", ["https://forms.gle/PgLure"], now - HOUR, n=2))
         assert await _scan(store, settings, "b@two.example", ["https://forms.gle/PgLure"], now) is None
         assert await _scan(store, settings, "b@two.example", [LURE.format(n=2)], now) is not None
     finally:
