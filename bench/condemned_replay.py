@@ -1,6 +1,7 @@
 """Condemned destinations replayed: each corpus's mail arrives in date order through a real store, every spam and phishing message is condemned after it arrives, and LINK_CONDEMNED_DESTINATION is asked of every message.
 
-    .venv/bin/python bench/condemned_replay.py /path/to/corpora [-j N] [--every-hours H] [--young-days D] [--show N]
+    .venv/bin/python bench/condemned_replay.py /path/to/corpora [-j N] [--every-hours H] [--young-days D]
+                                               [--lookback-days D] [--show N]
 
 Per corpus, every message whose Date header can be read is parsed (in N processes), then replayed
 one by one in date order into a fresh SQLite store, with its Date as its arrival: the analyzer
@@ -19,8 +20,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,23 +30,18 @@ from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
 from mailmoat.analyzers.condemned_links import CondemnedLinkAnalyzer
 from mailmoat.config import Settings
 from mailmoat.model import Action, Envelope, Message, Verdict
-from mailmoat.parse import parse
 from mailmoat.store.audit import audit
 from mailmoat.store.db import Store
 from mailmoat.store.models import MessageRow
 
 
-def _parse(path: str) -> Message:
-    return parse(Path(path).read_bytes())
-
-
 async def _replay(
     corpus: str, items: list[tuple[float, str, str]], messages: list[Message], settings: Settings, every: float
-) -> tuple[list[tuple[str, str, str | None]], float, int]:
-    """(label, path, evidence or None) per message, in arrival order; then the median time of a
-    read of the store at the end of the replay (ms) and how many destinations it found condemned."""
+) -> tuple[list[tuple[str, str, str | None]], list[tuple[float, int]]]:
+    """(label, path, evidence or None) per message, in arrival order; and for each read of the
+    store, how long it took (ms) and how many condemned destinations it found."""
     out: list[tuple[str, str, str | None]] = []
-    refresh_ms: list[float] = []
+    reads: list[tuple[float, int]] = []
     condemned_links.REFRESH = float("inf")  # the replay says when the store is read again
     with tempfile.TemporaryDirectory(prefix=f"condemned-{corpus}-") as tmp:
         settings.data_dir = tmp
@@ -58,9 +52,9 @@ async def _replay(
             read_at = float("-inf")
             for (when, label, path), msg in zip(items, messages, strict=True):
                 if when - read_at >= every:
-                    assert an.history is not None
-                    an.history.forget_counts()
+                    t0 = time.perf_counter()
                     an.refresh(when)
+                    reads.append(((time.perf_counter() - t0) * 1000, len(an.condemned)))
                     read_at = when
                 env = Envelope(msg.from_.addr, ["user@localhost"], received_at=when, listener="eval")
                 found = await an.analyze(AnalysisContext(message=msg, envelope=env, settings=settings))
@@ -71,27 +65,24 @@ async def _replay(
                         s.get_one(MessageRow, env.id).status = "condemned"
                         audit(s, "bench", "message.condemn", env.id).at = when  # replayed time
                         s.commit()
-            last = items[-1][0] if items else time.time()
-            for _ in range(5):
-                t0 = time.perf_counter()
-                an.refresh(last)
-                refresh_ms.append((time.perf_counter() - t0) * 1000)
-            condemned = len(an.condemned)
         finally:
             store.close()
-    return out, statistics.median(refresh_ms), condemned
+    return out, reads
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = de.corpus_parser(__doc__)
     ap.add_argument("--every-hours", type=float, default=1.0, help="replayed hours between reads of the store")
     ap.add_argument("--young-days", type=float, default=None, help="condemned_links.young_days (default: the setting's)")
+    ap.add_argument("--lookback-days", type=float, default=None, help="condemned_links.lookback_days (default: the setting's)")
     ap.add_argument("--show", type=int, default=10, help="marked ham messages to list per corpus")
     args = ap.parse_args(argv)
     cells = de.discover_or_say(args.corpus_dir)
     settings = Settings()
     if args.young_days is not None:
         settings.condemned_links.young_days = args.young_days
+    if args.lookback_days is not None:
+        settings.condemned_links.lookback_days = args.lookback_days
     cfg = settings.condemned_links
     print(
         f"every spam and phishing message condemned as it arrives; look-back {cfg.lookback_days:g} days, "
@@ -101,22 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---:|")
     ham_shown: list[str] = []
     for corpus in sorted({c for c, _ in cells}):
-        items: list[tuple[float, str, str]] = []
-        undated: Counter[str] = Counter()
-        for (c, label), files in cells.items():
-            if c != corpus:
-                continue
-            for f in files:
-                when = de.sent_at(f)
-                if when is None:
-                    undated[label] += 1
-                else:
-                    items.append((when, label, str(f)))
-        items.sort()
-        with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-            messages = list(pool.map(_parse, [p for _, _, p in items], chunksize=32))
+        items, messages, undated = de.in_date_order(cells, corpus, args.jobs)
         t0 = time.perf_counter()
-        results, refresh_ms, condemned = asyncio.run(_replay(corpus, items, messages, settings, args.every_hours * 3600.0))
+        results, reads = asyncio.run(_replay(corpus, items, messages, settings, args.every_hours * 3600.0))
         replay_s = time.perf_counter() - t0
         for label in sorted({lab for lab, _, _ in results}):
             mine = [r for r in results if r[0] == label]
@@ -127,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             if label == "ham":
                 ham_shown += [f"- {corpus}/{Path(p).name}: {ev}" for _, p, ev in marked[: args.show]]
+        ms = sorted(r[0] for r in reads) or [0.0]
         print(
-            f"<!-- {corpus}: replayed in {replay_s:.0f} s; at the end a read of the store took {refresh_ms:.1f} ms "
-            f"(median of 5) and found {condemned} condemned destinations -->"
+            f"<!-- {corpus}: replayed in {replay_s:.0f} s; {len(reads)} reads of the store, median {statistics.median(ms):.1f} ms, "
+            f"slowest {ms[-1]:.1f} ms; at most {max((r[1] for r in reads), default=0)} condemned destinations at once -->"
         )
     if ham_shown:
         print("\nMarked ham:\n" + "\n".join(ham_shown))
