@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -57,7 +58,7 @@ def _history(store: Store, now: float, days: int = 20) -> None:
 
 
 def _recall(store: Store, mail_id: str, trigger: str = "manual", state: str = "done", when: float | None = None) -> str:
-    job_id = f"01JOB{trigger.replace(':', '').upper():<21}"[:26].replace(" ", "0")
+    job_id = f"01JOB{uuid.uuid4().hex[:21].upper()}"
     with store.session() as s:
         s.add(RecallJobRow(id=job_id, created_at=when or time.time(), state=state, trigger=trigger))
         s.add(RecallCopyRow(job_id=job_id, message_id=mail_id, tracking_id=f"{mail_id}-0000",
@@ -120,6 +121,20 @@ async def test_whose_verdict_condemns(store: Store, settings: Settings) -> None:
     assert outcome.state == "none"  # it had no delivered copy to recall: the mark alone condemns
     hit = await _scan(store, settings, "b@two.example", ["https://marked.example/y"], now)
     assert hit is not None and "marked a threat" in hit.evidence
+
+
+async def test_a_recall_of_many_messages_is_read_in_parts(
+    store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailmoat.urlcheck import history
+
+    monkeypatch.setattr(history, "_CHUNK", 2)  # five messages: three queries
+    now = time.time()
+    _history(store, now)
+    for n in range(5):
+        _recall(store, _record(store, f"a{n}@one.example", [f"https://lure-{n}.example/"], now - HOUR, n=n), when=now + n)
+    for n in range(5):
+        assert await _scan(store, settings, "b@two.example", [f"https://lure-{n}.example/x"], now) is not None
 
 
 async def test_a_restored_recall_or_a_released_message_undoes_it(store: Store, settings: Settings) -> None:

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 # Until the store has recorded this many messages, "never seen before" means nothing.
 MIN_HISTORY = 200
 SEEN_CACHE = 100_000  # domains and hosts remembered as seen, per process
+_CHUNK = 500  # values bound in one IN (), well below any database's limit
 
 
 class History:
@@ -200,25 +201,27 @@ class History:
                             RecallJobRow.created_at >= since,
                             RecallCopyRow.state.in_(("recalled", "already_gone")),
                         )
+                        .distinct()  # a message, not each of its thousands of copies
                     )
                 }
                 for (mid,) in s.execute(
                     select(AuditRow.target).where(AuditRow.action == "message.condemn", AuditRow.at >= since)
                 ):
                     how.setdefault(str(mid), "marked a threat")
-                if not how:
-                    return []
-                rows = s.execute(
-                    select(IndicatorRow.kind, IndicatorRow.value, MessageRow.id, MessageRow.received_at,
-                           MessageRow.from_addr, MessageRow.from_domain, MessageRow.subject)
-                    .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
-                    .where(
-                        MessageRow.id.in_(list(how)),
-                        MessageRow.direction == "inbound",
-                        MessageRow.status != "released",
-                        IndicatorRow.kind.in_(list(kinds)),
-                    )
-                ).all()
+                ids = list(how)
+                rows = []
+                for start in range(0, len(ids), _CHUNK):  # a big recall names more messages than one query may
+                    rows += s.execute(
+                        select(IndicatorRow.kind, IndicatorRow.value, MessageRow.id, MessageRow.received_at,
+                               MessageRow.from_addr, MessageRow.from_domain, MessageRow.subject)
+                        .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
+                        .where(
+                            MessageRow.id.in_(ids[start:start + _CHUNK]),
+                            MessageRow.direction == "inbound",
+                            MessageRow.status != "released",
+                            IndicatorRow.kind.in_(list(kinds)),
+                        )
+                    ).all()
         except Exception as exc:
             log.warning("store history unavailable: %s", exc)
             return None
