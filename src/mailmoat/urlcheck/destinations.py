@@ -17,31 +17,19 @@ KINDS = ("url_domain", "url_host", "url_page")
 
 
 def link_destinations(msg: Message, sender: str, catalog: DomainCatalog) -> list[tuple[str, str]]:
-    """(indicator kind, value) of each place the message's links send the reader: the registrable
-    domain; for a page on a hosting platform (`evil-login.web.app`) the host, since the platform's
-    own domain is everyone's; for a form or file on a host everyone shares (a Google Form, a
-    Dropbox link) the page itself. The sender's own domain (`sender`, registrable), the
-    organisation's, well-known brands' and intranet addresses are left out, but a brand's shared
-    host is not: the form on it is the attacker's."""
+    """(indicator kind, value) of each place the message's links send the reader (`_destination`),
+    at most MAX_DESTINATIONS of them."""
     out: dict[tuple[str, str], None] = {}
     for u in msg.urls[:MAX_URLS]:
         if u.source in NOT_A_DESTINATION or not u.host:
             continue
         host = u.host.rstrip(".").lower()
-        reg = url_domain_of(u)  # the value the store records, which the history is asked about
-        if not reg or reg == sender or not _is_destination(host):
-            continue
-        page = shared_page(host, u.url)
-        if page:
-            out[("url_page", page)] = None
-        elif catalog.is_legit(host) or dom.is_internal_address(host):
-            continue
-        else:
-            platform = free_hosting(host)
-            tenant = url_host_of(host, reg) if platform and platform != host else ""
-            out[("url_host", tenant) if tenant else ("url_domain", reg)] = None
-        if len(out) >= MAX_DESTINATIONS:
-            break
+        # url_domain_of: the value the store records, which the history is asked about.
+        dest = _destination(host, url_domain_of(u), shared_page(host, u.url), sender, catalog)
+        if dest is not None:
+            out[dest] = None
+            if len(out) >= MAX_DESTINATIONS:
+                break
     return list(out)
 
 
@@ -52,16 +40,33 @@ def recorded_destination(kind: str, value: str, sender: str, catalog: DomainCata
     value = value.strip()
     if kind == "url_page":
         host = value.partition("/")[0].partition("?")[0]
-        return None if dom.registrable(host) == sender else (kind, value)
+        return _destination(host, dom.registrable(host), value, sender, catalog)
     host = value.lower()
-    if not _is_destination(host) or dom.registrable(host) == sender or catalog.is_legit(host) or dom.is_internal_address(host):
+    if kind == "url_domain":
+        # A link to a page on a hosting platform records the platform's domain too; its host row names it.
+        return None if free_hosting(host) else _destination(host, host, "", sender, catalog)
+    if kind == "url_host":
+        dest = _destination(host, dom.registrable(host), "", sender, catalog)
+        return dest if dest is not None and dest[0] == "url_host" else None
+    return None
+
+
+def _destination(host: str, reg: str, page: str, sender: str, catalog: DomainCatalog) -> tuple[str, str] | None:
+    """Where a link to `host` (registrable domain `reg`; `page` on a host everyone shares, or '')
+    sends the reader: the registrable domain; for a page on a hosting platform (`evil-login.web.app`)
+    the host, since the platform's own domain is everyone's; for a form or file on a shared host (a
+    Google Form, a Dropbox link) the page itself. The sender's own domain (`sender`, registrable),
+    the organisation's, well-known brands' and intranet addresses are left out, but a brand's
+    shared host is not: the form on it is the attacker's."""
+    if not reg or reg == sender or not _is_destination(host):
+        return None
+    if page:
+        return ("url_page", page)
+    if catalog.is_legit(host) or dom.is_internal_address(host):
         return None
     platform = free_hosting(host)
-    if kind == "url_host":
-        return (kind, host) if platform and platform != host else None
-    if kind == "url_domain":
-        return None if platform else (kind, host)
-    return None
+    tenant = url_host_of(host, reg) if platform and platform != host else ""
+    return ("url_host", tenant) if tenant else ("url_domain", reg)
 
 
 def _is_destination(host: str) -> bool:
