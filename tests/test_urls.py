@@ -181,6 +181,28 @@ async def test_open_redirect_target_is_checked(analyzer: UrlAnalyzer) -> None:
     assert "redirect target" in got["URL_LOOKALIKE_BRAND"].evidence
 
 
+def test_redirect_targets_in_base64() -> None:
+    """Click trackers and redirectors that carry the target in base64 ("aHR0c" is "http"): in a
+    query value (standard alphabet, itself percent-encoded inside, as ActiveCampaign does), in a
+    path segment (URL-safe, no padding), with "+" read as a space; anything else is no target."""
+    tracker = "https://acct.lt.tracker.example/Prod/link-tracker?redirectUrl=aHR0cHMlM0ElMkYlMkZwb3J0YWwtbXlsZWRnZXIuY29tJTJG&sig=9f"
+    assert redirect_targets(tracker) == ["https://portal-myledger.com/"]
+    assert redirect_targets("https://x.mailer.example/lnk/AVQAAFx/aHR0cHM6Ly93d3cuZXhvZHVzLmNvbQ") == ["https://www.exodus.com"]
+    # "https://paypa1.com/a~b" encodes with a "+", which parse_qsl hands over as a space; the
+    # decoded text ends at the first character no URL holds (">" here).
+    assert redirect_targets("https://r.example/?u=aHR0cHM6Ly9wYXlwYTEuY29tL2F+Yg==") == ["https://paypa1.com/a~b"]
+    assert redirect_targets("https://r.example/?u=aHR0cHM6Ly9wYXlwYTEuY29tL2E/Yj1jPg==") == ["https://paypa1.com/a?b=c"]
+    for value in ("aHR0cA", "aHR0cHM6Ly9!!!", "aHR0cHMlM0ElMkYlMkY=", "aGVsbG8gd29ybGQ=", "aHR0c%%%"):
+        assert redirect_targets(f"https://r.example/?u={value}") == [], value
+
+
+async def test_a_base64_redirect_target_is_checked(analyzer: UrlAnalyzer) -> None:
+    link = "https://news.tracker.example/c?u=aHR0cHM6Ly9wYXlwYTEuY29tL3NpZ25pbg"
+    got = await _scan(analyzer, [url(link)])
+    assert "redirects to https://paypa1.com/signin" in got["URL_REDIRECT"].evidence
+    assert "redirect target" in got["URL_LOOKALIKE_BRAND"].evidence
+
+
 async def test_data_and_javascript_links(analyzer: UrlAnalyzer) -> None:
     got = await _scan(analyzer, [url("data:text/html;base64,PGgxPng8L2gxPg=="), url("javascript:alert(1)"), url("data:image/png;base64,iVBOR")])
     assert "text/html" in got["URL_DATA_URI"].evidence and got["URL_DATA_URI"].data["count"] == 1

@@ -4,6 +4,8 @@ free mail)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from importlib import resources
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -106,11 +108,35 @@ def is_shortener(host: str) -> bool:
     return h in SHORTENERS or (h.startswith("www.") and h[4:] in SHORTENERS)
 
 
-def _as_url(value: str) -> str | None:
+# "http" in base64 begins "aHR0c". Mail services' click trackers (ActiveCampaign's redirectUrl,
+# Mailjet's links) and phishing redirectors carry their target that way, where a filter that
+# reads only percent-encoding sees no URL at all.
+_BASE64_URL = re.compile(r"aHR0c[A-Za-z0-9+/_-]{6,}")
+# Where the decoded target ends: bytes that are no part of a URL (the value may run on past it).
+_DECODED_END = re.compile(r"[\x00-\x20\x7f-\x9f\ufffd\\\"'<>]")
+
+
+def _from_base64(value: str) -> str | None:
+    """The URL a base64-encoded value holds (standard or URL-safe alphabet, padding optional)."""
+    m = _BASE64_URL.match(value.replace(" ", "+"))  # a query string reads "+" as a space
+    if not m:
+        return None
+    text = m.group(0).replace("-", "+").replace("_", "/")
+    text = text[: len(text) - len(text) % 4 if len(text) % 4 == 1 else len(text)]
+    try:
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4)).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return None
+    return _as_url(_DECODED_END.split(decoded, maxsplit=1)[0], base64_too=False)
+
+
+def _as_url(value: str, base64_too: bool = True) -> str | None:
     v = value.strip()
     for _ in range(3):  # links are often encoded two or three times over
         if _URL_IN_VALUE.match(v):
             return v if not v.startswith("//") else "https:" + v
+        if base64_too and v.startswith("aHR0c"):
+            return _from_base64(v)
         if "%" not in v:
             break
         v = unquote(v)
@@ -135,6 +161,11 @@ def redirect_targets(url: str) -> list[str]:
             if parts.path.startswith("/amp/s/"):
                 target = "https://" + target
             found.append(target)
+    for segment in parts.path.split("/"):
+        if segment.startswith("aHR0c"):
+            t = _from_base64(unquote(segment))
+            if t:
+                found.append(t)
     if parts.fragment:
         t = _as_url(parts.fragment.lstrip("!/"))
         if t:
