@@ -12,7 +12,7 @@ from mailmoat.analyzers.impersonation import ImpersonationAnalyzer
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction, Envelope, Finding, Verdict
 from mailmoat.store.db import Store
-from tests.support.detmsg import message, simple
+from tests.support.detmsg import message, simple, url
 
 ORG = "acme-corp.cn"
 
@@ -162,6 +162,37 @@ async def test_a_brand_that_is_also_a_word_is_claimed_by_that_word_alone(setting
     assert await _scan(an, "Ledger <noreply@ledger.com>") == {}
     for display in ("General Ledger Team", "Chase Smith", "Office", "Booking Office", "Visa"):
         assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
+
+
+async def _scan_links(an: ImpersonationAnalyzer, from_: str, links: list[str], prior: list[Finding] | None = None, source: str = "href") -> dict[str, Finding]:
+    msg = message(simple(from_), urls=[url(u, source=source) for u in links])
+    env = Envelope(mail_from=msg.from_.addr, rcpt_tos=[f"staff@{ORG}"], peer_ip="203.0.113.9")
+    ctx = AnalysisContext(message=msg, envelope=env, settings=an.env.settings, prior=list(prior or []))
+    return {f.symbol: f for f in await an.analyze(ctx)}
+
+
+async def test_a_link_named_after_the_brand_the_display_name_claims(settings: Settings) -> None:
+    """"Ledger" from elsewhere, linking portal-myledger.com (directly or through a tracker's base64
+    target): the link checks leave word-like brand names out of brand-in-name, the claim makes it count."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan_links(an, "Ledger <rodrigo@tradestars.example>", ["https://portal-myledger.com/"])
+    f = got["DISPLAY_NAME_BRAND_HOST"]
+    assert f.score == 3.0 and f.data["host"] == "portal-myledger.com" and f.data["brand"] == "Ledger"
+    assert "named after Ledger but not Ledger's" in f.evidence
+    tracker = "https://acct.lt.tracker.example/Prod/link-tracker?redirectUrl=aHR0cHMlM0ElMkYlMkZsZWRnZXIucmVzdG9yZS1teWFzc2V0cy5jb20="
+    assert (await _scan_links(an, "Ledger <rodrigo@tradestars.example>", [tracker]))["DISPLAY_NAME_BRAND_HOST"].data["host"] == "ledger.restore-myassets.com"
+    for links in (["https://www.ledger.com/academy"], ["https://ledger.fr/"], ["https://www.example.org/"], ["http://203.0.113.7/ledger"]):
+        assert "DISPLAY_NAME_BRAND_HOST" not in await _scan_links(an, "Ledger <rodrigo@tradestars.example>", links), links
+    # No claim, no finding: a bookkeeping firm's own domain says "ledger" in good faith.
+    assert "DISPLAY_NAME_BRAND_HOST" not in await _scan_links(an, "General Ledger Team <gl@firm.example>", ["https://myledger-books.example/"])
+    # An image's host is not where the reader is sent.
+    assert "DISPLAY_NAME_BRAND_HOST" not in await _scan_links(an, "Ledger <a@firm.example>", ["https://cdn.myledger-img.example/logo.png"], source="src")
+    # A short brand name counts only as a whole word of the host: zoom-join.example, not zoomgroup.example.
+    assert "DISPLAY_NAME_BRAND_HOST" in await _scan_links(an, "Zoom <a@firm.example>", ["https://zoom-join.example/j/1"])
+    assert "DISPLAY_NAME_BRAND_HOST" not in await _scan_links(an, "Zoom <a@firm.example>", ["https://zoomgroup.example/"])
+    # The link checks found a host imitating Ledger already: that finding says it, once.
+    prior = [Finding("URL_BRAND_IN_HOST", 3.0, "link to updates-ledger.com", "urls", data={"lookalike": "updates-ledger.com", "brand": "Ledger"})]
+    assert "DISPLAY_NAME_BRAND_HOST" not in await _scan_links(an, "Ledger <a@firm.example>", ["https://send.updates-ledger.com/"], prior=prior)
 
 
 async def test_a_brand_of_two_or_three_capitals_is_claimed_as_written(settings: Settings) -> None:

@@ -12,7 +12,7 @@ from mailmoat.model import Address, Direction, Finding, Message, Symbol
 from mailmoat.parse.names import CJK_CHARS, DEPARTMENT_END, fold, norm, written_apart
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
-from mailmoat.urlcheck.links import FREEMAIL, abused_tld, free_hosting
+from mailmoat.urlcheck.links import FREEMAIL, abused_tld, free_hosting, host_of, redirect_targets
 from mailmoat.urlcheck.lookalike import GENERIC_LABELS, DomainCatalog
 
 # An account's usual display names are those of mail older than this (a running wave does not count).
@@ -89,6 +89,12 @@ SYMBOLS = (
         3.0,
         "impersonation",
         "Display name claims a well-known brand that the From domain does not belong to",
+    ),
+    Symbol(
+        "DISPLAY_NAME_BRAND_HOST",
+        3.0,
+        "impersonation",
+        "Display name claims a brand and a link goes to a host named after it that is not the brand's",
     ),
     Symbol(
         "DISPLAY_NAME_ADDRESS_MISMATCH",
@@ -223,6 +229,18 @@ _PLAIN_WORD = re.compile(r"[a-z0-9]+")
 
 def _latin_pattern(term: str) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])" + re.escape(term.lower()) + r"(?![a-z0-9])")
+
+
+# The link checks' findings of a host that imitates a brand (analyzers/urls.py, stage 0).
+_LINK_IMITATIONS = frozenset({"URL_LOOKALIKE_BRAND", "URL_TYPO_BRAND", "URL_BRAND_IN_HOST", "URL_IDN_HOMOGRAPH"})
+
+
+def _names(host: str, label: str) -> bool:
+    """True when a host carries a brand's label: anywhere for a long label ("myledger"), as a
+    whole hyphen or dot token for a short one ("zoom-join", not "zoomgroup" or "otherwise")."""
+    if len(label) >= 6:
+        return label in host
+    return label in re.split(r"[.-]", host)
 
 
 class ImpersonationAnalyzer(BaseAnalyzer):
@@ -374,6 +392,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             # trust for its display name (the site's own mail comes in through the relay listener).
             authenticated = any(f.symbol in ("DMARC_PASS", "AUTH_INTERNAL") for f in ctx.prior)
             out.extend(self._inbound_display(display, frm, internal_from and authenticated))
+            out.extend(self._brand_host(out, msg, ctx))
             out.extend(self._from_domain(from_domain, internal_from, ctx))
             if from_domain and not internal_from:
                 out.extend(self._from_platform(from_domain))
@@ -423,6 +442,46 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                     )
                 )
         return out
+
+    def _brand_host(self, found: list[Finding], msg: Message, ctx: AnalysisContext) -> list[Finding]:
+        """DISPLAY_NAME_BRAND_HOST: a link to a host named after the brand the display name claims.
+
+        The link checks leave a brand whose name is a word ("Ledger", "Exodus") out of
+        brand-in-name, and find others only as a whole hyphen token or a long substring: a host
+        with "ledger" in it is no lure by itself. With the display name claiming that very brand
+        it is: portal-myledger.com, ledger.restore-myassets.com. When the link checks already found
+        a host imitating that brand, that finding says it, and this one is not given as well.
+        """
+        claim = next((f for f in found if f.symbol == "DISPLAY_NAME_BRAND"), None)
+        if claim is None:
+            return []
+        bname = claim.data["brand"]
+        brand = next((b for b in self.catalog.brands if b.name == bname), None)
+        if brand is None:
+            return []
+        if any(f.symbol in _LINK_IMITATIONS and f.data.get("brand") == bname for f in ctx.prior):
+            return []
+        labels = {lab for lab in (dom.label_of(d) for d in brand.domains) if len(lab) >= 4}
+        for u in msg.urls[:200]:
+            if u.source in ("src", "css"):  # an image's host says nothing of where the reader goes
+                continue
+            for host in [u.host, *(host_of(t) for t in redirect_targets(u.url)[:3])]:
+                host = host.lower()
+                if not host or dom.is_ip(host) or self.catalog.is_legit(host):
+                    continue
+                if dom.label_of(host) in labels:  # the brand's own name under another suffix: its country site
+                    continue
+                named = next((lab for lab in labels if _names(host, lab)), None)
+                if named:
+                    return [
+                        self.finding(
+                            "DISPLAY_NAME_BRAND_HOST",
+                            f"display name claims {claim.data['claim']!r} and a link goes to {host}, "
+                            f"named after {bname} but not {bname}'s ({u.url[:200]})",
+                            {"brand": bname, "host": host, "url": u.url[:1000]},
+                        )
+                    ]
+        return []
 
     def _brand_country_site(self, domain: str, brand: str) -> bool:
         """True for the brand's name under another suffix (yahoo.ca, ebay.com.cn): usually its own site."""
