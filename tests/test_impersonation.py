@@ -164,6 +164,19 @@ async def test_a_brand_that_is_also_a_word_is_claimed_by_that_word_alone(setting
         assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
 
 
+async def test_a_brand_name_written_apart_is_claimed(settings: Settings) -> None:
+    """"T E M U" or "P.a.y.P.a.l" is written so to slip past a check of the name: it claims the
+    brand as the name itself would. Initials ("J. R. Tolkien") and words written apart that make no
+    brand claim nothing."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    for display, brand in (("T E M U", "Temu"), ("T-e-m-u Pallets Department", "Temu"), ("P.a.y.P.a.l Service", "PayPal"),
+                           ("N e t f l i x", "Netflix"), ("中 国 银 行", "中国银行")):
+        assert got_brand(await _scan(an, f"{display} <jessica@mail-sender.example>")) == brand, display
+    for display in ("J. R. R. Tolkien", "Anna B Smith", "G e n e r a l Ledger Team", "A B"):
+        assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
+    assert await _scan(an, "T E M U <noreply@temu.com>") == {}
+
+
 async def _scan_links(an: ImpersonationAnalyzer, from_: str, links: list[str], prior: list[Finding] | None = None, source: str = "href") -> dict[str, Finding]:
     msg = message(simple(from_), urls=[url(u, source=source) for u in links])
     env = Envelope(mail_from=msg.from_.addr, rcpt_tos=[f"staff@{ORG}"], peer_ip="203.0.113.9")

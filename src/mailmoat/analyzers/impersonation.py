@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.model import Address, Direction, Finding, Message, Symbol
-from mailmoat.parse.names import CJK_CHARS, DEPARTMENT_END, fold, norm, written_apart
+from mailmoat.parse.names import CJK_CHARS, DEPARTMENT_END, fold, joined_letters, norm, written_apart
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
 from mailmoat.urlcheck.links import FREEMAIL, abused_tld, free_hosting, host_of, redirect_targets
@@ -341,7 +341,16 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         return None
 
     def brand_claim(self, name: str) -> tuple[str, str] | None:
-        """(name shown, brand) when a folded display name names a well-known brand."""
+        """(name shown, brand) when a folded display name names a well-known brand, also when
+        its letters are written apart ("T E M U", "P.a.y.P.a.l")."""
+        found = self._brand_claim_as_written(name)
+        if found is None:
+            joined = joined_letters(name)
+            if joined != name:
+                found = self._brand_claim_as_written(joined)
+        return found
+
+    def _brand_claim_as_written(self, name: str) -> tuple[str, str] | None:
         low = name.lower()
         hits = [next(((i, n, b) for i, n, b in self._brand_cjk if n in name), None)]
         hits.append(next(((i, n, b) for i, n, pat, b in self._brand_other if pat.search(low)), None))

@@ -2,7 +2,7 @@
 
 Traditional Chinese is read as Simplified, characters that draw nothing are dropped, words
 disguised with look-alike letters are read plainly, and a name written apart to dodge the check
-(财 务 部, 财.务.部) is found too. The impersonation analyzer and the account profiles read display
+(财 务 部, 财.务.部, T E M U) is found too. The impersonation analyzer and the account profiles read display
 names the same way, so a claim one of them sees the other sees.
 """
 
@@ -50,3 +50,14 @@ def apart_pattern(term: str) -> re.Pattern[str]:
 def written_apart(term: str, name: str) -> bool:
     """True when `name` holds the (folded, CJK) term with its characters written apart."""
     return len(term) >= 2 and apart_pattern(term).search(name) is not None
+
+
+_APART_RE = re.compile(_APART)
+# Three or more single letters, each apart from the next ("T E M U", "T-e-m-u", "P.a.y.P.a.l"):
+# a word written so, where no name is.
+_LETTERS_APART = re.compile(rf"(?<![^\W\d_])[^\W\d_](?:{_APART}[^\W\d_]){{2,}}(?![^\W\d_])")
+
+
+def joined_letters(name: str) -> str:
+    """The name with every word written letter by letter joined up: "T E M U" reads "TEMU"."""
+    return _LETTERS_APART.sub(lambda m: _APART_RE.sub("", m.group()), name)
