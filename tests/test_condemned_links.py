@@ -19,6 +19,7 @@ from mailmoat.recall.engine import RecallEngine
 from mailmoat.store.db import Store
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+from mailmoat.urlcheck import history
 from tests.support.pg import pg_url  # noqa: F401  (fixture)
 
 ORG = "acme-corp.cn"
@@ -103,6 +104,34 @@ async def test_a_recalled_lure_condemns_the_new_domain_it_linked(store: Store, s
     assert await _scan(store, settings, f"li@{ORG}", [LURE.format(n=3)], now, Direction.OUTBOUND) is None
     assert await _scan(store, settings, f"li@{ORG}", [LURE.format(n=3)], now, Direction.INTERNAL) is None
     assert await _scan(store, settings, "payroll@hr-notice.example", [LURE.format(n=1)], now, mail_id=lure) is None
+
+
+async def test_a_condemned_message_judged_again_is_marked_by_another(store: Store, settings: Settings) -> None:
+    """Two recalled lures led to the same new domain: a re-scan of one of them is marked by the
+    other; with only one condemned, that one's own re-scan is not marked by itself."""
+    now = time.time()
+    _history(store, now)
+    first = _record(store, "payroll@hr-notice.example", [LURE.format(n=1)], now - 3 * HOUR, n=1)
+    second = _record(store, "it@other-sender.example", [LURE.format(n=2)], now - 2 * HOUR, n=2)
+    _recall(store, second)
+    assert await _scan(store, settings, "it@other-sender.example", [LURE.format(n=2)], now, mail_id=second) is None
+    _recall(store, first)
+    hit = await _scan(store, settings, "it@other-sender.example", [LURE.format(n=2)], now, mail_id=second)
+    assert hit is not None and hit.data["condemned"] == first
+    hit = await _scan(store, settings, "payroll@hr-notice.example", [LURE.format(n=1)], now, mail_id=first)
+    assert hit is not None and hit.data["condemned"] == second
+
+
+def test_the_first_link_dates_kept_are_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When each destination was first linked is kept for good, but no more of them than the bound."""
+    now = time.time()
+    for i in range(12):
+        _record(store, "a@one.example", [f"https://new-{i}.example/x"], now - HOUR, n=i)
+    monkeypatch.setattr(history, "SEEN_CACHE", 5)
+    h = history.History(store)
+    for i in range(12):
+        assert h.first_linked(("url_domain", f"new-{i}.example")) is not None
+        assert len(h._kept) <= 5
 
 
 async def test_whose_verdict_condemns(store: Store, settings: Settings) -> None:

@@ -59,7 +59,9 @@ class CondemnedLinkAnalyzer(BaseAnalyzer):
         s = env.settings
         self.catalog = DomainCatalog(list(s.server.domains), list(s.org.brands))
         self.history = History(env.store) if env.store is not None else None
-        self.condemned: dict[tuple[str, str], Condemned] = {}
+        # The latest two condemned messages per destination: when one of them is judged again
+        # (a re-scan), the other still says where it leads.
+        self.condemned: dict[tuple[str, str], list[Condemned]] = {}
         self._checked = float("-inf")
 
     def enabled(self) -> bool:
@@ -76,8 +78,8 @@ class CondemnedLinkAnalyzer(BaseAnalyzer):
         frm = ctx.message.from_
         sender = dom.registrable(frm.domain.strip().lower()) if frm.domain else ""
         for dest in link_destinations(ctx.message, sender, self.catalog):
-            hit = self.condemned.get(dest)
-            if hit is None or hit.mail_id == ctx.envelope.id:
+            hit = next((c for c in self.condemned.get(dest, ()) if c.mail_id != ctx.envelope.id), None)
+            if hit is None:
                 continue
             when = datetime.fromtimestamp(hit.at, UTC).strftime("%Y-%m-%d %H:%M UTC")
             kind, value = dest
@@ -100,21 +102,26 @@ class CondemnedLinkAnalyzer(BaseAnalyzer):
         first = self.history.first_recorded()
         if rows is None or first is None:
             return
-        found: dict[tuple[str, str], Condemned] = {}
+        found: dict[tuple[str, str], list[Condemned]] = {}
         for kind, value, mail_id, at, from_addr, from_domain, subject, how in sorted(rows, key=lambda r: -r[3]):
             if at - young < first:
                 continue  # the store does not reach back far enough to tell a new destination from an old one
             sender = dom.registrable(from_domain) if from_domain else ""
             dest = recorded_destination(kind, value, sender, self.catalog)
-            if dest is None or dest in found:
+            if dest is None:
+                continue
+            kept = found.get(dest)
+            if kept is not None:
+                if len(kept) < 2 and all(c.mail_id != mail_id for c in kept):
+                    kept.append(Condemned(mail_id, at, from_addr, subject, how))
+                continue
+            if len(found) >= MAX_DESTINATIONS:
                 continue
             seen = self.history.first_linked(dest)
             if seen is None or seen < at - young:
                 continue  # known here long before the condemned mail came
-            found[dest] = Condemned(mail_id, at, from_addr, subject, how)
-            if len(found) >= MAX_DESTINATIONS:
-                break
-        oldest = min((c.at for c in found.values()), default=now) - young
+            found[dest] = [Condemned(mail_id, at, from_addr, subject, how)]
+        oldest = min((c[0].at for c in found.values()), default=now) - young
         released = self.history.released_linking(found, oldest)
         if released is None:
             return

@@ -51,6 +51,8 @@ class History:
             return None
         if value is None:
             return None
+        if len(self._kept) >= SEEN_CACHE:  # first_linked keeps one answer per destination asked
+            self._kept.clear()
         self._kept[name] = (now, float(value))
         return float(value)
 
