@@ -199,14 +199,19 @@ class UrlAnalyzer(BaseAnalyzer):
             if host not in new_candidates[reg.lower()]:
                 new_candidates[reg.lower()].append(host)
         targets = redirect_targets(raw)
+        # Mail services' click trackers write every target in base64 (SendGrid's upn=,
+        # ActiveCampaign's redirectUrl=): where such a link leads is checked below, but that it
+        # is wrapped so says nothing of the mail.
+        plain = redirect_targets(raw, base64_too=False) if targets else []
         for target in targets[:3]:
             thost = host_of(target)
             if not thost or dom.registrable(thost) == reg:
                 continue
             rdata = {**data, "target": target[:1000]}
-            hits.add("URL_REDIRECT", f"{where} via {host} redirects to {target[:200]}", rdata)
-            if qr:
-                hits.add("QR_URL_REDIRECT", f"QR code via {host} redirects to {target[:200]}", rdata)
+            if target in plain:
+                hits.add("URL_REDIRECT", f"{where} via {host} redirects to {target[:200]}", rdata)
+                if qr:
+                    hits.add("QR_URL_REDIRECT", f"QR code via {host} redirects to {target[:200]}", rdata)
             if dom.is_ip(thost):
                 hits.add("URL_IP", f"{where} redirects to IP address: {target[:200]}", rdata)
             self._check_host(thost, target, f"{where} (redirect target)", qr, hits, sender_brand, rdata)

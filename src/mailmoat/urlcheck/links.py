@@ -143,15 +143,16 @@ def _as_url(value: str, base64_too: bool = True) -> str | None:
     return None
 
 
-def redirect_targets(url: str) -> list[str]:
-    """URLs carried inside a URL's query string or path (open redirects, tracking and AMP links)."""
+def redirect_targets(url: str, base64_too: bool = True) -> list[str]:
+    """URLs carried inside a URL's query string or path (open redirects, tracking and AMP links);
+    with `base64_too` False, only those written plainly or percent-encoded."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return []
     found: list[str] = []
     for _, value in parse_qsl(parts.query, keep_blank_values=False):
-        t = _as_url(value)
+        t = _as_url(value, base64_too)
         if t:
             found.append(t)
     for rx in _PATH_REDIRECTS:
@@ -161,13 +162,13 @@ def redirect_targets(url: str) -> list[str]:
             if parts.path.startswith("/amp/s/"):
                 target = "https://" + target
             found.append(target)
-    for segment in parts.path.split("/"):
+    for segment in parts.path.split("/") if base64_too else ():
         if segment.startswith("aHR0c"):
             t = _from_base64(unquote(segment))
             if t:
                 found.append(t)
     if parts.fragment:
-        t = _as_url(parts.fragment.lstrip("!/"))
+        t = _as_url(parts.fragment.lstrip("!/"), base64_too)
         if t:
             found.append(t)
     return found
