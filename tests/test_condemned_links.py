@@ -235,6 +235,27 @@ def test_what_counts_as_a_destination(settings: Settings) -> None:
     assert recorded_destination("url_domain", "http", "", catalog) is None
     assert recorded_destination("url_domain", "one-corp.com", "one-corp.com", catalog) is None
     assert recorded_destination("url_page", "forms.gle/Ab1", "", catalog) == ("url_page", "forms.gle/Ab1")
+    # A click tracker's target is a destination beside the tracker itself.
+    tracked = parse(_raw("a@one.example", ["https://click.mailer-tracker.com/t?u=aHR0cHM6Ly9wYXlyb2xsLXZlcmlmeS0yMDI2LnRvcC94"]))
+    assert link_destinations(tracked, "one-corp.com", catalog) == [
+        ("url_domain", "mailer-tracker.com"), ("url_domain", "payroll-verify-2026.top"),
+    ]
+
+
+async def test_a_lure_behind_a_click_tracker_condemns_where_it_led(store: Store, settings: Settings) -> None:
+    """The recalled lure wrapped its link in a mail service's tracker: the next copy, linking the
+    new domain plainly or through another tracker, is marked; the tracker's own domain, which this
+    site knew for weeks, is not condemned with it."""
+    now = time.time()
+    _history(store, now)
+    wrapped = "https://click.mailservice.example/t/abc?u=aHR0cHM6Ly9wYXlyb2xsLXZlcmlmeS0yMDI2LnRvcC9sb2dpbg"
+    lure = _record(store, "payroll@hr-notice.example", [wrapped], now - 2 * HOUR)
+    _recall(store, lure)
+    hit = await _scan(store, settings, "it@other-sender.example", [LURE.format(n=2)], now)
+    assert hit is not None and hit.data["domain"] == "payroll-verify-2026.top"
+    other_tracker = "https://links.other-esp.example/c?url=https%3A%2F%2Fpayroll-verify-2026.top%2Fx"
+    assert await _scan(store, settings, "it@other-sender.example", [other_tracker], now) is not None
+    assert await _scan(store, settings, "it@other-sender.example", ["https://click.mailservice.example/t/zzz"], now) is None
 
 
 async def test_off_without_a_store_or_when_switched_off(store: Store, settings: Settings) -> None:

@@ -323,3 +323,25 @@ def test_a_recall_selection_by_host_finds_the_mail_that_linked_it(store: Store) 
     assert found("docs.google.com/forms/d/e/1FAIpQLSx") == {form.id}
     assert found("docs.google.com/forms/d/e/1faipqlsx") == set()
     assert found("docs.google.com") == {form.id}
+
+
+def test_a_redirect_target_is_recorded_as_a_link_of_its_own(store: Store) -> None:
+    """A click tracker's target (percent-encoded or in base64) is where the reader goes: a recall,
+    a threat indicator or a wave by its domain finds the mail that wrapped it."""
+    from sqlalchemy import select
+
+    from mailmoat.recall.selection import Selector, message_conditions
+    from mailmoat.store.models import MessageRow
+
+    env, msg, verdict = sample()
+    tracker = "https://acct.lt.mailer-tracker.com/Prod/link-tracker?redirectUrl=aHR0cHMlM0ElMkYlMkZwb3J0YWwtbXlsZWRnZXIuY29tJTJG&sig=9f"
+    msg.urls = [Url(tracker, host="acct.lt.mailer-tracker.com", source="href"),
+                Url("https://www.google.com/url?q=https%3A%2F%2Fsso.evil-login.com%2Fx", host="www.google.com", source="href")]
+    store.record_message(env, msg, verdict, "")
+    got = indicators(store, env.id)
+    assert {("url", "https://portal-myledger.com/"), ("url_domain", "portal-myledger.com"),
+            ("url_domain", "evil-login.com"), ("url_host", "sso.evil-login.com"),
+            ("url_domain", "mailer-tracker.com"), ("url_domain", "google.com")} <= got
+    with store.session() as s:
+        ids = set(s.scalars(select(MessageRow.id).where(*message_conditions(Selector(url_domain="portal-myledger.com")))))
+    assert ids == {env.id}

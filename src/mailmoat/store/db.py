@@ -41,7 +41,7 @@ from mailmoat.durable import absolute, write_file
 from mailmoat.model import Action, Envelope, Message, Url, Verdict
 from mailmoat.store.base import Base  # noqa: F401  (re-exported: `from mailmoat.store.db import Base`)
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
-from mailmoat.urlcheck.links import shared_page
+from mailmoat.urlcheck.links import redirect_targets, shared_page
 
 # Delivery states: "sending" is a claim by one worker; its next_attempt is the lease end.
 PENDING = "pending"
@@ -173,12 +173,19 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
     add("from_addr", from_addr)
     add("sender_domain", _domain_of(from_addr))
     add("sender_domain", _domain_of(mail_from))
-    for u in message.urls:
-        add("url", u.url)
-        reg = url_domain_of(u)
+    def add_link(url: str, host: str, reg: str) -> None:
+        add("url", url)
         add("url_domain", reg)
-        add("url_host", url_host_of(u.host, reg))
-        add("url_page", shared_page(u.host, u.url))
+        add("url_host", url_host_of(host, reg))
+        add("url_page", shared_page(host, url))
+
+    for u in message.urls:
+        add_link(u.url, u.host, url_domain_of(u))
+        # Where a click tracker or an open redirect sends the reader, as its own link: a recall, a
+        # threat indicator or a wave by that domain finds the mail that wrapped it.
+        for target in redirect_targets(u.url)[:3]:
+            host = _host_of(target)
+            add_link(target, host, registrable_domain(host))
     for p in message.parts:
         if p.sha256 and (p.is_attachment or p.filename):
             add("sha256", p.sha256.lower())
@@ -198,12 +205,8 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
             if isinstance(code, dict):
                 add("qr", str(code.get("payload", "")))
                 for url in code.get("urls") or []:
-                    add("url", str(url))
                     host = _host_of(str(url))
-                    reg = registrable_domain(host)
-                    add("url_domain", reg)
-                    add("url_host", url_host_of(host, reg))
-                    add("url_page", shared_page(host, str(url)))
+                    add_link(str(url), host, registrable_domain(host))
     add("message_id", message.message_id.strip().strip("<>"))
     return out
 
