@@ -173,6 +173,7 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
     add("from_addr", from_addr)
     add("sender_domain", _domain_of(from_addr))
     add("sender_domain", _domain_of(mail_from))
+
     def add_link(url: str, host: str, reg: str) -> None:
         add("url", url)
         add("url_domain", reg)
