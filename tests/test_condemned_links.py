@@ -235,6 +235,11 @@ def test_what_counts_as_a_destination(settings: Settings) -> None:
     assert recorded_destination("url_domain", "http", "", catalog) is None
     assert recorded_destination("url_domain", "one-corp.com", "one-corp.com", catalog) is None
     assert recorded_destination("url_page", "forms.gle/Ab1", "", catalog) == ("url_page", "forms.gle/Ab1")
+    # A tenant's page on a brand's platform is the tenant's, though the platform's domain is Amazon's.
+    bucket = parse(_raw("a@one.example", ["https://daotlxkffbrt.s3.us-east-1.amazonaws.com/KDsdvS.html", "https://aws.amazon.com/"]))
+    assert link_destinations(bucket, "one-corp.com", catalog) == [("url_host", "daotlxkffbrt.s3.us-east-1.amazonaws.com")]
+    assert recorded_destination("url_host", "daotlxkffbrt.s3.us-east-1.amazonaws.com", "", catalog) == (
+        "url_host", "daotlxkffbrt.s3.us-east-1.amazonaws.com")
     # A click tracker's target is a destination beside the tracker itself.
     tracked = parse(_raw("a@one.example", ["https://click.mailer-tracker.com/t?u=aHR0cHM6Ly9wYXlyb2xsLXZlcmlmeS0yMDI2LnRvcC94"]))
     assert link_destinations(tracked, "one-corp.com", catalog) == [

@@ -122,6 +122,12 @@ async def test_typo_free_hosting_and_tld(analyzer: UrlAnalyzer) -> None:
     got = await _scan(analyzer, [url("https://docs.google.com/forms/d/e/1FAIpQLSd/viewform")])
     assert "docs.google.com/forms" in got["URL_FREE_HOSTING"].evidence
     assert await _scan(analyzer, [url("https://docs.google.com/document/d/1aBc/edit"), url("https://docs.google.com/formsx")]) == {}
+    # A bucket on Amazon S3 under its regional name, as AWS writes every name now.
+    for link in ("https://daotlxkffbrt.s3.us-east-1.amazonaws.com/KDsdvS.html", "https://b.s3-website.eu-central-1.amazonaws.com/",
+                 "https://x.s3.dualstack.ap-south-1.amazonaws.com/login.html", "https://bucket.s3.amazonaws.com/a.html"):
+        got = await _scan(analyzer, [url(link)])
+        assert "amazonaws.com" in got["URL_FREE_HOSTING"].evidence, link
+    assert await _scan(analyzer, [url("https://ec2-1-2-3-4.compute-1.amazonaws.com/status")]) == {}
 
 
 async def test_mixed_script_host(analyzer: UrlAnalyzer) -> None:

@@ -350,6 +350,11 @@ def test_a_link_to_a_shared_host_is_named_by_its_page() -> None:
         "forms.office.com/pages/responsepage.aspx?id=Ab9"
     )
     assert shared_page("wjx.cn", "https://www.wjx.cn/vm/hR2Kq.aspx") == "wjx.cn/vm/hR2Kq.aspx"
+    # Amazon S3, path-style, at the global or a regional endpoint: the bucket.
+    assert shared_page("s3.amazonaws.com", "https://s3.amazonaws.com/MyBucket/a/login.html") == "s3.amazonaws.com/MyBucket"
+    assert shared_page("s3.eu-west-1.amazonaws.com", "https://s3.eu-west-1.amazonaws.com/MyBucket/x.html") == (
+        "s3.eu-west-1.amazonaws.com/MyBucket"
+    )
     # The platform's own pages, a link without the page's part, and any other host: no page.
     for host, url in [("docs.google.com", "https://docs.google.com/"), ("forms.gle", "https://forms.gle/"),
                       ("forms.office.com", "https://forms.office.com/Pages/ResponsePage.aspx"),

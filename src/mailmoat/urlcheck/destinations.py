@@ -65,16 +65,19 @@ def _destination(host: str, reg: str, page: str, sender: str, catalog: DomainCat
     the host, since the platform's own domain is everyone's; for a form or file on a shared host (a
     Google Form, a Dropbox link) the page itself. The sender's own domain (`sender`, registrable),
     the organisation's, well-known brands' and intranet addresses are left out, but a brand's
-    shared host is not: the form on it is the attacker's."""
+    shared host is not, nor a tenant's page on a brand's platform (a bucket on Amazon S3, a
+    Microsoft storage blob): the form or the page there is the attacker's."""
     if not reg or reg == sender or not _is_destination(host):
         return None
     if page:
         return ("url_page", page)
-    if catalog.is_legit(host) or dom.is_internal_address(host):
-        return None
     platform = free_hosting(host)
     tenant = url_host_of(host, reg) if platform and platform != host else ""
-    return ("url_host", tenant) if tenant else ("url_domain", reg)
+    if tenant:
+        return ("url_host", tenant)
+    if catalog.is_legit(host) or dom.is_internal_address(host):
+        return None
+    return ("url_domain", reg)
 
 
 def _is_destination(host: str) -> bool:

@@ -51,9 +51,18 @@ def sender_identity(addr: str, domain: str) -> str:
     return addr.strip().lower() if reg in FREEMAIL and "@" in addr else reg
 
 
+# Amazon S3's endpoints are named by region and kind (bucket.s3.us-east-1.amazonaws.com,
+# s3-website-eu-west-1.amazonaws.com, s3.dualstack.ap-south-1.amazonaws.com): too many to list,
+# and every name under amazonaws.com is Amazon's to give, so the pattern may be loose.
+_S3_ENDPOINT = re.compile(r"(?:^|\.)(s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?)$")
+
+
 def free_hosting(host: str, path: str = "") -> str:
     """The free-hosting / tenant platform a host (and, for path entries, a URL path) lives on ('' when none)."""
     found = dom.listed_parent(host, FREE_HOSTING)
+    if not found:
+        s3 = _S3_ENDPOINT.search(dom.to_ascii(host))
+        found = s3.group(1) if s3 else ""
     if found or not path:
         return found
     h = dom.to_ascii(host)
@@ -70,6 +79,8 @@ def shared_page(host: str, url: str) -> str:
     part keeps its case: form and file ids are case-sensitive."""
     h = dom.to_ascii(host).removeprefix("www.")
     entries = SHARED_PAGES.get(h)
+    if not entries and _S3_ENDPOINT.fullmatch(h):  # a regional endpoint, path-style: the bucket is the first segment
+        entries = SHARED_PAGES.get("s3.amazonaws.com")
     if not entries:
         return ""
     try:
