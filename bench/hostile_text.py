@@ -5,7 +5,9 @@
 Each case is one message built to make a text scan slow: tens of thousands of letters in one run
 (no "@", no space), a display name of that size, a host of 20,000 labels, runs of "www.", marks
 and invisible characters on every letter, long Chinese text, link texts made of "a.", a .docx
-whose relationship tag holds a long run of letters, HTML made of unclosed tags. Every message is scanned by the
+whose relationship tag holds a long run of letters, HTML made of unclosed tags, hosts that look
+like Amazon S3 endpoints, long base64 link values, a display name written letter by letter. Every
+message is scanned by the
 full `Scanner` (every analyzer, default policy) with a small trained classifier model, so the
 classifier's tokeniser runs too. The figure is the best of N scans in milliseconds, and its ratio
 to an ordinary 10 KB message scanned in the same run.
@@ -101,6 +103,13 @@ CASES: dict[str, Callable[[], bytes]] = {
         "".join(f'<a href="https://t{i}.example.com/">{"a." * 250}</a>' for i in range(200)), ctype="text/html"
     ),
     ".docx relationship with a 20,000-letter run": lambda: docx_with_long_attribute(20_000),
+    "200 hosts 's3-a-a-…' (120 parts each)": lambda: message(
+        " ".join(f"https://s3{'-a' * 120}.x{i}.example/" for i in range(200))
+    ),
+    "200 links with a 20,000-letter base64 value": lambda: message(
+        " ".join(f"https://t{i}.example.com/c?u=aHR0c{'A' * 20_000}" for i in range(200))
+    ),
+    "display name of 30,000 letters written apart": lambda: message(ORDINARY, display="a " * 30_000),
     "HTML: 16,000 unclosed '<head'": lambda: message("<head" * 16_000, ctype="text/html"),
     "HTML: 128,000 '<'": lambda: message("<" * 128_000, ctype="text/html"),
     "HTML table of 25 × 25 cells, 4 KB colour values": lambda: message(

@@ -53,8 +53,10 @@ def sender_identity(addr: str, domain: str) -> str:
 
 # Amazon S3's endpoints are named by region and kind (bucket.s3.us-east-1.amazonaws.com,
 # s3-website-eu-west-1.amazonaws.com, s3.dualstack.ap-south-1.amazonaws.com): too many to list,
-# and every name under amazonaws.com is Amazon's to give, so the pattern may be loose.
-_S3_ENDPOINT = re.compile(r"(?:^|\.)(s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?)$")
+# and every name under amazonaws.com is Amazon's to give, so the pattern may be loose. Each part
+# is one separator and a run without one: "[a-z0-9-]+" there let a name like s3-a-a-a-… be split
+# in exponentially many ways before failing.
+_S3_ENDPOINT = re.compile(r"(?:^|\.)(s3(?:[.-][a-z0-9]+)*\.amazonaws\.com(?:\.cn)?)$")
 
 
 def free_hosting(host: str, path: str = "") -> str:
