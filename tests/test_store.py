@@ -337,8 +337,13 @@ def test_a_redirect_target_is_recorded_as_a_link_of_its_own(store: Store) -> Non
     tracker = "https://acct.lt.mailer-tracker.com/Prod/link-tracker?redirectUrl=aHR0cHMlM0ElMkYlMkZwb3J0YWwtbXlsZWRnZXIuY29tJTJG&sig=9f"
     msg.urls = [Url(tracker, host="acct.lt.mailer-tracker.com", source="href"),
                 Url("https://www.google.com/url?q=https%3A%2F%2Fsso.evil-login.com%2Fx", host="www.google.com", source="href")]
+    # A QR code found in an archive, whose link goes through an open redirect.
+    verdict.findings.append(Finding("QR_IN_ARCHIVE", 4.0, "a code in a.zip", "archive_qr", data={"codes": [
+        {"payload": "https://www.google.com/url?q=https%3A%2F%2Fqr-lure.com%2Fpay", "urls": ["https://www.google.com/url?q=https%3A%2F%2Fqr-lure.com%2Fpay"]},
+    ]}))
     store.record_message(env, msg, verdict, "")
     got = indicators(store, env.id)
+    assert ("url_domain", "qr-lure.com") in got
     assert {("url", "https://portal-myledger.com/"), ("url_domain", "portal-myledger.com"),
             ("url_domain", "evil-login.com"), ("url_host", "sso.evil-login.com"),
             ("url_domain", "mailer-tracker.com"), ("url_domain", "google.com")} <= got

@@ -271,6 +271,10 @@ async def test_new_domains_with_store_history(settings: Settings, tmp_path: Path
     got = await _scan(an, [url("https://www.known-site.example/"), url("https://fresh-site.example/x")])
     assert "fresh-site.example" in got["URL_NEW_DOMAIN"].evidence
     assert "known-site" not in got["URL_NEW_DOMAIN"].evidence
+    # Behind a click tracker this site knows, the target's domain is what is new.
+    tracked = "https://www.known-site.example/c?u=aHR0cHM6Ly9sdXJlLWRvbWFpbi5leGFtcGxlL2xvZ2lu"
+    got = await _scan(an, [url(tracked)])
+    assert got["URL_NEW_DOMAIN"].data["domain"] == "lure-domain.example"
     an.history.min_history = 1000  # too little history: no judgement
     an.history._size = None
     assert "URL_NEW_DOMAIN" not in await _scan(an, [url("https://fresh-site.example/x")])

@@ -194,10 +194,7 @@ class UrlAnalyzer(BaseAnalyzer):
         if tld and u.source not in ("src", "css"):
             hits.add("URL_SUSPICIOUS_TLD", f"{where} to {host} (.{tld}): {raw[:200]}", data)
         reg = u.registrable_domain or dom.registrable(host)
-        if reg and not dom.is_ip(reg) and not self.catalog.is_legit(host):
-            new_candidates.setdefault(reg.lower(), [])
-            if host not in new_candidates[reg.lower()]:
-                new_candidates[reg.lower()].append(host)
+        self._new_candidate(host, reg, new_candidates)
         targets = redirect_targets(raw)
         # Mail services' click trackers write every target in base64 (SendGrid's upn=,
         # ActiveCampaign's redirectUrl=): where such a link leads is checked below, but that it
@@ -215,8 +212,17 @@ class UrlAnalyzer(BaseAnalyzer):
             if dom.is_ip(thost):
                 hits.add("URL_IP", f"{where} redirects to IP address: {target[:200]}", rdata)
             self._check_host(thost, target, f"{where} (redirect target)", qr, hits, sender_brand, rdata)
+            # Where the tracker sends the reader may be new here though the tracker is not.
+            self._new_candidate(thost, dom.registrable(thost), new_candidates)
         if u.anchor_text and u.source in ("href", ""):
             self._check_anchor(u, host, reg, targets, hits, sender_brand, sender_reg, data)
+
+    def _new_candidate(self, host: str, reg: str, candidates: dict[str, list[str]]) -> None:
+        """Note a link's domain (and host) for URL_NEW_DOMAIN, unless it is an address or a known brand's."""
+        if reg and not dom.is_ip(reg) and not self.catalog.is_legit(host):
+            hosts = candidates.setdefault(reg.lower(), [])
+            if host not in hosts:
+                hosts.append(host)
 
     def _check_host(self, host: str, url: str, where: str, qr: bool, hits: _Hits, sender_brand: Any, data: dict[str, Any]) -> None:
         look = self.catalog.check(host)

@@ -180,13 +180,16 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
         add("url_host", url_host_of(host, reg))
         add("url_page", shared_page(host, url))
 
-    for u in message.urls:
-        add_link(u.url, u.host, url_domain_of(u))
+    def add_targets(url: str) -> None:
         # Where a click tracker or an open redirect sends the reader, as its own link: a recall, a
         # threat indicator or a wave by that domain finds the mail that wrapped it.
-        for target in redirect_targets(u.url)[:3]:
+        for target in redirect_targets(url)[:3]:
             host = _host_of(target)
             add_link(target, host, registrable_domain(host))
+
+    for u in message.urls:
+        add_link(u.url, u.host, url_domain_of(u))
+        add_targets(u.url)
     for p in message.parts:
         if p.sha256 and (p.is_attachment or p.filename):
             add("sha256", p.sha256.lower())
@@ -208,6 +211,7 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
                 for url in code.get("urls") or []:
                     host = _host_of(str(url))
                     add_link(str(url), host, registrable_domain(host))
+                    add_targets(str(url))
     add("message_id", message.message_id.strip().strip("<>"))
     return out
 
