@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailmoat.config import Settings
+from mailmoat.store.db import Store
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -17,3 +19,11 @@ def settings(tmp_path: Path) -> Settings:
     s = Settings()
     s.data_dir = str(tmp_path / "var")
     return s
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """A store on the settings' embedded database and raw-message directory, closed afterwards."""
+    s = Store(settings.db_url, raw_dir=settings.raw_dir)
+    yield s
+    s.close()

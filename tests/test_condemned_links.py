@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,11 +28,10 @@ LURE = "https://payroll-verify-2026.top/login?u={n}"
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
+def settings(settings: Settings) -> Settings:
+    """The shared settings, with this organisation's own domain."""
     settings.server.domains = [ORG]
-    s = Store(settings.db_url, raw_dir=settings.raw_dir)
-    yield s
-    s.close()
+    return settings
 
 
 def _raw(frm: str, links: list[str], subject: str = "Salary adjustment", n: int = 0) -> bytes:
@@ -272,7 +270,6 @@ async def test_off_without_a_store_or_when_switched_off(store: Store, settings: 
 @pytest.mark.postgres
 async def test_on_postgresql_a_recall_made_on_another_node_counts(settings: Settings, pg_url: str) -> None:  # noqa: F811
     """Several nodes share one PostgreSQL store: a recall that another node ran condemns the destination here."""
-    settings.server.domains = [ORG]
     store = Store(pg_url)
     try:
         now = time.time()
@@ -305,7 +302,6 @@ def test_through_the_gateway_the_next_copy_after_a_recall_is_marked(settings: Se
     # The store is read again every REFRESH seconds; here at once, in the listener's process.
     monkeypatch.setattr(condemned_links, "REFRESH", 0.0)
     settings.server.workers = 0
-    settings.server.domains = [ORG]
     settings.server.listen = "127.0.0.1:0"
     store = Store(settings.db_url, raw_dir=settings.raw_dir)
     _history(store, time.time())

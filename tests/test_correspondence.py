@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
 from mailmoat.analyzers.correspondence import CorrespondenceAnalyzer, referenced_ids
@@ -19,13 +16,6 @@ ORG = "acme-corp.cn"
 PARTNER = "li.ming@vendor.example"
 DAY = 86400.0
 DMARC_PASS = Finding("DMARC_PASS", -1.0, "auth", "DMARC pass for vendor.example")
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    s = Store(settings.db_url, raw_dir=settings.raw_dir)
-    yield s
-    s.close()
 
 
 def _sent(store: Store, to: str, msgid: str, when: float, status: str = "delivered") -> None:

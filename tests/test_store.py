@@ -49,13 +49,6 @@ def sample(
     return env, msg, verdict
 
 
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    s = Store(settings.db_url, raw_dir=settings.raw_dir)
-    yield s
-    s.close()
-
-
 def indicators(store: Store, message_id: str) -> set[tuple[str, str]]:
     with store.session() as s:
         return {(r.kind, r.value) for r in s.query(IndicatorRow).filter_by(message_id=message_id)}

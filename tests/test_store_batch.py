@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Connection, text
 
-from mailmoat.config import Settings
 from mailmoat.model import Action, Address, Envelope, Message, Verdict
 from mailmoat.store.db import GroupCommit, Store, _Job
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    s = Store(settings.db_url, raw_dir=settings.raw_dir)
-    yield s
-    s.close()
 
 
 def _sample(i: int) -> tuple[Envelope, Message, Verdict]:

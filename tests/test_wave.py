@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,11 +21,10 @@ LURE = "https://gov-subsidy-claim.top/apply?id={n}"
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
+def settings(settings: Settings) -> Settings:
+    """The shared settings, with this organisation's own domain."""
     settings.server.domains = [ORG]
-    s = Store(settings.db_url, raw_dir=settings.raw_dir)
-    yield s
-    s.close()
+    return settings
 
 
 def _raw(frm: str, link: str, subject: str = "工资补贴申领通知", n: int = 0, extra: str = "") -> bytes:
@@ -171,7 +169,6 @@ def test_through_the_gateway_the_fourth_sender_of_a_wave_is_marked(settings: Set
     from mailmoat.store.models import MessageRow
     from tests.support.gateway import inprocess_gateway, wait_for
 
-    settings.server.domains = [ORG]
     settings.server.listen = "127.0.0.1:0"
     store = Store(settings.db_url, raw_dir=settings.raw_dir)
     _history(store, time.time())
@@ -199,7 +196,6 @@ def test_through_the_gateway_the_fourth_sender_of_a_wave_is_marked(settings: Set
 @pytest.mark.postgres
 async def test_on_postgresql_a_wave_recorded_by_other_nodes_counts(settings: Settings, pg_url: str) -> None:  # noqa: F811
     """Several nodes share one PostgreSQL store: copies another node recorded count, list posts do not."""
-    settings.server.domains = [ORG]
     store = Store(pg_url)
     try:
         now = time.time()
@@ -227,7 +223,6 @@ def test_through_the_gateway_the_copies_delivered_before_the_wave_was_recognised
     from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
     from tests.support.gateway import inprocess_gateway, wait_for
 
-    settings.server.domains = [ORG]
     settings.server.listen = "127.0.0.1:0"
     store = Store(settings.db_url, raw_dir=settings.raw_dir)
     _history(store, time.time())
