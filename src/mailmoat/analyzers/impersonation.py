@@ -12,7 +12,7 @@ from mailmoat.model import Address, Direction, Finding, Message, Symbol
 from mailmoat.parse.names import CJK_CHARS, DEPARTMENT_END, fold, joined_letters, norm, written_apart
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
-from mailmoat.urlcheck.links import FREEMAIL, abused_tld, free_hosting, host_of, redirect_targets
+from mailmoat.urlcheck.links import FREEMAIL, MAX_TARGETS, abused_tld, free_hosting, host_of, redirect_targets
 from mailmoat.urlcheck.lookalike import GENERIC_LABELS, DomainCatalog
 
 # An account's usual display names are those of mail older than this (a running wave does not count).
@@ -474,7 +474,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         for u in msg.urls[:200]:
             if u.source in ("src", "css"):  # an image's host says nothing of where the reader goes
                 continue
-            for host in [u.host, *(host_of(t) for t in redirect_targets(u.url)[:3])]:
+            for host in [u.host, *(host_of(t) for t in redirect_targets(u.url)[:MAX_TARGETS])]:
                 host = host.lower()
                 if not host or dom.is_ip(host) or self.catalog.is_legit(host):
                     continue

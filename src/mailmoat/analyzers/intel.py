@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.intel import Indicator, IntelIndex
 from mailmoat.model import Finding, Message, Part, Symbol
-from mailmoat.urlcheck.links import host_of, redirect_targets
+from mailmoat.urlcheck.links import MAX_TARGETS, host_of, redirect_targets
 
 MAX_URLS = 500
 
@@ -76,7 +76,7 @@ class IntelAnalyzer(BaseAnalyzer):
                 continue
             qr = u.source == "qr"
             where = "QR code link" if qr else "link"
-            for url, label in [(u.url, where)] + [(t, f"{where} (redirect target)") for t in redirect_targets(u.url)[:3]]:
+            for url, label in [(u.url, where)] + [(t, f"{where} (redirect target)") for t in redirect_targets(u.url)[:MAX_TARGETS]]:
                 host = (u.host if url is u.url else "") or host_of(url)
                 ind = self.index.match_url(url)
                 sym = "INTEL_URL"

@@ -12,6 +12,7 @@ from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
 from mailmoat.urlcheck.htmlforms import HtmlIssue, inspect_html
 from mailmoat.urlcheck.links import (
+    MAX_TARGETS,
     abused_tld,
     free_hosting,
     host_of,
@@ -200,7 +201,7 @@ class UrlAnalyzer(BaseAnalyzer):
         # ActiveCampaign's redirectUrl=): where such a link leads is checked below, but that it
         # is wrapped so says nothing of the mail.
         plain = redirect_targets(raw, base64_too=False) if targets else []
-        for target in targets[:3]:
+        for target in targets[:MAX_TARGETS]:
             thost = host_of(target)
             if not thost or dom.registrable(thost) == reg:
                 continue

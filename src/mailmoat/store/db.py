@@ -41,7 +41,7 @@ from mailmoat.durable import absolute, write_file
 from mailmoat.model import Action, Envelope, Message, Url, Verdict
 from mailmoat.store.base import Base  # noqa: F401  (re-exported: `from mailmoat.store.db import Base`)
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
-from mailmoat.urlcheck.links import redirect_targets, shared_page
+from mailmoat.urlcheck.links import MAX_TARGETS, redirect_targets, shared_page
 
 # Delivery states: "sending" is a claim by one worker; its next_attempt is the lease end.
 PENDING = "pending"
@@ -183,7 +183,7 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
     def add_targets(url: str) -> None:
         # Where a click tracker or an open redirect sends the reader, as its own link: a recall, a
         # threat indicator or a wave by that domain finds the mail that wrapped it.
-        for target in redirect_targets(url)[:3]:
+        for target in redirect_targets(url)[:MAX_TARGETS]:
             host = _host_of(target)
             add_link(target, host, registrable_domain(host))
 

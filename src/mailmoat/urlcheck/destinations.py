@@ -5,7 +5,7 @@ from __future__ import annotations
 from mailmoat.model import Message
 from mailmoat.store.db import registrable_domain, url_domain_of, url_host_of
 from mailmoat.urlcheck import domains as dom
-from mailmoat.urlcheck.links import free_hosting, host_of, redirect_targets, shared_page
+from mailmoat.urlcheck.links import MAX_TARGETS, free_hosting, host_of, redirect_targets, shared_page
 from mailmoat.urlcheck.lookalike import DomainCatalog
 
 MAX_DESTINATIONS = 10  # link destinations asked about per message
@@ -28,7 +28,7 @@ def link_destinations(msg: Message, sender: str, catalog: DomainCatalog) -> list
         links = [(host, url_domain_of(u), u.url)]
         # A click tracker's or an open redirect's target is where the reader really goes (the
         # store records it as a link of its own).
-        for target in redirect_targets(u.url)[:3]:
+        for target in redirect_targets(u.url)[:MAX_TARGETS]:
             thost = host_of(target)
             if thost:
                 links.append((thost, registrable_domain(thost), target))

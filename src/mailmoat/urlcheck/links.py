@@ -156,6 +156,11 @@ def _as_url(value: str, base64_too: bool = True) -> str | None:
     return None
 
 
+# Redirect targets followed per link: a tracker or an open redirect carries one, and a link
+# crafted to carry hundreds must not cost hundreds of checks.
+MAX_TARGETS = 3
+
+
 def redirect_targets(url: str, base64_too: bool = True) -> list[str]:
     """URLs carried inside a URL's query string or path (open redirects, tracking and AMP links);
     with `base64_too` False, only those written plainly or percent-encoded."""
