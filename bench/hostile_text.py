@@ -110,6 +110,9 @@ CASES: dict[str, Callable[[], bytes]] = {
         " ".join(f"https://t{i}.example.com/c?u=aHR0c{'A' * 20_000}" for i in range(200))
     ),
     "display name of 30,000 letters written apart": lambda: message(ORDINARY, display="a " * 30_000),
+    "Subject split mid-word on 12,000 lines": lambda: message(
+        ORDINARY, subject="=?utf-8?B?YWJj\r\n" + "ab?= =?utf-8?B?YWJj\r\n" * 12_000 + "ab?="
+    ),
     "HTML: 16,000 unclosed '<head'": lambda: message("<head" * 16_000, ctype="text/html"),
     "HTML: 128,000 '<'": lambda: message("<" * 128_000, ctype="text/html"),
     "HTML table of 25 × 25 cells, 4 KB colour values": lambda: message(

@@ -37,6 +37,20 @@ async def test_missing_headers_and_broken_multipart(settings: Settings) -> None:
     assert "header:missing" not in found["MIME_DEFECT"]  # reported by their own symbols, not twice
 
 
+async def test_a_mended_or_unterminated_encoded_word_is_still_a_defect(settings: Settings) -> None:
+    """Joining a Subject split mid-word makes the message readable, but no mail software writes it."""
+    raw = (
+        b"From: a@example.org\r\nSubject: =?utf-8?Q?Caf=C3=A9\r\n_cr=C3=A8me?=\r\nDate: Mon, 2 Nov 2026 09:00:00 +0000\r\n"
+        b"Message-ID: <1@example.org>\r\n\r\nhello\r\n"
+    )
+    m = parse(raw)
+    assert m.subject == "Café crème"
+    assert "header:split-encoded-word" in (await run(settings, m))["MIME_DEFECT"]
+    m = parse(raw.replace(b"\r\n_cr=C3=A8me?=", b""))
+    assert m.subject == "Café"
+    assert "header:unterminated-encoded-word" in (await run(settings, m))["MIME_DEFECT"]
+
+
 async def test_limits_incomplete_multiple_from_and_many_recipients(settings: Settings) -> None:
     m = Message(
         headers=[("From", "a@example.org"), ("From", "b@example.org"), ("Date", "x"), ("Message-ID", "<y@example.org>")],

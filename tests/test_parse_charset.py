@@ -48,6 +48,20 @@ def test_broken_encoded_words_do_not_raise() -> None:
         assert isinstance(decode_header(value), str)
 
 
+def test_an_encoded_word_cut_off_before_its_end_is_read_as_far_as_it_goes() -> None:
+    word = base64.b64encode("请查收工资补贴通知".encode("gbk")).decode()
+    defects: list[str] = []
+    assert decode_header(f"Re: =?gb2312?B?{word}", defects) == "Re: 请查收工资补贴通知"
+    assert defects == ["header:unterminated-encoded-word"]
+    defects = []
+    assert decode_header("=?utf-8?Q?Caf=C3=A9_cr=C3=A8me", defects) == "Café crème"
+    assert defects == ["header:unterminated-encoded-word"]
+    # a closed word is no defect, and a bare opening is left as written
+    defects = []
+    assert decode_header("=?utf-8?Q?Caf=C3=A9?= ok", defects) == "Café ok" and defects == []
+    assert decode_header("price =?utf-8?B?", defects) == "price =?utf-8?B?" and defects == []
+
+
 def test_mislabelled_bodies_are_recovered() -> None:
     defects: list[str] = []
     text, used = decode_bytes("Пароль".encode(), "iso-8859-1", defects)

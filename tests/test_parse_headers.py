@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from mailmoat.parse import parse
@@ -103,3 +104,42 @@ def test_broken_quoting_in_from_keeps_the_angle_address() -> None:
     assert (m.from_.display, m.from_.addr) == ("zhou@tom.com", "ysjn@tom.com")
     m = parse(b"From: a@example.com, b@example.com\r\n\r\nx")
     assert m.from_.addr == "a@example.com" and "header:multiple-from-addresses" in m.defects
+
+
+def _split_subject_message(tail: bytes) -> bytes:
+    word = base64.b64encode("关于工资补贴的通知，请扫码申领".encode("gbk")).decode()
+    return (
+        b"From: =?utf-8?B?6LSi5Yqh6YOo?= <hr@example.cn>\r\n"
+        b"Subject: =?gb2312?B?" + word[:20].encode() + b"\r\n"
+        + tail
+        + b"List-Id: <staff.example.cn>\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n"
+        b"--b1\r\nContent-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="pay.html"\r\n\r\n<form></form>\r\n--b1--\r\n'
+    )
+
+
+def test_encoded_word_split_without_a_fold_blank_is_joined() -> None:
+    """A mailer that wraps an encoded Subject mid-word, with no blank before the rest, must not
+    end the header block there: the headers after it (Content-Type too) are still headers."""
+    word = base64.b64encode("关于工资补贴的通知，请扫码申领".encode("gbk")).decode()
+    m = parse(_split_subject_message(word[20:].encode() + b"?=\r\n"))
+    assert m.subject == "关于工资补贴的通知，请扫码申领"
+    assert m.from_.display == "财务部"
+    assert m.header("List-Id") == "<staff.example.cn>"
+    assert [p.filename for p in m.attachments] == ["pay.html"]
+    assert "hello" in m.text and "List-Id" not in m.text
+    assert "header:split-encoded-word 1 line(s) joined" in m.defects
+    assert not any(d.startswith("mime:MissingHeaderBodySeparator") for d in m.defects)
+
+
+def test_a_line_that_ends_no_encoded_word_still_ends_the_headers() -> None:
+    """Only the tail of an open encoded word is joined: any other line that is no header is where
+    the body begins, as the standard reads it."""
+    m = parse(_split_subject_message(b"Hello colleagues, see below\r\n"))
+    assert "Hello colleagues" in m.text and "List-Id" in m.text
+    assert m.attachments == []
+    assert not any(d.startswith("header:split-encoded-word") for d in m.defects)
+    assert "mime:MissingHeaderBodySeparatorDefect" in m.defects

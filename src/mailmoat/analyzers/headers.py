@@ -13,7 +13,15 @@ from mailmoat.model import Address, Direction, Finding, Symbol
 MANY_RECIPIENTS = 20  # addresses in To+Cc that look like a bulk blast rather than a conversation
 _SHOWN = 5
 # Parse defects are "category:kind detail"; these categories say the structure is malformed.
-_MALFORMED = ("mime:", "charset:undecodable", "charset:unknown", "header:bad-address", "input:")
+_MALFORMED = (
+    "mime:",
+    "charset:undecodable",
+    "charset:unknown",
+    "header:bad-address",
+    "header:split-encoded-word",
+    "header:unterminated-encoded-word",
+    "input:",
+)
 _LIMIT = "limit:"
 _INCOMPLETE = ("parse:", "enrich:", "document ")
 _MULTI_FROM = ("header:multiple-from-addresses", "header:duplicate-from")

@@ -234,6 +234,8 @@ def _decode_bytes(data: bytes, label: str | None, defects: list[str] | None) -> 
 # ---------------------------------------------------------------- headers
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+?)\?([bBqQ])\?([^?]*)\?=")
+# An encoded word that runs to the end of the value without its "?=", at least a few characters long.
+_OPEN_WORD = re.compile(r"=\?([^?\s]+?)\?([bBqQ])\?([^?\s]{4,})$")
 
 
 def header_bytes(value: str) -> bytes | None:
@@ -299,6 +301,20 @@ def decode_header(value: str, defects: list[str] | None = None, hint: str | None
     return no_surrogates(_decode_header(unfold(value), defects, hint))
 
 
+def _words(value: str, defects: list[str] | None) -> list[tuple[int, int, str, str, str]]:
+    """The encoded words of a header value as (start, end, charset, B or Q, text); a last word
+    whose "?=" is missing ("=?gb2312?B?UmU6IMfr", cut off by a broken mailer) is read as far as
+    it goes, as a lenient mail client would show it."""
+    words = [(m.start(), m.end(), m.group(1), m.group(2), m.group(3)) for m in _ENCODED_WORD.finditer(value)]
+    pos = words[-1][1] if words else 0
+    tail = _OPEN_WORD.search(value, pos)
+    if tail:
+        words.append((tail.start(), tail.end(), tail.group(1), tail.group(2), tail.group(3)))
+        if defects is not None:
+            defects.append("header:unterminated-encoded-word")
+    return words
+
+
 def _decode_header(value: str, defects: list[str] | None, hint: str | None = None) -> str:
     if "=?" not in value:
         return value if value.isascii() else _decode_raw(value, defects, hint)
@@ -306,18 +322,18 @@ def _decode_header(value: str, defects: list[str] | None, hint: str | None = Non
     pos = 0
     pending: bytearray | None = None
     pending_cs = ""
-    for m in _ENCODED_WORD.finditer(value):
-        gap = value[pos : m.start()]
+    for start, end, charset_label, kind, text in _words(value, defects):
+        gap = value[pos:start]
         if gap and not (pending is not None and gap.isspace()):
             if pending is not None:
                 out.append(decode_bytes(bytes(pending), pending_cs, defects)[0])
                 pending = None
             out.append(_decode_raw(gap, defects, hint))
-        charset = m.group(1).split("*", 1)[0]  # RFC 2231 language suffix: utf-8*en
+        charset = charset_label.split("*", 1)[0]  # RFC 2231 language suffix: utf-8*en
         try:
-            data = _word_bytes(m.group(2), m.group(3))
+            data = _word_bytes(kind, text)
         except (UnicodeEncodeError, ValueError, binascii.Error):
-            data = m.group(0).encode("utf-8", "replace")
+            data = value[start:end].encode("utf-8", "replace")
         if pending is not None and charset.lower() == pending_cs.lower():
             # adjacent words in one charset may split a multi-byte character between them
             pending += data
@@ -326,7 +342,7 @@ def _decode_header(value: str, defects: list[str] | None, hint: str | None = Non
                 out.append(decode_bytes(bytes(pending), pending_cs, defects)[0])
             pending = bytearray(data)
             pending_cs = charset
-        pos = m.end()
+        pos = end
     if pending is not None:
         out.append(decode_bytes(bytes(pending), pending_cs, defects)[0])
     if pos < len(value):
