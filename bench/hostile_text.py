@@ -114,6 +114,12 @@ CASES: dict[str, Callable[[], bytes]] = {
         ORDINARY, subject="=?utf-8?B?YWJj\r\n" + "ab?= =?utf-8?B?YWJj\r\n" * 12_000 + "ab?="
     ),
     "HTML: 16,000 unclosed '<head'": lambda: message("<head" * 16_000, ctype="text/html"),
+    "HTML: 20,000 hidden elements under 20,000 open ones": lambda: message(
+        "<span>" * 20_000 + "<b style='display:none'>x</b>" * 20_000 + "</span>" * 20_000, ctype="text/html"
+    ),
+    "HTML: 20,000 nested elements of font size zero": lambda: message(
+        "<span style='font-size:0'>x" * 20_000 + "</span>" * 20_000, ctype="text/html"
+    ),
     "HTML: 128,000 '<'": lambda: message("<" * 128_000, ctype="text/html"),
     "HTML table of 25 × 25 cells, 4 KB colour values": lambda: message(
         "<table>"

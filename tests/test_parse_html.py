@@ -23,6 +23,29 @@ def test_hidden_content_is_not_visible_text() -> None:
     assert info.text == "Shown\nstill shown\ncell1\ncell2\nPayPal xy"
 
 
+def test_text_sized_again_inside_a_zero_size_cell_is_visible() -> None:
+    """Mail templates set font-size:0 on a cell to close the gaps between its columns and size
+    the text in each column: that text is what the reader sees. Text left at size zero, or sized
+    relative to zero (em, %), is hidden, at any depth."""
+    info = analyse(
+        "<body><table><tr><td style='font-size:0px;padding:0'> gap "
+        "<div style='font-family:Arial;font-size:13px;line-height:1'>Your <b>account</b> is locked</div>"
+        "<span>salad</span><span style='font-size:1.5em'>relative</span>"
+        "<div style='font-size:small'>keyword <span style='font-size:0'>inner</span> sized</div>"
+        "<font size='2'>old font</font>"
+        "</td></tr></table>"
+        "<p style='font-size:14px;font-size:0'>last one wins</p>"
+        "<div style='font-size:0'><div style='display:none'><p style='font-size:12px'>never</p></div></div>"
+        "</body>"
+    )
+    assert info.text == "Your account is locked\nkeyword sized\nold font"
+
+
+def test_deeply_nested_zero_size_elements_are_walked_once() -> None:
+    html = "<body>" + "<span style='font-size:0'>x" * 3000 + "</span>" * 3000 + "<p>shown</p></body>"
+    assert analyse(html).text == "shown"
+
+
 def test_links_forms_meta_css_and_base() -> None:
     info = analyse(
         "<html><head><base href='https://base.example.com/dir/'>"

@@ -21,10 +21,14 @@ _BLOCK_TAG = re.compile(
 _CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"\s]*))\s*\)""", re.I)
 _META_URL = re.compile(r"""url\s*=\s*['"]?([^'";\s]+)""", re.I)
 _HIDDEN_STYLE = re.compile(
-    r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|font-size\s*:\s*0(?:\.0+)?(?:px|pt|em|rem|%)?\s*(?:;|!|$)"
-    r"|opacity\s*:\s*0(?:\.0+)?\s*(?:;|!|$)",
-    re.I,
+    r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|opacity\s*:\s*0(?:\.0+)?\s*(?:;|!|$)", re.I
 )
+# The number is bounded: a style of thousands of digits must not be tried from every one of them.
+_FONT_SIZE = re.compile(
+    r"font-size\s*:\s*(?:([\d.]{1,12})\s*([a-z%]{0,4})|((?:x{1,3}-)?(?:small|large)|medium)\b)", re.I
+)
+# Units whose size does not scale with the parent's: em and % of a zero-size parent stay zero.
+_ABSOLUTE_UNITS = frozenset({"", "px", "pt", "pc", "rem", "in", "cm", "mm", "q", "vw", "vh", "vmin", "vmax"})
 _ZERO_BOX = re.compile(r"(?:^|[;\s])(?:max-)?(?:height|width)\s*:\s*0(?:px|pt|em|%)?\s*(?:;|!|$)", re.I)
 _ZERO_HEIGHT = re.compile(r"(?:^|[;\s])(?:max-)?height\s*:\s*0(?:px|pt|em|%)?\s*(?:;|!|$)", re.I)
 _ZERO_WIDTH = re.compile(r"(?:^|[;\s])(?:max-)?width\s*:\s*0(?:px|pt|em|%)?\s*(?:;|!|$)", re.I)
@@ -77,40 +81,107 @@ def clean_text(text: str) -> str:
     return "\n".join(joined for line in text.splitlines() if (joined := " ".join(line.split())))
 
 
-def _is_hidden(node: LexborNode, style: str | None) -> bool:
+def _font_size(style: str) -> str:
+    """What the last font-size declaration of a style does to text: "zero", "sized" (a size of its
+    own, in absolute units or a keyword), "relative" (em or % of the parent's) or ""."""
+    found = _FONT_SIZE.findall(style)
+    if not found:
+        return ""
+    number, unit, keyword = found[-1]  # the last declaration is the one that applies
+    if keyword:
+        return "sized"
+    try:
+        size = float(number)
+    except ValueError:
+        return ""
+    if size == 0:
+        return "zero"
+    return "sized" if unit.lower() in _ABSOLUTE_UNITS else "relative"
+
+
+def _is_hidden(node: LexborNode, style: str | None) -> str:
+    """How an element hides text: "all" (itself and everything in it), "font" (a font size of
+    zero, which its descendants may undo by sizing their own text) or ""."""
     if style:
         low = style.lower()
         # substring tests first: most styles hide nothing and regexes cost more than `in`
-        if ("none" in low or "hidden" in low or "collapse" in low or "font-size" in low or "opacity" in low) and (
-            _HIDDEN_STYLE.search(low)
-        ):
-            return True
+        if ("none" in low or "hidden" in low or "collapse" in low or "opacity" in low) and _HIDDEN_STYLE.search(low):
+            return "all"
         if (
             (("height" in low and "width" in low) or "overflow" in low)
             and _ZERO_BOX.search(low)
             and (_OVERFLOW_HIDDEN.search(low) or (_ZERO_HEIGHT.search(low) and _ZERO_WIDTH.search(low)))
         ):
-            return True
-    return "hidden" in node.attributes
+            return "all"
+    if "hidden" in node.attributes:
+        return "all"
+    if style and "font-size" in style.lower() and _font_size(style.lower()) == "zero":
+        return "font"
+    return ""
+
+
+def _sizes_own_text(node: LexborNode) -> bool:
+    style = node.attributes.get("style")
+    if style and "font-size" in style.lower() and _font_size(style.lower()) == "sized":
+        return True
+    size = node.attributes.get("size") if node.tag == "font" else None
+    return bool(size and size.strip().lstrip("+-").isdigit() and size.strip() not in ("0", "+0", "-0"))
+
+
+def _zero_font_text(nodes: list[LexborNode]) -> list[LexborNode]:
+    """The text that elements of font size zero hide: every text node inside them that no
+    descendant gives a size of its own again.
+
+    Mail templates (MJML and most builders) set `font-size:0` on a table cell to close the gaps
+    between its inline columns, and size the text inside each column: that text is what the
+    reader sees. Text left at size zero is what a spammer hides. Each element is walked once,
+    however the zero-size ones nest."""
+    out: list[LexborNode] = []
+    seen: set[int] = set()
+    for node in nodes:
+        if node.mem_id in seen:
+            continue
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            seen.add(current.mem_id)
+            for child in current.iter(include_text=True):
+                if child.tag == "-text":
+                    out.append(child)
+                elif child.tag and not child.tag.startswith(("-", "_")) and not _sizes_own_text(child):
+                    stack.append(child)
+    return out
 
 
 def _top_level(nodes: list[LexborNode]) -> list[LexborNode]:
-    """Nodes not inside another node of the list (removing a node frees its descendants)."""
+    """Nodes not inside another node of the list (removing a node frees its descendants).
+
+    What is known of an ancestor is kept, so that thousands of nodes under one deep chain of
+    elements cost one walk up that chain, not one each."""
     if len(nodes) < 2:
         return nodes
     ids = {n.mem_id for n in nodes}
-    out = []
-    for n in nodes:
-        p = n.parent
-        inside = False
-        while p is not None:
-            if p.mem_id in ids:
-                inside = True
+    covered: dict[int, bool] = {}  # element -> it or one of its ancestors is in the list
+
+    def is_covered(node: LexborNode | None) -> bool:
+        path: list[int] = []
+        found = False
+        while node is not None:
+            key = node.mem_id
+            if key in covered:
+                found = covered[key]
                 break
-            p = p.parent
-        if not inside:
-            out.append(n)
-    return out
+            if key in ids:
+                found = True
+                covered[key] = True
+                break
+            path.append(key)
+            node = node.parent
+        for key in path:
+            covered[key] = found
+        return found
+
+    return [n for n in nodes if not is_covered(n.parent)]
 
 
 def _attr(node: LexborNode, name: str) -> str:
@@ -228,6 +299,7 @@ def analyse(html: str) -> HtmlInfo:
             info.links.append((resolve(target), "src", ""))
 
     hidden: list[LexborNode] = []
+    zero_font: list[LexborNode] = []
     for node in tree.css(_IMAGE_SELECTOR):
         tag = node.tag
         if tag == "style":
@@ -255,8 +327,12 @@ def analyse(html: str) -> HtmlInfo:
         if style:
             for u in _css_urls(style):
                 info.images.append(ImageRef(u, "css"))
-        if (style or "hidden" in attrs) and _is_hidden(node, style):
-            hidden.append(node)
+        if style or "hidden" in attrs:
+            how = _is_hidden(node, style)
+            if how == "all":
+                hidden.append(node)
+            elif how == "font":
+                zero_font.append(node)
     for ref in info.images:
         if not ref.ref.startswith(("data:", "cid:")):
             info.links.append((resolve(ref.ref), "css" if ref.kind == "css" else "src", ""))
@@ -266,6 +342,9 @@ def analyse(html: str) -> HtmlInfo:
     for node in tree.css("[hidden]"):
         if node.mem_id not in seen:
             hidden.append(node)
+    # Text first: a hidden element may hold a zero-size one, whose text nodes must not be freed twice.
+    for text_node in _zero_font_text(zero_font):
+        text_node.decompose()
     for node in _top_level(hidden):
         node.decompose()
     tree.strip_tags(["script", "style", "template", "title", "head", "xmp", "noembed", "noframes", "iframe", "object"])
