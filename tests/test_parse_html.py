@@ -41,6 +41,17 @@ def test_text_sized_again_inside_a_zero_size_cell_is_visible() -> None:
     assert info.text == "Your account is locked\nkeyword sized\nold font"
 
 
+def test_words_broken_by_text_too_small_to_see_read_whole() -> None:
+    """Spam breaks its words with salad at sizes no screen draws (a trillionth of the window's
+    width, half a pixel); the reader sees the words whole, and so must the filters."""
+    info = analyse(
+        "<body><p>Scan your de<span style='font-size: 0.00000000000000000000000000000097056vw;'>Eliette</span>vi"
+        "<span style='font-size:1e-9px'>Estuaire</span>ce on<span style='font-size:0.5px'>Fouquet</span>line"
+        " <span style='font-size:1px'>tiny but there</span></p></body>"
+    )
+    assert info.text == "Scan your device online tiny but there"
+
+
 def test_deeply_nested_zero_size_elements_are_walked_once() -> None:
     html = "<body>" + "<span style='font-size:0'>x" * 3000 + "</span>" * 3000 + "<p>shown</p></body>"
     assert analyse(html).text == "shown"

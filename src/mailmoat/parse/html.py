@@ -25,10 +25,21 @@ _HIDDEN_STYLE = re.compile(
 )
 # The number is bounded: a style of thousands of digits must not be tried from every one of them.
 _FONT_SIZE = re.compile(
-    r"font-size\s*:\s*(?:([\d.]{1,12})\s*([a-z%]{0,4})|((?:x{1,3}-)?(?:small|large)|medium)\b)", re.I
+    r"font-size\s*:\s*(?:([\d.]{1,80}(?:e[+-]?\d{1,3})?)\s*([a-z%]{0,4})|((?:x{1,3}-)?(?:small|large)|medium)\b)",
+    re.I,
 )
-# Units whose size does not scale with the parent's: em and % of a zero-size parent stay zero.
-_ABSOLUTE_UNITS = frozenset({"", "px", "pt", "pc", "rem", "in", "cm", "mm", "q", "vw", "vh", "vmin", "vmax"})
+# About how many pixels one of each unit is (a viewport unit: 1% of a 1,000-pixel window). No
+# unit is read as pixels, as browsers do in the quirks mode most mail is shown in. em, rem and %
+# are counted against the usual 16-pixel text.
+_PX_PER_UNIT = {
+    "": 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "in": 96.0, "cm": 37.8, "mm": 3.78, "q": 0.945,
+    "vw": 10.0, "vh": 10.0, "vmin": 10.0, "vmax": 10.0, "rem": 16.0, "em": 16.0, "ex": 8.0, "ch": 8.0, "%": 0.16,
+}
+# Units whose size scales with the parent's: em or % of a zero-size parent stay zero.
+_RELATIVE_UNITS = frozenset({"em", "ex", "ch", "%"})
+# Text smaller than a pixel is drawn as nothing: "0.00000000000000000000000000000097056vw" hides
+# words as well as 0 does.
+_VISIBLE_PX = 1.0
 _ZERO_BOX = re.compile(r"(?:^|[;\s])(?:max-)?(?:height|width)\s*:\s*0(?:px|pt|em|%)?\s*(?:;|!|$)", re.I)
 _ZERO_HEIGHT = re.compile(r"(?:^|[;\s])(?:max-)?height\s*:\s*0(?:px|pt|em|%)?\s*(?:;|!|$)", re.I)
 _ZERO_WIDTH = re.compile(r"(?:^|[;\s])(?:max-)?width\s*:\s*0(?:px|pt|em|%)?\s*(?:;|!|$)", re.I)
@@ -82,21 +93,23 @@ def clean_text(text: str) -> str:
 
 
 def _font_size(style: str) -> str:
-    """What the last font-size declaration of a style does to text: "zero", "sized" (a size of its
-    own, in absolute units or a keyword), "relative" (em or % of the parent's) or ""."""
+    """What the last font-size declaration of a style does to text: "zero" (less than a pixel),
+    "sized" (a size of its own, in absolute units or a keyword), "relative" (em or % of the
+    parent's) or ""."""
     found = _FONT_SIZE.findall(style)
     if not found:
         return ""
     number, unit, keyword = found[-1]  # the last declaration is the one that applies
     if keyword:
         return "sized"
+    unit = unit.lower()
     try:
-        size = float(number)
-    except ValueError:
-        return ""
-    if size == 0:
+        px = float(number) * _PX_PER_UNIT[unit]
+    except (ValueError, KeyError):
+        return ""  # a size no browser reads: the declaration is dropped
+    if px < _VISIBLE_PX:
         return "zero"
-    return "sized" if unit.lower() in _ABSOLUTE_UNITS else "relative"
+    return "relative" if unit in _RELATIVE_UNITS else "sized"
 
 
 def _is_hidden(node: LexborNode, style: str | None) -> str:
