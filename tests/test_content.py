@@ -48,6 +48,24 @@ async def test_ordinary_chinese_mail_is_quiet(settings: Settings) -> None:
     assert await run(settings, parse(_raw("评审会议改到周四", body, frm="张伟 <zhang@example.cn>"))) == {}
 
 
+async def test_hidden_text_inside_words(settings: Settings) -> None:
+    """Salad hidden inside words ("de<span>Eliette</span>vice") fires; a hidden preview line, a
+    column hidden on phones and a hidden dash between digits do not: templates hide whole blocks."""
+    body = (
+        "<p>Scan your de<span style='font-size:0.00000001vw'>Eliette</span>vice on"
+        "<span style='display:none'>Fouquet</span>line to keep your fun<font style='font-size:0'>Reuters</font>ds safe</p>"
+    )
+    found = await run(settings, parse(_raw("Security notice", body, html=True)))
+    assert found["CONTENT_HIDDEN_IN_WORDS"].data["count"] == 3
+    template = (
+        "<div style='display:none;max-height:0;overflow:hidden'>Your October statement is ready</div>"
+        "<table><tr><td style='font-size:0'> <div style='font-size:14px'>Hi Bob, your statement is ready.</div></td>"
+        "<td class='desktop' style='display:none'>Wide column</td></tr></table>"
+        "<p>Call 555<span style='display:none'>-</span>0100 or reply to this message.</p>"
+    )
+    assert "CONTENT_HIDDEN_IN_WORDS" not in await run(settings, parse(_raw("Your statement", template, html=True)))
+
+
 async def test_subject_signs(settings: Settings) -> None:
     found = await run(settings, parse(_raw("FREE MONEY WAITING FOR YOU!", ORDINARY)))
     assert {"CONTENT_SUBJECT_CAPS", "CONTENT_SUBJECT_EXCLAIM"} <= set(found)

@@ -50,6 +50,7 @@ def test_words_broken_by_text_too_small_to_see_read_whole() -> None:
         " <span style='font-size:1px'>tiny but there</span></p></body>"
     )
     assert info.text == "Scan your device online tiny but there"
+    assert info.hidden_in_words == 3
 
 
 def test_deeply_nested_zero_size_elements_are_walked_once() -> None:

@@ -45,6 +45,12 @@ CONTENT_ZERO_WIDTH = Symbol(
     GROUP,
     "Invisible characters inside words of the sender's name, the subject or the text (filter evasion)",
 )
+CONTENT_HIDDEN_IN_WORDS = Symbol(
+    "CONTENT_HIDDEN_IN_WORDS",
+    2.5,
+    GROUP,
+    "Hidden HTML text placed inside words the reader sees whole (filter evasion)",
+)
 CONTENT_MARKED_LETTERS = Symbol(
     "CONTENT_MARKED_LETTERS",
     2.5,
@@ -199,6 +205,7 @@ class ContentAnalyzer(BaseAnalyzer):
         CONTENT_SUBJECT_GAP,
         CONTENT_DISPLAY_NAME_PUNCT,
         CONTENT_ZERO_WIDTH,
+        CONTENT_HIDDEN_IN_WORDS,
         CONTENT_MARKED_LETTERS,
         CONTENT_STYLED_LETTERS,
         CONTENT_LOOKALIKE_LETTERS,
@@ -238,6 +245,14 @@ class ContentAnalyzer(BaseAnalyzer):
         zw = sum(len(_ZERO_WIDTH.findall(t)) for t in non_ascii if _ZERO_WIDTH_ANY.search(t))
         if zw:
             out.append(self.finding("CONTENT_ZERO_WIDTH", f"{zw} invisible character(s) inside words", {"count": zw}))
+        if m.hidden_in_words:
+            out.append(
+                self.finding(
+                    "CONTENT_HIDDEN_IN_WORDS",
+                    f"{m.hidden_in_words} hidden HTML element(s) with text inside words",
+                    {"count": m.hidden_in_words},
+                )
+            )
         marked = [w for t in non_ascii if _MARKS_ANY.search(t) for w in _MARKED_LETTERS.findall(t)]
         if marked:
             shown = _MARKS_ANY.sub("", marked[0])[:40]

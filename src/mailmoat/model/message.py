@@ -118,6 +118,7 @@ class Message:
     text: str = ""  # text/plain bodies joined
     html: str = ""  # text/html bodies joined
     html_text: str = ""  # visible text of the HTML
+    hidden_in_words: int = 0  # hidden HTML elements that split a visible word ("de<span hidden>salad</span>vice")
     current_thread: str = ""  # body text without quoted replies
     parts: list[Part] = field(default_factory=list)
     cid_map: dict[str, str] = field(default_factory=dict)  # content-id -> part path (referenced ones)

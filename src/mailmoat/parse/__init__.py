@@ -90,6 +90,7 @@ def _build(raw: bytes, prefix: str, level: int, budget: Budget) -> Message:
     html_current: list[str] = []
     for path, html in mime.htmls:
         info = _html(html, defects, path)
+        message.hidden_in_words += info.hidden_in_words
         html_texts.append(info.text)
         html_current.append(info.text if info.current is None else info.current)
         for url, source, anchor in info.links:
