@@ -62,6 +62,20 @@ def test_an_encoded_word_cut_off_before_its_end_is_read_as_far_as_it_goes() -> N
     assert decode_header("price =?utf-8?B?", defects) == "price =?utf-8?B?" and defects == []
 
 
+def test_a_subject_cut_inside_its_last_character_drops_that_half() -> None:
+    """Mailers that cut a long subject at a byte count leave half a character: it is dropped, as
+    clients do, and is no sign of text in the wrong charset; bad bytes elsewhere still are."""
+    defects: list[str] = []
+    cut = base64.b64encode("请查收工资".encode("gbk")[:-1]).decode()
+    assert decode_header(f"=?gb2312?B?{cut}?=", defects) == "请查收工" and defects == []
+    cut = base64.b64encode("café".encode()[:-1]).decode()
+    assert decode_header(f"=?utf-8?B?{cut}", defects) == "caf"
+    assert defects == ["header:unterminated-encoded-word"]
+    defects = []
+    decode_header("=?utf-8?B?" + base64.b64encode(b"\xff\xfeabc").decode() + "?=", defects)
+    assert defects == ["charset:undecodable utf-8"]
+
+
 def test_mislabelled_bodies_are_recovered() -> None:
     defects: list[str] = []
     text, used = decode_bytes("Пароль".encode(), "iso-8859-1", defects)

@@ -315,6 +315,24 @@ def _words(value: str, defects: list[str] | None) -> list[tuple[int, int, str, s
     return words
 
 
+def _decode_word_bytes(data: bytes, charset: str, defects: list[str] | None) -> str:
+    """The text of one run of encoded words. A mailer that cuts a long subject at a byte count
+    leaves the last character half written: that half is dropped, as mail clients do, rather
+    than reported as text in the wrong charset."""
+    tried: list[str] = []
+    text = decode_bytes(data, charset, tried)[0]
+    if any(d.startswith("charset:undecodable") for d in tried):
+        for cut in (1, 2, 3):
+            retry: list[str] = []
+            shorter = decode_bytes(data[:-cut], charset, retry)[0]
+            if len(data) > cut and not any(d.startswith("charset:undecodable") for d in retry):
+                text, tried = shorter, retry
+                break
+    if defects is not None:
+        defects.extend(tried)
+    return text
+
+
 def _decode_header(value: str, defects: list[str] | None, hint: str | None = None) -> str:
     if "=?" not in value:
         return value if value.isascii() else _decode_raw(value, defects, hint)
@@ -326,7 +344,7 @@ def _decode_header(value: str, defects: list[str] | None, hint: str | None = Non
         gap = value[pos:start]
         if gap and not (pending is not None and gap.isspace()):
             if pending is not None:
-                out.append(decode_bytes(bytes(pending), pending_cs, defects)[0])
+                out.append(_decode_word_bytes(bytes(pending), pending_cs, defects))
                 pending = None
             out.append(_decode_raw(gap, defects, hint))
         charset = charset_label.split("*", 1)[0]  # RFC 2231 language suffix: utf-8*en
@@ -339,12 +357,12 @@ def _decode_header(value: str, defects: list[str] | None, hint: str | None = Non
             pending += data
         else:
             if pending is not None:
-                out.append(decode_bytes(bytes(pending), pending_cs, defects)[0])
+                out.append(_decode_word_bytes(bytes(pending), pending_cs, defects))
             pending = bytearray(data)
             pending_cs = charset
         pos = end
     if pending is not None:
-        out.append(decode_bytes(bytes(pending), pending_cs, defects)[0])
+        out.append(_decode_word_bytes(bytes(pending), pending_cs, defects))
     if pos < len(value):
         out.append(_decode_raw(value[pos:], defects, hint))
     return "".join(out)
