@@ -28,9 +28,9 @@ _FONT_SIZE = re.compile(
     r"font-size\s*:\s*(?:([\d.]{1,80}(?:e[+-]?\d{1,3})?)\s*([a-z%]{0,4})|((?:x{1,3}-)?(?:small|large)|medium)\b)",
     re.I,
 )
-# About how many pixels one of each unit is (a viewport unit: 1% of a 1,000-pixel window). No
-# unit is read as pixels, as browsers do in the quirks mode most mail is shown in. em, rem and %
-# are counted against the usual 16-pixel text.
+# About how many pixels one of each unit is (a viewport unit: 1% of a 1,000-pixel window). A
+# number without a unit is read as pixels, as browsers do in the quirks mode most mail is shown
+# in. em, rem and % are counted against the usual 16-pixel text.
 _PX_PER_UNIT = {
     "": 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "in": 96.0, "cm": 37.8, "mm": 3.78, "q": 0.945,
     "vw": 10.0, "vh": 10.0, "vmin": 10.0, "vmax": 10.0, "rem": 16.0, "em": 16.0, "ex": 8.0, "ch": 8.0, "%": 0.16,
@@ -136,6 +136,8 @@ def _is_hidden(node: LexborNode, style: str | None) -> str:
 
 
 def _sizes_own_text(node: LexborNode) -> bool:
+    """True when an element gives its text a size of its own (absolute units, a keyword, or the
+    old `<font size=N>`), so that a zero-size ancestor no longer hides it."""
     style = node.attributes.get("style")
     if style and "font-size" in style.lower() and _font_size(style.lower()) == "sized":
         return True
@@ -144,7 +146,7 @@ def _sizes_own_text(node: LexborNode) -> bool:
 
 
 def _splits_a_word(node: LexborNode) -> bool:
-    """True when a hidden element with text of its own stands between two letters: the word
+    """True when a hidden element that holds something stands between two letters: the word
     the reader sees whole ("de<span style='font-size:0'>Eliette</span>vice") reads as salad to a
     filter that counts hidden text. Mail templates hide whole blocks (a preview line, a
     column for phones), never the inside of a word."""
