@@ -478,6 +478,9 @@ async def test_callback_phishing_gives_a_number_and_no_link(settings: Settings) 
     # 自动续费 scam in Chinese.
     zh = "您的会员已自动续费，已成功扣款298元。如非本人操作，请致电 400-123-4567 申请退款。"
     assert "CALLBACK_LURE_WITH_PHONE" in await _run(settings, Message(subject="扣款通知", text=zh))
+    # A one-line plain part does not hide the number the HTML gives the reader.
+    stub = Message(subject="Your order has been processed", text="The HTML did not load correctly.", html_text=text)
+    assert "CALLBACK_LURE_WITH_PHONE" in await _run(settings, stub)
 
 
 async def test_a_job_scam_that_moves_the_talk_to_a_phone(settings: Settings) -> None:

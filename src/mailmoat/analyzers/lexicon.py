@@ -382,10 +382,10 @@ class LexiconAnalyzer(BaseAnalyzer):
                 what = f"QR code ({qr[0][:120]})"
             elif combo.needs == "link" and link:
                 what = "a link"
-            elif combo.needs == "phone" and not link and (phone := phone_number(f"{msg.subject}\n{msg.text or msg.html_text}")):
+            elif combo.needs == "phone" and not link and (phone := phone_number(f"{msg.subject}\n{msg.body_text}")):
                 # Callback phishing gives a number to call instead of a link: URL checks see nothing.
                 what = f"a number to call ({phone}) and no link"
-            elif combo.needs == "wallet" and (wallet := wallet_address(f"{msg.subject}\n{msg.text or msg.html_text}")):
+            elif combo.needs == "wallet" and (wallet := wallet_address(f"{msg.subject}\n{msg.body_text}")):
                 # Extortion needs no link either: it names the address to pay.
                 what = f"a cryptocurrency address to pay ({wallet})"
             else:

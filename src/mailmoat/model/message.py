@@ -142,8 +142,11 @@ class Message:
 
     @property
     def body_text(self) -> str:
-        """The text a reader sees: plain text, else the visible text of the HTML."""
-        return self.text if self.text.strip() else self.html_text
+        """The text a reader sees: the plain text or the visible text of the HTML, whichever says
+        more. A mail client shows the HTML; a sender who writes a one-line plain part ("the HTML
+        did not load") and puts the lure in the HTML must not have the filters read the line."""
+        plain, html = self.text.strip(), self.html_text.strip()
+        return self.html_text if len(html) > len(plain) else self.text
 
     @property
     def attachments(self) -> list[Part]:

@@ -99,10 +99,11 @@ def _build(raw: bytes, prefix: str, level: int, budget: Budget) -> Message:
         urls.add_text(info.text, "text", path)
         refs.extend((path, ref) for ref in info.images)
     message.html_text = "\n".join(t for t in html_texts if t)
-    if message.text.strip():
-        message.current_thread = current_thread(message.text)
-    else:
+    # The same part that `Message.body_text` reads: whichever says more.
+    if len(message.html_text.strip()) > len(message.text.strip()):
         message.current_thread = current_thread("\n".join(t for t in html_current if t))
+    else:
+        message.current_thread = current_thread(message.text)
     for path, text, is_html in mime.text_attachments:
         if is_html:
             for url, _source, anchor in _html(text, defects, path).links:

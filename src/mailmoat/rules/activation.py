@@ -99,7 +99,7 @@ FIELDS: dict[str, tuple[Builder, str]] = {
     "to": (lambda m, e, f: [_addr(a) for a in m.to], "To addresses"),
     "cc": (lambda m, e, f: [_addr(a) for a in m.cc], "Cc addresses"),
     "recipients": (lambda m, e, f: [r.lower() for r in e.rcpt_tos], "envelope recipients"),
-    "body": (lambda m, e, f: m.body_text, "the text a reader sees (plain text, else visible HTML text)"),
+    "body": (lambda m, e, f: m.body_text, "the text a reader sees (the plain text or the visible HTML text, whichever says more)"),
     "text": (lambda m, e, f: m.text, "text/plain bodies"),
     "html": (lambda m, e, f: m.html, "raw text/html bodies"),
     "html_text": (lambda m, e, f: m.html_text, "visible text of the HTML"),
