@@ -53,9 +53,13 @@ def test_words_broken_by_text_too_small_to_see_read_whole() -> None:
     assert info.hidden_in_words == 3
 
 
-def test_deeply_nested_zero_size_elements_are_walked_once() -> None:
+def test_deep_nesting_of_hidden_elements_hides_all_their_text() -> None:
+    """Crafted depth (bench/hostile_text.py times these): nested zero-size elements, and hidden
+    elements under a long chain of open ones, leave only the visible text."""
     html = "<body>" + "<span style='font-size:0'>x" * 3000 + "</span>" * 3000 + "<p>shown</p></body>"
     assert analyse(html).text == "shown"
+    html = "<body>" + "<span>" * 3000 + "<b style='display:none'>x</b>" * 3000 + "y" + "</span>" * 3000 + "</body>"
+    assert analyse(html).text == "y"
 
 
 def test_links_forms_meta_css_and_base() -> None:
