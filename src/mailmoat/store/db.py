@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
-from urllib.parse import urlsplit
 
 from sqlalchemy import (
     ColumnElement,
@@ -41,7 +40,7 @@ from mailmoat.durable import absolute, write_file
 from mailmoat.model import Action, Envelope, Message, Url, Verdict
 from mailmoat.store.base import Base  # noqa: F401  (re-exported: `from mailmoat.store.db import Base`)
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
-from mailmoat.urlcheck.links import MAX_TARGETS, redirect_targets, shared_page
+from mailmoat.urlcheck.links import MAX_TARGETS, host_of, redirect_targets, shared_page
 
 # Delivery states: "sending" is a claim by one worker; its next_attempt is the lease end.
 PENDING = "pending"
@@ -132,13 +131,6 @@ def clean_json(value: Any) -> Any:
     return clean_text(str(value))
 
 
-def _host_of(url: str) -> str:
-    try:
-        return urlsplit(url).hostname or ""
-    except ValueError:  # e.g. a broken IPv6 literal in a decoded QR payload
-        return ""
-
-
 def _domain_of(addr: str) -> str:
     return addr.rpartition("@")[2].strip().lower() if "@" in addr else ""
 
@@ -154,6 +146,17 @@ def url_host_of(host: str, registrable: str) -> str:
     registrable domain is the platform's) finds the mail that linked exactly that host."""
     host = host.strip().strip(".").lower()
     return host if host != registrable else ""
+
+
+def link_and_targets(url: str, host: str, reg: str) -> list[tuple[str, str, str]]:
+    """A link and where it redirects (a click tracker's or an open redirect's targets), each as
+    (url, host, registrable domain): the links the store records for it, which the link history
+    is asked about."""
+    out = [(url, host, reg)]
+    for target in redirect_targets(url)[:MAX_TARGETS]:
+        thost = host_of(target)
+        out.append((target, thost, registrable_domain(thost)))
+    return out
 
 
 def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -> list[tuple[str, str]]:
@@ -180,16 +183,11 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
         add("url_host", url_host_of(host, reg))
         add("url_page", shared_page(host, url))
 
-    def add_targets(url: str) -> None:
-        # Where a click tracker or an open redirect sends the reader, as its own link: a recall, a
-        # threat indicator or a wave by that domain finds the mail that wrapped it.
-        for target in redirect_targets(url)[:MAX_TARGETS]:
-            host = _host_of(target)
-            add_link(target, host, registrable_domain(host))
-
+    # Where a click tracker or an open redirect sends the reader is a link of its own: a recall, a
+    # threat indicator or a wave by that domain finds the mail that wrapped it.
     for u in message.urls:
-        add_link(u.url, u.host, url_domain_of(u))
-        add_targets(u.url)
+        for link in link_and_targets(u.url, u.host, url_domain_of(u)):
+            add_link(*link)
     for p in message.parts:
         if p.sha256 and (p.is_attachment or p.filename):
             add("sha256", p.sha256.lower())
@@ -209,9 +207,9 @@ def extract_indicators(envelope: Envelope, message: Message, verdict: Verdict) -
             if isinstance(code, dict):
                 add("qr", str(code.get("payload", "")))
                 for url in code.get("urls") or []:
-                    host = _host_of(str(url))
-                    add_link(str(url), host, registrable_domain(host))
-                    add_targets(str(url))
+                    host = host_of(str(url))
+                    for link in link_and_targets(str(url), host, registrable_domain(host)):
+                        add_link(*link)
     add("message_id", message.message_id.strip().strip("<>"))
     return out
 

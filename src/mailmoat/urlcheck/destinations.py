@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mailmoat.model import Message
-from mailmoat.store.db import registrable_domain, url_domain_of, url_host_of
+from mailmoat.store.db import link_and_targets, url_domain_of, url_host_of
 from mailmoat.urlcheck import domains as dom
-from mailmoat.urlcheck.links import MAX_TARGETS, free_hosting, host_of, redirect_targets, shared_page
+from mailmoat.urlcheck.links import free_hosting, shared_page
 from mailmoat.urlcheck.lookalike import DomainCatalog
 
 MAX_DESTINATIONS = 10  # link destinations asked about per message
@@ -24,15 +24,9 @@ def link_destinations(msg: Message, sender: str, catalog: DomainCatalog) -> list
         if u.source in NOT_A_DESTINATION or not u.host:
             continue
         host = u.host.rstrip(".").lower()
-        # url_domain_of / registrable_domain: the values the store records, which the history is asked about.
-        links = [(host, url_domain_of(u), u.url)]
-        # A click tracker's or an open redirect's target is where the reader really goes (the
-        # store records it as a link of its own).
-        for target in redirect_targets(u.url)[:MAX_TARGETS]:
-            thost = host_of(target)
-            if thost:
-                links.append((thost, registrable_domain(thost), target))
-        for lhost, reg, url in links:
+        # The links the store records (a click tracker's or an open redirect's target is where the
+        # reader really goes), with the values the history is asked about.
+        for url, lhost, reg in link_and_targets(u.url, host, url_domain_of(u)):
             dest = _destination(lhost, reg, shared_page(lhost, url), sender, catalog)
             if dest is not None:
                 out[dest] = None
