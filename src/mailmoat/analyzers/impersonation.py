@@ -478,7 +478,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 host = host.lower()
                 if not host or dom.is_ip(host) or self.catalog.is_legit(host):
                     continue
-                if dom.label_of(host) in labels:  # the brand's own name under another suffix: its country site
+                if self._brand_country_site(host, bname):
                     continue
                 named = next((lab for lab in labels if _names(host, lab)), None)
                 if named:

@@ -322,10 +322,10 @@ def _decode_word_bytes(data: bytes, charset: str, defects: list[str] | None) -> 
     tried: list[str] = []
     text = decode_bytes(data, charset, tried)[0]
     if any(d.startswith("charset:undecodable") for d in tried):
-        for cut in (1, 2, 3):
+        for cut in (c for c in (1, 2, 3) if c < len(data)):
             retry: list[str] = []
             shorter = decode_bytes(data[:-cut], charset, retry)[0]
-            if len(data) > cut and not any(d.startswith("charset:undecodable") for d in retry):
+            if not any(d.startswith("charset:undecodable") for d in retry):
                 text, tried = shorter, retry
                 break
     if defects is not None:

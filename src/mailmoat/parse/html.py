@@ -117,8 +117,8 @@ def _font_size(style: str) -> str:
 def _is_hidden(node: LexborNode, style: str | None) -> str:
     """How an element hides text: "all" (itself and everything in it), "font" (a font size of
     zero, which its descendants may undo by sizing their own text) or ""."""
-    if style:
-        low = style.lower()
+    low = style.lower() if style else ""
+    if low:
         # substring tests first: most styles hide nothing and regexes cost more than `in`
         if ("none" in low or "hidden" in low or "collapse" in low or "opacity" in low) and _HIDDEN_STYLE.search(low):
             return "all"
@@ -130,16 +130,14 @@ def _is_hidden(node: LexborNode, style: str | None) -> str:
             return "all"
     if "hidden" in node.attributes:
         return "all"
-    if style and "font-size" in style.lower() and _font_size(style.lower()) == "zero":
-        return "font"
-    return ""
+    return "font" if "font-size" in low and _font_size(low) == "zero" else ""
 
 
 def _sizes_own_text(node: LexborNode) -> bool:
     """True when an element gives its text a size of its own (absolute units, a keyword, or the
     old `<font size=N>`), so that a zero-size ancestor no longer hides it."""
-    style = node.attributes.get("style")
-    if style and "font-size" in style.lower() and _font_size(style.lower()) == "sized":
+    low = (node.attributes.get("style") or "").lower()
+    if "font-size" in low and _font_size(low) == "sized":
         return True
     size = node.attributes.get("size") if node.tag == "font" else None
     return bool(size and size.strip().lstrip("+-").isdigit() and size.strip() not in ("0", "+0", "-0"))
