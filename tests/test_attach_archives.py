@@ -33,6 +33,10 @@ def _eicar_locations(msg: g.Message, settings: Settings) -> list[str]:
         ("pwd=Inv2024!", ["Inv2024"]),
         ("Password is \"Q3-report\". Thanks", ["Q3-report"]),
         ("Nothing to see here", []),
+        # a few words may say what the password opens when a colon follows them
+        ("Senha do arquivo em anexo: 123", ["123"]),
+        ("The password for the attached PDF: Qx7 thanks", ["Qx7"]),
+        ("Please reset your password today. Regards: me", ["today"]),  # not across a sentence
     ],
 )
 def test_passwords_from_text(text: str, expected: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mailmoat.analyzers.filetypes import FileTypeAnalyzer
 from mailmoat.analyzers.office import OfficeAnalyzer
 from mailmoat.config import Settings
-from mailmoat.parse.documents import extract_document_urls
+from mailmoat.parse.documents import read_documents
 from tests.support import attachgen as g
 
 
@@ -38,7 +38,7 @@ async def test_remote_template_injection_and_hyperlinks(settings: Settings) -> N
     msg = g.message([("cv.docx", doc)])
     found = g.by_symbol(await g.run_analyzers(msg, settings, OfficeAnalyzer))
     assert "http://198.51.100.7/t.dotm" in found["OFFICE_REMOTE_TEMPLATE"].evidence
-    extract_document_urls(msg)
+    read_documents(msg)
     office_urls = {u.url: u for u in msg.urls if u.source == "office"}
     assert set(office_urls) == {"https://docs.example.net/view?id=42", "http://198.51.100.7/t.dotm"}
     assert office_urls["https://docs.example.net/view?id=42"].registrable_domain == "example.net"

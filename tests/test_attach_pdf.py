@@ -8,7 +8,7 @@ from mailmoat.analyzers.filetypes import FileTypeAnalyzer
 from mailmoat.analyzers.pdf import PdfAnalyzer
 from mailmoat.attach import pdf
 from mailmoat.config import Settings
-from mailmoat.parse.documents import extract_document_urls
+from mailmoat.parse.documents import read_documents
 from tests.support import attachgen as g
 
 
@@ -61,10 +61,10 @@ async def test_embedded_file_is_extracted_and_scanned(settings: Settings) -> Non
 
 async def test_link_in_object_stream_goes_to_url_analysis(settings: Settings) -> None:
     msg = g.message([("voicemail.pdf", g.pdf_link("https://login.example-secure.test/verify"))])
-    extract_document_urls(msg)
+    read_documents(msg)
     pdf_urls = [u for u in msg.urls if u.source == "pdf"]
     assert [(u.url, u.host, u.part_path) for u in pdf_urls] == [("https://login.example-secure.test/verify", "login.example-secure.test", "2")]
-    extract_document_urls(msg)  # idempotent
+    read_documents(msg)  # idempotent
     assert len([u for u in msg.urls if u.source == "pdf"]) == 1
     found = g.by_symbol(await g.run_analyzers(msg, settings, PdfAnalyzer))
     assert set(found) == {"PDF_LINK_LURE"}
@@ -75,5 +75,5 @@ def test_hostile_pdf_never_raises() -> None:
                  b"%PDF-1.4 (((((((( 1 0 obj <</JS (\\", b"%PDF-" + b"9 0 obj " * 1000):
         pdf.inspect(junk)
     msg = g.message([("x.pdf", b"%PDF-1.4 garbage")])
-    extract_document_urls(msg)
+    read_documents(msg)
     assert msg.urls == []

@@ -328,3 +328,40 @@ def docx_dde(command: str = 'DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe "/k ca
         "[Content_Types].xml": b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>',
         "word/document.xml": body.encode(),
     })
+
+
+def pdf_text(lines: list[str], link: str = "", password: str = "") -> bytes:
+    """A one-page PDF (reportlab) that says `lines`, with a link over the last one; encrypted with
+    `password` (RC4 128) when one is given. Chinese lines use the Adobe song font, as Chinese office
+    software writes them."""
+    from reportlab.lib import pdfencrypt
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    if "STSong-Light" not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, encrypt=pdfencrypt.StandardEncryption(password, strength=128) if password else None)
+    y = 760
+    for line in lines:
+        c.setFont("Helvetica" if line.isascii() else "STSong-Light", 12)
+        c.drawString(72, y, line)
+        y -= 20
+    if link:
+        c.linkURL(link, (72, y + 15, 400, y + 35))
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def docx_text(paragraphs: list[str]) -> bytes:
+    """A Word document (python-docx) with one paragraph per string."""
+    import docx
+
+    d = docx.Document()
+    for p in paragraphs:
+        d.add_paragraph(p)
+    buf = io.BytesIO()
+    d.save(buf)
+    return buf.getvalue()

@@ -149,17 +149,21 @@ def text_blocks(payload: str, style: str = "half", border: int = 2) -> str:
     return "\n".join(lines)
 
 
-def pdf_with_qr(payload: str, vector: bool = False, page: int = 1, text: str = "Subsidy application form") -> bytes:
-    """A small PDF carrying the code on page `page`: as an embedded PNG, or drawn as vector squares."""
+def pdf_with_qr(
+    payload: str, vector: bool = False, page: int = 1, text: str = "Subsidy application form", password: str = ""
+) -> bytes:
+    """A small PDF carrying the code on page `page`: as an embedded PNG, or drawn as vector squares;
+    locked with `password` (RC4 128) when one is given."""
     from reportlab.graphics import renderPDF
     from reportlab.graphics.barcode.qr import QrCodeWidget
     from reportlab.graphics.shapes import Drawing
+    from reportlab.lib import pdfencrypt
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.utils import ImageReader
     from reportlab.pdfgen import canvas
 
     buf = io.BytesIO()
-    c = canvas.Canvas(buf, pagesize=A4)
+    c = canvas.Canvas(buf, pagesize=A4, encrypt=pdfencrypt.StandardEncryption(password, strength=128) if password else None)
     for n in range(1, page + 1):
         c.setFont("Helvetica", 14)
         c.drawString(72, 770, f"{text} - page {n}")

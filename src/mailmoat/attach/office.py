@@ -101,6 +101,41 @@ def ooxml_relationships(data: bytes) -> tuple[list[tuple[str, str]], list[str]]:
     return remote, links
 
 
+# Words of an OOXML document: Word and PowerPoint text runs, Excel's shared strings; the end of a
+# paragraph or cell is a line end, a tab or break a space.
+_OOXML_TEXT_PARTS = re.compile(r"^(?:word/(?:document|header\d*|footer\d*)\.xml|ppt/slides/slide\d+\.xml|xl/sharedStrings\.xml)$")
+_OOXML_TEXT_RE = re.compile(rb"<(?:w:|a:)?t(?:\s[^>]*)?>([^<]*)</(?:w:|a:)?t>|</(?:w:p|a:p|si)>|<(?:w:tab|w:br|a:br)\b[^>]*/?>")
+
+
+def _slide_order(name: str) -> tuple[int, str]:
+    digits = re.sub(r"\D", "", name.rsplit("/", 1)[-1])
+    return (int(digits) if digits else 0, name)
+
+
+def ooxml_text(data: bytes, limit: int) -> str:
+    """The words of a Word, PowerPoint or Excel file, in reading order, up to `limit` characters."""
+    out: list[str] = []
+    size = 0
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = [i for i in zf.infolist()[:2000] if _OOXML_TEXT_PARTS.match(i.filename) and i.file_size <= MAX_XML]
+            # The body before headers and footers; slides in their numbered order.
+            names.sort(key=lambda i: (not i.filename.startswith(("word/document", "ppt/", "xl/")), _slide_order(i.filename)))
+            for info in names:
+                for m in _OOXML_TEXT_RE.finditer(zf.read(info)):
+                    piece = unescape(m.group(1).decode("utf-8", "replace")) if m.group(1) is not None else (
+                        " " if m.group(0).startswith(b"<") and not m.group(0).startswith(b"</") else "\n"
+                    )
+                    out.append(piece)
+                    size += len(piece)
+                    if size >= limit:
+                        return "".join(out)[:limit]
+                out.append("\n")
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
+        pass
+    return "".join(out)[:limit]
+
+
 def _ooxml(data: bytes, report: OfficeReport) -> None:
     report.remote, report.hyperlinks = ooxml_relationships(data)
     try:

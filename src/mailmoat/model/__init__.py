@@ -4,6 +4,7 @@ from mailmoat.model.envelope import Direction, Envelope
 from mailmoat.model.finding import Finding, Symbol
 from mailmoat.model.message import (
     Address,
+    Document,
     Image,
     Message,
     Part,
@@ -17,6 +18,7 @@ __all__ = [
     "Action",
     "Address",
     "Direction",
+    "Document",
     "Envelope",
     "Finding",
     "Image",

@@ -98,6 +98,18 @@ class QrCode:
 
 
 @dataclass
+class Document:
+    """What a reader sees on opening an attached document: a PDF, an Office file, a text or HTML file."""
+
+    part_path: str
+    filename: str
+    kind: str  # "pdf", "office", "text", "html"
+    text: str = ""  # its words, cut at a limit (parse.documents.MAX_TEXT)
+    locked: bool = False  # a PDF that opens only with a password
+    password: str = ""  # the password from the message body that opened it
+
+
+@dataclass
 class Message:
     """Everything analyzers may read about one message; parse never raises, it records defects."""
 
@@ -126,6 +138,7 @@ class Message:
     urls: list[Url] = field(default_factory=list)
     qr_codes: list[QrCode] = field(default_factory=list)
     attached_messages: list[Message] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)  # attached documents' text, also those of attached messages
     defects: list[str] = field(default_factory=list)
 
     def header(self, name: str, default: str = "") -> str:
@@ -147,6 +160,11 @@ class Message:
         did not load") and puts the lure in the HTML must not have the filters read the line."""
         plain, html = self.text.strip(), self.html_text.strip()
         return self.html_text if len(html) > len(plain) else self.text
+
+    @property
+    def document_text(self) -> str:
+        """The text of every attached document, one after the other."""
+        return "\n".join(d.text for d in self.documents if d.text)
 
     @property
     def attachments(self) -> list[Part]:

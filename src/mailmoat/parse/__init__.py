@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from mailmoat.config import QrSettings
-from mailmoat.model import Message
+from mailmoat.model import Document, Message
 from mailmoat.parse import images as _images
 from mailmoat.parse.charset import header_hint
+from mailmoat.parse.documents import MAX_TEXT as MAX_DOCUMENT_TEXT
 from mailmoat.parse.headers import fill_headers
 from mailmoat.parse.html import HtmlInfo, ImageRef, analyse
 from mailmoat.parse.mime import Budget, MimeResult, parse_bytes, walk
@@ -106,10 +107,15 @@ def _build(raw: bytes, prefix: str, level: int, budget: Budget) -> Message:
         message.current_thread = current_thread(message.text)
     for path, text, is_html in mime.text_attachments:
         if is_html:
-            for url, _source, anchor in _html(text, defects, path).links:
+            info = _html(text, defects, path)
+            for url, _source, anchor in info.links:
                 urls.add(url, "attachment", anchor, path)
+            text = info.text
         else:
             urls.add_text(text, "attachment", path)
+        part = message.part(path)
+        filename = part.filename if part else ""
+        message.documents.append(Document(path, filename, "html" if is_html else "text", text[:MAX_DOCUMENT_TEXT]))
     try:
         _images.build(message, refs, defects)
     except Exception as exc:
@@ -125,6 +131,7 @@ def _build(raw: bytes, prefix: str, level: int, budget: Budget) -> Message:
             continue
         _images.add_attached(message, sub, path)
         message.attached_messages.append(sub)
+        message.documents.extend(sub.documents)
         for u in sub.urls:
             urls.add_url(u)
     if urls.overflow:
@@ -190,7 +197,8 @@ def parse(raw: bytes, qr: QrSettings | None = None) -> Message:
     except Exception as exc:  # last line of defence: parse never raises
         message = Message(raw=raw)
         _fail(message.defects, "message", exc)
+    # Documents first: a locked PDF that the body's password opens is then read for QR codes too.
+    _enrich(message, "documents", "mailmoat.parse.documents", "read_documents")
     if qr is not None and qr.enabled:
         _enrich(message, "qr", "mailmoat.parse.qr", "extract_qr", qr)
-    _enrich(message, "documents", "mailmoat.parse.documents", "extract_document_urls")
     return message

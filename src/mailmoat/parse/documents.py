@@ -1,10 +1,14 @@
-"""Links inside attached documents (PDF link annotations, Office hyperlinks) appended to message.urls."""
+"""Attached documents read as their recipient reads them: PDF and Office text and links, PDFs opened with the body's password."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+from collections.abc import Iterator
+from typing import Any
 
-from mailmoat.model import Message
+from mailmoat.model import Document, Message, Part
+from mailmoat.parse.pdfium_lock import PDFIUM_LOCK
 from mailmoat.parse.urls import make_url
 
 log = logging.getLogger(__name__)
@@ -12,53 +16,145 @@ log = logging.getLogger(__name__)
 MAX_DOCUMENTS = 20
 MAX_DOCUMENT_SIZE = 20 * 1024 * 1024
 MAX_URLS = 300
+MAX_PAGES = 10  # a lure says what it wants on its first pages
+MAX_TEXT = 20_000  # characters kept per document
+MAX_ATTACHED_DEPTH = 3
 _OOXML = ("docx", "docm", "xlsx", "xlsm", "xlsb", "pptx", "pptm")
+_FPDF_ERR_PASSWORD = 4
 
 
-def extract_document_urls(message: Message) -> None:
-    """Append URIs of PDF attachments (source "pdf") and Office hyperlinks (source "office"); never raises."""
+def read_documents(message: Message) -> None:
+    """Fill `message.documents` with the text of PDF and Office attachments (also those of attached
+    messages) and append their links to `message.urls` (sources "pdf" and "office"); never raises."""
     try:
-        _extract(message)
+        _read(message)
     except Exception:  # a hostile document must never break parsing
-        log.exception("document URL extraction failed")
-        message.defects.append("document URL extraction failed")
+        log.exception("reading attached documents failed")
+        message.defects.append("document reading failed")
 
 
-def _extract(message: Message) -> None:
-    from mailmoat.attach import pdf
-    from mailmoat.attach.office import ooxml_relationships
+def _parts(message: Message, depth: int = 0) -> Iterator[Part]:
+    yield from message.parts
+    if depth < MAX_ATTACHED_DEPTH:
+        for inner in message.attached_messages:
+            yield from _parts(inner, depth + 1)
+
+
+def _kind(part: Part) -> str:
     from mailmoat.attach.sniff import sniff
 
-    seen = {(u.url, u.part_path) for u in message.urls}
+    data = part.payload
+    ext = part.true_ext
+    if ext == "pdf" or (ext not in _OOXML and b"%PDF-" in data[:1024]):
+        return "pdf"
+    if ext in _OOXML or (data.startswith(b"PK\x03\x04") and sniff(data) in _OOXML):
+        return "office"
+    return ""
+
+
+def _read(message: Message) -> None:
+    from mailmoat.attach import pdf
+    from mailmoat.attach.archives import passwords_from_text
+    from mailmoat.attach.office import ooxml_relationships, ooxml_text
+
+    seen_urls = {(u.url, u.part_path) for u in message.urls}
+    read = {d.part_path for d in message.documents}
+    passwords: list[str] | None = None
     added = 0
-    docs = 0
-    for part in message.parts:
-        if docs >= MAX_DOCUMENTS or added >= MAX_URLS:
+    for part in _parts(message):
+        if len(read) >= MAX_DOCUMENTS:
             break
-        data = part.payload
-        if not data or len(data) > MAX_DOCUMENT_SIZE:
+        if part.path in read or not part.payload or len(part.payload) > MAX_DOCUMENT_SIZE:
             continue
-        ext = part.true_ext
-        if ext not in ("pdf", *_OOXML):
-            if b"%PDF-" in data[:1024]:
-                ext = "pdf"
-            elif data.startswith(b"PK\x03\x04"):
-                ext = sniff(data)
-        if ext == "pdf":
-            docs += 1
-            links, source = pdf.inspect(data).uris, "pdf"
-        elif ext in _OOXML:
-            docs += 1
-            remote, hyperlinks = ooxml_relationships(data)
-            links, source = hyperlinks + [t for _rt, t in remote], "office"
+        kind = _kind(part)
+        if not kind:
+            continue
+        read.add(part.path)
+        doc = Document(part_path=part.path, filename=part.filename, kind=kind)
+        if kind == "pdf":
+            if passwords is None:  # asked once, and only when there is a PDF to open
+                passwords = passwords_from_text("\n".join((message.subject, message.body_text)))
+            links = pdf.inspect(part.payload).uris
+            links += _read_pdf(part.payload, doc, passwords, message.defects)
         else:
-            continue
+            remote, hyperlinks = ooxml_relationships(part.payload)
+            links = hyperlinks + [t for _rt, t in remote]
+            doc.text = ooxml_text(part.payload, MAX_TEXT)
+        message.documents.append(doc)
         for link in links:
             if added >= MAX_URLS:
                 break
-            url = make_url(link, source, part_path=part.path)
-            if url is None or (url.url, url.part_path) in seen:
+            url = make_url(link, kind, part_path=part.path)
+            if url is None or (url.url, url.part_path) in seen_urls:
                 continue
-            seen.add((url.url, url.part_path))
+            seen_urls.add((url.url, url.part_path))
             message.urls.append(url)
             added += 1
+
+
+def _read_pdf(data: bytes, doc: Document, passwords: list[str], defects: list[str]) -> list[str]:
+    """Fill `doc` with the PDF's text; return the web links its pages carry (pdfium reads them also
+    when the file is encrypted, which the structure scan cannot)."""
+    import pypdfium2 as pdfium
+
+    with PDFIUM_LOCK:
+        pdf = _open(pdfium, data, doc, passwords, defects)
+        if pdf is None:
+            return []
+        try:
+            texts: list[str] = []
+            links: list[str] = []
+            size = 0
+            for index in range(min(len(pdf), MAX_PAGES)):
+                try:
+                    page = pdf[index]
+                    text = page.get_textpage().get_text_bounded()
+                    links += _page_links(pdf, page)
+                except Exception as exc:  # a damaged page: the others may still be read
+                    defects.append(f"document:pdf-page-unreadable part={doc.part_path} page {index + 1}: {str(exc)[:80]}")
+                    continue
+                texts.append(text)
+                size += len(text)
+                if size >= MAX_TEXT:
+                    break
+            doc.text = "\n".join(texts)[:MAX_TEXT]
+            return links
+        finally:
+            pdf.close()
+
+
+def _open(pdfium: Any, data: bytes, doc: Document, passwords: list[str], defects: list[str]) -> Any:
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if getattr(exc, "err_code", None) != _FPDF_ERR_PASSWORD:
+            defects.append(f"document:pdf-unreadable part={doc.part_path}: {str(exc)[:80]}")
+            return None
+    doc.locked = True
+    for password in passwords:
+        try:
+            opened = pdfium.PdfDocument(data, password=password)
+        except pdfium.PdfiumError:
+            continue
+        doc.password = password
+        return opened
+    return None
+
+
+def _page_links(pdf: Any, page: Any) -> list[str]:
+    import pypdfium2.raw as pdfium_c
+
+    links: list[str] = []
+    pos = ctypes.c_int(0)
+    link = pdfium_c.FPDF_LINK()
+    while len(links) < MAX_URLS and pdfium_c.FPDFLink_Enumerate(page.raw, ctypes.byref(pos), ctypes.byref(link)):
+        action = pdfium_c.FPDFLink_GetAction(link)
+        if not action or pdfium_c.FPDFAction_GetType(action) != pdfium_c.PDFACTION_URI:
+            continue
+        size = pdfium_c.FPDFAction_GetURIPath(pdf.raw, action, None, 0)
+        if not 0 < size <= 8192:
+            continue
+        buf = ctypes.create_string_buffer(size)
+        pdfium_c.FPDFAction_GetURIPath(pdf.raw, action, buf, size)
+        links.append(buf.value.decode("utf-8", "replace"))
+    return links

@@ -50,6 +50,7 @@ class _Run:
     groups_hit: set[str] = field(default_factory=set)
     flagged: set[str] = field(default_factory=set)  # run-wide defects recorded once
     seen_codes: set[tuple[str, str, str, str]] = field(default_factory=set)
+    passwords: dict[str, str] = field(default_factory=dict)  # part path -> password of a locked PDF
 
     def defect(self, text: str) -> None:
         if text not in self.message.defects:
@@ -66,6 +67,8 @@ def extract_qr(message: Message, settings: QrSettings) -> None:
     if not settings.enabled:
         return
     run = _Run(message=message, settings=settings, deadline=time.monotonic() + max(0.05, settings.time_budget))
+    # Locked PDFs that the message's own password opened (parse.documents runs first).
+    run.passwords = {d.part_path: d.password for d in message.documents if d.password}
     for code in message.qr_codes:  # called twice on one message: record nothing twice
         run.seen_codes.add(_key(code.payload, code.symbology, code))
     try:
@@ -77,7 +80,7 @@ def extract_qr(message: Message, settings: QrSettings) -> None:
 
 def _extract_level(run: _Run, message: Message, prefix: dict[str, Any]) -> None:
     # closing(): stopping early must release the pdfium lock a PDF source may hold.
-    with contextlib.closing(qr_sources.candidates(message, run.settings, prefix)) as found:
+    with contextlib.closing(qr_sources.candidates(message, run.settings, prefix, run.passwords)) as found:
         for cand in found:
             if not _budget_ok(run):
                 return

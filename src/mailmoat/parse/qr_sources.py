@@ -10,7 +10,6 @@ import hashlib
 import html as html_mod
 import io
 import re
-import threading
 import warnings
 import zipfile
 from collections.abc import Callable, Generator, Iterator
@@ -23,6 +22,7 @@ from PIL import ImageColor
 
 from mailmoat.config import QrSettings
 from mailmoat.model import Image, Message, Part
+from mailmoat.parse.pdfium_lock import PDFIUM_LOCK
 from mailmoat.parse.qr_decode import could_hold_code, sniff_image
 from mailmoat.parse.qr_svg import inline_svgs, looks_like_svg, render_svg
 
@@ -48,9 +48,6 @@ DRAWING_MAX_CHARS = 2_000_000
 
 # Preference when the same bytes are reachable several ways: the most telling location wins.
 _SOURCE_RANK = {"cid": 0, "data-uri": 1, "css": 2, "inline": 3, "attachment": 4, "eml": 5}
-
-# pdfium is not thread-safe; parse may run in worker threads.
-_PDFIUM_LOCK = threading.Lock()
 
 _OFFICE_MEDIA_DIRS = ("word/media/", "xl/media/", "ppt/media/", "Pictures/", "media/")
 _OFFICE_MARKERS = (b"word/media/", b"xl/media/", b"ppt/media/", b"Pictures/", b"META-INF/manifest.xml")
@@ -241,14 +238,15 @@ def spans_tiles(code_box: tuple[int, int, int, int], tile_boxes: list[tuple[int,
 # ---------------------------------------------------------------- PDF
 
 
-def pdf_candidates(data: bytes, where: Image, settings: QrSettings) -> Iterator[Candidate]:
-    """Embedded images of each page, then the page rendered (only if its images held no code)."""
+def pdf_candidates(data: bytes, where: Image, settings: QrSettings, password: str = "") -> Iterator[Candidate]:
+    """Embedded images of each page, then the page rendered (only if its images held no code).
+    `password` opens a locked PDF (the one its message gives: see parse.documents)."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
-    with _PDFIUM_LOCK:
+    with PDFIUM_LOCK:
         try:
-            doc = pdfium.PdfDocument(data)
+            doc = pdfium.PdfDocument(data, password=password or None)
         except Exception as exc:  # encrypted or damaged PDFs: a defect, not a crash
             yield Candidate(image=where, defect=f"qr:pdf-unreadable {_label(where)}: {exc}")
             return
@@ -739,9 +737,10 @@ def label(img: Image) -> str:
 
 
 def candidates(
-    message: Message, settings: QrSettings, prefix: dict[str, Any] | None = None
+    message: Message, settings: QrSettings, prefix: dict[str, Any] | None = None, passwords: dict[str, str] | None = None
 ) -> Generator[Candidate, None, None]:
-    """Everything worth decoding in one message level (attached .eml: see extract_qr).
+    """Everything worth decoding in one message level (attached .eml: see extract_qr). `passwords`:
+    part path -> the password that opens a locked PDF there.
 
     Order: drawings (a few ms, and no image padding can push them past the image limit), split
     tiles (when the stitched whole decodes, its tiles are not decoded one by one), single images in
@@ -796,7 +795,7 @@ def candidates(
             origin=dict(base),
         )
         if part.true_type == "application/pdf" or is_pdf(data):
-            yield from pdf_candidates(data, where, settings)
+            yield from pdf_candidates(data, where, settings, (passwords or {}).get(part.path, ""))
         elif is_office(data):
             yield from office_candidates(data, where, settings)
         elif is_html_attachment(part):
