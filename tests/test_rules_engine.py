@@ -12,7 +12,7 @@ from mailmoat.analyzers import registry
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
 from mailmoat.analyzers.rules import RulesAnalyzer
 from mailmoat.config import RulesSettings, Settings
-from mailmoat.model import Address, Envelope, Finding, Message, Part, QrCode, Url
+from mailmoat.model import Address, Document, Envelope, Finding, Message, Part, QrCode, Url
 from mailmoat.rules import RuleError, RuleLibrary, RuleSet, parse_rule
 from mailmoat.rules import functions as fn
 from mailmoat.scanner import Scanner
@@ -72,6 +72,7 @@ def message(**kw: object) -> Message:
             ),
         ],
         qr_codes=[QrCode("https://qr.evil.example/a", source="cid")],
+        documents=[Document("2", "Scan.PDF.exe", "pdf", text="Resgate agora", locked=True, password="123")],
     )
     for k, v in kw.items():
         setattr(m, k, v)
@@ -161,6 +162,8 @@ def test_id_must_match_file_name() -> None:
         ('registrable("a.b.example.co.uk") == "example.co.uk"', True),
         ('lower(display_name) == "it desk"', True),
         ('attachments.map(a, a.name).join(",") == "Scan.PDF.exe"', True),
+        ('documents.exists(d, d.kind == "pdf" && d.opened && d.text.contains("Resgate"))', True),
+        ('documents.exists(d, d.kind == "office")', False),
     ],
 )
 def test_expressions_over_the_message(expression: str, hit: bool) -> None:

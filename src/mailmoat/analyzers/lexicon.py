@@ -34,7 +34,7 @@ CAMPAIGN_GROUP = "campaign"
 MAX_TEXT = 200_000
 # Where a clickable link can come from (images' src and CSS are not links; QR payloads have
 # their own combinations).
-LINK_SOURCES = {"text", "href", "form", "meta", "pdf", "attachment", ""}
+LINK_SOURCES = {"text", "href", "form", "meta", "pdf", "office", "attachment", ""}
 NEEDS = {"qr", "link", "phone", "wallet"}
 
 
@@ -281,23 +281,37 @@ class LexiconHit:
     symbol: str
     weight: float
     terms: list[str]
+    documents: list[str] = field(default_factory=list)  # attached documents that added terms the message lacks
+
+
+def _found(lexset: LexiconSet, text: str) -> dict[str, dict[str, float]]:
+    """Per lexicon: the distinct terms in a normalised text, with their weights."""
+    found: dict[str, dict[str, float]] = {}
+    candidates = lexset.candidates(text)
+    if not candidates:
+        return found
+    for m in _compile(candidates).finditer(text):
+        key = _SPACES.sub(" ", m.group(0))
+        for sym, weight in lexset.index.get(key, ()):
+            found.setdefault(sym, {})[key] = weight
+    return found
 
 
 def match(lexset: LexiconSet, message: Message) -> dict[str, LexiconHit]:
     """Per lexicon: summed weight and the distinct terms found (every lexicon that matched anything)."""
     # The sender's display name is read like the subject: the reader sees both before the body,
     # and spam puts its pitch there too ("Claim Your Free Spins", "Your Bonus Inside").
-    text = normalise("\n".join((message.from_.display, message.subject, message.text, message.html_text)))
-    found: dict[str, dict[str, float]] = {}
-    candidates = lexset.candidates(text)
-    if not candidates:
-        return {}
-    for m in _compile(candidates).finditer(text):
-        key = _SPACES.sub(" ", m.group(0))
-        for sym, weight in lexset.index.get(key, ()):
-            found.setdefault(sym, {})[key] = weight
+    found = _found(lexset, normalise("\n".join((message.from_.display, message.subject, message.text, message.html_text))))
+    # An attached document is read too: a lure sent as "see the attached notice" says it there.
+    from_documents: dict[str, list[str]] = {}
+    for doc in message.documents:
+        for sym, terms in _found(lexset, normalise(doc.text)).items():
+            have = found.setdefault(sym, {})
+            if terms.keys() - have.keys():
+                have.update(terms)
+                from_documents.setdefault(sym, []).append(doc.filename or f"part {doc.part_path}")
     return {
-        sym: LexiconHit(sym, sum(terms.values()), sorted(terms, key=lambda t: (-terms[t], t)))
+        sym: LexiconHit(sym, sum(terms.values()), sorted(terms, key=lambda t: (-terms[t], t)), from_documents.get(sym, []))
         for sym, terms in found.items()
     }
 
@@ -360,17 +374,20 @@ class LexiconAnalyzer(BaseAnalyzer):
             if not lex.fires(hit):
                 continue
             fired[sym] = hit
+            where = f"; with the text of {', '.join(hit.documents[:3])}" if hit.documents else ""
             findings.append(
                 self.finding(
                     sym,
-                    f"matched {', '.join(hit.terms[:12])} (weight {hit.weight:g} ≥ {lex.threshold:g})",
-                    {"terms": hit.terms, "weight": hit.weight},
+                    f"matched {', '.join(hit.terms[:12])} (weight {hit.weight:g} ≥ {lex.threshold:g}){where}",
+                    {"terms": hit.terms, "weight": hit.weight, "documents": hit.documents},
                 )
             )
         if not fired:
             return findings
         qr = [q.payload for q in msg.qr_codes if leads_somewhere(q.payload)]
         link = has_link(msg, self.own)
+        # What the reader is asked to do may be written in the attached document alone.
+        said = f"{msg.subject}\n{msg.body_text}\n{msg.document_text}"
         with_qr: set[str] = set()
         # QR combinations first: a lure with a QR code is not counted again for its links.
         for combo in sorted(self.lexset.combos, key=lambda c: c.needs != "qr"):
@@ -382,10 +399,10 @@ class LexiconAnalyzer(BaseAnalyzer):
                 what = f"QR code ({qr[0][:120]})"
             elif combo.needs == "link" and link:
                 what = "a link"
-            elif combo.needs == "phone" and not link and (phone := phone_number(f"{msg.subject}\n{msg.body_text}")):
+            elif combo.needs == "phone" and not link and (phone := phone_number(said)):
                 # Callback phishing gives a number to call instead of a link: URL checks see nothing.
                 what = f"a number to call ({phone}) and no link"
-            elif combo.needs == "wallet" and (wallet := wallet_address(f"{msg.subject}\n{msg.body_text}")):
+            elif combo.needs == "wallet" and (wallet := wallet_address(said)):
                 # Extortion needs no link either: it names the address to pay.
                 what = f"a cryptocurrency address to pay ({wallet})"
             else:

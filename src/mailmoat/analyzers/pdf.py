@@ -1,4 +1,4 @@
-"""PDF attachments (and PDFs unpacked from archives): JavaScript, auto actions, Launch, embedded files, forms."""
+"""PDF attachments (and PDFs unpacked from archives): JavaScript, auto actions, Launch, embedded files, forms, passwords."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class PdfAnalyzer(BaseAnalyzer):
         Symbol("PDF_REMOTE_GOTO", 2.0, "attachment", "A PDF action opens another remote document"),
         Symbol("PDF_XFA", 1.0, "attachment", "A PDF with an XFA form (scriptable)"),
         Symbol("PDF_LINK_LURE", 2.0, "attachment", "A small PDF whose content is essentially a link to a web site"),
+        Symbol("PDF_LOCKED", 1.0, "attachment", "A PDF that opens only with a password the message does not give (content hidden from scanning)"),
+        Symbol("PDF_PASSWORD_IN_BODY", 4.0, "attachment", "A PDF locked with a password that the message itself gives (hidden from scanners, not from the reader)"),
     )
 
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
@@ -32,6 +34,13 @@ class PdfAnalyzer(BaseAnalyzer):
             rep = f.reports.get("pdf")
             if isinstance(rep, PdfReport):
                 self.report(f.location, f.size, rep, hits)
+        for doc in ctx.message.documents:
+            # A lock keeps out scanners, not the reader: a password sent beside the file opens it.
+            name = doc.filename or f"part-{doc.part_path}"
+            if doc.locked and doc.password:
+                hits.add("PDF_PASSWORD_IN_BODY", name, f"opened with {doc.password!r} from the message body")
+            elif doc.locked:
+                hits.add("PDF_LOCKED", name, "needs a password; none in the message body opens it")
         return hits.findings(self.finding)
 
     @staticmethod

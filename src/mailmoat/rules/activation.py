@@ -104,6 +104,13 @@ FIELDS: dict[str, tuple[Builder, str]] = {
     "html": (lambda m, e, f: m.html, "raw text/html bodies"),
     "html_text": (lambda m, e, f: m.html_text, "visible text of the HTML"),
     "current_thread": (lambda m, e, f: m.current_thread, "body without quoted replies"),
+    "documents": (
+        lambda m, e, f: [
+            {"filename": d.filename, "kind": d.kind, "text": d.text, "locked": d.locked, "opened": bool(d.password)}
+            for d in m.documents
+        ],
+        "attached documents as their reader opens them: {filename, kind (pdf, office, text, html), text, locked, opened} (opened: with a password from the body)",
+    ),
     "urls": (
         lambda m, e, f: _urls(m),
         f"URLs (distinct, first {MAX_URLS}): {{url, scheme, host, domain (registrable), source, anchor_text, is_ip, is_idn}}",

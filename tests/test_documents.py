@@ -1,0 +1,121 @@
+"""Attached documents read as their recipient reads them: PDF and Word text, PDFs locked with the body's password."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from mailmoat.analyzers.lexicon import LexiconAnalyzer
+from mailmoat.analyzers.pdf import PdfAnalyzer
+from mailmoat.classify.tokens import message_tokens
+from mailmoat.config import QrSettings, Settings
+from mailmoat.model import Envelope
+from mailmoat.parse import parse
+from mailmoat.scanner import Scanner
+from tests.support import attachgen as g
+from tests.support.qrgen import pdf_with_qr
+
+SUBSIDY = ["关于发放2026年度工资补贴的通知", "请于11月30日前扫码或点击下方链接完成补贴申领，逾期视为自动放弃。"]
+LURE_LINK = "https://subsidy-claim.example-pay.test/apply"
+
+
+async def test_a_lure_written_in_the_attached_pdf_is_read(settings: Settings) -> None:
+    raw = g.mime([("通知.pdf", g.pdf_text(SUBSIDY, link=LURE_LINK))], text="各位同事：详见附件，请及时处理。", subject="通知")
+    msg = parse(raw)
+    [doc] = msg.documents
+    assert doc.kind == "pdf" and doc.filename == "通知.pdf" and not doc.locked
+    assert "工资补贴" in doc.text and "补贴申领" in doc.text
+    assert [u.url for u in msg.urls if u.source == "pdf"] == [LURE_LINK]
+    found = g.by_symbol(await g.run_analyzers(msg, settings, LexiconAnalyzer))
+    assert "工资补贴" in found["LEXICON_SUBSIDY_FRAUD"].data["terms"]
+    assert found["LEXICON_SUBSIDY_FRAUD"].evidence.endswith("with the text of 通知.pdf")
+    assert "SUBSIDY_FRAUD_WITH_LINK" in found
+    # The same notice with no document says nothing of subsidies.
+    bare = parse(g.mime([], text="各位同事：详见附件，请及时处理。", subject="通知"))
+    assert bare.documents == [] and not await g.run_analyzers(bare, settings, LexiconAnalyzer)
+
+
+async def test_a_pdf_locked_with_the_password_in_the_body_is_opened(settings: Settings) -> None:
+    pdf = g.pdf_text(["Seu saldo de pontos expira hoje.", "Resgate agora"], link=LURE_LINK, password="8341")
+    msg = parse(g.mime([("fatura.pdf", pdf)], text="Veja como resgatar no arquivo em anexo.\nSenha de acesso: 8341\n"))
+    [doc] = msg.documents
+    assert doc.locked and doc.password == "8341" and "Resgate agora" in doc.text
+    # The link is encrypted in the file: the structure scan cannot read it, pdfium with the password can.
+    assert [u.url for u in msg.urls if u.source == "pdf"] == [LURE_LINK]
+    found = g.by_symbol(await g.run_analyzers(msg, settings, PdfAnalyzer))
+    assert set(found) == {"PDF_PASSWORD_IN_BODY"} and "'8341'" in found["PDF_PASSWORD_IN_BODY"].evidence
+
+
+def test_the_qr_code_in_a_pdf_locked_with_the_bodys_password_is_decoded() -> None:
+    pdf = pdf_with_qr(LURE_LINK, text="Subsidy claim form", password="2026")
+    msg = parse(g.mime([("form.pdf", pdf)], text="附件为补贴申领表，打开密码：2026"), qr=QrSettings())
+    assert [q.payload for q in msg.qr_codes] == [LURE_LINK]
+    assert msg.qr_codes[0].filename == "form.pdf"
+    # Without the password in the mail the code stays locked away, and the parser says why.
+    locked = parse(g.mime([("form.pdf", pdf)], text="附件为补贴申领表"), qr=QrSettings())
+    assert locked.qr_codes == [] and any(d.startswith("qr:pdf-unreadable") for d in locked.defects)
+
+
+async def test_a_pdf_whose_password_the_mail_does_not_give(settings: Settings) -> None:
+    pdf = g.pdf_text(["Payslip November 2026"], password="19800101")
+    text = "附件为您2026年11月的工资条，文件已加密，打开密码为您身份证号码后六位。"
+    msg = parse(g.mime([("payslip.pdf", pdf)], text=text))
+    [doc] = msg.documents
+    assert doc.locked and not doc.password and not doc.text
+    found = g.by_symbol(await g.run_analyzers(msg, settings, PdfAnalyzer))
+    assert set(found) == {"PDF_LOCKED"} and found["PDF_LOCKED"].score == 1.0
+
+
+async def test_callback_number_given_only_in_a_word_document(settings: Settings) -> None:
+    docx = g.docx_text([
+        "Norton 360 Premium - Renewal Confirmation",
+        "Your account has been charged $299.00 for the automatic renewal.",
+        "If you did not authorize this renewal, call our billing department at +1 (808) 555-0143.",
+    ])
+    msg = parse(g.mime([("Invoice_NP88Z.docx", docx)], text="Thank you for your order.", subject="Order confirmation"))
+    [doc] = msg.documents
+    assert doc.kind == "office" and "call our billing department" in doc.text
+    found = g.by_symbol(await g.run_analyzers(msg, settings, LexiconAnalyzer))
+    assert "+1 (808) 555-0143" in found["CALLBACK_LURE_WITH_PHONE"].evidence
+    # The classifier does not: a document of borrowed prose would talk it out of a verdict.
+    assert "billing" not in message_tokens(msg)
+
+
+def test_text_and_html_attachments_and_attached_messages_are_documents() -> None:
+    inner = EmailMessage()
+    inner["From"] = "HR <hr@example.org>"
+    inner["Subject"] = "Salary adjustment"
+    inner.set_content("See the attached letter.")
+    inner.add_attachment(g.pdf_text(["Salary adjustment letter"]), maintype="application", subtype="pdf", filename="letter.pdf")
+    outer = EmailMessage()
+    outer["From"] = "a@example.org"
+    outer["Subject"] = "Fw: Salary adjustment"
+    outer.set_content("Forwarding this.")
+    outer.add_attachment("<html><body><p style='display:none'>hidden</p><p>Sign in to view</p></body></html>",
+                         subtype="html", filename="view.html")
+    outer.add_attachment("call me", filename="notes.txt")
+    outer.add_attachment(inner)
+    msg = parse(outer.as_bytes())
+    docs = {d.filename: d for d in msg.documents}
+    assert docs["view.html"].kind == "html" and docs["view.html"].text.strip() == "Sign in to view"
+    assert docs["notes.txt"].kind == "text" and docs["notes.txt"].text.strip() == "call me"
+    assert docs["letter.pdf"].kind == "pdf" and "Salary adjustment letter" in docs["letter.pdf"].text
+    assert docs["letter.pdf"].part_path.startswith("4.")
+    assert "Sign in to view" in msg.document_text
+
+
+def test_damaged_or_hostile_documents_never_break_parsing() -> None:
+    bad_pdf = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF"
+    huge_xml = g.zip_bytes({"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:t>" + b"A" * (9 * 1024 * 1024) + b"</w:t>"})
+    msg = parse(g.mime([("a.pdf", bad_pdf), ("b.docx", huge_xml), ("c.pdf", b"%PDF-1.4 garbage")]))
+    assert len(msg.documents) == 3
+    assert all(len(d.text) <= 20_000 for d in msg.documents)
+    assert any(d.startswith("document:pdf-unreadable") for d in msg.defects)
+
+
+async def test_the_scanner_reads_the_locked_pdf(settings: Settings, tmp_path: object) -> None:
+    settings.data_dir = str(tmp_path)
+    pdf = g.pdf_text(SUBSIDY, link=LURE_LINK, password="2026")
+    raw = g.mime([("补贴通知.pdf", pdf)], text="附件为补贴通知，打开密码：2026", subject="工资补贴通知")
+    result = await Scanner(settings).scan(raw, Envelope("billing@example.org", ["alice@example.com"]))
+    symbols = {f.symbol for f in result.verdict.findings}
+    assert {"PDF_PASSWORD_IN_BODY", "LEXICON_SUBSIDY_FRAUD", "SUBSIDY_FRAUD_WITH_LINK"} <= symbols
