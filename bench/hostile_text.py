@@ -6,7 +6,8 @@ Each case is one message built to make a text scan slow: tens of thousands of le
 (no "@", no space), a display name of that size, a host of 20,000 labels, runs of "www.", marks
 and invisible characters on every letter, long Chinese text, link texts made of "a.", a .docx
 whose relationship tag holds a long run of letters, HTML made of unclosed tags, hosts that look
-like Amazon S3 endpoints, long base64 link values, a display name written letter by letter. Every
+like Amazon S3 endpoints, long base64 link values, a display name written letter by letter, PDF
+and Word attachments full of text (one locked, with a dozen wrong passwords in the body). Every
 message is scanned by the
 full `Scanner` (every analyzer, default policy) with a small trained classifier model, so the
 classifier's tokeniser runs too. The figure is the best of N scans in milliseconds, and its ratio
@@ -81,6 +82,39 @@ def docx_with_long_attribute(n: int) -> bytes:
     return m.as_bytes()
 
 
+def with_attachment(name: str, data: bytes, body: str = "See the attached document.") -> bytes:
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "Alice <alice@example.org>", "bob@example.net", "Document"
+    m.set_content(body)
+    m.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return m.as_bytes()
+
+
+def pdf_of_lines(pages: int, lines: int, password: str = "") -> bytes:
+    """A PDF of `pages` pages with `lines` lines of text each, locked with `password` if given."""
+    from reportlab.lib import pdfencrypt
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, encrypt=pdfencrypt.StandardEncryption(password, strength=128) if password else None)
+    for _ in range(pages):
+        c.setFont("Helvetica", 1)
+        for n in range(lines):
+            c.drawString(10, 800 - n * 0.4, "tax refund claim your payment now " * 3)
+        c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def docx_of_runs(n: int) -> bytes:
+    """A .docx whose body is `n` one-word text runs."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        z.writestr("word/document.xml", "<w:document><w:body><w:p>" + "<w:r><w:t>refund </w:t></w:r>" * n + "</w:p></w:body></w:document>")
+    return buf.getvalue()
+
+
 CASES: dict[str, Callable[[], bytes]] = {
     "ordinary 10 KB (reference)": lambda: message(ORDINARY * 40),
     "60,000 letters in one run": lambda: message("a" * 60_000),
@@ -121,6 +155,11 @@ CASES: dict[str, Callable[[], bytes]] = {
         "<span style='font-size:0'>x" * 20_000 + "</span>" * 20_000, ctype="text/html"
     ),
     "HTML: 128,000 '<'": lambda: message("<" * 128_000, ctype="text/html"),
+    "PDF of 10 pages × 2,000 lines of text": lambda: with_attachment("a.pdf", pdf_of_lines(10, 2_000)),
+    "the same PDF locked, 12 wrong passwords in the body": lambda: with_attachment(
+        "a.pdf", pdf_of_lines(10, 2_000, "right"), " ".join(f"password: wrong{i}" for i in range(12))
+    ),
+    ".docx of 400,000 text runs": lambda: with_attachment("a.docx", docx_of_runs(400_000)),
     "HTML table of 25 × 25 cells, 4 KB colour values": lambda: message(
         "<table>"
         + "".join(
