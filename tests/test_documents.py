@@ -5,6 +5,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 from mailmoat.analyzers.lexicon import LexiconAnalyzer
+from mailmoat.analyzers.office import OfficeAnalyzer
 from mailmoat.analyzers.pdf import PdfAnalyzer
 from mailmoat.classify.tokens import message_tokens
 from mailmoat.config import QrSettings, Settings
@@ -100,7 +101,25 @@ def test_text_and_html_attachments_and_attached_messages_are_documents() -> None
     assert docs["notes.txt"].kind == "text" and docs["notes.txt"].text.strip() == "call me"
     assert docs["letter.pdf"].kind == "pdf" and "Salary adjustment letter" in docs["letter.pdf"].text
     assert docs["letter.pdf"].part_path.startswith("4.")
+    [forwarded] = [d for d in msg.documents if d.kind == "message"]
+    assert forwarded.part_path == "4" and forwarded.label == "the attached message"
+    assert forwarded.text == "HR\nSalary adjustment\nSee the attached letter.\n"
     assert "Sign in to view" in msg.document_text
+
+
+async def test_a_lure_forwarded_as_an_attached_message_is_read(settings: Settings) -> None:
+    inner = EmailMessage()
+    inner["From"] = "财务部 <finance@example-pay.test>"
+    inner["Subject"] = SUBSIDY[0]
+    inner.set_content(SUBSIDY[1] + "\n" + LURE_LINK)
+    outer = EmailMessage()
+    outer["From"] = "a@example.org"
+    outer["Subject"] = "Fw: 通知"
+    outer.set_content("请看附件。")
+    outer.add_attachment(inner)
+    found = g.by_symbol(await g.run_analyzers(parse(outer.as_bytes()), settings, LexiconAnalyzer))
+    assert found["LEXICON_SUBSIDY_FRAUD"].evidence.endswith("with the text of the attached message")
+    assert "SUBSIDY_FRAUD_WITH_LINK" in found
 
 
 def test_damaged_or_hostile_documents_never_break_parsing() -> None:
@@ -110,6 +129,15 @@ def test_damaged_or_hostile_documents_never_break_parsing() -> None:
     assert len(msg.documents) == 3
     assert all(len(d.text) <= 20_000 for d in msg.documents)
     assert any(d.startswith("document:pdf-unreadable") for d in msg.defects)
+
+
+async def test_one_damaged_member_costs_neither_the_text_nor_the_macro_scan(settings: Settings) -> None:
+    words = g.with_damaged_member(g.docx_text(["Your account has been charged"]), "word/header1.xml")
+    macro = g.with_damaged_member(g.docm(), "word/damaged.xml")
+    msg = parse(g.mime([("a.docx", words), ("b.docm", macro), ("c.pdf", g.pdf_text(["tax refund"]))]))
+    assert [d.text.strip() for d in msg.documents] == ["Your account has been charged", "Enable content to view this invoice", "tax refund"]
+    found = g.by_symbol(await g.run_analyzers(msg, settings, OfficeAnalyzer))
+    assert "OFFICE_MACRO_AUTOEXEC" in found
 
 
 async def test_the_scanner_reads_the_locked_pdf(settings: Settings, tmp_path: object) -> None:

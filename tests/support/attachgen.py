@@ -365,3 +365,19 @@ def docx_text(paragraphs: list[str]) -> bytes:
     buf = io.BytesIO()
     d.save(buf)
     return buf.getvalue()
+
+
+def with_damaged_member(package: bytes, name: str, content: bytes = b"<w:document/>" * 50) -> bytes:
+    """`package` (a zip) with one more member, `name`, whose deflate stream is broken: zipfile
+    raises zlib.error reading it, as it does on a damaged download or a crafted file."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(package)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        dst.writestr(name, content)
+    data = bytearray(out.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+        info = z.getinfo(name)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start] = 0x07  # a final block of the reserved type 3: "invalid block type"
+    return bytes(data)

@@ -309,7 +309,7 @@ def match(lexset: LexiconSet, message: Message) -> dict[str, LexiconHit]:
             have = found.setdefault(sym, {})
             if terms.keys() - have.keys():
                 have.update(terms)
-                from_documents.setdefault(sym, []).append(doc.filename or f"part {doc.part_path}")
+                from_documents.setdefault(sym, []).append(doc.label)
     return {
         sym: LexiconHit(sym, sum(terms.values()), sorted(terms, key=lambda t: (-terms[t], t)), from_documents.get(sym, []))
         for sym, terms in found.items()

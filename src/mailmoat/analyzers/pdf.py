@@ -36,7 +36,7 @@ class PdfAnalyzer(BaseAnalyzer):
                 self.report(f.location, f.size, rep, hits)
         for doc in ctx.message.documents:
             # A lock keeps out scanners, not the reader: a password sent beside the file opens it.
-            name = doc.filename or f"part-{doc.part_path}"
+            name = doc.label
             if doc.locked and doc.password:
                 hits.add("PDF_PASSWORD_IN_BODY", name, f"opened with {doc.password!r} from the message body")
             elif doc.locked:

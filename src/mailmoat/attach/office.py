@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
+import struct
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from html import unescape
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,9 @@ MAX_XML = 8 * 1024 * 1024  # bytes of one OOXML part we look into
 MAX_OOXML_TOTAL = 100 * 1024 * 1024  # declared expanded size of a document we hand to oletools
 EQUATION_CLSIDS = frozenset({"0002CE02-0000-0000-C000-000000000046", "0002CE03-0000-0000-C000-000000000046"})
 # relationship types that fetch content from elsewhere when the document opens
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# What zipfile raises on a damaged package: a bad deflate stream is zlib.error, a bad header struct.error.
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, struct.error)
 _REMOTE_TYPES = ("attachedtemplate", "oleobject", "frame", "subdocument", "externallinkpath", "control", "package")
 
 _REL_RE = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)>", re.IGNORECASE)
@@ -75,6 +82,14 @@ def _ooxml_safe(zf: zipfile.ZipFile) -> bool:
     return True
 
 
+def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """One member's bytes, or none when it is damaged: the others are still read."""
+    try:
+        return zf.read(info)
+    except _ZIP_ERRORS:
+        return b""
+
+
 def ooxml_relationships(data: bytes) -> tuple[list[tuple[str, str]], list[str]]:
     """(remote relationships fetched on open, hyperlinks) of an OOXML package, without loading it whole."""
     remote: list[tuple[str, str]] = []
@@ -84,8 +99,7 @@ def ooxml_relationships(data: bytes) -> tuple[list[tuple[str, str]], list[str]]:
             for info in zf.infolist()[:2000]:
                 if not info.filename.endswith(".rels") or info.file_size > MAX_XML:
                     continue
-                xml = zf.read(info)
-                for m in _REL_RE.finditer(xml):
+                for m in _REL_RE.finditer(_member(zf, info)):
                     a = _attrs(m.group(1))
                     if a.get("targetmode", "").lower() != "external":
                         continue
@@ -96,7 +110,7 @@ def ooxml_relationships(data: bytes) -> tuple[list[tuple[str, str]], list[str]]:
                             links.append(target)
                     elif rtype.lower() in _REMOTE_TYPES or target.lower().startswith(("\\\\", "file:", "mhtml:")):
                         remote.append((rtype, target))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
+    except _ZIP_ERRORS:
         pass
     return remote, links
 
@@ -122,16 +136,17 @@ def ooxml_text(data: bytes, limit: int) -> str:
             # The body before headers and footers; slides in their numbered order.
             names.sort(key=lambda i: (not i.filename.startswith(("word/document", "ppt/", "xl/")), _slide_order(i.filename)))
             for info in names:
-                for m in _OOXML_TEXT_RE.finditer(zf.read(info)):
-                    piece = unescape(m.group(1).decode("utf-8", "replace")) if m.group(1) is not None else (
-                        " " if m.group(0).startswith(b"<") and not m.group(0).startswith(b"</") else "\n"
-                    )
+                for m in _OOXML_TEXT_RE.finditer(_member(zf, info)):
+                    if m.group(1) is not None:
+                        piece = unescape(m.group(1).decode("utf-8", "replace"))
+                    else:
+                        piece = "\n" if m.group(0).startswith(b"</") else " "
                     out.append(piece)
                     size += len(piece)
                     if size >= limit:
                         return "".join(out)[:limit]
                 out.append("\n")
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
+    except _ZIP_ERRORS:
         pass
     return "".join(out)[:limit]
 
@@ -140,7 +155,7 @@ def _ooxml(data: bytes, report: OfficeReport) -> None:
     report.remote, report.hyperlinks = ooxml_relationships(data)
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except _ZIP_ERRORS as exc:
         report.errors.append(f"zip: {exc}")
         return
     with zf:
@@ -163,7 +178,7 @@ def _ooxml(data: bytes, report: OfficeReport) -> None:
                     blob = zf.read(info)
                     report.embedded.append(info.filename)
                     _embedded_blob(info.filename.rsplit("/", 1)[-1], blob, report)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+            except _ZIP_ERRORS as exc:
                 report.errors.append(f"{info.filename}: {exc}")
         if not _ooxml_safe(zf):
             report.errors.append("declared contents too large for macro analysis")
@@ -173,7 +188,7 @@ def _ooxml(data: bytes, report: OfficeReport) -> None:
 
 def _embedded_blob(name: str, blob: bytes, report: OfficeReport) -> None:
     """An embedded object: an OLE package gives its file; anything else is scanned as it is."""
-    if blob.startswith(b"\xd0\xcf\x11\xe0") and _ole_objects(blob, report):
+    if blob.startswith(_OLE_MAGIC[:4]) and _ole_objects(blob, report):
         return
     report.children.append((name, blob))
 
@@ -275,51 +290,80 @@ def _rtf(data: bytes, report: OfficeReport) -> None:
 
 
 def _vba(data: bytes, report: OfficeReport) -> None:
-    from oletools import mraptor, olevba
+    from oletools import olevba
 
     try:
-        vp = olevba.VBA_Parser("document", data=data)
+        projects = [olevba.VBA_Parser("document", data=data)]
     except Exception as exc:  # olevba raises on anything it cannot open
         report.errors.append(f"olevba: {exc}")
-        return
+        # olevba reads every member of a package: one damaged member, which Word may repair or
+        # skip, would hide the macros beside it. Their project is read on its own instead.
+        projects = _vba_projects(data, report)
+    for vp in projects:
+        try:
+            _vba_project(vp, report)
+        finally:
+            try:
+                vp.close()
+            except Exception:
+                log.debug("olevba close failed", exc_info=True)
+
+
+def _vba_projects(data: bytes, report: OfficeReport) -> list[Any]:
+    """The OLE members of a zip package (vbaProject.bin and the like), each opened by olevba."""
+    from oletools import olevba
+
+    if not data.startswith(b"PK"):
+        return []
+    projects: list[Any] = []
     try:
-        try:
-            report.xlm = bool(vp.detect_xlm_macros())
-        except Exception:
-            report.xlm = False
-        if not vp.detect_vba_macros():
-            return
-        report.macros = True
-        code_parts: list[str] = []
-        for _fname, _stream, vba_name, code in vp.extract_all_macros():
-            if vba_name and len(report.macro_modules) < 50:
-                report.macro_modules.append(str(vba_name))
-            if isinstance(code, str):
-                code_parts.append(code)
-        code = "\n".join(code_parts)[:2_000_000]
-        try:
-            for kind, keyword, description in vp.analyze_macros(show_decoded_strings=False, deobfuscate=False):
-                if kind == "AutoExec" and keyword not in report.autoexec:
-                    report.autoexec.append(str(keyword))
-                elif kind == "Suspicious" and len(report.suspicious) < 30:
-                    report.suspicious.append(f"{keyword}: {description}")
-                elif kind == "IOC" and len(report.iocs) < 30:
-                    report.iocs.append(str(keyword))
-        except Exception as exc:  # analysis of hostile code can fail
-            report.errors.append(f"olevba analysis: {exc}")
-        try:
-            report.stomped = bool(vp.detect_vba_stomping())
-        except Exception:
-            report.stomped = False
-        raptor = mraptor.MacroRaptor(code)
-        raptor.scan()
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist()[:2000]:
+                if info.file_size > MAX_OOXML_TOTAL or len(projects) >= 10:
+                    continue
+                blob = _member(zf, info)
+                if blob.startswith(_OLE_MAGIC):
+                    try:
+                        projects.append(olevba.VBA_Parser(info.filename, data=blob))
+                    except Exception as exc:
+                        report.errors.append(f"olevba {info.filename}: {exc}")
+    except _ZIP_ERRORS:
+        pass
+    return projects
+
+
+def _vba_project(vp: Any, report: OfficeReport) -> None:
+    from oletools import mraptor
+
+    with contextlib.suppress(Exception):  # a damaged project: the VBA checks below still run
+        report.xlm = report.xlm or bool(vp.detect_xlm_macros())
+    if not vp.detect_vba_macros():
+        return
+    report.macros = True
+    code_parts: list[str] = []
+    for _fname, _stream, vba_name, code in vp.extract_all_macros():
+        if vba_name and len(report.macro_modules) < 50:
+            report.macro_modules.append(str(vba_name))
+        if isinstance(code, str):
+            code_parts.append(code)
+    code = "\n".join(code_parts)[:2_000_000]
+    try:
+        for kind, keyword, description in vp.analyze_macros(show_decoded_strings=False, deobfuscate=False):
+            if kind == "AutoExec" and keyword not in report.autoexec:
+                report.autoexec.append(str(keyword))
+            elif kind == "Suspicious" and len(report.suspicious) < 30:
+                report.suspicious.append(f"{keyword}: {description}")
+            elif kind == "IOC" and len(report.iocs) < 30:
+                report.iocs.append(str(keyword))
+    except Exception as exc:  # analysis of hostile code can fail
+        report.errors.append(f"olevba analysis: {exc}")
+    with contextlib.suppress(Exception):
+        report.stomped = report.stomped or bool(vp.detect_vba_stomping())
+    raptor = mraptor.MacroRaptor(code)
+    raptor.scan()
+    if raptor.suspicious or not report.mraptor:
         report.mraptor = raptor.get_flags()
-        report.mraptor_suspicious = bool(raptor.suspicious)
-    finally:
-        try:
-            vp.close()
-        except Exception:
-            log.debug("olevba close failed", exc_info=True)
+    report.mraptor_suspicious = report.mraptor_suspicious or bool(raptor.suspicious)
 
 
 def csv_dde(data: bytes) -> bool:

@@ -99,14 +99,19 @@ class QrCode:
 
 @dataclass
 class Document:
-    """What a reader sees on opening an attached document: a PDF, an Office file, a text or HTML file."""
+    """What a reader sees on opening an attachment: a PDF, an Office file, a text or HTML file, a message."""
 
     part_path: str
     filename: str
-    kind: str  # "pdf", "office", "text", "html"
+    kind: str  # "pdf", "office", "text", "html", "message" (an attached message: its sender's name, subject and text)
     text: str = ""  # its words, cut at a limit (parse.documents.MAX_TEXT)
     locked: bool = False  # a PDF that opens only with a password
     password: str = ""  # the password from the message body that opened it
+
+    @property
+    def label(self) -> str:
+        """How evidence names it: the file name, or what it is."""
+        return self.filename or ("the attached message" if self.kind == "message" else f"part {self.part_path}")
 
 
 @dataclass

@@ -131,6 +131,10 @@ def _build(raw: bytes, prefix: str, level: int, budget: Budget) -> Message:
             continue
         _images.add_attached(message, sub, path)
         message.attached_messages.append(sub)
+        # A lure forwarded as an .eml is read by whoever opens it: its words count like a document's.
+        part = message.part(path)
+        said = "\n".join(t for t in (sub.from_.display, sub.subject, sub.body_text) if t)
+        message.documents.append(Document(path, part.filename if part else "", "message", said[:MAX_DOCUMENT_TEXT]))
         message.documents.extend(sub.documents)
         for u in sub.urls:
             urls.add_url(u)

@@ -71,15 +71,19 @@ def _read(message: Message) -> None:
             continue
         read.add(part.path)
         doc = Document(part_path=part.path, filename=part.filename, kind=kind)
-        if kind == "pdf":
-            if passwords is None:  # asked once, and only when there is a PDF to open
-                passwords = passwords_from_text("\n".join((message.subject, message.body_text)))
-            links = pdf.inspect(part.payload).uris
-            links += _read_pdf(part.payload, doc, passwords, message.defects)
-        else:
-            remote, hyperlinks = ooxml_relationships(part.payload)
-            links = hyperlinks + [t for _rt, t in remote]
-            doc.text = ooxml_text(part.payload, MAX_TEXT)
+        links: list[str] = []
+        try:
+            if kind == "pdf":
+                if passwords is None:  # asked once, and only when there is a PDF to open
+                    passwords = passwords_from_text("\n".join((message.subject, message.body_text)))
+                links = pdf.inspect(part.payload).uris
+                links += _read_pdf(part.payload, doc, passwords, message.defects)
+            else:
+                remote, hyperlinks = ooxml_relationships(part.payload)
+                links = hyperlinks + [t for _rt, t in remote]
+                doc.text = ooxml_text(part.payload, MAX_TEXT)
+        except Exception as exc:  # one damaged document must not cost the others
+            message.defects.append(f"document:unreadable part={part.path} {type(exc).__name__}: {str(exc)[:80]}")
         message.documents.append(doc)
         for link in links:
             if added >= MAX_URLS:
