@@ -28,10 +28,11 @@ OLE_EXTS = frozenset({"doc", "xls", "ppt", "ole", "msg"})
 MAX_XML = 8 * 1024 * 1024  # bytes of one OOXML part we look into
 MAX_OOXML_TOTAL = 100 * 1024 * 1024  # declared expanded size of a document we hand to oletools
 EQUATION_CLSIDS = frozenset({"0002CE02-0000-0000-C000-000000000046", "0002CE03-0000-0000-C000-000000000046"})
-# relationship types that fetch content from elsewhere when the document opens
+MAX_VBA_PROJECT = 20 * 1024 * 1024  # a vbaProject.bin read on its own when olevba cannot open its package
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # What zipfile raises on a damaged package: a bad deflate stream is zlib.error, a bad header struct.error.
 _ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, struct.error)
+# relationship types that fetch content from elsewhere when the document opens
 _REMOTE_TYPES = ("attachedtemplate", "oleobject", "frame", "subdocument", "externallinkpath", "control", "package")
 
 _REL_RE = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)>", re.IGNORECASE)
@@ -310,7 +311,7 @@ def _vba(data: bytes, report: OfficeReport) -> None:
 
 
 def _vba_projects(data: bytes, report: OfficeReport) -> list[Any]:
-    """The OLE members of a zip package (vbaProject.bin and the like), each opened by olevba."""
+    """The VBA projects (`vbaProject.bin`) of a zip package, each opened by olevba on its own."""
     from oletools import olevba
 
     if not data.startswith(b"PK"):
@@ -319,7 +320,8 @@ def _vba_projects(data: bytes, report: OfficeReport) -> list[Any]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for info in zf.infolist()[:2000]:
-                if info.file_size > MAX_OOXML_TOTAL or len(projects) >= 10:
+                name = info.filename.rsplit("/", 1)[-1].lower()
+                if name != "vbaproject.bin" or info.file_size > MAX_VBA_PROJECT or len(projects) >= 10:
                     continue
                 blob = _member(zf, info)
                 if blob.startswith(_OLE_MAGIC):
