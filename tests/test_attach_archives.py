@@ -37,6 +37,9 @@ def _eicar_locations(msg: g.Message, settings: Settings) -> list[str]:
         ("Senha do arquivo em anexo: 123", ["123"]),
         ("The password for the attached PDF: Qx7 thanks", ["Qx7"]),
         ("Please reset your password today. Regards: me", ["today"]),  # not across a sentence
+        ("SU CONTRASENA PERSONAL  {0808}", ["0808"]),
+        ("解压密码【8899】", ["8899"]),
+        ("Password [Q3-2026] for the report", ["Q3-2026"]),
     ],
 )
 def test_passwords_from_text(text: str, expected: list[str]) -> None:

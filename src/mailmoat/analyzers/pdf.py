@@ -24,7 +24,9 @@ class PdfAnalyzer(BaseAnalyzer):
         Symbol("PDF_XFA", 1.0, "attachment", "A PDF with an XFA form (scriptable)"),
         Symbol("PDF_LINK_LURE", 2.0, "attachment", "A small PDF whose content is essentially a link to a web site"),
         Symbol("PDF_LOCKED", 1.0, "attachment", "A PDF that opens only with a password the message does not give (content hidden from scanning)"),
-        Symbol("PDF_PASSWORD_IN_BODY", 4.0, "attachment", "A PDF locked with a password that the message itself gives (hidden from scanners, not from the reader)"),
+        # As weak as an archive of documents opened the same way: partners send locked quotes and
+        # payslips with the password beside them. What the PDF says and links to is what counts.
+        Symbol("PDF_PASSWORD_IN_BODY", 1.5, "attachment", "A PDF locked with a password that the message itself gives (hidden from scanners, not from the reader)"),
     )
 
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:

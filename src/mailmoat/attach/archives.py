@@ -27,13 +27,15 @@ UNOPENED = ARCHIVE_EXTS - EXPANDABLE
 
 # "password: 1234", "pwd=1234", "密码：1234", "口令 1234", "解压密码是1234", and in Traditional
 # characters "密碼：1234", "解壓碼為1234" (the text is not folded to Simplified: that would change a
-# password written in Chinese characters); a few words may name what it opens when a colon
-# follows them ("Senha do arquivo em anexo: 123", "password for the PDF: 1234").
+# password written in Chinese characters); a few words may name what it opens when a colon or a
+# bracket follows them ("Senha do arquivo em anexo: 123", "password for the PDF: 1234",
+# "CONTRASEÑA PERSONAL {0808}"), and brackets around the password are not part of it ("密码【8899】").
 _PASSWORD_RE = re.compile(
     r"(?:passwords?|passwort|kennwort|pass(?:code|phrase)?|pwd|pw|mot\s+de\s+passe|contrase[ñn]a|senha|"
     r"пароль|密\s*[码碼]|口\s*令|解[压壓][码碼]|提取[码碼]|暗証番号|パスワード|비밀번호)"
-    r"(?:(?:\s+[^\s:：\"'<>.,;。，；]{1,15}){1,4}?\s*[:：]|\s*(?:is|ist|est|es|为|為|是|:|：|=|-|—)?\s*(?:is|为|為|是|:|：)?)"
-    r"\s*[\"'“「『(（]?([^\s\"'”」』)）<>,，。;；]{1,64})",
+    r"(?:(?:\s+[^\s:：\"'<>.,;。，；]{1,15}){1,4}?\s*[:：]|(?:\s+[^\s:：\"'<>.,;。，；{\[【(（「『]{1,15}){1,3}?\s*(?=[{\[【(（「『])"
+    r"|\s*(?:is|ist|est|es|为|為|是|:|：|=|-|—)?\s*(?:is|为|為|是|:|：)?)"
+    r"\s*[\"'“「『(（{\[【]?([^\s\"'”」』)）}\]】<>,，。;；]{1,64})",
     re.IGNORECASE,
 )
 MAX_PASSWORDS = 12
