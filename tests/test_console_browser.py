@@ -208,6 +208,7 @@ def test_console_qr_phish_find_explain_recall_restore_audit(settings: Settings, 
         page.goto(f"{base}/messages/{mail_id}")
         wait_ready(page)
         assert page.text_content("#qr-table .qr-payload") == qrmail.SUBSIDY_URL
+        assert page.locator("#documents-section").is_hidden()  # a picture is no document to read
         assert page.locator("#recall-message").count() == 0
         page.goto(f"{base}/recall?mail_id={mail_id}")
         wait_ready(page)
@@ -289,6 +290,37 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         page.goto(f"{base}/")
         wait_ready(page)
         assert "每日威胁" in (page.text_content("main") or "")
+        assert errors == []
+
+
+@browser
+def test_message_page_shows_the_attached_documents_text_as_text(settings: Settings, tmp_path: Path) -> None:
+    """A PDF locked with the password in the mail: the page says it was opened and shows its words,
+    markup included, as text."""
+    from tests.support.webkit import locked_notice
+
+    settings.server.domains = [DOMAIN]
+    settings.server.workers = 0
+    with inprocess_gateway(settings) as gw:
+        mail_id = _send(gw.host, gw.port, "notice@subsidy-center.example", VICTIMS[:1], locked_notice())
+        wait_for(lambda: _status(settings, mail_id) in ("quarantined", "delivered"), what="the message recorded")
+    add_user(settings, *AUDITOR, "auditor")
+    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: errors.append(f"dialog: {d.message}"))
+        login(page, web.url, *AUDITOR)
+        page.goto(f"{web.url}/messages/{mail_id}")
+        wait_ready(page)
+        doc = page.locator("#documents .document")
+        assert doc.count() == 1 and page.locator("#documents-section").is_visible()
+        head = doc.first.locator("div").first.text_content() or ""
+        assert "补贴通知.pdf" in head and "locked" in head and "opened with the password" in head
+        text = page.text_content("#documents pre.document-text") or ""
+        assert "工资补贴" in text and "<script>alert(2)</script>" in text
+        assert page.locator("#documents script").count() == 0
+        assert "打开密码" in (page.text_content("#preview") or "")
         assert errors == []
 
 

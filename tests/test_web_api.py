@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from mailmoat import metrics
 from mailmoat.config import Settings
-from tests.support.webkit import PASSWORD, QR_URL, RECIPIENTS, WebEnv, web_env
+from mailmoat.model import Action
+from tests.support.webkit import PASSWORD, QR_URL, RECIPIENTS, WebEnv, record_and_deliver, web_env
 
 API = "/api/v1"
 
@@ -120,6 +121,21 @@ def test_preview_is_sanitised_text_and_raw_is_a_download(env: WebEnv) -> None:
     assert raw.headers["content-disposition"].startswith("attachment;")
     assert b"<script>alert(1)</script>" in raw.content
     assert env.audit("message.download", env.ids["clean"])[0]["actor"] == "analyst"
+
+
+def test_message_detail_shows_what_the_attached_documents_say(env: WebEnv) -> None:
+    mid = record_and_deliver(env.settings, env.store, "locked", Action.QUARANTINE, RECIPIENTS[:1])
+    d = env.client.get(f"{API}/messages/{mid}", headers=env.as_role("auditor")).json()
+    (doc,) = d["documents"]
+    assert doc["filename"] == "补贴通知.pdf" and doc["kind"] == "pdf" and doc["locked"] and doc["opened"]
+    assert "工资补贴" in doc["text"] and not doc["truncated"]
+    assert "PDF_PASSWORD_IN_BODY" in {f["symbol"] for f in d["findings"]}
+    # The preview shows the HTML the reader sees, not the one-line plain part beside it.
+    p = env.client.get(f"{API}/messages/{mid}/preview", headers=env.as_role("auditor")).json()
+    assert "打开密码" in p["text"] and p["source"] == "text/html (visible text only)"
+    # Purged: nothing to read the documents from.
+    Path(env.store.get_message(mid).raw_path).unlink()  # type: ignore[union-attr]
+    assert env.client.get(f"{API}/messages/{mid}", headers=env.as_role("auditor")).json()["documents"] == []
 
 
 # -- quarantine ----------------------------------------------------------------------------

@@ -38,6 +38,22 @@ def newsletter() -> bytes:
     )
 
 
+def locked_notice() -> bytes:
+    """A one-line plain part beside the HTML lure, and a PDF locked with the password the mail gives,
+    whose text carries markup that must stay text."""
+    from email.message import EmailMessage
+
+    from tests.support import attachgen
+
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "财务部 <notice@subsidy-center.example>", RECIPIENTS[0], "补贴通知"
+    m.set_content("HTML not loaded.")
+    m.add_alternative("<p>附件为补贴通知，打开密码：2026</p>", subtype="html")
+    pdf = attachgen.pdf_text(["关于发放工资补贴的通知", "<script>alert(2)</script> 请扫码申领"], password="2026")
+    m.add_attachment(pdf, maintype="application", subtype="pdf", filename="补贴通知.pdf")
+    return m.as_bytes()
+
+
 @functools.cache
 def password_hash() -> str:
     return hash_password(PASSWORD)
@@ -52,7 +68,9 @@ def scanned() -> dict[str, tuple[bytes, Message, Verdict]]:
     settings.data_dir = "/nonexistent-mailmoat-test"  # the scan itself writes nothing
     scanner = Scanner(settings)
     out: dict[str, tuple[bytes, Message, Verdict]] = {}
-    samples = {"qr": qrmail.stage3_cid_attachment(), "held": qrmail.stage1_inline(), "clean": newsletter()}
+    samples = {
+        "qr": qrmail.stage3_cid_attachment(), "held": qrmail.stage1_inline(), "clean": newsletter(), "locked": locked_notice(),
+    }
 
     async def run() -> None:
         for key, raw in samples.items():

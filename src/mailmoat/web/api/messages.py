@@ -22,6 +22,7 @@ from mailmoat.web.auth import Actor, Reader
 router = APIRouter(prefix="/messages", tags=["messages"])
 
 MAX_PREVIEW = 200_000
+MAX_DOCUMENT_PREVIEW = 4_000  # characters of each attached document shown with the message
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -156,7 +157,7 @@ def message_detail(request: Request, mail_id: str) -> dict[str, Any]:
     out["parsed"] = msg is not None
     qr_findings = [f for f in findings if _where_qr(f)]
     if msg is None:
-        out.update(urls=[], attachments=[], cid_map={}, defects=[])
+        out.update(urls=[], attachments=[], documents=[], cid_map={}, defects=[])
         out["qr_codes"] = _codes_from_findings(qr_findings)
         return out
     out["urls"] = [
@@ -186,6 +187,15 @@ def message_detail(request: Request, mail_id: str) -> dict[str, Any]:
         for p in msg.parts
         if p.is_attachment or p.filename or p.content_id
     ]
+    # What the recipient reads on opening each attachment: the text the lexicons matched.
+    out["documents"] = [
+        {
+            "part_path": d.part_path, "filename": sanitise_text(d.filename), "kind": d.kind, "locked": d.locked,
+            "opened": bool(d.password), "text": sanitise_text(d.text)[:MAX_DOCUMENT_PREVIEW],
+            "truncated": len(d.text) > MAX_DOCUMENT_PREVIEW,
+        }
+        for d in msg.documents
+    ]
     out["cid_map"] = dict(msg.cid_map)
     out["defects"] = list(msg.defects)
     return out
@@ -210,10 +220,9 @@ def preview_message(request: Request, mail_id: str, who: Reader) -> dict[str, An
     msg = _parsed(request, row)
     if msg is None:
         raise HTTPException(410, "the raw message is no longer retained")
-    if msg.text.strip():
-        body, source = msg.text, "text/plain"
-    else:
-        body, source = msg.html_text, "text/html (visible text only)"
+    # The part a reader sees, as the filters read it: a one-line plain part does not hide the HTML.
+    body = msg.body_text
+    source = "text/html (visible text only)" if body.strip() and body == msg.html_text else "text/plain"
     return {
         "id": mail_id, "subject": sanitise_text(msg.subject), "from": sanitise_text(str(msg.from_.addr)),
         "text": sanitise_text(body), "source": source, "truncated": len(body) > MAX_PREVIEW,

@@ -401,6 +401,15 @@
       { label: T("col.size"), render: (a) => fmtSize(a.size), cls: "num" },
       { label: "SHA-256", render: (a) => h("span", { class: "mono", title: a.sha256, text: (a.sha256 || "").slice(0, 12) }) },
     ], m.attachments));
+    const docs = m.documents || [];
+    if (!docs.length) $("documents-section").hidden = true;
+    fill("documents", docs.map((d) => h("div", { class: "document", dataset: { part: d.part_path } },
+      h("div", {},
+        h("b", { text: d.filename || `part ${d.part_path}` }), " ", badge(d.kind, "src"),
+        d.locked ? badge(T("detail.locked"), "warn") : null,
+        d.locked ? h("span", { class: "muted", text: " " + T(d.opened ? "detail.opened" : "detail.not_opened") }) : null),
+      // text only: a document's words are never parsed as markup
+      d.text ? h("pre", { class: "preview document-text", text: d.text + (d.truncated ? "\n" + T("detail.truncated") : "") }) : null)));
     fill("deliveries", table([
       { label: T("col.recipient"), key: "recipient" },
       { label: T("col.tracking"), key: "tracking_id", cls: "mono" },
