@@ -7,7 +7,8 @@ Each case is one message built to make a text scan slow: tens of thousands of le
 and invisible characters on every letter, long Chinese text, link texts made of "a.", a .docx
 whose relationship tag holds a long run of letters, HTML made of unclosed tags, hosts that look
 like Amazon S3 endpoints, long base64 link values, a display name written letter by letter, PDF
-and Word attachments full of text (one locked, with a dozen wrong passwords in the body). Every
+and Word attachments full of text (one locked, with a dozen wrong passwords in the body), an RTF
+file of two million escaped bytes. Every
 message is scanned by the
 full `Scanner` (every analyzer, default policy) with a small trained classifier model, so the
 classifier's tokeniser runs too. The figure is the best of N scans in milliseconds, and its ratio
@@ -160,6 +161,7 @@ CASES: dict[str, Callable[[], bytes]] = {
         "a.pdf", pdf_of_lines(10, 2_000, "right"), " ".join(f"password: wrong{i}" for i in range(12))
     ),
     ".docx of 400,000 text runs": lambda: with_attachment("a.docx", docx_of_runs(400_000)),
+    "RTF of 2,000,000 escaped bytes": lambda: with_attachment("a.rtf", b"{\\rtf1\\ansicpg936 " + b"\\'b2\\'b9" * 1_000_000 + b"}"),
     "HTML table of 25 × 25 cells, 4 KB colour values": lambda: message(
         "<table>"
         + "".join(

@@ -81,6 +81,39 @@ async def test_callback_number_given_only_in_a_word_document(settings: Settings)
     assert "billing" not in message_tokens(msg)
 
 
+# RTF as Word writes it for a Chinese system: GBK bytes under \ansicpg936, \uN characters with
+# one fallback byte pair each, a font table and a field instruction that no reader sees.
+RTF_ZH = (
+    rb"{\rtf1\ansi\ansicpg936\deff0{\fonttbl{\f0\fnil\fcharset134 \'cb\'ce\'cc\'e5;}}"
+    rb"{\*\generator Msftedit 5.41;}\pard\f0 \'b9\'d8\'d3\'da\'b7\'a2\'b7\'c5\'b9\'a4\'d7\'ca"
+    rb"\'b2\'b9\'cc\'f9\'b5\'c4\'cd\'a8\'d6\'aa\par "
+    rb"\uc2 \u35831\'c7\'eb\u25195\'c9\'a8\u30721\'c2\'eb\u30003\'c9\'ea\u39046\'c1\'ec\par "
+    rb'{\field{\*\fldinst HYPERLINK "https://subsidy-claim.example-pay.test/apply"}{\fldrslt Click \{here\}}}\par}'
+)
+
+
+def test_rtf_and_opendocument_text() -> None:
+    from mailmoat.attach.doctext import office_text, rtf_text
+
+    assert rtf_text(RTF_ZH, 1000) == "关于发放工资补贴的通知\n请扫码申领\nClick {here}\n"
+    assert rtf_text(RTF_ZH, 5) == "关于发放工"
+    assert rtf_text(b"not rtf", 100) == "" and rtf_text(b"{\\rtf1 " + b"{" * 5000, 100) == ""
+    # A character beyond the BMP is two \uN surrogates; a stray one cannot be written as UTF-8.
+    assert rtf_text(rb"{\rtf1 \u-10179?\u-8704?ok\u-10240?}", 100) == "\U0001f600ok\ufffd"
+    odt = g.zip_bytes({
+        "mimetype": b"application/vnd.oasis.opendocument.text",
+        "content.xml": (
+            "<office:document-content><office:body><office:text><text:h>通知</text:h>"
+            "<text:p>Call<text:s/>our billing department<text:line-break/>at +1 808 555 0143 &amp; ask</text:p>"
+            "</office:text></office:body></office:document-content>"
+        ).encode(),
+    })
+    assert office_text(odt, 1000) == "通知\nCall our billing department\nat +1 808 555 0143 & ask\n"
+    msg = parse(g.mime([("notice.rtf", RTF_ZH), ("bill.odt", odt)]))
+    assert [(d.filename, d.kind) for d in msg.documents] == [("notice.rtf", "rtf"), ("bill.odt", "office")]
+    assert msg.documents[0].text == rtf_text(RTF_ZH, 20_000)
+
+
 def test_text_and_html_attachments_and_attached_messages_are_documents() -> None:
     inner = EmailMessage()
     inner["From"] = "HR <hr@example.org>"

@@ -31,7 +31,7 @@ EQUATION_CLSIDS = frozenset({"0002CE02-0000-0000-C000-000000000046", "0002CE03-0
 MAX_VBA_PROJECT = 20 * 1024 * 1024  # a vbaProject.bin read on its own when olevba cannot open its package
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # What zipfile raises on a damaged package: a bad deflate stream is zlib.error, a bad header struct.error.
-_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, struct.error)
+ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, struct.error)
 # relationship types that fetch content from elsewhere when the document opens
 _REMOTE_TYPES = ("attachedtemplate", "oleobject", "frame", "subdocument", "externallinkpath", "control", "package")
 
@@ -83,11 +83,11 @@ def _ooxml_safe(zf: zipfile.ZipFile) -> bool:
     return True
 
 
-def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     """One member's bytes, or none when it is damaged: the others are still read."""
     try:
         return zf.read(info)
-    except _ZIP_ERRORS:
+    except ZIP_ERRORS:
         return b""
 
 
@@ -100,7 +100,7 @@ def ooxml_relationships(data: bytes) -> tuple[list[tuple[str, str]], list[str]]:
             for info in zf.infolist()[:2000]:
                 if not info.filename.endswith(".rels") or info.file_size > MAX_XML:
                     continue
-                for m in _REL_RE.finditer(_member(zf, info)):
+                for m in _REL_RE.finditer(read_member(zf, info)):
                     a = _attrs(m.group(1))
                     if a.get("targetmode", "").lower() != "external":
                         continue
@@ -111,52 +111,16 @@ def ooxml_relationships(data: bytes) -> tuple[list[tuple[str, str]], list[str]]:
                             links.append(target)
                     elif rtype.lower() in _REMOTE_TYPES or target.lower().startswith(("\\\\", "file:", "mhtml:")):
                         remote.append((rtype, target))
-    except _ZIP_ERRORS:
+    except ZIP_ERRORS:
         pass
     return remote, links
-
-
-# Words of an OOXML document: Word and PowerPoint text runs, Excel's shared strings; the end of a
-# paragraph or cell is a line end, a tab or break a space.
-_OOXML_TEXT_PARTS = re.compile(r"^(?:word/(?:document|header\d*|footer\d*)\.xml|ppt/slides/slide\d+\.xml|xl/sharedStrings\.xml)$")
-_OOXML_TEXT_RE = re.compile(rb"<(?:w:|a:)?t(?:\s[^>]*)?>([^<]*)</(?:w:|a:)?t>|</(?:w:p|a:p|si)>|<(?:w:tab|w:br|a:br)\b[^>]*/?>")
-
-
-def _slide_order(name: str) -> tuple[int, str]:
-    digits = re.sub(r"\D", "", name.rsplit("/", 1)[-1])
-    return (int(digits) if digits else 0, name)
-
-
-def ooxml_text(data: bytes, limit: int) -> str:
-    """The words of a Word, PowerPoint or Excel file, in reading order, up to `limit` characters."""
-    out: list[str] = []
-    size = 0
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            names = [i for i in zf.infolist()[:2000] if _OOXML_TEXT_PARTS.match(i.filename) and i.file_size <= MAX_XML]
-            # The body before headers and footers; slides in their numbered order.
-            names.sort(key=lambda i: (not i.filename.startswith(("word/document", "ppt/", "xl/")), _slide_order(i.filename)))
-            for info in names:
-                for m in _OOXML_TEXT_RE.finditer(_member(zf, info)):
-                    if m.group(1) is not None:
-                        piece = unescape(m.group(1).decode("utf-8", "replace"))
-                    else:
-                        piece = "\n" if m.group(0).startswith(b"</") else " "
-                    out.append(piece)
-                    size += len(piece)
-                    if size >= limit:
-                        return "".join(out)[:limit]
-                out.append("\n")
-    except _ZIP_ERRORS:
-        pass
-    return "".join(out)[:limit]
 
 
 def _ooxml(data: bytes, report: OfficeReport) -> None:
     report.remote, report.hyperlinks = ooxml_relationships(data)
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except _ZIP_ERRORS as exc:
+    except ZIP_ERRORS as exc:
         report.errors.append(f"zip: {exc}")
         return
     with zf:
@@ -179,7 +143,7 @@ def _ooxml(data: bytes, report: OfficeReport) -> None:
                     blob = zf.read(info)
                     report.embedded.append(info.filename)
                     _embedded_blob(info.filename.rsplit("/", 1)[-1], blob, report)
-            except _ZIP_ERRORS as exc:
+            except ZIP_ERRORS as exc:
                 report.errors.append(f"{info.filename}: {exc}")
         if not _ooxml_safe(zf):
             report.errors.append("declared contents too large for macro analysis")
@@ -323,13 +287,13 @@ def _vba_projects(data: bytes, report: OfficeReport) -> list[Any]:
                 name = info.filename.rsplit("/", 1)[-1].lower()
                 if name != "vbaproject.bin" or info.file_size > MAX_VBA_PROJECT or len(projects) >= 10:
                     continue
-                blob = _member(zf, info)
+                blob = read_member(zf, info)
                 if blob.startswith(_OLE_MAGIC):
                     try:
                         projects.append(olevba.VBA_Parser(info.filename, data=blob))
                     except Exception as exc:
                         report.errors.append(f"olevba {info.filename}: {exc}")
-    except _ZIP_ERRORS:
+    except ZIP_ERRORS:
         pass
     return projects
 

@@ -103,7 +103,7 @@ class Document:
 
     part_path: str
     filename: str
-    kind: str  # "pdf", "office", "text", "html", "message" (an attached message: its sender's name, subject and text)
+    kind: str  # "pdf", "office" (OOXML, OpenDocument), "rtf", "text", "html", "message" (an attached message: its sender's name, subject and text)
     text: str = ""  # its words, cut at a limit (parse.documents.MAX_TEXT)
     locked: bool = False  # a PDF that opens only with a password
     password: str = ""  # the password from the message body that opened it

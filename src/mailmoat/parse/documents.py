@@ -1,4 +1,4 @@
-"""Attached documents read as their recipient reads them: PDF and Office text and links, PDFs opened with the body's password."""
+"""Attached documents read as their recipient reads them: PDF, Office, OpenDocument and RTF text and links, PDFs opened with the body's password."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ MAX_PAGES = 10  # a lure says what it wants on its first pages
 MAX_TEXT = 20_000  # characters kept per document
 MAX_ATTACHED_DEPTH = 3
 _OOXML = ("docx", "docm", "xlsx", "xlsm", "xlsb", "pptx", "pptm")
+_PACKAGES = (*_OOXML, "odt", "ods", "odp")  # zip packages whose XML holds the text
 _FPDF_ERR_PASSWORD = 4
 
 
@@ -45,17 +46,20 @@ def _kind(part: Part) -> str:
 
     data = part.payload
     ext = part.true_ext
-    if ext == "pdf" or (ext not in _OOXML and b"%PDF-" in data[:1024]):
+    if ext == "pdf" or (ext not in _PACKAGES and b"%PDF-" in data[:1024]):
         return "pdf"
-    if ext in _OOXML or (data.startswith(b"PK\x03\x04") and sniff(data) in _OOXML):
+    if ext in _PACKAGES or (data.startswith(b"PK\x03\x04") and sniff(data) in _PACKAGES):
         return "office"
+    if ext == "rtf" or data[:64].lstrip().startswith(b"{\\rtf"):
+        return "rtf"
     return ""
 
 
 def _read(message: Message) -> None:
     from mailmoat.attach import pdf
     from mailmoat.attach.archives import passwords_from_text
-    from mailmoat.attach.office import ooxml_relationships, ooxml_text
+    from mailmoat.attach.doctext import office_text, rtf_text
+    from mailmoat.attach.office import ooxml_relationships
 
     seen_urls = {(u.url, u.part_path) for u in message.urls}
     read = {d.part_path for d in message.documents}
@@ -78,10 +82,12 @@ def _read(message: Message) -> None:
                     passwords = passwords_from_text("\n".join((message.subject, message.body_text)))
                 links = pdf.inspect(part.payload).uris
                 links += _read_pdf(part.payload, doc, passwords, message.defects)
+            elif kind == "rtf":
+                doc.text = rtf_text(part.payload, MAX_TEXT)
             else:
                 remote, hyperlinks = ooxml_relationships(part.payload)
                 links = hyperlinks + [t for _rt, t in remote]
-                doc.text = ooxml_text(part.payload, MAX_TEXT)
+                doc.text = office_text(part.payload, MAX_TEXT)
         except Exception as exc:  # one damaged document must not cost the others
             message.defects.append(f"document:unreadable part={part.path} {type(exc).__name__}: {str(exc)[:80]}")
         message.documents.append(doc)

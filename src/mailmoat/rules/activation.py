@@ -109,7 +109,7 @@ FIELDS: dict[str, tuple[Builder, str]] = {
             {"filename": d.filename, "kind": d.kind, "text": d.text, "locked": d.locked, "opened": bool(d.password)}
             for d in m.documents
         ],
-        "attached documents as their reader opens them: {filename, kind (pdf, office, text, html, message), text, locked, opened} (opened: with a password from the body)",
+        "attached documents as their reader opens them: {filename, kind (pdf, office, rtf, text, html, message), text, locked, opened} (opened: with a password from the body)",
     ),
     "urls": (
         lambda m, e, f: _urls(m),
