@@ -109,6 +109,31 @@ def test_other_office_and_odf_media_folders(media: str) -> None:
     assert code.origin["member"] == media
 
 
+@pytest.mark.parametrize(("stream", "picture"), [("Data", "png"), ("Pictures", "jpeg")])
+def test_binary_office_pictures_are_carved_from_their_streams(stream: str, picture: str) -> None:
+    """A .doc keeps its pictures in the Data stream, a .ppt in Pictures, each behind a record header."""
+    from tests.support.attachgen import ole_file
+
+    img = g.qr_image(URL)
+    blob = g.png_bytes(img) if picture == "png" else g.jpeg_bytes(img, quality=95)
+    # Record headers, stray bytes that begin like a JPEG but are none, and the picture between them.
+    streams = {"WordDocument": b"\xec\xa5" + b"\0" * 600, stream: b"\x44\x00\x64\x00" * 20 + b"\xff\xd8\xff\x00" + blob + b"\0" * 64}
+    part = Part(path="2", content_type="application/msword", filename="补贴通知.doc", payload=ole_file(streams), is_attachment=True)
+    msg = run(Message(parts=[part]))
+    [code] = msg.qr_codes
+    assert (code.payload, code.source, code.origin["stream"]) == (URL, "office", stream)
+    from mailmoat.analyzers.qr import describe
+
+    assert f"picture in the {stream} stream of a binary Office document" in describe(code)
+    assert not [d for d in msg.defects if d.startswith("qr:")]
+    # A compound file with no picture, and a damaged one, cost nothing but a defect.
+    plain = run(Message(parts=[Part(path="2", content_type="application/msword", payload=ole_file({"WordDocument": b"x" * 100}))]))
+    assert plain.qr_codes == [] and not plain.defects
+    broken = ole_file(streams)[:1024]
+    damaged = run(Message(parts=[Part(path="2", content_type="application/msword", payload=broken)]))
+    assert damaged.qr_codes == []
+
+
 def test_office_zip_bomb_member_is_a_limit_defect() -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -381,3 +381,45 @@ def with_damaged_member(package: bytes, name: str, content: bytes = b"<w:documen
     start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
     data[start] = 0x07  # a final block of the reserved type 3: "invalid block type"
     return bytes(data)
+
+
+def ole_file(streams: dict[str, bytes]) -> bytes:
+    """A compound file (the container of .doc, .xls and .ppt) holding `streams`, written by hand:
+    one FAT sector, 512-byte sectors, every stream padded with zeros to at least the 4 KB that
+    keeps it out of the mini stream. Enough for up to about 60 KB of streams."""
+    import struct
+
+    free, end, fat_mark, nostream = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFF
+    # Zeros after each stream's data take it to at least 4 KB (and a whole number of sectors).
+    padded = {name: data.ljust(max(4096, len(data) + -len(data) % 512), b"\0") for name, data in streams.items()}
+    dir_sectors = (len(streams) + 1 + 3) // 4
+    fat = [fat_mark] + [n + 2 if n + 1 < dir_sectors else end for n in range(dir_sectors)]
+    starts: dict[str, int] = {}
+    for name, data in padded.items():
+        first = len(fat)
+        count = len(data) // 512
+        starts[name] = first
+        fat += [first + i + 1 for i in range(count - 1)] + [end]
+    assert len(fat) <= 128, "one FAT sector only"
+    fat_sector = b"".join(struct.pack("<I", x) for x in fat + [free] * (128 - len(fat)))
+
+    def entry(name: str, kind: int, child: int, right: int, start: int, size: int) -> bytes:
+        raw = name.encode("utf-16-le") + b"\0\0"
+        return (
+            raw.ljust(64, b"\0") + struct.pack("<HBB", len(raw), kind, 1) + struct.pack("<III", nostream, right, child)
+            + b"\0" * 16 + b"\0" * 4 + b"\0" * 16 + struct.pack("<II", start, size) + b"\0" * 4
+        )
+
+    names = list(streams)
+    entries = [entry("Root Entry", 5, 1 if names else nostream, nostream, end, 0)]
+    for i, name in enumerate(names, start=1):
+        entries.append(entry(name, 2, nostream, i + 1 if i < len(names) else nostream, starts[name], len(padded[name])))
+    while len(entries) % 4:
+        entries.append(b"\0" * 64 + struct.pack("<HBB", 0, 0, 0) + struct.pack("<III", nostream, nostream, nostream) + b"\0" * 48)
+    header = (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 16 + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6) + b"\0" * 6
+        + struct.pack("<IIIIIIIII", 0, 1, 1, 0, 4096, end, 0, end, 0)
+        + struct.pack("<I", 0) + struct.pack("<I", free) * 108
+    )
+    assert len(header) == 512
+    return header + fat_sector + b"".join(entries) + b"".join(padded.values())

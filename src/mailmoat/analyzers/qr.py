@@ -28,6 +28,8 @@ def where(code: QrCode) -> str:
     elif src == "pdf":
         how = "embedded image" if o.get("via") == "embedded-image" else "rendered page"
         bits.append(f"PDF page {o.get('page', '?')} ({how})")
+    elif src == "office" and "stream" in o:
+        bits.append(f"picture in the {o['stream']} stream of a binary Office document")
     elif src == "office":
         bits.append(f"Office document member {o.get('member', '?')}")
     elif src == "html-attachment":

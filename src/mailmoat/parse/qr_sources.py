@@ -353,6 +353,60 @@ def office_candidates(data: bytes, where: Image, settings: QrSettings) -> Iterat
         yield Candidate(image=loc)
 
 
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# Where a picture starts inside a binary Office stream: Word's Data and PowerPoint's Pictures
+# streams keep each PNG, JPEG or GIF whole behind a small record header. Each signature is
+# checked a few bytes further (IHDR, a JPEG marker) so that stray bytes do not count.
+_PICTURE_START = re.compile(rb"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR|\xff\xd8\xff[\xc0-\xfe]|GIF8[79]a")
+
+
+def is_ole(data: bytes) -> bool:
+    """A compound file: a binary Word, Excel or PowerPoint document (or an Outlook .msg)."""
+    return data[:8] == _OLE_MAGIC
+
+
+def ole_candidates(data: bytes, where: Image, settings: QrSettings) -> Iterator[Candidate]:
+    """Pictures carved out of the streams of a .doc, .xls or .ppt, within the Office limits.
+
+    Excel cuts its drawing records every 8 KB, so larger pictures in an .xls come out broken; a
+    QR code picture is usually smaller than that."""
+    import olefile
+
+    try:
+        ole = olefile.OleFileIO(data)
+    except Exception as exc:  # olefile raises many types on damaged input
+        yield Candidate(image=where, defect=f"qr:office-unreadable {_label(where)}: {exc}")
+        return
+    try:
+        total = 0
+        taken = 0
+        for path in ole.listdir(streams=True, storages=False)[:OFFICE_MAX_MEMBERS]:
+            name = "/".join(path)
+            try:
+                size = ole.get_size(path)
+                if size > OFFICE_MAX_MEMBER or total + size > OFFICE_MAX_TOTAL:
+                    continue
+                blob = ole.openstream(path).read()
+            except Exception as exc:  # a damaged stream: the others may still be read
+                yield Candidate(image=where, defect=f"qr:office-unreadable {_label(where)} {name}: {exc}")
+                continue
+            total += len(blob)
+            starts = [m.start() for m in _PICTURE_START.finditer(blob)]
+            for n, start in enumerate(starts):
+                if taken >= OFFICE_MAX_IMAGES:
+                    return
+                end = starts[n + 1] if n + 1 < len(starts) else len(blob)
+                picture = blob[start:end]
+                if not sniff_image(picture):
+                    continue
+                taken += 1
+                loc = _child(where, "office", stream=name, offset=start)
+                loc.data = picture
+                yield Candidate(image=loc)
+    finally:
+        ole.close()
+
+
 # ---------------------------------------------------------------- HTML attachments
 
 _DATA_IMAGE = re.compile(r"data:image/[a-z0-9.+-]{1,40}(?:;[a-z0-9=.-]{1,40})*;base64,([a-z0-9+/=%\s]{64,})", re.I)
@@ -716,7 +770,7 @@ def _label(img: Image) -> str:
 
 
 # Origin keys that say where a code was (parse adds layout details that only clutter evidence).
-_LABEL_KEYS = ("eml", "page", "via", "index", "member", "table", "layout", "in", "line", "message")
+_LABEL_KEYS = ("eml", "page", "via", "index", "member", "stream", "table", "layout", "in", "line", "message")
 
 
 def _child(parent: Image, source: str, **origin: Any) -> Image:
@@ -798,6 +852,8 @@ def candidates(
             yield from pdf_candidates(data, where, settings, (passwords or {}).get(part.path, ""))
         elif is_office(data):
             yield from office_candidates(data, where, settings)
+        elif is_ole(data):
+            yield from ole_candidates(data, where, settings)
         elif is_html_attachment(part):
             yield from html_attachment_candidates(part, where, settings)
 
