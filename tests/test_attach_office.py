@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mailmoat.analyzers.filetypes import FileTypeAnalyzer
 from mailmoat.analyzers.office import OfficeAnalyzer
 from mailmoat.config import Settings
@@ -66,3 +68,25 @@ async def test_garbage_office_file_does_not_crash(settings: Settings) -> None:
     junk = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\xff" * 3000
     findings = await g.run_analyzers(g.message([("a.doc", junk)]), settings, OfficeAnalyzer)
     assert all(f.symbol.startswith("OFFICE_") for f in findings)
+
+
+def test_rtf_without_object_data_is_not_walked_for_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rtfobj costs about a microsecond per control word; a file with no \\objdata has nothing for it."""
+    from oletools import rtfobj
+
+    from mailmoat.attach import office
+
+    walked: list[int] = []
+    parse = rtfobj.RtfObjParser.parse
+
+    def counting(self: rtfobj.RtfObjParser) -> None:
+        walked.append(len(self.data))
+        parse(self)
+
+    monkeypatch.setattr(rtfobj.RtfObjParser, "parse", counting)
+    plain = office.inspect(b"{\\rtf1\\ansi " + b"\\'b2\\'b9" * 10_000 + b"\\par}", "rtf")
+    assert walked == [] and not plain.embedded and not plain.errors
+    with_object = office.inspect(g.rtf_package("invoice.exe", b"MZ" + b"\0" * 100), "rtf")
+    assert len(walked) == 1 and with_object.embedded == ["package invoice.exe"]
+    dde = office.inspect(b'{\\rtf1{\\field{\\*\\fldinst DDEAUTO c:\\\\windows\\\\cmd.exe "/c calc"}}}', "rtf")
+    assert dde.dde == ["DDE field in RTF"] and len(walked) == 1
