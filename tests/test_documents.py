@@ -43,7 +43,9 @@ async def test_a_pdf_locked_with_the_password_in_the_body_is_opened(settings: Se
     # The link is encrypted in the file: the structure scan cannot read it, pdfium with the password can.
     assert [u.url for u in msg.urls if u.source == "pdf"] == [LURE_LINK]
     found = g.by_symbol(await g.run_analyzers(msg, settings, PdfAnalyzer))
-    assert set(found) == {"PDF_PASSWORD_IN_BODY"} and "'8341'" in found["PDF_PASSWORD_IN_BODY"].evidence
+    assert "'8341'" in found["PDF_PASSWORD_IN_BODY"].evidence
+    # A small PDF that is essentially a link, whose link only the password shows.
+    assert set(found) == {"PDF_PASSWORD_IN_BODY", "PDF_LINK_LURE"} and LURE_LINK in found["PDF_LINK_LURE"].evidence
 
 
 def test_the_qr_code_in_a_pdf_locked_with_the_bodys_password_is_decoded() -> None:

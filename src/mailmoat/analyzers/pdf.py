@@ -35,7 +35,12 @@ class PdfAnalyzer(BaseAnalyzer):
         for f in exp.files:
             rep = f.reports.get("pdf")
             if isinstance(rep, PdfReport):
-                self.report(f.location, f.size, rep, hits)
+                links = rep.uris
+                if f.depth == 0 and rep.encrypted:
+                    # An encrypted PDF's strings are ciphertext to the structure scan; parse read its
+                    # links with pdfium (and the password the body gave, when it was locked).
+                    links = [u.url for u in ctx.message.urls if u.source == "pdf" and u.part_path == f.part_path] or links
+                self.report(f.location, f.size, rep, hits, links)
         for doc in ctx.message.documents:
             # A lock keeps out scanners, not the reader: a password sent beside the file opens it.
             name = doc.label
@@ -46,7 +51,7 @@ class PdfAnalyzer(BaseAnalyzer):
         return hits.findings(self.finding)
 
     @staticmethod
-    def report(loc: str, size: int, rep: PdfReport, hits: Hits) -> None:
+    def report(loc: str, size: int, rep: PdfReport, hits: Hits, links: list[str] | None = None) -> None:
         if rep.javascript:
             hits.add("PDF_JAVASCRIPT", loc, rep.javascript[0][:200], snippets=[s[:300] for s in rep.javascript[:5]])
         if rep.auto_js:
@@ -62,6 +67,6 @@ class PdfAnalyzer(BaseAnalyzer):
             hits.add("PDF_REMOTE_GOTO", loc, rep.remote_goto[0][:200])
         if rep.xfa:
             hits.add("PDF_XFA", loc, "XFA form")
-        web = [u for u in rep.uris if urlsplit(u).scheme.lower() in ("http", "https")]
+        web = [u for u in (rep.uris if links is None else links) if urlsplit(u).scheme.lower() in ("http", "https")]
         if web and size < 200_000 and rep.objects <= 40 and len({urlsplit(u).netloc for u in web}) <= 2:
             hits.add("PDF_LINK_LURE", loc, web[0][:200], urls=web[:10])
