@@ -7,8 +7,8 @@ Each case is one message built to make a text scan slow: tens of thousands of le
 and invisible characters on every letter, long Chinese text, link texts made of "a.", a .docx
 whose relationship tag holds a long run of letters, HTML made of unclosed tags, hosts that look
 like Amazon S3 endpoints, long base64 link values, a display name written letter by letter, PDF
-and Word attachments full of text (one locked, with a dozen wrong passwords in the body), an RTF
-file of two million escaped bytes. Every
+and Word attachments full of text (one locked, with a dozen wrong passwords in the body), a zip
+of a thousand PDFs, an RTF file of two million escaped bytes. Every
 message is scanned by the
 full `Scanner` (every analyzer, default policy) with a small trained classifier model, so the
 classifier's tokeniser runs too. The figure is the best of N scans in milliseconds, and its ratio
@@ -107,6 +107,14 @@ def pdf_of_lines(pages: int, lines: int, password: str = "") -> bytes:
     return buf.getvalue()
 
 
+def zipped(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
 def docx_of_runs(n: int) -> bytes:
     """A .docx whose body is `n` one-word text runs."""
     buf = io.BytesIO()
@@ -161,6 +169,9 @@ CASES: dict[str, Callable[[], bytes]] = {
         "a.pdf", pdf_of_lines(10, 2_000, "right"), " ".join(f"password: wrong{i}" for i in range(12))
     ),
     ".docx of 400,000 text runs": lambda: with_attachment("a.docx", docx_of_runs(400_000)),
+    "zip of 1,000 small PDFs": lambda: with_attachment(
+        "a.zip", zipped({f"{i}.pdf": pdf_of_lines(1, 3) for i in range(1_000)})
+    ),
     "RTF of 2,000,000 escaped bytes": lambda: with_attachment("a.rtf", b"{\\rtf1\\ansicpg936 " + b"\\'b2\\'b9" * 1_000_000 + b"}"),
     "HTML table of 25 × 25 cells, 4 KB colour values": lambda: message(
         "<table>"

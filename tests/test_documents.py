@@ -175,6 +175,28 @@ async def test_one_damaged_member_costs_neither_the_text_nor_the_macro_scan(sett
     assert "OFFICE_MACRO_AUTOEXEC" in found
 
 
+async def test_documents_packed_in_an_archive_are_read(settings: Settings) -> None:
+    invoice = g.pdf_text([
+        "McAfee Total Protection - order confirmation",
+        "Your account has been charged $399.99 for the automatic renewal.",
+        "If you did not authorize this renewal, call our billing department at +1 (808) 555-0143.",
+    ], link="https://billing-support.example-help.test/cancel")
+    notice = g.docx_text(["关于发放2026年度工资补贴的通知", "请于11月30日前完成补贴申领，逾期视为自动放弃。"])
+    zipped = g.zip_bytes({"Invoice_8841.pdf": invoice, "readme.txt": b"see the invoice"})
+    locked = g.aes_zip({"补贴通知.docx": notice}, "HX2026")
+    msg = parse(g.mime([("Invoice_8841.zip", zipped), ("通知.zip", locked)], text="Please see the attached invoice. 解压密码：HX2026"))
+    names = {d.filename: d for d in msg.documents}
+    assert set(names) == {"Invoice_8841.zip > Invoice_8841.pdf", "通知.zip > 补贴通知.docx"}
+    assert names["Invoice_8841.zip > Invoice_8841.pdf"].part_path == "2" and "call our billing" in names["Invoice_8841.zip > Invoice_8841.pdf"].text
+    assert [u.url for u in msg.urls if u.source == "pdf"] == ["https://billing-support.example-help.test/cancel"]
+    found = g.by_symbol(await g.run_analyzers(msg, settings, LexiconAnalyzer))
+    assert found["LEXICON_CALLBACK"].evidence.endswith("with the text of Invoice_8841.zip > Invoice_8841.pdf")
+    assert "with the text of 通知.zip > 补贴通知.docx" in found["LEXICON_SUBSIDY_FRAUD"].evidence
+    # A bomb inside costs a defect, not the message.
+    bomb = parse(g.mime([("a.zip", g.zip_bomb(200 * 1024 * 1024))]))
+    assert bomb.documents == []
+
+
 async def test_the_scanner_reads_the_locked_pdf(settings: Settings, tmp_path: object) -> None:
     settings.data_dir = str(tmp_path)
     pdf = g.pdf_text(SUBSIDY, link=LURE_LINK, password="2026")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,13 @@ MAX_URLS = 300
 MAX_PAGES = 10  # a lure says what it wants on its first pages
 MAX_TEXT = 20_000  # characters kept per document
 MAX_ATTACHED_DEPTH = 3
+# Archives opened for the documents inside them: one level, small limits (the attachment engines
+# unpack everything, deeper, for their own checks).
+ARCHIVES = frozenset({"zip", "7z", "rar", "tar", "gz", "bz2", "xz"})
+ARCHIVE_MAX_SIZE = 10 * 1024 * 1024
+ARCHIVE_MAX_MEMBERS = 200
+ARCHIVE_MAX_TOTAL = 64 * 1024 * 1024
+ARCHIVE_SECONDS = 2.0
 _OOXML = ("docx", "docm", "xlsx", "xlsm", "xlsb", "pptx", "pptm")
 _PACKAGES = (*_OOXML, "odt", "ods", "odp")  # zip packages whose XML holds the text
 _FPDF_ERR_PASSWORD = 4
@@ -41,11 +49,10 @@ def _parts(message: Message, depth: int = 0) -> Iterator[Part]:
             yield from _parts(inner, depth + 1)
 
 
-def _kind(part: Part) -> str:
+def _kind(data: bytes, ext: str) -> str:
+    """"pdf", "office" or "rtf" for a document whose words can be read; "" otherwise."""
     from mailmoat.attach.sniff import sniff
 
-    data = part.payload
-    ext = part.true_ext
     if ext == "pdf" or (ext not in _PACKAGES and b"%PDF-" in data[:1024]):
         return "pdf"
     if ext in _PACKAGES or (data.startswith(b"PK\x03\x04") and sniff(data) in _PACKAGES):
@@ -55,51 +62,98 @@ def _kind(part: Part) -> str:
     return ""
 
 
-def _read(message: Message) -> None:
-    from mailmoat.attach import pdf
-    from mailmoat.attach.archives import passwords_from_text
-    from mailmoat.attach.doctext import office_text, rtf_text
-    from mailmoat.attach.office import ooxml_relationships
+class _Reader:
+    """Reads the documents of one message, with one budget of documents and links."""
 
-    seen_urls = {(u.url, u.part_path) for u in message.urls}
-    read = {d.part_path for d in message.documents}
-    passwords: list[str] | None = None
-    added = 0
-    for part in _parts(message):
-        if len(read) >= MAX_DOCUMENTS:
-            break
-        if part.path in read or not part.payload or len(part.payload) > MAX_DOCUMENT_SIZE:
-            continue
-        kind = _kind(part)
-        if not kind:
-            continue
-        read.add(part.path)
-        doc = Document(part_path=part.path, filename=part.filename, kind=kind)
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.seen_urls = {(u.url, u.part_path) for u in message.urls}
+        self.links_added = 0
+        self._passwords: list[str] | None = None
+
+    @property
+    def passwords(self) -> list[str]:
+        """Passwords the mail announces, asked once, and only when something locked is met."""
+        if self._passwords is None:
+            from mailmoat.attach.archives import passwords_from_text
+
+            self._passwords = passwords_from_text("\n".join((self.message.subject, self.message.body_text)))
+        return self._passwords
+
+    @property
+    def full(self) -> bool:
+        return len(self.message.documents) >= MAX_DOCUMENTS
+
+    def read(self, part: Part, name: str, data: bytes, kind: str) -> None:
+        from mailmoat.attach import pdf
+        from mailmoat.attach.doctext import office_text, rtf_text
+        from mailmoat.attach.office import ooxml_relationships
+
+        doc = Document(part_path=part.path, filename=name, kind=kind)
         links: list[str] = []
         try:
             if kind == "pdf":
-                if passwords is None:  # asked once, and only when there is a PDF to open
-                    passwords = passwords_from_text("\n".join((message.subject, message.body_text)))
-                links = pdf.inspect(part.payload).uris
-                links += _read_pdf(part.payload, doc, passwords, message.defects)
+                links = pdf.inspect(data).uris
+                links += _read_pdf(data, doc, self.passwords, self.message.defects)
             elif kind == "rtf":
-                doc.text = rtf_text(part.payload, MAX_TEXT)
+                doc.text = rtf_text(data, MAX_TEXT)
             else:
-                remote, hyperlinks = ooxml_relationships(part.payload)
+                remote, hyperlinks = ooxml_relationships(data)
                 links = hyperlinks + [t for _rt, t in remote]
-                doc.text = office_text(part.payload, MAX_TEXT)
+                doc.text = office_text(data, MAX_TEXT)
         except Exception as exc:  # one damaged document must not cost the others
-            message.defects.append(f"document:unreadable part={part.path} {type(exc).__name__}: {str(exc)[:80]}")
-        message.documents.append(doc)
+            self.message.defects.append(f"document:unreadable part={part.path} {type(exc).__name__}: {str(exc)[:80]}")
+        self.message.documents.append(doc)
         for link in links:
-            if added >= MAX_URLS:
+            if self.links_added >= MAX_URLS:
                 break
             url = make_url(link, kind, part_path=part.path)
-            if url is None or (url.url, url.part_path) in seen_urls:
+            if url is None or (url.url, url.part_path) in self.seen_urls:
                 continue
-            seen_urls.add((url.url, url.part_path))
-            message.urls.append(url)
-            added += 1
+            self.seen_urls.add((url.url, url.part_path))
+            self.message.urls.append(url)
+            self.links_added += 1
+
+    def archive(self, part: Part) -> None:
+        """The documents packed in an archive: a lure zipped to pass the filters is read like one
+        attached as it is (members of one level, within their own small budget)."""
+        from mailmoat.attach.archives import Unpacker
+        from mailmoat.attach.files import Budget, Event, Limits
+        from mailmoat.parse.filetype import sniff
+
+        limits = Limits(
+            max_depth=1, max_members=ARCHIVE_MAX_MEMBERS, max_total=ARCHIVE_MAX_TOTAL,
+            max_member=MAX_DOCUMENT_SIZE, deadline=time.monotonic() + ARCHIVE_SECONDS,
+        )
+        events: list[Event] = []
+        unpacker = Unpacker(Budget(limits), self.passwords, events, part.filename)
+        try:
+            for member in unpacker.members(part.payload, part.true_ext, part.filename):
+                if self.full:
+                    return
+                if not member.data:
+                    continue
+                kind = _kind(member.data, sniff(member.data)[1])
+                if kind:
+                    self.read(part, f"{part.filename or 'part ' + part.path} > {member.name}", member.data, kind)
+        except Exception as exc:  # limits and damaged archives: what was read is kept; the attachment engines report the rest
+            self.message.defects.append(f"document:archive-unread part={part.path} {type(exc).__name__}: {str(exc)[:80]}")
+
+
+def _read(message: Message) -> None:
+    reader = _Reader(message)
+    done = {d.part_path for d in message.documents}
+    for part in _parts(message):
+        if reader.full:
+            break
+        if part.path in done or not part.payload or len(part.payload) > MAX_DOCUMENT_SIZE:
+            continue
+        done.add(part.path)
+        kind = _kind(part.payload, part.true_ext)
+        if kind:
+            reader.read(part, part.filename, part.payload, kind)
+        elif part.true_ext in ARCHIVES and part.is_attachment and len(part.payload) <= ARCHIVE_MAX_SIZE:
+            reader.archive(part)
 
 
 def _read_pdf(data: bytes, doc: Document, passwords: list[str], defects: list[str]) -> list[str]:
