@@ -33,8 +33,9 @@ _FPDF_ERR_PASSWORD = 4
 
 
 def read_documents(message: Message) -> None:
-    """Fill `message.documents` with the text of PDF and Office attachments (also those of attached
-    messages) and append their links to `message.urls` (sources "pdf" and "office"); never raises."""
+    """Fill `message.documents` with the text of PDF, Office and RTF attachments (also those of
+    attached messages, and those packed in an archive) and append their links to `message.urls`
+    (sources "pdf" and "office"); never raises."""
     try:
         _read(message)
     except Exception:  # a hostile document must never break parsing
