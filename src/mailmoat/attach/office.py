@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
+from mailmoat.attach.sniff import OLE_MAGIC
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +31,6 @@ MAX_XML = 8 * 1024 * 1024  # bytes of one OOXML part we look into
 MAX_OOXML_TOTAL = 100 * 1024 * 1024  # declared expanded size of a document we hand to oletools
 EQUATION_CLSIDS = frozenset({"0002CE02-0000-0000-C000-000000000046", "0002CE03-0000-0000-C000-000000000046"})
 MAX_VBA_PROJECT = 20 * 1024 * 1024  # a vbaProject.bin read on its own when olevba cannot open its package
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # What zipfile raises on a damaged package: a bad deflate stream is zlib.error, a bad header struct.error.
 ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, struct.error)
 # relationship types that fetch content from elsewhere when the document opens
@@ -153,7 +154,7 @@ def _ooxml(data: bytes, report: OfficeReport) -> None:
 
 def _embedded_blob(name: str, blob: bytes, report: OfficeReport) -> None:
     """An embedded object: an OLE package gives its file; anything else is scanned as it is."""
-    if blob.startswith(_OLE_MAGIC[:4]) and _ole_objects(blob, report):
+    if blob.startswith(OLE_MAGIC[:4]) and _ole_objects(blob, report):
         return
     report.children.append((name, blob))
 
@@ -299,7 +300,7 @@ def _vba_projects(data: bytes, report: OfficeReport) -> list[Any]:
                 if name != "vbaproject.bin" or info.file_size > MAX_VBA_PROJECT or len(projects) >= 10:
                     continue
                 blob = read_member(zf, info)
-                if blob.startswith(_OLE_MAGIC):
+                if blob.startswith(OLE_MAGIC):
                     try:
                         projects.append(olevba.VBA_Parser(info.filename, data=blob))
                     except Exception as exc:

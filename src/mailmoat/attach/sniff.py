@@ -70,7 +70,7 @@ OFFICE_EXTS = frozenset({"doc", "xls", "ppt", "docx", "docm", "xlsx", "xlsm", "x
 # true types that run code when opened or mounted
 EXECUTABLE_EXTS = frozenset({"exe", "dll", "elf", "macho", "msi", "lnk", "iso", "vhd", "vhdx", "one", "jar", "class", "apk"})
 
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ONENOTE_MAGIC = bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3")
 _LNK_MAGIC = bytes.fromhex("4c0000000114020000000000c000000000000046")
 _MSI_CLSID = bytes.fromhex("84100c0000000000c000000000000046")  # {000C1084-...} little-endian
@@ -192,7 +192,7 @@ def sniff(data: bytes) -> str:
         return "macho"
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
         return _zip_kind(data)
-    if data.startswith(_OLE_MAGIC):
+    if data.startswith(OLE_MAGIC):
         return _ole_kind(data)
     if b"%PDF-" in data[:1024]:
         return "pdf"

@@ -47,7 +47,7 @@ _PREFIXES: tuple[tuple[bytes, FileType], ...] = (
     (b"BEGIN:VCALENDAR", ("text/calendar", "ics")),
     (b"BEGIN:VCARD", ("text/vcard", "vcf")),
 )
-_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _MSI_CLSID = b"\x84\x10\x0c\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46"
 _TEXT_CTRL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
@@ -77,7 +77,7 @@ def sniff(data: bytes) -> FileType:
     head = data[:64]
     if head.startswith(_ZIP):
         return _zip_type(data)
-    if head.startswith(_OLE2):
+    if head.startswith(OLE2_MAGIC):
         return _ole_type(data)
     if head.startswith(b"MZ"):
         return _pe_type(data)

@@ -22,6 +22,7 @@ from PIL import ImageColor
 
 from mailmoat.config import QrSettings
 from mailmoat.model import Image, Message, Part
+from mailmoat.parse.filetype import OLE2_MAGIC
 from mailmoat.parse.pdfium_lock import PDFIUM_LOCK
 from mailmoat.parse.qr_decode import could_hold_code, sniff_image
 from mailmoat.parse.qr_svg import inline_svgs, looks_like_svg, render_svg
@@ -353,7 +354,6 @@ def office_candidates(data: bytes, where: Image, settings: QrSettings) -> Iterat
         yield Candidate(image=loc)
 
 
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # Where a picture starts inside a binary Office stream: Word's Data and PowerPoint's Pictures
 # streams keep each PNG, JPEG or GIF whole behind a small record header. Each signature is
 # checked a few bytes further (IHDR, a JPEG marker) so that stray bytes do not count.
@@ -362,7 +362,7 @@ _PICTURE_START = re.compile(rb"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR|\xff\xd8\xf
 
 def is_ole(data: bytes) -> bool:
     """A compound file: a binary Word, Excel or PowerPoint document (or an Outlook .msg)."""
-    return data[:8] == _OLE_MAGIC
+    return data[:8] == OLE2_MAGIC
 
 
 def ole_candidates(data: bytes, where: Image, settings: QrSettings) -> Iterator[Candidate]:
