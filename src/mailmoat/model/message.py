@@ -159,12 +159,16 @@ class Message:
         return [v for k, v in self.headers if k.lower() == lname]
 
     @property
+    def reads_html(self) -> bool:
+        """Whether the reader's text is the HTML's: its visible text says more than the plain part.
+        A mail client shows the HTML; a sender who writes a one-line plain part ("the HTML did not
+        load") and puts the lure in the HTML must not have the filters read the line."""
+        return len(self.html_text.strip()) > len(self.text.strip())
+
+    @property
     def body_text(self) -> str:
-        """The text a reader sees: the plain text or the visible text of the HTML, whichever says
-        more. A mail client shows the HTML; a sender who writes a one-line plain part ("the HTML
-        did not load") and puts the lure in the HTML must not have the filters read the line."""
-        plain, html = self.text.strip(), self.html_text.strip()
-        return self.html_text if len(html) > len(plain) else self.text
+        """The text a reader sees: the plain text or the visible text of the HTML (`reads_html`)."""
+        return self.html_text if self.reads_html else self.text
 
     @property
     def document_text(self) -> str:

@@ -100,8 +100,8 @@ def _build(raw: bytes, prefix: str, level: int, budget: Budget) -> Message:
         urls.add_text(info.text, "text", path)
         refs.extend((path, ref) for ref in info.images)
     message.html_text = "\n".join(t for t in html_texts if t)
-    # The same part that `Message.body_text` reads: whichever says more.
-    if len(message.html_text.strip()) > len(message.text.strip()):
+    # The same part that `Message.body_text` reads.
+    if message.reads_html:
         message.current_thread = current_thread("\n".join(t for t in html_current if t))
     else:
         message.current_thread = current_thread(message.text)

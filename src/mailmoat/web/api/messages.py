@@ -222,7 +222,7 @@ def preview_message(request: Request, mail_id: str, who: Reader) -> dict[str, An
         raise HTTPException(410, "the raw message is no longer retained")
     # The part a reader sees, as the filters read it: a one-line plain part does not hide the HTML.
     body = msg.body_text
-    source = "text/html (visible text only)" if body.strip() and body == msg.html_text else "text/plain"
+    source = "text/html (visible text only)" if msg.reads_html else "text/plain"
     return {
         "id": mail_id, "subject": sanitise_text(msg.subject), "from": sanitise_text(str(msg.from_.addr)),
         "text": sanitise_text(body), "source": source, "truncated": len(body) > MAX_PREVIEW,
