@@ -490,3 +490,92 @@ async def test_a_job_scam_that_moves_the_talk_to_a_phone(settings: Settings) -> 
     assert {"LEXICON_JOB_SCAM", "JOB_SCAM_WITH_PHONE"} <= set(found)
     found = await _run(settings, Message(subject="Remote job opportunity", text=text, urls=[_link()]))
     assert "LEXICON_JOB_SCAM" in found and "JOB_SCAM_WITH_PHONE" not in found
+
+
+# Lures in the European languages of today's waves, each beside ordinary mail that uses the same
+# words: a shop's raffle, a training provider's CPF course, a bank's sign-in notice, a courier.
+EUROPEAN_LURES = [
+    (
+        "LEXICON_GAMBLING",
+        Message(subject="🔥 200 Freispiele warten auf dich!", text="Hol dir 200 Gratis-Spins – keine Einzahlung erforderlich!"),
+        Message(subject="Reisebericht", text="Wir waren im Casino in Baden-Baden, ein schöner Abend mit Roulette."),
+    ),
+    (
+        "LEXICON_PRIZE",
+        Message(
+            subject="Wir gratulieren Ihnen recht herzlich",
+            text="Sie wurden ausgewählt! Ihr 500 € Einkaufsgutschein wartet. Um Ihren Anspruch geltend zu machen, nehmen Sie an der Umfrage teil.",
+        ),
+        # A shop's own raffle: a voucher, a draw and a chance to win, but nobody was "chosen".
+        Message(
+            subject="Unser Adventsgewinnspiel",
+            text="Gewinnen Sie einen von drei Gutscheinen im Wert von 50 €. Herzlichen Glückwunsch an die Gewinner des Novembers!",
+        ),
+    ),
+    (
+        "LEXICON_PRIZE",
+        Message(subject="Gefeliciteerd!", text="U bent geselecteerd: vul onze enquête in en maak kans op een cadeaukaart van €250."),
+        Message(subject="Nieuwsbrief", text="De winnaar van onze fotowedstrijd ontvangt een cadeaukaart."),
+    ),
+    (
+        "LEXICON_SUBSIDY_FRAUD",
+        # Accents dropped, as the lure wrote them.
+        Message(subject="Dernier rappel concernant votre CPF", text="Vos droits CPF expirent : verifiez votre solde CPF avant le 31."),
+        # A training provider's course: the entitlement named, nothing about to expire.
+        Message(subject="Nos formations", text="Financez votre formation avec votre compte personnel de formation (CPF) et vos droits acquis."),
+    ),
+    (
+        "LEXICON_SUBSIDY_FRAUD",
+        Message(subject="Receita Federal: restituição do IRPF liberada", text="Voce possui valores a receber. Solicite a restituicao."),
+        Message(subject="Informe de rendimentos", text="Seu informe para a declaração do imposto de renda está disponível."),
+    ),
+    (
+        "LEXICON_CREDENTIAL",
+        Message(subject="Sua conta foi bloqueada", text="Detectamos um novo acesso suspeito. Confirme seus dados em 24 horas."),
+        Message(subject="Extrato mensal", text="Seu extrato da conta está disponível no aplicativo."),
+    ),
+    (
+        "LEXICON_DELIVERY",
+        Message(subject="Zustellung fehlgeschlagen", text="Ihr Paket konnte nicht zugestellt werden. Bitte zahlen Sie die Zollgebühr."),
+        Message(subject="Ihre Sendung ist unterwegs", text="Ihr Paket wird morgen zugestellt. Sendungsverfolgung in der App."),
+    ),
+    (
+        "LEXICON_ADULT",
+        Message(subject="Sex Dating", text="Hot women near you are looking for a lover tonight."),
+        Message(subject="Team dinner", text="Dating back to 1990, the restaurant is near you."),
+    ),
+]
+
+
+@pytest.mark.parametrize(("lexicon", "lure", "ordinary"), EUROPEAN_LURES)
+async def test_lures_in_european_languages(settings: Settings, lexicon: str, lure: Message, ordinary: Message) -> None:
+    found = await _run(settings, lure)
+    assert lexicon in found and found[lexicon].score > 0, found
+    assert lexicon not in await _run(settings, ordinary)
+
+
+async def test_prize_lure_with_a_link_is_a_campaign(settings: Settings) -> None:
+    """Told they were chosen and sent to claim it: PRIZE_WITH_LINK. A newsletter's survey with a
+    gift-card draw names the same things without telling anyone they won: nothing fires."""
+    lure = Message(subject="Congratulations!", text="You have been selected to receive a mystery box. Claim your reward:", urls=[_link()])
+    assert {"LEXICON_PRIZE", "PRIZE_WITH_LINK"} <= set(await _run(settings, lure))
+    survey = Message(
+        subject="How did we do?",
+        text="Take our short survey for a chance to win a $100 gift card. Congratulations to last month's winner!",
+        urls=[_link()],
+    )
+    assert not {"LEXICON_PRIZE", "PRIZE_WITH_LINK"} & set(await _run(settings, survey))
+
+
+def test_accents_are_read_bare() -> None:
+    from mailmoat.analyzers.lexicon import normalise
+
+    assert normalise("Intimação ELETRÔNICA: Sie wurden AUSGEWÄHLT") == "intimacao eletronica: sie wurden ausgewahlt"
+    # Kana, Hangul and Chinese keep their marks and characters.
+    assert normalise("がぎ 한국어 工资补贴") == "がぎ 한국어 工资补贴"
+
+
+def test_a_term_listed_twice_is_a_clear_error() -> None:
+    rules = {"lexicons": {"LEXICON_X": {"score": 1, "threshold": 2}}}
+    with pytest.raises(LexiconError, match="already in LEXICON_X"):
+        build(rules, {"lexicon_a.txt": "LEXICON_X 2 prêmio", "lexicon_b.txt": "LEXICON_X 1 premio"})

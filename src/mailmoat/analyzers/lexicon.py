@@ -1,4 +1,4 @@
-"""Campaign-content lexicons: weighted Chinese and English lure wording, strong when paired with a QR code or link.
+"""Campaign-content lexicons: weighted lure wording (Chinese, English and the European languages of today's waves), strong when paired with a QR code or link.
 
 The terms and weights are data (`mailmoat/data/lexicon_*.txt`), the symbols, thresholds and
 combinations too (`mailmoat/data/lexicon_rules.yml`); this module only loads and matches them.
@@ -155,12 +155,26 @@ def _ascii_runs(text: str) -> set[str]:
     return set(_ASCII_RUN.findall(text))
 
 
+# Accents on Latin letters: lures in German, French or Portuguese are often written without them
+# ("intimacao", "Gluckwunsch"), so terms and text are both read bare.
+_LATIN_MARKS = re.compile("[\u0300-\u036f]")
+
+
+def _bare(text: str) -> str:
+    """Latin letters without their accents ("ausgewählt" → "ausgewahlt"); kana, Hangul and CJK unchanged
+    (NFD then NFC gives them back as they were, and their marks lie outside the Latin range)."""
+    decomposed = unicodedata.normalize("NFD", text)
+    if not _LATIN_MARKS.search(decomposed):
+        return text
+    return unicodedata.normalize("NFC", _LATIN_MARKS.sub("", decomposed))
+
+
 def normalise(text: str) -> str:
     text = text[:MAX_TEXT]
-    if text.isascii():  # NFKC, zero-width characters and CJK gaps change nothing in ASCII
+    if text.isascii():  # NFKC, accents, zero-width characters and CJK gaps change nothing in ASCII
         return text.lower()
     text = simplified(unicodedata.normalize("NFKC", text))
-    text = unmask(HIDDEN.sub("", text)).lower()
+    text = _bare(unmask(HIDDEN.sub("", text)).lower())
     return _CJK_GAP.sub("", text)
 
 
@@ -231,6 +245,9 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
             if sym not in lexicons:
                 raise LexiconError(f"{name}: term {term!r} names unknown lexicon {sym}")
             key = _term_key(term)
+            if key in lexicons[sym].terms:
+                # Read bare, "prêmio" and "premio" are one term: listed twice, one weight would be lost.
+                raise LexiconError(f"{name}: term {term!r} is already in {sym} (accents and case are not told apart)")
             if key:
                 lexicons[sym].terms[key] = weight
                 index.setdefault(key, []).append((sym, weight))
