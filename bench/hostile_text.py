@@ -140,6 +140,10 @@ CASES: dict[str, Callable[[], bytes]] = {
     "a combining stroke on 60,000 letters": lambda: message("a\u0336" * 60_000),
     "a variation selector after 60,000 letters": lambda: message("a\U000e0139" * 60_000),
     "120,000 Chinese characters": lambda: message("工资补贴领取扫码" * 15_000),
+    "lure terms of six languages over 60,000 characters": lambda: message(
+        "verify your account Ihr Konto wurde gesperrt vérifiez votre identité sua conta foi bloqueada "
+        "u bent geselecteerd free spins sin depósito " * 500
+    ),
     "subject of 900 letters": lambda: message(ORDINARY, subject="a" * 900),
     "subject of 990 digits and a %": lambda: message(ORDINARY, subject="1" * 990 + "%"),
     "200 links, each shown as 250 × 'a.'": lambda: message(

@@ -579,3 +579,31 @@ def test_a_term_listed_twice_is_a_clear_error() -> None:
     rules = {"lexicons": {"LEXICON_X": {"score": 1, "threshold": 2}}}
     with pytest.raises(LexiconError, match="already in LEXICON_X"):
         build(rules, {"lexicon_a.txt": "LEXICON_X 2 prêmio", "lexicon_b.txt": "LEXICON_X 1 premio"})
+
+
+async def test_security_scare_with_a_link(settings: Settings) -> None:
+    """A fake antivirus renewal ("your protection has expired", "infected with 98 viruses") with a
+    link fires SECURITY_SCARE_WITH_LINK; the vendor's own reminder that a subscription ends soon
+    does not reach the threshold."""
+    lure = Message(
+        subject="Ihr McAfee-Abonnement ist abgelaufen!",
+        text="Your computer is infected with 98 viruses. Renew immediately:",
+        urls=[_link()],
+    )
+    assert {"LEXICON_SECURITY_SCARE", "SECURITY_SCARE_WITH_LINK"} <= set(await _run(settings, lure))
+    reminder = Message(
+        subject="Your subscription renews on 12 January",
+        text="Your antivirus subscription renews automatically. Renew now to keep your price.",
+        urls=[_link()],
+    )
+    assert "LEXICON_SECURITY_SCARE" not in await _run(settings, reminder)
+
+
+def test_one_lexicons_phrase_does_not_hide_anothers_words() -> None:
+    """Terms of different lexicons may overlap; within one lexicon a word inside a longer term
+    counts once, as part of that term."""
+    rules = {"lexicons": {"LEXICON_A": {"score": 1, "threshold": 1}, "LEXICON_B": {"score": 1, "threshold": 1}}}
+    files = {"t.txt": "LEXICON_A 5 subscription has expired\nLEXICON_A 1 expired\nLEXICON_B 2 expired\nLEXICON_B 1 alert\n"}
+    hits = match(build(rules, files), Message(subject="Security alert", text="Your subscription has expired."))
+    assert hits["LEXICON_A"].terms == ["subscription has expired"] and hits["LEXICON_A"].weight == 5
+    assert sorted(hits["LEXICON_B"].terms) == ["alert", "expired"] and hits["LEXICON_B"].weight == 3

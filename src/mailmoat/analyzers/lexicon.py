@@ -301,15 +301,32 @@ class LexiconHit:
     documents: list[str] = field(default_factory=list)  # attached documents that added terms the message lacks
 
 
+@functools.lru_cache(maxsize=512)
+def _compile_overlapping(keys: tuple[str, ...]) -> re.Pattern[str]:
+    """The terms' alternation inside a lookahead: a match at every position where a term starts,
+    so that one lexicon's phrase does not hide another's word ("your subscription has expired"
+    holds the credential lexicon's "expired")."""
+    return re.compile(f"(?=({_compile(keys).pattern}))")
+
+
 def _found(lexset: LexiconSet, text: str) -> dict[str, dict[str, float]]:
-    """Per lexicon: the distinct terms in a normalised text, with their weights."""
+    """Per lexicon: the distinct terms in a normalised text, with their weights.
+
+    Within one lexicon the longest term read from the left wins, as a plain scan would ("account"
+    inside "verify your account" is not counted again); terms of different lexicons may overlap.
+    """
     found: dict[str, dict[str, float]] = {}
     candidates = lexset.candidates(text)
     if not candidates:
         return found
-    for m in _compile(candidates).finditer(text):
-        key = _SPACES.sub(" ", m.group(0))
+    reach: dict[str, int] = {}  # per lexicon: where its last counted term ended
+    for m in _compile_overlapping(candidates).finditer(text):
+        start, end = m.span(1)
+        key = _SPACES.sub(" ", m.group(1))
         for sym, weight in lexset.index.get(key, ()):
+            if start < reach.get(sym, 0):
+                continue
+            reach[sym] = end
             found.setdefault(sym, {})[key] = weight
     return found
 
