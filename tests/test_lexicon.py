@@ -540,6 +540,21 @@ EUROPEAN_LURES = [
         Message(subject="Ihre Sendung ist unterwegs", text="Ihr Paket wird morgen zugestellt. Sendungsverfolgung in der App."),
     ),
     (
+        "LEXICON_LEGAL_THREAT",
+        Message(subject="Intimacao judicial – confira seus dados", text="Notificação extrajudicial: regularize o processo judicial hoje."),
+        Message(subject="Notícias", text="O tribunal julgou o processo do município; a multa foi mantida."),
+    ),
+    (
+        "LEXICON_LEGAL_THREAT",
+        Message(subject="Final notice: unpaid toll", text="Your toll balance is overdue. Legal action will be taken."),
+        Message(subject="Court report", text="The court heard the lawsuit today; the case number is on the docket."),
+    ),
+    (
+        "LEXICON_SUBSIDY_FRAUD",
+        Message(subject="Mise à jour CPF 2026", text="Une vérification simple pour sécuriser vos droits. Vos droits CPF 2026 sont disponibles."),
+        Message(subject="Nos formations", text="Utilisez vos droits CPF sur le compte personnel de formation."),
+    ),
+    (
         "LEXICON_ADULT",
         Message(subject="Sex Dating", text="Hot women near you are looking for a lover tonight."),
         Message(subject="Team dinner", text="Dating back to 1990, the restaurant is near you."),
@@ -607,3 +622,8 @@ def test_one_lexicons_phrase_does_not_hide_anothers_words() -> None:
     hits = match(build(rules, files), Message(subject="Security alert", text="Your subscription has expired."))
     assert hits["LEXICON_A"].terms == ["subscription has expired"] and hits["LEXICON_A"].weight == 5
     assert sorted(hits["LEXICON_B"].terms) == ["alert", "expired"] and hits["LEXICON_B"].weight == 3
+
+
+async def test_adult_solicitation_with_a_link_is_a_campaign(settings: Settings) -> None:
+    msg = Message(subject="Sex Dating", text="I am 22, looking for a lover. Click for date:", urls=[_link()])
+    assert {"LEXICON_ADULT", "ADULT_WITH_LINK"} <= set(await _run(settings, msg))
