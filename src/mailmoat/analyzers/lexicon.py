@@ -158,14 +158,17 @@ def _ascii_runs(text: str) -> set[str]:
 # Accents on Latin letters: lures in German, French or Portuguese are often written without them
 # ("intimacao", "Gluckwunsch"), so terms and text are both read bare.
 _LATIN_MARKS = re.compile("[\u0300-\u036f]")
+# Accented Latin letters as NFKC writes them (precomposed), or a mark it could not compose: a
+# cheap test that spares Chinese text the decomposition.
+_ACCENTED = re.compile("[\u00c0-\u024f\u1e00-\u1eff\u0300-\u036f]")
 
 
 def _bare(text: str) -> str:
     """Latin letters without their accents ("ausgewählt" → "ausgewahlt"); kana, Hangul and CJK unchanged
     (NFD then NFC gives them back as they were, and their marks lie outside the Latin range)."""
-    decomposed = unicodedata.normalize("NFD", text)
-    if not _LATIN_MARKS.search(decomposed):
+    if not _ACCENTED.search(text):
         return text
+    decomposed = unicodedata.normalize("NFD", text)
     return unicodedata.normalize("NFC", _LATIN_MARKS.sub("", decomposed))
 
 
@@ -320,10 +323,16 @@ def _found(lexset: LexiconSet, text: str) -> dict[str, dict[str, float]]:
     if not candidates:
         return found
     reach: dict[str, int] = {}  # per lexicon: where its last counted term ended
+    index = lexset.index
     for m in _compile_overlapping(candidates).finditer(text):
-        start, end = m.span(1)
-        key = _SPACES.sub(" ", m.group(1))
-        for sym, weight in lexset.index.get(key, ()):
+        key = m.group(1)
+        entries = index.get(key)
+        if entries is None:  # a line break or a run of spaces between the term's words
+            key = _SPACES.sub(" ", key)
+            entries = index.get(key, [])
+        start = m.start()
+        end = start + len(m.group(1))
+        for sym, weight in entries:
             if start < reach.get(sym, 0):
                 continue
             reach[sym] = end
