@@ -627,3 +627,12 @@ def test_one_lexicons_phrase_does_not_hide_anothers_words() -> None:
 async def test_adult_solicitation_with_a_link_is_a_campaign(settings: Settings) -> None:
     msg = Message(subject="Sex Dating", text="I am 22, looking for a lover. Click for date:", urls=[_link()])
     assert {"LEXICON_ADULT", "ADULT_WITH_LINK"} <= set(await _run(settings, msg))
+
+
+async def test_evidence_shows_the_terms_as_written(settings: Settings) -> None:
+    """Matched without accents, shown with them: the analyst reads the lexicon's own word."""
+    msg = Message(subject="Gluckwunsch! Sie wurden ausgewahlt", text="Ihre Belohnung wartet. Jetzt einlosen:", urls=[_link()])
+    found = await _run(settings, msg)
+    assert "sie wurden ausgewählt" in found["LEXICON_PRIZE"].evidence
+    assert "sie wurden ausgewählt" in found["LEXICON_PRIZE"].data["terms"]
+    assert "ausgewählt" in found["PRIZE_WITH_LINK"].evidence

@@ -83,6 +83,12 @@ class LexiconSet:
     # term -> (its ASCII letter/digit runs, its words with other characters): what must be in a
     # text for the term to match there (see `candidates`)
     needs: dict[str, tuple[frozenset[str], tuple[str, ...]]] = field(default_factory=dict)
+    # normalised term -> the term as its file writes it (with its accents), for evidence
+    spelling: dict[str, str] = field(default_factory=dict)
+
+    def shown(self, terms: Iterable[str]) -> list[str]:
+        """Terms as the lexicon files write them: "ausgewählt", not the bare "ausgewahlt" matched."""
+        return [self.spelling.get(t, t) for t in terms]
 
     def candidates(self, text: str) -> tuple[str, ...]:
         """The terms that can match in `text` (normalised), longest first as in `pattern`.
@@ -243,6 +249,7 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
             raise LexiconError(f"combo {sym}: needs must be one of {sorted(NEEDS)}")
         combos.append(Combo(sym, lex, needs, float(spec["score"]), str(spec.get("description", sym))))
     index: dict[str, list[tuple[str, float]]] = {}
+    spelling: dict[str, str] = {}
     for name, text in sorted(term_files.items()):
         for sym, weight, term in parse_terms(text, name):
             if sym not in lexicons:
@@ -254,10 +261,11 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
             if key:
                 lexicons[sym].terms[key] = weight
                 index.setdefault(key, []).append((sym, weight))
+                spelling.setdefault(key, _SPACES.sub(" ", term.strip()))
     for lexicon in lexicons.values():
         if unknown := sorted(lexicon.acts - lexicon.terms.keys()):
             raise LexiconError(f"lexicon {lexicon.symbol}: acts {unknown} are none of its terms")
-    return LexiconSet(lexicons, combos, _compile(tuple(index)), index, _needs(index))
+    return LexiconSet(lexicons, combos, _compile(tuple(index)), index, _needs(index), spelling)
 
 
 def _order(keys: Iterable[str]) -> tuple[str, ...]:
@@ -418,11 +426,12 @@ class LexiconAnalyzer(BaseAnalyzer):
                 continue
             fired[sym] = hit
             where = f"; with the text of {', '.join(hit.documents[:3])}" if hit.documents else ""
+            terms = self.lexset.shown(hit.terms)
             findings.append(
                 self.finding(
                     sym,
-                    f"matched {', '.join(hit.terms[:12])} (weight {hit.weight:g} ≥ {lex.threshold:g}){where}",
-                    {"terms": hit.terms, "weight": hit.weight, "documents": hit.documents},
+                    f"matched {', '.join(terms[:12])} (weight {hit.weight:g} ≥ {lex.threshold:g}){where}",
+                    {"terms": terms, "weight": hit.weight, "documents": hit.documents},
                 )
             )
         if not fired:
@@ -450,11 +459,12 @@ class LexiconAnalyzer(BaseAnalyzer):
                 what = f"a cryptocurrency address to pay ({wallet})"
             else:
                 continue
+            terms = self.lexset.shown(combo_hit.terms)
             findings.append(
                 self.finding(
                     combo.symbol,
-                    f"{', '.join(combo_hit.terms[:8])} with {what}",
-                    {"terms": combo_hit.terms, "weight": combo_hit.weight, "needs": combo.needs},
+                    f"{', '.join(terms[:8])} with {what}",
+                    {"terms": terms, "weight": combo_hit.weight, "needs": combo.needs},
                 )
             )
         return findings
