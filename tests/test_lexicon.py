@@ -636,3 +636,12 @@ async def test_evidence_shows_the_terms_as_written(settings: Settings) -> None:
     assert "sie wurden ausgewählt" in found["LEXICON_PRIZE"].evidence
     assert "sie wurden ausgewählt" in found["LEXICON_PRIZE"].data["terms"]
     assert "ausgewählt" in found["PRIZE_WITH_LINK"].evidence
+
+
+async def test_chinese_points_lure_and_a_banks_own_reminder(settings: Settings) -> None:
+    """积分即将清零 with a link to redeem is the lure; the bank's reminder that points can be
+    exchanged for gifts names the points and the gifts and stays silent."""
+    lure = Message(subject="您的积分即将清零", text="尊敬的用户，您的积分即将清零，请点击链接进行积分兑换，领取奖品。", urls=[_link()])
+    assert {"LEXICON_PRIZE", "PRIZE_WITH_LINK"} <= set(await _run(settings, lure))
+    reminder = Message(subject="信用卡积分提醒", text="您的信用卡积分可在手机银行兑换礼品，详情请登录App查看。", urls=[_link()])
+    assert "LEXICON_PRIZE" not in await _run(settings, reminder)
