@@ -55,6 +55,31 @@ def test_train_from_directories(tmp_path: Path) -> None:
     assert Classifier.open(model).model.nspam == 18
 
 
+def test_a_language_learnt_only_from_spam_is_warned_about(tmp_path: Path) -> None:
+    """German phishing and no German ham: the model would hold every German message, so training
+    says so (and still saves the model)."""
+    ham = _write_corpus(tmp_path / "ham", False, 12, 1)
+    spam = _write_corpus(tmp_path / "spam", True, 9, 2)
+    phish = tmp_path / "phish"
+    phish.mkdir()
+    for i in range(20):
+        (phish / f"de{i}.eml").write_text(
+            f"From: Gewinnspiel <team{i}@aktion.example>\nSubject: Sie wurden ausgewählt ({i})\n"
+            "Content-Type: text/plain; charset=utf-8\n\n"
+            "Herzlichen Glückwunsch! Sie wurden ausgewählt und Ihr Gutschein wartet auf Sie. "
+            "Wir bitten Sie, die Umfrage mit Ihren Daten auszufüllen, damit Sie den Preis nicht verlieren.\n",
+            encoding="utf-8",
+        )
+    data = tmp_path / "var"
+    res = runner.invoke(
+        app, ["train", "--ham", str(ham), "--spam", str(spam), "--phish", str(phish), "--data-dir", str(data), "-j", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "German 0 / 20" in res.output
+    assert "warning: 20 spam and phishing messages in German and 0 ham" in res.output
+    assert (data / "models" / "bayes.model").exists()
+
+
 def test_status_before_and_after_training(tmp_path: Path) -> None:
     data = tmp_path / "var"
     res = runner.invoke(app, ["train", "--status", "--data-dir", str(data)])

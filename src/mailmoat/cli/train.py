@@ -38,25 +38,27 @@ def _init_worker(qr: QrSettings | None) -> None:
     _qr = qr
 
 
-def tokens_of_file(path: str) -> tuple[str, list[str] | None, str]:
-    """(path, tokens, error): parse and tokenise one file; never raises."""
+def tokens_of_file(path: str) -> tuple[str, list[str] | None, str, str]:
+    """(path, tokens, error, language): parse and tokenise one file; never raises."""
     from mailmoat.classify import message_tokens
+    from mailmoat.classify.language import language_of
     from mailmoat.parse import parse
 
     try:
         p = Path(path)
         if p.stat().st_size > MAX_MESSAGE:
-            return path, None, "too large"
+            return path, None, "too large", ""
         raw = p.read_bytes()
     except OSError as exc:
-        return path, None, f"cannot read: {exc.strerror or exc}"
+        return path, None, f"cannot read: {exc.strerror or exc}", ""
     try:
-        return path, sorted(message_tokens(parse(raw, qr=_qr))), ""
+        message = parse(raw, qr=_qr)
+        return path, sorted(message_tokens(message)), "", language_of(message)
     except Exception as exc:  # a parser bug must not stop a training run of thousands of files
-        return path, None, f"{type(exc).__name__}: {exc}"
+        return path, None, f"{type(exc).__name__}: {exc}", ""
 
 
-def tokenise_files(paths: list[str], qr: QrSettings | None, jobs: int) -> Iterator[tuple[str, list[str] | None, str]]:
+def tokenise_files(paths: list[str], qr: QrSettings | None, jobs: int) -> Iterator[tuple[str, list[str] | None, str, str]]:
     if jobs <= 1 or len(paths) < 2 * _CHUNK:
         _init_worker(qr)
         yield from map(tokens_of_file, paths)
@@ -74,11 +76,13 @@ def train_dirs(
     add: bool = False,
     jobs: int = 1,
     qr: bool = True,
+    languages: dict[tuple[str, str], int] | None = None,
 ) -> dict[str, int]:
     """Train (or, with add, extend) the model from directories; returns counts; saves the model.
 
     Phishing given apart from bulk spam gets a view of its own in the model (see
     `mailmoat.classify.bayes`); given together under `spam`, both are read as one kind.
+    `languages`, when given, is filled with the count of learnt messages per (language, label).
     """
     from mailmoat.classify import BayesModel, Classifier, model_path
 
@@ -90,13 +94,15 @@ def train_dirs(
     ]
     label = dict(labelled)
     qr_settings = settings.qr if qr else None
-    for file, tokens, error in tokenise_files([p for p, _ in labelled], qr_settings, jobs):
+    for file, tokens, error, language in tokenise_files([p for p, _ in labelled], qr_settings, jobs):
         if tokens is None:
             counts["skipped"] += 1
             typer.echo(f"skipped {file}: {error}", err=True)
             continue
         clf.learn_tokens(set(tokens), label[file], name=file)
         counts[label[file]] += 1
+        if languages is not None:
+            languages[(language, label[file])] = languages.get((language, label[file]), 0) + 1
     if not clf.trained:
         raise ValueError(
             f"a model needs both ham and spam or phishing (have {clf.model.nham} ham, "
@@ -177,9 +183,19 @@ def register(app: typer.Typer) -> None:
             if not d.exists():
                 raise fail(f"no such file or directory: {d}")
         if ham_dirs or spam_dirs or phish_dirs:
+            from mailmoat.classify.language import coverage
+
+            languages: dict[tuple[str, str], int] = {}
             try:
                 counts = train_dirs(
-                    settings, ham_dirs, spam_dirs, phish_dirs, add=add, jobs=jobs or (os.cpu_count() or 1), qr=not no_qr
+                    settings,
+                    ham_dirs,
+                    spam_dirs,
+                    phish_dirs,
+                    add=add,
+                    jobs=jobs or (os.cpu_count() or 1),
+                    qr=not no_qr,
+                    languages=languages,
                 )
             except ValueError as exc:
                 raise fail(str(exc)) from exc
@@ -189,6 +205,10 @@ def register(app: typer.Typer) -> None:
                 f"model: {counts['model_ham']} ham, {counts['model_spam']} spam and phishing, {counts['tokens']} tokens "
                 f"→ {model_path(settings)}"
             )
+            summary, warnings = coverage(languages)
+            typer.echo(summary)
+            for line in warnings:  # what was learnt this run: with --add, earlier runs may hold that ham
+                typer.echo(line, err=True)
         if from_store:
             from sqlalchemy.exc import SQLAlchemyError
 

@@ -1,0 +1,40 @@
+"""The rough language of a message, and the warning for a language learnt only from spam."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailmoat.classify.language import coverage, language_of, language_of_text
+from mailmoat.model import Message
+
+TEXTS = {
+    "en": "Thank you for your order. We will send the invoice with the next delivery and you can pay it online.",
+    "de": "Vielen Dank für Ihre Bestellung. Wir senden Ihnen die Rechnung mit der nächsten Lieferung, die Sie nicht vorab zahlen.",
+    "fr": "Merci pour votre commande. Nous vous enverrons la facture avec la prochaine livraison, vous pouvez la payer sur le site.",
+    "nl": "Bedankt voor uw bestelling. Wij sturen u de factuur met de volgende levering, het bedrag is niet direct verschuldigd.",
+    "pt": "Obrigado pelo seu pedido. Você recebe a nota fiscal com a próxima entrega e não precisa pagar uma taxa pelo envio.",
+    "es": "Gracias por su pedido. Usted recibirá la factura con la próxima entrega y los gastos del envío están incluidos por ahora.",
+    "zh": "感谢您的订购。我们将在下一次发货时寄出发票，您可以在网上支付，如有问题请联系财务部。",
+    "ja": "ご注文ありがとうございます。次回の発送時に請求書をお送りしますので、オンラインでお支払いください。",
+    "ko": "주문해 주셔서 감사합니다. 다음 배송 때 청구서를 보내드리며 온라인으로 결제하실 수 있습니다.",
+}
+
+
+@pytest.mark.parametrize(("lang", "text"), sorted(TEXTS.items()))
+def test_each_language_is_told(lang: str, text: str) -> None:
+    assert language_of_text(text) == lang
+
+
+def test_too_short_or_too_mixed_is_unknown() -> None:
+    assert language_of_text("Invoice attached") == ""
+    assert language_of_text("12345 67890 https://example.com/a/b/c?d=e") == ""
+    assert language_of(Message(subject="Rechnung", text=TEXTS["de"])) == "de"
+
+
+def test_a_language_learnt_only_from_spam_is_named() -> None:
+    counts = {("en", "ham"): 900, ("en", "spam"): 700, ("de", "phish"): 230, ("de", "ham"): 2, ("fr", "spam"): 8, ("", "ham"): 40}
+    summary, warnings = coverage(counts)
+    assert summary == "languages learnt (ham / spam and phishing): English 900 / 700, German 2 / 230, French 0 / 8"
+    # French has too few messages to judge; German has ham under 5% of its spam.
+    assert len(warnings) == 1 and "230 spam and phishing messages in German and 2 ham" in warnings[0]
+    assert coverage({("de", "ham"): 30, ("de", "phish"): 230})[1] == []
