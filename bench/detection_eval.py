@@ -375,12 +375,15 @@ def _scan_one(raw: bytes) -> dict[str, Any]:
         res = _state["loop"].run_until_complete(_state["scanner"].scan(raw, _envelope(raw)))
     except Exception as exc:
         return {"action": "error", "score": 0.0, "findings": [], "error": f"{type(exc).__name__}: {exc}"}
+    from mailmoat.classify.language import language_of
+
     v = res.verdict
     return {
         "action": v.action.value,
         "score": round(v.score, 3),
         "findings": [(f.symbol, round(f.score, 3), f.source) for f in v.findings],
         "bayes_prob": next((f.data.get("prob") for f in v.findings if f.symbol in BAYES), None),
+        "language": language_of(res.message),
     }
 
 
@@ -466,6 +469,30 @@ def table(cells: dict[tuple[str, str], Cell], title: str) -> str:
             f"{pct(c.n - c.detected - c.tagged, c.n)} | {pct(c.bayes_alone, c.n)} | {pct(c.without_bayes, c.n)} | "
             f"{pct(c.content_tipped, c.n)} | {c.errors} |"
         )
+    return "\n".join(lines)
+
+
+def language_table(results: list[dict[str, Any]], quarantine: float, least: int = 10) -> str:
+    """Per corpus, label and language (`mailmoat.classify.language`; "?" when too short or mixed to
+    tell): how much is detected, and how much the engines other than the classifier hold alone.
+    Languages with fewer than `least` test messages in a cell are left out."""
+    counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for r in results:
+        v = r["orig"]
+        row = counts[(r["corpus"], r["label"], v.get("language") or "?")]
+        bayes = sum(s for name, s, _ in v["findings"] if name in BAYES)
+        row[0] += 1
+        row[1] += v["action"] in DETECTED
+        row[2] += v["score"] - bayes >= quarantine
+    lines = [
+        "### By language (as received; quarantine or reject, and the engines other than the classifier alone)",
+        "",
+        "| corpus | label | language | msgs | quarantine or reject | other engines alone ≥ quarantine |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for (corpus, label, lang), (n, det, alone) in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[1][0])):
+        if n >= least:
+            lines.append(f"| {corpus} | {label} | {lang} | {n} | {pct(det, n)} | {pct(alone, n)} |")
     return "\n".join(lines)
 
 
@@ -584,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     changed = sum(c.changed for c in orig.values())
     print(f"Messages whose action changed after the date rewrite: {changed} of {len(results)}\n")
+    print(language_table(results, th.quarantine))
+    print()
     print(symbol_table(orig))
     print()
     times = sorted(r["seconds"] for r in results)
