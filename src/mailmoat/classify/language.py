@@ -26,8 +26,8 @@ NAMES = {
     "ko": "Korean",
 }
 
-# Words every text of the language is full of and the others' texts are not; Portuguese and
-# Spanish share some ("para", "que"), which is why a winner needs a margin.
+# Words every text of the language is full of. Neighbours share a few ("está" in Portuguese and
+# Spanish, "con" in Spanish and Italian), which is why a winner needs a margin.
 _COMMON = {
     "en": "the and you your for this with are have that from will our",
     "de": "und der die das sie ihr ihre nicht mit ist wir für auf werden",
