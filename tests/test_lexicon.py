@@ -639,3 +639,12 @@ async def test_chinese_points_lure_and_a_banks_own_reminder(settings: Settings) 
     assert {"LEXICON_PRIZE", "PRIZE_WITH_LINK"} <= set(await _run(settings, lure))
     reminder = Message(subject="信用卡积分提醒", text="您的信用卡积分可在手机银行兑换礼品，详情请登录App查看。", urls=[_link()])
     assert "LEXICON_PRIZE" not in await _run(settings, reminder)
+
+
+async def test_prize_and_toll_lures_with_a_qr_code(settings: Settings) -> None:
+    """A QR code to scan for the prize or to pay the toll is the combination, not the link one."""
+    prize = Message(subject="恭喜您被选中", text="您的积分即将清零，请扫码领取奖品。", qr_codes=[_qr()])
+    found = await _run(settings, prize)
+    assert "PRIZE_WITH_QR" in found and "PRIZE_WITH_LINK" not in found
+    toll = Message(subject="Final notice: unpaid toll", text="Your toll balance is overdue. Legal action will be taken. Scan to pay.", qr_codes=[_qr()])
+    assert "LEGAL_THREAT_WITH_QR" in await _run(settings, toll)
