@@ -538,6 +538,11 @@ TODAYS_LURES = [
     ),
     (
         "LEXICON_LEGAL_THREAT",
+        Message(subject="Detran: CNH em processo de suspensão", text="Infração de trânsito não contestada. Multas pendentes: regularize hoje."),
+        Message(subject="Renovação da CNH", text="Agende a renovação da sua carteira nacional de habilitação no Detran."),
+    ),
+    (
+        "LEXICON_LEGAL_THREAT",
         Message(subject="Final notice: unpaid toll", text="Your toll balance is overdue. Legal action will be taken."),
         Message(subject="Court report", text="The court heard the lawsuit today; the case number is on the docket."),
     ),
@@ -648,3 +653,10 @@ async def test_prize_and_toll_lures_with_a_qr_code(settings: Settings) -> None:
     assert "PRIZE_WITH_QR" in found and "PRIZE_WITH_LINK" not in found
     toll = Message(subject="Final notice: unpaid toll", text="Your toll balance is overdue. Legal action will be taken. Scan to pay.", qr_codes=[_qr()])
     assert "LEGAL_THREAT_WITH_QR" in await _run(settings, toll)
+
+
+async def test_a_law_firms_own_mail_is_no_legal_threat(settings: Settings) -> None:
+    """Court, lawsuit, case number and a final notice reach the threshold together, but none of
+    them is the reader's summons, toll or fine."""
+    msg = Message(subject="Final notice: hearing moved", text="The court moved the hearing in the lawsuit, case number 21-4471.", urls=[_link()])
+    assert "LEXICON_LEGAL_THREAT" not in await _run(settings, msg)
