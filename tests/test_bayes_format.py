@@ -288,3 +288,23 @@ def test_token_hash_is_stable() -> None:
     # The same on every run and machine, unlike Python's hash(): saved models depend on it.
     assert bayes.token_hash("prize") == 0xC30925FB1564F6CA  # blake2b-64 of the UTF-8, read little-endian
     assert 0 <= bayes.token_hash("\udcff lone surrogate") < 2**64
+
+
+def test_the_languages_learnt_travel_in_the_header(tmp_path: Path, settings: Settings) -> None:
+    """Counted by `mailmoat train`, saved in the header, read back by load, describe and the
+    console's status; a malformed entry is dropped, not a reason to refuse the model."""
+    model = _trained()
+    model.languages = {"en": [40, 35], "de": [0, 25]}
+    path = model_path(settings)
+    model.save(path)
+    assert BayesModel.load(path).languages == {"en": [40, 35], "de": [0, 25]}
+    assert BayesModel.load(path, shared=True).languages == {"en": [40, 35], "de": [0, 25]}
+    assert BayesModel.describe(path)["languages"] == {"en": [40, 35], "de": [0, 25]}
+    status = model_status(settings)
+    assert status["languages"] == {"en": [40, 35], "de": [0, 25]} and status["spam_only_languages"] == ["German"]
+    # A hand-edited header with a bad entry: the model still loads, without that entry.
+    head, _, rest = path.read_bytes().partition(b"\n")
+    header = json.loads(head)
+    header["languages"]["de"] = ["many", 3]
+    path.write_bytes(json.dumps(header, separators=(",", ":")).encode() + b"\n" + rest)
+    assert BayesModel.load(path).languages == {"en": [40, 35]}

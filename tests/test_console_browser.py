@@ -324,6 +324,30 @@ def test_message_page_shows_the_attached_documents_text_as_text(settings: Settin
         assert errors == []
 
 
+@browser
+def test_dashboard_names_a_language_the_model_learnt_only_from_spam(settings: Settings, tmp_path: Path) -> None:
+    """A model that learnt German only from phishing holds German legitimate mail: the dashboard
+    says so beside the model's state, in the console's language."""
+    from mailmoat.classify import BayesModel, Classifier, model_path
+
+    clf = Classifier(model_path(settings), BayesModel(), fresh=True)
+    clf.learn_tokens({"invoice", "meeting"}, "ham", name="h1")
+    clf.learn_tokens({"gewinnspiel", "gutschein"}, "phish", name="p1")
+    clf.model.languages = {"en": [1, 0], "de": [0, 30]}
+    clf.save()
+    add_user(settings, *AUDITOR, "auditor")
+    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        login(page, web.url, *AUDITOR)
+        page.wait_for_selector("#classifier-languages")
+        assert "Classifier model: 1 ham" in (page.text_content("#classifier-state") or "")
+        note = page.text_content("#classifier-languages") or ""
+        assert "only from spam and phishing" in note and note.endswith("German")
+        assert errors == []
+
+
 def _status(settings: Settings, mail_id: str) -> str:
     from mailmoat.store.db import Store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailmoat.classify.language import coverage, language_of, language_of_text
+from mailmoat.classify.language import count, coverage, language_of, language_of_text, spam_only
 from mailmoat.model import Message
 
 TEXTS = {
@@ -32,9 +32,14 @@ def test_too_short_or_too_mixed_is_unknown() -> None:
 
 
 def test_a_language_learnt_only_from_spam_is_named() -> None:
-    counts = {("en", "ham"): 900, ("en", "spam"): 700, ("de", "phish"): 230, ("de", "ham"): 2, ("fr", "spam"): 8, ("", "ham"): 40}
-    summary, warnings = coverage(counts)
+    languages: dict[str, list[int]] = {}
+    for lang, label, n in (("en", "ham", 900), ("en", "spam", 700), ("de", "phish", 230), ("de", "ham", 2), ("fr", "spam", 8), ("", "ham", 40)):
+        for _ in range(n):
+            count(languages, lang, label)
+    assert languages == {"en": [900, 700], "de": [2, 230], "fr": [0, 8]}  # unknown language not counted
+    summary, warnings = coverage(languages)
     assert summary == "languages learnt (ham / spam and phishing): English 900 / 700, German 2 / 230, French 0 / 8"
     # French has too few messages to judge; German has ham under 5% of its spam.
+    assert spam_only(languages) == ["de"]
     assert len(warnings) == 1 and "230 spam and phishing messages in German and 2 ham" in warnings[0]
-    assert coverage({("de", "ham"): 30, ("de", "phish"): 230})[1] == []
+    assert coverage({"de": [30, 230]})[1] == []

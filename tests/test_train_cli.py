@@ -78,6 +78,12 @@ def test_a_language_learnt_only_from_spam_is_warned_about(tmp_path: Path) -> Non
     assert "German 0 / 20" in res.output
     assert "warning: 20 spam and phishing messages in German and 0 ham" in res.output
     assert (data / "models" / "bayes.model").exists()
+    # The model keeps the counts: --status says it again, and --add adds to them.
+    res = runner.invoke(app, ["train", "--status", "--data-dir", str(data)])
+    assert "German 0 / 20" in res.output and "in German and 0 ham" in res.output
+    res = runner.invoke(app, ["train", "--add", "--phish", str(phish), "--data-dir", str(data), "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert "German 0 / 40" in res.output
 
 
 def test_status_before_and_after_training(tmp_path: Path) -> None:

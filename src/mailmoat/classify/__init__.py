@@ -11,6 +11,7 @@ from typing import Any
 
 from mailmoat.classify import nearcopy
 from mailmoat.classify.bayes import HAM, LABELS, BayesModel, Classification, ModelError, as_label
+from mailmoat.classify.language import NAMES, spam_only
 from mailmoat.classify.tokens import message_tokens
 from mailmoat.config import Settings
 from mailmoat.model import Message
@@ -95,6 +96,8 @@ def model_status(settings: Settings, store: Any = None) -> dict[str, Any]:
         "format": None,
         "messages": None,  # messages learnt per label; None for an older JSON model until its next save
         "tokens": None,
+        "languages": None,  # per language learnt from directories: [ham, spam and phishing]
+        "spam_only_languages": [],  # names of languages learnt (almost) only from spam and phishing
         "saved_at": None,
         "error": "",
         "learn_every_hours": cfg.learn_every_hours,
@@ -112,6 +115,7 @@ def model_status(settings: Settings, store: Any = None) -> dict[str, Any]:
         out["error"] = str(exc)
         return out
     out.update(described, saved_at=saved_at)
+    out["spam_only_languages"] = [NAMES.get(lang, lang) for lang in spam_only(described["languages"])]
     learnt = described["messages"]
     # `mailmoat train` writes no model without both classes, so an older JSON one is a trained one.
     out["trained"] = learnt is None or (learnt["ham"] > 0 and learnt["spam"] + learnt["phish"] > 0)

@@ -191,6 +191,10 @@ class BayesModel:
         # Rows unlearnt down to all zeros: read as unknown tokens, dropped at the next compaction.
         self._empty: set[int] = set()
         self._lock = threading.Lock()
+        # Messages learnt from directories per language: [ham, spam and phishing] (classify.language);
+        # kept in the header so that `train --status` and the console can say which language the
+        # model has seen only in spam. Verdicts learnt one by one are not counted.
+        self.languages: dict[str, list[int]] = {}
 
     def _set_arrays(self, keys: _Ints, rows: _Ints) -> None:
         self._keys, self._rows = keys, rows
@@ -519,6 +523,8 @@ class BayesModel:
             # hashes out of order would make lookups miss without a word).
             "checksum": digest.hexdigest(),
         }
+        if self.languages:
+            header["languages"] = self.languages
         fh.write(json.dumps(header, separators=(",", ":")).encode("ascii") + b"\n")
         for data in arrays:
             fh.write(memoryview(data).cast("B"))
@@ -556,13 +562,14 @@ class BayesModel:
                 # Older versions wrote their JSON with sorted keys, so "format" comes first.
                 if not _LEGACY_START.match(fh.read(_HEADER_MAX)):
                     raise ModelError(f"{path}: not a classifier model")
-                return {"format": "json", "messages": None, "tokens": None}
+                return {"format": "json", "messages": None, "tokens": None, "languages": {}}
             head = BayesModel._header(fh, path)
         n: list[int] = head["n"]
         return {
             "format": FORMAT,
             "messages": {label: sum(n[cell(label, sc)] for sc in SCRIPTS) for label in LABELS},
             "tokens": head["tokens"],
+            "languages": _languages(head.get("languages")),
         }
 
     @staticmethod
@@ -602,6 +609,7 @@ class BayesModel:
             raise ModelError(f"{path}: damaged model ({what}): {ntok} tokens need {need} bytes after the header, found {have}")
         m = cls()
         m.n = n
+        m.languages = _languages(head.get("languages"))
         digest = hashlib.blake2b(digest_size=16)
         if shared and need and sys.byteorder == "little":
             # Copy-on-write: a page is the process's own only once it is written (a verdict
@@ -628,3 +636,15 @@ class BayesModel:
             rows.byteswap()
         m._set_arrays(keys, rows)
         return m
+
+
+def _languages(value: Any) -> dict[str, list[int]]:
+    """A header's language counts, or none: they only inform, so a malformed entry is dropped
+    rather than refusing the model."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(lang): [int(pair[0]), int(pair[1])]
+        for lang, pair in value.items()
+        if isinstance(pair, list) and len(pair) == 2 and all(type(x) is int and x >= 0 for x in pair)
+    }

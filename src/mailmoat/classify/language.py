@@ -77,15 +77,25 @@ WARN_MIN_SPAM = 20
 WARN_HAM_SHARE = 0.05
 
 
-def coverage(counts: dict[tuple[str, str], int]) -> tuple[str, list[str]]:
-    """From (language, label) counts of learnt messages: one summary line, and a warning for each
+def count(languages: dict[str, list[int]], language: str, label: str) -> None:
+    """Add one learnt message to per-language [ham, spam and phishing] counts (unknown: not counted)."""
+    if language:
+        languages.setdefault(language, [0, 0])[label != "ham"] += 1
+
+
+def spam_only(languages: dict[str, list[int]]) -> list[str]:
+    """The languages learnt (almost) only from spam and phishing, most messages first."""
+    return [
+        lang
+        for lang, (ham, bad) in sorted(languages.items(), key=lambda kv: -sum(kv[1]))
+        if bad >= WARN_MIN_SPAM and ham < WARN_HAM_SHARE * bad
+    ]
+
+
+def coverage(languages: dict[str, list[int]]) -> tuple[str, list[str]]:
+    """From per-language [ham, spam and phishing] counts: one summary line, and a warning for each
     language learnt (almost) only from spam and phishing."""
-    langs: dict[str, list[int]] = {}
-    for (lang, label), n in counts.items():
-        if lang:
-            pair = langs.setdefault(lang, [0, 0])
-            pair[label != "ham"] += n
-    ordered = sorted(langs.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))
+    ordered = sorted(languages.items(), key=lambda kv: -sum(kv[1]))
     summary = "languages learnt (ham / spam and phishing): " + (
         ", ".join(f"{NAMES.get(lang, lang)} {ham} / {bad}" for lang, (ham, bad) in ordered) or "none recognised"
     )
@@ -93,7 +103,7 @@ def coverage(counts: dict[tuple[str, str], int]) -> tuple[str, list[str]]:
         f"warning: {bad} spam and phishing messages in {NAMES.get(lang, lang)} and {ham} ham: legitimate "
         f"{NAMES.get(lang, lang)} mail will read as spam; add {NAMES.get(lang, lang)} ham (--ham DIR) "
         f"before the model judges mail in that language"
-        for lang, (ham, bad) in ordered
-        if bad >= WARN_MIN_SPAM and ham < WARN_HAM_SHARE * bad
+        for lang in spam_only(languages)
+        for ham, bad in [languages[lang]]
     ]
     return summary, warnings

@@ -76,15 +76,15 @@ def train_dirs(
     add: bool = False,
     jobs: int = 1,
     qr: bool = True,
-    languages: dict[tuple[str, str], int] | None = None,
 ) -> dict[str, int]:
     """Train (or, with add, extend) the model from directories; returns counts; saves the model.
 
     Phishing given apart from bulk spam gets a view of its own in the model (see
-    `mailmoat.classify.bayes`); given together under `spam`, both are read as one kind.
-    `languages`, when given, is filled with the count of learnt messages per (language, label).
+    `mailmoat.classify.bayes`); given together under `spam`, both are read as one kind. The
+    model also counts the languages it learnt (`mailmoat.classify.language`).
     """
     from mailmoat.classify import BayesModel, Classifier, model_path
+    from mailmoat.classify.language import count
 
     path = model_path(settings)
     clf = Classifier.open(path) if add else Classifier(path, BayesModel(), fresh=True)
@@ -101,8 +101,7 @@ def train_dirs(
             continue
         clf.learn_tokens(set(tokens), label[file], name=file)
         counts[label[file]] += 1
-        if languages is not None:
-            languages[(language, label[file])] = languages.get((language, label[file]), 0) + 1
+        count(clf.model.languages, language, label[file])
     if not clf.trained:
         raise ValueError(
             f"a model needs both ham and spam or phishing (have {clf.model.nham} ham, "
@@ -120,6 +119,7 @@ def _status_text(settings: Settings) -> str:
     import time
 
     from mailmoat.classify import model_status
+    from mailmoat.classify.language import coverage
 
     st = model_status(settings)
     lines = [f"model: {st['path']}"]
@@ -136,6 +136,9 @@ def _status_text(settings: Settings) -> str:
             if m else "older format (converted when `mailmoat serve` starts)"
         )
         lines.append(f"{learnt}; saved {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['saved_at']))}")
+    if st["languages"]:
+        summary, warnings = coverage(st["languages"])
+        lines += [summary, *warnings]
     if st["near_copies"] is not None:
         lines.append(f"near copies: {st['near_copies']} messages learnt as spam or phishing are remembered")
     every, after = st["learn_every_hours"], st["learn_delivered_after_days"]
@@ -183,19 +186,12 @@ def register(app: typer.Typer) -> None:
             if not d.exists():
                 raise fail(f"no such file or directory: {d}")
         if ham_dirs or spam_dirs or phish_dirs:
+            from mailmoat.classify import BayesModel
             from mailmoat.classify.language import coverage
 
-            languages: dict[tuple[str, str], int] = {}
             try:
                 counts = train_dirs(
-                    settings,
-                    ham_dirs,
-                    spam_dirs,
-                    phish_dirs,
-                    add=add,
-                    jobs=jobs or (os.cpu_count() or 1),
-                    qr=not no_qr,
-                    languages=languages,
+                    settings, ham_dirs, spam_dirs, phish_dirs, add=add, jobs=jobs or (os.cpu_count() or 1), qr=not no_qr
                 )
             except ValueError as exc:
                 raise fail(str(exc)) from exc
@@ -205,9 +201,10 @@ def register(app: typer.Typer) -> None:
                 f"model: {counts['model_ham']} ham, {counts['model_spam']} spam and phishing, {counts['tokens']} tokens "
                 f"→ {model_path(settings)}"
             )
-            summary, warnings = coverage(languages)
+            # The model's counts: with --add, the languages of earlier runs too.
+            summary, warnings = coverage(BayesModel.describe(model_path(settings))["languages"])
             typer.echo(summary)
-            for line in warnings:  # what was learnt this run: with --add, earlier runs may hold that ham
+            for line in warnings:
                 typer.echo(line, err=True)
         if from_store:
             from sqlalchemy.exc import SQLAlchemyError

@@ -117,6 +117,10 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "clf.phish": ("phishing", "钓鱼邮件"),
     "clf.saved": ("saved", "保存于"),
     "clf.legacy": ("older format, converted at its next save", "旧格式，下次保存时转换"),
+    "clf.lang_only_spam": (
+        "The model has learnt these languages (almost) only from spam and phishing, so their legitimate mail will read as spam; train it with ham in them (mailmoat train --add --ham DIR):",
+        "模型几乎只从垃圾邮件和钓鱼邮件中学到了以下语言，这些语言的正常邮件会被判为垃圾邮件；请用这些语言的正常邮件训练（mailmoat train --add --ham DIR）：",
+    ),
     "clf.every_pre": ("learns from the store every", "每"),
     "clf.every_post": ("h", "小时从存储中学习一次"),
     "clf.near_pre": ("Near copies of", "已记住"),

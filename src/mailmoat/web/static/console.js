@@ -238,8 +238,12 @@
     const m = c.messages;
     const learnt = m ? `${m.ham} ${T("clf.ham")}, ${m.spam} ${T("clf.spam")}, ${m.phish} ${T("clf.phish")}` : T("clf.legacy");
     const every = c.learn_every_hours > 0 ? ` · ${T("clf.every_pre")} ${c.learn_every_hours} ${T("clf.every_post")}` : "";
-    return h("p", { class: "muted", id: "classifier-state" },
+    const state = h("p", { class: "muted", id: "classifier-state" },
       `${T("clf.model")}: ${learnt} · ${T("clf.saved")} ${fmtTime(c.saved_at)}${every}`, near);
+    // A language seen only in spam reads as spam in every message: the model holds its legitimate mail.
+    const langs = c.spam_only_languages || [];
+    if (!langs.length) return state;
+    return [state, h("p", { class: "card warn", id: "classifier-languages", text: `${T("clf.lang_only_spam")} ${langs.join(", ")}` })];
   }
 
   pages.dashboard = async function () {
