@@ -472,28 +472,37 @@ def table(cells: dict[tuple[str, str], Cell], title: str) -> str:
     return "\n".join(lines)
 
 
-def language_table(results: list[dict[str, Any]], quarantine: float, least: int = 10) -> str:
-    """Per corpus, label and language (`mailmoat.classify.language`; "?" when too short or mixed to
-    tell): how much is detected, and how much the engines other than the classifier hold alone.
-    Languages with fewer than `least` test messages in a cell are left out."""
+def language_table(rows: list[tuple[str, str, str, bool, bool]], columns: tuple[str, str], least: int = 10) -> str:
+    """A markdown table per corpus, label and language (`mailmoat.classify.language`; "?" when too
+    short or mixed to tell) of the share of messages meeting each of two conditions. `rows`: one
+    (corpus, label, language, first, second) per message; cells under `least` messages are left out."""
     counts: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for r in results:
-        v = r["orig"]
-        row = counts[(r["corpus"], r["label"], v.get("language") or "?")]
-        bayes = sum(s for name, s, _ in v["findings"] if name in BAYES)
+    for corpus, label, lang, first, second in rows:
+        row = counts[(corpus, label, lang or "?")]
         row[0] += 1
-        row[1] += v["action"] in DETECTED
-        row[2] += v["score"] - bayes >= quarantine
+        row[1] += first
+        row[2] += second
     lines = [
-        "### By language (as received; quarantine or reject, and the engines other than the classifier alone)",
-        "",
-        "| corpus | label | language | msgs | quarantine or reject | other engines alone ≥ quarantine |",
+        f"| corpus | label | language | msgs | {columns[0]} | {columns[1]} |",
         "|---|---|---|---:|---:|---:|",
     ]
-    for (corpus, label, lang), (n, det, alone) in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[1][0])):
+    for (corpus, label, lang), (n, a, b) in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[1][0])):
         if n >= least:
-            lines.append(f"| {corpus} | {label} | {lang} | {n} | {pct(det, n)} | {pct(alone, n)} |")
+            lines.append(f"| {corpus} | {label} | {lang} | {n} | {pct(a, n)} | {pct(b, n)} |")
     return "\n".join(lines)
+
+
+def detection_by_language(results: list[dict[str, Any]], quarantine: float) -> str:
+    """How much each language's messages are detected, and held by the engines other than the classifier alone."""
+    rows = []
+    for r in results:
+        v = r["orig"]
+        bayes = sum(s for name, s, _ in v["findings"] if name in BAYES)
+        rows.append((r["corpus"], r["label"], v.get("language", ""), v["action"] in DETECTED, v["score"] - bayes >= quarantine))
+    return (
+        "### By language (as received; quarantine or reject, and the engines other than the classifier alone)\n\n"
+        + language_table(rows, ("quarantine or reject", "other engines alone ≥ quarantine"))
+    )
 
 
 def symbol_table(cells: dict[tuple[str, str], Cell], top: int = 12) -> str:
@@ -611,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     changed = sum(c.changed for c in orig.values())
     print(f"Messages whose action changed after the date rewrite: {changed} of {len(results)}\n")
-    print(language_table(results, th.quarantine))
+    print(detection_by_language(results, th.quarantine))
     print()
     print(symbol_table(orig))
     print()

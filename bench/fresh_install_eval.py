@@ -101,18 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---:|")
     for cell in sorted(n):
         print(f"| {cell[0]} | {cell[1]} | {n[cell]} | {de.pct(tag[cell], n[cell])} | {de.pct(held[cell], n[cell])} | {errors[cell]} |")
-    by_lang: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for path, r in results.items():
-        row = by_lang[(*cell_of[path], r.get("language") or "?")]
-        row[0] += 1
-        row[1] += r["action"] in ("tag", "quarantine", "reject")
-        row[2] += r["action"] in de.DETECTED
+    rows = [
+        (*cell_of[path], r.get("language", ""), r["action"] in ("tag", "quarantine", "reject"), r["action"] in de.DETECTED)
+        for path, r in results.items()
+    ]
     print("\nBy language (`mailmoat.classify.language`; at least 10 messages):\n")
-    print("| corpus | label | language | msgs | tag or more | quarantine or reject |")
-    print("|---|---|---|---:|---:|---:|")
-    for (corpus, label, lang), (k, t, h) in sorted(by_lang.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[1][0])):
-        if k >= 10:
-            print(f"| {corpus} | {label} | {lang} | {k} | {de.pct(t, k)} | {de.pct(h, k)} |")
+    print(de.language_table(rows, ("tag or more", "quarantine or reject")))
     print("\nSymbols (share of messages, positive score only):\n")
     for cell in sorted(n):
         shown = [(s, fired[cell][s]) for s in wanted] if wanted else fired[cell].most_common(8)
