@@ -333,13 +333,13 @@ def _found(lexset: LexiconSet, text: str) -> dict[str, dict[str, float]]:
     reach: dict[str, int] = {}  # per lexicon: where its last counted term ended
     index = lexset.index
     for m in _compile_overlapping(candidates).finditer(text):
-        key = m.group(1)
+        key = matched = m.group(1)
         entries = index.get(key)
         if entries is None:  # a line break or a run of spaces between the term's words
-            key = _SPACES.sub(" ", key)
+            key = _SPACES.sub(" ", matched)
             entries = index.get(key, [])
         start = m.start()
-        end = start + len(m.group(1))
+        end = start + len(matched)
         for sym, weight in entries:
             if start < reach.get(sym, 0):
                 continue
