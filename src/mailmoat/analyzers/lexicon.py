@@ -77,7 +77,6 @@ class Combo:
 class LexiconSet:
     lexicons: dict[str, Lexicon]
     combos: list[Combo]
-    pattern: re.Pattern[str]
     # normalised term -> [(lexicon symbol, weight)]
     index: dict[str, list[tuple[str, float]]]
     # term -> (its ASCII letter/digit runs, its words with other characters): what must be in a
@@ -91,14 +90,14 @@ class LexiconSet:
         return [self.spelling.get(t, t) for t in terms]
 
     def candidates(self, text: str) -> tuple[str, ...]:
-        """The terms that can match in `text` (normalised), longest first as in `pattern`.
+        """The terms that can match in `text` (normalised), longest first (`_order`).
 
         Every ASCII letter/digit run of a term is a whole run in the text wherever the term
         matches: the term's ends carry word boundaries and its inner runs are bordered by the
         term's own other characters. So a set lookup per run, and a substring test for the
         words with other characters (CJK), leave out terms that cannot match. A pattern built
-        from the rest finds exactly what `pattern` finds, at a fraction of the cost: the big
-        alternation tries every term at every position of the text.
+        from the rest finds exactly what one of every term would find, at a fraction of the cost:
+        that big alternation would try every term at every position of the text.
         """
         terms, by_atom, always, non_ascii = self._plan
         runs = _ascii_runs(text)
@@ -119,7 +118,7 @@ class LexiconSet:
     def _plan(
         self,
     ) -> tuple[tuple[tuple[str, frozenset[str], tuple[str, ...]], ...], dict[str, list[int]], list[int], list[int]]:
-        """The terms in pattern order; their positions by longest run; those with neither runs nor
+        """The terms, longest first; their positions by longest run; those with neither runs nor
         non-ASCII words (symbols only); those with non-ASCII words only."""
         needs = self.needs or _needs(self.index)
         terms = tuple((k, atoms, words) for k, (atoms, words) in needs.items())
@@ -265,7 +264,7 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
     for lexicon in lexicons.values():
         if unknown := sorted(lexicon.acts - lexicon.terms.keys()):
             raise LexiconError(f"lexicon {lexicon.symbol}: acts {unknown} are none of its terms")
-    return LexiconSet(lexicons, combos, _compile(tuple(index)), index, _needs(index), spelling)
+    return LexiconSet(lexicons, combos, index, _needs(index), spelling)
 
 
 def _order(keys: Iterable[str]) -> tuple[str, ...]:
