@@ -101,8 +101,9 @@ def _from(value: str) -> bytes:
 
 
 async def test_a_from_no_mail_software_writes(settings: Settings) -> None:
-    """An unquoted comma before the address, or a domain that cannot be a host: forged by hand.
-    Quoted names, comments, address literals and internationalised domains are ordinary."""
+    """An unquoted comma before the address, a space inside its brackets, or a domain that cannot be
+    a host: forged by hand. Quoted names, comments, address literals and internationalised domains
+    are ordinary, and so is folding between the name and the address."""
     for value, why in (
         ("Fressnapf Gutschein, jehd <service@stayfriends.example>", "unquoted comma"),
         ("Microsoft account team ,_<t7f6a@x1rae85vn0.example>", "unquoted comma"),
@@ -112,6 +113,8 @@ async def test_a_from_no_mail_software_writes(settings: Settings) -> None:
         ("Mercado Pago <aviso@%atendimento.example>", "no host name can be"),
         ("Bank <info@tom.com.>", "no host name can be"),
         ("QQ <tan@QQ.29080038>", "no host name can be"),
+        ("On Behalf of Beverly Hills MD <join_now_85537@nmsko.example >", "space inside its brackets"),
+        ("Support Netflix < lina_Scott_98099@msms.example>", "space inside its brackets"),
     ):
         found = await run(settings, parse(_from(value)))
         assert why in found.get("FROM_MALFORMED", ""), value
@@ -121,6 +124,8 @@ async def test_a_from_no_mail_software_writes(settings: Settings) -> None:
         "Jane <jane@[192.0.2.7]>",
         "Müller <m@bücher.example>",
         "Ops <ops-alerts@mail.example.org>",
+        "Ops Team\r\n <ops-alerts@mail.example.org>",
+        '"Ops <on call>" <ops@example.org>',
     ):
         assert await run(settings, parse(_from(value))) == {}, value
 
