@@ -208,6 +208,36 @@ async def test_a_link_named_after_the_brand_the_display_name_claims(settings: Se
     assert "DISPLAY_NAME_BRAND_HOST" not in await _scan_links(an, "Ledger <a@firm.example>", ["https://send.updates-ledger.com/"], prior=prior)
 
 
+async def test_a_brand_claimed_from_elsewhere_on_a_lure(settings: Settings) -> None:
+    """"Trust Wallet" from a stranger's domain asking to verify the wallet through a link: phishing.
+    The brand's own domain, a lure without a brand, a brand without a lure, and a brand's mail sent
+    through a provider whose every link (or redirect target) is the brand's own are not."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    lure = [Finding("CREDENTIAL_LURE_WITH_LINK", 3.0, "verify your account with a link", "lexicon")]
+    got = await _scan_links(an, "Trust Wallet Support <claudia@itpro.example>", ["https://secure-portal.example/verify"], prior=lure)
+    f = got["BRAND_NAME_WITH_LURE"]
+    assert f.score == 2.5 and f.data == {"brand": "Trust Wallet", "lure": "CREDENTIAL_LURE_WITH_LINK"}
+    assert "'Trust Wallet' on mail from itpro.example" in f.evidence
+    qr = [Finding("DELIVERY_LURE_WITH_QR", 3.0, "parcel held, scan the code", "lexicon")]
+    assert "BRAND_NAME_WITH_LURE" in await _scan_links(an, "DHL Express <noreply@parcel-notice.example>", [], prior=qr)
+    # A lure the brand's name does not go with, or no lure at all.
+    other = [Finding("GAMBLING_WITH_LINK", 2.5, "free spins with a link", "lexicon")]
+    assert "BRAND_NAME_WITH_LURE" not in await _scan_links(an, "Trust Wallet <a@itpro.example>", ["https://spins.example/"], prior=other)
+    assert "BRAND_NAME_WITH_LURE" not in await _scan_links(an, "Trust Wallet <a@itpro.example>", ["https://secure-portal.example/"])
+    # The brand's own domain, and no brand.
+    assert await _scan_links(an, "Trust Wallet <support@trustwallet.com>", ["https://secure-portal.example/"], prior=lure) == {}
+    assert "BRAND_NAME_WITH_LURE" not in await _scan_links(an, "Account Desk <a@itpro.example>", ["https://secure-portal.example/"], prior=lure)
+    # Sent through a provider, every link to the brand's own sites, directly, through a redirect's
+    # target or on a country site; one link elsewhere is enough.
+    docusign = "DocuSign via Sign <notifications@apex-legal.example>"
+    for links in (["https://na3.docusign.net/Signing/EmailStart.aspx?a=4c1d"],
+                  ["https://click.esp.example/r?url=https%3A%2F%2Fwww.docusign.com%2Fsign"],
+                  ["https://www.docusign.net/a", "https://www.docusign.com/b"]):
+        assert "BRAND_NAME_WITH_LURE" not in await _scan_links(an, docusign, links, prior=lure), links
+    assert "BRAND_NAME_WITH_LURE" in await _scan_links(an, docusign, ["https://na3.docusign.net/a", "https://docs-review.example/a"], prior=lure)
+    assert "BRAND_NAME_WITH_LURE" not in await _scan_links(an, "PayPal <service@mailer.example>", ["https://www.paypal.de/signin"], prior=lure)
+
+
 async def test_a_brand_of_two_or_three_capitals_is_claimed_as_written(settings: Settings) -> None:
     """"DHL Express" or "IRS Refund Dept" from elsewhere claims the brand; "Follow-ups", "Irs Travel",
     a name all in capitals with other words in it, and the DMV (every state has one) do not."""

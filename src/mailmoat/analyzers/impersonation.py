@@ -97,6 +97,12 @@ SYMBOLS = (
         "Display name claims a brand and a link goes to a host named after it that is not the brand's",
     ),
     Symbol(
+        "BRAND_NAME_WITH_LURE",
+        2.5,
+        "impersonation",
+        "Display name claims a brand the From domain does not belong to, and the text is a lure asking the reader to act through a link or QR code",
+    ),
+    Symbol(
         "DISPLAY_NAME_ADDRESS_MISMATCH",
         3.0,
         "impersonation",
@@ -232,6 +238,28 @@ def _latin_pattern(term: str) -> re.Pattern[str]:
 
 
 # The link checks' findings of a host that imitates a brand (analyzers/urls.py, stage 0).
+# The lexicon combinations of a lure that asks the reader to act through a link or a QR code:
+# log in, claim, pay, release a parcel, open a document, renew, answer a summons.
+_ACT_LURES = frozenset(
+    {
+        "CREDENTIAL_LURE_WITH_LINK",
+        "CREDENTIAL_LURE_WITH_QR",
+        "CRYPTO_LURE_WITH_LINK",
+        "CRYPTO_LURE_WITH_QR",
+        "PRIZE_WITH_LINK",
+        "PRIZE_WITH_QR",
+        "DELIVERY_LURE_WITH_LINK",
+        "DELIVERY_LURE_WITH_QR",
+        "SHARED_DOCUMENT_WITH_LINK",
+        "SHARED_DOCUMENT_WITH_QR",
+        "SECURITY_SCARE_WITH_LINK",
+        "LEGAL_THREAT_WITH_LINK",
+        "LEGAL_THREAT_WITH_QR",
+        "SUBSIDY_FRAUD_WITH_LINK",
+        "SUBSIDY_FRAUD_WITH_QR",
+        "PAYMENT_LURE_WITH_QR",
+    }
+)
 _LINK_IMITATIONS = frozenset({"URL_LOOKALIKE_BRAND", "URL_TYPO_BRAND", "URL_BRAND_IN_HOST", "URL_IDN_HOMOGRAPH"})
 
 
@@ -402,6 +430,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             authenticated = any(f.symbol in ("DMARC_PASS", "AUTH_INTERNAL") for f in ctx.prior)
             out.extend(self._inbound_display(display, frm, internal_from and authenticated))
             out.extend(self._brand_host(out, msg, ctx))
+            out.extend(self._brand_lure(out, msg, ctx))
             out.extend(self._from_domain(from_domain, internal_from, ctx))
             if from_domain and not internal_from:
                 out.extend(self._from_platform(from_domain))
@@ -491,6 +520,40 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                         )
                     ]
         return []
+
+    def _brand_lure(self, found: list[Finding], msg: Message, ctx: AnalysisContext) -> list[Finding]:
+        """BRAND_NAME_WITH_LURE: a brand claimed from elsewhere, on a lure that asks the reader to act.
+
+        Each half is common alone: partners and resellers name brands, and lures come from
+        everywhere. A brand that writes about the reader's account from a mail provider's domain
+        still sends the reader to its own sites, so mail whose every link (or a redirect's target)
+        is the brand's own is left to the other checks.
+        """
+        claim = next((f for f in found if f.symbol == "DISPLAY_NAME_BRAND"), None)
+        lure = next((f for f in ctx.prior if f.symbol in _ACT_LURES), None)
+        if claim is None or lure is None:
+            return []
+        bname = claim.data["brand"]
+        links = [u for u in msg.urls[:200] if u.source not in ("src", "css")]
+        if links and all(self._leads_to_brand(u.url, u.host, bname) for u in links):
+            return []
+        return [
+            self.finding(
+                "BRAND_NAME_WITH_LURE",
+                f"display name claims {claim.data['claim']!r} on mail from {msg.from_.domain}, "
+                f"with a lure that asks the reader to act ({lure.symbol})",
+                {"brand": bname, "lure": lure.symbol},
+            )
+        ]
+
+    def _leads_to_brand(self, url: str, host: str, brand: str) -> bool:
+        """True when a link's host, or the target a redirect carries, is the brand's own site."""
+        for h in [host, *(host_of(t) for t in redirect_targets(url)[:MAX_TARGETS])]:
+            h = h.lower()
+            real = self.catalog.brand_of(h) if h and not dom.is_ip(h) else None
+            if (real is not None and real.name == brand) or (h and self._brand_country_site(h, brand)):
+                return True
+        return False
 
     def _brand_country_site(self, domain: str, brand: str) -> bool:
         """True for the brand's name under another suffix (yahoo.ca, ebay.com.cn): usually its own site."""
