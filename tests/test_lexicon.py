@@ -260,6 +260,20 @@ async def test_scam_and_bulk_wording(settings: Settings) -> None:
         text="Dear Beneficiary, your compensation funds of US$2.5 million are ready; send your full name.",
     )
     assert "LEXICON_ADVANCE_FEE" in await _run(settings, fee)
+    # Today's letters name no fund: a dead father's deposit, a commission for a trustworthy person.
+    for text in (
+        "My late father deposited USD$45.5 million before his sudden death. We want to transfer and invest "
+        "it in your country; 30% is your commission. Kindly get back to me.",
+        "I solicit for your assistance in a lucrative deal. Can you handle it? I await your prompt response.",
+        "You are among the lucky recipients selected to receive a donation for charity work. Reply urgently.",
+    ):
+        assert "LEXICON_ADVANCE_FEE" in await _run(settings, Message(subject="Hello", text=text)), text
+    # A charity's appeal and a fund's report use some of the same words.
+    for text in (
+        "Dear friend, every donation goes to our work this winter, and our foundation matches it.",
+        "The fund manager's report: the sum of our holdings rose 4%. Get back to me with questions.",
+    ):
+        assert "LEXICON_ADVANCE_FEE" not in await _run(settings, Message(subject="Update", text=text)), text
     extortion = Message(
         subject="This is my last warning",
         text="I recorded you through your webcam. Pay 1000 USD to my bitcoin wallet within 48 hours.",
