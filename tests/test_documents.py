@@ -58,6 +58,30 @@ def test_the_qr_code_in_a_pdf_locked_with_the_bodys_password_is_decoded() -> Non
     assert locked.qr_codes == [] and any(d.startswith("qr:pdf-unreadable") for d in locked.defects)
 
 
+def test_the_password_written_only_in_the_part_that_says_less() -> None:
+    """A kit may give the password only in the HTML part while the plain part is longer (or the
+    other way round): the locked PDF and a locked archive are opened with it all the same."""
+    from mailmoat.attach.scan import expand_message
+    from mailmoat.config import AttachmentSettings
+
+    pdf = g.pdf_text(["Seu saldo de pontos expira hoje.", "Resgate agora"], link=LURE_LINK, password="8341")
+    locked_zip = g.aes_zip({"aviso.txt": b"Resgate agora"}, "8341")
+    msg = EmailMessage()
+    msg["From"] = "Pontos <pontos@example.org>"
+    msg["To"] = "alice@example.com"
+    msg["Subject"] = "Seus pontos"
+    msg.set_content("Prezado cliente, seus pontos vencem hoje. " * 20)
+    msg.add_alternative("<p>Prezado cliente, veja o anexo. Senha de acesso: 8341</p>", subtype="html")
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="fatura.pdf")
+    msg.add_attachment(locked_zip, maintype="application", subtype="zip", filename="aviso.zip")
+    parsed = parse(msg.as_bytes())
+    assert not parsed.reads_html and "8341" not in parsed.body_text
+    [doc] = [d for d in parsed.documents if d.filename == "fatura.pdf"]
+    assert doc.locked and doc.password == "8341" and "Resgate agora" in doc.text
+    events = expand_message(parsed, AttachmentSettings()).events
+    assert any(e.kind == "decrypted" and e.data.get("password") == "8341" for e in events)
+
+
 async def test_a_pdf_whose_password_the_mail_does_not_give(settings: Settings) -> None:
     pdf = g.pdf_text(["Payslip November 2026"], password="19800101")
     text = "附件为您2026年11月的工资条，文件已加密，打开密码为您身份证号码后六位。"

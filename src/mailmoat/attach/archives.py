@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from mailmoat.attach.files import CHUNK, Budget, Event, LimitExceeded
 from mailmoat.attach.sniff import ARCHIVE_EXTS
+from mailmoat.model import Message
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ def passwords_from_text(text: str) -> list[str]:
         if len(found) >= MAX_PASSWORDS:
             break
     return found
+
+
+def announced_passwords(message: Message) -> list[str]:
+    """The passwords a message announces for its locked archives and documents.
+
+    Read from the subject and both bodies: a mail client shows one of the plain and the HTML part,
+    and a kit may write the password only in the one that says less.
+    """
+    return passwords_from_text("\n".join((message.subject, message.text, message.html_text)))
 
 
 @dataclass
@@ -468,4 +478,4 @@ def _gzip_name(data: bytes) -> str:
     return data[pos:end].decode("latin-1")
 
 
-__all__ = ["CHUNK", "EXPANDABLE", "Member", "Unpacker", "passwords_from_text"]
+__all__ = ["CHUNK", "EXPANDABLE", "Member", "Unpacker", "announced_passwords", "passwords_from_text"]

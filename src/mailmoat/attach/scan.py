@@ -13,7 +13,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from mailmoat.attach import htmlsvg, office, pdf
-from mailmoat.attach.archives import EXPANDABLE, UNOPENED, Unpacker, passwords_from_text
+from mailmoat.attach.archives import EXPANDABLE, UNOPENED, Unpacker, announced_passwords
 from mailmoat.attach.files import Budget, Event, LimitExceeded, Limits, ScannedFile
 from mailmoat.attach.sniff import OFFICE_EXTS
 from mailmoat.config import AttachmentSettings
@@ -192,8 +192,8 @@ def expand_message(message: Message, settings: AttachmentSettings, deadline: flo
     start = time.monotonic()
     files = list(attachment_files(message))
     # Passwords announced in the body only matter when there is something to open with them.
-    body = "\n".join((message.subject, message.text, message.html_text)) if files else ""
-    walker = _Walker(limits_from(settings, deadline if deadline is not None else float("inf")), passwords_from_text(body))
+    passwords = announced_passwords(message) if files else []
+    walker = _Walker(limits_from(settings, deadline if deadline is not None else float("inf")), passwords)
     for f in files:
         walker.walk(f)
     walker.out.elapsed = time.monotonic() - start

@@ -76,9 +76,9 @@ class _Reader:
     def passwords(self) -> list[str]:
         """Passwords the mail announces, asked once, and only when something locked is met."""
         if self._passwords is None:
-            from mailmoat.attach.archives import passwords_from_text
+            from mailmoat.attach.archives import announced_passwords
 
-            self._passwords = passwords_from_text("\n".join((self.message.subject, self.message.body_text)))
+            self._passwords = announced_passwords(self.message)
         return self._passwords
 
     @property
