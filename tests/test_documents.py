@@ -82,6 +82,18 @@ def test_the_password_written_only_in_the_part_that_says_less() -> None:
     assert any(e.kind == "decrypted" and e.data.get("password") == "8341" for e in events)
 
 
+def test_a_pdf_behind_junk_bytes_is_still_a_pdf() -> None:
+    """PDF readers look for the header in the first kilobyte, so a kit prepends junk to make the
+    file read as something else to filters (a 2024 phishing PDF in the corpus does): its code and
+    its words are read all the same."""
+    pdf = b"\n\x89\xedz{C\x8a\xcah\xb2+b" * 20 + pdf_with_qr(LURE_LINK, text="Subsidy claim form")
+    msg = parse(g.mime([("form.pdf", pdf)], text="see the attached form"), qr=QrSettings())
+    assert [p.true_type for p in msg.attachments] == ["application/pdf"]
+    assert [q.payload for q in msg.qr_codes] == [LURE_LINK]
+    [doc] = msg.documents
+    assert doc.kind == "pdf" and "Subsidy claim form" in doc.text
+
+
 async def test_a_pdf_whose_password_the_mail_does_not_give(settings: Settings) -> None:
     pdf = g.pdf_text(["Payslip November 2026"], password="19800101")
     text = "附件为您2026年11月的工资条，文件已加密，打开密码为您身份证号码后六位。"

@@ -54,6 +54,8 @@ CASES: list[tuple[bytes, str]] = [
     (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', "svg"),
     (b"%PDF-1.7\n", "pdf"),
     (b"junk\n%PDF-1.4", "txt"),
+    (b"\n\x89\xedz{C\x8a\xcah\xb2+b" * 20 + b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", "pdf"),
+    (b"The header is written %PDF-1.7 at the start of the file.\n", "txt"),
     (_zip(["a.txt"]), "zip"),
     (_zip(["[Content_Types].xml", "word/document.xml"]), "docx"),
     (_zip(["[Content_Types].xml", "xl/workbook.xml"]), "xlsx"),
