@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from mailmoat.classify.language import count, coverage, language_of, language_of_text, spam_only
+from mailmoat.classify.language import count, coverage, language_of, language_of_text, spam_only, uncount
 from mailmoat.model import Message
 
 TEXTS = {
@@ -43,3 +45,26 @@ def test_a_language_learnt_only_from_spam_is_named() -> None:
     assert spam_only(languages) == ["de"]
     assert len(warnings) == 1 and "230 spam and phishing messages in German and 2 ham" in warnings[0]
     assert coverage({"de": [30, 230]})[1] == []
+
+
+def test_verdicts_learnt_one_at_a_time_are_counted_and_moved(tmp_path: Path) -> None:
+    """Releases and recalls count in the model's languages like directory training does; a
+    verdict reversed moves its message from one column to the other, and the counts are saved."""
+    from mailmoat.classify import Classifier
+
+    path = tmp_path / "bayes.model"
+    clf = Classifier(path)
+    rechnung = Message(subject="Rechnung", text=TEXTS["de"])
+    for i in range(3):
+        assert clf.learn(rechnung, "phish", key=f"de-{i}", save=False)
+    clf.learn(Message(subject="Order", text=TEXTS["en"]), "ham", key="en-0", save=False)
+    clf.learn(Message(subject="x", text="too short"), "ham", key="unknown-0", save=False)
+    assert clf.model.languages == {"de": [0, 3], "en": [1, 0]}
+    assert clf.learn(rechnung, "ham", key="de-0")  # released after all
+    assert clf.model.languages == {"de": [1, 2], "en": [1, 0]}
+    assert not clf.learn(rechnung, "ham", key="de-0")  # the same verdict again changes nothing
+    assert Classifier.open(path).model.languages == {"de": [1, 2], "en": [1, 0]}
+    counts = {"de": [0, 1]}
+    uncount(counts, "de", "ham")  # never below zero
+    uncount(counts, "fr", "spam")
+    assert counts == {"de": [0, 1]}

@@ -11,7 +11,7 @@ from typing import Any
 
 from mailmoat.classify import nearcopy
 from mailmoat.classify.bayes import HAM, LABELS, BayesModel, Classification, ModelError, as_label
-from mailmoat.classify.language import NAMES, spam_only
+from mailmoat.classify.language import NAMES, count, language_of, spam_only, uncount
 from mailmoat.classify.tokens import message_tokens
 from mailmoat.config import Settings
 from mailmoat.model import Message
@@ -206,14 +206,16 @@ class Classifier:
 
     def learn(self, message: Message, label: bool | str, key: str = "", save: bool = True) -> bool:
         """Learn one verdict (release = ham, recall = phish); returns False if already known as that."""
-        return self.learn_tokens(message_tokens(message), label, key=key, save=save)
+        return self.learn_tokens(message_tokens(message), label, key=key, save=save, language=language_of(message))
 
     def learn_tokens(
-        self, tokens: set[str], label: bool | str, key: str = "", save: bool = False, name: str = ""
+        self, tokens: set[str], label: bool | str, key: str = "", save: bool = False, name: str = "", language: str = ""
     ) -> bool:
         """As `learn`, from tokens already extracted (bulk training tokenises in worker processes).
 
-        `name` names a message learnt without a key (a file) in near-copy evidence.
+        `name` names a message learnt without a key (a file) in near-copy evidence; `language`
+        (`classify.language`) is counted in the model's header, and a verdict learnt again under
+        another label moves its count.
         """
         label = as_label(label)
         with self._lock:
@@ -223,8 +225,10 @@ class Classifier:
                     return False
                 if before is not None:
                     self.model.unlearn_tokens(tokens, before)
+                    uncount(self.model.languages, language, before)
                 self._learned[key] = label
             self.model.learn_tokens(tokens, label)
+            count(self.model.languages, language, label)
             self._remember(tokens, label, key, name)
         if save:
             self.save()

@@ -191,9 +191,9 @@ class BayesModel:
         # Rows unlearnt down to all zeros: read as unknown tokens, dropped at the next compaction.
         self._empty: set[int] = set()
         self._lock = threading.Lock()
-        # Messages learnt from directories per language: [ham, spam and phishing] (classify.language);
+        # Messages learnt per language: [ham, spam and phishing] (classify.language);
         # kept in the header so that `train --status` and the console can say which language the
-        # model has seen only in spam. Verdicts learnt one by one are not counted.
+        # model has seen only in spam. Verdicts learnt one by one count too (`Classifier.learn`).
         self.languages: dict[str, list[int]] = {}
 
     def _set_arrays(self, keys: _Ints, rows: _Ints) -> None:

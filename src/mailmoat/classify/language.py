@@ -83,6 +83,13 @@ def count(languages: dict[str, list[int]], language: str, label: str) -> None:
         languages.setdefault(language, [0, 0])[label != "ham"] += 1
 
 
+def uncount(languages: dict[str, list[int]], language: str, label: str) -> None:
+    """Take one message back out of the counts (a verdict learnt again under another label)."""
+    counts = languages.get(language)
+    if counts is not None and counts[label != "ham"] > 0:
+        counts[label != "ham"] -= 1
+
+
 def spam_only(languages: dict[str, list[int]]) -> list[str]:
     """The languages learnt (almost) only from spam and phishing, most messages first."""
     return [

@@ -84,7 +84,6 @@ def train_dirs(
     model also counts the languages it learnt (`mailmoat.classify.language`).
     """
     from mailmoat.classify import BayesModel, Classifier, model_path
-    from mailmoat.classify.language import count
 
     path = model_path(settings)
     clf = Classifier.open(path) if add else Classifier(path, BayesModel(), fresh=True)
@@ -99,9 +98,8 @@ def train_dirs(
             counts["skipped"] += 1
             typer.echo(f"skipped {file}: {error}", err=True)
             continue
-        clf.learn_tokens(set(tokens), label[file], name=file)
+        clf.learn_tokens(set(tokens), label[file], name=file, language=language)
         counts[label[file]] += 1
-        count(clf.model.languages, language, label[file])
     if not clf.trained:
         raise ValueError(
             f"a model needs both ham and spam or phishing (have {clf.model.nham} ham, "
