@@ -643,9 +643,9 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---:|---:|---|")
         for r in also:
             o = r["orig"]
-            top = ", ".join(f"{s} {sc:g}" for s, sc, _ in sorted(o["findings"], key=lambda f: -f[1])[:3] if sc > 0)
+            strongest = ", ".join(f"{s} {sc:g}" for s, sc, _ in sorted(o["findings"], key=lambda f: -f[1])[:3] if sc > 0)
             prob = o["bayes_prob"]
-            print(f"| {Path(r['path']).name} | {o['action']} | {o['score']:g} | {'-' if prob is None else f'{prob:.3f}'} | {top} |")
+            print(f"| {Path(r['path']).name} | {o['action']} | {o['score']:g} | {'-' if prob is None else f'{prob:.3f}'} | {strongest} |")
         held = sum(r["orig"]["action"] in DETECTED for r in also)
         print(f"\nHeld (quarantine or reject): {held} of {len(also)}")
     if args.json:
