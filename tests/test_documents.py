@@ -84,7 +84,7 @@ def test_the_password_written_only_in_the_part_that_says_less() -> None:
 
 def test_a_pdf_behind_junk_bytes_is_still_a_pdf() -> None:
     """PDF readers look for the header in the first kilobyte, so a kit prepends junk to make the
-    file read as something else to filters (a 2024 phishing PDF in the corpus does): its code and
+    file read as something else to filters (a 2023 phishing PDF in the corpus does): its code and
     its words are read all the same."""
     pdf = b"\n\x89\xedz{C\x8a\xcah\xb2+b" * 20 + pdf_with_qr(LURE_LINK, text="Subsidy claim form")
     msg = parse(g.mime([("form.pdf", pdf)], text="see the attached form"), qr=QrSettings())

@@ -238,6 +238,14 @@ async def test_a_brand_claimed_from_elsewhere_on_a_lure(settings: Settings) -> N
     assert "BRAND_NAME_WITH_LURE" not in await _scan_links(an, "PayPal <service@mailer.example>", ["https://www.paypal.de/signin"], prior=lure)
 
 
+def test_every_lure_the_brand_check_reads_is_a_lexicon_combination() -> None:
+    """A misspelt name would never fire, silently."""
+    from mailmoat.analyzers.impersonation import _ACT_LURES
+    from mailmoat.analyzers.lexicon import LexiconAnalyzer
+
+    assert _ACT_LURES - {s.name for s in LexiconAnalyzer.symbols} == set()
+
+
 async def test_a_brand_of_two_or_three_capitals_is_claimed_as_written(settings: Settings) -> None:
     """"DHL Express" or "IRS Refund Dept" from elsewhere claims the brand; "Follow-ups", "Irs Travel",
     a name all in capitals with other words in it, and the DMV (every state has one) do not."""

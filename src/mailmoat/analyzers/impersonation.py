@@ -237,7 +237,6 @@ def _latin_pattern(term: str) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])" + re.escape(term.lower()) + r"(?![a-z0-9])")
 
 
-# The link checks' findings of a host that imitates a brand (analyzers/urls.py, stage 0).
 # The lexicon combinations of a lure that asks the reader to act through a link or a QR code:
 # log in, claim, pay, release a parcel, open a document, renew, answer a summons.
 _ACT_LURES = frozenset(
@@ -260,6 +259,7 @@ _ACT_LURES = frozenset(
         "PAYMENT_LURE_WITH_QR",
     }
 )
+# The link checks' findings of a host that imitates a brand (analyzers/urls.py, stage 0).
 _LINK_IMITATIONS = frozenset({"URL_LOOKALIKE_BRAND", "URL_TYPO_BRAND", "URL_BRAND_IN_HOST", "URL_IDN_HOMOGRAPH"})
 
 

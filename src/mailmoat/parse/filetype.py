@@ -128,7 +128,7 @@ def sniff(data: bytes) -> FileType:
 
 def _pdf_after_junk(data: bytes) -> bool:
     """A PDF whose header follows other bytes: readers (and pdfium) look for it in the first
-    kilobyte, so a kit prepends junk to hide the file's type from filters (a 2024 phishing PDF in
+    kilobyte, so a kit prepends junk to hide the file's type from filters (a 2023 phishing PDF in
     the corpus does). Text that merely names the header has no objects after it."""
     at = data.find(b"%PDF-", 0, 1024)
     return at > 0 and b" obj" in data[at : at + 65536]
