@@ -472,6 +472,17 @@ def table(cells: dict[tuple[str, str], Cell], title: str) -> str:
     return "\n".join(lines)
 
 
+def pooled(cells: dict[tuple[str, str], Cell]) -> str:
+    """Each label over every corpus together: the issue's targets name labels, the table corpora."""
+    lines = []
+    for label in sorted({lab for _, lab in cells}):
+        n = sum(c.n for (_, lab), c in cells.items() if lab == label)
+        hit = sum(c.detected for (_, lab), c in cells.items() if lab == label)
+        what = "false positives" if label == "ham" else "detected"
+        lines.append(f"- {label}, every corpus together: {hit} of {n} = {pct(hit, n)} ({what})")
+    return "\n".join(lines)
+
+
 def language_table(rows: list[tuple[str, str, str, bool, bool]], columns: tuple[str, str], least: int = 10) -> str:
     """A markdown table per corpus, label and language (`mailmoat.classify.language`; "?" when too
     short or mixed to tell) of the share of messages meeting each of two conditions. `rows`: one
@@ -615,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         f"reject {th.reject:g}, classifier.spam_full {full:g})\n"
     )
     print(table(orig, "As received"))
+    print()
+    print(pooled(orig))
     print()
     print(table(rew, f"Date and Received headers rewritten to {RECENT_DATE}"))
     print()
