@@ -238,12 +238,22 @@ async def test_a_brand_claimed_from_elsewhere_on_a_lure(settings: Settings) -> N
     assert "BRAND_NAME_WITH_LURE" not in await _scan_links(an, "PayPal <service@mailer.example>", ["https://www.paypal.de/signin"], prior=lure)
 
 
-def test_every_lure_the_brand_check_reads_is_a_lexicon_combination() -> None:
-    """A misspelt name would never fire, silently."""
+def test_every_lure_the_brand_checks_read_is_a_lexicon_combination() -> None:
+    """A misspelt name would never fire, silently; and a lure combination added later must be
+    placed on purpose: read by the brand check and the throwaway-sender rule, or by neither."""
     from mailmoat.analyzers.impersonation import _ACT_LURES
-    from mailmoat.analyzers.lexicon import LexiconAnalyzer
+    from mailmoat.analyzers.lexicon import LexiconAnalyzer, load_builtin
+    from mailmoat.rules import BUILTIN_DIR, load_rule
 
     assert _ACT_LURES - {s.name for s in LexiconAnalyzer.symbols} == set()
+    with_link_or_code = {c.symbol for c in load_builtin().combos if c.needs in ("link", "qr")}
+    # Offers, not impersonation: a brand's name beside them proves nothing more; from a
+    # throwaway sender they are lures all the same. "Scan the code" alone asks nothing in particular.
+    offers, neither = {"GAMBLING_WITH_LINK", "ADULT_WITH_LINK"}, {"QR_LURE_WITH_QR"}
+    assert with_link_or_code == _ACT_LURES | offers | neither
+    rule = load_rule(BUILTIN_DIR / "impersonation_lure_from_throwaway_sender.yml")
+    named = {n for n in with_link_or_code if f'"{n}"' in rule.expression}
+    assert named == _ACT_LURES | offers
 
 
 async def test_a_brand_of_two_or_three_capitals_is_claimed_as_written(settings: Settings) -> None:
