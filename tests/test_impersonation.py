@@ -325,6 +325,26 @@ async def test_internal_account_sending_as_department_it_never_used(settings: Se
     store.close()
 
 
+async def test_internal_account_sending_as_a_brand_it_never_used(settings: Settings, tmp_path: Path) -> None:
+    """A stolen account's lure signed "Microsoft 365 Security"; a team mailbox that always sends
+    under a product's name is its usual self, and a new account with a brand's name is left to the
+    lure checks."""
+    store = Store(f"sqlite:///{tmp_path / 'h.db'}")
+    old = time.time() - 10 * 86400
+    for i in range(4):
+        _record(store, f"alice@{ORG}", "Alice Wang", old + i)
+        _record(store, f"m365-team@{ORG}", "Microsoft 365 Team", old + i)
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings, store=store))
+    assert an.history is not None
+    an.history.min_history = 5
+    got = await _scan(an, f"Microsoft 365 Security <alice@{ORG}>", direction=Direction.INTERNAL)
+    f = got["INTERNAL_UNUSUAL_DISPLAY_NAME"]
+    assert f.score == 6.0 and "Alice Wang" in f.evidence and "Microsoft" in f.data["claim"]
+    assert await _scan(an, f"Microsoft 365 Team <m365-team@{ORG}>", direction=Direction.INTERNAL) == {}
+    assert await _scan(an, f"Microsoft 365 Security <bob@{ORG}>", direction=Direction.INTERNAL) == {}
+    store.close()
+
+
 async def test_internal_without_store_says_nothing(settings: Settings) -> None:
     an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
     assert await _scan(an, f"财务部 <alice@{ORG}>", direction=Direction.INTERNAL) == {}

@@ -43,7 +43,7 @@ SYMBOLS = (
         "INTERNAL_UNUSUAL_DISPLAY_NAME",
         6.0,
         "impersonation",
-        "An internal account sends as a department or executive it has never sent as before",
+        "An internal account sends as a department, an executive or a brand it has never sent as before",
     ),
     Symbol(
         "INTERNAL_NEW_ACCOUNT_AS_DEPARTMENT",
@@ -613,6 +613,15 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         if claim is None:
             dept = self.department_claim(name)
             claim = dept[0] if dept else None
+        brand_only = False
+        if claim is None:
+            # A stolen account sends its lure as "Microsoft 365 Security" as readily as "IT Support";
+            # a colleague's own mail does not, unless the account always has (a team named after
+            # the product it runs), which the history below tells.
+            brand = self.brand_claim(name)
+            real = self.catalog.brand_of(frm.domain) if brand and frm.domain else None
+            if brand is not None and (real is None or real.name != brand[1]):
+                claim, brand_only = brand[0], True
         if claim is None or self.history is None or not self.history.mature():
             return []
         local = frm.local.lower()
@@ -632,8 +641,9 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                     {"claim": claim, "history": count},
                 )
             ]
-        # Role mailboxes (finance@, hr@, caiwu@) sending as their department are normal.
-        if not set(re.split(r"[._+-]+", local)) & _ROLE_LOCALS:
+        # Role mailboxes (finance@, hr@, caiwu@) sending as their department are normal; a brand's
+        # name on a new account is left to the lure checks (a new team mailbox may be named so).
+        if not brand_only and not set(re.split(r"[._+-]+", local)) & _ROLE_LOCALS:
             return [
                 self.finding(
                     "INTERNAL_NEW_ACCOUNT_AS_DEPARTMENT",
