@@ -12,7 +12,7 @@ from mailmoat.model import Address, Direction, Finding, Message, Symbol
 from mailmoat.parse.names import CJK_CHARS, DEPARTMENT_END, fold, joined_letters, norm, written_apart
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
-from mailmoat.urlcheck.links import FREEMAIL, MAX_TARGETS, abused_tld, free_hosting, host_of, redirect_targets
+from mailmoat.urlcheck.links import FREEMAIL, abused_tld, destination_hosts, free_hosting
 from mailmoat.urlcheck.lookalike import GENERIC_LABELS, DomainCatalog
 
 # An account's usual display names are those of mail older than this (a running wave does not count).
@@ -470,8 +470,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         brand = self.brand_claim(name)
         if brand:
             shown_name, bname = brand
-            real = self.catalog.brand_of(frm.domain) if frm.domain else None
-            if (real is None or real.name != bname) and not self._brand_country_site(frm.domain, bname):
+            if not self._owned_by(frm.domain, bname):
                 out.append(
                     self.finding(
                         "DISPLAY_NAME_BRAND",
@@ -503,8 +502,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         for u in msg.urls[:200]:
             if u.source in ("src", "css"):  # an image's host says nothing of where the reader goes
                 continue
-            for host in [u.host, *(host_of(t) for t in redirect_targets(u.url)[:MAX_TARGETS])]:
-                host = host.lower()
+            for host in destination_hosts(u.url, u.host):
                 if not host or dom.is_ip(host) or self.catalog.is_legit(host):
                     continue
                 if self._brand_country_site(host, bname):
@@ -548,12 +546,15 @@ class ImpersonationAnalyzer(BaseAnalyzer):
 
     def _leads_to_brand(self, url: str, host: str, brand: str) -> bool:
         """True when a link's host, or the target a redirect carries, is the brand's own site."""
-        for h in [host, *(host_of(t) for t in redirect_targets(url)[:MAX_TARGETS])]:
-            h = h.lower()
-            real = self.catalog.brand_of(h) if h and not dom.is_ip(h) else None
-            if (real is not None and real.name == brand) or (h and self._brand_country_site(h, brand)):
-                return True
-        return False
+        return any(not dom.is_ip(h) and self._owned_by(h, brand) for h in destination_hosts(url, host))
+
+    def _owned_by(self, domain: str, brand: str) -> bool:
+        """True when a domain is the brand's own: one of its listed domains (or below one), or its
+        name under another suffix (`_brand_country_site`)."""
+        if not domain:
+            return False
+        real = self.catalog.brand_of(domain)
+        return (real is not None and real.name == brand) or self._brand_country_site(domain, brand)
 
     def _brand_country_site(self, domain: str, brand: str) -> bool:
         """True for the brand's name under another suffix (yahoo.ca, ebay.com.cn): usually its own site."""
@@ -619,8 +620,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             # a colleague's own mail does not, unless the account always has (a team named after
             # the product it runs), which the history below tells.
             brand = self.brand_claim(name)
-            real = self.catalog.brand_of(frm.domain) if brand and frm.domain else None
-            if brand is not None and (real is None or real.name != brand[1]):
+            if brand is not None and not self._owned_by(frm.domain, brand[1]):
                 claim, brand_only = brand[0], True
         if claim is None or self.history is None or not self.history.mature():
             return []

@@ -192,6 +192,12 @@ def redirect_targets(url: str, base64_too: bool = True) -> list[str]:
     return found
 
 
+def destination_hosts(url: str, host: str) -> list[str]:
+    """Where a link can take the reader: its own host and those of the targets it carries (a click
+    tracker's or an open redirect's, at most MAX_TARGETS), lower case."""
+    return [host.lower(), *(host_of(t) for t in redirect_targets(url)[:MAX_TARGETS])]
+
+
 def host_of(url: str) -> str:
     """Lower-case host of a URL ('' when it has none or cannot be parsed)."""
     try:
