@@ -154,14 +154,44 @@ async def test_brand_names_of_several_words_and_signs(settings: Settings) -> Non
 
 
 async def test_a_brand_that_is_also_a_word_is_claimed_by_that_word_alone(settings: Settings) -> None:
-    """"Ledger" or "Exodus Wallet" from elsewhere claims the brand; "General Ledger Team" does not."""
+    """"Ledger", "Exodus Wallet" or "Katie from Ledger" from elsewhere claims the brand; "General
+    Ledger Team" and "Cathy from General Ledger" do not."""
     an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
-    for display in ("Ledger", "Ledger Support", "EXODUS WALLET", "Chase Bank"):
+    for display in ("Ledger", "Ledger Support", "EXODUS WALLET", "Chase Bank", "Katie from Ledger", "Freddie From Ripple", "Team Ripple"):
         got = await _scan(an, f"{display} <noreply@jtidrive.example>")
         assert "DISPLAY_NAME_BRAND" in got, display
     assert await _scan(an, "Ledger <noreply@ledger.com>") == {}
-    for display in ("General Ledger Team", "Chase Smith", "Office", "Booking Office", "Visa"):
+    for display in ("General Ledger Team", "Chase Smith", "Office", "Booking Office", "Visa", "Cathy from General Ledger",
+                    "Bob from Chase Street", "Ripple Effect Consulting", "from"):
         assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
+
+
+async def test_a_brand_name_beside_a_trade_mark_or_underscores(settings: Settings) -> None:
+    """NFKC writes "™" as the letters TM joined to the name ("McafeeTM"); kits join words with
+    underscores. Both still claim the brand."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    for display, brand in (("Mcafee™", "McAfee"), ("Norton™ Support", "Norton"), ("Liberty_Mutual_Team", "Liberty Mutual"),
+                           ("Dear Sam's Club Customer", "Sam's Club"), ("Kundenservice Deutsche Bahn", "Deutsche Bahn")):
+        assert got_brand(await _scan(an, f"{display} <support@bottega-sandali.example>")) == brand, display
+    assert "DISPLAY_NAME_BRAND" not in await _scan(an, "Wells__Fargo Street Deli <a@firm.example>")
+
+
+async def test_a_brand_name_in_disguise(settings: Settings) -> None:
+    """A brand's name in look-alike letters, with invisible characters, in styled letters or with
+    its letters written apart is hidden from a check on purpose: DISPLAY_NAME_BRAND_DISGUISED
+    beside the claim. Traditional Chinese and full-width letters are how people type, not a disguise."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    for display, how in (("L\u0435\u0501g\u0435r", "look-alike letters"), ("T E M U", "letters written apart"),
+                         ("M\U000e0139i\U000e0139c\U000e0139rosoft account team", "invisible characters"),
+                         ("\U0001d400\U0001d426\U0001d41a\U0001d433\U0001d428\U0001d427", "styled letters")):
+        got = await _scan(an, f"{display} <jennifer@shalini-design.example>")
+        assert "DISPLAY_NAME_BRAND" in got, display
+        f = got["DISPLAY_NAME_BRAND_DISGUISED"]
+        assert f.score == 4.0 and how in f.evidence, (display, f.evidence)
+    for display in ("Ledger", "中國銀行", "\uff24\uff28\uff2c快递", "Mcafee™"):
+        got = await _scan(an, f"{display} <jennifer@shalini-design.example>")
+        assert "DISPLAY_NAME_BRAND" in got and "DISPLAY_NAME_BRAND_DISGUISED" not in got, display
+    assert await _scan(an, "T E M U <noreply@temu.com>") == {}
 
 
 async def test_a_brand_name_written_apart_is_claimed(settings: Settings) -> None:
@@ -261,7 +291,7 @@ async def test_a_brand_of_two_or_three_capitals_is_claimed_as_written(settings: 
     a name all in capitals with other words in it, and the DMV (every state has one) do not."""
     an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
     for display, brand in (("DHL Express", "DHL"), ("IRS Refund Dept", "IRS"), ("DHL EXPRESS", "DHL"),
-                           ("UPS", "UPS"), ("Evri Parcel Tracking", "Evri")):
+                           ("UPS", "UPS"), ("Evri Parcel Tracking", "Evri"), ("DHL快递", "DHL"), ("DHL 快递通知", "DHL")):
         assert got_brand(await _scan(an, f"{display} <noreply@parcel-notice.example>")) == brand, display
     assert await _scan(an, "DHL Express <noreply@dhl.de>") == {}
     for display in ("Follow-ups", "Irs Travel", "FOLLOW UPS TEAM", "DMV Notice", "Box Office", "Acme ANZ Events", "DBS checks for Acme"):

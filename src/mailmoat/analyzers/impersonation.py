@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections.abc import Iterable
 from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
+from mailmoat.classify.tokens import HIDDEN
 from mailmoat.model import Address, Direction, Finding, Message, Symbol
+from mailmoat.parse.hanzi import simplified
+from mailmoat.parse.homoglyphs import unmask
 from mailmoat.parse.names import CJK_CHARS, DEPARTMENT_END, fold, joined_letters, norm, written_apart
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
@@ -89,6 +93,12 @@ SYMBOLS = (
         3.0,
         "impersonation",
         "Display name claims a well-known brand that the From domain does not belong to",
+    ),
+    Symbol(
+        "DISPLAY_NAME_BRAND_DISGUISED",
+        4.0,
+        "impersonation",
+        "Display name claims a brand only once look-alike letters, invisible characters or letters written apart are read plainly",
     ),
     Symbol(
         "DISPLAY_NAME_BRAND_HOST",
@@ -227,10 +237,41 @@ _ACRONYM = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2,3}(?![A-Za-z0-9])")
 _SHARED_ACRONYMS = frozenset({"DMV"})
 _AMBIGUOUS_ACRONYMS = frozenset({"ANZ", "DBS", "CRA"})
 _WORD = re.compile(r"[^\W_]+")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+# "Katie from Ledger": a person writing for a brand, as marketing mail signs itself.
+_FROM_WORD = re.compile(r"(?<![^\W_])from(?![^\W_])")
 # Brand names of plain ASCII words, and the words of a display name they are looked up by (the
 # same edges as _latin_pattern: a name is never part of a longer run of letters and digits).
 _PLAIN_NAME = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")
 _PLAIN_WORD = re.compile(r"[a-z0-9]+")
+
+
+# How people type a name: full-width letters are what Chinese input methods give, and trade marks
+# stand apart (as `norm` reads them). Nothing else is read plainly, so a brand found in the folded
+# name but not in this one was disguised.
+_AS_TYPED = str.maketrans({**{chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)}, "\u2122": " ", "\u2120": " "})
+
+
+def _as_typed(display: str) -> str:
+    """The display name as typed: Traditional Chinese read as Simplified, full-width letters as ASCII."""
+    return simplified(re.sub(r"\s+", " ", display.translate(_AS_TYPED)).strip().strip("\"'").strip())
+
+
+def _disguises(display: str) -> str:
+    """What hides the name, for the evidence."""
+    typed = _as_typed(display)
+    found = []
+    if HIDDEN.search(typed):
+        found.append("invisible characters")
+    plain = HIDDEN.sub("", typed)
+    if unicodedata.normalize("NFKC", plain) != plain:
+        found.append("styled letters")
+    compat = unicodedata.normalize("NFKC", plain)
+    if unmask(compat) != compat:
+        found.append("look-alike letters")
+    if joined_letters(compat) != compat:
+        found.append("its letters written apart")
+    return ", ".join(found) or "unusual characters"
 
 
 def _latin_pattern(term: str) -> re.Pattern[str]:
@@ -387,12 +428,14 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             if run[2] not in self._brand_first:
                 continue
             for k in range(1, min(self._brand_words_max, len(runs) - at) + 1):
-                # A name of several words matches only as written: one space between its words.
-                if k > 1 and low[runs[at + k - 2][1] : runs[at + k - 1][0]] != " ":
+                # A name of several words matches only as written: one space between its words
+                # (or the underscore kits write for it, "Liberty_Mutual_Team").
+                if k > 1 and low[runs[at + k - 2][1] : runs[at + k - 1][0]] not in (" ", "_"):
                     break
                 hits.append(self._brand_plain.get(tuple(w for _, _, w in runs[at : at + k])))
-        if name != low.upper():
-            # In a name written in capitals throughout, "ING" or "UPS" may be a word like any other.
+        if name != low.upper() or len(_LATIN_WORD.findall(name)) < 2:
+            # In a name written in capitals throughout, "ING" or "UPS" may be a word like any other;
+            # one Latin word beside Chinese ("DHL快递") is the name itself.
             hits.extend(
                 self._brand_acronyms.get(m.group())
                 for m in _ACRONYM.finditer(name)
@@ -402,9 +445,18 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         if found is not None:
             return found[1], found[2]
         # A brand that is also a word ("Ledger", "Chase", "Exodus") is claimed only by a display
-        # name that is that word alone or with a service word ("Ledger Support"); so is an acronym
-        # in a name written in capitals ("DHL EXPRESS"). "General Ledger Team", "Chase Smith" and
+        # name that is that word alone or with a service word ("Ledger Support"), or by someone
+        # "from" it ("Katie from Ledger"); so is an acronym in a name written in capitals ("DHL
+        # EXPRESS"). "General Ledger Team", "Chase Smith", "Cathy from General Ledger" and
         # "FOLLOW UPS" claim nothing.
+        found_alone = self._brand_alone_claim(low)
+        if found_alone is None:
+            after = _FROM_WORD.split(low)
+            if len(after) > 1:
+                found_alone = self._brand_alone_claim(after[-1])
+        return found_alone
+
+    def _brand_alone_claim(self, low: str) -> tuple[str, str] | None:
         words: list[str] = []
         for m in _WORD.finditer(low):
             if m.group() not in _SERVICE_WORDS:
@@ -478,6 +530,17 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                         {"claim": shown_name, "brand": bname},
                     )
                 )
+                # `display` has been through NFKC, which reads styled letters plainly: the
+                # header's own text shows how the name was written.
+                if self._brand_claim_as_written(_as_typed(frm.display)) is None:
+                    how = _disguises(frm.display)
+                    out.append(
+                        self.finding(
+                            "DISPLAY_NAME_BRAND_DISGUISED",
+                            f"{shown}: display name writes {shown_name!r} with {how}",
+                            {"claim": shown_name, "brand": bname, "disguise": how},
+                        )
+                    )
         return out
 
     def _brand_host(self, found: list[Finding], msg: Message, ctx: AnalysisContext) -> list[Finding]:

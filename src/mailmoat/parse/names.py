@@ -24,9 +24,14 @@ DEPARTMENT_END = re.compile(r"(?:部|处|科|中心|办公室)$")
 _APART = r"(?:[\s\u3000]+|[.*_/\\|~+#^=•·・-][\s\u3000]*)"
 
 
+# Trade and service marks stand apart from the name they follow; NFKC would write them as letters
+# joined to it ("Mcafee™" → "McafeeTM"), where no name is found.
+_MARKS = str.maketrans({"\u2122": " ", "\u2120": " "})
+
+
 def norm(text: str) -> str:
-    """NFKC, quotes and outer spaces stripped, runs of spaces as one."""
-    t = unicodedata.normalize("NFKC", text).strip().strip("\"'").strip()
+    """NFKC, trade marks and quotes and outer spaces stripped, runs of spaces as one."""
+    t = unicodedata.normalize("NFKC", text.translate(_MARKS)).strip().strip("\"'").strip()
     return re.sub(r"\s+", " ", t)
 
 

@@ -71,6 +71,9 @@ GENERIC_LABELS = frozenset(
         "cash",
         "lowes",
         "gov",
+        "ripple",
+        "stellar",
+        "tether",
     }
 )
 _MIN_TOKEN = 3  # shorter brand labels (qq, x, db) are never matched as tokens
