@@ -674,3 +674,22 @@ async def test_a_law_firms_own_mail_is_no_legal_threat(settings: Settings) -> No
     them is the reader's summons, toll or fine."""
     msg = Message(subject="Final notice: hearing moved", text="The court moved the hearing in the lawsuit, case number 21-4471.", urls=[_link()])
     assert "LEXICON_LEGAL_THREAT" not in await _run(settings, msg)
+
+
+async def test_a_token_allocation_to_claim_is_a_crypto_lure(settings: Settings) -> None:
+    """"Register and claim your share of XRP tokens … Token Allocation Program" asks the reader to
+    act as an airdrop does; a market digest that names coins and staking asks nothing."""
+    lure = Message(
+        subject="Allocation of reserved XRP starts today",
+        html_text="Ripple is rewarding token holders with the Token Allocation Program. Register and claim your share of XRP tokens.",
+        urls=[_link("https://xrp-allocation.example.top/")],
+    )
+    found = await _run(settings, lure)
+    assert {"LEXICON_CRYPTO", "CRYPTO_LURE_WITH_LINK"} <= set(found)
+    assert "token allocation" in found["LEXICON_CRYPTO"].data["terms"]
+    digest = Message(
+        subject="Markets this week",
+        html_text="Bitcoin and Ethereum rose, XRP fell; a staking fund was approved and crypto lenders report to token holders.",
+        urls=[_link("https://news.example.com/markets")],
+    )
+    assert await _run(settings, digest) == {}
