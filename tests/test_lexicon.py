@@ -678,7 +678,8 @@ async def test_a_law_firms_own_mail_is_no_legal_threat(settings: Settings) -> No
 
 async def test_a_token_allocation_to_claim_is_a_crypto_lure(settings: Settings) -> None:
     """"Register and claim your share of XRP tokens … Token Allocation Program" asks the reader to
-    act as an airdrop does; a market digest that names coins and staking asks nothing."""
+    act as an airdrop does; a market digest that names crypto, wallets, tokens and staking (enough
+    weight to reach the threshold) asks nothing: the lexicon needs one of its acts."""
     lure = Message(
         subject="Allocation of reserved XRP starts today",
         html_text="Ripple is rewarding token holders with the Token Allocation Program. Register and claim your share of XRP tokens.",
@@ -689,7 +690,8 @@ async def test_a_token_allocation_to_claim_is_a_crypto_lure(settings: Settings) 
     assert "token allocation" in found["LEXICON_CRYPTO"].data["terms"]
     digest = Message(
         subject="Markets this week",
-        html_text="Bitcoin and Ethereum rose, XRP fell; a staking fund was approved and crypto lenders report to token holders.",
+        html_text="Bitcoin and Ethereum rose, XRP fell; a staking fund was approved, crypto lenders report to token holders, "
+        "and an exchange delisted two tokens after a wallet breach.",
         urls=[_link("https://news.example.com/markets")],
     )
     assert await _run(settings, digest) == {}
