@@ -139,6 +139,10 @@ async def test_brand_display_and_lookalike_domain(settings: Settings) -> None:
     assert got_brand(await _scan(an, f'" {cgj} . " <mailapps@articleboxes.example>')) == "Evri"
 
 
+def got_shown(got: dict[str, Finding]) -> str:
+    return str(got["DISPLAY_NAME_ADDRESS_MISMATCH"].data["shown"]) if "DISPLAY_NAME_ADDRESS_MISMATCH" in got else ""
+
+
 def got_brand(got: dict[str, Finding]) -> str:
     return str(got["DISPLAY_NAME_BRAND"].data["brand"]) if "DISPLAY_NAME_BRAND" in got else ""
 
@@ -306,6 +310,9 @@ async def test_display_name_with_another_address(settings: Settings) -> None:
     assert f"boss@{ORG}" in got["DISPLAY_NAME_SPOOFS_INTERNAL"].evidence
     got = await _scan(an, '"support@bank.example" <x@gmail.com>')
     assert "DISPLAY_NAME_ADDRESS_MISMATCH" in got
+    # Written with an invisible character after each letter, the address is still the one shown.
+    hidden = "\u034f".join("donotreply@evri.example") + " ."
+    assert got_shown(await _scan(an, f'"{hidden}" <delivery-mkfe9@pansion-palmyra.example>')) == "donotreply@evri.example"
     assert await _scan(an, '"x@gmail.com" <x@gmail.com>') == {}
     # The address is found where it starts, after other text too ("IT Desk it@..."); a display name
     # of 60,000 letters with no address costs a linear scan (bench/hostile_text.py).

@@ -718,7 +718,9 @@ class ImpersonationAnalyzer(BaseAnalyzer):
 
     def _display_address(self, display: str, frm: Address, direction: Direction) -> list[Finding]:
         out: list[Finding] = []
-        for shown_addr in _EMAIL_IN_NAME.findall(display):
+        # Invisible characters between its letters (U+034F after each in "donotreply@evri.com") keep
+        # the shown address from reading as one; the reader sees it whole.
+        for shown_addr in _EMAIL_IN_NAME.findall(HIDDEN.sub("", display)):
             shown_domain = shown_addr.rpartition("@")[2].lower()
             if shown_addr.lower() == frm.addr.lower() or dom.registrable(shown_domain) == dom.registrable(
                 frm.domain
