@@ -72,7 +72,6 @@ GENERIC_LABELS = frozenset(
         "lowes",
         "gov",
         "ripple",
-        "stellar",
         "tether",
     }
 )
