@@ -9,7 +9,9 @@ import zipfile
 
 import pytest
 
-from mailmoat.parse.filetype import sniff
+from mailmoat.attach.sniff import sniff as attach_kind
+from mailmoat.parse.documents import _kind as document_kind
+from mailmoat.parse.filetype import is_pdf, sniff
 
 
 def _zip(names: list[str], first_stored: tuple[str, bytes] | None = None) -> bytes:
@@ -105,3 +107,15 @@ def test_unknown_and_empty() -> None:
     assert sniff(b"") == ("", "")
     assert sniff(bytes(range(256))) == ("", "")
     assert sniff(b"MZ")[1] == "txt"  # two letters are not an executable
+
+
+PDF_CASES = [c for c in CASES if b"%PDF-" in c[0][:1024]]
+
+
+@pytest.mark.parametrize(("data", "ext"), PDF_CASES, ids=[c[1] + str(i) for i, c in enumerate(PDF_CASES)])
+def test_one_answer_to_is_this_a_pdf(data: bytes, ext: str) -> None:
+    """The file type, the attachment kind and the document reader give the same answer for a
+    header at the start, one behind junk, and text that only names the header."""
+    assert is_pdf(data) == (ext == "pdf")
+    assert (attach_kind(data) == "pdf") == (ext == "pdf")
+    assert (document_kind(data, "") == "pdf") == (ext == "pdf")

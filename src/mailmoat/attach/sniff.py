@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import zipfile
 
+from mailmoat.parse.filetype import is_pdf
+
 # extension -> mime type, for every type the engines care about
 MIME: dict[str, str] = {
     "exe": "application/x-dosexec",
@@ -194,7 +196,7 @@ def sniff(data: bytes) -> str:
         return _zip_kind(data)
     if data.startswith(OLE_MAGIC):
         return _ole_kind(data)
-    if b"%PDF-" in data[:1024]:
+    if is_pdf(data):
         return "pdf"
     if data.startswith(b"{\\rt"):
         return "rtf"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mailmoat.model import Document, Message, Part
+from mailmoat.parse.filetype import is_pdf
 from mailmoat.parse.pdfium_lock import PDFIUM_LOCK
 from mailmoat.parse.urls import make_url
 
@@ -54,7 +55,7 @@ def _kind(data: bytes, ext: str) -> str:
     """"pdf", "office" or "rtf" for a document whose words can be read; "" otherwise."""
     from mailmoat.attach.sniff import sniff
 
-    if ext == "pdf" or (ext not in _PACKAGES and b"%PDF-" in data[:1024]):
+    if ext == "pdf" or (ext not in _PACKAGES and is_pdf(data)):
         return "pdf"
     if ext in _PACKAGES or (data.startswith(b"PK\x03\x04") and sniff(data) in _PACKAGES):
         return "office"

@@ -126,6 +126,13 @@ def sniff(data: bytes) -> FileType:
     return _text_type(data)
 
 
+def is_pdf(data: bytes) -> bool:
+    """A PDF as readers see one: the header at the start, or within the first kilobyte after
+    other bytes (`_pdf_after_junk`). The one test of "is this a PDF" for file types, attachment
+    kinds, documents read and QR codes looked for."""
+    return data.startswith(b"%PDF-") or _pdf_after_junk(data)
+
+
 def _pdf_after_junk(data: bytes) -> bool:
     """A PDF whose header follows other bytes: readers (and pdfium) look for it in the first
     kilobyte, so a kit prepends junk to hide the file's type from filters (a 2023 phishing PDF in

@@ -22,7 +22,7 @@ from PIL import ImageColor
 
 from mailmoat.config import QrSettings
 from mailmoat.model import Image, Message, Part
-from mailmoat.parse.filetype import OLE2_MAGIC
+from mailmoat.parse.filetype import OLE2_MAGIC, is_pdf
 from mailmoat.parse.pdfium_lock import PDFIUM_LOCK
 from mailmoat.parse.qr_decode import could_hold_code, sniff_image
 from mailmoat.parse.qr_svg import inline_svgs, looks_like_svg, render_svg
@@ -300,10 +300,6 @@ def pdf_candidates(data: bytes, where: Image, settings: QrSettings, password: st
                 )
         finally:
             doc.close()
-
-
-def is_pdf(data: bytes) -> bool:
-    return data[:1024].lstrip()[:5] == b"%PDF-"
 
 
 # ---------------------------------------------------------------- Office (OOXML / ODF)
