@@ -264,9 +264,9 @@ def _disguises(display: str) -> str:
     if HIDDEN.search(typed):
         found.append("invisible characters")
     plain = HIDDEN.sub("", typed)
-    if unicodedata.normalize("NFKC", plain) != plain:
-        found.append("styled letters")
     compat = unicodedata.normalize("NFKC", plain)
+    if compat != plain:
+        found.append("styled letters")
     if unmask(compat) != compat:
         found.append("look-alike letters")
     if joined_letters(compat) != compat:
