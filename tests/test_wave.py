@@ -226,7 +226,10 @@ def test_through_the_gateway_the_copies_delivered_before_the_wave_was_recognised
     settings.server.listen = "127.0.0.1:0"
     store = Store(settings.db_url, raw_dir=settings.raw_dir)
     _history(store, time.time())
-    link = "http://203.0.113.77/subsidy/claim?u={n}"  # a bare address: a lure's link, never a newsletter's
+    # A domain this site has never seen, under a much-abused top-level domain: each copy is a lure
+    # linking a throw-away host (tagged, 8); the wave is what holds the fourth. (A bare IP address
+    # would hold even the first: URL_IP and the throw-away host together reach 10.)
+    link = "https://subsidy-apply.top/claim?u={n}"
 
     def lure(frm: str, n: int) -> bytes:
         return (
