@@ -37,6 +37,9 @@ MAY_BE_TAGGED = {
     # IT's own "scan this code with your phone" (企业微信 download) between colleagues: a QR code as
     # the only way on, with scan wording, is what the stolen-account wave sends; tagged (5.5), not held.
     "legit_wecom_download_zh.eml",
+    # HR's own "交通补贴申领" with a Microsoft Forms link and a deadline: word for word what the
+    # subsidy wave sends, so tagged (6.5); a form platform's link must not make it a hold.
+    "legit_hr_subsidy_form_zh.eml",
     # The annual party's lucky draw: "scan the code to collect your prize" (领取奖品) between
     # colleagues is the shape of the points and prize lures; tagged (7.5), not held.
     "legit_lucky_draw_qr_zh.eml",

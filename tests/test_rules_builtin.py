@@ -6,6 +6,7 @@ check` is exercised on good and bad rule directories.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from mailmoat.cli import app
 from mailmoat.cli.rules import sample_evaluator
 from mailmoat.config import Settings
 from mailmoat.model import Envelope, Finding, Message
+from mailmoat.model.envelope import Direction
 from mailmoat.rules import BUILTIN_DIR, load_rule, missing_samples, sample_results
-from mailmoat.rules.engine import rule_files
+from mailmoat.rules.engine import RuleSet, rule_files
 
 RULE_FILES = rule_files(BUILTIN_DIR)
 Evaluator = Callable[[bytes], tuple[Message, Envelope, list[Finding]]]
@@ -96,3 +98,17 @@ def test_rules_list(tmp_path: Path) -> None:
     assert "qr_only_message" in res.output and "QR_ONLY_MESSAGE" in res.output
     res = runner.invoke(app, ["rules", "list", "--fields", "--data-dir", str(tmp_path)])
     assert "any_url_domain_in" in res.output and "attachments" in res.output
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "sample"),
+    [("lure_link_to_throwaway_host", "lure_link_free_platform.eml"), ("bulk_kit_hidden_link", "bulk_kit_subject_tag.eml")],
+)
+def test_inbound_only_signs_stay_silent_between_colleagues(rule_id: str, sample: str, evaluator: Evaluator) -> None:
+    """A colleague's form link beside HR's wording, or a spaced subject beside an intranet address,
+    is ordinary internal mail: these rules read inbound mail only (their samples hit as inbound)."""
+    rules = RuleSet([load_rule(BUILTIN_DIR / f"{rule_id}.yml")])
+    msg, env, findings = evaluator((BUILTIN_DIR / "samples" / sample).read_bytes())
+    assert rules.evaluate(msg, env, findings)[0]
+    internal = dataclasses.replace(env, direction=Direction.INTERNAL)
+    assert not rules.evaluate(msg, internal, findings)[0]
