@@ -246,20 +246,19 @@ _PLAIN_NAME = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")
 _PLAIN_WORD = re.compile(r"[a-z0-9]+")
 
 
-# How people type a name: full-width letters are what Chinese input methods give, and trade marks
-# stand apart (as `norm` reads them). Nothing else is read plainly, so a brand found in the folded
-# name but not in this one was disguised.
-_AS_TYPED = str.maketrans({**{chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)}, "\u2122": " ", "\u2120": " "})
+# How people type a name: full-width letters are what Chinese input methods give. Nothing else
+# is read plainly (`norm` without NFKC), so a brand found in the folded name but not in this one
+# was disguised.
+_FULL_WIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)})
 
 
 def _as_typed(display: str) -> str:
     """The display name as typed: Traditional Chinese read as Simplified, full-width letters as ASCII."""
-    return simplified(re.sub(r"\s+", " ", display.translate(_AS_TYPED)).strip().strip("\"'").strip())
+    return simplified(norm(display.translate(_FULL_WIDTH), compat=False))
 
 
-def _disguises(display: str) -> str:
-    """What hides the name, for the evidence."""
-    typed = _as_typed(display)
+def _disguises(typed: str) -> str:
+    """What hides the name (`_as_typed`), for the evidence."""
     found = []
     if HIDDEN.search(typed):
         found.append("invisible characters")
@@ -532,8 +531,9 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 )
                 # `display` has been through NFKC, which reads styled letters plainly: the
                 # header's own text shows how the name was written.
-                if self._brand_claim_as_written(_as_typed(frm.display)) is None:
-                    how = _disguises(frm.display)
+                typed = _as_typed(frm.display)
+                if self._brand_claim_as_written(typed) is None:
+                    how = _disguises(typed)
                     out.append(
                         self.finding(
                             "DISPLAY_NAME_BRAND_DISGUISED",

@@ -26,13 +26,16 @@ _APART = r"(?:[\s\u3000]+|[.*_/\\|~+#^=•·・-][\s\u3000]*)"
 
 # Trade and service marks stand apart from the name they follow; NFKC would write them as letters
 # joined to it ("Mcafee™" → "McafeeTM"), where no name is found.
-_MARKS = str.maketrans({"\u2122": " ", "\u2120": " "})
+_MARKS = str.maketrans(dict.fromkeys("\u2122\u2120", " "))
 
 
-def norm(text: str) -> str:
-    """NFKC, trade marks and quotes and outer spaces stripped, runs of spaces as one."""
-    t = unicodedata.normalize("NFKC", text.translate(_MARKS)).strip().strip("\"'").strip()
-    return re.sub(r"\s+", " ", t)
+def norm(text: str, compat: bool = True) -> str:
+    """NFKC (unless `compat` is False: the name as written), trade marks and quotes and outer spaces
+    stripped, runs of spaces as one."""
+    t = text.translate(_MARKS)
+    if compat:
+        t = unicodedata.normalize("NFKC", t)
+    return re.sub(r"\s+", " ", t.strip().strip("\"'").strip())
 
 
 def fold(text: str) -> str:
