@@ -95,11 +95,29 @@ def test_declared_charset_kept_when_it_fits() -> None:
     assert defects == []
 
 
+def test_latin1_accents_before_letters_stay_latin1() -> None:
+    """An accent before an ASCII letter is also a valid GB18030 pair ("w\xe1llet" -> "w醠let"); a
+    text whose every such pair makes a rare character is the latin-1 it says it is."""
+    defects: list[str] = []
+    disguised = "Please v\u00e1lidate your w\u00e1llet and p\u00e1ssphrase today".encode("latin-1")
+    assert decode_bytes(disguised, "iso-8859-1", defects) == (disguised.decode("latin-1"), "cp1252")
+    french = "R\u00e9sum\u00e9 joint, \u00e0 bient\u00f4t. Fran\u00e7ois".encode("latin-1")
+    assert decode_bytes(french, "iso-8859-1", defects)[0] == french.decode("latin-1")
+    russian = "\u041f\u0440\u0438\u0432\u0435\u0442 mir \u0434\u0440\u0443\u0433".encode("cp1251")
+    assert decode_bytes(russian, "windows-1251", defects)[0] == russian.decode("cp1251")
+    assert defects == []
+
+
 def test_undeclared_bytes_guessed() -> None:
     assert guess_decode("中文邮件内容，发票。".encode("gbk"))[0] == "中文邮件内容，发票。"
     assert guess_decode("中文郵件內容，您的帳戶。".encode("big5"))[1] in ("big5hkscs", "gb18030")
     assert guess_decode("中文郵件內容，您的帳戶已被鎖定，請登入驗證。".encode("big5"))[0] == "中文郵件內容，您的帳戶已被鎖定，請登入驗證。"
     assert guess_decode(b"caf\xe9")[0] == "café"
+    # latin-1 accents before ASCII letters are valid GB18030 and Big5 pairs too
+    assert guess_decode("François Dupont, Grüße aus München".encode("latin-1"))[0] == "François Dupont, Grüße aus München"
+    assert guess_decode("Renée".encode("latin-1"))[0] == "Renée"
+    assert guess_decode("王芳".encode("gbk"))[0] == "王芳"
+    assert guess_decode("DHL快递".encode("gbk"))[0] == "DHL快递"
 
 
 def test_unknown_and_hostile_labels() -> None:

@@ -132,9 +132,32 @@ def _cjk_ratio_ok(text: str) -> bool:
     return han >= 2 and han >= 0.85 * non_ascii
 
 
+# A Han character right after an ASCII letter with no Han character after it: what an accented
+# letter followed by an ASCII letter ("w\xe1llet", "Fran\xe7ois") becomes when latin-1 bytes are
+# read as GB18030 or Big5, both of which take an ASCII letter as a trail byte.
+_LONE_HAN_IN_WORD = re.compile("[A-Za-z][\u4e00-\u9fff](?![\u4e00-\u9fff])")
+
+
+def _latin_as_han(text: str) -> bool:
+    """Latin-1 text read as CJK: most of its Han characters alone inside a Latin word."""
+    han = sum(1 for ch in text if 0x4E00 <= ord(ch) <= 0x9FFF)
+    return len(_LONE_HAN_IN_WORD.findall(text)) * 2 > han
+
+
+def _reads_as_chinese(text: str) -> bool:
+    """What a declared latin-1 label needs before its text is read as Chinese instead: mostly
+    Han characters, not alone inside Latin words, and some of the most common ones (the pairs
+    latin-1 text makes are rare characters; real Chinese of any length uses common ones)."""
+    if not _cjk_ratio_ok(text) or _latin_as_han(text):
+        return False
+    han = sum(1 for ch in text if 0x4E00 <= ord(ch) <= 0x9FFF)
+    return _han_score(text) >= max(1.0, 0.1 * han)
+
+
 def guess_decode(data: bytes, prefer: str | None = None) -> tuple[str, str]:
     """Decode undeclared 8-bit bytes: UTF-8, then `prefer` (a codec the context suggests), then
-    GB18030 or Big5 by common characters, then windows-1252."""
+    GB18030 or Big5 by common characters (unless the reading is latin-1 accents in Latin words),
+    then windows-1252."""
     for enc in ("utf-8", prefer) if prefer else ("utf-8",):
         try:
             return data.decode(enc), enc
@@ -148,8 +171,10 @@ def guess_decode(data: bytes, prefer: str | None = None) -> tuple[str, str]:
             continue
     if len(candidates) == 2:
         gb, big5 = candidates
-        return big5 if _han_score(big5[0]) > _han_score(gb[0]) else gb
-    if candidates and _cjk_ratio_ok(candidates[0][0]):
+        best = big5 if _han_score(big5[0]) > _han_score(gb[0]) else gb
+        if not _latin_as_han(best[0]):
+            return best
+    elif candidates and _cjk_ratio_ok(candidates[0][0]) and not _latin_as_han(candidates[0][0]):
         return candidates[0]
     try:
         return data.decode("cp1252"), "cp1252"
@@ -209,7 +234,7 @@ def _decode_bytes(data: bytes, label: str | None, defects: list[str] | None) -> 
                         alt = data.decode(cjk)
                     except UnicodeDecodeError:
                         continue
-                    if _cjk_ratio_ok(alt):
+                    if _reads_as_chinese(alt):
                         if defects is not None:
                             defects.append(f"charset:mislabelled {label}->{cjk}")
                         return alt, cjk
