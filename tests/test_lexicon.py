@@ -120,7 +120,8 @@ async def test_extortion_with_a_wallet_to_pay(settings: Settings) -> None:
     found = await _run(settings, Message(subject="Your device has been hacked", text=text))
     assert {"LEXICON_EXTORTION", "EXTORTION_WITH_WALLET"} <= set(found)
     assert "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa" in found["EXTORTION_WITH_WALLET"].evidence
-    assert found["LEXICON_EXTORTION"].score + found["EXTORTION_WITH_WALLET"].score >= 10  # held
+    # Held with a point to spare: a classifier leaning a little to ham (-0.1) must not release it.
+    assert found["LEXICON_EXTORTION"].score + found["EXTORTION_WITH_WALLET"].score >= 11
     # The same wording with an address whose checksum fails stays the weak lexicon sign alone.
     found = await _run(settings, Message(subject="Your device has been hacked", text=text.replace("DivfNa", "DivfNb")))
     assert "LEXICON_EXTORTION" in found and "EXTORTION_WITH_WALLET" not in found
