@@ -117,6 +117,9 @@ def test_undeclared_bytes_guessed() -> None:
     assert guess_decode("François Dupont, Grüße aus München".encode("latin-1"))[0] == "François Dupont, Grüße aus München"
     assert guess_decode("Renée".encode("latin-1"))[0] == "Renée"
     assert guess_decode("王芳".encode("gbk"))[0] == "王芳"
+    # a newsgroup reply framed with box drawing and stars, in bytes Big5 cannot read
+    quoted = "你的垃圾放在门口，也很影响别人的呀。楼道本来就是公共的\n: ☆──────────────────☆\n:    coolde 于 (Tue Jul  5 2005) 提到:\n: 隔壁有一对老头"
+    assert guess_decode(quoted.encode("gbk")) == (quoted, "gb18030")
     assert guess_decode("DHL快递".encode("gbk"))[0] == "DHL快递"
 
 

@@ -119,13 +119,20 @@ def _han_score(text: str) -> int:
     return sum(1 for ch in text if ch in _COMMON_HAN)
 
 
+def _cjk_symbol(o: int) -> bool:
+    """Punctuation, arrows, box drawing, shapes, stars and kana that GB2312 and Big5 carry beside
+    Han characters: Chinese newsgroup mail frames quotes with ☆──☆ and lists with ①."""
+    return 0x2010 <= o <= 0x27BF or 0x3040 <= o <= 0x30FF
+
+
 def _cjk_ratio_ok(text: str) -> bool:
-    """True when the non-ASCII characters of text are overwhelmingly Han ideographs (real CJK text)."""
+    """True when the non-ASCII characters of text are overwhelmingly Han ideographs (real CJK
+    text); the symbols the CJK charsets carry count for neither side."""
     non_ascii = 0
     han = 0
     for ch in text:
         o = ord(ch)
-        if o >= 0x80:
+        if o >= 0x80 and not _cjk_symbol(o):
             non_ascii += 1
             if 0x4E00 <= o <= 0x9FFF or 0x3000 <= o <= 0x303F or 0xFF00 <= o <= 0xFFEF:
                 han += 1
