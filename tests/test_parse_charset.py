@@ -120,6 +120,8 @@ def test_undeclared_bytes_guessed() -> None:
     # a newsgroup reply framed with box drawing and stars, in bytes Big5 cannot read
     quoted = "你的垃圾放在门口，也很影响别人的呀。楼道本来就是公共的\n: ☆──────────────────☆\n:    coolde 于 (Tue Jul  5 2005) 提到:\n: 隔壁有一对老头"
     assert guess_decode(quoted.encode("gbk")) == (quoted, "gb18030")
+    faces = "人的命真的是天注定么？都是表面的东西 ︶﹀︶﹀︶﹀︶﹀ 希腊字母 αβγδεζ·ΑΒΓΔ"
+    assert guess_decode(faces.encode("gbk")) == (faces, "gb18030")
     assert guess_decode("DHL快递".encode("gbk"))[0] == "DHL快递"
 
 

@@ -120,9 +120,12 @@ def _han_score(text: str) -> int:
 
 
 def _cjk_symbol(o: int) -> bool:
-    """Punctuation, arrows, box drawing, shapes, stars and kana that GB2312 and Big5 carry beside
-    Han characters: Chinese newsgroup mail frames quotes with ☆──☆ and lists with ①."""
-    return 0x2010 <= o <= 0x27BF or 0x3040 <= o <= 0x30FF
+    """Punctuation, arrows, box drawing, shapes, stars, kana, Greek and Cyrillic letters and
+    vertical forms that GB2312 and Big5 carry beside Han characters: Chinese newsgroup mail
+    frames quotes with ☆──☆, lists with ① and draws faces with ︶﹀."""
+    return (
+        0x2010 <= o <= 0x27BF or 0x3040 <= o <= 0x30FF or 0x391 <= o <= 0x451 or 0xFE30 <= o <= 0xFE4F or o == 0xB7
+    )
 
 
 def _cjk_ratio_ok(text: str) -> bool:
