@@ -7,7 +7,7 @@ import base64
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
 from mailmoat.analyzers.content import ContentAnalyzer
 from mailmoat.config import Settings
-from mailmoat.model import Action, Envelope, Finding, Message
+from mailmoat.model import Action, Envelope, Finding, Message, Part
 from mailmoat.parse import parse
 from mailmoat.policy import Policy
 
@@ -238,3 +238,23 @@ def test_the_lexicon_and_the_classifier_read_disguised_words_plainly() -> None:
     # A look-alike letter in a link's host stays the link's own (the URL checks judge it).
     assert "url:pаypal.com" in text_tokens("see https://pаypal.com/login")
 
+
+
+async def test_a_body_of_remote_pictures_and_a_link_is_image_spam(settings: Settings) -> None:
+    banner = (
+        '<html><body><center><a href="https://offer.example.top/c?id=7">'
+        '<img src="https://cdn.example.top/banner.png" alt="Offer"></a><br>'
+        '<a href="https://offer.example.top/u">'
+        '<img src="https://cdn.example.top/unsub.gif"></a></center></body></html>'
+    )
+    found = await run(settings, parse(_raw("Your gift", banner, html=True)))
+    assert "CONTENT_IMAGE_ONLY" in found and "offer.example.top" in found["CONTENT_IMAGE_ONLY"].evidence
+    # The same pictures beside a paragraph of words, a picture with no link, a picture sent along
+    # as an attachment: each is something else.
+    worded = banner.replace("<br>", "<p>" + ORDINARY + "</p>")
+    assert "CONTENT_IMAGE_ONLY" not in await run(settings, parse(_raw("Your gift", worded, html=True)))
+    no_link = '<html><body><img src="https://cdn.example.org/photo.jpg"></body></html>'
+    assert "CONTENT_IMAGE_ONLY" not in await run(settings, parse(_raw("Photo", no_link, html=True)))
+    with_menu = parse(_raw("Your gift", banner, html=True))
+    with_menu.parts.append(Part(path="2", content_type="application/pdf", filename="menu.pdf", is_attachment=True))
+    assert "CONTENT_IMAGE_ONLY" not in await run(settings, with_menu)

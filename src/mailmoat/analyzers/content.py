@@ -69,6 +69,12 @@ CONTENT_LOOKALIKE_LETTERS = Symbol(
     GROUP,
     "Words spelt with look-alike letters of another alphabet among Latin ones (pаssword with a Cyrillic а) (filter evasion)",
 )
+CONTENT_IMAGE_ONLY = Symbol(
+    "CONTENT_IMAGE_ONLY",
+    2.5,
+    GROUP,
+    "The body says next to nothing in words: remote pictures and a link to follow (image spam, which text filters cannot read)",
+)
 CONTENT_BODY_CAPS = Symbol(
     "CONTENT_BODY_CAPS", 1.5, GROUP, "More than a quarter of the body's words are in capitals"
 )
@@ -133,6 +139,10 @@ _MONEY = re.compile(r"[$€£¥]\s?\d|\d\s?(?:usd|dollars|euros?)\b|\d\s?(?:美�
 _MONEY_NEEDS = ("$", "€", "£", "¥", "usd", "dollars", "euro", "元")
 # Fewer capitalised words than this cannot be a quarter of the 30 words CONTENT_BODY_CAPS needs.
 _MIN_CAPS = 8
+# Words a reader sees: two letters or more, or one Han character.
+_SEEN_WORD = re.compile(r"[^\W\d_]{2,}|[\u3400-\u9fff]")
+# At most this many words beside the pictures: a banner's alt text or a one-line caption.
+IMAGE_ONLY_WORDS = 10
 _GARBAGE = re.compile("[\ufffd\ue000-\uf8ff\x00-\x08\x0b\x0c\x0e-\x1f]")
 # ASCII text: `\b` needs a word character on one side only, so a `_CAPS_WORD` match is a whole run
 # of word characters ([A-Za-z0-9_]) that is all capitals. Splitting on everything else and testing
@@ -196,6 +206,21 @@ def _links_one_domain(message: Message) -> tuple[str, int] | None:
     return None
 
 
+def _image_only(m: Message) -> str | None:
+    """Evidence when the body is pictures fetched from the web and a link, with next to no words.
+    Attached documents and inline (cid) pictures are the reader's content, not this."""
+    if m.attachments or m.documents:
+        return None
+    pictures = [u for u in m.urls if u.source in ("src", "css") and u.scheme in ("http", "https")]
+    links = [u for u in m.urls if u.source == "href" and u.scheme in ("http", "https")]
+    if not pictures or not links:
+        return None
+    words = max(len(_SEEN_WORD.findall(t[:MAX_TEXT])) for t in (m.text, m.html_text))
+    if words > IMAGE_ONLY_WORDS:
+        return None
+    return f"{words} word(s) beside {len(pictures)} remote picture(s); link to {links[0].host or links[0].url[:60]}"
+
+
 class ContentAnalyzer(BaseAnalyzer):
     name: ClassVar[str] = "content"
     symbols: ClassVar[tuple[Symbol, ...]] = (
@@ -209,6 +234,7 @@ class ContentAnalyzer(BaseAnalyzer):
         CONTENT_MARKED_LETTERS,
         CONTENT_STYLED_LETTERS,
         CONTENT_LOOKALIKE_LETTERS,
+        CONTENT_IMAGE_ONLY,
         CONTENT_BODY_CAPS,
         CONTENT_LINKS_ONE_DOMAIN,
         CONTENT_CLICK_HERE,
@@ -291,6 +317,9 @@ class ContentAnalyzer(BaseAnalyzer):
         sums = _findall(_MONEY, _MONEY_NEEDS, body, low)
         if len(sums) >= 3:
             out.append(self.finding("CONTENT_MONEY_TALK", f"{len(sums)} sums of money, e.g. {sums[0]!r}"))
+
+        if image_only := _image_only(m):
+            out.append(self.finding("CONTENT_IMAGE_ONLY", image_only))
 
         bad = [d for d in m.defects if d.startswith("charset:undecodable")]
         if bad:
