@@ -94,3 +94,23 @@ async def test_calendar_invite_posing_as_pdf_and_config_profile(settings: Settin
     found = g.by_symbol(await g.run_analyzers(msg, settings, FileTypeAnalyzer))
     assert "declared application/pdf but content is ics" in found["ATTACH_TYPE_MISMATCH"].evidence
     assert "wifi.mobileconfig" in found["ATTACH_BLOCKED_TYPE"].evidence
+
+
+def test_sniff_types_the_parser_alone_used_to_know() -> None:
+    """One sniffer: the engines now see what only the parser's table knew, in the same words."""
+    assert sniff(b"-----BEGIN PGP SIGNATURE-----\nVersion: GnuPG v1\n") == "asc"
+    assert sniff(b"0\x80\x06\t*\x86H\x86\xf7\r\x01\x07\x02\xa0\x800\x80" + b"\0" * 20) == "p7m"  # BER S/MIME signature
+    assert sniff(b"\r\n<P>\r\nDear Subscriber,\r\n") == "html"
+    assert sniff(b"\xca\xfe\xba\xbe\x00\x00\x00\x02\x01\x00\x00\x07" + b"\0" * 20) == "macho"  # universal binary, not Java
+
+
+async def test_universal_macho_posing_as_pdf_is_blocked(settings: Settings) -> None:
+    fat = b"\xca\xfe\xba\xbe\x00\x00\x00\x02\x01\x00\x00\x07" + b"\0" * 200
+    found = await _symbols([("statement.pdf", fat)], settings)
+    assert "content is macho" in found["ATTACH_BLOCKED_TYPE"].evidence
+
+
+async def test_zip_package_no_engine_reads_is_still_unpacked(settings: Settings) -> None:
+    vsdx = g.zip_bytes({"[Content_Types].xml": b"<Types/>", "visio/document.xml": b"<x/>", "visio/run.vbs": b"MsgBox 1"})
+    found = await _symbols([("plan.vsdx", vsdx)], settings)
+    assert "plan.vsdx > visio/run.vbs" in found["ATTACH_BLOCKED_TYPE"].evidence

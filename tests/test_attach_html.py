@@ -86,3 +86,23 @@ async def test_page_hidden_after_many_decoy_literals(settings: Settings) -> None
     page = f'<script>{decoys} document.write(unescape("{quote(g.HTML_PHISH.decode())}"));</script>'.encode()
     found = g.by_symbol(await g.run_analyzers(g.message([("Payment.html", page)]), settings, HtmlAttachmentAnalyzer))
     assert "collect.example-phish.test" in found["HTML_ATTACH_CREDENTIAL_FORM"].evidence
+
+
+async def test_smuggling_page_behind_a_line_of_text_is_html(settings: Settings) -> None:
+    """Words first, then the script: a browser renders it as a page, so the engines read it as one
+    (a message body saying the same words stays text: tests/test_parse_filetype.py)."""
+    iso = g.iso_bytes({"Invoice.lnk": g.lnk_bytes()})
+    script = g.html_smuggling(iso, "Invoice.iso").split(b"<script>", 1)[1]
+    page = b"Your document is loading, please wait...\n<script>" + script
+    msg = g.message([("statement", page)])  # no name extension to go by
+    assert msg.parts[-1].true_ext == "html"
+    found = g.by_symbol(await g.run_analyzers(msg, settings, HtmlAttachmentAnalyzer, FileTypeAnalyzer))
+    assert "HTML_ATTACH_SMUGGLING" in found
+    assert "statement > smuggled-0.iso > Invoice.lnk" in {f["location"] for f in found["ATTACH_BLOCKED_TYPE"].data["files"]}
+
+
+async def test_hta_page_is_read_as_html_and_blocked(settings: Settings) -> None:
+    hta = b'<html><head><HTA:APPLICATION ID="upd" WINDOWSTATE="minimize"></head><body><script>new ActiveXObject("WScript.Shell").Run("calc")</script></body></html>'
+    found = g.by_symbol(await g.run_analyzers(g.message([("invoice.html", hta)]), settings, HtmlAttachmentAnalyzer, FileTypeAnalyzer))
+    assert "content is hta" in found["ATTACH_BLOCKED_TYPE"].evidence
+    assert "HTML_ATTACH_SCRIPT" in found  # the html-svg engine still reads it

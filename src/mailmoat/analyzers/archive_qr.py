@@ -12,11 +12,12 @@ from mailmoat.attach.files import ScannedFile
 from mailmoat.attach.scan import scan_message
 from mailmoat.config import QrSettings
 from mailmoat.model import Finding, Image, Message, Part, QrCode, Symbol
+from mailmoat.parse.filetype import RASTER_EXTS
 from mailmoat.parse.qr import extract_qr, leads_somewhere
 from mailmoat.parse.qr_svg import looks_like_svg
 
-# What can show a code once unpacked: the parser's QR sources read these from a one-part message.
-_IMAGE_EXTS = frozenset({"png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff", "ico"})
+# What can show a code once unpacked: the parser's QR sources read these from a one-part message
+# (pictures: what the QR decoder opens).
 _DOCUMENT_EXTS = frozenset({"pdf", "docx", "docm", "xlsx", "xlsm", "pptx", "pptm", "odt", "ods", "odp", "html", "htm"})
 MAX_MEMBERS = 20  # members decoded per message: the QR time budget bounds the rest
 
@@ -27,7 +28,7 @@ def _in_archive(f: ScannedFile) -> bool:
 
 def _as_message(f: ScannedFile, data: bytes) -> Message | None:
     """One archive member as a message whose only attachment it is (None when it cannot show a code)."""
-    image = f.ext in _IMAGE_EXTS or looks_like_svg(data)
+    image = f.ext in RASTER_EXTS or looks_like_svg(data)
     if not (image or f.ext in _DOCUMENT_EXTS):
         return None
     part = Part(path=f.part_path, content_type=f.mime or "application/octet-stream", filename=f.name,

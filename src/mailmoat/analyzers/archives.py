@@ -26,8 +26,9 @@ _EVENT_SYMBOL = {
 # What an encrypted archive opened with the message's password may hold and still be the usual
 # way partners and payroll services send confidential files: formats that cannot carry macros or
 # programs. Whatever else is inside (a PDF's JavaScript, say) the other analyzers score themselves.
+# A text file holding a PGP block is typed "asc" by its bytes: still plain text.
 PLAIN_DOCUMENTS = frozenset(
-    {"pdf", "docx", "xlsx", "pptx", "odt", "ods", "odp", "txt", "csv", "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"}
+    {"pdf", "docx", "xlsx", "pptx", "odt", "ods", "odp", "txt", "asc", "csv", "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"}
 )
 # ARCHIVE_PASSWORD_IN_BODY when every file inside was read and is a plain document.
 DOCUMENTS_ONLY_SCORE = 1.5

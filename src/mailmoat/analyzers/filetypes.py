@@ -19,6 +19,7 @@ INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
 TRUE_TO_BLOCKED = {
     "exe": "exe", "dll": "dll", "elf": "exe", "macho": "exe", "msi": "msi", "lnk": "lnk", "iso": "iso",
     "vhd": "vhd", "vhdx": "vhdx", "one": "one", "jar": "jar", "class": "jar",
+    "hta": "hta",  # a page that mshta runs with the user's rights, whatever it is named
 }
 # what a lure pretends to be in front of the real extension
 DECOY_EXTS = frozenset({
@@ -27,13 +28,13 @@ DECOY_EXTS = frozenset({
 })
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "pe": ("exe", "dll", "scr", "com", "pif", "cpl", "sys", "ocx", "drv", "efi"),
-    "image": ("png", "jpg", "jpeg", "jpe", "gif", "bmp", "tif", "tiff", "webp", "ico"),
+    "image": ("png", "jpg", "jpeg", "jpe", "gif", "bmp", "tif", "tiff", "webp", "ico", "cur", "avif", "heic"),
     "pdf": ("pdf",),
     "office": ("doc", "dot", "docx", "docm", "dotm", "xls", "xlt", "xlsx", "xlsm", "xlsb", "ppt", "pptx", "pptm", "rtf", "ole", "office-encrypted"),
     "archive": ("zip", "7z", "rar", "tar", "gz", "tgz", "bz2", "xz", "cab", "ace", "arj"),
     "disk": ("iso", "img", "vhd", "vhdx"),
     "markup": ("html", "htm", "svg", "xhtml", "shtml"),
-    "text": ("txt", "csv", "log", "eml", "xml", "json", "md"),
+    "text": ("txt", "csv", "log", "eml", "xml", "json", "md", "asc", "vcf"),
     "script": ("js", "jse", "vbs", "vbe", "wsf", "wsh", "ps1", "bat", "cmd", "hta", "sh", "py", "reg"),
     "calendar": ("ics", "vcs"),
 }

@@ -47,7 +47,7 @@ LAUNCHER_RE = re.compile(
     r"|\bcmd(?:\.exe)?\s+/[ck]\b|\binvoke-expression\b|\biex\s*[(\x22']|\bcurl\s[^\n]{0,200}\|\s*(?:ba|z)?sh\b",
     re.IGNORECASE,
 )
-_SMUGGLED_EXTS = ARCHIVE_EXTS | EXECUTABLE_EXTS | OFFICE_EXTS | {"pdf", "html", "svg"}
+_SMUGGLED_EXTS = ARCHIVE_EXTS | EXECUTABLE_EXTS | OFFICE_EXTS | {"pdf", "html", "hta", "svg"}
 
 
 @dataclass

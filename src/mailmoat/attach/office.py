@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
-from mailmoat.attach.sniff import OLE_MAGIC
+from mailmoat.parse.filetype import OLE2_MAGIC
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def _ooxml(data: bytes, report: OfficeReport) -> None:
 
 def _embedded_blob(name: str, blob: bytes, report: OfficeReport) -> None:
     """An embedded object: an OLE package gives its file; anything else is scanned as it is."""
-    if blob.startswith(OLE_MAGIC[:4]) and _ole_objects(blob, report):
+    if blob.startswith(OLE2_MAGIC[:4]) and _ole_objects(blob, report):
         return
     report.children.append((name, blob))
 
@@ -300,7 +300,7 @@ def _vba_projects(data: bytes, report: OfficeReport) -> list[Any]:
                 if name != "vbaproject.bin" or info.file_size > MAX_VBA_PROJECT or len(projects) >= 10:
                     continue
                 blob = read_member(zf, info)
-                if blob.startswith(OLE_MAGIC):
+                if blob.startswith(OLE2_MAGIC):
                     try:
                         projects.append(olevba.VBA_Parser(info.filename, data=blob))
                     except Exception as exc:

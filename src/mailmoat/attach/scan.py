@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from mailmoat.attach import htmlsvg, office, pdf
 from mailmoat.attach.archives import EXPANDABLE, UNOPENED, Unpacker, announced_passwords
 from mailmoat.attach.files import Budget, Event, LimitExceeded, Limits, ScannedFile
-from mailmoat.attach.sniff import OFFICE_EXTS
+from mailmoat.attach.sniff import OFFICE_EXTS, engine_ext
 from mailmoat.config import AttachmentSettings
 from mailmoat.model import Message
 
@@ -100,7 +100,7 @@ class _Walker:
             prep = pdf.inspect(f.data)
             f.reports["pdf"] = prep
             return prep.children
-        if ext in ("html", "svg") or (ext == "txt" and f.name.lower().endswith((".htm", ".html", ".svg", ".shtml", ".xhtml"))):
+        if ext in ("html", "hta", "svg") or (ext == "txt" and f.name.lower().endswith((".htm", ".html", ".svg", ".shtml", ".xhtml"))):
             kind = "svg" if ext == "svg" or f.name.lower().endswith(".svg") else "html"
             hrep = htmlsvg.inspect(f.data, kind)
             f.reports["html"] = hrep
@@ -178,8 +178,11 @@ def attachment_files(message: Message, _depth: int = 0, _seen: set[str] | None =
             continue
         name = p.filename or f"part-{p.path}"
         location = name if _depth == 0 else f"[attached message] {name}"
+        # an attachment's type was sniffed by the parser, as a file that is opened; other parts are sniffed here
+        ext = engine_ext(p.true_ext) if p.is_attachment and p.payload else ""
         files.append(
-            ScannedFile(name=name, data=p.payload, location=location, part_path=p.path, declared_type=p.content_type, sha256=p.sha256)
+            ScannedFile(name=name, data=p.payload, location=location, part_path=p.path, declared_type=p.content_type,
+                        sha256=p.sha256, ext=ext)
         )
     if _depth < 3:
         for inner in message.attached_messages:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mailmoat.model import Document, Message, Part
-from mailmoat.parse.filetype import is_pdf
+from mailmoat.parse.filetype import is_pdf, sniff
 from mailmoat.parse.pdfium_lock import PDFIUM_LOCK
 from mailmoat.parse.urls import make_url
 
@@ -52,14 +52,13 @@ def _parts(message: Message, depth: int = 0) -> Iterator[Part]:
 
 
 def _kind(data: bytes, ext: str) -> str:
-    """"pdf", "office" or "rtf" for a document whose words can be read; "" otherwise."""
-    from mailmoat.attach.sniff import sniff
-
+    """"pdf", "office" or "rtf" for a document whose words can be read (`ext`: its true type, from
+    `parse.filetype`); "" otherwise."""
     if ext == "pdf" or (ext not in _PACKAGES and is_pdf(data)):
         return "pdf"
-    if ext in _PACKAGES or (data.startswith(b"PK\x03\x04") and sniff(data) in _PACKAGES):
+    if ext in _PACKAGES:
         return "office"
-    if ext == "rtf" or data[:64].lstrip().startswith(b"{\\rtf"):
+    if ext == "rtf":
         return "rtf"
     return ""
 
@@ -121,7 +120,6 @@ class _Reader:
         attached as it is (members of one level, within their own small budget)."""
         from mailmoat.attach.archives import Unpacker
         from mailmoat.attach.files import Budget, Event, Limits
-        from mailmoat.parse.filetype import sniff
 
         limits = Limits(
             max_depth=1, max_members=ARCHIVE_MAX_MEMBERS, max_total=ARCHIVE_MAX_TOTAL,

@@ -1,55 +1,112 @@
-"""True file type from magic bytes: a small ordered table plus container checks (OOXML, OLE2, PE, ISO)."""
+"""True file type from the bytes alone: the one sniffer for parsed parts, attachment engines and the QR image gate."""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import io
 import re
 import struct
+import zipfile
 
 FileType = tuple[str, str]  # (mime type, extension); ("", "") when unknown
 
 _UNKNOWN: FileType = ("", "")
 
+# The vocabulary: every extension sniff() can answer, with its one mime type. The attachment
+# engines (attach/sniff.py) and the rules speak in these extensions.
+MIME: dict[str, str] = {
+    # pictures
+    "png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "tif": "image/tiff", "bmp": "image/bmp",
+    "webp": "image/webp", "ico": "image/x-icon", "cur": "image/x-icon", "avif": "image/avif", "heic": "image/heic",
+    "svg": "image/svg+xml",
+    # documents
+    "pdf": "application/pdf", "rtf": "application/rtf",
+    "doc": "application/msword", "xls": "application/vnd.ms-excel", "ppt": "application/vnd.ms-powerpoint",
+    "msg": "application/vnd.ms-outlook", "msi": "application/x-msi", "ole": "application/x-ole-storage",
+    "office-encrypted": "application/x-ole-encrypted-ooxml",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "docm": "application/vnd.ms-word.document.macroEnabled.12",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "xlsm": "application/vnd.ms-excel.sheet.macroEnabled.12",
+    "xlsb": "application/vnd.ms-excel.sheet.binary.macroEnabled.12",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "pptm": "application/vnd.ms-powerpoint.presentation.macroEnabled.12",
+    "vsdx": "application/vnd.ms-visio.drawing", "ooxml": "application/vnd.openxmlformats-package",
+    "odt": "application/vnd.oasis.opendocument.text", "ods": "application/vnd.oasis.opendocument.spreadsheet",
+    "odp": "application/vnd.oasis.opendocument.presentation", "odg": "application/vnd.oasis.opendocument.graphics",
+    "epub": "application/epub+zip", "one": "application/onenote", "chm": "application/vnd.ms-htmlhelp",
+    # archives and disk images
+    "zip": "application/zip", "jar": "application/java-archive", "apk": "application/vnd.android.package-archive",
+    "7z": "application/x-7z-compressed", "rar": "application/vnd.rar", "gz": "application/gzip",
+    "bz2": "application/x-bzip2", "xz": "application/x-xz", "zst": "application/zstd", "tar": "application/x-tar",
+    "cab": "application/vnd.ms-cab-compressed", "ace": "application/x-ace-compressed", "arj": "application/x-arj",
+    "a": "application/x-archive", "iso": "application/x-iso9660-image", "img": "application/x-raw-disk-image",
+    "vhd": "application/x-vhd", "vhdx": "application/x-vhdx",
+    # programs
+    "exe": "application/x-dosexec", "dll": "application/x-msdownload", "elf": "application/x-executable",
+    "macho": "application/x-mach-binary", "class": "application/java-vm", "lnk": "application/x-ms-shortcut",
+    "wasm": "application/wasm", "swf": "application/x-shockwave-flash", "hta": "application/hta",
+    "sh": "text/x-script",
+    # media and fonts
+    "ogg": "audio/ogg", "mp3": "audio/mpeg", "flac": "audio/flac", "wav": "audio/wav", "avi": "video/x-msvideo",
+    "mp4": "video/mp4", "webm": "video/webm", "woff": "font/woff", "woff2": "font/woff2",
+    # text
+    "html": "text/html", "xml": "application/xml", "plist": "application/x-plist", "bplist": "application/x-bplist",
+    "eml": "message/rfc822", "ics": "text/calendar", "vcf": "text/vcard", "asc": "application/pgp-encrypted",
+    "p7m": "application/pkcs7-mime", "txt": "text/plain",
+}
+
 # Fixed signatures at offset 0, checked in order (longer/more specific first).
-_PREFIXES: tuple[tuple[bytes, FileType], ...] = (
-    (b"\x89PNG\r\n\x1a\n", ("image/png", "png")),
-    (b"\xff\xd8\xff", ("image/jpeg", "jpg")),
-    (b"GIF87a", ("image/gif", "gif")),
-    (b"GIF89a", ("image/gif", "gif")),
-    (b"II*\x00", ("image/tiff", "tif")),
-    (b"MM\x00*", ("image/tiff", "tif")),
-    (b"%PDF-", ("application/pdf", "pdf")),
-    (b"{\\rtf", ("application/rtf", "rtf")),
-    (b"7z\xbc\xaf\x27\x1c", ("application/x-7z-compressed", "7z")),
-    (b"Rar!\x1a\x07", ("application/vnd.rar", "rar")),
-    (b"\x1f\x8b", ("application/gzip", "gz")),
-    (b"BZh", ("application/x-bzip2", "bz2")),
-    (b"\xfd7zXZ\x00", ("application/x-xz", "xz")),
-    (b"\x28\xb5\x2f\xfd", ("application/zstd", "zst")),
-    (b"MSCF\x00\x00\x00\x00", ("application/vnd.ms-cab-compressed", "cab")),
-    (b"ITSF", ("application/vnd.ms-htmlhelp", "chm")),
-    (b"\x7fELF", ("application/x-executable", "elf")),
-    (b"vhdxfile", ("application/x-vhdx", "vhdx")),
-    (b"conectix", ("application/x-vhd", "vhd")),
-    (b"\x4c\x00\x00\x00\x01\x14\x02\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46", ("application/x-ms-shortcut", "lnk")),
-    (b"\xe4\x52\x5c\x7b\x8c\xd8\xa7\x4d\xae\xb1\x53\x78\xd0\x29\x96\xd3", ("application/onenote", "one")),
-    (b"\xca\xfe\xba\xbe", ("application/java-vm", "class")),
-    (b"\xcf\xfa\xed\xfe", ("application/x-mach-binary", "macho")),
-    (b"OggS", ("audio/ogg", "ogg")),
-    (b"ID3", ("audio/mpeg", "mp3")),
-    (b"fLaC", ("audio/flac", "flac")),
-    (b"\x1aE\xdf\xa3", ("video/webm", "webm")),
-    (b"wOFF", ("font/woff", "woff")),
-    (b"wOF2", ("font/woff2", "woff2")),
-    (b"-----BEGIN PGP", ("application/pgp-encrypted", "asc")),
-    (b"\x00asm", ("application/wasm", "wasm")),
-    (b"!<arch>\n", ("application/x-archive", "a")),
-    (b"#!", ("text/x-script", "sh")),
-    (b"BEGIN:VCALENDAR", ("text/calendar", "ics")),
-    (b"BEGIN:VCARD", ("text/vcard", "vcf")),
+_IMAGE_PREFIXES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"II*\x00", "tif"),
+    (b"MM\x00*", "tif"),
 )
+_PREFIXES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "pdf"),
+    (b"{\\rt", "rtf"),  # Word opens "{\rt" as RTF; kits drop the rest of "{\rtf1" to slip past filters
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"Rar!\x1a\x07", "rar"),
+    (b"\x1f\x8b", "gz"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zst"),
+    (b"MSCF\x00\x00\x00\x00", "cab"),
+    (b"ITSF", "chm"),
+    (b"\x7fELF", "elf"),
+    (b"\xcf\xfa\xed\xfe", "macho"),  # 64-bit, little-endian
+    (b"\xce\xfa\xed\xfe", "macho"),  # 32-bit, little-endian
+    (b"\xfe\xed\xfa\xcf", "macho"),  # 64-bit, big-endian
+    (b"\xfe\xed\xfa\xce", "macho"),  # 32-bit, big-endian
+    (b"vhdxfile", "vhdx"),
+    (b"conectix", "vhd"),
+    (b"\x4c\x00\x00\x00\x01\x14\x02\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46", "lnk"),
+    (b"\xe4\x52\x5c\x7b\x8c\xd8\xa7\x4d\xae\xb1\x53\x78\xd0\x29\x96\xd3", "one"),
+    (b"bplist0", "bplist"),
+    (b"OggS", "ogg"),
+    (b"ID3", "mp3"),
+    (b"fLaC", "flac"),
+    (b"\x1aE\xdf\xa3", "webm"),
+    (b"wOFF", "woff"),
+    (b"wOF2", "woff2"),
+    (b"-----BEGIN PGP", "asc"),
+    (b"\x00asm", "wasm"),
+    (b"!<arch>\n", "a"),
+    (b"#!", "sh"),
+)
+# What Pillow opens (the QR decoder's gate): the pictures above less SVG (read by its own path)
+# and HEIC (Pillow needs a plugin for it).
+RASTER_EXTS = frozenset({"png", "jpg", "gif", "tif", "bmp", "webp", "ico", "cur", "avif"})
+
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _MSI_CLSID = b"\x84\x10\x0c\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46"
+_MSI_CLSID_TEXT = "000C1084-0000-0000-C000-000000000046"
+_PKCS7_OID = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07"
+# ESC is not here: ISO-2022-JP text is full of it.
 _TEXT_CTRL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
 _HEADER_LINE = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9-]{0,60}:[ \t]?\S", re.M)
 _EML_HEADERS = re.compile(
@@ -59,71 +116,51 @@ _HTML_START = re.compile(
     rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body|meta|script|title|iframe|div|table|p|a|form|style|svg|center|font|span)\b",
     re.I | re.S,
 )
+# Tags that make a browser render a file as a page wherever they stand in its first kilobyte, also
+# behind a line of text: an HTML-smuggling attachment opens with words and then its <script>. The
+# whole tag name: "<metapackage>" or "<header>" in a text about software is no page.
+_HTML_MARK = re.compile(rb"<(?:html|!doctype\s+html|head|body|script|meta|iframe|form|title)[\s/>]", re.I)
 _ODF = {
-    b"application/vnd.oasis.opendocument.text": ("application/vnd.oasis.opendocument.text", "odt"),
-    b"application/vnd.oasis.opendocument.spreadsheet": ("application/vnd.oasis.opendocument.spreadsheet", "ods"),
-    b"application/vnd.oasis.opendocument.presentation": ("application/vnd.oasis.opendocument.presentation", "odp"),
-    b"application/vnd.oasis.opendocument.graphics": ("application/vnd.oasis.opendocument.graphics", "odg"),
-    b"application/epub+zip": ("application/epub+zip", "epub"),
+    b"application/vnd.oasis.opendocument.text": "odt",
+    b"application/vnd.oasis.opendocument.spreadsheet": "ods",
+    b"application/vnd.oasis.opendocument.presentation": "odp",
+    b"application/vnd.oasis.opendocument.graphics": "odg",
+    b"application/epub+zip": "epub",
 }
-# How far into a zip we look for member names (local headers carry them; the central directory is at the end).
+# The byte scans of damaged containers (zipfile or olefile cannot read them) stop here: local zip
+# headers carry member names, so the start and the end of a huge file are enough. A zip of more
+# members than _MAX_ZIP_NAMES is scanned the same way rather than parsed entry by entry.
 _ZIP_SCAN = 4 * 1024 * 1024
+_MAX_ZIP_NAMES = 5000
 
 
-def sniff(data: bytes) -> FileType:
-    """(mime type, extension) of data from its bytes alone; ("", "") when nothing matches."""
-    if not data:
-        return _UNKNOWN
-    head = data[:64]
-    if head.startswith(_ZIP):
-        return _zip_type(data)
-    if head.startswith(OLE2_MAGIC):
-        return _ole_type(data)
-    if head.startswith(b"MZ"):
-        return _pe_type(data)
-    for sig, ftype in _PREFIXES:
-        if head.startswith(sig):
-            return ftype
-    if head[:1] == b"\x30" and b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07" in head[:40]:
-        # DER PKCS#7 (signed .mobileconfig profiles, .p7m/.p7s): ASN.1 SEQUENCE with a pkcs7 content-type OID
-        return ("application/pkcs7-mime", "p7m")
-    if head.startswith(b"RIFF") and len(head) >= 12:
-        kind = head[8:12]
-        if kind == b"WEBP":
-            return ("image/webp", "webp")
-        if kind == b"WAVE":
-            return ("audio/wav", "wav")
-        if kind == b"AVI ":
-            return ("video/x-msvideo", "avi")
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
-            return ("image/avif", "avif")
-        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-            return ("image/heic", "heic")
-        return ("video/mp4", "mp4")
-    if head.startswith(b"BM") and len(head) >= 18 and head[14] in (12, 40, 52, 56, 64, 108, 124) and head[15:18] == b"\0\0\0":
-        return ("image/bmp", "bmp")
-    if head.startswith((b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")) and len(head) >= 22:
-        count = head[4] | head[5] << 8
-        if 0 < count <= 256 and head[9] == 0:
-            return ("image/x-icon", "ico") if head[2] == 1 else ("image/x-icon", "cur")
-    if _pdf_after_junk(data):
-        return ("application/pdf", "pdf")
-    if len(data) > 0x8006:
-        for off in (0x8001, 0x8801, 0x9001):
-            if data[off : off + 5] in (b"CD001", b"BEA01", b"NSR02", b"NSR03"):
-                return ("application/x-iso9660-image", "iso")
-    if len(data) >= 262 and data[257:262] == b"ustar":
-        return ("application/x-tar", "tar")
-    if len(data) >= 512 and data[-512:-504] == b"conectix":  # fixed VHD keeps its footer at the end
-        return ("application/x-vhd", "vhd")
-    if len(data) >= 512 and data[510:512] == b"\x55\xaa" and (
-        data[0x36:0x3B] in (b"FAT12", b"FAT16") or data[0x52:0x57] == b"FAT32" or data[3:11] == b"NTFS    "
-        or data[0] in (0xEB, 0xE9)
-    ):
-        return ("application/x-raw-disk-image", "img")
-    return _text_type(data)
+def mime_of(ext: str) -> str:
+    """The mime type of a true extension ("application/octet-stream" for one outside the vocabulary)."""
+    return MIME.get(ext, "application/octet-stream" if ext else "")
+
+
+def sniff(data: bytes, *, html_anywhere: bool = False) -> FileType:
+    """(mime type, extension) of data from its bytes alone; ("", "") when nothing matches; never raises.
+
+    Text is HTML when it starts as a page or names <html>/<!doctype html> in its first 2 KB, so a
+    message that talks about tags stays text. `html_anywhere` is for a file the recipient opens (an
+    attachment, an archive member, a smuggled payload): then any of <script>, <form>, <iframe>,
+    <meta>, <head>, <body>, <title> in the first kilobyte makes it HTML too, as a browser renders it."""
+    try:
+        ext = _sniff(data, html_anywhere)
+    except Exception:  # a check that trips on hostile bytes must not cost the message its parse
+        ext = ""
+    return (MIME[ext], ext) if ext else _UNKNOWN
+
+
+def raster_ext(data: bytes) -> str:
+    """The extension of a picture Pillow can open ("" otherwise), from its header alone (cheap)."""
+    ext = _image(data[:64])
+    return ext if ext in RASTER_EXTS else ""
+
+
+def is_image(ftype: FileType) -> bool:
+    return ftype[0].startswith("image/")
 
 
 def is_pdf(data: bytes) -> bool:
@@ -131,6 +168,89 @@ def is_pdf(data: bytes) -> bool:
     other bytes (`_pdf_after_junk`). The one test of "is this a PDF" for file types, attachment
     kinds, documents read and QR codes looked for."""
     return data.startswith(b"%PDF-") or _pdf_after_junk(data)
+
+
+def _sniff(data: bytes, html_anywhere: bool) -> str:
+    if not data:
+        return ""
+    head = data[:64]
+    if head.startswith(_ZIP):
+        return _zip_type(data)
+    if head.startswith(OLE2_MAGIC):
+        return _ole_type(data)
+    if head.startswith(b"MZ"):
+        return _pe_type(data, html_anywhere)
+    image = _image(head)
+    if image:
+        return image
+    for sig, ext in _PREFIXES:
+        if head.startswith(sig):
+            return ext
+    if head.startswith(b"\xca\xfe\xba\xbe") and len(head) >= 8:
+        # the same magic opens a Java class (minor and major version: 45 and up) and a universal
+        # Mach-O binary (a handful of architectures)
+        return "macho" if 0 < int.from_bytes(head[4:8], "big") < 45 else "class"
+    if len(head) > 3 and head.startswith(b"BZh") and 0x31 <= head[3] <= 0x39:  # block size 1-9
+        return "bz2"
+    if head[:1] == b"\x30" and _PKCS7_OID in head[:40]:
+        # DER PKCS#7 (signed .mobileconfig profiles, .p7m/.p7s): ASN.1 SEQUENCE with a pkcs7 content-type OID
+        return "p7m"
+    if head.startswith(b"RIFF") and len(head) >= 12:
+        kind = head[8:12]
+        if kind == b"WAVE":
+            return "wav"
+        if kind == b"AVI ":
+            return "avi"
+    if head[4:8] == b"ftyp":
+        return "mp4"  # the picture brands (AVIF, HEIC) were taken by _image
+    if head[7:14] == b"**ACE**":
+        return "ace"
+    if head.startswith(b"\x60\xea") and 0 < int.from_bytes(head[2:4], "little") <= 2600:
+        return "arj"  # the basic header is at most 2600 bytes
+    if len(head) > 3 and head[:3] in (b"FWS", b"CWS", b"ZWS") and 0 < head[3] < 64:  # then the Flash version
+        return "swf"
+    if _pdf_after_junk(data):
+        return "pdf"
+    if len(data) > 0x8006:
+        for off in (0x8001, 0x8801, 0x9001):
+            if data[off : off + 5] in (b"CD001", b"BEA01", b"NSR02", b"NSR03"):
+                return "iso"
+    if len(data) >= 262 and data[257:262] == b"ustar":
+        return "tar"
+    if len(data) >= 512 and data[-512:-504] == b"conectix":  # fixed VHD keeps its footer at the end
+        return "vhd"
+    if len(data) >= 512 and data[510:512] == b"\x55\xaa" and (
+        data[0x36:0x3B] in (b"FAT12", b"FAT16") or data[0x52:0x57] == b"FAT32" or data[3:11] == b"NTFS    "
+        or data[0] in (0xEB, 0xE9)
+    ):
+        return "img"
+    return _text_type(data, html_anywhere)
+
+
+def _image(head: bytes) -> str:
+    """A picture's extension from its first bytes; "" when it is none."""
+    for sig, ext in _IMAGE_PREFIXES:
+        if head.startswith(sig):
+            return ext
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        # a generic HEIF brand ("mif1") names AVIF among the compatible brands after it
+        compatible = {head[i : i + 4] for i in range(16, min(int.from_bytes(head[:4], "big"), len(head)) - 3, 4)}
+        if brand in (b"avif", b"avis") or (brand in (b"mif1", b"msf1") and b"avif" in compatible):
+            return "avif"
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+            return "heic"
+        return ""
+    # BMP and ICO have short magics that text can start with: check the header behind them too
+    if head.startswith(b"BM") and len(head) >= 18 and head[14] in (12, 16, 40, 52, 56, 64, 108, 124) and head[15:18] == b"\0\0\0":
+        return "bmp"
+    if head.startswith((b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")) and len(head) >= 22:
+        count = head[4] | head[5] << 8
+        if 0 < count <= 256 and head[9] == 0:
+            return "ico" if head[2] == 1 else "cur"
+    return ""
 
 
 def _pdf_after_junk(data: bytes) -> bool:
@@ -141,87 +261,198 @@ def _pdf_after_junk(data: bytes) -> bool:
     return at > 0 and b" obj" in data[at : at + 65536]
 
 
-def _zip_type(data: bytes) -> FileType:
+def _zip_type(data: bytes) -> str:
     if data[30:38] == b"mimetype":  # ODF/EPUB store their type uncompressed as the first member
-        for key, ftype in _ODF.items():
+        for key, ext in _ODF.items():
             if data[38 : 38 + len(key)] == key:
-                return ftype
+                return ext
+    read = None if _zip_too_many(data) else _zip_names(data)
+    if read is None:
+        return _zip_scan(data)
+    names, mimetype = read
+    if "[content_types].xml" in names:
+        macro = any(n.endswith("vbaproject.bin") for n in names)
+        if any(n.startswith("word/") for n in names):
+            return "docm" if macro else "docx"
+        if any(n.startswith("xl/") for n in names):
+            if "xl/workbook.bin" in names or any(n.startswith("xl/worksheets/") and n.endswith(".bin") for n in names):
+                return "xlsb"
+            return "xlsm" if macro else "xlsx"
+        if any(n.startswith("ppt/") for n in names):
+            return "pptm" if macro else "pptx"
+        if any(n.startswith("visio/") for n in names):
+            return "vsdx"
+        return "ooxml"
+    if mimetype in _ODF:
+        return _ODF[mimetype]
+    if "androidmanifest.xml" in names and "classes.dex" in names:
+        return "apk"
+    if "meta-inf/manifest.mf" in names and any(n.endswith(".class") for n in names):
+        return "jar"
+    return "zip"
+
+
+def _zip_too_many(data: bytes) -> bool:
+    """The end-of-central-directory record declares more members (or a bigger directory) than
+    _MAX_ZIP_NAMES: zipfile parses every entry, a fifth of a second for 50,000 of them."""
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - 65557))
+    if at < 0 or at + 16 > len(data):
+        return False  # no record: zipfile fails at once and the byte scan reads the names
+    count = int.from_bytes(data[at + 10 : at + 12], "little")  # 0xFFFF: the real count is in a zip64 record
+    size = int.from_bytes(data[at + 12 : at + 16], "little")
+    return count > _MAX_ZIP_NAMES or size > _MAX_ZIP_NAMES * 400
+
+
+def _zip_names(data: bytes) -> tuple[set[str], bytes] | None:
+    """Member names (lower case) from the central directory and the content of an ODF "mimetype"
+    member; None when zipfile cannot read the archive."""
+    mimetype = b""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                if info.filename == "mimetype" and info.file_size < 200:
+                    # a damaged member: the names still say what the package is
+                    with contextlib.suppress(Exception):
+                        mimetype = zf.read(info).strip()
+                    break
+    except Exception:  # zipfile raises many types on damaged input (BadZipFile, zlib.error, struct.error ...)
+        return None
+    return {i.filename.lower() for i in infos}, mimetype
+
+
+def _zip_scan(data: bytes) -> str:
+    """A zip that zipfile cannot read (truncated, damaged central directory): the member names in
+    its local headers, within the scan budget."""
     scan = data if len(data) <= 2 * _ZIP_SCAN else data[:_ZIP_SCAN] + data[-_ZIP_SCAN:]
     if b"[Content_Types].xml" in scan:
         macro = b"vbaProject.bin" in scan
         if b"word/" in scan:
-            return ("application/vnd.ms-word.document.macroEnabled.12", "docm") if macro else (
-                "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx")
+            return "docm" if macro else "docx"
         if b"xl/" in scan:
-            return ("application/vnd.ms-excel.sheet.macroEnabled.12", "xlsm") if macro else (
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx")
+            if b"xl/workbook.bin" in scan:
+                return "xlsb"
+            return "xlsm" if macro else "xlsx"
         if b"ppt/" in scan:
-            return ("application/vnd.ms-powerpoint.presentation.macroEnabled.12", "pptm") if macro else (
-                "application/vnd.openxmlformats-officedocument.presentationml.presentation", "pptx")
+            return "pptm" if macro else "pptx"
         if b"visio/" in scan:
-            return ("application/vnd.ms-visio.drawing", "vsdx")
-        return ("application/vnd.openxmlformats-package", "ooxml")
+            return "vsdx"
+        return "ooxml"
     if b"AndroidManifest.xml" in scan and b"classes.dex" in scan:
-        return ("application/vnd.android.package-archive", "apk")
-    if b"META-INF/MANIFEST.MF" in scan or b".class" in scan:
-        return ("application/java-archive", "jar")
-    return ("application/zip", "zip")
+        return "apk"
+    if b"META-INF/MANIFEST.MF" in scan and b".class" in scan:
+        return "jar"
+    return "zip"
 
 
-def _ole_type(data: bytes) -> FileType:
+def _ole_type(data: bytes) -> str:
+    import olefile
+
+    try:
+        # a BytesIO always: olefile takes bytes shorter than 1536 for a file name to open
+        ole = olefile.OleFileIO(io.BytesIO(data))
+    except Exception:  # olefile raises many types on damaged input
+        return _ole_scan(data)
+    try:
+        names = {"/".join(e).lower() for e in ole.listdir(streams=True, storages=True)}
+        root_clsid = (ole.root.clsid or "").upper() if ole.root is not None else ""
+    except Exception:  # a damaged directory read lazily
+        return _ole_scan(data)
+    finally:
+        ole.close()
+    if root_clsid == _MSI_CLSID_TEXT:
+        return "msi"
+    if "encryptedpackage" in names:
+        return "office-encrypted"
+    if "worddocument" in names:
+        return "doc"
+    if "workbook" in names or "book" in names:
+        return "xls"
+    if "powerpoint document" in names:
+        return "ppt"
+    if any(n.startswith("__substg1.0_") for n in names):
+        return "msg"
+    return "ole"
+
+
+def _ole_scan(data: bytes) -> str:
+    """A compound file olefile cannot read (truncated, damaged FAT): stream names in its
+    directory sectors, within the scan budget."""
     scan = data[: 2 * 1024 * 1024] if len(data) > 4 * 1024 * 1024 else data
-    if _MSI_CLSID in scan[:4096] or _MSI_CLSID in scan:
-        return ("application/x-msi", "msi")
-    if "WordDocument".encode("utf-16-le") in scan:
-        return ("application/msword", "doc")
-    if "Workbook".encode("utf-16-le") in scan or "Book".encode("utf-16-le") + b"\x00\x00" in scan:
-        return ("application/vnd.ms-excel", "xls")
-    if "PowerPoint Document".encode("utf-16-le") in scan:
-        return ("application/vnd.ms-powerpoint", "ppt")
-    if "__substg1.0_".encode("utf-16-le") in scan:
-        return ("application/vnd.ms-outlook", "msg")
+    if _MSI_CLSID in scan:
+        return "msi"
     if "EncryptedPackage".encode("utf-16-le") in scan:
-        return ("application/x-ole-encrypted-ooxml", "ole")
-    return ("application/x-ole-storage", "ole")
+        return "office-encrypted"
+    if "WordDocument".encode("utf-16-le") in scan:
+        return "doc"
+    if "Workbook".encode("utf-16-le") in scan or "Book".encode("utf-16-le") + b"\x00\x00" in scan:
+        return "xls"
+    if "PowerPoint Document".encode("utf-16-le") in scan:
+        return "ppt"
+    if "__substg1.0_".encode("utf-16-le") in scan:
+        return "msg"
+    return "ole"
 
 
-def _pe_type(data: bytes) -> FileType:
+def _pe_type(data: bytes, html_anywhere: bool) -> str:
     if len(data) >= 0x40:
         (pe_off,) = struct.unpack_from("<I", data, 0x3C)
         if 0x40 <= pe_off <= len(data) - 24 and data[pe_off : pe_off + 4] == b"PE\x00\x00":
             (characteristics,) = struct.unpack_from("<H", data, pe_off + 22)
-            if characteristics & 0x2000:
-                return ("application/x-msdownload", "dll")
-            return ("application/x-dosexec", "exe")
+            return "dll" if characteristics & 0x2000 else "exe"
     if len(data) >= 28 and _TEXT_CTRL.search(data[:512]):
-        return ("application/x-dosexec", "exe")  # DOS stub without a PE header
-    return _text_type(data)
+        return "exe"  # DOS stub without a PE header
+    return _text_type(data, html_anywhere)
 
 
-def _text_type(data: bytes) -> FileType:
+def _text_head(data: bytes) -> bytes | None:
+    """The first 2 KB as UTF-8-ish bytes (UTF-16 decoded, BOM dropped); None when it is not text:
+    more than one control byte in a hundred."""
     head = data[:2048]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            head = data[:4096].decode("utf-16").encode("utf-8", "replace")[:2048]
+            # incremental: a character cut at the 4 KB mark is not an error
+            text = codecs.getincrementaldecoder("utf-16")().decode(data[:4096], final=False)
         except UnicodeDecodeError:
-            return _UNKNOWN
+            return None
+        head = text.encode("utf-8", "replace")[:2048]
     elif head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
-    if _TEXT_CTRL.search(head):
-        return _UNKNOWN
+    if not head:
+        return None
+    # a stray NUL or form feed in a text file leaves it text; binary data has them everywhere
+    if len(_TEXT_CTRL.findall(head)) * 100 > len(head):
+        return None
+    return head
+
+
+def _text_type(data: bytes, html_anywhere: bool) -> str:
+    head = _text_head(data)
+    if head is None:
+        return ""
     lower = head.lower()
-    if b"<svg" in lower and (lower.lstrip().startswith((b"<svg", b"<?xml", b"<!doctype svg", b"<!--"))):
-        return ("image/svg+xml", "svg")
-    if _HTML_START.match(head) or b"<html" in lower or b"<!doctype html" in lower:
-        if b"<hta:application" in lower:
-            return ("application/hta", "hta")
-        return ("text/html", "html")
-    if lower.lstrip().startswith(b"<?xml"):
-        return ("application/xml", "xml")
+    start = lower.lstrip()
+    if b"<svg" in lower and start.startswith((b"<svg", b"<?xml", b"<!doctype svg", b"<!--")):
+        return "svg"
+    if _HTML_START.match(head):
+        return _html(lower)
+    if start.startswith(b"{\\rt"):
+        return "rtf"
+    if start.startswith(b"begin:vcalendar"):
+        return "ics"
+    if start.startswith(b"begin:vcard"):
+        return "vcf"
+    if b"<plist" in start[:512] and start.startswith((b"<?xml", b"<!doctype plist", b"<plist")):
+        return "plist"
+    # a message's headers come first even when its body is a page
     if _HEADER_LINE.match(head) and len(_EML_HEADERS.findall(head)) >= 2:
-        return ("message/rfc822", "eml")
-    return ("text/plain", "txt")
+        return "eml"
+    if b"<html" in lower or b"<!doctype html" in lower or (html_anywhere and _HTML_MARK.search(start, 0, 1024)):
+        return _html(lower)
+    if start.startswith(b"<?xml"):
+        return "xml"
+    return "txt"
 
 
-def is_image(ftype: FileType) -> bool:
-    return ftype[0].startswith("image/")
+def _html(lower: bytes) -> str:
+    return "hta" if b"<hta:application" in lower else "html"

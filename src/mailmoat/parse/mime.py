@@ -31,7 +31,8 @@ MAX_TEXT_BYTES = 4 * 1024 * 1024  # of one text body decoded to str
 MAX_TEXT_ATTACHMENT = 2 * 1024 * 1024  # text/HTML attachments scanned for URLs
 
 _BOUNDARY_LINE = re.compile(r"^--([^\s\"]{1,200}?)(?:--)?[ \t]*\r?$", re.M)
-_TEXTUAL_TRUE_TYPES = frozenset({"text/html", "text/plain", "image/svg+xml", "application/xml", "application/hta"})
+# An XML property list (an unsigned Apple configuration profile) is text, and its links are read.
+_TEXTUAL_TRUE_TYPES = frozenset({"text/html", "text/plain", "image/svg+xml", "application/xml", "application/x-plist", "application/hta"})
 _BODY_TYPES = ("text/plain", "text/html")
 
 
@@ -225,7 +226,10 @@ class _Walker:
             self.defect(f"mime:bad-parameters part={path} {type(exc).__name__}", part)
         return part
 
-    def _take(self, part: Part, data: bytes) -> None:
+    def _take(self, part: Part, data: bytes, opened: bool = False) -> None:
+        """Keep the decoded payload and its true type; `opened` for a file the recipient opens (an
+        attachment), whose text a browser renders as a page when HTML tags stand anywhere in its
+        first kilobyte, while a body that talks about tags stays text."""
         if self.budget.decoded + len(data) > self.budget.max_decoded:
             self.defect(f"limit:decoded-size part={part.path}", part)
             part.size = len(data)
@@ -234,7 +238,7 @@ class _Walker:
         part.payload = data
         part.size = len(data)
         part.sha256 = hashlib.sha256(data).hexdigest()
-        part.true_type, part.true_ext = filetype.sniff(data)
+        part.true_type, part.true_ext = filetype.sniff(data, html_anywhere=opened)
 
     def _message_part(self, node: EmailMessage, path: str, depth: int, ctype: str, payload: object) -> None:
         part = self._meta(node, path, depth, ctype)
@@ -271,9 +275,9 @@ class _Walker:
             data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) and header_bytes(payload) else b""
         if not isinstance(data, bytes):
             data = b""
-        self._take(part, data)
         body = shown_as in _BODY_TYPES and part.disposition != "attachment" and not part.filename
         part.is_attachment = not body and _is_attachment(part)
+        self._take(part, data, opened=part.is_attachment)
         if body:
             self._body(part, data, shown_as)
         elif part.is_attachment and part.payload:

@@ -39,18 +39,6 @@ OTHERS_AFTER_QR_MAX_PIXELS = 250_000
 REDUCE_ABOVE = 8_000_000
 REDUCE_TO = 4_000_000
 
-_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "png"),
-    (b"\xff\xd8\xff", 0, "jpeg"),
-    (b"GIF87a", 0, "gif"),
-    (b"GIF89a", 0, "gif"),
-    (b"BM", 0, "bmp"),
-    (b"II*\x00", 0, "tiff"),
-    (b"MM\x00*", 0, "tiff"),
-    (b"\x00\x00\x01\x00", 0, "ico"),
-)
-
-
 class ImageError(Exception):
     """An image that cannot be decoded safely; `defect` is the recorded defect name."""
 
@@ -90,19 +78,6 @@ class DecodeStats:
     passes: int = 0
     ms: float = 0.0
     retries: dict[str, int] = field(default_factory=dict)
-
-
-def sniff_image(data: bytes) -> str:
-    """Image format from the first bytes ('' when not an image Pillow should try)."""
-    head = data[:16]
-    for magic, off, name in _MAGIC:
-        if head[off : off + len(magic)] == magic:
-            if name == "ico" and len(data) < 22:
-                return ""
-            return name
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return ""
 
 
 def could_hold_code(width: int, height: int) -> bool:

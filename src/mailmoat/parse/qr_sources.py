@@ -22,9 +22,9 @@ from PIL import ImageColor
 
 from mailmoat.config import QrSettings
 from mailmoat.model import Image, Message, Part
-from mailmoat.parse.filetype import OLE2_MAGIC, is_pdf
+from mailmoat.parse.filetype import OLE2_MAGIC, is_pdf, raster_ext
 from mailmoat.parse.pdfium_lock import PDFIUM_LOCK
-from mailmoat.parse.qr_decode import could_hold_code, sniff_image
+from mailmoat.parse.qr_decode import could_hold_code
 from mailmoat.parse.qr_svg import inline_svgs, looks_like_svg, render_svg
 
 # A rasterised module is this many pixels wide; 4 modules of quiet zone around drawn codes.
@@ -95,7 +95,7 @@ def message_images(message: Message) -> list[Image]:
         elif _SOURCE_RANK.get(img.source, 9) < _SOURCE_RANK.get(found[key].source, 9):
             found[key] = img
     for part in message.parts:
-        if not part.payload or part.path in covered_paths or not sniff_image(part.payload):
+        if not part.payload or part.path in covered_paths or not raster_ext(part.payload):
             continue
         key = part.sha256 or image_sha(part.payload)
         if key in found:
@@ -343,7 +343,7 @@ def office_candidates(data: bytes, where: Image, settings: QrSettings) -> Iterat
             yield Candidate(image=loc, defect=f"qr:office-unreadable {_label(loc)}: {exc}")
             continue
         total += len(blob)
-        if not sniff_image(blob):
+        if not raster_ext(blob):
             continue
         taken += 1
         loc.data = blob
@@ -393,7 +393,7 @@ def ole_candidates(data: bytes, where: Image, settings: QrSettings) -> Iterator[
                     return
                 end = starts[n + 1] if n + 1 < len(starts) else len(blob)
                 picture = blob[start:end]
-                if not sniff_image(picture):
+                if not raster_ext(picture):
                     continue
                 taken += 1
                 loc = _child(where, "office", stream=name, offset=start)
@@ -435,7 +435,7 @@ def html_attachment_candidates(part: Part, where: Image, settings: QrSettings) -
             blob = base64.b64decode(body + "=" * (-len(body) % 4))
         except (binascii.Error, ValueError):
             continue
-        if sniff_image(blob):
+        if raster_ext(blob):
             loc = _child(where, "html-attachment", index=n + 1)
             loc.data = blob
             yield Candidate(image=loc)
@@ -833,7 +833,7 @@ def candidates(
             yield Candidate(image=img)
     for part in message.parts:
         data = part.payload
-        if not data or sniff_image(data):
+        if not data or raster_ext(data):
             continue
         where = Image(
             data=b"",
