@@ -7,7 +7,8 @@ Each case is one message built to make a text scan slow: tens of thousands of le
 and invisible characters on every letter, long Chinese text, link texts made of "a.", a .docx
 whose relationship tag holds a long run of letters, HTML made of unclosed tags, hosts that look
 like Amazon S3 endpoints, long base64 link values, a display name written letter by letter, PDF
-and Word attachments full of text (one locked, with a dozen wrong passwords in the body), a zip
+and Word attachments full of text (one locked, with a dozen wrong passwords in the body), an OLE
+file whose directory holds 40,000 streams, a zip
 of a thousand PDFs, an RTF file of two million escaped bytes. Every
 message is scanned by the
 full `Scanner` (every analyzer, default policy) with a small trained classifier model, so the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import struct
 import tempfile
 import time
 import zipfile
@@ -124,6 +126,41 @@ def docx_of_runs(n: int) -> bytes:
     return buf.getvalue()
 
 
+def ole_of_entries(n: int) -> bytes:
+    """An OLE compound file (version 3, 512-byte sectors) whose directory holds `n` empty streams,
+    laid out as a balanced tree: what a reader of stream names must walk entry by entry."""
+    dir_sectors = (n + 3) // 4
+    fat_sectors = 1
+    while (fat_sectors + dir_sectors + 127) // 128 > fat_sectors:
+        fat_sectors += 1
+    end, free, fat_mark = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD
+    fat = [fat_mark] * fat_sectors + [free] * (fat_sectors * 128 - fat_sectors)
+    for k in range(dir_sectors):
+        fat[fat_sectors + k] = fat_sectors + k + 1 if k < dir_sectors - 1 else end
+    head = bytearray(512)
+    head[0:8] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+    struct.pack_into("<HHHHH", head, 24, 0x3E, 3, 0xFFFE, 9, 6)
+    struct.pack_into("<IIIIIIIII", head, 44, fat_sectors, fat_sectors, 0, 4096, end, 0, end, 0, 0)
+    struct.pack_into("<109I", head, 76, *(list(range(fat_sectors)) + [free] * (109 - fat_sectors)))
+    entries = bytearray()
+    for i in range(dir_sectors * 4):
+        e = bytearray(128)
+        left = right = child = free
+        if i < n:
+            name = ("Root Entry" if i == 0 else f"s{i}").encode("utf-16-le") + b"\0\0"
+            e[0 : len(name)] = name
+            struct.pack_into("<HBB", e, 64, len(name), 5 if i == 0 else 2, 1)
+            if i == 0:
+                child = 1
+            else:
+                left = 2 * i if 2 * i < n else free
+                right = 2 * i + 1 if 2 * i + 1 < n else free
+        struct.pack_into("<III", e, 68, left, right, child)
+        struct.pack_into("<I", e, 116, end)
+        entries += e
+    return bytes(head) + struct.pack(f"<{len(fat)}I", *fat) + bytes(entries)
+
+
 CASES: dict[str, Callable[[], bytes]] = {
     "ordinary 10 KB (reference)": lambda: message(ORDINARY * 40),
     "60,000 letters in one run": lambda: message("a" * 60_000),
@@ -176,6 +213,7 @@ CASES: dict[str, Callable[[], bytes]] = {
     "zip of 1,000 small PDFs": lambda: with_attachment(
         "a.zip", zipped({f"{i}.pdf": pdf_of_lines(1, 3) for i in range(1_000)})
     ),
+    "OLE file of 40,000 directory entries (5 MB)": lambda: with_attachment("a.doc", ole_of_entries(40_000)),
     "RTF of 2,000,000 escaped bytes": lambda: with_attachment("a.rtf", b"{\\rtf1\\ansicpg936 " + b"\\'b2\\'b9" * 1_000_000 + b"}"),
     "HTML table of 25 × 25 cells, 4 KB colour values": lambda: message(
         "<table>"

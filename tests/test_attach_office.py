@@ -90,3 +90,18 @@ def test_rtf_without_object_data_is_not_walked_for_objects(monkeypatch: pytest.M
     assert len(walked) == 1 and with_object.embedded == ["package invoice.exe"]
     dde = office.inspect(b'{\\rtf1{\\field{\\*\\fldinst DDEAUTO c:\\\\windows\\\\cmd.exe "/c calc"}}}', "rtf")
     assert dde.dde == ["DDE field in RTF"] and len(walked) == 1
+
+
+async def test_a_compound_file_past_the_entry_limit_is_reported_not_read(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """olefile, msodde and olevba each read every directory entry: 40,000 of them in 5 MB took
+    seconds (bench/hostile_text.py). Past the limit the file is named, not read."""
+    from mailmoat.parse import filetype
+
+    doc = g.ole_file({"WordDocument": b"x", "1Table": b"y", "Macros/VBA/dir": b"z", "a": b"", "b": b""})
+    quiet = g.by_symbol(await g.run_analyzers(g.message([("a.doc", doc)]), settings, OfficeAnalyzer))
+    assert "OFFICE_TOO_MANY_STREAMS" not in quiet
+    monkeypatch.setattr(filetype, "MAX_OLE_ENTRIES", 4)
+    found = g.by_symbol(await g.run_analyzers(g.message([("a.doc", doc)]), settings, OfficeAnalyzer))
+    assert "more than 4 directory entries" in found["OFFICE_TOO_MANY_STREAMS"].evidence

@@ -279,3 +279,26 @@ def test_a_configuration_profile_keeps_its_text_read() -> None:
     [part] = [p for p in parsed.parts if p.filename == "vpn.mobileconfig"]
     assert (part.true_type, part.true_ext) == ("application/x-plist", "plist")
     assert any(u.url.startswith("https://mdm.example-enrol.test/") for u in parsed.urls)
+
+
+def test_ole_directory_entries_are_counted_from_the_fat_without_parsing_them() -> None:
+    three = ole_file({f"s{i}": b"x" for i in range(3)})  # root + 3 streams: one directory sector
+    twelve = ole_file({f"s{i}": b"x" for i in range(12)})  # root + 12: four sectors
+    assert filetype.ole_entries(three, 5000) == 4
+    assert filetype.ole_entries(twelve, 5000) == 16
+    assert filetype.ole_entries(twelve, 8) == 9  # stops as soon as it is past the limit
+    assert filetype.ole_entries(b"not a compound file" * 40, 5000) == 0
+    # Cut after the header: the first directory sector it names counts, the FAT that leads on is gone.
+    assert filetype.ole_entries(twelve[:512], 5000) == 4
+    # A directory chain that points back at itself ends at the limit, not in a loop.
+    looped = bytearray(three)
+    struct.pack_into("<I", looped, 512 + 4 * 1, 1)  # FAT entry of the directory sector: itself
+    assert filetype.ole_entries(bytes(looped), 100) == 101
+
+
+def test_a_compound_file_past_the_entry_limit_is_typed_by_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = ole_file({"WordDocument": b"x", "1Table": b"y", "a": b"", "b": b"", "c": b"", "d": b""})
+    assert sniff(doc)[1] == "doc"
+    monkeypatch.setattr(filetype, "MAX_OLE_ENTRIES", 4)
+    assert filetype.ole_too_big(doc)
+    assert sniff(doc)[1] == "doc"  # the byte scan finds the stream name as olefile would

@@ -134,6 +134,17 @@ def test_binary_office_pictures_are_carved_from_their_streams(stream: str, pictu
     assert damaged.qr_codes == []
 
 
+def test_a_compound_file_past_the_entry_limit_is_not_carved(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailmoat.parse import filetype
+    from tests.support.attachgen import ole_file
+
+    streams = {"WordDocument": b"\xec\xa5" + b"\0" * 600, "Data": b"\0" * 16 + g.png_bytes(g.qr_image(URL))}
+    part = Part(path="2", content_type="application/msword", filename="a.doc", payload=ole_file(streams), is_attachment=True)
+    monkeypatch.setattr(filetype, "MAX_OLE_ENTRIES", 2)
+    msg = run(Message(parts=[part]))
+    assert msg.qr_codes == [] and any(d.startswith("qr:office-too-many-entries") for d in msg.defects)
+
+
 def test_office_zip_bomb_member_is_a_limit_defect() -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -9,6 +9,7 @@ from mailmoat.attach.hits import Hits
 from mailmoat.attach.office import OfficeReport
 from mailmoat.attach.scan import scan_message
 from mailmoat.model import Finding, Symbol
+from mailmoat.parse import filetype
 
 
 class OfficeAnalyzer(BaseAnalyzer):
@@ -24,6 +25,12 @@ class OfficeAnalyzer(BaseAnalyzer):
         Symbol("OFFICE_EMBEDDED_OBJECT", 2.0, "attachment", "Embedded OLE objects or packages"),
         Symbol("OFFICE_EQUATION_OBJECT", 8.0, "attachment", "An Equation Editor object (exploited by CVE-2017-11882 and relatives)"),
         Symbol("OFFICE_ENCRYPTED", 2.0, "attachment", "A password-protected Office document (content hidden from scanning)"),
+        Symbol(
+            "OFFICE_TOO_MANY_STREAMS",
+            3.0,
+            "attachment",
+            "A binary Office file whose directory holds more entries than the limit: not inspected (documents hold tens)",
+        ),
     )
 
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
@@ -60,3 +67,5 @@ class OfficeAnalyzer(BaseAnalyzer):
             hits.add("OFFICE_EQUATION_OBJECT", loc, "Equation Editor object")
         if rep.encrypted:
             hits.add("OFFICE_ENCRYPTED", loc, "encrypted package")
+        if rep.oversized:
+            hits.add("OFFICE_TOO_MANY_STREAMS", loc, f"more than {filetype.MAX_OLE_ENTRIES} directory entries; macros, DDE and objects not inspected")

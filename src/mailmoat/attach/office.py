@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
-from mailmoat.parse.filetype import OLE2_MAGIC
+from mailmoat.parse.filetype import OLE2_MAGIC, ole_too_big
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class OfficeReport:
     embedded: list[str] = field(default_factory=list)  # descriptions of embedded objects
     equation: bool = False
     encrypted: bool = False
+    oversized: bool = False  # a compound file of more than MAX_OLE_ENTRIES directory entries, not read
     errors: list[str] = field(default_factory=list)
     children: list[tuple[str, bytes]] = field(default_factory=list)  # embedded payloads to scan in turn
 
@@ -165,6 +166,9 @@ def _ole_objects(blob: bytes, report: OfficeReport) -> bool:
     from oletools import oleobj
 
     found = False
+    if ole_too_big(blob):
+        report.oversized = True
+        return False
     try:
         ole = olefile.OleFileIO(blob)
     except Exception as exc:  # olefile raises many types on damaged input
@@ -204,6 +208,10 @@ def _ole(data: bytes, report: OfficeReport) -> None:
     import olefile
     from oletools import msodde
 
+    if ole_too_big(data):
+        # olefile, msodde and olevba would each read every entry: seconds of work on a few MB
+        report.oversized = True
+        return
     try:
         ole = olefile.OleFileIO(data)
     except Exception as exc:  # olefile raises many types on damaged input

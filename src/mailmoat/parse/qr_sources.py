@@ -22,7 +22,7 @@ from PIL import ImageColor
 
 from mailmoat.config import QrSettings
 from mailmoat.model import Image, Message, Part
-from mailmoat.parse.filetype import OLE2_MAGIC, is_pdf, raster_ext
+from mailmoat.parse.filetype import OLE2_MAGIC, is_pdf, ole_too_big, raster_ext
 from mailmoat.parse.pdfium_lock import PDFIUM_LOCK
 from mailmoat.parse.qr_decode import could_hold_code
 from mailmoat.parse.qr_svg import inline_svgs, looks_like_svg, render_svg
@@ -368,6 +368,9 @@ def ole_candidates(data: bytes, where: Image, settings: QrSettings) -> Iterator[
     QR code picture is usually smaller than that."""
     import olefile
 
+    if ole_too_big(data):
+        yield Candidate(image=where, defect=f"qr:office-too-many-entries {_label(where)}")
+        return
     try:
         ole = olefile.OleFileIO(data)
     except Exception as exc:  # olefile raises many types on damaged input
