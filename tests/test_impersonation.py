@@ -88,6 +88,17 @@ async def test_sender_platforms_and_typos(settings: Settings) -> None:
     got = await _scan(an, "Wells <alerts@wellsfrago.com>")
     assert got["FROM_TYPO_BRAND"].data["imitates"] == "wellsfargo.com"
     assert "FROM_SUSPICIOUS_TLD" in await _scan(an, "Deals <d@cheap-deals.top>")
+
+
+async def test_a_help_desk_customer_signed_with_another_name(settings: Settings) -> None:
+    """A company's help desk signs with its own name; a trial tenant opened to send lures does not."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan(an, "Trust Verify <support@rosegoldparis.zendesk.com>")
+    assert "'rosegoldparis'" in got["FROM_SAAS_TENANT_UNNAMED"].evidence
+    assert got["FROM_SAAS_TENANT_UNNAMED"].data["platform"] == "zendesk.com"
+    for own in ("Acme Support <support@acme.zendesk.com>", "AcmeInc Help Center <help@acmeinc.freshdesk.com>",
+                "Acme <jobs@mail.acme-corp.myworkdayjobs.com>", "Newsletter <news@example.com>"):
+        assert "FROM_SAAS_TENANT_UNNAMED" not in await _scan(an, own), own
     # A brand's own country domain is not a lookalike.
     assert await _scan(an, "Yahoo <news@yahoo.ca>") == {}
 

@@ -17,7 +17,7 @@ from mailmoat.parse.names import CJK_CHARS, DEPARTMENT_END, fold, joined_letters
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.history import History
 from mailmoat.urlcheck.links import FREEMAIL, abused_tld, destination_hosts, free_hosting
-from mailmoat.urlcheck.lookalike import GENERIC_LABELS, DomainCatalog
+from mailmoat.urlcheck.lookalike import GENERIC_LABELS, DomainCatalog, saas_tenant
 
 # An account's usual display names are those of mail older than this (a running wave does not count).
 ESTABLISHED_AFTER = 24 * 3600
@@ -76,6 +76,12 @@ SYMBOLS = (
     Symbol("FROM_TYPO_BRAND", 3.5, "impersonation", "From domain is a near-miss spelling of a well-known brand's domain"),
     Symbol("FROM_FREE_HOSTING", 1.5, "impersonation", "From domain is a tenant of a free platform (e.g. *.onmicrosoft.com)"),
     Symbol("FROM_SUSPICIOUS_TLD", 1.0, "impersonation", "From domain is under a much-abused top-level domain"),
+    Symbol(
+        "FROM_SAAS_TENANT_UNNAMED",
+        0.5,
+        "impersonation",
+        "From a help desk's or business software's customer subdomain (x.zendesk.com) whose name the display name does not carry",
+    ),
     Symbol(
         "FROM_BRAND_IN_DOMAIN",
         2.5,
@@ -303,6 +309,13 @@ _ACT_LURES = frozenset(
 _LINK_IMITATIONS = frozenset({"URL_LOOKALIKE_BRAND", "URL_TYPO_BRAND", "URL_BRAND_IN_HOST", "URL_IDN_HOMOGRAPH"})
 
 
+def _names_tenant(display: str, tenant: str) -> bool:
+    """The display name carries the tenant's name: "Acme Support" for acme or acmeinc."""
+    label = re.sub(r"[^a-z0-9]", "", tenant.lower())
+    words = re.findall(r"[a-z0-9]+", fold(display).lower())
+    return bool(label) and (label in "".join(words) or any(len(w) >= 4 and w in label for w in words))
+
+
 def _names(host: str, label: str) -> bool:
     """True when a host carries a brand's label: anywhere for a long label ("myledger"), as a
     whole hyphen or dot token for a short one ("zoom-join", not "zoomgroup" or "otherwise")."""
@@ -484,7 +497,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             out.extend(self._brand_lure(out, msg, ctx))
             out.extend(self._from_domain(from_domain, internal_from, ctx))
             if from_domain and not internal_from:
-                out.extend(self._from_platform(from_domain))
+                out.extend(self._from_platform(from_domain, display))
         elif env.direction == Direction.INTERNAL and display:
             out.extend(self._internal_display(display, frm))
         out.extend(self._display_address(display, frm, env.direction))
@@ -659,12 +672,18 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             out.append(self.finding("FROM_BRAND_IN_DOMAIN", ev, data))
         return out
 
-    def _from_platform(self, from_domain: str) -> list[Finding]:
+    def _from_platform(self, from_domain: str, display: str) -> list[Finding]:
         out: list[Finding] = []
         platform = free_hosting(from_domain)
         if platform:
             ev = f"From domain {from_domain} is a tenant of {platform}, where anyone can create a sender"
             out.append(self.finding("FROM_FREE_HOSTING", ev, {"domain": from_domain}))
+        tenant = saas_tenant(from_domain)
+        if tenant and not _names_tenant(display, tenant[0]):
+            # A company's help desk signs with its own name (Acme Support, acme.zendesk.com); a
+            # trial opened to send lures signs with someone else's.
+            ev = f"From {from_domain}, the {tenant[1]} customer '{tenant[0]}', signed {display[:60]!r}"
+            out.append(self.finding("FROM_SAAS_TENANT_UNNAMED", ev, {"domain": from_domain, "platform": tenant[1]}))
         tld = abused_tld(from_domain)
         if tld:
             ev = f"From domain {from_domain} is under the much-abused .{tld}"

@@ -190,6 +190,18 @@ def parse_brands(text: str) -> list[Brand]:
 _SAAS_TENANTS = load_list("saas_tenants.txt")
 
 
+def saas_tenant(host: str) -> tuple[str, str] | None:
+    """(tenant, platform) when host is a customer's own subdomain of business software listed in
+    saas_tenants.txt: ("acme", "zendesk.com") for acme.zendesk.com and mail.acme.zendesk.com."""
+    platform = dom.listed_parent(host, _SAAS_TENANTS)
+    if not platform:
+        return None
+    rest = dom.to_ascii(host).removesuffix("." + platform)
+    if rest == dom.to_ascii(host) or not rest:
+        return None
+    return rest.rsplit(".", 1)[-1], platform
+
+
 @functools.lru_cache(maxsize=1)
 def builtin_brands() -> tuple[Brand, ...]:
     return tuple(parse_brands(_brand_file()))
