@@ -91,6 +91,17 @@ async def test_display_name_and_zero_width(settings: Settings) -> None:
     assert "CONTENT_ZERO_WIDTH" not in await run(settings, parse(_raw("Hello", ORDINARY, frm="Li Ming <li@vendor.example>")))
 
 
+async def test_a_display_name_that_is_an_advertisement(settings: Settings) -> None:
+    for frm in ("Walmart - You Are Our December Winner <w@promo.example>", "Bitget Airdrop <a@drop.example>",
+                "=?UTF-8?B?5Lit5aWW6YCa55+l?= <x@lucky.example>", "Claim Your Jackpot <j@spins.example>"):
+        found = await run(settings, parse(_raw("Hello", ORDINARY, frm=frm)))
+        assert "CONTENT_DISPLAY_NAME_LURE" in found, frm
+    # Real senders' names: loyalty programmes, a national lottery, a shop called Winners, a claims desk.
+    for frm in ("Starbucks Rewards <r@starbucks.example>", "The National Lottery <n@lottery.example>",
+                "Winners <info@winners.example>", "Allstate Claims <c@allstate.example>", "Sexton Li <s@law.example>"):
+        assert "CONTENT_DISPLAY_NAME_LURE" not in await run(settings, parse(_raw("Hello", ORDINARY, frm=frm))), frm
+
+
 async def test_body_signs(settings: Settings) -> None:
     shouting = " ".join(["THIS OFFER IS REAL AND YOU MUST ACT NOW"] * 5 + ["please read it"] * 5)
     assert "CONTENT_BODY_CAPS" in await run(settings, parse(_raw("Offer", shouting)))

@@ -39,6 +39,12 @@ CONTENT_SUBJECT_GAP = Symbol(
 CONTENT_DISPLAY_NAME_PUNCT = Symbol(
     "CONTENT_DISPLAY_NAME_PUNCT", 2.0, GROUP, "The sender's display name contains '!' or '$'"
 )
+CONTENT_DISPLAY_NAME_LURE = Symbol(
+    "CONTENT_DISPLAY_NAME_LURE",
+    2.0,
+    GROUP,
+    "The sender's display name is an advertisement or a lure (Todays Winner!, Claim Your Jackpot, Bitget Airdrop, Viagra/Cialis)",
+)
 CONTENT_ZERO_WIDTH = Symbol(
     "CONTENT_ZERO_WIDTH",
     2.5,
@@ -139,6 +145,15 @@ _MONEY = re.compile(r"[$€£¥]\s?\d|\d\s?(?:usd|dollars|euros?)\b|\d\s?(?:美�
 _MONEY_NEEDS = ("$", "€", "£", "¥", "usd", "dollars", "euro", "元")
 # Fewer capitalised words than this cannot be a quarter of the 30 words CONTENT_BODY_CAPS needs.
 _MIN_CAPS = 8
+# Words that make a sender's name an advertisement: people and companies are not called this.
+# Left out on purpose, as real senders' names: rewards, bonus, gift, refund and lottery (loyalty
+# programmes, shops, national lotteries), "Winners" (a retailer), "... Singles" (dating services).
+_NAME_LURE = re.compile(
+    r"(?<![^\W_])(?:airdrop|jackpot|sex|winner|gewinner|winnaar|gagnant|ganhador|prizes?|claim your|giveaway"
+    r"|congratulations|payout|free spins|viagra|cialis)(?![^\W_])",
+    re.I,
+)
+_NAME_LURE_CJK = re.compile("中奖|大奖|领奖")
 # Words a reader sees: two letters or more, or one Han character.
 _SEEN_WORD = re.compile(r"[^\W\d_]{2,}|[\u3400-\u9fff]")
 # At most this many words beside the pictures: a banner's alt text or a one-line caption.
@@ -229,6 +244,7 @@ class ContentAnalyzer(BaseAnalyzer):
         CONTENT_SUBJECT_EXCLAIM,
         CONTENT_SUBJECT_GAP,
         CONTENT_DISPLAY_NAME_PUNCT,
+        CONTENT_DISPLAY_NAME_LURE,
         CONTENT_ZERO_WIDTH,
         CONTENT_HIDDEN_IN_WORDS,
         CONTENT_MARKED_LETTERS,
@@ -266,6 +282,8 @@ class ContentAnalyzer(BaseAnalyzer):
         display = m.from_.display
         if "!" in display or "$" in display:
             out.append(self.finding("CONTENT_DISPLAY_NAME_PUNCT", f"display name {display[:80]!r}"))
+        if lure := (_NAME_LURE.search(display) or _NAME_LURE_CJK.search(display)):
+            out.append(self.finding("CONTENT_DISPLAY_NAME_LURE", f"display name {display[:80]!r} says {lure.group(0)!r}"))
         # Invisible characters and combining marks are not ASCII: ASCII texts need no search.
         non_ascii = [t for t in (subject, display, m.text[:MAX_TEXT], m.html_text[:MAX_TEXT]) if not t.isascii()]
         zw = sum(len(_ZERO_WIDTH.findall(t)) for t in non_ascii if _ZERO_WIDTH_ANY.search(t))
