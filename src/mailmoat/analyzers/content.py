@@ -150,10 +150,10 @@ _MIN_CAPS = 8
 # programmes, shops, national lotteries), "Winners" (a retailer), "... Singles" (dating services).
 _NAME_LURE = re.compile(
     r"(?<![^\W_])(?:airdrop|jackpot|sex|winner|gewinner|winnaar|gagnant|ganhador|prizes?|claim your|giveaway"
-    r"|congratulations|payout|free spins|viagra|cialis)(?![^\W_])",
+    r"|congratulations|payout|free spins|viagra|cialis)(?![^\W_])"
+    r"|中奖|大奖|领奖",  # Chinese words have no edges to match: a part of a longer run of characters
     re.I,
 )
-_NAME_LURE_CJK = re.compile("中奖|大奖|领奖")
 # Words a reader sees: two letters or more, or one Han character.
 _SEEN_WORD = re.compile(r"[^\W\d_]{2,}|[\u3400-\u9fff]")
 # At most this many words beside the pictures: a banner's alt text or a one-line caption.
@@ -282,7 +282,7 @@ class ContentAnalyzer(BaseAnalyzer):
         display = m.from_.display
         if "!" in display or "$" in display:
             out.append(self.finding("CONTENT_DISPLAY_NAME_PUNCT", f"display name {display[:80]!r}"))
-        if lure := (_NAME_LURE.search(display) or _NAME_LURE_CJK.search(display)):
+        if lure := _NAME_LURE.search(display):
             out.append(self.finding("CONTENT_DISPLAY_NAME_LURE", f"display name {display[:80]!r} says {lure.group(0)!r}"))
         # Invisible characters and combining marks are not ASCII: ASCII texts need no search.
         non_ascii = [t for t in (subject, display, m.text[:MAX_TEXT], m.html_text[:MAX_TEXT]) if not t.isascii()]

@@ -148,9 +148,12 @@ def _cjk_ratio_ok(text: str) -> bool:
 _LONE_HAN_IN_WORD = re.compile("[A-Za-z][\u4e00-\u9fff](?![\u4e00-\u9fff])")
 
 
-def _latin_as_han(text: str) -> bool:
-    """Latin-1 text read as CJK: most of its Han characters alone inside a Latin word."""
-    han = sum(1 for ch in text if 0x4E00 <= ord(ch) <= 0x9FFF)
+def _han_count(text: str) -> int:
+    return sum(1 for ch in text if 0x4E00 <= ord(ch) <= 0x9FFF)
+
+
+def _latin_as_han(text: str, han: int) -> bool:
+    """Latin-1 text read as CJK: most of its `han` Han characters alone inside a Latin word."""
     return len(_LONE_HAN_IN_WORD.findall(text)) * 2 > han
 
 
@@ -158,10 +161,10 @@ def _reads_as_chinese(text: str) -> bool:
     """What a declared latin-1 label needs before its text is read as Chinese instead: mostly
     Han characters, not alone inside Latin words, and some of the most common ones (the pairs
     latin-1 text makes are rare characters; real Chinese of any length uses common ones)."""
-    if not _cjk_ratio_ok(text) or _latin_as_han(text):
+    if not _cjk_ratio_ok(text):
         return False
-    han = sum(1 for ch in text if 0x4E00 <= ord(ch) <= 0x9FFF)
-    return _han_score(text) >= max(1.0, 0.1 * han)
+    han = _han_count(text)
+    return not _latin_as_han(text, han) and _han_score(text) >= max(1.0, 0.1 * han)
 
 
 def guess_decode(data: bytes, prefer: str | None = None) -> tuple[str, str]:
@@ -182,9 +185,9 @@ def guess_decode(data: bytes, prefer: str | None = None) -> tuple[str, str]:
     if len(candidates) == 2:
         gb, big5 = candidates
         best = big5 if _han_score(big5[0]) > _han_score(gb[0]) else gb
-        if not _latin_as_han(best[0]):
+        if not _latin_as_han(best[0], _han_count(best[0])):
             return best
-    elif candidates and _cjk_ratio_ok(candidates[0][0]) and not _latin_as_han(candidates[0][0]):
+    elif candidates and _cjk_ratio_ok(candidates[0][0]) and not _latin_as_han(candidates[0][0], _han_count(candidates[0][0])):
         return candidates[0]
     try:
         return data.decode("cp1252"), "cp1252"
