@@ -711,3 +711,36 @@ async def test_a_token_allocation_to_claim_is_a_crypto_lure(settings: Settings) 
         urls=[_link("https://news.example.com/markets")],
     )
     assert await _run(settings, digest) == {}
+
+
+async def test_an_advance_fee_letter_is_its_own_lure(settings: Settings) -> None:
+    """The letter asks for nothing but a reply, so no link or code pairs with its words; so many of
+    them (twice the threshold) are the lure. A charity's appeal names a donation and a foundation."""
+    letter = (
+        "Dear Beneficiary,\n\nI am the attorney to the late Mr. Walter, who died in a sudden death with his "
+        "family. He left the sum of $10.5 million in a bank here, and as his next of kin you are entitled "
+        "to the funds. Kindly get back to me with your full name and telephone number so the transfer can begin.\n"
+    )
+    found = await _run(settings, Message(subject="Urgent and confidential", text=letter))
+    assert {"LEXICON_ADVANCE_FEE", "ADVANCE_FEE_LETTER"} <= set(found)
+    assert found["ADVANCE_FEE_LETTER"].data["weight"] >= 12
+    assert "the letter itself is the lure" in found["ADVANCE_FEE_LETTER"].evidence
+    # Wording that just reaches the lexicon's threshold stays its weak sign alone.
+    short = "As his next of kin you are entitled to the funds. Please reply."
+    found = await _run(settings, Message(subject="Estate", text=short))
+    assert "LEXICON_ADVANCE_FEE" in found and "ADVANCE_FEE_LETTER" not in found
+    appeal = Message(
+        subject="Our winter appeal",
+        text="The foundation thanks every donor: one donation of $50 feeds a family for a week. Donate on our site.",
+    )
+    assert not {"LEXICON_ADVANCE_FEE", "ADVANCE_FEE_LETTER"} & set(await _run(settings, appeal))
+
+
+def test_a_combination_of_words_alone_needs_more_than_the_threshold() -> None:
+    rules = {"lexicons": {"LEXICON_X": {"score": 1, "threshold": 4}}}
+    with pytest.raises(LexiconError, match="min_weight above LEXICON_X's threshold"):
+        build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "words", "score": 1}}}, {})
+    with pytest.raises(LexiconError, match="min_weight is a number"):
+        build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "words", "min_weight": "lots", "score": 1}}}, {})
+    ok = build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "words", "min_weight": 8, "score": 1}}}, {})
+    assert ok.combos[0].min_weight == 8

@@ -35,7 +35,7 @@ MAX_TEXT = 200_000
 # Where a clickable link can come from (images' src and CSS are not links; QR payloads have
 # their own combinations).
 LINK_SOURCES = {"text", "href", "form", "meta", "pdf", "office", "attachment", ""}
-NEEDS = {"qr", "link", "phone", "wallet"}
+NEEDS = {"qr", "link", "phone", "wallet", "words"}
 
 
 class LexiconError(ValueError):
@@ -68,9 +68,11 @@ class Lexicon:
 class Combo:
     symbol: str
     lexicon: str
-    needs: str  # "qr", "link", "phone" (a number to call and no link out) or "wallet" (a crypto address to pay)
+    needs: str  # "qr", "link", "phone" (a number to call and no link out), "wallet" (a crypto address to pay) or "words"
     score: float
     description: str
+    # "words": nothing but the wording, so much of it (at least this weight) that the text is the lure itself
+    min_weight: float = 0.0
 
 
 @dataclass
@@ -246,7 +248,14 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
             raise LexiconError(f"combo {sym}: unknown lexicon {lex!r}")
         if needs not in NEEDS:
             raise LexiconError(f"combo {sym}: needs must be one of {sorted(NEEDS)}")
-        combos.append(Combo(sym, lex, needs, float(spec["score"]), str(spec.get("description", sym))))
+        try:
+            min_weight = float(spec.get("min_weight", 0.0))
+        except (TypeError, ValueError) as exc:
+            raise LexiconError(f"combo {sym}: min_weight is a number ({exc})") from exc
+        if needs == "words" and min_weight <= lexicons[lex].threshold:
+            # Wording at the lexicon's own threshold is its weak sign already, not a lure by itself.
+            raise LexiconError(f"combo {sym}: needs words with a min_weight above {lex}'s threshold")
+        combos.append(Combo(sym, lex, needs, float(spec["score"]), str(spec.get("description", sym)), min_weight))
     index: dict[str, list[tuple[str, float]]] = {}
     spelling: dict[str, str] = {}
     for name, text in sorted(term_files.items()):
@@ -456,6 +465,9 @@ class LexiconAnalyzer(BaseAnalyzer):
             elif combo.needs == "wallet" and (wallet := wallet_address(said)):
                 # Extortion needs no link either: it names the address to pay.
                 what = f"a cryptocurrency address to pay ({wallet})"
+            elif combo.needs == "words" and combo_hit.weight >= combo.min_weight:
+                # An advance-fee letter asks for a reply, nothing else: its words are the whole lure.
+                what = f"weight {combo_hit.weight:g} ≥ {combo.min_weight:g}: the letter itself is the lure"
             else:
                 continue
             terms = self.lexset.shown(combo_hit.terms)
