@@ -71,8 +71,10 @@ class Combo:
     needs: str  # "qr", "link", "phone" (a number to call and no link out), "wallet" (a crypto address to pay) or "words"
     score: float
     description: str
-    # "words": nothing but the wording, so much of it (at least this weight) that the text is the lure itself
+    # "words": nothing but the wording, so much of it (at least this weight, in at least this many
+    # distinct terms) that the text is the lure itself
     min_weight: float = 0.0
+    min_terms: int = 0
 
 
 @dataclass
@@ -250,12 +252,13 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
             raise LexiconError(f"combo {sym}: needs must be one of {sorted(NEEDS)}")
         try:
             min_weight = float(spec.get("min_weight", 0.0))
+            min_terms = int(spec.get("min_terms", 0))
         except (TypeError, ValueError) as exc:
-            raise LexiconError(f"combo {sym}: min_weight is a number ({exc})") from exc
+            raise LexiconError(f"combo {sym}: min_weight and min_terms are numbers ({exc})") from exc
         if needs == "words" and min_weight <= lexicons[lex].threshold:
             # Wording at the lexicon's own threshold is its weak sign already, not a lure by itself.
             raise LexiconError(f"combo {sym}: needs words with a min_weight above {lex}'s threshold")
-        combos.append(Combo(sym, lex, needs, float(spec["score"]), str(spec.get("description", sym)), min_weight))
+        combos.append(Combo(sym, lex, needs, float(spec["score"]), str(spec.get("description", sym)), min_weight, min_terms))
     index: dict[str, list[tuple[str, float]]] = {}
     spelling: dict[str, str] = {}
     for name, text in sorted(term_files.items()):
@@ -465,9 +468,9 @@ class LexiconAnalyzer(BaseAnalyzer):
             elif combo.needs == "wallet" and (wallet := wallet_address(said)):
                 # Extortion needs no link either: it names the address to pay.
                 what = f"a cryptocurrency address to pay ({wallet})"
-            elif combo.needs == "words" and combo_hit.weight >= combo.min_weight:
+            elif combo.needs == "words" and combo_hit.weight >= combo.min_weight and len(combo_hit.terms) >= combo.min_terms:
                 # An advance-fee letter asks for a reply, nothing else: its words are the whole lure.
-                what = f"weight {combo_hit.weight:g} ≥ {combo.min_weight:g}: the letter itself is the lure"
+                what = f"{len(combo_hit.terms)} terms of weight {combo_hit.weight:g}: the letter itself is the lure"
             else:
                 continue
             terms = self.lexset.shown(combo_hit.terms)
