@@ -658,6 +658,17 @@ async def test_adult_solicitation_with_a_link_is_a_campaign(settings: Settings) 
     assert {"LEXICON_ADULT", "ADULT_WITH_LINK"} <= set(await _run(settings, msg))
 
 
+@pytest.mark.parametrize(("lexicon", "combo", "spam"), [
+    ("LEXICON_PHARMA", "PHARMA_WITH_LINK", Message(subject="Cheap meds", text="Viagra and Cialis from our online pharmacy, no prescription needed.")),
+    ("LEXICON_LOANS", "LOANS_WITH_LINK", Message(subject="Lower your mortgage today", text="Bad credit? Refinance your home and consolidate your debt.")),
+])
+async def test_pills_and_loans_sold_through_a_link_are_a_campaign(settings: Settings, lexicon: str, combo: str, spam: Message) -> None:
+    """The same offers as the other kinds of spam: the shop or the application is behind the link."""
+    assert combo not in await _run(settings, spam)
+    found = await _run(settings, Message(subject=spam.subject, text=spam.text, urls=[_link()]))
+    assert {lexicon, combo} <= set(found) and found[combo].score == 2.5
+
+
 async def test_evidence_shows_the_terms_as_written(settings: Settings) -> None:
     """Matched without accents, shown with them: the analyst reads the lexicon's own word."""
     msg = Message(subject="Gluckwunsch! Sie wurden ausgewahlt", text="Ihre Belohnung wartet. Jetzt einlosen:", urls=[_link()])
