@@ -86,6 +86,19 @@ def test_tokens_read_content_not_era_headers() -> None:
     assert not any("outlook" in t or "relay" in t or t == "sep" for t in toks)
 
 
+def test_tokens_read_the_words_a_link_is_written_with() -> None:
+    """The subdomain's and the path's words, without ids, dates or hashes; the domain as before."""
+    msg = Message(urls=[
+        Url(url="https://secure-login.account.example.top/wp-includes/verify.php?id=8f3a9c2e&u=2024", host="secure-login.account.example.top",
+            registrable_domain="example.top"),
+        Url(url="http://192.0.2.7/remove.html", host="192.0.2.7", is_ip=True),
+    ])
+    toks = message_tokens(msg)
+    assert {"url:example.top", "uh:secure", "uh:login", "uh:account", "up:includes", "up:verify", "up:php", "up:remove", "meta:ip-url"} <= toks
+    assert not {t for t in toks if t.startswith(("uh:", "up:")) and any(c.isdigit() for c in t)}
+    assert "uh:example" not in toks and "up:8f3a9c2e" not in toks
+
+
 def test_train_classify_english_and_chinese(tmp_path: Path) -> None:
     clf = _trained(tmp_path / "bayes.model")
     rng = random.Random(99)
