@@ -322,6 +322,17 @@ SPAM_TYPES = [
         Message(subject="Weekly report", text="Traffic to your website rose 4% this week; top pages by ranking below."),
     ),
     (
+        "LEXICON_SEO",
+        Message(subject="Attendee list", text="Would you be interested in the attendee list of the Expo? 12,000 verified contacts, "
+                "decision makers with their email addresses."),
+        Message(subject="Expo badges", text="The attendee list is final; your badge and the hall map are attached."),
+    ),
+    (
+        "LEXICON_SEO",
+        Message(subject="Reach customers", text="Our email extractor and bulk email software send to 2 million email addresses a day."),
+        Message(subject="New hire", text="Please add Ana to the team's email list; her email addresses are below."),
+    ),
+    (
         "LEXICON_ADULT",
         Message(subject="hi there", text="I'm lonely tonight, see my webcam, hot singles in your area."),
         Message(subject="Baby shower", text="We are dating the baby shower for June; adult guests welcome."),
