@@ -2,9 +2,10 @@
 
 Words, word pairs and runs of three for alphabetic text, character bigrams and trigrams for
 Chinese (and other CJK) runs, typographic shapes, the sender's display name, the domains of URLs
-and the words of their subdomains and paths, and the true types of attachments. Headers that date a message (Date, Received,
-X-Mailer / User-Agent, Message-ID, relay host names) are never read, and bare numbers (years,
-times, version numbers) are dropped, so the model cannot learn how old its training mail is.
+and the words of their subdomains and paths, and the true types of attachments. Headers that
+date a message (Date, Received, X-Mailer / User-Agent, Message-ID, relay host names) are never
+read, and bare numbers (years, times, version numbers) are dropped, so the model cannot learn how
+old its training mail is.
 """
 
 from __future__ import annotations
