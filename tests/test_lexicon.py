@@ -746,7 +746,7 @@ async def test_an_advance_fee_letter_is_its_own_lure(settings: Settings) -> None
     found = await _run(settings, Message(subject="Urgent and confidential", text=letter))
     assert {"LEXICON_ADVANCE_FEE", "ADVANCE_FEE_LETTER"} <= set(found)
     assert found["ADVANCE_FEE_LETTER"].data["weight"] >= 12
-    assert "the letter itself is the lure" in found["ADVANCE_FEE_LETTER"].evidence
+    assert "the wording alone is the lure" in found["ADVANCE_FEE_LETTER"].evidence
     # Three heavy terms in a short letter are what an estate lawyer's genuine letter says too.
     estate = "We write about the pending inheritance of our late client; you are named as next of kin. Send your full name."
     found = await _run(settings, Message(subject="Estate of our client", text=estate))
@@ -768,5 +768,7 @@ def test_a_combination_of_words_alone_needs_more_than_the_threshold() -> None:
         build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "words", "score": 1}}}, {})
     with pytest.raises(LexiconError, match="min_weight and min_terms are numbers"):
         build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "words", "min_weight": "lots", "score": 1}}}, {})
+    with pytest.raises(LexiconError, match="belong to needs: words only"):
+        build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "link", "min_terms": 3, "score": 1}}}, {})
     ok = build({**rules, "combos": {"C": {"lexicon": "LEXICON_X", "needs": "words", "min_weight": 8, "min_terms": 3, "score": 1}}}, {})
     assert (ok.combos[0].min_weight, ok.combos[0].min_terms) == (8, 3)

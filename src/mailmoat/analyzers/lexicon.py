@@ -255,6 +255,10 @@ def build(rules: dict[str, Any], term_files: dict[str, str]) -> LexiconSet:
             min_terms = int(spec.get("min_terms", 0))
         except (TypeError, ValueError) as exc:
             raise LexiconError(f"combo {sym}: min_weight and min_terms are numbers ({exc})") from exc
+        if needs != "words" and ("min_weight" in spec or "min_terms" in spec):
+            # A link, QR code, number or wallet is what those combinations wait for; a minimum of
+            # wording there would be read by nothing.
+            raise LexiconError(f"combo {sym}: min_weight and min_terms belong to needs: words only")
         if needs == "words" and min_weight <= lexicons[lex].threshold:
             # Wording at the lexicon's own threshold is its weak sign already, not a lure by itself.
             raise LexiconError(f"combo {sym}: needs words with a min_weight above {lex}'s threshold")
@@ -470,7 +474,7 @@ class LexiconAnalyzer(BaseAnalyzer):
                 what = f"a cryptocurrency address to pay ({wallet})"
             elif combo.needs == "words" and combo_hit.weight >= combo.min_weight and len(combo_hit.terms) >= combo.min_terms:
                 # An advance-fee letter asks for a reply, nothing else: its words are the whole lure.
-                what = f"{len(combo_hit.terms)} terms of weight {combo_hit.weight:g}: the letter itself is the lure"
+                what = f"{len(combo_hit.terms)} terms of weight {combo_hit.weight:g}: the wording alone is the lure"
             else:
                 continue
             terms = self.lexset.shown(combo_hit.terms)
