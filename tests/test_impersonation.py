@@ -294,7 +294,7 @@ def test_every_lure_the_brand_checks_read_is_a_lexicon_combination() -> None:
     with_link_or_code = {c.symbol for c in load_builtin().combos if c.needs in ("link", "qr")}
     # Offers, not impersonation: a brand's name beside them proves nothing more; from a
     # throwaway sender they are lures all the same. "Scan the code" alone asks nothing in particular.
-    offers, neither = {"GAMBLING_WITH_LINK", "ADULT_WITH_LINK", "PHARMA_WITH_LINK", "LOANS_WITH_LINK"}, {"QR_LURE_WITH_QR"}
+    offers, neither = {"GAMBLING_WITH_LINK", "ADULT_WITH_LINK", "PHARMA_WITH_LINK", "LOANS_WITH_LINK", "LEAD_GEN_WITH_LINK"}, {"QR_LURE_WITH_QR"}
     assert with_link_or_code == _ACT_LURES | offers | neither
     rule = load_rule(BUILTIN_DIR / "impersonation_lure_from_throwaway_sender.yml")
     named = {n for n in with_link_or_code if f'"{n}"' in rule.expression}

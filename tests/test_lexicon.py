@@ -317,6 +317,17 @@ SPAM_TYPES = [
         Message(subject="Monthly statement", text="Your loan statement is ready. Interest rates are unchanged."),
     ),
     (
+        "LEXICON_LEAD_GEN",
+        Message(subject="Homeowners: stop overpaying", text="Compare insurance quotes in minutes and get your free quote, no obligation."),
+        # An HR benefits notice names the products and the coverage, but offers no quote.
+        Message(subject="Open enrollment", text="Review your life insurance coverage and premium; eligible dependents and savings below."),
+    ),
+    (
+        "LEXICON_LEAD_GEN",
+        Message(subject="Final notice: your car warranty", text="Your auto warranty has expired. Extended warranty plans, free quote inside."),
+        Message(subject="Re: used car", text="I bought an extended warranty with it; the warranty covers the gearbox."),
+    ),
+    (
         "LEXICON_SEO",
         Message(subject="Your website", text="We put you on the first page of Google: SEO services, targeted traffic."),
         Message(subject="Weekly report", text="Traffic to your website rose 4% this week; top pages by ranking below."),
@@ -672,6 +683,7 @@ async def test_adult_solicitation_with_a_link_is_a_campaign(settings: Settings) 
 @pytest.mark.parametrize(("lexicon", "combo", "spam"), [
     ("LEXICON_PHARMA", "PHARMA_WITH_LINK", Message(subject="Cheap meds", text="Viagra and Cialis from our online pharmacy, no prescription needed.")),
     ("LEXICON_LOANS", "LOANS_WITH_LINK", Message(subject="Lower your mortgage today", text="Bad credit? Refinance your home and consolidate your debt.")),
+    ("LEXICON_LEAD_GEN", "LEAD_GEN_WITH_LINK", Message(subject="Exit your timeshare", text="Do you qualify to exit your timeshare? Free consultation.")),
 ])
 async def test_pills_and_loans_sold_through_a_link_are_a_campaign(settings: Settings, lexicon: str, combo: str, spam: Message) -> None:
     """The same offers as the other kinds of spam: the shop or the application is behind the link."""
