@@ -347,6 +347,24 @@ async def test_reply_to(settings: Settings) -> None:
     assert await _scan(an, "Billing <billing@vendor.example>", extra="Reply-To: ar@mail.vendor.example\r\n") == {}
 
 
+async def test_reply_to_another_free_mailbox(settings: Settings) -> None:
+    """From one free mailbox with replies to another, on the same provider too: the scammer keeps
+    the answers apart from the throw-away senders. The same person's address written otherwise
+    (case, +tag, Gmail's dots) and a list's own Reply-To are not that."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    got = await _scan(an, "Jean Smith <jeansmith2028@gmail.com>", extra="Reply-To: jeansmith2059@gmail.com\r\n")
+    assert "jeansmith2059@gmail.com" in got["REPLY_TO_OTHER_FREE_MAILBOX"].evidence
+    assert "REPLY_TO_DIFFERENT_DOMAIN" not in got
+    got = await _scan(an, "Laurent <laurent.d@yahoo.com>", extra="Reply-To: laurent.d77@outlook.com\r\n")
+    assert set(got) == {"REPLY_TO_OTHER_FREE_MAILBOX"}
+    for same in ("John.Smith+news@gmail.com", "johnsmith@googlemail.com", "JOHN.SMITH@GMAIL.COM"):
+        assert await _scan(an, "John <john.smith@gmail.com>", extra=f"Reply-To: {same}\r\n") == {}
+    listed = await _scan(an, "Ann <ann@gmail.com>", extra="Reply-To: club@yahoo.com\r\nList-Id: <club.example>\r\n")
+    assert listed == {}
+    group = await _scan(an, "joyful <abc88@hotmail.com>", extra="Reply-To: OneIncomeLiving@groups.msn.com\r\n")
+    assert "REPLY_TO_OTHER_FREE_MAILBOX" not in group
+
+
 def _record(store: Store, addr: str, display: str, when: float) -> None:
     raw = simple(f"{display} <{addr}>" if display else addr, subject=f"note {when}")
     msg = message(raw)

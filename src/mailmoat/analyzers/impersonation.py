@@ -139,7 +139,22 @@ SYMBOLS = (
         "impersonation",
         "Replies go to a free mailbox while the From address is an organisation's",
     ),
+    Symbol(
+        "REPLY_TO_OTHER_FREE_MAILBOX",
+        2.0,
+        "impersonation",
+        "Sent from one free mailbox, replies go to another (advance-fee and CEO-fraud senders keep the answers apart)",
+    ),
 )
+
+def _mailbox(addr: str) -> str:
+    """One person's mailbox however the address is written: case, "+tag" and Gmail's dots aside."""
+    local, _, domain = addr.lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if domain in ("gmail.com", "googlemail.com"):
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
+
 
 _ROLE_LOCALS = frozenset(
     {"finance", "hr", "payroll", "caiwu", "renshi", "xingzheng", "admin", "it", "accounting", "accounts", "people", "helpdesk"}
@@ -759,11 +774,21 @@ class ImpersonationAnalyzer(BaseAnalyzer):
 
     def _reply_to(self, msg: Message, frm: Address) -> list[Finding]:
         from_reg = dom.registrable(frm.domain) if frm.domain else ""
+        listed = bool(msg.header("List-Id") or msg.header("List-Unsubscribe"))
         for rt in msg.reply_to:
             rdom = rt.domain
             if not rdom or not from_reg:
                 continue
             rreg = dom.registrable(rdom)
+            # Both addresses at a free-mail domain itself: a provider's group service
+            # (OneIncomeLiving@groups.msn.com) is a list, not a person.
+            free = frm.domain.lower() in FREEMAIL and rdom.lower() in FREEMAIL
+            if free and not listed and _mailbox(rt.addr) != _mailbox(frm.addr):
+                # Nobody's business runs on two free mailboxes; the scammer sends from throw-away
+                # accounts and keeps the answers in one that lasts (jeansmith2028@gmail.com,
+                # replies to jeansmith2059@gmail.com).
+                ev = f"sent from the free mailbox {frm.addr} but replies go to {rt.addr}"
+                return [self.finding("REPLY_TO_OTHER_FREE_MAILBOX", ev, {"reply_to": rt.addr})]
             if rreg == from_reg:
                 continue
             fb, rb = self.catalog.brand_of(frm.domain), self.catalog.brand_of(rdom)
@@ -772,7 +797,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             ev = f"From {frm.addr} but replies go to {rt.addr}"
             if rreg in FREEMAIL and from_reg not in FREEMAIL:
                 return [self.finding("REPLY_TO_FREEMAIL", ev, {"reply_to": rt.addr})]
-            if msg.header("List-Id") or msg.header("List-Unsubscribe"):
+            if listed:
                 continue  # lists and newsletters point replies elsewhere by design
             return [self.finding("REPLY_TO_DIFFERENT_DOMAIN", ev, {"reply_to": rt.addr})]
         return []
