@@ -285,7 +285,8 @@ async def test_a_brand_claimed_from_elsewhere_on_a_lure(settings: Settings) -> N
 
 def test_every_lure_the_brand_checks_read_is_a_lexicon_combination() -> None:
     """A misspelt name would never fire, silently; and a lure combination added later must be
-    placed on purpose: read by the brand check and the two throwaway rules, or by neither."""
+    placed on purpose: read by the brand check and the two throwaway rules, or (an offer) by the
+    throwaway-sender and offer rules, or by neither."""
     from mailmoat.analyzers.impersonation import _ACT_LURES
     from mailmoat.analyzers.lexicon import LexiconAnalyzer, load_builtin
     from mailmoat.rules import BUILTIN_DIR, load_rule
@@ -303,6 +304,9 @@ def test_every_lure_the_brand_checks_read_is_a_lexicon_combination() -> None:
     rule = load_rule(BUILTIN_DIR / "lure_link_to_throwaway_host.yml")
     named = {n for n in with_link_or_code if f'"{n}"' in rule.expression}
     assert named == {n for n in _ACT_LURES if n.endswith("_WITH_LINK")}
+    # And the offer whose link leads there reads every offer: spam, not phishing.
+    rule = load_rule(BUILTIN_DIR / "bulk_offer_link_to_throwaway_host.yml")
+    assert {n for n in with_link_or_code if f'"{n}"' in rule.expression} == offers
 
 
 async def test_a_brand_of_two_or_three_capitals_is_claimed_as_written(settings: Settings) -> None:
