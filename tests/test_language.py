@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mailmoat.classify.language import count, coverage, language_of, language_of_text, spam_only, uncount
-from mailmoat.model import Message
+from mailmoat.config import Settings
+from mailmoat.model import Direction, Message
 
 TEXTS = {
     "en": "Thank you for your order. We will send the invoice with the next delivery and you can pay it online.",
@@ -68,3 +69,45 @@ def test_verdicts_learnt_one_at_a_time_are_counted_and_moved(tmp_path: Path) -> 
     uncount(counts, "de", "ham")  # never below zero
     uncount(counts, "fr", "spam")
     assert counts == {"de": [0, 1]}
+
+
+async def _not_read_here(settings: Settings, msg: Message, direction: Direction | None = None) -> list[str]:
+    from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv
+    from mailmoat.analyzers.language import LanguageAnalyzer
+    from mailmoat.model import Envelope
+
+    analyzer = LanguageAnalyzer(AnalyzerEnv(settings=settings))
+    env = Envelope("a@example.com", ["b@example.org"], direction=direction or Direction.INBOUND)
+    return [f.evidence for f in await analyzer.analyze(AnalysisContext(message=msg, envelope=env, settings=settings))]
+
+
+async def test_mail_in_a_language_nobody_here_reads(settings: Settings) -> None:
+    """Off by default; with the site's languages listed, inbound mail in another one is marked,
+    and mail too short to tell, mail in a listed language and mail between colleagues are not."""
+    from mailmoat.analyzers.base import AnalyzerEnv
+    from mailmoat.analyzers.language import LanguageAnalyzer
+
+    korean = Message(subject="안내", text=TEXTS["ko"])
+    assert not LanguageAnalyzer(AnalyzerEnv(settings=settings)).enabled()
+    assert await _not_read_here(settings, korean) == []
+    settings.org.languages = ["en", "zh"]
+    assert LanguageAnalyzer(AnalyzerEnv(settings=settings)).enabled()
+    (evidence,) = await _not_read_here(settings, korean)
+    assert "Korean" in evidence and "reads English, Chinese" in evidence
+    assert await _not_read_here(settings, Message(subject="Order", text=TEXTS["en"])) == []
+    assert await _not_read_here(settings, Message(subject="订单", text=TEXTS["zh"])) == []
+    assert await _not_read_here(settings, Message(subject="Hallo", text="Danke!")) == []
+    assert await _not_read_here(settings, korean, Direction.INTERNAL) == []
+
+
+def test_unknown_language_codes_are_refused(tmp_path: Path) -> None:
+    """A typo would mark every inbound message: the configuration is refused with the known codes."""
+    from mailmoat.config import ConfigError, load
+
+    good = tmp_path / "good.toml"
+    good.write_text('[org]\nlanguages = ["en", "zh"]\n', encoding="utf-8")
+    assert load(good).org.languages == ["en", "zh"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[org]\nlanguages = ["english"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"org.languages: unknown language codes \['english'\]"):
+        load(bad)

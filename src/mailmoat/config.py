@@ -128,6 +128,16 @@ class OrgSettings:
     names: list[str] = field(default_factory=list)  # the organisation's own names ("Acme", "某某公司")
     # Extra brands to protect, in the brand-list format: "domain | other.domain | Display Name".
     brands: list[str] = field(default_factory=list)
+    # The languages people here read ("en", "zh", ...): inbound mail written in another one is
+    # LANGUAGE_NOT_READ_HERE. Empty: every language is read.
+    languages: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from mailmoat.classify.language import NAMES
+
+        # A typo would make every inbound message "not read here".
+        if unknown := [code for code in self.languages if code not in NAMES]:
+            raise ConfigError(f"org.languages: unknown language codes {unknown}; known: {', '.join(NAMES)}")
 
 
 @dataclass
