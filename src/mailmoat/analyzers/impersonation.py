@@ -147,6 +147,7 @@ SYMBOLS = (
     ),
 )
 
+
 def _mailbox(addr: str) -> str:
     """One person's mailbox however the address is written: case, "+tag" and Gmail's dots aside."""
     local, _, domain = addr.lower().rpartition("@")

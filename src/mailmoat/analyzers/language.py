@@ -17,7 +17,7 @@ SYMBOLS = (
 
 
 class LanguageAnalyzer(BaseAnalyzer):
-    """A site that reads English and Chinese gets Korean, Russian or Portuguese mail only as spam.
+    """A site that reads English and Chinese gets Korean, Japanese or Portuguese mail only as spam.
 
     Off until the administrator lists the languages read there; a text too short or too mixed to
     tell is left alone, and so is mail between colleagues.
