@@ -86,6 +86,41 @@ def test_a_language_learnt_only_from_spam_is_warned_about(tmp_path: Path) -> Non
     assert "German 0 / 40" in res.output
 
 
+def _dated(root: Path, spam: bool, n: int, year: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    for i in range(n):
+        raw = synthetic_eml(rng, spam, chinese=False).replace(b"\r\n", b"\n")
+        (root / f"{i}.eml").write_bytes(f"Date: Tue, 12 Mar {year} 10:{i % 60:02d}:00 +0000\n".encode() + raw)
+    return root
+
+
+def test_ham_far_older_than_the_spam_is_warned_about(tmp_path: Path) -> None:
+    """List mail of 2002 against phishing of 2024: the model would learn today's words from spam
+    alone. Training says so (the dates are read for that only) and still saves the model; ham and
+    spam of the same years, or too few dated messages, say nothing."""
+    spam = _dated(tmp_path / "spam", True, 20, 2024, 2)
+    data = tmp_path / "var"
+    old = _dated(tmp_path / "old", False, 20, 2002, 1)
+    res = runner.invoke(app, ["train", "--ham", str(old), "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert "warning: the ham learnt is from around 2002 and the spam from around 2024" in res.output
+    assert (data / "models" / "bayes.model").exists()
+    recent = _dated(tmp_path / "recent", False, 20, 2023, 3)
+    res = runner.invoke(app, ["train", "--ham", str(recent), "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
+    assert res.exit_code == 0 and "the ham learnt is from around" not in res.output, res.output
+    # Old spam beside new phishing: the phishing is compared on its own.
+    old_spam, phish = _dated(tmp_path / "old_spam", True, 30, 2003, 5), _dated(tmp_path / "phish", True, 20, 2024, 6)
+    res = runner.invoke(
+        app, ["train", "--ham", str(old), "--spam", str(old_spam), "--phish", str(phish), "--data-dir", str(data), "-j", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "from around 2002 and the phishing from around 2024" in res.output and "the spam from" not in res.output
+    few = _dated(tmp_path / "few", False, 19, 2002, 4)
+    res = runner.invoke(app, ["train", "--ham", str(few), "--spam", str(spam), "--data-dir", str(data), "-j", "1"])
+    assert res.exit_code == 0 and "the ham learnt is from around" not in res.output, res.output
+
+
 def test_status_before_and_after_training(tmp_path: Path) -> None:
     data = tmp_path / "var"
     res = runner.invoke(app, ["train", "--status", "--data-dir", str(data)])

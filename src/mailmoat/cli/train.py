@@ -38,27 +38,32 @@ def _init_worker(qr: QrSettings | None) -> None:
     _qr = qr
 
 
-def tokens_of_file(path: str) -> tuple[str, list[str] | None, str, str]:
-    """(path, tokens, error, language): parse and tokenise one file; never raises."""
+# (path, tokens or None, error, language, year of the Date header or None)
+Tokenised = tuple[str, list[str] | None, str, str, int | None]
+
+
+def tokens_of_file(path: str) -> Tokenised:
+    """(path, tokens, error, language, year): parse and tokenise one file; never raises."""
     from mailmoat.classify import message_tokens
+    from mailmoat.classify.era import year_of
     from mailmoat.classify.language import language_of
     from mailmoat.parse import parse
 
     try:
         p = Path(path)
         if p.stat().st_size > MAX_MESSAGE:
-            return path, None, "too large", ""
+            return path, None, "too large", "", None
         raw = p.read_bytes()
     except OSError as exc:
-        return path, None, f"cannot read: {exc.strerror or exc}", ""
+        return path, None, f"cannot read: {exc.strerror or exc}", "", None
     try:
         message = parse(raw, qr=_qr)
-        return path, sorted(message_tokens(message)), "", language_of(message)
+        return path, sorted(message_tokens(message)), "", language_of(message), year_of(message.date)
     except Exception as exc:  # a parser bug must not stop a training run of thousands of files
-        return path, None, f"{type(exc).__name__}: {exc}", ""
+        return path, None, f"{type(exc).__name__}: {exc}", "", None
 
 
-def tokenise_files(paths: list[str], qr: QrSettings | None, jobs: int) -> Iterator[tuple[str, list[str] | None, str, str]]:
+def tokenise_files(paths: list[str], qr: QrSettings | None, jobs: int) -> Iterator[Tokenised]:
     if jobs <= 1 or len(paths) < 2 * _CHUNK:
         _init_worker(qr)
         yield from map(tokens_of_file, paths)
@@ -81,9 +86,11 @@ def train_dirs(
 
     Phishing given apart from bulk spam gets a view of its own in the model (see
     `mailmoat.classify.bayes`); given together under `spam`, both are read as one kind. The
-    model also counts the languages it learnt (`mailmoat.classify.language`).
+    model also counts the languages it learnt (`mailmoat.classify.language`). When the ham given
+    is years older than the spam, a warning says so (`mailmoat.classify.era`).
     """
     from mailmoat.classify import BayesModel, Classifier, model_path
+    from mailmoat.classify.era import era_warning
 
     path = model_path(settings)
     clf = Classifier.open(path) if add else Classifier(path, BayesModel(), fresh=True)
@@ -93,19 +100,25 @@ def train_dirs(
     ]
     label = dict(labelled)
     qr_settings = settings.qr if qr else None
-    for file, tokens, error, language in tokenise_files([p for p, _ in labelled], qr_settings, jobs):
+    years: dict[str, list[int]] = {"ham": [], "spam": [], "phish": []}  # label -> years of its Date headers
+    for file, tokens, error, language, year in tokenise_files([p for p, _ in labelled], qr_settings, jobs):
         if tokens is None:
             counts["skipped"] += 1
             typer.echo(f"skipped {file}: {error}", err=True)
             continue
         clf.learn_tokens(set(tokens), label[file], name=file, language=language)
         counts[label[file]] += 1
+        if year is not None:
+            years[label[file]].append(year)
     if not clf.trained:
         raise ValueError(
             f"a model needs both ham and spam or phishing (have {clf.model.nham} ham, "
             f"{clf.model.nspam} spam and phishing); nothing saved"
         )
     clf.save()
+    for kind, name in (("spam", "spam"), ("phish", "phishing")):
+        if warning := era_warning(years["ham"], years[kind], name):
+            typer.echo(warning, err=True)
     counts["model_ham"] = clf.model.nham
     counts["model_spam"] = clf.model.nspam
     counts["tokens"] = len(clf.model)
