@@ -131,7 +131,7 @@ RTF_ZH = (
 
 
 def test_rtf_and_opendocument_text() -> None:
-    from mailmoat.attach.doctext import office_text, rtf_text
+    from mailmoat.parse.doctext import office_text, rtf_text
 
     assert rtf_text(RTF_ZH, 1000) == "关于发放工资补贴的通知\n请扫码申领\nClick {here}\n"
     assert rtf_text(RTF_ZH, 5) == "关于发放工"

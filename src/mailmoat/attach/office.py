@@ -6,14 +6,13 @@ import contextlib
 import io
 import logging
 import re
-import struct
 import warnings
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
+from mailmoat.parse.doctext import MAX_XML, ZIP_ERRORS, ooxml_relationships, read_member
 from mailmoat.parse.filetype import OLE2_MAGIC, ole_too_big
 
 log = logging.getLogger(__name__)
@@ -27,19 +26,9 @@ def _quiet_import() -> None:
 
 OOXML_EXTS = frozenset({"docx", "docm", "xlsx", "xlsm", "xlsb", "pptx", "pptm"})
 OLE_EXTS = frozenset({"doc", "xls", "ppt", "ole", "msg"})
-MAX_XML = 8 * 1024 * 1024  # bytes of one OOXML part we look into
 MAX_OOXML_TOTAL = 100 * 1024 * 1024  # declared expanded size of a document we hand to oletools
 EQUATION_CLSIDS = frozenset({"0002CE02-0000-0000-C000-000000000046", "0002CE03-0000-0000-C000-000000000046"})
 MAX_VBA_PROJECT = 20 * 1024 * 1024  # a vbaProject.bin read on its own when olevba cannot open its package
-# What zipfile raises on a damaged package: a bad deflate stream is zlib.error, a bad header struct.error.
-ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, struct.error)
-# relationship types that fetch content from elsewhere when the document opens
-_REMOTE_TYPES = ("attachedtemplate", "oleobject", "frame", "subdocument", "externallinkpath", "control", "package")
-
-_REL_RE = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)>", re.IGNORECASE)
-# The name starts where a word starts: from inside a long run without "=" it was tried at every
-# position (quadratic in a crafted attribute run).
-_ATTR_RE = re.compile(rb"""(?<!\w)(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _INSTR_RE = re.compile(rb"<w:instrText\b[^>]*>([^<]*)</w:instrText>|\bw:instr\s*=\s*\"([^\"]*)\"")
 _DDE_RE = re.compile(r"\bDDE(?:AUTO)?\b", re.IGNORECASE)
 _CSV_DDE_RE = re.compile(rb"""(?m)^[^\n]{0,200}?[=+\-@]\s*[\w.]{1,40}\s*\|\s*['"]""")
@@ -68,13 +57,6 @@ class OfficeReport:
     children: list[tuple[str, bytes]] = field(default_factory=list)  # embedded payloads to scan in turn
 
 
-def _attrs(raw: bytes) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for m in _ATTR_RE.finditer(raw):
-        out[m.group(1).decode("latin-1").lower()] = unescape((m.group(2) or m.group(3) or b"").decode("utf-8", "replace"))
-    return out
-
-
 def _ooxml_safe(zf: zipfile.ZipFile) -> bool:
     # Python's zipfile stops at the declared size, so the central directory bounds what oletools can read.
     total = 0
@@ -83,39 +65,6 @@ def _ooxml_safe(zf: zipfile.ZipFile) -> bool:
         if total > MAX_OOXML_TOTAL:
             return False
     return True
-
-
-def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """One member's bytes, or none when it is damaged: the others are still read."""
-    try:
-        return zf.read(info)
-    except ZIP_ERRORS:
-        return b""
-
-
-def ooxml_relationships(data: bytes) -> tuple[list[tuple[str, str]], list[str]]:
-    """(remote relationships fetched on open, hyperlinks) of an OOXML package, without loading it whole."""
-    remote: list[tuple[str, str]] = []
-    links: list[str] = []
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            for info in zf.infolist()[:2000]:
-                if not info.filename.endswith(".rels") or info.file_size > MAX_XML:
-                    continue
-                for m in _REL_RE.finditer(read_member(zf, info)):
-                    a = _attrs(m.group(1))
-                    if a.get("targetmode", "").lower() != "external":
-                        continue
-                    rtype = a.get("type", "").rsplit("/", 1)[-1]
-                    target = a.get("target", "")
-                    if rtype.lower() == "hyperlink":
-                        if len(links) < 500:
-                            links.append(target)
-                    elif rtype.lower() in _REMOTE_TYPES or target.lower().startswith(("\\\\", "file:", "mhtml:")):
-                        remote.append((rtype, target))
-    except ZIP_ERRORS:
-        pass
-    return remote, links
 
 
 def _ooxml(data: bytes, report: OfficeReport) -> None:

@@ -87,8 +87,7 @@ class _Reader:
 
     def read(self, part: Part, name: str, data: bytes, kind: str) -> None:
         from mailmoat.attach import pdf
-        from mailmoat.attach.doctext import office_text, rtf_text
-        from mailmoat.attach.office import ooxml_relationships
+        from mailmoat.parse.doctext import office_text, ooxml_relationships, rtf_text
 
         doc = Document(part_path=part.path, filename=name, kind=kind)
         links: list[str] = []

@@ -1,16 +1,26 @@
-"""The words of Office documents as their reader sees them: OOXML (Word, PowerPoint, Excel), OpenDocument and RTF."""
+"""The words and links of Office documents as their reader sees them: OOXML (Word, PowerPoint, Excel), OpenDocument and RTF."""
 
 from __future__ import annotations
 
 import codecs
 import io
 import re
+import struct
 import zipfile
+import zlib
 from html import unescape
 
-from mailmoat.attach.office import MAX_XML, ZIP_ERRORS, read_member
-
 MAX_RTF = 8 * 1024 * 1024  # bytes of an RTF file read for text
+MAX_XML = 8 * 1024 * 1024  # bytes of one OOXML part we look into
+# What zipfile raises on a damaged package: a bad deflate stream is zlib.error, a bad header struct.error.
+ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, struct.error)
+# relationship types that fetch content from elsewhere when the document opens
+_REMOTE_TYPES = ("attachedtemplate", "oleobject", "frame", "subdocument", "externallinkpath", "control", "package")
+
+_REL_RE = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)>", re.IGNORECASE)
+# The name starts where a word starts: from inside a long run without "=" it was tried at every
+# position (quadratic in a crafted attribute run).
+_ATTR_RE = re.compile(rb"""(?<!\w)(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 # Word and PowerPoint text runs, Excel's shared strings; the end of a paragraph or cell is a line
 # end, a tab or break a space.
@@ -176,3 +186,43 @@ def rtf_text(data: bytes, limit: int) -> str:
                 out.add(text.decode(codepage, "replace"))
     flush()
     return out.text
+
+
+def _attrs(raw: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for m in _ATTR_RE.finditer(raw):
+        out[m.group(1).decode("latin-1").lower()] = unescape((m.group(2) or m.group(3) or b"").decode("utf-8", "replace"))
+    return out
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """One member's bytes, or none when it is damaged: the others are still read."""
+    try:
+        return zf.read(info)
+    except ZIP_ERRORS:
+        return b""
+
+
+def ooxml_relationships(data: bytes) -> tuple[list[tuple[str, str]], list[str]]:
+    """(remote relationships fetched on open, hyperlinks) of an OOXML package, without loading it whole."""
+    remote: list[tuple[str, str]] = []
+    links: list[str] = []
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist()[:2000]:
+                if not info.filename.endswith(".rels") or info.file_size > MAX_XML:
+                    continue
+                for m in _REL_RE.finditer(read_member(zf, info)):
+                    a = _attrs(m.group(1))
+                    if a.get("targetmode", "").lower() != "external":
+                        continue
+                    rtype = a.get("type", "").rsplit("/", 1)[-1]
+                    target = a.get("target", "")
+                    if rtype.lower() == "hyperlink":
+                        if len(links) < 500:
+                            links.append(target)
+                    elif rtype.lower() in _REMOTE_TYPES or target.lower().startswith(("\\\\", "file:", "mhtml:")):
+                        remote.append((rtype, target))
+    except ZIP_ERRORS:
+        pass
+    return remote, links
