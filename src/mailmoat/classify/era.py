@@ -17,7 +17,6 @@ from mailmoat.parse.headers import parse_date
 MIN_DATED = 20
 # Medians this many years apart (or more) make the warning.
 GAP_YEARS = 3
-_SECONDS_PER_YEAR = 365.2425 * 86400
 
 
 def year_of(date_header: str) -> int | None:
@@ -25,7 +24,7 @@ def year_of(date_header: str) -> int | None:
     ts = parse_date(date_header) if date_header else None
     if ts is None or ts > time.time() + 86400 or ts < 0:
         return None
-    return int(1970 + ts // _SECONDS_PER_YEAR)
+    return time.gmtime(ts).tm_year
 
 
 def era_warning(ham_years: list[int], other_years: list[int], other: str = "spam") -> str | None:
