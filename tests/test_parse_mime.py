@@ -84,6 +84,26 @@ def test_single_part_message_is_part_1() -> None:
     assert [p.path for p in m.parts] == ["1"] and m.html_text == "hello" and not m.parts[0].is_attachment
 
 
+def test_text_labelled_base64_is_read_as_written() -> None:
+    zh = "十万元买商铺，包租十年，每年固定回报10%。详情请致电。".encode("gb2312")
+    head = b"Subject: x\nContent-Type: text/html; charset=gb2312\nContent-Transfer-Encoding: base64\n\n"
+    m = parse(head + b"<p>" + zh + b"</p>\n")
+    assert "包租十年" in m.body_text and any(d.startswith("mime:not-base64 part=1") for d in m.defects)
+    english = head.replace(b"gb2312", b"us-ascii") + b"Dear friend, this offer is for you only. Reply today!\n"
+    assert "offer is for you only" in parse(english).body_text
+    # real base64, even with blanks at its line ends and one damaged byte, is decoded as before
+    real = base64.encodebytes("包租十年，固定回报".encode("gb2312")).replace(b"\n", b"  \n") + b"!\n"
+    m = parse(head + real)
+    assert "包租十年" in m.body_text and not any("not-base64" in d for d in m.defects)
+    # an attachment labelled base64 is never read as text this way
+    att = parse(
+        b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n"
+        b"--b\nContent-Type: text/plain; name=a.txt\nContent-Disposition: attachment\n"
+        b"Content-Transfer-Encoding: base64\n\nplain words, not base64 at all\n--b--\n"
+    )
+    assert not any("not-base64" in d for d in att.defects)
+
+
 def test_attachment_without_disposition_and_inline_named_image() -> None:
     raw = (
         b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n"

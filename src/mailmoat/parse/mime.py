@@ -34,6 +34,18 @@ _BOUNDARY_LINE = re.compile(r"^--([^\s\"]{1,200}?)(?:--)?[ \t]*\r?$", re.M)
 # An XML property list (an unsigned Apple configuration profile) is text, and its links are read.
 _TEXTUAL_TRUE_TYPES = frozenset({"text/html", "text/plain", "image/svg+xml", "application/xml", "application/x-plist", "application/hta"})
 _BODY_TYPES = ("text/plain", "text/html")
+# Bytes a base64 body holds: its alphabet, padding and line breaks.
+_BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n"
+
+
+def _not_base64(raw: bytes) -> bool:
+    """A body labelled base64 that is plain text: decoding would drop its letters and read the rest
+    as bytes. Real base64 has no spaces inside its lines, and a few stray bytes (damage in transit,
+    blanks at line ends) stay far below a tenth; text has spaces, punctuation or 8-bit bytes."""
+    sample = raw[:8192]
+    stray = len(sample.translate(None, _BASE64_BYTES))
+    dense = len(sample.translate(None, b"\r\n"))
+    return stray >= 8 and stray * 10 > dense
 
 
 @dataclass
@@ -268,14 +280,23 @@ class _Walker:
             self.defect(f"limit:decoded-size part={path}", part)
             part.size = raw_len
             return
-        try:
-            data = node.get_payload(decode=True)
-        except Exception as exc:  # damaged transfer encodings
-            self.defect(f"mime:undecodable-payload part={path} {type(exc).__name__}", part)
-            data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) and header_bytes(payload) else b""
+        body = shown_as in _BODY_TYPES and part.disposition != "attachment" and not part.filename
+        # The payload as parsed, 8-bit bytes still surrogate-escaped (get_payload() would decode them).
+        kept = getattr(node, "_payload", None)
+        raw = header_bytes(kept) if isinstance(kept, str) else None
+        if body and raw and (raw_header(node, "content-transfer-encoding") or "").strip().lower() == "base64" and _not_base64(raw):
+            # What the sender's mailer wrote as 8bit text under a base64 label: read as written.
+            self.defect(f"mime:not-base64 part={path}", part)
+            data: bytes | None = raw
+        else:
+            try:
+                decoded = node.get_payload(decode=True)
+                data = decoded if isinstance(decoded, bytes) else b""
+            except Exception as exc:  # damaged transfer encodings
+                self.defect(f"mime:undecodable-payload part={path} {type(exc).__name__}", part)
+                data = raw or b""
         if not isinstance(data, bytes):
             data = b""
-        body = shown_as in _BODY_TYPES and part.disposition != "attachment" and not part.filename
         part.is_attachment = not body and _is_attachment(part)
         self._take(part, data, opened=part.is_attachment)
         if body:
