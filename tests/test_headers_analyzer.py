@@ -51,6 +51,16 @@ async def test_a_mended_or_unterminated_encoded_word_is_still_a_defect(settings:
     assert "header:unterminated-encoded-word" in (await run(settings, m))["MIME_DEFECT"]
 
 
+async def test_a_header_block_split_by_a_blank_line(settings: Settings) -> None:
+    raw = (
+        b"From: a@example.cn\r\nMessage-ID: <1@example.cn>\r\nSubject: =?utf-8?B?5pyN5Yqh?=\r\n\r\n"
+        b" =?utf-8?B?5pyN5Yqh?=\r\nDate: Wed, 13 Jul 2005 19:47:14 +0800\r\n\r\nhello\r\n"
+    )
+    found = await run(settings, parse(raw))
+    assert set(found) == {"HEADERS_SPLIT_BY_BLANK_LINE"}, found  # the Date was read: no MISSING_DATE
+    assert "1 header(s) after 1 blank line(s)" in found["HEADERS_SPLIT_BY_BLANK_LINE"]
+
+
 async def test_limits_incomplete_multiple_from_and_many_recipients(settings: Settings) -> None:
     m = Message(
         headers=[("From", "a@example.org"), ("From", "b@example.org"), ("Date", "x"), ("Message-ID", "<y@example.org>")],

@@ -143,3 +143,45 @@ def test_a_line_that_ends_no_encoded_word_still_ends_the_headers() -> None:
     assert m.attachments == []
     assert not any(d.startswith("header:split-encoded-word") for d in m.defects)
     assert "mime:MissingHeaderBodySeparatorDefect" in m.defects
+
+
+def _blank_in_fold(after: bytes) -> bytes:
+    first = base64.b64encode("《鲜花网》专为您在本地的客户".encode("gb2312")).decode()
+    rest = base64.b64encode("服务！".encode("gb2312")).decode()
+    return (
+        b"From: a@example.cn\r\nTo: b@example.cn\r\nSubject: =?gb2312?B?" + first.encode() + b"?=\r\n\r\n"
+        b" =?GB2312?B?" + rest.encode() + b"?=\r\n" + after
+    )
+
+
+def test_a_blank_line_inside_a_folded_encoded_header_is_mended() -> None:
+    """One bulk mailer writes a blank line between an encoded Subject and its folded rest, then the
+    other headers: they are read as headers, not as the body's first words."""
+    zh = "欢迎订购鲜花，市区内免费送货。".encode("gb2312")
+    m = parse(
+        _blank_in_fold(
+            b"Content-Type: text/html;charset=\"GB2312\"\r\nReply-To: shop@example.net\r\n"
+            b"Date: Wed, 13 Jul 2005 19:47:14 +0800\r\n\r\n<p>" + zh + b"</p>\r\n"
+        )
+    )
+    assert m.subject == "《鲜花网》专为您在本地的客户服务！"
+    assert m.header("Reply-To") == "shop@example.net" and m.header("Date").startswith("Wed")
+    assert m.body_text == "欢迎订购鲜花，市区内免费送货。"
+    assert "header:blank-line-in-fold 3 header(s) after 1 blank line(s)" in m.defects
+    # a copy with a blank line before each folded line of the Subject
+    two = _blank_in_fold(b"\r\n =?utf-8?B?5pyN5Yqh?=\r\nDate: Wed, 13 Jul 2005 19:47:14 +0800\r\n\r\nhi\r\n")
+    m = parse(two)
+    assert m.subject.endswith("服务！服务") and m.header("Date") and m.text.strip() == "hi"
+    assert "header:blank-line-in-fold 1 header(s) after 2 blank line(s)" in m.defects
+
+
+def test_a_body_that_only_starts_like_headers_stays_the_body() -> None:
+    # no fold after the blank line: an ordinary body that starts with "Name: value" lines
+    m = parse(b"From: a@example.org\r\nSubject: =?utf-8?Q?Caf=C3=A9?=\r\n\r\nName: Ann\r\nPhone: 1\r\n\r\nhi\r\n")
+    assert "Name: Ann" in m.text and m.header("Name") == ""
+    # a fold, but text that is no header after it
+    m = parse(_blank_in_fold(b"Dear friend, flowers for you.\r\n\r\nhi\r\n"))
+    assert "Dear friend" in m.text and not any("blank-line-in-fold" in d for d in m.defects)
+    # the fold and headers, but the header before the blank line ends in no encoded word
+    m = parse(b"Subject: plain\r\n\r\n =?utf-8?Q?x?=\r\nDate: Wed, 13 Jul 2005 19:47:14 +0800\r\n\r\nhi\r\n")
+    assert m.header("Date") == "" and not any("blank-line-in-fold" in d for d in m.defects)

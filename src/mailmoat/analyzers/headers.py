@@ -1,5 +1,6 @@
 """Cheap structural checks: parse defects, missing From/Date/Message-ID, a From no mail software
-writes, malformed message identifiers, several From, crowded To/Cc."""
+writes, malformed message identifiers, several From, a header block split by a blank line,
+crowded To/Cc."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ _LIMIT = "limit:"
 _INCOMPLETE = ("parse:", "enrich:", "document ")
 _MULTI_FROM = ("header:multiple-from-addresses", "header:duplicate-from")
 _UNQUOTED_COMMA = "header:from-unquoted-comma"
+_BLANK_IN_FOLD = "header:blank-line-in-fold"
 # A label of a host name: letters (of any script, for IDNs) and digits, hyphens inside.
 _HOST_LABEL = re.compile(r"(?:[^\W_]|[^\W_][\w-]*[^\W_])")
 _BRACKETED = re.compile(r"<([^<>]*)>")
@@ -114,6 +116,12 @@ class HeadersAnalyzer(BaseAnalyzer):
             "headers",
             "Inbound Message-ID, In-Reply-To or References identifier that is not <left@right> or is hundreds of characters long",
         ),
+        Symbol(
+            "HEADERS_SPLIT_BY_BLANK_LINE",
+            2.0,
+            "headers",
+            "A blank line inside a folded header ended the header block early: broken bulk-mail software",
+        ),
         Symbol("MANY_RECIPIENTS_TO", 1.0, "headers", f"{MANY_RECIPIENTS} or more addresses in To/Cc"),
     )
 
@@ -154,6 +162,9 @@ class HeadersAnalyzer(BaseAnalyzer):
             out.append(self.finding("MISSING_DATE", "no Date header"))
         if not m.header("Message-ID").strip():
             out.append(self.finding("MISSING_MESSAGE_ID", "no Message-ID header"))
+        split = next((d for d in m.defects if d.startswith(_BLANK_IN_FOLD)), None)
+        if split and ctx.envelope.direction == Direction.INBOUND:
+            out.append(self.finding("HEADERS_SPLIT_BY_BLANK_LINE", f"headers read again after the blank line ({split})"))
         if ctx.envelope.direction == Direction.INBOUND:
             # Our own applications may number their mail as they like; from outside it is a kit's.
             ids = m.header_all("In-Reply-To") + m.header_all("References")

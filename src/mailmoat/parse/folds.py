@@ -1,4 +1,5 @@
-"""Mend header lines that a broken mailer split inside an encoded word without the folding blank."""
+"""Mend header blocks that a broken mailer split: inside an encoded word without the folding blank,
+or by a blank line before a header's folded continuation."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _OPEN_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*$")
 # The rest of that word at the start of the next line, up to its "?=": "xMs=?=".
 _WORD_TAIL = re.compile(rb"[^?\s]*\?=")
+# A folded line that holds an encoded word: " =?GB2312?B?MDAwvNI=?=".
+_FOLDED_WORD = re.compile(rb"[ \t]+=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_SPLIT_BLOCK_MAX = 100  # header lines read after such a blank line
+_SPLIT_RUNS_MAX = 8  # blank lines read inside one folded header
 
 
 def mend_split_words(data: bytes, defects: list[str]) -> bytes:
@@ -57,3 +62,47 @@ def mend_split_words(data: bytes, defects: list[str]) -> bytes:
             out += b"\n"
         out += lines[i]
     return bytes(out) + data[end:]
+
+
+def mend_blank_fold(data: bytes, defects: list[str]) -> bytes:
+    """`data` without the blank line that a broken mailer wrote inside a folded encoded header,
+    or `data` itself when there is none.
+
+    One bulk mailer writes a long encoded Subject, then a blank line, then the Subject's folded
+    rest (" =?GB2312?B?...?=") and the remaining headers (To, Content-Type, Reply-To, Date).
+    Read as written, the header block ends at the blank line: the charset, Reply-To and Date are
+    lost and the headers are read as the body's first words. Only this shape is mended: the
+    header before the blank line ends in an encoded word, the line after it continues one, and
+    every line up to the next blank line is a header or a fold, so a body that merely starts
+    with indented text or "Name: value" lines stays the body."""
+    m = _BLANK_LINE.search(data, 0, MAX_HEAD)
+    if m is None:
+        return data
+    before = data[: m.start()].rsplit(b"\n", 1)[-1].rstrip(b"\r")
+    if not before.endswith(b"?=") or b"=?" not in before:
+        return data
+    pieces = [data[: m.start()]]
+    blank = m
+    # Some copies hold a blank line before each folded line of the Subject: read a few such runs.
+    for run in range(1, _SPLIT_RUNS_MAX + 1):
+        start = blank.end()
+        end = _BLANK_LINE.search(data, start, start + MAX_HEAD)
+        if end is None:
+            return data
+        lines = data[start : end.start()].split(b"\n")
+        if len(lines) > _SPLIT_BLOCK_MAX or not _FOLDED_WORD.match(lines[0].rstrip(b"\r")):
+            return data
+        headers = 0
+        for line in lines[1:]:
+            text = line.rstrip(b"\r")
+            if _HEADER_LINE.match(text):
+                headers += 1
+            elif text[:1] not in (b" ", b"\t"):
+                return data
+        newline = blank.group(0)
+        pieces.append(newline[: newline.index(b"\n") + 1] + data[start : end.start()])
+        if headers:
+            defects.append(f"header:blank-line-in-fold {headers} header(s) after {run} blank line(s)")
+            return b"".join(pieces) + data[end.start() :]
+        blank = end
+    return data

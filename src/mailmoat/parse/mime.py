@@ -21,7 +21,7 @@ from mailmoat.parse.charset import (
     no_surrogates,
     unfold,
 )
-from mailmoat.parse.folds import mend_split_words
+from mailmoat.parse.folds import mend_blank_fold, mend_split_words
 from mailmoat.parse.html import meta_charset
 
 MAX_PARTS = 1000  # MIME parts per message, attached messages included
@@ -71,7 +71,7 @@ class MimeResult:
 
 def parse_bytes(data: bytes, defects: list[str]) -> EmailMessage | None:
     """The stdlib tree (compat32: about 7x faster than policy.default); headers only if the body defeats it."""
-    data = mend_split_words(data, defects)
+    data = mend_blank_fold(mend_split_words(data, defects), defects)
     try:
         return message_from_bytes(data, policy=compat32)
     except Exception as exc:  # RecursionError on absurd nesting, parser bugs
