@@ -535,6 +535,29 @@ async def test_a_job_scam_that_moves_the_talk_to_a_phone(settings: Settings) -> 
     assert "LEXICON_JOB_SCAM" in found and "JOB_SCAM_WITH_PHONE" not in found
 
 
+async def test_invoices_offered_for_sale_with_a_number_to_call(settings: Settings) -> None:
+    """代开发票: a company's surplus invoices sold at a few tax points, "pay after checking". The
+    tax office's notice that individuals may have an invoice issued names the invoice and the tax,
+    never a price, and stays silent even with its hotline."""
+    sale = (
+        "贵公司负责人（经理财务）您好：我公司因进项较多，完成不了每月销售额度，现有余额发票可以优惠代开，"
+        "普通发票1.5%左右的税点，增值税发票及海关缴款书6%。可验证后付款。联系人：王先生 手机：13926527252"
+    )
+    found = await _run(settings, Message(subject="优惠代开发票", text=sale))
+    assert {"LEXICON_INVOICE_FRAUD", "INVOICE_FRAUD_WITH_PHONE"} <= set(found)
+    assert "13926527252" in found["INVOICE_FRAUD_WITH_PHONE"].evidence
+    # Traditional characters are read as Simplified.
+    big5 = "本公司有多餘的發票可以低點向貴公司代開，稅點優惠，驗證後付款。電話：0755-81577859"
+    assert "INVOICE_FRAUD_WITH_PHONE" in await _run(settings, Message(subject="項目合作", text=big5))
+    notice = (
+        "各位同事：个人取得劳务报酬，需持身份证到税务局代开发票。小规模纳税人可申请代开增值税专用发票，"
+        "购买方凭票抵扣进项税额，税率按规定执行。如有疑问请致电财务部 010-6512-3456。"
+    )
+    assert not {"LEXICON_INVOICE_FRAUD", "INVOICE_FRAUD_WITH_PHONE"} & set(
+        await _run(settings, Message(subject="关于代开发票的通知", text=notice))
+    )
+
+
 # Lures of today's waves, most in the European languages that 40% of the phishing corpus is
 # written in, each beside ordinary mail that uses the same words: a shop's raffle, a training
 # provider's CPF course, a bank statement, a courier's notice, a news story.
