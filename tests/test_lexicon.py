@@ -502,9 +502,12 @@ def test_phone_numbers() -> None:
         ("客服热线 400-820-5555，", "400-820-5555"),
         ("手机 13800138000 联系", "13800138000"),
         ("call 0755-8888 1234 ext. 5", "0755-8888 1234"),
+        # Chinese numbers dialled with the trunk 0: a Beijing line, a mobile from another city
+        ("电话:01065123456", "01065123456"),
+        ("联系电话:013826588844(24小时)", "013826588844"),
     ]:
         assert phone_number(text) == number, text
-    for text in ("on 2026-11-23 09:00", "order 12345678901234567890", "INV-2026-1187", "1Z999AA10123456784", "pay $499.99"):
+    for text in ("on 2026-11-23 09:00", "order 12345678901234567890", "INV-2026-1187", "1Z999AA10123456784", "pay $499.99", "ref 0012345678901234"):
         assert phone_number(text) is None, text
 
 

@@ -396,8 +396,10 @@ def phone_number(text: str) -> str | None:
         number = m.group(0).strip(" .-")
         digits = sum(c.isdigit() for c in number)
         groups = [g for g in _PHONE_SPLIT.split(number) if g]
-        # One group of digits is a number only when it reads as one: +country code or a mobile.
-        grouped = len(groups) > 1 or number.startswith("+") or number[:1] == "1"
+        # One group of digits is a number only when it reads as one: +country code, a mobile, or
+        # a Chinese number dialled with its trunk 0 (01065123456, and 013826588844 for a mobile).
+        trunk = number[:1] == "0" and 11 <= digits <= 12
+        grouped = len(groups) > 1 or number.startswith("+") or number[:1] == "1" or trunk
         if 10 <= digits <= 15 and len(groups) <= 5 and grouped and not _DATE_LIKE.match(number):
             return number
     return None
