@@ -39,9 +39,10 @@ _BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 
 
 def _not_base64(raw: bytes) -> bool:
-    """A body labelled base64 that is plain text: decoding would drop its letters and read the rest
-    as bytes. Real base64 has no spaces inside its lines, and a few stray bytes (damage in transit,
-    blanks at line ends) stay far below a tenth; text has spaces, punctuation or 8-bit bytes."""
+    """A body labelled base64 that is plain text: decoding would drop every byte outside the
+    alphabet and read the letters left as base64, which gives noise. Real base64 has no spaces
+    inside its lines, and a few stray bytes (damage in transit, blanks at line ends) stay far
+    below a tenth; text has spaces, punctuation or 8-bit bytes."""
     sample = raw[:8192]
     stray = len(sample.translate(None, _BASE64_BYTES))
     dense = len(sample.translate(None, b"\r\n"))
@@ -283,20 +284,19 @@ class _Walker:
         body = shown_as in _BODY_TYPES and part.disposition != "attachment" and not part.filename
         # The payload as parsed, 8-bit bytes still surrogate-escaped (get_payload() would decode them).
         kept = getattr(node, "_payload", None)
-        raw = header_bytes(kept) if isinstance(kept, str) else None
-        if body and raw and (raw_header(node, "content-transfer-encoding") or "").strip().lower() == "base64" and _not_base64(raw):
+        base64_label = (raw_header(node, "content-transfer-encoding") or "").strip().lower() == "base64"
+        raw = header_bytes(kept) if body and base64_label and isinstance(kept, str) else None
+        if raw and _not_base64(raw):
             # What the sender's mailer wrote as 8bit text under a base64 label: read as written.
             self.defect(f"mime:not-base64 part={path}", part)
-            data: bytes | None = raw
+            data = raw
         else:
             try:
                 decoded = node.get_payload(decode=True)
                 data = decoded if isinstance(decoded, bytes) else b""
             except Exception as exc:  # damaged transfer encodings
                 self.defect(f"mime:undecodable-payload part={path} {type(exc).__name__}", part)
-                data = raw or b""
-        if not isinstance(data, bytes):
-            data = b""
+                data = (header_bytes(kept) if isinstance(kept, str) else None) or b""
         part.is_attachment = not body and _is_attachment(part)
         self._take(part, data, opened=part.is_attachment)
         if body:
