@@ -123,3 +123,31 @@ def test_mime_shaped(raw: bytes) -> None:
 @given(mutated_samples())
 def test_mutated_samples(raw: bytes) -> None:
     _check(raw)
+
+
+_WORD = "=?gb2312?B?xOO6ww==?="  # 你好
+
+
+@st.composite
+def split_header_blocks(draw: st.DrawFn) -> bytes:
+    """A Subject whose folded rest a mailer wrote after one or more blank lines, then header lines
+    (some junk), then a body: the shape `parse/folds.py` mends, and the shapes next to it."""
+    sep = draw(st.sampled_from([b"\r\n", b"\n"]))
+    lines = [b"From: a@b.cn", b"Subject: " + _WORD.encode()]
+    for _ in range(draw(st.sampled_from([1, 1, 2, 3, 9]))):  # 9: more than are read
+        lines.append(b"")
+        lines.append(draw(st.sampled_from([b" ", b" ", b"\t", b""])) + draw(st.sampled_from([_WORD.encode()] * 3 + [b"=?x?B?!!?=", b"text"])))
+    headers = _header_names.map(lambda n: n.encode() + b": x")
+    for _ in range(draw(st.integers(0, 4)) or 1):
+        lines.append(draw(st.one_of(headers, headers, headers, _tokens.map(str.encode), st.binary(max_size=20))))
+    lines += [b"", b"body"] if draw(st.booleans()) else []
+    return sep.join(lines)
+
+
+@FAST
+@given(split_header_blocks())
+def test_split_header_blocks_parse(raw: bytes) -> None:
+    m = parse(raw)
+    assert isinstance(m, Message) and m.raw == raw
+    if any(d.startswith("header:blank-line-in-fold") for d in m.defects):
+        assert m.subject.startswith("你好")  # the Subject kept its first word and took its folds
