@@ -93,6 +93,11 @@ def raw_header(node: EmailMessage, name: str) -> str | None:
     return None
 
 
+def _transfer_encoding(node: EmailMessage) -> str:
+    """The Content-Transfer-Encoding a part declares, lower-case ("" when none)."""
+    return (raw_header(node, "content-transfer-encoding") or "").strip().lower()
+
+
 def _split_params(value: str) -> list[tuple[str, str]]:
     """`a; b=1; c="x;y"` → [("a", ""), ("b", "1"), ("c", '"x;y"')], honouring quotes."""
     out: list[tuple[str, str]] = []
@@ -261,7 +266,7 @@ class _Walker:
             data = payload.encode("ascii", "surrogateescape") if header_bytes(payload) is not None else payload.encode("utf-8")
         else:
             data = b""
-        cte = (raw_header(node, "content-transfer-encoding") or "").strip().lower()
+        cte = _transfer_encoding(node)
         if cte in ("base64", "quoted-printable"):
             data = _transfer_decode(data, cte)
         self._take(part, data)
@@ -284,8 +289,7 @@ class _Walker:
         body = shown_as in _BODY_TYPES and part.disposition != "attachment" and not part.filename
         # The payload as parsed, 8-bit bytes still surrogate-escaped (get_payload() would decode them).
         kept = getattr(node, "_payload", None)
-        base64_label = (raw_header(node, "content-transfer-encoding") or "").strip().lower() == "base64"
-        raw = header_bytes(kept) if body and base64_label and isinstance(kept, str) else None
+        raw = header_bytes(kept) if body and isinstance(kept, str) and _transfer_encoding(node) == "base64" else None
         if raw and _not_base64(raw):
             # What the sender's mailer wrote as 8bit text under a base64 label: read as written.
             self.defect(f"mime:not-base64 part={path}", part)
