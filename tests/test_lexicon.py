@@ -505,6 +505,9 @@ def test_phone_numbers() -> None:
         # Chinese numbers dialled with the trunk 0: a Beijing line, a mobile from another city
         ("电话:01065123456", "01065123456"),
         ("联系电话:013826588844(24小时)", "013826588844"),
+        # Written straight after Chinese words, and two numbers side by side
+        ("联系人张诗杰13318787770欢迎来电", "13318787770"),
+        ("详情请电: 013420942588  0755-81547669", "013420942588"),
     ]:
         assert phone_number(text) == number, text
     for text in ("on 2026-11-23 09:00", "order 12345678901234567890", "INV-2026-1187", "1Z999AA10123456784", "pay $499.99", "ref 0012345678901234"):
@@ -552,6 +555,14 @@ async def test_invoices_offered_for_sale_with_a_number_to_call(settings: Setting
     # Traditional characters are read as Simplified.
     big5 = "本公司有多餘的發票可以低點向貴公司代開，稅點優惠，驗證後付款。電話：0755-81577859"
     assert "INVOICE_FRAUD_WITH_PHONE" in await _run(settings, Message(subject="項目合作", text=big5))
+    # The trade's other words: a surplus "issued outward", points on offer, pay once satisfied;
+    # and the number written straight after the name.
+    for other in (
+        "贵公司负责人您好！本公司有各种发票向外代开，点数从优，如有需要欢迎来电垂询！联系人张先生13539482666",
+        "我集团现有多余专用发票可以优惠代开（先用票满意再付款），贵公司如有需要请来电：020-80986821",
+        "现有部分结余发票可以代开，可先验票，欢迎来电洽谈！详情请电： 013420942588  0755-81547669",
+    ):
+        assert "INVOICE_FRAUD_WITH_PHONE" in await _run(settings, Message(subject="业务洽谈", text=other)), other
     notice = (
         "各位同事：个人取得劳务报酬，需持身份证到税务局代开发票。小规模纳税人可申请代开增值税专用发票，"
         "购买方凭票抵扣进项税额，税率按规定执行。如有疑问请致电财务部 010-6512-3456。"

@@ -383,8 +383,11 @@ def match(lexset: LexiconSet, message: Message) -> dict[str, LexiconHit]:
 
 
 # A telephone number as written in mail: an optional +country code, groups of digits separated by
-# spaces, dots, dashes or brackets ("+1 (808) 555-0143", "400-820-5555", "138 0013 8000").
-_PHONE = re.compile(r"(?<![\w+])(?:\+|\(|\d)[\d ().-]{7,22}\d(?![\w])")
+# single spaces, dots, dashes or brackets ("+1 (808) 555-0143", "400-820-5555", "138 0013 8000").
+# Two numbers written side by side ("013420942588  0755-81547669") are two, not one too long;
+# and Chinese writes a number straight after its words ("联系人张诗杰13318787770"), so only a
+# Latin letter or digit next to it makes it part of a longer code.
+_PHONE = re.compile(r"(?<![A-Za-z0-9_+])(?:\+|\(|\d)(?:[\d().-]| (?=[\d(])){7,22}\d(?![A-Za-z0-9_])")
 _PHONE_SPLIT = re.compile(r"[ ().-]")
 _DATE_LIKE = re.compile(r"^(?:19|20)\d\d[.-]\d{1,2}[.-]\d{1,2}")
 
@@ -393,7 +396,11 @@ def phone_number(text: str) -> str | None:
     """The first telephone number in a text: 10 to 15 digits in at most five groups (long digit
     runs such as order or card numbers, and dates, are not numbers to call)."""
     for m in _PHONE.finditer(text[:MAX_TEXT]):
-        number = m.group(0).strip(" .-")
+        number = m.group(0)
+        if number.count("(") > number.count(")"):
+            # "013826588844(24小时)": a bracket opened after the number is a remark, not its area code.
+            number = number[: number.rindex("(")]
+        number = number.strip(" .-")
         digits = sum(c.isdigit() for c in number)
         groups = [g for g in _PHONE_SPLIT.split(number) if g]
         # One group of digits is a number only when it reads as one: +country code, a mobile, or
