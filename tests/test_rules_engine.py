@@ -213,6 +213,14 @@ def test_function_helpers_directly() -> None:
     assert fn.contains_any("請把工資卡變更為新的賬戶", ["工资卡"]) and fn.icontains("更换工资卡", "工資卡")
     assert fn.count_any("GIFT card 禮品卡", ["gift card", "礼品卡", "购物卡"]) == 2
     assert not fn.contains_any("工资单", ["工资卡"])
+    # A greeting names the address in the opening; a footer naming it, or a longer address, does not count.
+    assert fn.greets("Dear staff@example.org,\nYour mailbox is full.", "Staff@Example.org")
+    assert fn.greets("尊敬的staff@example.org用户：您的邮箱已满", "staff@example.org")
+    assert fn.greets("Olá staff@example.org!", "staff@example.org", ["olá"])
+    assert not fn.greets("Dear staff@example.org.uk,", "staff@example.org")
+    assert not fn.greets("Dear Jane,\nThis message was sent to staff@example.org.", "staff@example.org")
+    assert not fn.greets(("x " * 400) + "Dear staff@example.org", "staff@example.org")
+    assert not fn.greets("Dear staff@example.org", "") and not fn.greets(None, "staff@example.org")
 
 
 # -- library: built-in + site, reload, disabled, duplicates -------------------------------------------

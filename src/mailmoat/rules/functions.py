@@ -60,6 +60,34 @@ def count_any(text: Any, needles: list[str]) -> int:
     return sum(1 for n in needles if _fold_needle(n) in low)
 
 
+# Greetings open a message: a name further down is not one.
+GREETING_REACH = 600
+# What `greets` looks for when a rule names no words of its own: the openings of the languages
+# the lures come in.
+GREETINGS = (
+    "dear", "hello", "hi", "hey", "greetings", "good morning", "good afternoon", "good day", "attention",
+    "hallo", "guten tag", "liebe", "lieber", "sehr geehrte", "sehr geehrter",
+    "bonjour", "salut", "cher", "chère", "beste", "hoi", "geachte",
+    "olá", "ola", "oi", "prezado", "prezada", "prezado(a)", "caro", "cara", "hola", "estimado", "estimada",
+    "您好", "你好", "尊敬的", "亲爱的",
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _greeting(words: tuple[str, ...], name: str) -> re.Pattern[str]:
+    alts = "|".join(re.escape(_fold(w)) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z])(?:{alts})[\s,:;!.-]{{0,3}}<?{re.escape(_fold(name))}(?![a-z0-9_-]|\.[a-z0-9])")
+
+
+def greets(text: Any, name: Any, words: list[str] | None = None) -> bool:
+    """The opening of the text greets `name` with one of the greeting words (`GREETINGS` unless
+    given): "Dear jane@example.org", "Hallo jane@example.org,"; case-insensitive, Traditional and
+    Simplified Chinese alike."""
+    if not isinstance(text, str) or not isinstance(name, str) or not name:
+        return False
+    return _greeting(tuple(words or GREETINGS), name).search(_fold(text[:GREETING_REACH])) is not None
+
+
 # A Chinese, Japanese or Korean character (or a full-width sign) says about what three Latin
 # letters do: a two-character word is an English word of five or six letters.
 CJK_WEIGHT = 3
@@ -139,6 +167,7 @@ STATIC_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "count_any": count_any,
     "lower": lower,
     "text_size": text_size,
+    "greets": greets,
     "join": join,
     "domain_in": domain_in,
     "is_freemail": is_freemail,
