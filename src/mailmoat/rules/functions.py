@@ -73,10 +73,14 @@ GREETINGS = (
 )
 
 
-@functools.lru_cache(maxsize=256)
-def _greeting(words: tuple[str, ...], name: str) -> re.Pattern[str]:
+@functools.lru_cache(maxsize=64)
+def _greeting(words: tuple[str, ...]) -> re.Pattern[str]:
     alts = "|".join(re.escape(_fold(w)) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<![a-z])(?:{alts})[\s,:;!.-]{{0,3}}<?{re.escape(_fold(name))}(?![a-z0-9_-]|\.[a-z0-9])")
+    return re.compile(rf"(?<![a-z])(?:{alts})[\s,:;!.-]{{0,3}}<?")
+
+
+# What may follow a greeted name: not more of a name or of an address ("jane@example.org.uk").
+_NAME_GOES_ON = re.compile(r"[a-z0-9_-]|\.[a-z0-9]")
 
 
 def greets(text: Any, name: Any, words: list[str] | None = None) -> bool:
@@ -85,7 +89,11 @@ def greets(text: Any, name: Any, words: list[str] | None = None) -> bool:
     Simplified Chinese alike."""
     if not isinstance(text, str) or not isinstance(name, str) or not name:
         return False
-    return _greeting(tuple(words or GREETINGS), name).search(_fold(text[:GREETING_REACH])) is not None
+    opening, want = _fold(text[:GREETING_REACH]), _fold(name)
+    for m in _greeting(tuple(words or GREETINGS)).finditer(opening):
+        if opening.startswith(want, m.end()) and not _NAME_GOES_ON.match(opening, m.end() + len(want)):
+            return True
+    return False
 
 
 # A Chinese, Japanese or Korean character (or a full-width sign) says about what three Latin
