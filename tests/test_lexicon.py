@@ -570,6 +570,11 @@ async def test_invoices_offered_for_sale_with_a_number_to_call(settings: Setting
     assert not {"LEXICON_INVOICE_FRAUD", "INVOICE_FRAUD_WITH_PHONE"} & set(
         await _run(settings, Message(subject="关于代开发票的通知", text=notice))
     )
+    # An accounting firm lists what it does, tax planning among it: no surplus, no points, no price.
+    firm = "本所提供代理记账、税务登记、协助到税务局代开发票、合理避税筹划等服务，咨询电话：020-8888-6666"
+    assert not {"LEXICON_INVOICE_FRAUD", "INVOICE_FRAUD_WITH_PHONE"} & set(
+        await _run(settings, Message(subject="财税服务", text=firm))
+    )
 
 
 # Lures of today's waves, most in the European languages that 40% of the phishing corpus is
@@ -710,6 +715,15 @@ def test_one_lexicons_phrase_does_not_hide_anothers_words() -> None:
     hits = match(build(rules, files), Message(subject="Security alert", text="Your subscription has expired."))
     assert hits["LEXICON_A"].terms == ["subscription has expired"] and hits["LEXICON_A"].weight == 5
     assert sorted(hits["LEXICON_B"].terms) == ["alert", "expired"] and hits["LEXICON_B"].weight == 3
+    # Nor where both start at one place: the bulk lexicon's "代开发票" holds the invoice lexicon's
+    # "代开", and "verify your account" holds "verify your"; "pay" is not a word of "paypal".
+    files = {
+        "t.txt": "LEXICON_A 4 代开发票\nLEXICON_B 4 代开\nLEXICON_A 3 verify your account\nLEXICON_B 2 verify your\n"
+        "LEXICON_A 1 paypal\nLEXICON_B 1 pay\nLEXICON_A 1 发票\n"
+    }
+    hits = match(build(rules, files), Message(subject="代开发票", text="Please verify your account at PayPal."))
+    assert sorted(hits["LEXICON_A"].terms) == ["paypal", "verify your account", "代开发票"]
+    assert sorted(hits["LEXICON_B"].terms) == ["verify your", "代开"]
 
 
 async def test_adult_solicitation_with_a_link_is_a_campaign(settings: Settings) -> None:

@@ -138,6 +138,17 @@ class LexiconSet:
                 always.append(i)
         return terms, by_atom, always, non_ascii
 
+    @functools.cached_property
+    def beginnings(self) -> dict[str, tuple[str, ...]]:
+        """Term -> the shorter terms it begins with, longest first ("代开发票" -> "代开"): a match
+        finds only the longest term at a position, and another lexicon may list the shorter one."""
+        out: dict[str, tuple[str, ...]] = {}
+        for term in self.index:
+            heads = [term[:i] for i in range(len(term) - 1, 0, -1) if term[:i] in self.index]
+            if heads:
+                out[term] = tuple(heads)
+        return out
+
     def symbols(self) -> tuple[Symbol, ...]:
         out = [Symbol(lx.symbol, lx.score, GROUP, lx.description) for lx in self.lexicons.values()]
         out += [Symbol(c.symbol, c.score, CAMPAIGN_GROUP, c.description) for c in self.combos]
@@ -150,6 +161,7 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # characters count: its own punctuation (，。、：) ends a word, and is kept.
 _CJK_GAP = re.compile(f"(?<=[{_CJK}])(?:[\\s\u3000]+|[.*_/\\\\|~+#^=•·・-][\\s\u3000]*)(?=[{_CJK}])")
 _SPACES = re.compile(r"\s+")
+_WORD_CHAR = re.compile(r"\w")
 _ASCII_RUN = re.compile(r"[a-z0-9]+")  # normalised text is lower-case
 
 
@@ -346,20 +358,28 @@ def _found(lexset: LexiconSet, text: str) -> dict[str, dict[str, float]]:
     if not candidates:
         return found
     reach: dict[str, int] = {}  # per lexicon: where its last counted term ended
-    index = lexset.index
-    for m in _compile_overlapping(candidates).finditer(text):
-        key = matched = m.group(1)
-        entries = index.get(key)
-        if entries is None:  # a line break or a run of spaces between the term's words
-            key = _SPACES.sub(" ", matched)
-            entries = index.get(key, [])
-        start = m.start()
-        end = start + len(matched)
-        for sym, weight in entries:
+    index, beginnings = lexset.index, lexset.beginnings
+
+    def count(key: str, start: int, end: int) -> None:
+        for sym, weight in index.get(key, ()):
             if start < reach.get(sym, 0):
                 continue
             reach[sym] = end
             found.setdefault(sym, {})[key] = weight
+
+    for m in _compile_overlapping(candidates).finditer(text):
+        key = matched = m.group(1)
+        if key not in index:  # a line break or a run of spaces between the term's words
+            key = _SPACES.sub(" ", matched)
+        start = m.start()
+        count(key, start, start + len(matched))
+        if matched == key:
+            # Another lexicon's shorter term at the same place ("代开" inside the bulk lexicon's
+            # "代开发票"), where it would match on its own: a whole word if it ends in a letter or digit.
+            for head in beginnings.get(key, ()):
+                end = start + len(head)
+                if not (_is_word_edge(head[-1]) and end < len(text) and _WORD_CHAR.match(text, end)):
+                    count(head, start, end)
     return found
 
 
