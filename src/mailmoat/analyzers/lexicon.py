@@ -143,8 +143,14 @@ class LexiconSet:
         """Term -> the shorter terms it begins with, longest first ("代开发票" -> "代开"): a match
         finds only the longest term at a position, and another lexicon may list the shorter one."""
         out: dict[str, tuple[str, ...]] = {}
-        for term in self.index:
-            heads = [term[:i] for i in range(len(term) - 1, 0, -1) if term[:i] in self.index]
+        for term, entries in self.index.items():
+            own = {sym for sym, _ in entries}
+            # A head listed only by the term's own lexicons would never count: the longest term wins there.
+            heads = [
+                term[:i]
+                for i in range(len(term) - 1, 0, -1)
+                if any(sym not in own for sym, _ in self.index.get(term[:i], ()))
+            ]
             if heads:
                 out[term] = tuple(heads)
         return out
@@ -359,28 +365,44 @@ def _found(lexset: LexiconSet, text: str) -> dict[str, dict[str, float]]:
         return found
     reach: dict[str, int] = {}  # per lexicon: where its last counted term ended
     index, beginnings = lexset.index, lexset.beginnings
-
-    def count(key: str, start: int, end: int) -> None:
-        for sym, weight in index.get(key, ()):
+    for m in _compile_overlapping(candidates).finditer(text):
+        key = matched = m.group(1)
+        entries = index.get(key)
+        if entries is None:  # a line break or a run of spaces between the term's words
+            key = _SPACES.sub(" ", matched)
+            entries = index.get(key, [])
+        start = m.start()
+        end = start + len(matched)
+        for sym, weight in entries:
             if start < reach.get(sym, 0):
                 continue
             reach[sym] = end
             found.setdefault(sym, {})[key] = weight
-
-    for m in _compile_overlapping(candidates).finditer(text):
-        key = matched = m.group(1)
-        if key not in index:  # a line break or a run of spaces between the term's words
-            key = _SPACES.sub(" ", matched)
-        start = m.start()
-        count(key, start, start + len(matched))
-        if matched == key:
-            # Another lexicon's shorter term at the same place ("代开" inside the bulk lexicon's
-            # "代开发票"), where it would match on its own: a whole word if it ends in a letter or digit.
-            for head in beginnings.get(key, ()):
-                end = start + len(head)
-                if not (_is_word_edge(head[-1]) and end < len(text) and _WORD_CHAR.match(text, end)):
-                    count(head, start, end)
+        heads = beginnings.get(key)
+        if heads and matched == key:
+            _count_heads(heads, index, text, start, reach, found)
     return found
+
+
+def _count_heads(
+    heads: tuple[str, ...],
+    index: dict[str, list[tuple[str, float]]],
+    text: str,
+    start: int,
+    reach: dict[str, int],
+    found: dict[str, dict[str, float]],
+) -> None:
+    """Another lexicon's shorter term at the same place ("代开" inside the bulk lexicon's "代开发票"),
+    where it would match on its own: a whole word if it ends in a letter or digit."""
+    for head in heads:
+        end = start + len(head)
+        if _is_word_edge(head[-1]) and end < len(text) and _WORD_CHAR.match(text, end):
+            continue
+        for sym, weight in index[head]:
+            if start < reach.get(sym, 0):
+                continue
+            reach[sym] = end
+            found.setdefault(sym, {})[head] = weight
 
 
 def match(lexset: LexiconSet, message: Message) -> dict[str, LexiconHit]:
