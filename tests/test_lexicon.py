@@ -508,6 +508,7 @@ def test_phone_numbers() -> None:
         # Written straight after Chinese words, and two numbers side by side
         ("联系人张诗杰13318787770欢迎来电", "13318787770"),
         ("详情请电: 013420942588  0755-81547669", "013420942588"),
+        ("电话：１３８００１３８０００", "13800138000"),
     ]:
         assert phone_number(text) == number, text
     for text in ("on 2026-11-23 09:00", "order 12345678901234567890", "INV-2026-1187", "1Z999AA10123456784", "pay $499.99", "ref 0012345678901234"):

@@ -437,7 +437,11 @@ _DATE_LIKE = re.compile(r"^(?:19|20)\d\d[.-]\d{1,2}[.-]\d{1,2}")
 def phone_number(text: str) -> str | None:
     """The first telephone number in a text: 10 to 15 digits in at most five groups (long digit
     runs such as order or card numbers, and dates, are not numbers to call)."""
-    for m in _PHONE.finditer(text[:MAX_TEXT]):
+    text = text[:MAX_TEXT]
+    if not text.isascii():
+        # Full-width digits and brackets ("１３８００１３８０００", "（０２０）") are the same number to a reader.
+        text = unicodedata.normalize("NFKC", text)
+    for m in _PHONE.finditer(text):
         number = m.group(0)
         if number.count("(") > number.count(")"):
             # "013826588844(24小时)": a bracket opened after the number is a remark, not its area code.
