@@ -811,6 +811,13 @@ async def test_an_advance_fee_letter_is_its_own_lure(settings: Settings) -> None
     assert {"LEXICON_ADVANCE_FEE", "ADVANCE_FEE_LETTER"} <= set(found)
     assert found["ADVANCE_FEE_LETTER"].data["weight"] >= 12
     assert "the wording alone is the lure" in found["ADVANCE_FEE_LETTER"].evidence
+    # The farmer's son whose father left a fund to move out of the country: no kin, no beneficiary.
+    farm = (
+        "We are therefore soliciting for\nyour assistance to help us move the fund out of the country. I will "
+        "furnish you with the modalities of this transaction, which is 100% confidential. We will give you 20% "
+        "of the total sum upon confirmation of the fund in any account of your choice. God bless you."
+    )
+    assert "ADVANCE_FEE_LETTER" in await _run(settings, Message(subject="assistance needed", text=farm))
     # Three heavy terms in a short letter are what an estate lawyer's genuine letter says too.
     estate = "We write about the pending inheritance of our late client; you are named as next of kin. Send your full name."
     found = await _run(settings, Message(subject="Estate of our client", text=estate))
