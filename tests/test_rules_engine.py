@@ -221,6 +221,9 @@ def test_function_helpers_directly() -> None:
     assert not fn.greets("Dear Jane,\nThis message was sent to staff@example.org.", "staff@example.org")
     assert not fn.greets(("x " * 400) + "Dear staff@example.org", "staff@example.org")
     assert not fn.greets("Dear staff@example.org", "") and not fn.greets(None, "staff@example.org")
+    # Addresses written in a text, their domains once each; a host alone or an @handle is none.
+    text = "Email: Jane.Doe@Gmail.com or jane@gmail.com, office: ops@corp.example.org; see www.example.com, @jane"
+    assert fn.address_domains(text) == ["gmail.com", "corp.example.org"] and fn.address_domains(None) == []
 
 
 # -- library: built-in + site, reload, disabled, duplicates -------------------------------------------

@@ -120,6 +120,23 @@ def join(items: Any, sep: str = "") -> str:
     return sep.join(str(x) for x in items)
 
 
+# An address as a letter writes it out for the reader to answer at ("Email: jane.doe@gmail.com").
+_ADDRESS = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@((?:[a-z0-9-]{1,63}\.)+[a-z]{2,24})(?![\w-])", re.IGNORECASE)
+MAX_ADDRESS_TEXT = 60_000
+
+
+def address_domains(text: Any) -> list[str]:
+    """Domains of the e-mail addresses written in a text, lower case, each once, in order."""
+    if not isinstance(text, str):
+        return []
+    out: dict[str, None] = {}
+    for m in _ADDRESS.finditer(text[:MAX_ADDRESS_TEXT]):
+        out.setdefault(m.group(1).lower(), None)
+        if len(out) >= 50:
+            break
+    return list(out)
+
+
 def domain_in(domain: Any, domains: list[str]) -> bool:
     """True when the domain equals one of the listed domains or is a sub-domain of one."""
     if not isinstance(domain, str) or not domain:
@@ -176,6 +193,7 @@ STATIC_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "lower": lower,
     "text_size": text_size,
     "greets": greets,
+    "address_domains": address_domains,
     "join": join,
     "domain_in": domain_in,
     "is_freemail": is_freemail,
