@@ -89,11 +89,17 @@ def greets(text: Any, name: Any, words: list[str] | None = None) -> bool:
     Simplified Chinese alike."""
     if not isinstance(text, str) or not isinstance(name, str) or not name:
         return False
-    opening, want = _fold(text[:GREETING_REACH]), _fold(name)
-    for m in _greeting(tuple(words or GREETINGS)).finditer(opening):
-        if opening.startswith(want, m.end()) and not _NAME_GOES_ON.match(opening, m.end() + len(want)):
-            return True
-    return False
+    opening, want = _fold_text(text[:GREETING_REACH]), _fold(name)
+    return any(
+        opening.startswith(want, end) and not _NAME_GOES_ON.match(opening, end + len(want))
+        for end in _greeting_ends(opening, tuple(words or GREETINGS))
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _greeting_ends(opening: str, words: tuple[str, ...]) -> tuple[int, ...]:
+    # One search per message, however many recipients a rule asks about.
+    return tuple(m.end() for m in _greeting(words).finditer(opening))
 
 
 # A Chinese, Japanese or Korean character (or a full-width sign) says about what three Latin
