@@ -533,6 +533,25 @@ async def test_callback_phishing_gives_a_number_and_no_link(settings: Settings) 
     assert "CALLBACK_LURE_WITH_PHONE" in await _run(settings, stub)
 
 
+async def test_callback_phishing_in_the_words_of_todays_kits(settings: Settings) -> None:
+    """Fake renewals and purchases name a support line and ask the reader to call if it was not them."""
+    renewal = (
+        "PayPal Transaction Record. Customer Service Phone Line: 1 865 299-0651. This message confirms "
+        "your upcoming automatic renewal. Note that this membership will automatically renew each year "
+        "unless canceled 48 hours before the renewal date."
+    )
+    found = await _run(settings, Message(subject="Confirmation: your purchase has been processed", text=renewal))
+    assert "CALLBACK_LURE_WITH_PHONE" in found and "1 865 299-0651" in found["CALLBACK_LURE_WITH_PHONE"].evidence
+    order = "Thanks for trusting us. Your order confirmation is #KH9OMC4Q. Support Contact: +1 (856) 379-7940. If you do not recognize this charge, give us a call."
+    assert "CALLBACK_LURE_WITH_PHONE" in await _run(settings, Message(subject="Order received", text=order))
+    # Brazil's bank wave: a purchase "under review", call the security line if it was not you.
+    pt = "Nubank: Compra em análise no valor de R$1.499,99. Caso não reconheça, ligue para área de segurança: 0800-323-5054."
+    assert "CALLBACK_LURE_WITH_PHONE" in await _run(settings, Message(subject="Transação pendente", text=pt))
+    # A shop's confirmation that only gives its number, without a charge to dispute, is no lure.
+    shop = "Order confirmation: 2 x garden chairs, delivery on Friday. Questions? Call us on 0161 496 0000."
+    assert "LEXICON_CALLBACK" not in await _run(settings, Message(subject="Your order", text=shop))
+
+
 async def test_a_job_scam_that_moves_the_talk_to_a_phone(settings: Settings) -> None:
     """Task scams ask the reader to message a number; with no link, JOB_SCAM_WITH_PHONE fires too."""
     text = "Earn up to $500 per day with simple tasks from your phone. No experience needed. WhatsApp +1 415 555 0134."
