@@ -102,11 +102,16 @@ def test_rules_list(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("rule_id", "sample"),
-    [("lure_link_to_throwaway_host", "lure_link_free_platform.eml"), ("bulk_kit_hidden_link", "bulk_kit_subject_tag.eml")],
+    [
+        ("lure_link_to_throwaway_host", "lure_link_free_platform.eml"),
+        ("bulk_kit_hidden_link", "bulk_kit_subject_tag.eml"),
+        ("bulk_unsolicited_statement_in_body", "unsolicited_zh.eml"),
+    ],
 )
 def test_inbound_only_signs_stay_silent_between_colleagues(rule_id: str, sample: str, evaluator: Evaluator) -> None:
-    """A colleague's form link beside HR's wording, or a spaced subject beside an intranet address,
-    is ordinary internal mail: these rules read inbound mail only (their samples hit as inbound)."""
+    """A colleague's form link beside HR's wording, a spaced subject beside an intranet address, or
+    a colleague's "如有打扰" is ordinary internal mail: these rules read inbound mail only (their
+    samples hit as inbound)."""
     rules = RuleSet([load_rule(BUILTIN_DIR / f"{rule_id}.yml")])
     msg, env, findings = evaluator((BUILTIN_DIR / "samples" / sample).read_bytes())
     assert rules.evaluate(msg, env, findings)[0]
