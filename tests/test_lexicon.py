@@ -581,6 +581,8 @@ async def test_invoices_offered_for_sale_with_a_number_to_call(settings: Setting
         "贵公司负责人您好！本公司有各种发票向外代开，点数从优，如有需要欢迎来电垂询！联系人张先生13539482666",
         "我集团现有多余专用发票可以优惠代开（先用票满意再付款），贵公司如有需要请来电：020-80986821",
         "现有部分结余发票可以代开，可先验票，欢迎来电洽谈！详情请电： 013420942588  0755-81547669",
+        # Issued "for your company": no tax office issues invoices for the reader's company.
+        "我公司现有以下发票可为贵公司代开：国税普通商品销售发票，地税广告发票。如有需要请联系陈先生：１３９２８４９２７３２",
     ):
         assert "INVOICE_FRAUD_WITH_PHONE" in await _run(settings, Message(subject="业务洽谈", text=other)), other
     notice = (
