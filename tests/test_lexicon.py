@@ -374,6 +374,11 @@ SPAM_TYPES = [
         Message(subject="周报", text="本周官网流量上升，搜索排名稳定。"),
     ),
     (
+        "LEXICON_SEO",
+        Message(subject="GOOGLE推广-我们很优惠！", text="Google推广，让您的企业出现在搜索引擎首页推广位置，排名靠前。"),
+        Message(subject="调研", text="我们用搜索引擎查了竞品的排名。"),
+    ),
+    (
         "LEXICON_ADULT",
         Message(subject="同城交友", text="寂寞吗？同城交友，视频聊天，约炮。"),
         Message(subject="年会", text="年会有美女主持，节目精彩激情。"),
