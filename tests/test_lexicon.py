@@ -761,6 +761,7 @@ async def test_adult_solicitation_with_a_link_is_a_campaign(settings: Settings) 
 @pytest.mark.parametrize(("lexicon", "combo", "spam"), [
     ("LEXICON_PHARMA", "PHARMA_WITH_LINK", Message(subject="Cheap meds", text="Viagra and Cialis from our online pharmacy, no prescription needed.")),
     ("LEXICON_LOANS", "LOANS_WITH_LINK", Message(subject="Lower your mortgage today", text="Bad credit? Refinance your home and consolidate your debt.")),
+    ("LEXICON_LOANS", "LOANS_WITH_LINK", Message(subject="元汇贷款", text="房产、汽车抵押当天下款，抵押加急贷款、二手房转按揭，手续简单费用低。")),
     ("LEXICON_LEAD_GEN", "LEAD_GEN_WITH_LINK", Message(subject="Exit your timeshare", text="Do you qualify to exit your timeshare? Free consultation.")),
 ])
 async def test_pills_and_loans_sold_through_a_link_are_a_campaign(settings: Settings, lexicon: str, combo: str, spam: Message) -> None:
@@ -768,6 +769,12 @@ async def test_pills_and_loans_sold_through_a_link_are_a_campaign(settings: Sett
     assert combo not in await _run(settings, spam)
     found = await _run(settings, Message(subject=spam.subject, text=spam.text, urls=[_link()]))
     assert {lexicon, combo} <= set(found) and found[combo].score == 2.5
+
+
+async def test_an_invoice_that_lists_the_sums_to_pay_is_no_loan_offer(settings: Settings) -> None:
+    """以下款项 ("the following sums") holds 下款, the brokers' "paid out": only their phrases count."""
+    bill = Message(subject="付款通知", text="请于月底前支付以下款项：房屋贷款月供 3,200 元，物业费 450 元。", urls=[_link()])
+    assert not {"LEXICON_LOANS", "LOANS_WITH_LINK"} & set(await _run(settings, bill))
 
 
 async def test_evidence_shows_the_terms_as_written(settings: Settings) -> None:
@@ -857,6 +864,31 @@ async def test_an_advance_fee_letter_is_its_own_lure(settings: Settings) -> None
         text="The foundation thanks every donor: one donation of $50 feeds a family for a week. Donate on our site.",
     )
     assert not {"LEXICON_ADVANCE_FEE", "ADVANCE_FEE_LETTER"} & set(await _run(settings, appeal))
+
+
+async def test_an_advance_fee_letter_told_in_full_is_held_by_its_words(settings: Settings) -> None:
+    """The whole story (the deceased, the sum, the next of kin, the transfer, the share, the
+    secrecy) is far more wording than any genuine letter carries; the shorter letter keeps the
+    letter's tag alone."""
+    full = (
+        "Dear Friend,\n\nI am the bank manager of the late Mr. Walter, who died in a plane crash with his family. "
+        "He left the sum of $25.5 million in our bank and no next of kin. I seek your assistance to present you as "
+        "the beneficiary, so the funds can be transferred to your account. You will have 30% of the total sum. "
+        "This transaction is 100% risk free and strictly confidential. Send your full name and private telephone number."
+    )
+    found = await _run(settings, Message(subject="Urgent business proposal", text=full))
+    assert {"ADVANCE_FEE_LETTER", "ADVANCE_FEE_LETTER_DENSE"} <= set(found)
+    assert found["ADVANCE_FEE_LETTER_DENSE"].data["weight"] >= 20 and len(found["ADVANCE_FEE_LETTER_DENSE"].data["terms"]) >= 6
+    assert found["ADVANCE_FEE_LETTER"].score + found["ADVANCE_FEE_LETTER_DENSE"].score + found["LEXICON_ADVANCE_FEE"].score >= 10
+    shorter = "Dear Beneficiary,\n\nI am the attorney to the late Mr. Walter. As his next of kin you are entitled to the funds he left. Kindly send your full name."
+    found = await _run(settings, Message(subject="Estate of Mr. Walter", text=shorter))
+    assert "ADVANCE_FEE_LETTER" in found and "ADVANCE_FEE_LETTER_DENSE" not in found
+    # A probate lawyer's genuine letter names the beneficiary and the sum, and stays below both.
+    probate = (
+        "We write about the estate of our late client, Mr. Walter. You are named in his will as a beneficiary; "
+        "the sum of the bequest is held by the court. Please send your full name and a copy of your passport."
+    )
+    assert not {"ADVANCE_FEE_LETTER", "ADVANCE_FEE_LETTER_DENSE"} & set(await _run(settings, Message(subject="Estate of Mr. Walter", text=probate)))
 
 
 def test_a_combination_of_words_alone_needs_more_than_the_threshold() -> None:
