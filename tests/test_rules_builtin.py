@@ -106,6 +106,7 @@ def test_rules_list(tmp_path: Path) -> None:
         ("lure_link_to_throwaway_host", "lure_link_free_platform.eml"),
         ("bulk_kit_hidden_link", "bulk_kit_subject_tag.eml"),
         ("bulk_unsolicited_statement_in_body", "unsolicited_zh.eml"),
+        ("bulk_optout_link_to_bare_ip", "optout_ip_link.eml"),
     ],
 )
 def test_inbound_only_signs_stay_silent_between_colleagues(rule_id: str, sample: str, evaluator: Evaluator) -> None:
