@@ -265,6 +265,10 @@ async def test_a_brand_claimed_from_elsewhere_on_a_lure(settings: Settings) -> N
     assert "'Trust Wallet' on mail from itpro.example" in f.evidence
     qr = [Finding("DELIVERY_LURE_WITH_QR", 3.0, "parcel held, scan the code", "lexicon")]
     assert "BRAND_NAME_WITH_LURE" in await _scan_links(an, "DHL Express <noreply@parcel-notice.example>", [], prior=qr)
+    # The callback lure asks the reader to call about a charge; it has no link by definition.
+    call = [Finding("CALLBACK_LURE_WITH_PHONE", 4.0, "a charge to dispute, a number and no link", "lexicon")]
+    got = await _scan_links(an, "Norton Membership <renewals@billing-notice.example>", [], prior=call)
+    assert got["BRAND_NAME_WITH_LURE"].data == {"brand": "Norton", "lure": "CALLBACK_LURE_WITH_PHONE"}
     # A lure the brand's name does not go with, or no lure at all.
     other = [Finding("GAMBLING_WITH_LINK", 2.5, "free spins with a link", "lexicon")]
     assert "BRAND_NAME_WITH_LURE" not in await _scan_links(an, "Trust Wallet <a@itpro.example>", ["https://spins.example/"], prior=other)
@@ -287,11 +291,14 @@ def test_every_lure_the_brand_checks_read_is_a_lexicon_combination() -> None:
     """A misspelt name would never fire, silently; and a lure combination added later must be
     placed on purpose: read by the brand check and the two throwaway rules, or (an offer) by the
     throwaway-sender and offer rules, or by neither."""
-    from mailmoat.analyzers.impersonation import _ACT_LURES
+    from mailmoat.analyzers.impersonation import _ACT_LURES, _BRAND_LURES
     from mailmoat.analyzers.lexicon import LexiconAnalyzer, load_builtin
     from mailmoat.rules import BUILTIN_DIR, load_rule
 
-    assert _ACT_LURES - {s.name for s in LexiconAnalyzer.symbols} == set()
+    assert _BRAND_LURES - {s.name for s in LexiconAnalyzer.symbols} == set()
+    # The brand check also reads the one lure that asks for a call rather than a click.
+    callback = {c.symbol for c in load_builtin().combos if c.needs == "phone" and c.lexicon == "LEXICON_CALLBACK"}
+    assert callback == _BRAND_LURES - _ACT_LURES
     with_link_or_code = {c.symbol for c in load_builtin().combos if c.needs in ("link", "qr")}
     # Offers, not impersonation: a brand's name beside them proves nothing more; from a
     # throwaway sender they are lures all the same. "Scan the code" alone asks nothing in particular.

@@ -116,7 +116,7 @@ SYMBOLS = (
         "BRAND_NAME_WITH_LURE",
         2.5,
         "impersonation",
-        "Display name claims a brand the From domain does not belong to, and the text is a lure asking the reader to act through a link or QR code",
+        "Display name claims a brand the From domain does not belong to, and the text is a lure asking the reader to act through a link or QR code, or to call a number about a charge",
     ),
     Symbol(
         "DISPLAY_NAME_ADDRESS_MISMATCH",
@@ -321,6 +321,9 @@ _ACT_LURES = frozenset(
         "PAYMENT_LURE_WITH_QR",
     }
 )
+# What a brand claimed from elsewhere is read with: those lures, and the callback lure, which asks
+# the reader to call a number about a charge (no link to follow, so nothing for the link checks).
+_BRAND_LURES = _ACT_LURES | {"CALLBACK_LURE_WITH_PHONE"}
 # The link checks' findings of a host that imitates a brand (analyzers/urls.py, stage 0).
 _LINK_IMITATIONS = frozenset({"URL_LOOKALIKE_BRAND", "URL_TYPO_BRAND", "URL_BRAND_IN_HOST", "URL_IDN_HOMOGRAPH"})
 
@@ -612,7 +615,8 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         return []
 
     def _brand_lure(self, found: list[Finding], msg: Message, ctx: AnalysisContext) -> list[Finding]:
-        """BRAND_NAME_WITH_LURE: a brand claimed from elsewhere, on a lure that asks the reader to act.
+        """BRAND_NAME_WITH_LURE: a brand claimed from elsewhere, on a lure that asks the reader to act
+        (through a link or a QR code, or by calling a number about a charge).
 
         Each half is common alone: partners and resellers name brands, and lures come from
         everywhere. A brand that writes about the reader's account from a mail provider's domain
@@ -620,7 +624,7 @@ class ImpersonationAnalyzer(BaseAnalyzer):
         is the brand's own is left to the other checks.
         """
         claim = next((f for f in found if f.symbol == "DISPLAY_NAME_BRAND"), None)
-        lure = next((f for f in ctx.prior if f.symbol in _ACT_LURES), None)
+        lure = next((f for f in ctx.prior if f.symbol in _BRAND_LURES), None)
         if claim is None or lure is None:
             return []
         bname = claim.data["brand"]
