@@ -115,8 +115,8 @@ async def test_qr_code_to_a_listed_domain(scanner: Scanner) -> None:
 
 
 async def test_callback_phishing_without_a_link_is_held(scanner: Scanner) -> None:
-    """"Geek Squad Billing" from a Gmail address: a brand claimed from elsewhere and a callback
-    lure from a free mailbox, each of which the wording alone (a tag) does not say."""
+    """"Geek Squad Billing" from a Gmail address: a brand claimed from elsewhere, and a callback
+    lure from a free mailbox. The wording alone is a tag; these two signs hold it."""
     v = await _scan(scanner, _sample("det_callback_phish.eml"), "billing.dept8841@gmail.com")
     want = {"LEXICON_CALLBACK", "CALLBACK_LURE_WITH_PHONE", "DISPLAY_NAME_BRAND", "BRAND_NAME_WITH_LURE", "CALLBACK_FROM_SUSPECT_SENDER"}
     assert want <= set(v.symbols), v.symbols
