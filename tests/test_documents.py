@@ -48,6 +48,22 @@ async def test_a_pdf_locked_with_the_password_in_the_body_is_opened(settings: Se
     assert set(found) == {"PDF_PASSWORD_IN_BODY", "PDF_LINK_LURE"} and LURE_LINK in found["PDF_LINK_LURE"].evidence
 
 
+def test_the_ciphertext_of_an_encrypted_pdf_is_no_link() -> None:
+    """The structure scan reads an encrypted PDF's /URI strings as they are stored, encrypted; a few
+    random bytes of them can look like a scheme ("h:"). Only pdfium, which decrypts, gives links."""
+    pdf = (
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+        b"2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n"
+        b"3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Annots [4 0 R] >> endobj\n"
+        b"4 0 obj << /Type /Annot /Subtype /Link /Rect [0 0 100 100] /A << /S /URI /URI (h:\xb9H\xfci\xb2\xa9\x9f) >> >> endobj\n"
+        b"5 0 obj << /Filter /Standard /V 1 /R 2 /O (0123456789abcdef0123456789abcdef) /U (0123456789abcdef0123456789abcdef) /P -4 >> endobj\n"
+        b"trailer << /Root 1 0 R /Encrypt 5 0 R >>\n%%EOF\n"
+    )
+    msg = parse(g.mime([("statement.pdf", pdf)], text="See the attached statement."))
+    assert [d.filename for d in msg.documents] == ["statement.pdf"]
+    assert [u.url for u in msg.urls if u.source == "pdf"] == []
+
+
 def test_the_qr_code_in_a_pdf_locked_with_the_bodys_password_is_decoded() -> None:
     pdf = pdf_with_qr(LURE_LINK, text="Subsidy claim form", password="2026")
     msg = parse(g.mime([("form.pdf", pdf)], text="附件为补贴申领表，打开密码：2026"), qr=QrSettings())

@@ -93,7 +93,10 @@ class _Reader:
         links: list[str] = []
         try:
             if kind == "pdf":
-                links = pdf.inspect(data).uris
+                report = pdf.inspect(data)
+                # An encrypted PDF's strings are ciphertext to the structure scan (read as links, a
+                # few bytes of it could pass for "h:..."); pdfium reads its links, with the password.
+                links = [] if report.encrypted else report.uris
                 links += _read_pdf(data, doc, self.passwords, self.message.defects)
             elif kind == "rtf":
                 doc.text = rtf_text(data, MAX_TEXT)
