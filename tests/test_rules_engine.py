@@ -179,6 +179,29 @@ def test_rules_see_earlier_findings() -> None:
     assert not evaluate(r, prior=[])[0]
 
 
+def test_a_rule_reads_another_rules_finding_whatever_the_order() -> None:
+    """A rule that names another rule's symbol runs after it and sees its finding and evidence;
+    when that rule does not hit, neither does the reader."""
+    reader = rule(
+        '"BASE_RULE" in findings && finding_evidence["BASE_RULE"] == "base saw it" && suspect_sender',
+        rid="reader_rule",
+    )
+    base = rule('subject.contains("password")', rid="base_rule", evidence="'\"base saw it\"'")
+    m = message(from_=Address("IT Desk", "it.desk@gmail.com"))
+    hits, failed = RuleSet([reader, base]).evaluate(m, ENV, [])  # type: ignore[list-item]
+    assert not failed
+    assert [h.rule.symbol for h in hits] == ["BASE_RULE", "READER_RULE"]
+    hits, _ = RuleSet([reader, base]).evaluate(message(subject="Lunch"), ENV, [])  # type: ignore[list-item]
+    assert hits == []
+    # Rules that read each other in a circle share a layer and do not see each other.
+    a = rule('"B_RULE" in findings || subject.contains("password")', rid="a_rule")
+    b = rule('"A_RULE" in findings && subject.contains("lunch")', rid="b_rule")
+    ruleset = RuleSet([a, b])  # type: ignore[list-item]
+    assert len(ruleset.layers) == 1
+    hits, failed = ruleset.evaluate(message(), ENV, [])
+    assert [h.rule.symbol for h in hits] == ["A_RULE"] and not failed
+
+
 def test_evidence_expression_and_fallback() -> None:
     r = rule('subject.contains("password")', evidence="'\"link to \" + urls[0].host'")
     hits, _ = evaluate(r)

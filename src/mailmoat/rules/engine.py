@@ -236,21 +236,66 @@ class Hit:
     evidence: str
 
 
+# The fields built from the findings: the only ones that change when a rule reads another's symbol.
+_FROM_FINDINGS = frozenset({"findings", "suspect_sender", "finding_evidence"})
+
+
+def reads(rule: Rule, other: Rule) -> bool:
+    """Whether `rule` names `other`'s symbol (as a quoted string) in its expression or evidence."""
+    if other is rule:
+        return False
+    text = rule.expression + "\n" + rule.evidence
+    return f'"{other.symbol}"' in text or f"'{other.symbol}'" in text
+
+
+def layers(rules: list[Rule]) -> list[list[Rule]]:
+    """The rules in the order their reading of each other asks for: a rule that names another
+    rule's symbol comes in a later layer than that rule, and sees its finding. Rules that read
+    each other in a circle cannot all come after one another: they share one layer, where none
+    sees the others (as every rule did before rules could read rules)."""
+    deps = {id(r): [o for o in rules if reads(r, o)] for r in rules}
+    placed: set[int] = set()
+    out: list[list[Rule]] = []
+    left = list(rules)
+    while left:
+        ready = [r for r in left if all(id(d) in placed for d in deps[id(r)])] or left
+        out.append(ready)
+        placed.update(id(r) for r in ready)
+        left = [r for r in left if id(r) not in placed]
+    return out
+
+
+def with_dependencies(rule: Rule, rules: list[Rule]) -> list[Rule]:
+    """`rule` and every rule it reads, directly or through another: what its samples need to run."""
+    out, todo = [rule], [rule]
+    while todo:
+        r = todo.pop()
+        for other in rules:
+            if reads(r, other) and all(other is not x for x in out):
+                out.append(other)
+                todo.append(other)
+    return out
+
+
 class RuleSet:
-    """Compiled rules evaluated together: one activation per message holding only the fields they use."""
+    """Compiled rules evaluated together: one activation per message holding only the fields they use.
+
+    A rule may read another rule's symbol in `findings` ("UNSOLICITED_STATEMENT_IN_BODY" in
+    findings): the rules run in layers (`layers`), and a later layer's activation carries the
+    findings of the rules that hit before it.
+    """
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
         self.fields: frozenset[str] = frozenset().union(*(r.fields for r in rules)) if rules else frozenset()
         self.uses_message_functions = any(r.uses_message_functions for r in rules)
+        self.layers = layers(rules)
 
-    def context(self, message: Message, envelope: Envelope, prior: list[Finding]) -> Any:
+    def _functions(self, message: Message) -> dict[str, Callable[..., Any]]:
         functions: dict[str, Callable[..., Any]] = dict(STATIC_FUNCTIONS)
         if self.uses_message_functions:
             functions.update(message_functions(message))
-        return cel.Context(
-            variables=activation.build(message, envelope, prior, self.fields), functions=functions
-        )
+        return functions
 
     def evaluate(
         self, message: Message, envelope: Envelope, prior: list[Finding]
@@ -260,17 +305,27 @@ class RuleSet:
         failed: list[tuple[Rule, str]] = []
         if not self.rules:
             return hits, failed
-        ctx = self.context(message, envelope, prior)
-        for rule in self.rules:
-            try:
-                result = rule.program.execute(ctx)
-            except Exception as exc:  # CEL raises several types (KeyError, RuntimeError, TypeError ...)
-                failed.append((rule, f"{type(exc).__name__}: {exc}"))
-                continue
-            if result is True:
-                hits.append(Hit(rule, self._evidence(rule, ctx)))
-            elif result is not False:
-                failed.append((rule, f"expression returned {type(result).__name__}, not bool"))
+        functions = self._functions(message)
+        variables = activation.build(message, envelope, prior, self.fields)
+        ctx = cel.Context(variables=variables, functions=functions)
+        seen = list(prior)
+        for i, layer in enumerate(self.layers):
+            if i and len(seen) > len(prior):
+                # Only the fields read from the findings change; the rest is built once.
+                variables.update(activation.build(message, envelope, seen, self.fields & _FROM_FINDINGS))
+                ctx = cel.Context(variables=variables, functions=functions)
+            for rule in layer:
+                try:
+                    result = rule.program.execute(ctx)
+                except Exception as exc:  # CEL raises several types (KeyError, RuntimeError, TypeError ...)
+                    failed.append((rule, f"{type(exc).__name__}: {exc}"))
+                    continue
+                if result is True:
+                    hit = Hit(rule, self._evidence(rule, ctx))
+                    hits.append(hit)
+                    seen.append(Finding(rule.symbol, rule.score, hit.evidence, f"rule:{rule.id}", rule.group))
+                elif result is not False:
+                    failed.append((rule, f"expression returned {type(result).__name__}, not bool"))
         return hits, failed
 
     @staticmethod
@@ -420,13 +475,16 @@ class SampleResult:
 
 
 def sample_results(
-    rules: list[Rule], evaluate_sample: Callable[[bytes], tuple[Message, Envelope, list[Finding]]]
+    rules: list[Rule],
+    evaluate_sample: Callable[[bytes], tuple[Message, Envelope, list[Finding]]],
+    among: list[Rule] | None = None,
 ) -> list[SampleResult]:
-    """Run every rule on its hit and miss samples; `evaluate_sample` parses and runs earlier analyzers."""
+    """Run every rule on its hit and miss samples; `evaluate_sample` parses and runs earlier analyzers.
+    A rule that reads other rules' findings runs with them (taken from `among`, else `rules`)."""
     cache: dict[Path, tuple[Message, Envelope, list[Finding]] | str] = {}
     out: list[SampleResult] = []
     for rule in rules:
-        single = RuleSet([rule])
+        single = RuleSet(with_dependencies(rule, among if among is not None else rules))
         for expected, names in ((True, rule.samples_hit), (False, rule.samples_miss)):
             for name in names:
                 path = (rule.samples_dir / name).resolve()
@@ -440,10 +498,11 @@ def sample_results(
                     out.append(SampleResult(rule, name, expected, None, got))
                     continue
                 hits, failed = single.evaluate(*got)
-                if failed:
-                    out.append(SampleResult(rule, name, expected, None, failed[0][1]))
+                errors = [error for r, error in failed if r is rule]
+                if errors:
+                    out.append(SampleResult(rule, name, expected, None, errors[0]))
                 else:
-                    out.append(SampleResult(rule, name, expected, bool(hits)))
+                    out.append(SampleResult(rule, name, expected, any(h.rule is rule for h in hits)))
     return out
 
 
