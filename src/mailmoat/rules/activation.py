@@ -155,7 +155,10 @@ FIELDS: dict[str, tuple[Builder, str]] = {
         "inbound, internal or outbound",
     ),
     "peer_ip": (lambda m, e, f: e.peer_ip, "SMTP client IP"),
-    "findings": (lambda m, e, f: sorted({x.symbol for x in f}), "symbols raised by earlier analyzers"),
+    "findings": (
+        lambda m, e, f: sorted({x.symbol for x in f}),
+        "symbols raised by earlier analyzers, and by the rules whose symbols the rule names",
+    ),
     "suspect_sender": (
         lambda m, e, f: is_freemail(m.from_.domain) or any(x.symbol in SUSPECT_SENDER_FINDINGS for x in f),
         "the From is a free-mail address, or an impersonation check flagged it "
@@ -163,7 +166,7 @@ FIELDS: dict[str, tuple[Builder, str]] = {
     ),
     "finding_evidence": (
         lambda m, e, f: {x.symbol: x.evidence for x in f},
-        "symbol -> evidence of earlier findings",
+        "symbol -> evidence of earlier findings (also of the rules the rule names)",
     ),
 }
 
