@@ -68,6 +68,24 @@ def test_rules_check_builtin_ok(tmp_path: Path) -> None:
     assert f"ok: {len(RULE_FILES)} rule(s)" in res.output
 
 
+def test_a_site_rule_may_read_a_built_in_rules_finding(tmp_path: Path) -> None:
+    """Checked alone, a site rule that reads a built-in rule's symbol runs its samples with the
+    built-in rules, as the gateway runs it."""
+    d = tmp_path / "rules"
+    (d / "samples").mkdir(parents=True)
+    for name in ("unsolicited_not_spam.eml", "plain_newsletter.eml"):
+        (d / "samples" / name).write_bytes((BUILTIN_DIR / "samples" / name).read_bytes())
+    (d / "site_unsolicited_supplier.yml").write_text(
+        "id: site_unsolicited_supplier\nsymbol: SITE_UNSOLICITED_SUPPLIER\nname: n\ndescription: d\n"
+        "severity: low\nscore: 1\n"
+        "expression: '\"UNSOLICITED_STATEMENT_IN_BODY\" in findings && contains_any(body, [\"distributor\"])'\n"
+        "samples: {hit: [unsolicited_not_spam.eml], miss: [plain_newsletter.eml]}\n",
+        encoding="utf-8",
+    )
+    res = runner.invoke(app, ["rules", "check", str(d), "--data-dir", str(tmp_path / "var")])
+    assert res.exit_code == 0, res.output
+
+
 def test_rules_check_reports_problems(tmp_path: Path) -> None:
     d = tmp_path / "rules"
     (d / "samples").mkdir(parents=True)
