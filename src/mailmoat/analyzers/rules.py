@@ -36,17 +36,7 @@ class RulesAnalyzer(BaseAnalyzer):
     async def analyze(self, ctx: AnalysisContext) -> list[Finding]:
         self.library.refresh()
         hits, failed = self.library.ruleset.evaluate(ctx.message, ctx.envelope, ctx.prior)
-        out = [
-            Finding(
-                symbol=h.rule.symbol,
-                score=h.rule.score,
-                evidence=h.evidence,
-                source=f"rule:{h.rule.id}",
-                group=h.rule.group,
-                data={"rule": h.rule.id, "severity": h.rule.severity, "tags": list(h.rule.tags)},
-            )
-            for h in hits
-        ]
+        out = [h.finding() for h in hits]
         for rule, error in failed:
             out.append(self.finding(RULE_ERROR.name, f"{rule.id}: {error}", {"rule": rule.id}))
         return out

@@ -171,6 +171,10 @@ FIELDS: dict[str, tuple[Builder, str]] = {
 }
 
 
+# The fields built from the findings: the only ones that change when a rule reads another rule's symbol.
+FROM_FINDINGS = frozenset({"findings", "suspect_sender", "finding_evidence"})
+
+
 def build(
     message: Message, envelope: Envelope, prior: list[Finding], names: frozenset[str] | set[str]
 ) -> dict[str, Any]:

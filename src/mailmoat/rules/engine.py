@@ -235,9 +235,17 @@ class Hit:
     rule: Rule
     evidence: str
 
-
-# The fields built from the findings: the only ones that change when a rule reads another's symbol.
-_FROM_FINDINGS = frozenset({"findings", "suspect_sender", "finding_evidence"})
+    def finding(self) -> Finding:
+        """The finding a hit raises: what later rules read and what the rules analyzer reports."""
+        r = self.rule
+        return Finding(
+            symbol=r.symbol,
+            score=r.score,
+            evidence=self.evidence,
+            source=f"rule:{r.id}",
+            group=r.group,
+            data={"rule": r.id, "severity": r.severity, "tags": list(r.tags)},
+        )
 
 
 def reads(rule: Rule, other: Rule) -> bool:
@@ -309,11 +317,13 @@ class RuleSet:
         variables = activation.build(message, envelope, prior, self.fields)
         ctx = cel.Context(variables=variables, functions=functions)
         seen = list(prior)
-        for i, layer in enumerate(self.layers):
-            if i and len(seen) > len(prior):
+        built = len(seen)  # the findings the activation was built with
+        for layer in self.layers:
+            if len(seen) > built:
                 # Only the fields read from the findings change; the rest is built once.
-                variables.update(activation.build(message, envelope, seen, self.fields & _FROM_FINDINGS))
+                variables.update(activation.build(message, envelope, seen, self.fields & activation.FROM_FINDINGS))
                 ctx = cel.Context(variables=variables, functions=functions)
+                built = len(seen)
             for rule in layer:
                 try:
                     result = rule.program.execute(ctx)
@@ -323,7 +333,7 @@ class RuleSet:
                 if result is True:
                     hit = Hit(rule, self._evidence(rule, ctx))
                     hits.append(hit)
-                    seen.append(Finding(rule.symbol, rule.score, hit.evidence, f"rule:{rule.id}", rule.group))
+                    seen.append(hit.finding())
                 elif result is not False:
                     failed.append((rule, f"expression returned {type(result).__name__}, not bool"))
         return hits, failed
