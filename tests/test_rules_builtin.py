@@ -18,7 +18,7 @@ from mailmoat.cli.rules import sample_evaluator
 from mailmoat.config import Settings
 from mailmoat.model import Envelope, Finding, Message
 from mailmoat.model.envelope import Direction
-from mailmoat.rules import BUILTIN_DIR, load_rule, missing_samples, sample_results
+from mailmoat.rules import BUILTIN_DIR, Rule, load_rule, missing_samples, sample_results
 from mailmoat.rules.engine import RuleSet, rule_files
 
 RULE_FILES = rule_files(BUILTIN_DIR)
@@ -34,16 +34,21 @@ def evaluator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evaluator]:
     loop.close()
 
 
+@pytest.fixture(scope="module")
+def builtin_rules() -> list[Rule]:
+    return [load_rule(p) for p in RULE_FILES]
+
+
 def test_there_are_built_in_rules() -> None:
     assert len(RULE_FILES) >= 5
 
 
 @pytest.mark.parametrize("path", RULE_FILES, ids=[p.stem for p in RULE_FILES])
-def test_rule_file_samples(path: Path, evaluator: Evaluator) -> None:
+def test_rule_file_samples(path: Path, evaluator: Evaluator, builtin_rules: list[Rule]) -> None:
     rule = load_rule(path)
     assert missing_samples(rule) == []
     # A rule that reads another rule's finding runs with that rule, as in the gateway.
-    results = sample_results([rule], evaluator, among=[load_rule(p) for p in RULE_FILES])
+    results = sample_results([rule], evaluator, among=builtin_rules)
     assert len(results) == len(rule.samples_hit) + len(rule.samples_miss)
     wrong = [
         f"{r.sample}: expected {'hit' if r.expected else 'miss'}, got {r.got} {r.error}"
