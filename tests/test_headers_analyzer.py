@@ -111,13 +111,15 @@ def _from(value: str) -> bytes:
 
 
 async def test_a_from_no_mail_software_writes(settings: Settings) -> None:
-    """An unquoted comma before the address, a space inside its brackets, or a domain that cannot be
-    a host: forged by hand. Quoted names, comments, address literals and internationalised domains
+    """An unquoted comma before the address, the address inside a comment (servers then read no
+    address at all), a space inside its brackets, or a domain that cannot be a host: forged by hand. Quoted names, comments, address literals and internationalised domains
     are ordinary, and so is folding between the name and the address."""
     for value, why in (
         ("Fressnapf Gutschein, jehd <service@stayfriends.example>", "unquoted comma"),
         ("Microsoft account team ,_<t7f6a@x1rae85vn0.example>", "unquoted comma"),
         ("=?UTF-8?Q?=4E=61=73?=, jehd <service@stayfriends.example>", "unquoted comma"),
+        ("Nagelpilz-Service,(<noreply@parcels.example>)", "inside a comment"),
+        ("Europa Park (<message@shop.example>)", "inside a comment"),
         ("Correios <contato@correios>", "one label ('correios')"),
         ("ADAC <noreply@theskimm,com>", "no host name can be ('theskimm,com')"),
         ("Mercado Pago <aviso@%atendimento.example>", "no host name can be"),
@@ -136,6 +138,8 @@ async def test_a_from_no_mail_software_writes(settings: Settings) -> None:
         "Ops <ops-alerts@mail.example.org>",
         "Ops Team\r\n <ops-alerts@mail.example.org>",
         '"Ops <on call>" <ops@example.org>',
+        "Jane (work) <jane@example.org>",
+        '"Ops (on call) <ops@example.org>" <ops@example.org>',
     ):
         assert await run(settings, parse(_from(value))) == {}, value
 

@@ -27,6 +27,7 @@ _LIMIT = "limit:"
 _INCOMPLETE = ("parse:", "enrich:", "document ")
 _MULTI_FROM = ("header:multiple-from-addresses", "header:duplicate-from")
 _UNQUOTED_COMMA = "header:from-unquoted-comma"
+_ADDRESS_IN_COMMENT = "header:from-address-in-comment"
 _BLANK_IN_FOLD = "header:blank-line-in-fold"
 # A label of a host name: letters (of any script, for IDNs) and digits, hyphens inside.
 _HOST_LABEL = re.compile(r"(?:[^\W_]|[^\W_][\w-]*[^\W_])")
@@ -108,7 +109,7 @@ class HeadersAnalyzer(BaseAnalyzer):
             "FROM_MALFORMED",
             2.5,
             "headers",
-            "Inbound From header no mail software writes: an unquoted comma in the name, a space inside the address's brackets, or a domain no host can have",
+            "Inbound From header no mail software writes: an unquoted comma in the name, the address inside a comment, a space inside the address's brackets, or a domain no host can have",
         ),
         Symbol(
             "MALFORMED_MESSAGE_ID",
@@ -150,6 +151,8 @@ class HeadersAnalyzer(BaseAnalyzer):
             why: list[str] = []
             if _UNQUOTED_COMMA in m.defects:
                 why.append(f"name written with an unquoted comma: {froms[0][:80]!r}")
+            if _ADDRESS_IN_COMMENT in m.defects:
+                why.append(f"its only address is inside a comment, where servers read none: {froms[0][:80]!r}")
             domain_why = bad_sender_domain(m.from_)
             if domain_why:
                 why.append(f"address {m.from_.addr[:80]!r} {domain_why}")

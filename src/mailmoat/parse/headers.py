@@ -136,6 +136,14 @@ def unquoted_list_comma(raw: str) -> bool:
     return "," in shown or ";" in shown
 
 
+def address_in_comment(raw: str) -> bool:
+    """True for a From whose only address is written inside a comment ("Paket-Service,(<noreply@dhl.de>)"):
+    a mail client may show the address, but to a mail server the From holds none, so there is no
+    domain for DMARC to check. No mail software writes it."""
+    unquoted = _QUOTED.sub('""', raw)
+    return "<" in unquoted and "@" in unquoted and "@" not in _COMMENT.sub("", unquoted)
+
+
 def _mailbox(raw: str, defects: list[str], hint: str | None = None) -> Address | None:
     """A single `display <addr>` mailbox read the way mail clients show it, even with broken quoting."""
     m = _ANGLE.search(raw)
@@ -194,6 +202,8 @@ def fill_headers(
     from_raw = raws("from")
     if from_raw and unquoted_list_comma(from_raw[0]):
         defects.append("header:from-unquoted-comma")
+    if from_raw and address_in_comment(from_raw[0]):
+        defects.append("header:from-address-in-comment")
     single = _mailbox(from_raw[0], defects, hint) if from_raw else None
     from_list = [single] if single is not None else _addresses(from_raw[:1], defects, hint)
     if from_list:
