@@ -140,6 +140,8 @@ def address_in_comment(raw: str) -> bool:
     """True for a From whose only address is written inside a comment ("Paket-Service,(<noreply@dhl.de>)"):
     a mail client may show the address, but to a mail server the From holds none, so there is no
     domain for DMARC to check. No mail software writes it."""
+    if "(" not in raw:
+        return False
     unquoted = _QUOTED.sub('""', raw)
     return "<" in unquoted and "@" in unquoted and "@" not in _COMMENT.sub("", unquoted)
 
