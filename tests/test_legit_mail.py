@@ -43,6 +43,15 @@ MAY_BE_TAGGED = {
     # The annual party's lucky draw: "scan the code to collect your prize" (领取奖品) between
     # colleagues is the shape of the points and prize lures; tagged (7.5), not held.
     "legit_lucky_draw_qr_zh.eml",
+    # A bank's own debit notice: "扣款成功 ... 如非本人操作，请致电" and its hotline, no link. Word for word
+    # the callback lure (a charge to dispute by phone), so tagged (5.5) offline; the lure is held only
+    # from a free mailbox or a flagged sender. With DNS the bank's DMARC pass counts -1.
+    "legit_bank_debit_notice_zh.eml",
+    # A service's own "verify your email address ... within 24 hours" after a sign-up, the link on
+    # its own domain: the credential lure's words with a link, so tagged (5). Not counting links on
+    # the sender's own domain would release it, but also drops one phishing message of the train
+    # halves (a kit that links to the throw-away domain it sends from) below the quarantine line.
+    "legit_signup_verify_email.eml",
 }
 
 
