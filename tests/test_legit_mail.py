@@ -52,6 +52,13 @@ MAY_BE_TAGGED = {
     # the sender's own domain would release it, but also drops one phishing message of the train
     # halves (a kit that links to the throw-away domain it sends from) below the quarantine line.
     "legit_signup_verify_email.eml",
+    # The tax bureau's yearly reminder (可申请退税, and a warning that it never asks anyone to scan a
+    # code to 领取补贴, which the lexicon reads as the words themselves) and the social-insurance
+    # office's base declaration (核对 ... 工资, 填写, 逾期, 公积金), each with a link to its own site:
+    # the subsidy wave's words and a link, tagged (5.5 and 5). Links on the sender's own domain still
+    # count: a lookalike of our domain may host its form on itself.
+    "legit_tax_bureau_reminder_zh.eml",
+    "legit_social_insurance_bureau_zh.eml",
 }
 
 
