@@ -141,8 +141,11 @@ async def test_brand_display_and_lookalike_domain(settings: Settings) -> None:
     assert "DISPLAY_NAME_BRAND" in got
     assert got["FROM_LOOKALIKE_BRAND"].data["imitates"] == "paypal.com"
     assert await _scan(an, "PayPal <service@paypal.com>") == {}
-    # A brand's other sending domains are its own: La Poste's parcels come from colissimo.fr.
+    # A brand's other sending domains are its own: La Poste's parcels come from colissimo.fr,
+    # SharePoint's sharing notices from sharepointonline.com, Prime Video's from primevideo.com.
     assert await _scan(an, "La Poste - Colissimo <noreply@colissimo.fr>") == {}
+    assert await _scan(an, "SharePoint Online <no-reply@sharepointonline.com>") == {}
+    assert await _scan(an, "Amazon Prime Video <no-reply@primevideo.com>") == {}
     assert got_brand(await _scan(an, "Colissimo <suivi@colis-relivraison.example>")) == "La Poste"
     got = await _scan(an, "国家税务总局 <tax@tax-refund.example>")
     assert "国家税务总局" in got["DISPLAY_NAME_BRAND"].evidence
