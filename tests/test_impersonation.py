@@ -146,6 +146,8 @@ async def test_brand_display_and_lookalike_domain(settings: Settings) -> None:
     assert await _scan(an, "La Poste - Colissimo <noreply@colissimo.fr>") == {}
     assert await _scan(an, "SharePoint Online <no-reply@sharepointonline.com>") == {}
     assert await _scan(an, "Amazon Prime Video <no-reply@primevideo.com>") == {}
+    # Every post to a Google Group comes from the group's address at googlegroups.com.
+    assert await _scan(an, "\"'Jane Doe' via Dev Group\" <dev-group@googlegroups.com>") == {}
     assert got_brand(await _scan(an, "Colissimo <suivi@colis-relivraison.example>")) == "La Poste"
     got = await _scan(an, "国家税务总局 <tax@tax-refund.example>")
     assert "国家税务总局" in got["DISPLAY_NAME_BRAND"].evidence
