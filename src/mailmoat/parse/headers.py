@@ -125,25 +125,25 @@ def parse_received(value: str) -> ReceivedHop:
     return hop
 
 
-def unquoted_list_comma(raw: str) -> bool:
-    """True for one `display <addr>` whose display holds a comma or semicolon outside quotes and
-    comments ("Gutschein, jehd <a@b>"): to a mail server that is a list whose first mailbox has
-    no address. Mail software quotes such names ("Doe, John" <j@b>)."""
-    bare = _COMMENT.sub("", _QUOTED.sub('""', raw))
-    if bare.count("<") != 1 or bare.count("@") != 1:
-        return False
-    shown = bare.split("<", 1)[0]
-    return "," in shown or ";" in shown
-
-
-def address_in_comment(raw: str) -> bool:
-    """True for a From whose only address is written inside a comment ("Paket-Service,(<noreply@dhl.de>)"):
-    a mail client may show the address, but to a mail server the From holds none, so there is no
-    domain for DMARC to check. No mail software writes it."""
-    if "(" not in raw:
-        return False
+def from_writing_defects(raw: str) -> list[str]:
+    """How a From line is written as no mail software writes it, as parse defects. Both read the
+    line with its quoted strings and comments taken out, so that is done once:
+    - "header:from-unquoted-comma": one `display <addr>` whose display holds a comma or semicolon
+      outside quotes and comments ("Gutschein, jehd <a@b>"): to a mail server that is a list whose
+      first mailbox has no address. Mail software quotes such names ("Doe, John" <j@b>).
+    - "header:from-address-in-comment": the only address is written inside a comment
+      ("Paket-Service,(<noreply@dhl.de>)"): a mail client may show it, but to a mail server the
+      From holds none, so there is no domain for DMARC to check."""
     unquoted = _QUOTED.sub('""', raw)
-    return "<" in unquoted and "@" in unquoted and "@" not in _COMMENT.sub("", unquoted)
+    bare = _COMMENT.sub("", unquoted) if "(" in unquoted else unquoted
+    out: list[str] = []
+    if bare.count("<") == 1 and bare.count("@") == 1:
+        shown = bare.split("<", 1)[0]
+        if "," in shown or ";" in shown:
+            out.append("header:from-unquoted-comma")
+    if "@" not in bare and "<" in unquoted and "@" in unquoted:
+        out.append("header:from-address-in-comment")
+    return out
 
 
 def _mailbox(raw: str, defects: list[str], hint: str | None = None) -> Address | None:
@@ -202,10 +202,8 @@ def fill_headers(
 
     message.subject = first("subject")
     from_raw = raws("from")
-    if from_raw and unquoted_list_comma(from_raw[0]):
-        defects.append("header:from-unquoted-comma")
-    if from_raw and address_in_comment(from_raw[0]):
-        defects.append("header:from-address-in-comment")
+    if from_raw:
+        defects.extend(from_writing_defects(from_raw[0]))
     single = _mailbox(from_raw[0], defects, hint) if from_raw else None
     from_list = [single] if single is not None else _addresses(from_raw[:1], defects, hint)
     if from_list:
