@@ -61,9 +61,12 @@ def check_dirs(
         problems.extend(f"{r.path}: {p}" for p in missing_samples(r))
     if run_samples and rules:
         evaluate, loop = sample_evaluator(settings)
-        # A site rule may read a built-in rule's finding: its samples run with the built-ins too.
-        ids = {r.id for r in rules}
-        among = rules + [r for r in load_dir(BUILTIN_DIR)[0] if r.id not in ids]
+        # A site rule may read a built-in rule's finding: its samples run with the built-ins too
+        # (loaded here only when the directories checked do not already hold them).
+        among = rules
+        if not any(d.resolve() == BUILTIN_DIR.resolve() for d in dirs):
+            ids = {r.id for r in rules}
+            among = rules + [r for r in load_dir(BUILTIN_DIR)[0] if r.id not in ids]
         try:
             for res in sample_results(rules, evaluate, among):  # type: ignore[arg-type]
                 if res.ok:
