@@ -318,7 +318,8 @@ class RuleSet:
         ctx = cel.Context(variables=variables, functions=functions)
         seen = list(prior)
         built = len(seen)  # the findings the activation was built with
-        for layer in self.layers:
+        last = len(self.layers) - 1
+        for n, layer in enumerate(self.layers):
             if len(seen) > built:
                 # Only the fields read from the findings change; the rest is built once.
                 variables.update(activation.build(message, envelope, seen, self.fields & activation.FROM_FINDINGS))
@@ -333,7 +334,8 @@ class RuleSet:
                 if result is True:
                     hit = Hit(rule, self._evidence(rule, ctx))
                     hits.append(hit)
-                    seen.append(hit.finding())
+                    if n < last:  # only a later layer reads it; the analyzer builds the reported one
+                        seen.append(hit.finding())
                 elif result is not False:
                     failed.append((rule, f"expression returned {type(result).__name__}, not bool"))
         return hits, failed
