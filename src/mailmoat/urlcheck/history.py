@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -37,15 +37,16 @@ class History:
     def _session(self) -> Any:
         return self.store.session()
 
-    def _aggregate(self, name: str, query: Any, ttl: float) -> float | None:
-        """One aggregate over the messages, kept `ttl` seconds; None when unknown or NULL (asked again next time)."""
+    def _aggregate(self, name: str, query: Callable[[], Any], ttl: float) -> float | None:
+        """One aggregate over the messages, kept `ttl` seconds; None when unknown or NULL (asked again next time).
+        `query` builds the statement: only on a miss, since building one costs more than the cached answer."""
         now = time.monotonic()
         kept = self._kept.get(name)
         if kept is not None and now - kept[0] < ttl:
             return kept[1]
         try:
             with self._session() as s:
-                value = s.execute(query).scalar_one()
+                value = s.execute(query()).scalar_one()
         except Exception as exc:
             log.warning("store history unavailable: %s", exc)
             return None
@@ -58,7 +59,7 @@ class History:
 
     def size(self) -> int | None:
         """Number of recorded messages (cached for a minute)."""
-        n = self._aggregate("size", select(func.count()).select_from(MessageRow), 60.0)
+        n = self._aggregate("size", lambda: select(func.count()).select_from(MessageRow), 60.0)
         return int(n) if n is not None else None
 
     def mature(self) -> bool:
@@ -96,13 +97,14 @@ class History:
         With `kind`: the oldest message with an indicator of that kind (the store of a site that
         upgraded holds none of a new kind in its older mail)."""
         if not kind:
-            return self._aggregate("first", select(func.min(MessageRow.received_at)), 3600.0)
-        query = (
-            select(func.min(MessageRow.received_at))
+            return self._aggregate("first", lambda: select(func.min(MessageRow.received_at)), 3600.0)
+        return self._aggregate(
+            f"first {kind}",
+            lambda: select(func.min(MessageRow.received_at))
             .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
-            .where(IndicatorRow.kind == kind)
+            .where(IndicatorRow.kind == kind),
+            3600.0,
         )
-        return self._aggregate(f"first {kind}", query, 3600.0)
 
     def forget_counts(self) -> None:
         """Ask the store again for its size and oldest record (they are kept a minute and an hour)."""
@@ -239,7 +241,7 @@ class History:
         kind, value = destination
         return self._aggregate(
             f"first linked {kind} {value}",
-            select(func.min(MessageRow.received_at))
+            lambda: select(func.min(MessageRow.received_at))
             .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
             .where(IndicatorRow.kind.in_((kind, "sender_domain")), IndicatorRow.value == value),
             float("inf"),  # the first record never changes (retention aside)
