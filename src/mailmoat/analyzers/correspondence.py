@@ -63,12 +63,16 @@ class CorrespondenceAnalyzer(BaseAnalyzer):
         frm = ctx.message.from_.addr.strip()
         if self.history is None or ctx.envelope.direction is not Direction.INBOUND or "@" not in frm:
             return []
-        return await asyncio.to_thread(self._analyze, ctx, frm)
-
-    def _analyze(self, ctx: AnalysisContext, frm: str) -> list[Finding]:
-        assert self.history is not None
-        msg, before = ctx.message, ctx.envelope.received_at
+        msg = ctx.message
         ids = referenced_ids(msg.header("In-Reply-To"), " ".join(msg.header_all("References")))
+        authenticated = any(f.symbol == "DMARC_PASS" for f in ctx.prior)
+        if not ids and not authenticated:
+            return []  # nothing to ask the store: no thread hand-off for most new mail
+        return await asyncio.to_thread(self._analyze, ctx, frm, ids, authenticated)
+
+    def _analyze(self, ctx: AnalysisContext, frm: str, ids: list[str], authenticated: bool) -> list[Finding]:
+        assert self.history is not None
+        before = ctx.envelope.received_at
         ours = self.history.our_message_to(frm, ids, before) if ids else None
         if ours is not None:
             msgid, sender, when = ours
@@ -79,7 +83,7 @@ class CorrespondenceAnalyzer(BaseAnalyzer):
                     {"message_id": msgid, "sender": sender, "sent_at": when},
                 )
             ]
-        if not any(f.symbol == "DMARC_PASS" for f in ctx.prior):
+        if not authenticated:
             return []
         written = self.history.written_to(frm, before)
         if written is None or before - written[1] < KNOWN_AFTER:
