@@ -202,7 +202,9 @@ async def test_a_brand_name_beside_a_trade_mark_or_underscores(settings: Setting
 async def test_a_brand_name_in_disguise(settings: Settings) -> None:
     """A brand's name in look-alike letters, with invisible characters, in styled letters or with
     its letters written apart is hidden from a check on purpose: DISPLAY_NAME_BRAND_DISGUISED
-    beside the claim. Traditional Chinese and full-width letters are how people type, not a disguise."""
+    beside the claim, 6 points: with the claim's 3 a tag on its own, and held with any other sign
+    (no business writes its own name in disguise). Traditional Chinese and full-width letters are
+    how people type, not a disguise."""
     an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
     for display, how in (("L\u0435\u0501g\u0435r", "look-alike letters"), ("T E M U", "letters written apart"),
                          ("M\U000e0139i\U000e0139c\U000e0139rosoft account team", "invisible characters"),
@@ -210,7 +212,8 @@ async def test_a_brand_name_in_disguise(settings: Settings) -> None:
         got = await _scan(an, f"{display} <jennifer@shalini-design.example>")
         assert "DISPLAY_NAME_BRAND" in got, display
         f = got["DISPLAY_NAME_BRAND_DISGUISED"]
-        assert f.score == 4.0 and how in f.evidence, (display, f.evidence)
+        assert f.score == 6.0 and how in f.evidence, (display, f.evidence)
+        assert got["DISPLAY_NAME_BRAND"].score + f.score == 9.0
     for display in ("Ledger", "中國銀行", "\uff24\uff28\uff2c快递", "Mcafee™"):
         got = await _scan(an, f"{display} <jennifer@shalini-design.example>")
         assert "DISPLAY_NAME_BRAND" in got and "DISPLAY_NAME_BRAND_DISGUISED" not in got, display

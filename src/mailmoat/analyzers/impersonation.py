@@ -102,7 +102,7 @@ SYMBOLS = (
     ),
     Symbol(
         "DISPLAY_NAME_BRAND_DISGUISED",
-        4.0,
+        6.0,  # with DISPLAY_NAME_BRAND 9: any other sign holds it (4.0 until the twenty-ninth session)
         "impersonation",
         "Display name claims a brand only once look-alike letters, invisible characters or letters written apart are read plainly",
     ),
