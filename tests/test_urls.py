@@ -217,6 +217,29 @@ async def test_a_base64_redirect_target_is_checked(analyzer: UrlAnalyzer) -> Non
     assert await _scan(analyzer, [url(newsletter)]) == {}
 
 
+def test_bing_click_redirect_target() -> None:
+    """Bing's click redirect (/ck/a?...&u=a1<base64>), which phishing kits link through, carries
+    its target in base64 behind the two letters "a1"."""
+    link = ("https://www.bing.com/ck/a?!&&p=98042caa4cc4&ptn=3&ver=2&hsh=4&fclid=148b8bc7"
+            "&u=a1aHR0cHM6Ly9jcGYtZHJvaXRzLmV4YW1wbGUuc3BhY2UvZm9ybWF0aW9u&ntb=1")
+    assert redirect_targets(link) == ["https://cpf-droits.example.space/formation"]
+    assert redirect_targets("https://r.example/?u=a1aGVsbG8gd29ybGQ=") == []
+
+
+async def test_where_a_redirect_lands_is_checked_for_free_hosting_and_abused_tlds(analyzer: UrlAnalyzer) -> None:
+    """A tracker's or an open redirect's target is where the reader lands: a page on a free
+    platform or an abused top-level domain there is as suspect as a link to it; the wrapper's
+    own host is not blamed for it."""
+    bing = ("https://www.bing.com/ck/a?!&&p=98042caa4cc4&ptn=3&ver=2&hsh=4&fclid=148b8bc7"
+            "&u=a1aHR0cHM6Ly9jcGYtZHJvaXRzLmV4YW1wbGUuc3BhY2UvZm9ybWF0aW9u&ntb=1")
+    got = await _scan(analyzer, [url(bing)])
+    assert "www.bing.com to cpf-droits.example.space (.space)" in got["URL_SUSPICIOUS_TLD"].evidence
+    pages = "https://click.esp-sender.example/ls/click?upn=aHR0cHM6Ly9jbGFpbS1yZXdhcmQud2ViLmFwcC9zdGFydA"
+    got = await _scan(analyzer, [url(pages)])
+    assert "claim-reward.web.app" in got["URL_FREE_HOSTING"].evidence
+    assert "URL_REDIRECT" not in got and "URL_SUSPICIOUS_TLD" not in got
+
+
 async def test_data_and_javascript_links(analyzer: UrlAnalyzer) -> None:
     got = await _scan(analyzer, [url("data:text/html;base64,PGgxPng8L2gxPg=="), url("javascript:alert(1)"), url("data:image/png;base64,iVBOR")])
     assert "text/html" in got["URL_DATA_URI"].evidence and got["URL_DATA_URI"].data["count"] == 1

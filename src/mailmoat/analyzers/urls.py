@@ -213,6 +213,18 @@ class UrlAnalyzer(BaseAnalyzer):
             if dom.is_ip(thost):
                 hits.add("URL_IP", f"{where} redirects to IP address: {target[:200]}", rdata)
             self._check_host(thost, target, f"{where} (redirect target)", qr, hits, sender_brand, rdata)
+            if u.source not in ("src", "css"):
+                # Where the reader lands, not the tracker or redirect in front of it.
+                try:
+                    tpath = urlsplit(target).path
+                except ValueError:  # host_of read a host, but a bracketed one may not parse again
+                    tpath = ""
+                tplatform = free_hosting(thost, tpath)
+                if tplatform:
+                    hits.add("URL_FREE_HOSTING", f"{where} via {host} to {thost} on {tplatform}: {target[:200]}", rdata)
+                ttld = abused_tld(thost)
+                if ttld:
+                    hits.add("URL_SUSPICIOUS_TLD", f"{where} via {host} to {thost} (.{ttld}): {target[:200]}", rdata)
             # Where the tracker sends the reader may be new here though the tracker is not.
             self._new_candidate(thost, dom.registrable(thost), new_candidates)
         if u.anchor_text and u.source in ("href", ""):

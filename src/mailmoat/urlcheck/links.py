@@ -150,6 +150,8 @@ def _as_url(value: str, base64_too: bool = True) -> str | None:
             return v if not v.startswith("//") else "https:" + v
         if base64_too and v.startswith("aHR0c"):
             return _from_base64(v)
+        if base64_too and v.startswith("a1aHR0c"):  # Bing's click redirect (/ck/a?...&u=a1<base64>)
+            return _from_base64(v[2:])
         if "%" not in v:
             break
         v = unquote(v)
