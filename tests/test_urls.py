@@ -128,6 +128,9 @@ async def test_typo_free_hosting_and_tld(analyzer: UrlAnalyzer) -> None:
         got = await _scan(analyzer, [url(link)])
         assert "amazonaws.com" in got["URL_FREE_HOSTING"].evidence, link
     assert await _scan(analyzer, [url("https://ec2-1-2-3-4.compute-1.amazonaws.com/status")]) == {}
+    # A function endpoint on Google Cloud, as a kit's "account check" page.
+    got = await _scan(analyzer, [url("https://us-east1-valid-arc-109017.cloudfunctions.net/login")])
+    assert "cloudfunctions.net" in got["URL_FREE_HOSTING"].evidence
     # A host that looks like an endpoint until its end is no platform, and is read in one pass: a
     # pattern that could split "s3-a-a-…" many ways took minutes for 40 parts (bench/hostile_text.py).
     assert free_hosting("s3" + "-a" * 40 + ".example") == ""
