@@ -151,6 +151,15 @@ async def test_brand_display_and_lookalike_domain(settings: Settings) -> None:
     assert got_brand(await _scan(an, "Colissimo <suivi@colis-relivraison.example>")) == "La Poste"
     got = await _scan(an, "国家税务总局 <tax@tax-refund.example>")
     assert "国家税务总局" in got["DISPLAY_NAME_BRAND"].evidence
+    # Tax offices and public services of the European waves: their own mail is theirs, the same
+    # name on mail from elsewhere is a claim.
+    for display, own, brand in (("Mon Compte Formation", "ne-pas-repondre@moncompteformation.gouv.fr", "Mon Compte Formation"),
+                                ("Belastingdienst", "noreply@belastingdienst.nl", "Belastingdienst"),
+                                ("Agencia Tributaria", "notificaciones@correo.aeat.es", "Agencia Tributaria"),
+                                ("DGFiP", "ne-pas-repondre@dgfip.finances.gouv.fr", "DGFiP"),
+                                ("MINISTÉRIO DA FAZENDA", "comunicado@fazenda.gov.br", "Receita Federal")):
+        assert await _scan(an, f"{display} <{own}>") == {}, display
+        assert got_brand(await _scan(an, f"{display} <s703140@charter-school.example>")) == brand, display
     # Cyrillic а in the display name: the reader sees PayPal.
     assert "DISPLAY_NAME_BRAND" in await _scan(an, "PаyPаl Service <service@pay-notice.example>")
     # A combining grapheme joiner after every letter draws nothing: the reader sees "EVRi Delivery".
