@@ -229,6 +229,21 @@ async def test_a_brand_name_in_disguise(settings: Settings) -> None:
     assert await _scan(an, "T E M U <noreply@temu.com>") == {}
 
 
+async def test_a_brand_name_run_together_is_claimed(settings: Settings) -> None:
+    """A brand's name of several words written as one word or with hyphens ("TrustWallet",
+    "Trust-Wallet"), or a one-word name with a service word run on ("MetaMaskTeam"), claims the
+    brand as the name written plainly does. Hyphenated personal names and words that merely end
+    in a service word ("Helpdesk", "Skincare") claim nothing, and the brand's own mail is its own."""
+    an = ImpersonationAnalyzer(AnalyzerEnv(settings=settings))
+    for display, brand in (("TrustWallet APP", "Trust Wallet"), ("Trust-Wallet", "Trust Wallet"),
+                           ("MercadoPago", "Mercado Pago"), ("WellsFargo Alerts", "Wells Fargo"),
+                           ("MetaMaskTeam", "MetaMask"), ("PayPalSupport", "PayPal")):
+        assert got_brand(await _scan(an, f"{display} <notice@pepsup.example>")) == brand, display
+    for display in ("Anne-Marie Fargo", "Helpdesk", "Skincare Team", "Freshdesk", "Jean-Baptiste De La Rochefoucauld"):
+        assert "DISPLAY_NAME_BRAND" not in await _scan(an, f"{display} <a@firm.example>"), display
+    assert await _scan(an, "TrustWallet <support@trustwallet.com>") == {}
+
+
 async def test_a_brand_name_written_apart_is_claimed(settings: Settings) -> None:
     """"T E M U" or "P.a.y.P.a.l" is written so to slip past a check of the name: it claims the
     brand as the name itself would. Initials ("J. R. Tolkien") and words written apart that make no

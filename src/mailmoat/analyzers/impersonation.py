@@ -266,6 +266,13 @@ _FROM_WORD = re.compile(r"(?<![^\W_])from(?![^\W_])")
 # same edges as _latin_pattern: a name is never part of a longer run of letters and digits).
 _PLAIN_NAME = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")
 _PLAIN_WORD = re.compile(r"[a-z0-9]+")
+# A brand's name written as one word: its words run together ("TrustWallet", "MercadoPago"), or
+# with a service word run on ("MetaMaskTeam", "PayPalSupport"). Only a display name's first words
+# are read so (a kit's display name is short; one of 10,000 words is read as written).
+_JOINED_RUNS = 12
+_JOINED_MIN = 8
+_JOINED_MAX = 40  # a brand's name with a service word run on is short; a run of 60,000 letters is none
+_SERVICE_ENDINGS = tuple(sorted(_SERVICE_WORDS, key=len, reverse=True))  # "services" before "service"
 
 
 # How people type a name: full-width letters are what Chinese input methods give. Nothing else
@@ -390,6 +397,9 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 else:
                     self._brand_other.append((order, fold(n), _latin_pattern(n), b.name))
         self._brand_words_max = max((len(k) for k in self._brand_plain), default=0)
+        self._brand_joined = {
+            "".join(k): v for k, v in self._brand_plain.items() if len(k) > 1 and len("".join(k)) >= _JOINED_MIN
+        }
         self._brand_first = frozenset(k[0] for k in self._brand_plain)
         self.history = History(env.store) if env.store is not None else None
 
@@ -460,10 +470,18 @@ class ImpersonationAnalyzer(BaseAnalyzer):
                 continue
             for k in range(1, min(self._brand_words_max, len(runs) - at) + 1):
                 # A name of several words matches only as written: one space between its words
-                # (or the underscore kits write for it, "Liberty_Mutual_Team").
-                if k > 1 and low[runs[at + k - 2][1] : runs[at + k - 1][0]] not in (" ", "_"):
+                # (or the underscore or hyphen kits write for it, "Liberty_Mutual_Team", "Trust-Wallet").
+                if k > 1 and low[runs[at + k - 2][1] : runs[at + k - 1][0]] not in (" ", "_", "-"):
                     break
                 hits.append(self._brand_plain.get(tuple(w for _, _, w in runs[at : at + k])))
+        for _, _, word in runs[:_JOINED_RUNS]:
+            if not _JOINED_MIN <= len(word) <= _JOINED_MAX:
+                continue
+            hits.append(self._brand_joined.get(word))
+            if word.endswith(_SERVICE_ENDINGS):
+                ending = next(e for e in _SERVICE_ENDINGS if word.endswith(e))
+                if len(word) - len(ending) >= 4:
+                    hits.append(self._brand_plain.get((word[: -len(ending)],)))
         if name != low.upper() or len(_LATIN_WORD.findall(name)) < 2:
             # In a name written in capitals throughout, "ING" or "UPS" may be a word like any other;
             # one Latin word beside Chinese ("DHL快递") is the name itself.
