@@ -86,6 +86,17 @@ def _where(u: Url) -> str:
     return "QR code link" if u.source == "qr" else "link"
 
 
+def _check_landing(host: str, path: str, where: str, url: str, hits: _Hits, data: dict[str, Any]) -> None:
+    """URL_FREE_HOSTING and URL_SUSPICIOUS_TLD for a page a reader lands on: a link's own host, or
+    the target a click tracker or redirect sends the reader to."""
+    platform = free_hosting(host, path)
+    if platform:
+        hits.add("URL_FREE_HOSTING", f"{where} to {host} on {platform}: {url[:200]}", data)
+    tld = abused_tld(host)
+    if tld:
+        hits.add("URL_SUSPICIOUS_TLD", f"{where} to {host} (.{tld}): {url[:200]}", data)
+
+
 def _lookalike_symbol(look: Lookalike) -> str:
     if look.protected and look.kind != "other-suffix":
         return "URL_IDN_HOMOGRAPH" if look.kind == "idn-homograph" else "URL_LOOKALIKE_PROTECTED"
@@ -188,12 +199,9 @@ class UrlAnalyzer(BaseAnalyzer):
             if qr:
                 hits.add("QR_URL_SHORTENER", f"QR code leads through shortener {host}: {raw[:200]}", data)
         self._check_host(host, raw, where, qr, hits, sender_brand, data)
-        platform = free_hosting(host, parts.path)
-        if platform and u.source not in ("src", "css"):  # images and styles on a CDN say nothing
-            hits.add("URL_FREE_HOSTING", f"{where} to {host} on {platform}: {raw[:200]}", data)
-        tld = abused_tld(host)
-        if tld and u.source not in ("src", "css"):
-            hits.add("URL_SUSPICIOUS_TLD", f"{where} to {host} (.{tld}): {raw[:200]}", data)
+        landing = u.source not in ("src", "css")  # images and styles on a CDN say nothing
+        if landing:
+            _check_landing(host, parts.path, where, raw, hits, data)
         reg = u.registrable_domain or dom.registrable(host)
         self._new_candidate(host, reg, new_candidates)
         targets = redirect_targets(raw)
@@ -213,18 +221,13 @@ class UrlAnalyzer(BaseAnalyzer):
             if dom.is_ip(thost):
                 hits.add("URL_IP", f"{where} redirects to IP address: {target[:200]}", rdata)
             self._check_host(thost, target, f"{where} (redirect target)", qr, hits, sender_brand, rdata)
-            if u.source not in ("src", "css"):
+            if landing:
                 # Where the reader lands, not the tracker or redirect in front of it.
                 try:
                     tpath = urlsplit(target).path
                 except ValueError:  # host_of read a host, but a bracketed one may not parse again
                     tpath = ""
-                tplatform = free_hosting(thost, tpath)
-                if tplatform:
-                    hits.add("URL_FREE_HOSTING", f"{where} via {host} to {thost} on {tplatform}: {target[:200]}", rdata)
-                ttld = abused_tld(thost)
-                if ttld:
-                    hits.add("URL_SUSPICIOUS_TLD", f"{where} via {host} to {thost} (.{ttld}): {target[:200]}", rdata)
+                _check_landing(thost, tpath, f"{where} via {host}", target, hits, rdata)
             # Where the tracker sends the reader may be new here though the tracker is not.
             self._new_candidate(thost, dom.registrable(thost), new_candidates)
         if u.anchor_text and u.source in ("href", ""):
