@@ -131,3 +131,25 @@ def test_a_message_that_cannot_be_learnt_does_not_stop_the_run(tmp_path: Path, m
     assert counts is not None and (counts["failed"], counts["delivered"]) == (1, 1)
     clf = Classifier.open(model_path(settings))
     assert clf.learned_as("m-old") == "ham" and clf.learned_as("m-released") is None
+
+
+def test_the_gateway_learns_outgoing_mail_by_default(tmp_path: Path) -> None:
+    """`classifier.learn_outbound_after_days` is on (3 days) by default; 0 switches it off."""
+    settings = _settings(tmp_path)
+    assert settings.classifier.learn_outbound_after_days == 3.0
+    store = Store(settings.db_url)
+    with store.session() as s:
+        for mid, age in [("o-old", 5.0), ("o-new", 1.0)]:
+            path = settings.raw_dir / f"{mid}.eml"
+            path.write_bytes(synthetic_eml(random.Random(5), False, chinese=False))
+            s.add(MessageRow(id=mid, received_at=time.time() - age * DAY, direction="outbound", action="deliver",
+                             score=0.0, auth_user="li.na", raw_path=str(path), status="processed"))
+    store.close()
+    settings.classifier.learn_outbound_after_days = 0
+    counts = learn_once(settings)
+    assert counts is not None and (counts["ham"], counts["outbound"]) == (1, 0)
+    settings.classifier.learn_outbound_after_days = 3.0
+    counts = learn_once(settings)
+    assert counts is not None and (counts["outbound"], counts["already"]) == (1, 1)
+    clf = Classifier.open(model_path(settings))
+    assert clf.learned_as("o-old") == "ham" and clf.learned_as("o-new") is None and clf.learned_as("m-old") is None

@@ -247,3 +247,56 @@ def test_train_from_store_learns_old_untouched_deliveries_as_ham(tmp_path: Path)
     assert clf.model.nham == 10 and clf.learned_as("m-old") == "phish"
     res = runner.invoke(app, ["train", "--delivered-as-ham", "3d", "--data-dir", str(data)])
     assert res.exit_code == 2 and "goes with --from-store" in res.output
+
+
+def test_train_from_store_learns_what_the_sites_accounts_sent_out_as_ham(tmp_path: Path) -> None:
+    """Outgoing mail is the site's own ham; a stolen account's mail is not, nor mail that is too new,
+    scored or internal."""
+    from mailmoat.store.accounts_models import IncidentRow
+    from mailmoat.store.db import Store
+    from mailmoat.store.models import MessageRow
+    from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+    data = tmp_path / "var"
+    ham = _write_corpus(tmp_path / "ham", False, 10, 1)
+    spam = _write_corpus(tmp_path / "spam", True, 10, 2)
+    assert runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"]).exit_code == 0
+    rng = random.Random(7)
+    raw_dir = data / "raw"
+    raw_dir.mkdir(parents=True)
+    store = Store(f"sqlite:///{data / 'mailmoat.db'}")
+    now, day = time.time(), 86400.0
+    rows = [  # (id, received, direction, score, login, envelope sender)
+        ("o-sent", now - 5 * day, "outbound", 0.0, "li.na@corp.test", "li.na@corp.test"),  # the only one learnt
+        ("o-recent", now - 1 * day, "outbound", 0.0, "li.na@corp.test", "li.na@corp.test"),  # containment may still act
+        ("o-scored", now - 5 * day, "outbound", 2.5, "li.na@corp.test", "li.na@corp.test"),
+        ("o-stolen", now - 30 * day, "outbound", 0.0, "", "Wang.Fang@corp.test"),  # its account had an incident since
+        ("o-internal", now - 5 * day, "internal", 0.0, "li.na@corp.test", "li.na@corp.test"),
+        ("o-inbound", now - 5 * day, "inbound", 0.0, "", "someone@example.net"),
+    ]
+    with store.session() as s:
+        for mid, at, direction, score, login, sender in rows:
+            path = raw_dir / f"{mid}.eml"
+            path.write_bytes(synthetic_eml(rng, False, chinese=False))
+            s.add(MessageRow(id=mid, received_at=at, direction=direction, action="deliver", score=score, auth_user=login,
+                             mail_from=sender, from_addr=sender, raw_path=str(path), status="processed"))
+        s.add(IncidentRow(id="INC-1", account="wang.fang@corp.test", state="released", opened_at=now - day, reasons=["burst"]))
+    store.close()
+
+    res = runner.invoke(app, ["train", "--from-store", "--outbound-as-ham", "3d", "--data-dir", str(data)])
+    assert res.exit_code == 0, res.output
+    assert "learnt 0 released as ham, 0 recalled as phishing, 1 sent out as ham" in res.output
+    clf = Classifier.open(data / "models" / "bayes.model")
+    assert clf.model.nham == 11 and clf.learned_as("o-sent") == "ham"
+    assert all(clf.learned_as(mid) is None for mid, *_ in rows[1:])
+    # Recalled after all: the next run moves it to phishing.
+    store = Store(f"sqlite:///{data / 'mailmoat.db'}")
+    with store.session() as s:
+        s.add(RecallJobRow(id="job-3", created_at=now, state="done"))
+        s.add(RecallCopyRow(job_id="job-3", message_id="o-sent", tracking_id="o-sent-0000", recipient="u@example.com", mailbox="u@example.com", state="recalled"))
+    store.close()
+    res = runner.invoke(app, ["train", "--from-store", "--outbound-as-ham", "3d", "--data-dir", str(data)])
+    assert "1 recalled as phishing, 0 sent out as ham" in res.output, res.output
+    assert Classifier.open(data / "models" / "bayes.model").learned_as("o-sent") == "phish"
+    res = runner.invoke(app, ["train", "--outbound-as-ham", "3d", "--data-dir", str(data)])
+    assert res.exit_code == 2 and "--outbound-as-ham goes with --from-store" in res.output

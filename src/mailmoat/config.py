@@ -199,6 +199,11 @@ class ClassifierSettings:
     # And mail delivered untouched at least this many days ago as ham (0 = not): the site's own
     # everyday mail. Off by default: a campaign nobody has reported yet would be learnt as ham.
     learn_delivered_after_days: float = 0.0
+    # And the mail the site's own accounts sent out, at least this many days ago, as ham (0 = not):
+    # on by default, since what the staff write is the surest ham a site has. It waits for
+    # containment and recall to have acted on a stolen account; accounts that ever had an
+    # incident are left out.
+    learn_outbound_after_days: float = 3.0
     learn_max_delivered: int = 5000  # per run, newest first
     # NEAR_COPY_CONDEMNED: a message at least this similar (estimated Jaccard of its runs of three
     # words and CJK 4-grams) to one learnt as spam or phishing (trained: the file beside the model;

@@ -102,6 +102,7 @@ def model_status(settings: Settings, store: Any = None) -> dict[str, Any]:
         "error": "",
         "learn_every_hours": cfg.learn_every_hours,
         "learn_delivered_after_days": cfg.learn_delivered_after_days,
+        "learn_outbound_after_days": cfg.learn_outbound_after_days,
         "near_copies": near_copy_count(settings, store),
     }
     if source is None:

@@ -18,8 +18,9 @@ FIRST_RUN_AFTER = 300.0
 
 
 def learn_once(settings: Settings, now: float | None = None, stop: Callable[[], bool] | None = None) -> dict[str, int] | None:
-    """One pass of `mailmoat train --from-store [--delivered-as-ham N days]`; None when there is no
-    model to add to (learning starts from a trained model: a store holds no spam to start one)."""
+    """One pass of `mailmoat train --from-store [--delivered-as-ham N days] [--outbound-as-ham M days]`;
+    None when there is no model to add to (learning starts from a trained model: a store holds no
+    spam to start one)."""
     from mailmoat.classify import model_path, model_source
     from mailmoat.classify.store_learning import train_from_store
 
@@ -28,7 +29,8 @@ def learn_once(settings: Settings, now: float | None = None, stop: Callable[[], 
         return None
     now = time.time() if now is None else now
     before = now - cfg.learn_delivered_after_days * 86400.0 if cfg.learn_delivered_after_days > 0 else None
-    return train_from_store(settings, before, cfg.learn_max_delivered, stop=stop)
+    sent_before = now - cfg.learn_outbound_after_days * 86400.0 if cfg.learn_outbound_after_days > 0 else None
+    return train_from_store(settings, before, cfg.learn_max_delivered, stop=stop, outbound_before=sent_before)
 
 
 async def run_autolearn(settings: Settings, stop: asyncio.Event, first_after: float = FIRST_RUN_AFTER) -> None:
@@ -55,8 +57,8 @@ async def run_autolearn(settings: Settings, stop: asyncio.Event, first_after: fl
             continue
         if counts is None:
             log.info("classifier: no model yet, nothing learnt from the store (train one with `mailmoat train`)")
-        elif counts["ham"] or counts["phish"] or counts["delivered"]:
+        elif counts["ham"] or counts["phish"] or counts["delivered"] or counts["outbound"]:
             log.info(
-                "classifier: learnt %d released as ham, %d recalled as phishing, %d delivered as ham",
-                counts["ham"], counts["phish"], counts["delivered"],
+                "classifier: learnt %d released as ham, %d recalled as phishing, %d delivered as ham, %d sent out as ham",
+                counts["ham"], counts["phish"], counts["delivered"], counts["outbound"],
             )

@@ -1,4 +1,4 @@
-"""Learning from administrators' verdicts in the store: releases as ham, recalls as phishing, and old untouched deliveries as ham.
+"""Learning from administrators' verdicts in the store: releases as ham, recalls as phishing, old untouched deliveries and the staff's own outgoing mail as ham.
 
 The statistical model learns them on a schedule (`train_from_store`); the near-copy memory takes a
 recall or a release at once (`remember_stored`, `remember_verdicts`): as rows of the store's
@@ -30,6 +30,7 @@ def train_from_store(
     delivered_before: float | None = None,
     max_delivered: int = 5000,
     stop: Callable[[], bool] | None = None,
+    outbound_before: float | None = None,
 ) -> dict[str, int]:
     """Learn released messages as ham and recalled ones as phishing (each message once; reversals move it).
 
@@ -37,8 +38,10 @@ def train_from_store(
     `delivered_before` (epoch seconds), mail delivered as it was (action deliver, score under
     DELIVERED_HAM_MAX_SCORE, never condemned, released or recalled) and received before then is
     learnt as ham too, the newest `max_delivered` first: the site's own everyday mail, which no
-    public corpus holds. A message recalled later moves to phishing on the next run. When `stop`
-    returns true the run ends early and saves what it has learnt (the gateway is shutting down).
+    public corpus holds. With `outbound_before`, the same for the mail the site's own accounts
+    sent out of the organisation (`outbound_mail`). A message recalled later moves to phishing on
+    the next run. When `stop` returns true the run ends early and saves what it has learnt (the
+    gateway is shutting down).
     """
     from sqlalchemy import select
 
@@ -54,7 +57,7 @@ def train_from_store(
         if not db_file.exists():
             raise FileNotFoundError(f"no store at {db_file}")
     store = Store(url, create=False)
-    counts = {"ham": 0, "phish": 0, "delivered": 0, "already": 0, "missing_raw": 0, "failed": 0}
+    counts = {"ham": 0, "phish": 0, "delivered": 0, "outbound": 0, "already": 0, "missing_raw": 0, "failed": 0}
     try:
         with store.session() as s:
             recalled = set(
@@ -76,7 +79,10 @@ def train_from_store(
                         .limit(max_delivered)
                     ).all()
                 ) - recalled
-            ids = sorted(recalled | released | delivered)
+            outbound: set[str] = set()
+            if outbound_before is not None and max_delivered > 0:
+                outbound = outbound_mail(s, outbound_before, max_delivered) - recalled
+            ids = sorted(recalled | released | delivered | outbound)
             rows = {r.id: r.raw_path for r in s.scalars(select(MessageRow).where(MessageRow.id.in_(ids))).all()} if ids else {}
     finally:
         store.close()
@@ -103,12 +109,49 @@ def train_from_store(
             log.exception("classifier: cannot learn message %s", mid)
             counts["failed"] += 1
             continue
-        counts["delivered" if mid in delivered else label] += 1  # delivered ones are never released (status)
-    if counts["ham"] or counts["phish"] or counts["delivered"]:
+        # Delivered and outgoing mail is never released (status); outgoing mail is counted as such
+        # also when both are learnt.
+        counts["outbound" if mid in outbound else "delivered" if mid in delivered else label] += 1
+    if counts["ham"] or counts["phish"] or counts["delivered"] or counts["outbound"]:
         clf.save()
     counts["model_ham"] = clf.model.nham
     counts["model_spam"] = clf.model.nspam
     return counts
+
+
+def outbound_mail(session: Any, before: float, limit: int) -> set[str]:
+    """The ids of the newest `limit` messages the site's own accounts sent out of the organisation
+    before `before` and that went out as they were (action deliver, score under
+    DELIVERED_HAM_MAX_SCORE, never quarantined or released), leaving out every account that ever
+    had a compromise incident.
+
+    What the staff write to customers and partners is the surest ham a site has, and the most its
+    own: its languages, its trade's words and today's. A stolen account's mail is why incidents
+    count and why the mail must be old enough (days) for containment and recall to have acted.
+    """
+    from sqlalchemy import select
+
+    from mailmoat.store.accounts_models import IncidentRow
+    from mailmoat.store.models import MessageRow
+
+    suspects = {a.strip().lower() for a in session.scalars(select(IncidentRow.account)).all()}
+    rows = session.execute(
+        select(MessageRow.id, MessageRow.auth_user, MessageRow.mail_from, MessageRow.from_addr)
+        .where(
+            MessageRow.direction == "outbound",
+            MessageRow.action == "deliver",
+            MessageRow.score < DELIVERED_HAM_MAX_SCORE,
+            MessageRow.status == "processed",
+            MessageRow.received_at < before,
+        )
+        .order_by(MessageRow.received_at.desc())
+        .limit(limit)
+    ).all()
+    # The account may be stored as the login, the envelope sender or the From address
+    # (accounts.profiles.account_of): any of them named in an incident leaves the message out.
+    return {
+        mid for mid, *names in rows if not any((n or "").strip().lower() in suspects for n in names if (n or "").strip())
+    }
 
 
 def remember_verdicts(settings: Settings, store: Any, verdicts: Iterable[tuple[str, bytes, str]]) -> int:

@@ -152,10 +152,12 @@ def _status_text(settings: Settings) -> str:
         lines += [summary, *warnings]
     if st["near_copies"] is not None:
         lines.append(f"near copies: {st['near_copies']} messages learnt as spam or phishing are remembered")
-    every, after = st["learn_every_hours"], st["learn_delivered_after_days"]
+    every, after, sent = st["learn_every_hours"], st["learn_delivered_after_days"], st["learn_outbound_after_days"]
+    also = [f"untouched deliveries older than {after:g} days"] if after > 0 else []
+    also += [f"mail its accounts sent out more than {sent:g} days ago"] if sent > 0 else []
     lines.append(
         (f"the gateway learns from the store every {every:g} h" if every > 0 else "the gateway does not learn from the store")
-        + (f", with untouched deliveries older than {after:g} days as ham" if every > 0 and after > 0 else "")
+        + (f", with {' and '.join(also)} as ham" if every > 0 and also else "")
     )
     return "\n".join(lines)
 
@@ -172,7 +174,12 @@ def register(app: typer.Typer) -> None:
             help="With --from-store: also learn as ham mail delivered untouched (score under 2, never recalled) "
                  "and received at least AGE ago (3d, 12h ...)",
         )] = "",
-        max_delivered: Annotated[int, typer.Option("--max-delivered", help="At most this many delivered messages, newest first")] = 5000,
+        outbound_as_ham: Annotated[str, typer.Option(
+            "--outbound-as-ham", metavar="AGE",
+            help="With --from-store: also learn as ham the mail the site's own accounts sent out (score under 2, "
+                 "never recalled, no compromise incident on the account) at least AGE ago (3d ...)",
+        )] = "",
+        max_delivered: Annotated[int, typer.Option("--max-delivered", help="At most this many delivered (and this many sent) messages, newest first")] = 5000,
         add: Annotated[bool, typer.Option("--add", help="Add to the existing model instead of replacing it")] = False,
         jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parser processes (default: CPU count)")] = 0,
         no_qr: Annotated[bool, typer.Option("--no-qr", help="Skip QR decoding while training (faster)")] = False,
@@ -189,8 +196,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(_status_text(settings))
             return
         ham_dirs, spam_dirs, phish_dirs = list(ham or []), list(spam or []), list(phish or [])
-        if delivered_as_ham and not from_store:
-            raise fail("--delivered-as-ham goes with --from-store")
+        if (delivered_as_ham or outbound_as_ham) and not from_store:
+            raise fail(f"{'--delivered-as-ham' if delivered_as_ham else '--outbound-as-ham'} goes with --from-store")
         if not ham_dirs and not spam_dirs and not phish_dirs and not from_store:
             raise fail("give --ham DIR and --spam DIR (and/or --phish DIR), or --from-store")
         for d in ham_dirs + spam_dirs + phish_dirs:
@@ -225,10 +232,11 @@ def register(app: typer.Typer) -> None:
 
             try:
                 before = parse_time(delivered_as_ham) if delivered_as_ham else None
+                sent_before = parse_time(outbound_as_ham) if outbound_as_ham else None
             except SelectionError as exc:
                 raise fail(str(exc)) from exc
             try:
-                sc = train_from_store(settings, before, max_delivered)
+                sc = train_from_store(settings, before, max_delivered, outbound_before=sent_before)
             except (FileNotFoundError, ValueError) as exc:
                 raise fail(str(exc)) from exc
             except SQLAlchemyError as exc:
@@ -236,6 +244,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"from the store: learnt {sc['ham']} released as ham, {sc['phish']} recalled as phishing"
                 + (f", {sc['delivered']} delivered as ham" if before is not None else "")
+                + (f", {sc['outbound']} sent out as ham" if sent_before is not None else "")
                 + f" ({sc['already']} already learnt, {sc['missing_raw']} without a retained raw message"
                 + (f", {sc['failed']} that could not be learnt" if sc["failed"] else "")
                 + "); "
