@@ -208,7 +208,8 @@ class ClassifierSettings:
     # NEAR_COPY_CONDEMNED: a message at least this similar (estimated Jaccard of its runs of three
     # words and CJK 4-grams) to one learnt as spam or phishing (trained: the file beside the model;
     # recalled: the store's near_copy_verdicts). On the evaluation corpora no ham
-    # came above 0.31 against 3,445 learnt spam and phishing messages (docs/detection.md).
+    # came above 0.31 against 3,445 learnt spam and phishing messages (docs/detection-history.md,
+    # "Ninth session").
     near_copies: bool = True
     near_copy_similarity: float = 0.7
 
