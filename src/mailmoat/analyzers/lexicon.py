@@ -328,7 +328,8 @@ def _needs(index: dict[str, list[tuple[str, float]]]) -> dict[str, tuple[frozens
 
 def load_builtin() -> LexiconSet:
     pkg = resources.files("mailmoat") / "data"
-    rules = yaml.safe_load((pkg / "lexicon_rules.yml").read_text(encoding="utf-8")) or {}
+    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when built in: ten times faster
+    rules = yaml.load((pkg / "lexicon_rules.yml").read_text(encoding="utf-8"), Loader=loader) or {}
     files = {
         entry.name: entry.read_text(encoding="utf-8")
         for entry in pkg.iterdir()

@@ -108,11 +108,16 @@ def _compile(expr: str, where: str) -> tuple[Any, frozenset[str], bool]:
     return program, frozenset(used), bool(funcs & MESSAGE_FUNCTION_NAMES)
 
 
+# libyaml's safe loader reads the same documents ten times faster than the pure-Python one; every
+# scanner reads every rule file, so it was two thirds of the time a scanner took to start.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_rule(text: str, path: Path) -> Rule:
     """One rule from its YAML text; every problem is a RuleError naming the file."""
     where = str(path)
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (CSafeLoader or SafeLoader)
     except yaml.YAMLError as exc:
         raise RuleError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):
