@@ -142,3 +142,16 @@ def test_inbound_only_signs_stay_silent_between_colleagues(rule_id: str, sample:
     assert rules.evaluate(msg, env, findings)[0]
     internal = dataclasses.replace(env, direction=Direction.INTERNAL)
     assert not rules.evaluate(msg, internal, findings)[0]
+
+
+def test_the_fast_yaml_loader_reads_every_builtin_rule_as_the_plain_one_does() -> None:
+    """Rule files are read with libyaml's safe loader when PyYAML has it: the same documents."""
+    import yaml
+
+    from mailmoat.rules import engine
+
+    files = engine.rule_files(engine.BUILTIN_DIR)
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert yaml.load(text, Loader=engine._YAML_LOADER) == yaml.load(text, Loader=yaml.SafeLoader), path
