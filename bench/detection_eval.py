@@ -4,13 +4,16 @@
     .venv/bin/python bench/detection_eval.py /path/to/corpora --dev   # tune here: train halves only
     .venv/bin/python bench/detection_eval.py /path/to/corpora --by-date   # learn older mail, scan newer
     .venv/bin/python bench/detection_eval.py /path/to/corpora --within-train [--by-date]   # tune here too
+    .venv/bin/python bench/detection_eval.py /path/to/corpora --unseen /new/corpora   # mail never learnt from
 
 CORPUS_DIR holds `<corpus>/<label>/<one message per file>` with labels ham, spam and phish
 (other labels, e.g. malformed, are skipped), or is itself one corpus holding those label
 directories. Several directories are read together: a new collection of phishing alone gives the
 classifier no ham to learn from, so name it beside one that has ham
 (`detection_eval.py ../shared/corpora /new/phish-2027`; each corpus is still reported on its
-own). Every (corpus, label) is split 50/50 with a fixed seed (`--by-date`: into the older and the
+own). To measure mail the model has never seen, give such a collection with `--unseen DIR`
+instead: every one of its messages is scanned, none is learnt, and it is reported as
+"<corpus> (unseen)", outside the label totals of the others. Every (corpus, label) is split 50/50 with a fixed seed (`--by-date`: into the older and the
 newer half by the messages' Date headers, which asks how the detection holds on mail sent after
 everything it learnt, as it will at a site); the classifier is trained on the
 train halves (ham, spam and phish as their own labels) in a temporary data dir; the test halves
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 LABELS = ("ham", "spam", "phish")
+UNSEEN = " (unseen)"  # after the name of a corpus given with --unseen: scanned in full, never learnt
 SEED = 20240601
 RECENT_DATE = "Tue, 18 Nov 2025 09:30:00 +0000"
 DETECTED = {"quarantine", "reject"}
@@ -472,14 +476,14 @@ def table(cells: dict[tuple[str, str], Cell], title: str) -> str:
     return "\n".join(lines)
 
 
-def pooled(cells: dict[tuple[str, str], Cell]) -> str:
+def pooled(cells: dict[tuple[str, str], Cell], together: str = "every corpus together") -> str:
     """Each label over every corpus together: the issue's targets name labels, the table corpora."""
     lines = []
     for label in sorted({lab for _, lab in cells}):
         n = sum(c.n for (_, lab), c in cells.items() if lab == label)
         hit = sum(c.detected for (_, lab), c in cells.items() if lab == label)
         what = "false positives" if label == "ham" else "detected"
-        lines.append(f"- {label}, every corpus together: {hit} of {n} = {pct(hit, n)} ({what})")
+        lines.append(f"- {label}, {together}: {hit} of {n} = {pct(hit, n)} ({what})")
     return "\n".join(lines)
 
 
@@ -547,6 +551,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the whole evaluation on the train halves alone: each is split again the same way (by date "
         "with --by-date), learnt and scanned; never reads the test halves",
     )
+    ap.add_argument(
+        "--unseen", nargs="+", type=Path, default=[], metavar="DIR",
+        help="corpora (same layout) never learnt from: every message is scanned with the model of the train "
+        "halves, as mail from elsewhere; reported as '<corpus> (unseen)'",
+    )
     ap.add_argument("--show-misses", type=int, default=0, help="list up to N misclassified files per cell")
     ap.add_argument(
         "--also", nargs="+", type=Path, default=[], metavar="FILE",
@@ -583,6 +592,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.dev:
         dev_report(dev_train, args.jobs, args.seed)
         return 0
+    if args.unseen:
+        unseen = discover_or_say(args.unseen)
+        if not unseen:
+            return 2
+        for (corpus, label), files in sorted(unseen.items()):
+            if args.limit:
+                files = sorted(files)
+                random.Random(args.seed).shuffle(files)
+                files = files[: args.limit]
+            test += [(corpus + UNSEEN, label, str(p)) for p in files]
+            print(f"{corpus}/{label}: {len(files)} unseen, all scanned, none learnt", file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="mailmoat-eval-") as data_dir:
         settings = Settings()
@@ -627,7 +647,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(orig, "As received"))
     print()
-    print(pooled(orig))
+    print(pooled({k: c for k, c in orig.items() if not k[0].endswith(UNSEEN)}))
+    if any(k[0].endswith(UNSEEN) for k in orig):
+        print(pooled({k: c for k, c in orig.items() if k[0].endswith(UNSEEN)}, "every unseen corpus together"))
     print()
     print(table(rew, f"Date and Received headers rewritten to {RECENT_DATE}"))
     print()

@@ -1,7 +1,7 @@
 """What a fresh install holds: every engine but the statistical classifier, which has no model yet.
 
     .venv/bin/python bench/fresh_install_eval.py /path/to/corpora [-j N] [--half test|train] [--symbols A,B,...]
-                                                 [--recalled SHARE] [--json FILE]
+                                                 [--recalled SHARE] [--json FILE] [--unseen DIR ...]
 
 The same corpora, split and scan as `bench/detection_eval.py`, but with no classifier model (and no
 DNS): what an administrator gets on the day of installation, before `mailmoat train`. Prints, per
@@ -14,6 +14,9 @@ the test halves (default) are the figure to report.
 recalled that share of the train halves' spam and phishing (drawn at random, the same each run) and
 the gateway has learnt them from the store. That gives near-copy memory but still no statistical
 model, which needs ham as well.
+
+`--unseen DIR ...` adds corpora (same layout) scanned in full, reported as "<corpus> (unseen)": mail
+nothing here was chosen on.
 
 `--json FILE` writes every scanned message (corpus, label, path, action, score, findings, language):
 with `--half train`, the dump new rules and weights are chosen with (which pairs of signs meet on
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--symbols", default="", help="comma-separated symbols to report (default: the 8 most frequent per cell)")
     ap.add_argument("--recalled", type=float, default=0.0, help="share of the train halves' spam and phishing recalled and learnt")
     ap.add_argument("--json", type=Path, help="write every scanned message's action, score and findings here")
+    ap.add_argument("--unseen", nargs="+", type=Path, default=[], metavar="DIR",
+                    help="corpora (same layout) to scan in full, as mail nothing was chosen on")
     args = ap.parse_args(argv)
     if args.recalled and args.half == "train":
         print("--recalled learns from the train halves: scan the test halves with it", file=sys.stderr)
@@ -80,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
             cell_of[str(p)] = cell
         if cell[1] != "ham":
             recalled += [str(p) for p in train if rng.random() < args.recalled]
+    if args.unseen:
+        unseen = de.discover_or_say(args.unseen)
+        if not unseen:
+            return 2
+        for (corpus, label), files in sorted(unseen.items()):
+            cell_of.update({str(p): (corpus + de.UNSEEN, label) for p in files})
     with tempfile.TemporaryDirectory() as data_dir:
         if recalled:
             _learn_recalled(data_dir, recalled, args.jobs)
