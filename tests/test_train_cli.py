@@ -298,5 +298,10 @@ def test_train_from_store_learns_what_the_sites_accounts_sent_out_as_ham(tmp_pat
     res = runner.invoke(app, ["train", "--from-store", "--outbound-as-ham", "3d", "--data-dir", str(data)])
     assert "1 recalled as phishing, 0 sent out as ham" in res.output, res.output
     assert Classifier.open(data / "models" / "bayes.model").learned_as("o-sent") == "phish"
+    # Untouched deliveries of every direction, when asked for, still leave the stolen account out.
+    res = runner.invoke(app, ["train", "--from-store", "--delivered-as-ham", "3d", "--outbound-as-ham", "3d", "--data-dir", str(data)])
+    assert "2 delivered as ham, 0 sent out as ham" in res.output, res.output
+    clf = Classifier.open(data / "models" / "bayes.model")
+    assert clf.learned_as("o-internal") == clf.learned_as("o-inbound") == "ham" and clf.learned_as("o-stolen") is None
     res = runner.invoke(app, ["train", "--outbound-as-ham", "3d", "--data-dir", str(data)])
     assert res.exit_code == 2 and "--outbound-as-ham goes with --from-store" in res.output

@@ -39,7 +39,8 @@ def train_from_store(
     DELIVERED_HAM_MAX_SCORE, never condemned, released or recalled) and received before then is
     learnt as ham too, the newest `max_delivered` first: the site's own everyday mail, which no
     public corpus holds. With `outbound_before`, the same for the mail the site's own accounts
-    sent out of the organisation (`outbound_mail`). A message recalled later moves to phishing on
+    sent out of the organisation (`untouched_mail`); neither learns the mail of an account that
+    ever had a compromise incident. A message recalled later moves to phishing on
     the next run. When `stop` returns true the run ends early and saves what it has learnt (the
     gateway is shutting down).
     """
@@ -66,22 +67,10 @@ def train_from_store(
             released = set(s.scalars(select(MessageRow.id).where(MessageRow.status == "released")).all())
             delivered: set[str] = set()
             if delivered_before is not None and max_delivered > 0:
-                delivered = set(
-                    s.scalars(
-                        select(MessageRow.id)
-                        .where(
-                            MessageRow.action == "deliver",
-                            MessageRow.score < DELIVERED_HAM_MAX_SCORE,
-                            MessageRow.status == "processed",
-                            MessageRow.received_at < delivered_before,
-                        )
-                        .order_by(MessageRow.received_at.desc())
-                        .limit(max_delivered)
-                    ).all()
-                ) - recalled
+                delivered = untouched_mail(s, delivered_before, max_delivered) - recalled
             outbound: set[str] = set()
             if outbound_before is not None and max_delivered > 0:
-                outbound = outbound_mail(s, outbound_before, max_delivered) - recalled
+                outbound = untouched_mail(s, outbound_before, max_delivered, direction="outbound") - recalled
             ids = sorted(recalled | released | delivered | outbound)
             rows = {r.id: r.raw_path for r in s.scalars(select(MessageRow).where(MessageRow.id.in_(ids))).all()} if ids else {}
     finally:
@@ -119,15 +108,16 @@ def train_from_store(
     return counts
 
 
-def outbound_mail(session: Any, before: float, limit: int) -> set[str]:
-    """The ids of the newest `limit` messages the site's own accounts sent out of the organisation
-    before `before` and that went out as they were (action deliver, score under
-    DELIVERED_HAM_MAX_SCORE, never quarantined or released), leaving out every account that ever
-    had a compromise incident.
+def untouched_mail(session: Any, before: float, limit: int, direction: str | None = None) -> set[str]:
+    """The ids of the newest `limit` messages received before `before` (of one direction, when
+    given) that went through as they were: action deliver, score under DELIVERED_HAM_MAX_SCORE,
+    never quarantined or released. Mail of an account that ever had a compromise incident is left
+    out, whatever the incident's state, and so is mail that claims to come from one.
 
-    What the staff write to customers and partners is the surest ham a site has, and the most its
-    own: its languages, its trade's words and today's. A stolen account's mail is why incidents
-    count and why the mail must be old enough (days) for containment and recall to have acted.
+    With direction "outbound": what the site's own accounts sent out of the organisation, the
+    surest ham a site has and the most its own (its languages, its trade's words and today's). A
+    stolen account's mail is why incidents count, and why the mail must be old enough (days) for
+    containment and recall to have acted.
     """
     from sqlalchemy import select
 
@@ -135,23 +125,18 @@ def outbound_mail(session: Any, before: float, limit: int) -> set[str]:
     from mailmoat.store.models import MessageRow
 
     suspects = {a.strip().lower() for a in session.scalars(select(IncidentRow.account)).all()}
-    rows = session.execute(
-        select(MessageRow.id, MessageRow.auth_user, MessageRow.mail_from, MessageRow.from_addr)
-        .where(
-            MessageRow.direction == "outbound",
-            MessageRow.action == "deliver",
-            MessageRow.score < DELIVERED_HAM_MAX_SCORE,
-            MessageRow.status == "processed",
-            MessageRow.received_at < before,
-        )
-        .order_by(MessageRow.received_at.desc())
-        .limit(limit)
-    ).all()
+    query = select(MessageRow.id, MessageRow.auth_user, MessageRow.mail_from, MessageRow.from_addr).where(
+        MessageRow.action == "deliver",
+        MessageRow.score < DELIVERED_HAM_MAX_SCORE,
+        MessageRow.status == "processed",
+        MessageRow.received_at < before,
+    )
+    if direction is not None:
+        query = query.where(MessageRow.direction == direction)
+    rows = session.execute(query.order_by(MessageRow.received_at.desc()).limit(limit)).all()
     # The account may be stored as the login, the envelope sender or the From address
     # (accounts.profiles.account_of): any of them named in an incident leaves the message out.
-    return {
-        mid for mid, *names in rows if not any((n or "").strip().lower() in suspects for n in names if (n or "").strip())
-    }
+    return {mid for mid, *names in rows if not any((n or "").strip().lower() in suspects for n in names if n)}
 
 
 def remember_verdicts(settings: Settings, store: Any, verdicts: Iterable[tuple[str, bytes, str]]) -> int:
