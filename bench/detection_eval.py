@@ -17,7 +17,10 @@ instead: every one of its messages is scanned, none is learnt, and it is reporte
 "<corpus> (unseen)", outside the label totals of the others. `--learn-releases` scans the test
 messages one by one in the order of their Date headers, and every legitimate message quarantined
 is released by an administrator and learnt as ham at once, as the console does: a site's life,
-where the first false positive of a new kind of mail teaches the model (one process; slower). Every (corpus, label) is split 50/50 with a fixed seed (`--by-date`: into the older and the
+where the first false positive of a new kind of mail teaches the model (one process; slower).
+With `--recall-share P`, each spam or phishing message let through is also reported, recalled
+and learnt as phishing with probability P (the gateway learns recalls into the model on its
+daily run and into the near-copy memory at once; here both at once). Every (corpus, label) is split 50/50 with a fixed seed (`--by-date`: into the older and the
 newer half by the messages' Date headers, which asks how the detection holds on mail sent after
 everything it learnt, as it will at a site); the classifier is trained on the
 train halves (ham, spam and phish as their own labels) in a temporary data dir; the test halves
@@ -412,31 +415,46 @@ def _scan(job: tuple[str, str, str]) -> dict[str, Any]:
 
 
 def scan_learning_releases(
-    test: list[tuple[str, str, str]], data_dir: str, spam_full: float | None, clf: Any
-) -> tuple[list[dict[str, Any]], int]:
+    test: list[tuple[str, str, str]], data_dir: str, spam_full: float | None, clf: Any,
+    recall_share: float = 0.0, seed: int = SEED,
+) -> tuple[list[dict[str, Any]], int, int]:
     """Scan in Date order in this process; each ham quarantined is released and learnt as ham
-    into `clf` (the model file the scanner reads), before the next message. Returns the results
-    and the number of releases."""
+    into `clf` (the model file the scanner reads), before the next message; with `recall_share`,
+    each spam or phishing message let through (delivered or tagged) is, with that probability,
+    reported, recalled and learnt as phishing (model and near-copy memory) before the next one.
+    Returns the results, the releases and the recalls."""
     from mailmoat.analyzers.classifier import ClassifierAnalyzer
+    from mailmoat.analyzers.near_copy import NearCopyAnalyzer
     from mailmoat.parse import parse
 
     _init_scan(data_dir, spam_full)
-    analyzer = next(a for a in _state["scanner"].analyzers if isinstance(a, ClassifierAnalyzer))
+    scanner = _state["scanner"]
+    readers = [a for a in scanner.analyzers if isinstance(a, (ClassifierAnalyzer, NearCopyAnalyzer))]
+    rng = random.Random(seed + 11)
     results: list[dict[str, Any]] = []
-    released = 0
+    released = recalled = 0
     t0 = time.monotonic()
     order = sorted(test, key=lambda job: (sent_at(Path(job[2])) or 0.0, job[2]))
     for i, job in enumerate(order, 1):
         r = _scan(job)
         results.append(r)
-        if job[1] == "ham" and r["orig"]["action"] == "quarantine":
+        action = r["orig"]["action"]
+        label = ""
+        if job[1] == "ham" and action == "quarantine":
+            label, released = "ham", released + 1
+        elif job[1] != "ham" and action in ("deliver", "tag") and recall_share and rng.random() < recall_share:
+            label, recalled = "phish", recalled + 1  # a recall joins the phishing kind, as train --from-store does
+        if label:
             raw = Path(job[2]).read_bytes()
-            clf.learn(parse(raw, qr=_state["scanner"].settings.qr), "ham", key=job[2])  # saves the model
-            analyzer._checked = 0.0  # the gateway's workers pick a saved model up within 30 s; here at once
-            released += 1
+            clf.learn(parse(raw, qr=scanner.settings.qr), label, key=job[2])  # saves the model and near copies
+            for reader in readers:
+                reader._checked = 0.0  # the gateway's workers look again within 30 s; here at once
         if i % 500 == 0:
-            print(f"scanned {i}/{len(order)} in Date order, {released} released ({time.monotonic() - t0:.0f}s)", file=sys.stderr)
-    return results, released
+            print(
+                f"scanned {i}/{len(order)} in Date order, {released} released, {recalled} recalled "
+                f"({time.monotonic() - t0:.0f}s)", file=sys.stderr,
+            )
+    return results, released, recalled
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -592,6 +610,11 @@ def main(argv: list[str] | None = None) -> int:
         "--learn-releases", action="store_true",
         help="scan the test messages in Date order in one process, learning every quarantined ham as a release",
     )
+    ap.add_argument(
+        "--recall-share", type=float, default=0.0, metavar="P",
+        help="with --learn-releases: each spam or phishing message delivered or only tagged is reported and "
+        "recalled with probability P (fixed seed) and learnt as phishing at once",
+    )
     ap.add_argument("--show-misses", type=int, default=0, help="list up to N misclassified files per cell")
     ap.add_argument(
         "--also", nargs="+", type=Path, default=[], metavar="FILE",
@@ -661,9 +684,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         t0 = time.monotonic()
         results: list[dict[str, Any]] = []
-        released = 0
+        released = recalled = 0
+        if args.recall_share and not args.learn_releases:
+            print("--recall-share goes with --learn-releases", file=sys.stderr)
+            return 2
         if args.learn_releases:
-            results, released = scan_learning_releases(test, data_dir, args.spam_full, clf)
+            results, released, recalled = scan_learning_releases(
+                test, data_dir, args.spam_full, clf, args.recall_share, args.seed
+            )
         with ProcessPoolExecutor(
             args.jobs, initializer=_init_scan, initargs=(data_dir, args.spam_full)
         ) as pool:
@@ -686,7 +714,12 @@ def main(argv: list[str] | None = None) -> int:
         f"reject {th.reject:g}, classifier.spam_full {full:g})\n"
     )
     if args.learn_releases:
-        print(f"Scanned in Date order; {released} legitimate messages quarantined, released and learnt as ham on the way.\n")
+        print(
+            f"Scanned in Date order; {released} legitimate messages quarantined, released and learnt as ham on the way"
+            + (f", and {recalled} spam and phishing messages let through, reported (share {args.recall_share:g}), "
+               "recalled and learnt as phishing" if args.recall_share else "")
+            + ".\n"
+        )
     print(table(orig, "As received"))
     print()
     print(pooled({k: c for k, c in orig.items() if not k[0].endswith(UNSEEN)}))
