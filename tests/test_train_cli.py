@@ -202,18 +202,36 @@ def test_damaged_model_is_a_clear_error(tmp_path: Path) -> None:
     assert "bayes.model" in res.output
 
 
-def test_train_from_store_learns_old_untouched_deliveries_as_ham(tmp_path: Path) -> None:
-    from mailmoat.store.db import Store
-    from mailmoat.store.models import MessageRow
-    from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
-
+def _trained_beside_a_store(tmp_path: Path, seed: int) -> tuple[Path, Path, random.Random]:
+    """A data dir with a model trained from directories and an empty raw directory for the store's
+    messages; and a random source for them."""
     data = tmp_path / "var"
     ham = _write_corpus(tmp_path / "ham", False, 10, 1)
     spam = _write_corpus(tmp_path / "spam", True, 10, 2)
     assert runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"]).exit_code == 0
-    rng = random.Random(6)
     raw_dir = data / "raw"
     raw_dir.mkdir(parents=True)
+    return data, raw_dir, random.Random(seed)
+
+
+def _recalled(data: Path, mid: str) -> None:
+    """A finished recall job that took the message back."""
+    from mailmoat.store.db import Store
+    from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+    store = Store(f"sqlite:///{data / 'mailmoat.db'}")
+    with store.session() as s:
+        s.add(RecallJobRow(id=f"job-{mid}", created_at=time.time(), state="done"))
+        s.add(RecallCopyRow(job_id=f"job-{mid}", message_id=mid, tracking_id=f"{mid}-0000", recipient="u@example.com",
+                            mailbox="u@example.com", state="recalled"))
+    store.close()
+
+
+def test_train_from_store_learns_old_untouched_deliveries_as_ham(tmp_path: Path) -> None:
+    from mailmoat.store.db import Store
+    from mailmoat.store.models import MessageRow
+
+    data, raw_dir, rng = _trained_beside_a_store(tmp_path, 6)
     store = Store(f"sqlite:///{data / 'mailmoat.db'}")
     now, day = time.time(), 86400.0
     rows = [  # (id, received, action, score, status)
@@ -235,12 +253,7 @@ def test_train_from_store_learns_old_untouched_deliveries_as_ham(tmp_path: Path)
     assert "learnt 0 released as ham, 0 recalled as phishing, 1 delivered as ham" in res.output
     clf = Classifier.open(data / "models" / "bayes.model")
     assert clf.model.nham == 11 and clf.learned_as("m-old") == "ham" and clf.learned_as("m-new") is None
-    # Recalled after all: the next run moves it to phishing.
-    store = Store(f"sqlite:///{data / 'mailmoat.db'}")
-    with store.session() as s:
-        s.add(RecallJobRow(id="job-2", created_at=now, state="done"))
-        s.add(RecallCopyRow(job_id="job-2", message_id="m-old", tracking_id="m-old-0000", recipient="u@example.com", mailbox="u@example.com", state="recalled"))
-    store.close()
+    _recalled(data, "m-old")  # after all: the next run moves it to phishing
     res = runner.invoke(app, ["train", "--from-store", "--delivered-as-ham", "3d", "--data-dir", str(data)])
     assert "1 recalled as phishing, 0 delivered as ham" in res.output, res.output
     clf = Classifier.open(data / "models" / "bayes.model")
@@ -255,15 +268,8 @@ def test_train_from_store_learns_what_the_sites_accounts_sent_out_as_ham(tmp_pat
     from mailmoat.store.accounts_models import IncidentRow
     from mailmoat.store.db import Store
     from mailmoat.store.models import MessageRow
-    from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
 
-    data = tmp_path / "var"
-    ham = _write_corpus(tmp_path / "ham", False, 10, 1)
-    spam = _write_corpus(tmp_path / "spam", True, 10, 2)
-    assert runner.invoke(app, ["train", "--ham", str(ham), "--spam", str(spam), "--data-dir", str(data), "-j", "1"]).exit_code == 0
-    rng = random.Random(7)
-    raw_dir = data / "raw"
-    raw_dir.mkdir(parents=True)
+    data, raw_dir, rng = _trained_beside_a_store(tmp_path, 7)
     store = Store(f"sqlite:///{data / 'mailmoat.db'}")
     now, day = time.time(), 86400.0
     rows = [  # (id, received, direction, score, login, envelope sender)
@@ -289,12 +295,7 @@ def test_train_from_store_learns_what_the_sites_accounts_sent_out_as_ham(tmp_pat
     clf = Classifier.open(data / "models" / "bayes.model")
     assert clf.model.nham == 11 and clf.learned_as("o-sent") == "ham"
     assert all(clf.learned_as(mid) is None for mid, *_ in rows[1:])
-    # Recalled after all: the next run moves it to phishing.
-    store = Store(f"sqlite:///{data / 'mailmoat.db'}")
-    with store.session() as s:
-        s.add(RecallJobRow(id="job-3", created_at=now, state="done"))
-        s.add(RecallCopyRow(job_id="job-3", message_id="o-sent", tracking_id="o-sent-0000", recipient="u@example.com", mailbox="u@example.com", state="recalled"))
-    store.close()
+    _recalled(data, "o-sent")  # after all: the next run moves it to phishing
     res = runner.invoke(app, ["train", "--from-store", "--outbound-as-ham", "3d", "--data-dir", str(data)])
     assert "1 recalled as phishing, 0 sent out as ham" in res.output, res.output
     assert Classifier.open(data / "models" / "bayes.model").learned_as("o-sent") == "phish"
