@@ -16,11 +16,15 @@ own). To measure mail the model has never seen, give such a collection with `--u
 instead: every one of its messages is scanned, none is learnt, and it is reported as
 "<corpus> (unseen)", outside the label totals of the others. `--learn-releases` scans the test
 messages one by one in the order of their Date headers, and every legitimate message quarantined
-is released by an administrator and learnt as ham at once, as the console does: a site's life,
-where the first false positive of a new kind of mail teaches the model (one process; slower).
-With `--recall-share P`, each spam or phishing message let through is also reported, recalled
-and learnt as phishing with probability P (the gateway learns recalls into the model on its
-daily run and into the near-copy memory at once; here both at once). Every (corpus, label) is split 50/50 with a fixed seed (`--by-date`: into the older and the
+is released by an administrator and learnt as ham: a site's life, where the first false
+positive of a new kind of mail teaches the model (one process; slower). A verdict is learnt once
+the mail being scanned is dated `--learn-after` hours (24, the gateway's `learn_every_hours`)
+after the message it judged: the gateway learns releases and recalls into the model on its
+scheduled run, and into the near-copy memory at once, so this is the slower of the two. With
+`--recall-share P`, each spam or phishing message let through is also reported, recalled and
+learnt as phishing with probability P.
+
+Every (corpus, label) is split 50/50 with a fixed seed (`--by-date`: into the older and the
 newer half by the messages' Date headers, which asks how the detection holds on mail sent after
 everything it learnt, as it will at a site); the classifier is trained on the
 train halves (ham, spam and phish as their own labels) in a temporary data dir; the test halves
@@ -416,13 +420,13 @@ def _scan(job: tuple[str, str, str]) -> dict[str, Any]:
 
 def scan_learning_releases(
     test: list[tuple[str, str, str]], data_dir: str, spam_full: float | None, clf: Any,
-    recall_share: float = 0.0, seed: int = SEED,
+    recall_share: float = 0.0, seed: int = SEED, delay: float = 86400.0,
 ) -> tuple[list[dict[str, Any]], int, int]:
-    """Scan in Date order in this process; each ham quarantined is released and learnt as ham
-    into `clf` (the model file the scanner reads), before the next message; with `recall_share`,
-    each spam or phishing message let through (delivered or tagged) is, with that probability,
-    reported, recalled and learnt as phishing (model and near-copy memory) before the next one.
-    Returns the results, the releases and the recalls."""
+    """Scan in Date order in this process; each ham quarantined is released and learnt as ham into
+    `clf` (the model file the scanner reads, with its near-copy memory); with `recall_share`, each
+    spam or phishing message let through (delivered or tagged) is, with that probability, reported,
+    recalled and learnt as phishing. A verdict is learnt before the first message dated `delay`
+    seconds or more after the one it judged. Returns the results, the releases and the recalls."""
     from mailmoat.analyzers.classifier import ClassifierAnalyzer
     from mailmoat.analyzers.near_copy import NearCopyAnalyzer
     from mailmoat.parse import parse
@@ -432,23 +436,29 @@ def scan_learning_releases(
     readers = [a for a in scanner.analyzers if isinstance(a, (ClassifierAnalyzer, NearCopyAnalyzer))]
     rng = random.Random(seed + 11)
     results: list[dict[str, Any]] = []
+    pending: list[tuple[float, str, str]] = []  # (when it is learnt, path, label), in order
     released = recalled = 0
     t0 = time.monotonic()
     order = sorted(test, key=lambda job: (sent_at(Path(job[2])) or 0.0, job[2]))
     for i, job in enumerate(order, 1):
+        now = sent_at(Path(job[2])) or 0.0
+        due = [v for v in pending if v[0] <= now]
+        if due:
+            pending = pending[len(due):]
+            for _, path, label in due:
+                clf.learn(parse(Path(path).read_bytes(), qr=scanner.settings.qr), label, key=path, save=False)
+            clf.save()
+            for reader in readers:
+                reader._checked = 0.0  # the gateway's workers look again within 30 s; here at once
         r = _scan(job)
         results.append(r)
         action = r["orig"]["action"]
-        label = ""
         if job[1] == "ham" and action == "quarantine":
-            label, released = "ham", released + 1
+            pending.append((now + delay, job[2], "ham"))
+            released += 1
         elif job[1] != "ham" and action in ("deliver", "tag") and recall_share and rng.random() < recall_share:
-            label, recalled = "phish", recalled + 1  # a recall joins the phishing kind, as train --from-store does
-        if label:
-            raw = Path(job[2]).read_bytes()
-            clf.learn(parse(raw, qr=scanner.settings.qr), label, key=job[2])  # saves the model and near copies
-            for reader in readers:
-                reader._checked = 0.0  # the gateway's workers look again within 30 s; here at once
+            pending.append((now + delay, job[2], "phish"))  # a recall joins the phishing kind, as train --from-store does
+            recalled += 1
         if i % 500 == 0:
             print(
                 f"scanned {i}/{len(order)} in Date order, {released} released, {recalled} recalled "
@@ -615,12 +625,19 @@ def main(argv: list[str] | None = None) -> int:
         help="with --learn-releases: each spam or phishing message delivered or only tagged is reported and "
         "recalled with probability P (fixed seed) and learnt as phishing at once",
     )
+    ap.add_argument(
+        "--learn-after", type=float, default=24.0, metavar="HOURS",
+        help="with --learn-releases: a verdict is learnt once the mail scanned is dated this long after its message",
+    )
     ap.add_argument("--show-misses", type=int, default=0, help="list up to N misclassified files per cell")
     ap.add_argument(
         "--also", nargs="+", type=Path, default=[], metavar="FILE",
         help="more messages to scan (as inbound) with the same trained model, listed one by one",
     )
     args = ap.parse_args(argv)
+    if args.recall_share and not args.learn_releases:
+        print("--recall-share goes with --learn-releases", file=sys.stderr)
+        return 2
 
     from mailmoat.classify import BayesModel, Classifier, model_path
     from mailmoat.config import Settings
@@ -685,12 +702,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         results: list[dict[str, Any]] = []
         released = recalled = 0
-        if args.recall_share and not args.learn_releases:
-            print("--recall-share goes with --learn-releases", file=sys.stderr)
-            return 2
         if args.learn_releases:
             results, released, recalled = scan_learning_releases(
-                test, data_dir, args.spam_full, clf, args.recall_share, args.seed
+                test, data_dir, args.spam_full, clf, args.recall_share, args.seed, args.learn_after * 3600.0
             )
         with ProcessPoolExecutor(
             args.jobs, initializer=_init_scan, initargs=(data_dir, args.spam_full)
