@@ -154,4 +154,4 @@ def test_the_fast_yaml_loader_reads_every_builtin_rule_as_the_plain_one_does() -
     assert len(files) > 20
     for path in files:
         text = path.read_text(encoding="utf-8")
-        assert yaml.load(text, Loader=engine._YAML_LOADER) == yaml.load(text, Loader=yaml.SafeLoader), path
+        assert engine.load_yaml(text) == yaml.load(text, Loader=yaml.SafeLoader), path

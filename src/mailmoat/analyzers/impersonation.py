@@ -478,10 +478,9 @@ class ImpersonationAnalyzer(BaseAnalyzer):
             if not _JOINED_MIN <= len(word) <= _JOINED_MAX:
                 continue
             hits.append(self._brand_joined.get(word))
-            if word.endswith(_SERVICE_ENDINGS):
-                ending = next(e for e in _SERVICE_ENDINGS if word.endswith(e))
-                if len(word) - len(ending) >= 4:
-                    hits.append(self._brand_plain.get((word[: -len(ending)],)))
+            ending = next((e for e in _SERVICE_ENDINGS if word.endswith(e)), "")
+            if ending and len(word) - len(ending) >= 4:
+                hits.append(self._brand_plain.get((word[: -len(ending)],)))
         if name != low.upper() or len(_LATIN_WORD.findall(name)) < 2:
             # In a name written in capitals throughout, "ING" or "UPS" may be a word like any other;
             # one Latin word beside Chinese ("DHL快递") is the name itself.

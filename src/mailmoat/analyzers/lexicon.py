@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar
 
-import yaml
-
 from mailmoat.analyzers.base import AnalysisContext, BaseAnalyzer
 from mailmoat.classify.tokens import HIDDEN
 from mailmoat.model import Finding, Message, Symbol
@@ -24,6 +22,7 @@ from mailmoat.parse.hanzi import simplified
 from mailmoat.parse.homoglyphs import unmask
 from mailmoat.parse.qr import leads_somewhere
 from mailmoat.parse.wallets import wallet_address
+from mailmoat.rules.engine import load_yaml
 from mailmoat.urlcheck import domains as dom
 
 # Lure wording alone is a weak sign of content, capped together with the content heuristics
@@ -328,8 +327,7 @@ def _needs(index: dict[str, list[tuple[str, float]]]) -> dict[str, tuple[frozens
 
 def load_builtin() -> LexiconSet:
     pkg = resources.files("mailmoat") / "data"
-    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when built in: ten times faster
-    rules = yaml.load((pkg / "lexicon_rules.yml").read_text(encoding="utf-8"), Loader=loader) or {}
+    rules = load_yaml((pkg / "lexicon_rules.yml").read_text(encoding="utf-8")) or {}
     files = {
         entry.name: entry.read_text(encoding="utf-8")
         for entry in pkg.iterdir()

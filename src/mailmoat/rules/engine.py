@@ -113,11 +113,17 @@ def _compile(expr: str, where: str) -> tuple[Any, frozenset[str], bool]:
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def load_yaml(text: str) -> Any:
+    """A YAML document read safely (libyaml's safe loader when PyYAML has it): rule files and the
+    lexicons' rules alike. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_YAML_LOADER)
+
+
 def parse_rule(text: str, path: Path) -> Rule:
     """One rule from its YAML text; every problem is a RuleError naming the file."""
     where = str(path)
     try:
-        doc = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (CSafeLoader or SafeLoader)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         raise RuleError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):
