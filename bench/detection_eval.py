@@ -240,6 +240,23 @@ def _tokens(path: str) -> tuple[str, list[str] | None]:
         return path, None
 
 
+def unseen_items(roots: list[Path], limit: int = 0, seed: int = SEED) -> list[tuple[str, str, str]] | None:
+    """Every message of the corpora given with --unseen, as (corpus + UNSEEN, label, path), at most
+    `limit` per label (a fixed random draw); None, said on stderr, when there is nothing to read."""
+    sets = discover_or_say(roots)
+    if not sets:
+        return None
+    items: list[tuple[str, str, str]] = []
+    for (corpus, label), files in sorted(sets.items()):
+        if limit:
+            files = sorted(files)
+            random.Random(seed).shuffle(files)
+            files = files[:limit]
+        items += [(corpus + UNSEEN, label, str(p)) for p in files]
+        print(f"{corpus}/{label}: {len(files)} unseen, all scanned, none learnt", file=sys.stderr)
+    return items
+
+
 def trained_model(train: list[tuple[tuple[str, str], str]], tokens: dict[str, list[str] | None]) -> Any:
     """A classifier model learnt from the train items' tokens (those that could not be read left out)."""
     from mailmoat.classify.bayes import BayesModel
@@ -669,16 +686,10 @@ def main(argv: list[str] | None = None) -> int:
         dev_report(dev_train, args.jobs, args.seed)
         return 0
     if args.unseen:
-        unseen = discover_or_say(args.unseen)
-        if not unseen:
+        more = unseen_items(args.unseen, args.limit, args.seed)
+        if more is None:
             return 2
-        for (corpus, label), files in sorted(unseen.items()):
-            if args.limit:
-                files = sorted(files)
-                random.Random(args.seed).shuffle(files)
-                files = files[: args.limit]
-            test += [(corpus + UNSEEN, label, str(p)) for p in files]
-            print(f"{corpus}/{label}: {len(files)} unseen, all scanned, none learnt", file=sys.stderr)
+        test += more
 
     with tempfile.TemporaryDirectory(prefix="mailmoat-eval-") as data_dir:
         settings = Settings()

@@ -86,11 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         if cell[1] != "ham":
             recalled += [str(p) for p in train if rng.random() < args.recalled]
     if args.unseen:
-        unseen = de.discover_or_say(args.unseen)
-        if not unseen:
+        unseen = de.unseen_items(args.unseen)
+        if unseen is None:
             return 2
-        for (corpus, label), files in sorted(unseen.items()):
-            cell_of.update({str(p): (corpus + de.UNSEEN, label) for p in files})
+        cell_of.update({path: (corpus, label) for corpus, label, path in unseen})
     with tempfile.TemporaryDirectory() as data_dir:
         if recalled:
             _learn_recalled(data_dir, recalled, args.jobs)
