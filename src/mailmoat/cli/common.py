@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -45,3 +46,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def when(ts: float) -> str:
     """A stored time for the operator, in UTC ("-" when there is none)."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def actor() -> str:
+    """Who acts from the command line, as the audit log names them: cli:<login>."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name (a container without a passwd entry)
+        return "cli"

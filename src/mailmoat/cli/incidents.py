@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Annotated, Any
 
@@ -10,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, fail, load_settings, when
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, actor, fail, load_settings, when
 from mailmoat.config import Settings
 
 incidents_app = typer.Typer(help="Compromised-account incidents: list, show, release.", no_args_is_help=True)
@@ -21,13 +20,6 @@ def _store(settings: Settings) -> Any:
     from mailmoat.store.db import Store
 
     return Store(settings.db_url)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
 
 
 def _json(value: Any) -> None:
@@ -89,7 +81,7 @@ def release_cmd(
     from mailmoat.accounts.incidents import IncidentError, release_incident
 
     try:
-        inc = release_incident(_store(load_settings(config, data_dir, db)), incident_id, _actor(), note, source="cli")
+        inc = release_incident(_store(load_settings(config, data_dir, db)), incident_id, actor(), note, source="cli")
     except IncidentError as exc:
         raise fail(str(exc), 1) from exc
     if fmt == "json":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, actor, fail, load_settings
 from mailmoat.config import Settings
 from mailmoat.recall.engine import RecallEngine, RecallError
 from mailmoat.recall.selection import SelectionError, Selector
@@ -39,13 +38,6 @@ SinceOpt = Annotated[str, Opt("--since", help="3d, 12h, or an ISO date")]
 UntilOpt = Annotated[str, Opt("--until", help="3d, 12h, or an ISO date")]
 FmtOpt = Annotated[str, Opt("--format", help="text or json")]
 ReasonOpt = Annotated[str, Opt("--reason", help="Why (kept in the job and the audit log)")]
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
 
 
 def _engine(settings: Settings) -> RecallEngine:
@@ -116,7 +108,7 @@ async def _run_with_progress(engine: RecallEngine, job_id: str, fmt: str) -> dic
 
     queued = uses_queue(engine.settings)
     if fmt == "json" and not queued:
-        return await engine.run(job_id, _actor(), source="cli")
+        return await engine.run(job_id, actor(), source="cli")
     with Progress(
         TextColumn("recall"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=fmt == "json"
     ) as bar:
@@ -126,9 +118,9 @@ async def _run_with_progress(engine: RecallEngine, job_id: str, fmt: str) -> dic
             bar.update(task, completed=done, total=total)
 
         if not queued:
-            return await engine.run(job_id, _actor(), progress=on_progress, source="cli")
+            return await engine.run(job_id, actor(), progress=on_progress, source="cli")
         # Several nodes: the task workers carry the job; follow it until it settles.
-        st = await engine.dispatch(job_id, _actor(), source="cli")
+        st = await engine.dispatch(job_id, actor(), source="cli")
         while st["state"] not in _SETTLED:
             await asyncio.sleep(0.5)
             st = engine.status(job_id, with_copies=False)
@@ -152,7 +144,7 @@ def plan_cmd(
     engine = _engine(settings)
     try:
         preview = engine.preview(sel).to_dict()
-        job_id = "" if dry_run else engine.plan(sel, _actor(), reason, source="cli")
+        job_id = "" if dry_run else engine.plan(sel, actor(), reason, source="cli")
     except (SelectionError, RecallError) as exc:
         raise fail(str(exc)) from exc
     _print_preview(preview, fmt, job_id)
@@ -190,7 +182,7 @@ def run_cmd(
                 raise fail("nothing to recall: no delivered copy matches", code=1)
             if not yes and not typer.confirm(f"Recall {preview['copies']} copies?", default=False):
                 raise typer.Exit(1)
-            job_id = engine.plan(sel, _actor(), reason, source="cli")
+            job_id = engine.plan(sel, actor(), reason, source="cli")
         elif dry_run:
             _print_status(engine.status(job_id), fmt)
             return
@@ -209,7 +201,7 @@ def approve_cmd(job_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = No
     """Approve a job that waits for approval (it then runs with `recall run JOB`)."""
     settings = load_settings(config, data_dir, db)
     try:
-        _engine(settings).approve(job_id, _actor(), source="cli")
+        _engine(settings).approve(job_id, actor(), source="cli")
     except RecallError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"approved {job_id}")
@@ -237,7 +229,7 @@ def restore_cmd(
     settings = load_settings(config, data_dir, db)
     engine = _engine(settings)
     try:
-        st = asyncio.run(engine.restore(job_id, _actor(), tracking_ids=copy or None, source="cli"))
+        st = asyncio.run(engine.restore(job_id, actor(), tracking_ids=copy or None, source="cli"))
     except RecallError as exc:
         raise fail(str(exc)) from exc
     _print_status(st, fmt)
@@ -275,7 +267,7 @@ def condemn_cmd(
     settings = load_settings(config, data_dir, db)
     engine = _engine(settings)
     try:
-        outcome = asyncio.run(condemn_message(engine, mail_id, _actor(), reason))
+        outcome = asyncio.run(condemn_message(engine, mail_id, actor(), reason))
     except (ValueError, RecallError) as exc:
         raise fail(str(exc)) from exc
     out = {"job_id": outcome.job_id, "state": outcome.state, "copies": outcome.copies, "counts": outcome.detail}
@@ -299,7 +291,7 @@ def rescan_cmd(
     engine = RecallEngine(settings, store)
     scanner = Scanner(settings, store=store)
     try:
-        report = asyncio.run(rescan(engine, scanner, since, actor=_actor()))
+        report = asyncio.run(rescan(engine, scanner, since, actor=actor()))
     except SelectionError as exc:
         raise fail(str(exc)) from exc
     out = {

@@ -7,11 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select, update
 
 from mailmoat.deliver.service import ReleaseError
-from mailmoat.store.db import HELD
-from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.quarantine import QuarantineError, discard, held
 from mailmoat.web.api.common import message_summary, not_found, record, record_async, web
 from mailmoat.web.api.messages import raw_response
 from mailmoat.web.auth import Actor, Reader
@@ -28,9 +26,7 @@ def list_quarantine(
 ) -> dict[str, Any]:
     """Messages held in quarantine, newest first."""
     with web(request).store.session() as s:
-        cond = MessageRow.status == "quarantined"
-        total = s.scalar(select(func.count()).select_from(MessageRow).where(cond)) or 0
-        rows = s.scalars(select(MessageRow).where(cond).order_by(MessageRow.received_at.desc()).limit(limit).offset(offset)).all()
+        total, rows = held(s, limit=limit, offset=offset)
         return {"total": total, "limit": limit, "offset": offset, "items": [message_summary(m) for m in rows]}
 
 
@@ -50,16 +46,11 @@ async def release(request: Request, mail_id: str, who: Actor, reason: Annotated[
 @router.post("/{mail_id}/delete")
 def delete_message(request: Request, mail_id: str, who: Actor, reason: Annotated[str, Body(embed=True)] = "") -> dict[str, Any]:
     """Discard a quarantined message: it will never be delivered (the raw copy stays until retention ends)."""
-    with web(request).store.session() as s:
-        row = s.get(MessageRow, mail_id)
-        if row is None:
-            raise not_found(f"message {mail_id}")
-        if row.status != "quarantined":
-            raise HTTPException(409, f"message {mail_id} is not in quarantine (status {row.status})")
-        row.status = "deleted"
-        s.execute(
-            update(DeliveryRow).where(DeliveryRow.message_id == mail_id, DeliveryRow.status == HELD).values(status="deleted")
-        )
+    try:
+        with web(request).store.session() as s:
+            discard(s, mail_id)
+    except QuarantineError as exc:
+        raise (not_found(f"message {mail_id}") if exc.missing else HTTPException(409, str(exc))) from exc
     record(request, who, "quarantine.delete", mail_id, note=reason)
     return {"id": mail_id, "status": "deleted"}
 

@@ -1,0 +1,231 @@
+"""`mailmoat quarantine list|show|release|delete|raw`: the held messages, from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, actor, fail, load_settings, when
+from mailmoat.config import Settings
+
+quarantine_app = typer.Typer(help="Held messages: list, show, release, delete, raw.", no_args_is_help=True)
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log)")]
+
+
+def _store(settings: Settings) -> Any:
+    from mailmoat.store.db import Store
+
+    try:
+        return Store(settings.db_url)
+    except Exception as exc:
+        raise fail(f"cannot open the database: {exc}") from exc
+
+
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=240)  # piped: do not fold at 80 columns
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("text", "json"):
+        raise fail(f"--format must be text or json, not {fmt!r}")
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "received_at": row.received_at, "direction": row.direction, "mail_from": row.mail_from,
+        "from": row.from_addr, "rcpt_tos": list(row.rcpt_tos or []), "subject": row.subject,
+        "score": row.score, "status": row.status, "reasons": list(row.reasons or []),
+    }
+
+
+def _audit(store: Any, action: str, mail_id: str, detail: dict[str, Any] | None = None, note: str = "") -> None:
+    from mailmoat.store.audit import audit
+
+    with store.session() as s:
+        audit(s, actor(), action, mail_id, source="cli", detail=detail or {}, note=note)
+
+
+@quarantine_app.command("list")
+def list_cmd(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
+    sender: Annotated[str, typer.Option("--sender", help="Envelope or From address, or a domain")] = "",
+    rcpt: Annotated[str, typer.Option("--rcpt", help="A recipient's address")] = "",
+    subject: Annotated[str, typer.Option("--subject", help="Subject contains")] = "",
+    since: Annotated[str, typer.Option("--since", help="3d, 12h, or an ISO date")] = "",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first")] = 50,
+) -> None:
+    """Messages held in quarantine, newest first."""
+    from mailmoat.recall.selection import SelectionError, Selector
+    from mailmoat.store.quarantine import held
+
+    _check_format(fmt)
+    store = _store(load_settings(config, data_dir, db))
+    try:
+        with store.session() as s:
+            total, rows = held(s, Selector(sender=sender, recipient=rcpt, subject=subject, since=since), limit=limit)
+            items = [_summary(r) for r in rows]
+    except SelectionError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        store.close()
+    if fmt == "json":
+        typer.echo(json.dumps({"total": total, "items": items}, ensure_ascii=False, indent=2))
+        return
+    console = _console()
+    if not items:
+        console.print("nothing held")
+        return
+    table = Table("received (UTC)", "id", "from", "to", "subject", "score", "why")
+    for i in items:
+        table.add_row(
+            when(i["received_at"]), i["id"], i["mail_from"] or i["from"] or "<>", ", ".join(i["rcpt_tos"]),
+            i["subject"], f"{i['score']:.1f}", "; ".join(i["reasons"])[:120],
+        )
+    console.print(table)
+    console.print(f"{len(items)} of {total} held")
+
+
+@quarantine_app.command("show")
+def show_cmd(
+    mail_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
+) -> None:
+    """One message: envelope, verdict, every finding with its evidence, and its copies."""
+    _check_format(fmt)
+    store = _store(load_settings(config, data_dir, db))
+    try:
+        row = store.get_message(mail_id)
+        if row is None:
+            raise fail(f"no message {mail_id}", 1)
+        out = _summary(row)
+        out.update(
+            action=row.action, peer_ip=row.peer_ip, helo=row.helo, auth_user=row.auth_user,
+            findings=[{"symbol": f.get("symbol"), "score": f.get("score"), "evidence": f.get("evidence", "")} for f in row.findings or []],
+            copies=[{"recipient": d.recipient, "tracking_id": d.tracking_id, "status": d.status} for d in store.deliveries(mail_id)],
+        )
+    finally:
+        store.close()
+    if fmt == "json":
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
+        return
+    console = _console()
+    console.print(f"[bold]{out['id']}[/bold]  {out['status']} ({out['action']}, score {out['score']:.1f})  received {when(out['received_at'])}")
+    console.print(f"from {out['mail_from'] or '<>'} (From: {out['from']})  peer {out['peer_ip']}  direction {out['direction']}"
+                  + (f"  login {out['auth_user']}" if out["auth_user"] else ""))
+    console.print(f"subject: {out['subject']}", markup=False)
+    for reason in out["reasons"]:
+        console.print(f"  - {reason}", markup=False)
+    table = Table("symbol", "score", "evidence")
+    for f in sorted(out["findings"], key=lambda f: -abs(float(f["score"] or 0))):
+        table.add_row(str(f["symbol"]), f"{float(f['score'] or 0):.2f}", str(f["evidence"]))
+    console.print(table)
+    for c in out["copies"]:
+        console.print(f"copy for {c['recipient']}: {c['status']} ({c['tracking_id']})", markup=False)
+
+
+@quarantine_app.command("release")
+def release_cmd(
+    mail_ids: Annotated[list[str], typer.Argument(help="One or more held message ids")],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
+    reason: ReasonOpt = "",
+) -> None:
+    """Deliver held messages to their recipients (each copy once); the classifier learns them as legitimate."""
+    from mailmoat.deliver.service import DeliveryService, ReleaseError
+
+    _check_format(fmt)
+    settings = load_settings(config, data_dir, db)
+    store = _store(settings)
+    delivery = DeliveryService(settings, store)
+    results: list[dict[str, Any]] = []
+    failed = 0
+
+    async def release_all() -> None:
+        nonlocal failed
+        for mail_id in mail_ids:
+            try:
+                outcomes = await delivery.release(mail_id)
+            except ReleaseError as exc:
+                failed += 1
+                typer.echo(f"error: {exc}", err=True)
+                continue
+            copies = [{"recipient": o.recipient, "tracking_id": o.tracking_id, "status": o.status, "reply": o.reply} for o in outcomes]
+            _audit(store, "quarantine.release", mail_id, {"copies": copies}, reason)
+            results.append({"id": mail_id, "status": "released", "copies": copies})
+
+    try:
+        asyncio.run(release_all())
+    finally:
+        delivery.close()
+        store.close()
+    if fmt == "json":
+        typer.echo(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        for r in results:
+            typer.echo(f"released {r['id']}: " + ", ".join(f"{c['recipient']} {c['status']}" for c in r["copies"]))
+    if failed:
+        raise typer.Exit(1)
+
+
+@quarantine_app.command("delete")
+def delete_cmd(
+    mail_ids: Annotated[list[str], typer.Argument(help="One or more held message ids")],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+    reason: ReasonOpt = "",
+) -> None:
+    """Discard held messages: never delivered (the raw copy stays until retention ends)."""
+    from mailmoat.store.audit import audit
+    from mailmoat.store.quarantine import QuarantineError, discard
+
+    store = _store(load_settings(config, data_dir, db))
+    failed = 0
+    try:
+        for mail_id in mail_ids:
+            try:
+                with store.session() as s:
+                    discard(s, mail_id)
+                    audit(s, actor(), "quarantine.delete", mail_id, source="cli", note=reason)
+            except QuarantineError as exc:
+                failed += 1
+                typer.echo(f"error: {exc}", err=True)
+                continue
+            typer.echo(f"deleted {mail_id}")
+    finally:
+        store.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+@quarantine_app.command("raw")
+def raw_cmd(
+    mail_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """Write the retained raw message to standard output (`> suspect.eml`); never opened or rendered."""
+    from mailmoat.blobstore import read_blob
+
+    store = _store(load_settings(config, data_dir, db))
+    try:
+        row = store.get_message(mail_id)
+        if row is None:
+            raise fail(f"no message {mail_id}", 1)
+        try:
+            raw = read_blob(row.raw_path, store.engine) if row.raw_path else None
+        except OSError:
+            raw = None
+        if raw is None:
+            raise fail(f"the raw message of {mail_id} is no longer retained", 1)
+        _audit(store, "message.download", mail_id)
+    finally:
+        store.close()
+    sys.stdout.buffer.write(raw)
+    sys.stdout.buffer.flush()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(quarantine_app, name="quarantine")
