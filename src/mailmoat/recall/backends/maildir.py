@@ -54,9 +54,10 @@ class MaildirBackend:
     name = "maildir"
 
     def __init__(self, settings: Settings) -> None:
-        self.root = settings.mail_dir
+        # Paths under these go into the record: absolute, so that any command finds them from any cwd.
+        self.root = settings.mail_dir.absolute()
         self.hidden = "." + settings.recall.hidden_folder
-        self.vault = settings.data_path / "recall-vault"
+        self.vault = settings.data_path.absolute() / "recall-vault"
 
     # -- layout -------------------------------------------------------------------------
     def mailbox_dir(self, mailbox: str) -> Path:
