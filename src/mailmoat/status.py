@@ -1,0 +1,153 @@
+"""The gateway's state at a glance (`mailmoat status`): spool backlog, delivery queue, quarantine, the last hour, incidents, recalls.
+
+Read-only: it opens the spool's directories and the record, never the spool lock, so it runs
+beside a working gateway. `attention` lists what an operator should look at; the command exits 1
+when it is not empty, for monitoring scripts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, inspect, select
+
+from mailmoat.config import Settings
+from mailmoat.store.db import DEFERRED, FAILED, PENDING, SENDING, Store
+from mailmoat.store.models import DeliveryRow, MessageRow
+
+# Mail waiting this long in the spool is not being processed (the workers keep up in seconds).
+SPOOL_STALE = 300.0
+# A recall not settled after this long is stuck (a mailbox server down, a task worker gone).
+RECALL_STALE = 3600.0
+_UNSETTLED_RECALLS = ("planned", "approved", "running", "restoring", "awaiting_approval")
+
+
+@dataclass
+class Status:
+    spool_waiting: int = 0  # accepted, waiting for a worker
+    spool_deferred: int = 0  # waiting for a later scan (an analyzer asked to try again)
+    spool_processing: int = 0  # claimed by a worker now
+    spool_oldest_age: float = 0.0  # seconds since the oldest waiting or claimed entry was written
+    queue: dict[str, int] = field(default_factory=dict)  # delivery copies by status: pending, sending, deferred
+    queue_oldest_age: float = 0.0  # seconds since the oldest deferred copy was accepted
+    queue_last_reply: str = ""  # the downstream reply of the most recently deferred copy
+    failed_24h: int = 0  # copies that failed for good in the last day
+    held: int = 0  # messages in quarantine
+    last_hour: dict[str, int] = field(default_factory=dict)  # messages by verdict action
+    open_incidents: int = 0
+    recalls_unsettled: int = 0
+    recalls_stale: int = 0
+    attention: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return [e for e in it if e.is_file() and not e.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+def _mtime(entry: os.DirEntry[str]) -> float | None:
+    try:
+        return entry.stat().st_mtime
+    except FileNotFoundError:  # claimed or finished while we looked
+        return None
+
+
+def spool_backlog(spool_dir: Path, status: Status, now: float) -> None:
+    """Counts of the spool's entries. A deferred entry is one whose mtime is in the future (its next try)."""
+    oldest = now
+    for e in _entries(spool_dir / "new"):
+        mtime = _mtime(e)
+        if mtime is None:
+            continue
+        if mtime > now:
+            status.spool_deferred += 1
+        else:
+            status.spool_waiting += 1
+            oldest = min(oldest, mtime)
+    work = spool_dir / "work"
+    for owner in (work.iterdir() if work.is_dir() else ()):
+        for e in _entries(owner):
+            mtime = _mtime(e)
+            if mtime is not None:
+                status.spool_processing += 1
+                oldest = min(oldest, mtime)
+    status.spool_oldest_age = max(0.0, now - oldest)
+
+
+def record_state(store: Store, status: Status, now: float) -> None:
+    with store.session() as s:
+        rows = s.execute(
+            select(DeliveryRow.status, func.count())
+            .where(DeliveryRow.status.in_([PENDING, SENDING, DEFERRED]))
+            .group_by(DeliveryRow.status)
+        ).all()
+        status.queue = {str(k): int(v) for k, v in rows}
+        oldest = s.scalar(
+            select(func.min(MessageRow.received_at)).join(DeliveryRow, DeliveryRow.message_id == MessageRow.id)
+            .where(DeliveryRow.status == DEFERRED)
+        )
+        status.queue_oldest_age = max(0.0, now - float(oldest)) if oldest else 0.0
+        status.queue_last_reply = s.scalar(
+            select(DeliveryRow.reply).where(DeliveryRow.status == DEFERRED).order_by(DeliveryRow.updated_at.desc()).limit(1)
+        ) or ""
+        status.failed_24h = int(s.scalar(
+            select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == FAILED, DeliveryRow.updated_at >= now - 86400)
+        ) or 0)
+        status.held = int(s.scalar(
+            select(func.count()).select_from(MessageRow).where(MessageRow.status == "quarantined")
+        ) or 0)
+        by_action = s.execute(
+            select(MessageRow.action, func.count()).where(MessageRow.received_at >= now - 3600).group_by(MessageRow.action)
+        ).all()
+        status.last_hour = {str(k): int(v) for k, v in by_action}
+        tables = set(inspect(s.get_bind()).get_table_names())
+        if "account_incidents" in tables:
+            from mailmoat.store.accounts_models import IncidentRow
+
+            status.open_incidents = int(s.scalar(
+                select(func.count()).select_from(IncidentRow).where(IncidentRow.state == "open")
+            ) or 0)
+        if "recall_jobs" in tables:
+            from mailmoat.store.recall_models import RecallJobRow
+
+            jobs = s.execute(select(RecallJobRow.state, RecallJobRow.updated_at, RecallJobRow.created_at)
+                             .where(RecallJobRow.state.in_(_UNSETTLED_RECALLS))).all()
+            status.recalls_unsettled = len(jobs)
+            status.recalls_stale = sum(
+                1 for state, updated, created in jobs
+                if state != "awaiting_approval" and now - max(updated or 0.0, created or 0.0) > RECALL_STALE
+            )
+
+
+def gather(settings: Settings, store: Store, now: float | None = None) -> Status:
+    """Everything `mailmoat status` shows, with the attention list filled in."""
+    now = time.time() if now is None else now
+    status = Status()
+    spool_backlog(settings.spool_dir, status, now)
+    record_state(store, status, now)
+    if status.spool_waiting + status.spool_processing and status.spool_oldest_age > SPOOL_STALE:
+        status.attention.append(
+            f"mail has waited {status.spool_oldest_age / 60:.0f} min in the spool: is the gateway running and its workers alive?"
+        )
+    if status.queue.get(DEFERRED):
+        status.attention.append(
+            f"{status.queue[DEFERRED]} copies wait for the mail system (oldest accepted {status.queue_oldest_age / 60:.0f} min ago;"
+            f" last reply: {status.queue_last_reply or '-'})"
+        )
+    if status.failed_24h:
+        status.attention.append(f"{status.failed_24h} copies could not be delivered in the last 24 h (`mailmoat trace`)")
+    if status.open_incidents:
+        status.attention.append(f"{status.open_incidents} open compromised-account incidents (`mailmoat incidents list`)")
+    if status.recalls_stale:
+        status.attention.append(f"{status.recalls_stale} recalls unsettled for over an hour (`mailmoat recall list`)")
+    return status
