@@ -21,7 +21,12 @@ runner = CliRunner()
 NOTE = b"From: Carol <carol@partner.example>\r\nTo: bob@localhost\r\nSubject: Minutes\r\n\r\nThe minutes.\r\n"
 
 
+def now_json(settings: Settings) -> dict[str, object]:
+    return json.loads(runner.invoke(app, ["status", "--format", "json", "--data-dir", settings.data_dir]).output)  # type: ignore[no-any-return]
+
+
 def status(settings: Settings) -> tuple[int, dict[str, object], str]:
+    """Once the gateway has stopped: the same state as JSON and as text, with the same exit code."""
     as_json = runner.invoke(app, ["status", "--format", "json", "--data-dir", settings.data_dir])
     text = runner.invoke(app, ["status", "--data-dir", settings.data_dir])
     assert as_json.exit_code == text.exit_code
@@ -34,7 +39,7 @@ def test_quiet_then_the_mail_system_down_then_a_stuck_spool(settings: Settings) 
         with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
             c.sendmail("carol@partner.example", ["bob@localhost"], NOTE)
             c.sendmail("x@sender.example", ["bob@localhost"], qrmail.stage2_spoofed_department())
-        wait_for(lambda: status(settings)[1]["last_hour"] == {"deliver": 1, "quarantine": 1}, what="both messages recorded")
+        wait_for(lambda: now_json(settings)["last_hour"] == {"deliver": 1, "quarantine": 1}, what="both messages recorded")
     code, st, text = status(settings)
     assert code == 0 and st["held"] == 1 and st["queue"] == {} and st["attention"] == []
     assert "quarantine: 1 held" in text and "nothing needs attention" in text
@@ -45,7 +50,7 @@ def test_quiet_then_the_mail_system_down_then_a_stuck_spool(settings: Settings) 
     with inprocess_gateway(settings) as gw:
         with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
             c.sendmail("carol@partner.example", ["bob@localhost"], NOTE)
-        wait_for(lambda: status(settings)[1]["queue"] == {"deferred": 1}, what="a deferred copy")
+        wait_for(lambda: now_json(settings)["queue"] == {"deferred": 1}, what="a deferred copy")
     code, st, text = status(settings)
     assert code == 1 and st["queue"] == {"deferred": 1} and st["queue_last_reply"]
     assert "attention: 1 copies wait for the mail system" in text and "last reply:" in text
