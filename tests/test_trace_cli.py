@@ -79,3 +79,19 @@ def test_trace_bad_options(data_dir: Path) -> None:
     assert code == 2 and "3d" in out
     code, out = run(data_dir, "--format", "xml")
     assert code == 2
+
+
+def test_text_from_mail_is_printed_as_written_never_as_markup(tmp_path: Path) -> None:
+    # A subject is the sender's text: "[/b]" read as console markup would end the command with an error.
+    d = tmp_path / "var"
+    store = Store(f"sqlite:///{d / 'mailmoat.db'}")
+    env = Envelope("billing@example.net", ["bob@localhost"])
+    msg = Message(subject="Invoice [/b] due [bold red]now", from_=Address("", "billing@example.net"))
+    store.record_message(env, msg, Verdict(Action.QUARANTINE, 12.0, [Finding("SOME_SYMBOL", 12.0, "[/i] in the evidence")]), "")
+    store.close()
+    code, out = run(d)
+    assert code == 0 and "Invoice [/b] due [bold red]now" in out, out
+    for args in (["list"], ["show", env.id]):
+        result = runner.invoke(app, ["quarantine", *args, "--data-dir", str(d)])
+        assert result.exit_code == 0 and "Invoice [/b] due [bold red]now" in result.output, result.output
+    assert "[/i] in the evidence" in result.output

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from mailmoat import config
 from mailmoat.config import ConfigError, Settings
@@ -54,3 +55,11 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except Exception:  # no login name (a container without a passwd entry)
         return "cli"
+
+
+def output_console(stderr: bool = False) -> Console:
+    """A console that prints text as it is: subjects, names and evidence come from mail, where
+    "[/b]" is text, not markup (read as markup it would end the command with an error). Piped into
+    a file or grep, lines are not folded at 80 columns."""
+    console = Console(markup=False, stderr=stderr)
+    return console if console.is_terminal else Console(markup=False, stderr=stderr, width=240)

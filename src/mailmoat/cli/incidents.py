@@ -6,14 +6,23 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, actor, fail, load_settings, when
+from mailmoat.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    FormatOpt,
+    actor,
+    fail,
+    load_settings,
+    output_console,
+    when,
+)
 from mailmoat.config import Settings
 
 incidents_app = typer.Typer(help="Compromised-account incidents: list, show, release.", no_args_is_help=True)
-console = Console()
+console = output_console()
 
 
 def _store(settings: Settings) -> Any:
@@ -58,7 +67,7 @@ def show_cmd(
     if fmt == "json":
         _json(item)
         return
-    console.print(f"[bold]incident {item['id']}[/bold]  account {item['account']}  state {item['state']}  "
+    console.print(f"incident {item['id']}  account {item['account']}  state {item['state']}  "
                   f"held {'yes' if item['held'] else 'no'}  mode {item['mode']}")
     console.print(f"opened {when(item['opened_at'])}; suspect since {when(item['first_suspect_at'])} "
                   f"({item['suspect_messages']} messages)")

@@ -8,10 +8,19 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, actor, fail, load_settings, when
+from mailmoat.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    FormatOpt,
+    actor,
+    fail,
+    load_settings,
+    output_console,
+    when,
+)
 from mailmoat.config import Settings
 
 quarantine_app = typer.Typer(help="Held messages: list, show, release, delete, raw.", no_args_is_help=True)
@@ -26,11 +35,6 @@ def _store(settings: Settings) -> Any:
         return Store(settings.db_url)
     except Exception as exc:
         raise fail(f"cannot open the database: {exc}") from exc
-
-
-def _console() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=240)  # piped: do not fold at 80 columns
 
 
 def _check_format(fmt: str) -> None:
@@ -79,7 +83,7 @@ def list_cmd(
     if fmt == "json":
         typer.echo(json.dumps({"total": total, "items": items}, ensure_ascii=False, indent=2))
         return
-    console = _console()
+    console = output_console()
     if not items:
         console.print("nothing held")
         return
@@ -115,19 +119,19 @@ def show_cmd(
     if fmt == "json":
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
         return
-    console = _console()
-    console.print(f"[bold]{out['id']}[/bold]  {out['status']} ({out['action']}, score {out['score']:.1f})  received {when(out['received_at'])}")
+    console = output_console()
+    console.print(f"{out['id']}  {out['status']} ({out['action']}, score {out['score']:.1f})  received {when(out['received_at'])}")
     console.print(f"from {out['mail_from'] or '<>'} (From: {out['from']})  peer {out['peer_ip']}  direction {out['direction']}"
                   + (f"  login {out['auth_user']}" if out["auth_user"] else ""))
-    console.print(f"subject: {out['subject']}", markup=False)
+    console.print(f"subject: {out['subject']}")
     for reason in out["reasons"]:
-        console.print(f"  - {reason}", markup=False)
+        console.print(f"  - {reason}")
     table = Table("symbol", "score", "evidence")
     for f in sorted(out["findings"], key=lambda f: -abs(float(f["score"] or 0))):
         table.add_row(str(f["symbol"]), f"{float(f['score'] or 0):.2f}", str(f["evidence"]))
     console.print(table)
     for c in out["copies"]:
-        console.print(f"copy for {c['recipient']}: {c['status']} ({c['tracking_id']})", markup=False)
+        console.print(f"copy for {c['recipient']}: {c['status']} ({c['tracking_id']})")
 
 
 @quarantine_app.command("release")

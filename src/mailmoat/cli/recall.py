@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, actor, fail, load_settings
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, actor, fail, load_settings, output_console
 from mailmoat.config import Settings
 from mailmoat.recall.engine import RecallEngine, RecallError
 from mailmoat.recall.selection import SelectionError, Selector
 
 recall_app = typer.Typer(help="Recall delivered copies from every mailbox and folder, silently; restore them.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
+console = output_console()
+err = Console(stderr=True)  # progress bars only
 
 Opt = typer.Option
 TrackingOpt = Annotated[str, Opt("--tracking-id", help="X-Mailmoat-Id of one copy, or a message id for all its copies")]
@@ -62,7 +62,7 @@ def _print_status(st: dict[str, Any], fmt: str) -> None:
     if fmt == "json":
         typer.echo(json.dumps(st, ensure_ascii=False, indent=2))
         return
-    console.print(f"[bold]job {st['id']}[/bold]  state=[cyan]{st['state']}[/cyan]  backend={st['backend']}  mode={st['mode']}")
+    console.print(f"job {st['id']}  state={st['state']}  backend={st['backend']}  mode={st['mode']}")
     counts = st.get("counts", {})
     summary = Table(title="copies by state")
     summary.add_column("state")
@@ -88,8 +88,8 @@ def _print_preview(preview: dict[str, Any], fmt: str, job_id: str = "") -> None:
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
         return
     console.print(
-        f"[bold]{preview['copies']}[/bold] copies of [bold]{preview['messages']}[/bold] message(s) "
-        f"in [bold]{len(preview['mailboxes'])}[/bold] mailbox(es)"
+        f"{preview['copies']} copies of {preview['messages']} message(s) "
+        f"in {len(preview['mailboxes'])} mailbox(es)"
     )
     for subj in preview["subjects"][:5]:
         console.print(f"  subject: {subj}")
@@ -97,7 +97,7 @@ def _print_preview(preview: dict[str, Any], fmt: str, job_id: str = "") -> None:
     more = len(preview["recipients"]) - len(shown)
     console.print("  recipients: " + ", ".join(shown) + (f" … and {more} more" if more > 0 else ""))
     if job_id:
-        console.print(f"planned job [bold]{job_id}[/bold]")
+        console.print(f"planned job {job_id}")
 
 
 _SETTLED = {"done", "failed", "restored", "awaiting_approval"}

@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings, output_console
 from mailmoat.recall.selection import SelectionError, parse_time
 
 
@@ -63,9 +62,7 @@ def register(app: typer.Typer) -> None:
         if fmt == "json":
             typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
             return
-        console = Console()
-        if not console.is_terminal:  # piped into a file or grep: do not fold at 80 columns
-            console = Console(width=240)
+        console = output_console()
         if not rows:
             console.print("no matching messages")
             return

@@ -7,12 +7,11 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, load_settings, when
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, load_settings, output_console, when
 
-console = Console()
+console = output_console()
 
 
 def waves_cmd(
