@@ -111,6 +111,19 @@ def test_quarantine_from_the_command_line(settings: Settings, tmp_path: Path) ->
     code, out = cli(settings, "list")
     assert code == 0 and "nothing held" in out
 
+    # Who did it: the audit log from the command line.
+    result = runner.invoke(app, ["audit", "--action", "quarantine.", "--format", "json", "--data-dir", settings.data_dir])
+    rows = json.loads(result.output)["items"]
+    assert [(r["action"], r["target"], r["note"]) for r in rows] == [
+        ("quarantine.delete", to_bob["id"], "phishing"),
+        ("quarantine.release", to_alice["id"], "the finance team confirms it"),
+    ]
+    result = runner.invoke(app, ["audit", "--target", to_alice["id"], "--data-dir", settings.data_dir])
+    assert result.exit_code == 0 and "quarantine.release" in result.output and "message.download" in result.output
+    result = runner.invoke(app, ["audit", "--actor", "nobody", "--data-dir", settings.data_dir])
+    assert result.exit_code == 0 and "no matching audit rows" in result.output
+    assert runner.invoke(app, ["audit", "--since", "lately", "--data-dir", settings.data_dir]).exit_code == 2
+
 
 def held_ids_for(settings: Settings, *args: str) -> list[str]:
     code, out = cli(settings, "list", "--format", "json", *args)

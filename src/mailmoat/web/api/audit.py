@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from sqlalchemy import func, select
 
 from mailmoat.recall.selection import SelectionError, parse_time
-from mailmoat.store.audit_models import AuditRow
+from mailmoat.store import audit as audit_log
 from mailmoat.web.api.common import web
 from mailmoat.web.auth import Auditor
 
@@ -28,26 +27,13 @@ def read_audit(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Audit rows, newest first."""
-    conds: list[Any] = []
-    if actor:
-        conds.append(AuditRow.actor == actor)
-    if action:
-        conds.append(AuditRow.action.like(action.replace("%", "") + "%") if action.endswith(".") else AuditRow.action == action)
-    if target:
-        conds.append(AuditRow.target == target)
     try:
-        if since:
-            conds.append(AuditRow.at >= parse_time(since))
-        if until:
-            conds.append(AuditRow.at <= parse_time(until))
+        since_ts = parse_time(since) if since else None
+        until_ts = parse_time(until) if until else None
     except SelectionError as exc:
         raise HTTPException(422, str(exc)) from exc
     with web(request).store.session() as s:
-        total = s.scalar(select(func.count()).select_from(AuditRow).where(*conds)) or 0
-        rows = s.scalars(select(AuditRow).where(*conds).order_by(AuditRow.id.desc()).limit(limit).offset(offset)).all()
-        items = [
-            {"id": r.id, "at": r.at, "actor": r.actor, "action": r.action, "target": r.target, "source": r.source,
-             "detail": r.detail, "note": r.note}
-            for r in rows
-        ]
+        total, items = audit_log.read_audit(
+            s, actor=actor, action=action, target=target, since=since_ts, until=until_ts, limit=limit, offset=offset
+        )
     return {"total": total, "limit": limit, "offset": offset, "items": items}
