@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import smtplib
+import subprocess
 from pathlib import Path
 
 from sqlalchemy import select
@@ -14,7 +16,7 @@ from mailmoat.config import Settings
 from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.db import Store
 from tests.support import qrmail
-from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for
+from tests.support.gateway import MAILMOAT, inprocess_gateway, maildir_copies, wait_for
 
 runner = CliRunner()
 ALICE, BOB = "alice@victim-corp.com", "bob@victim-corp.com"
@@ -81,6 +83,16 @@ def test_quarantine_from_the_command_line(settings: Settings, tmp_path: Path) ->
     result = runner.invoke(app, ["quarantine", "raw", to_alice["id"], "--data-dir", settings.data_dir])
     assert result.exit_code == 0
     assert result.stdout_bytes.startswith(b"Received: from ") and lure in result.stdout_bytes
+    assert len(audit_rows(settings, "message.download")) == 1
+    # Never onto a terminal, where the message's bytes would be escape sequences to it.
+    terminal, other_end = os.openpty()
+    try:
+        shown = subprocess.run([MAILMOAT, "quarantine", "raw", to_alice["id"], "--data-dir", settings.data_dir],
+                               stdout=other_end, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(other_end)
+        os.close(terminal)
+    assert shown.returncode == 2 and b"not shown on a terminal" in shown.stderr
     assert len(audit_rows(settings, "message.download")) == 1
 
     # Released: delivered once, to its recipient only, and learnt as a release; not twice.

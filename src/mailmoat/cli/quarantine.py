@@ -213,6 +213,8 @@ def raw_cmd(
     """Write the retained raw message to standard output (`> suspect.eml`); never opened or rendered."""
     from mailmoat.blobstore import read_blob
 
+    if sys.stdout.isatty():  # a hostile message's bytes would drive the terminal (escape sequences)
+        raise fail(f"the raw message is not shown on a terminal: mailmoat quarantine raw {mail_id} > message.eml")
     store = _store(load_settings(config, data_dir, db))
     try:
         row = store.get_message(mail_id)
