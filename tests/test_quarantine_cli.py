@@ -97,7 +97,9 @@ def test_quarantine_from_the_command_line(settings: Settings, tmp_path: Path) ->
 
     # Released: delivered once, to its recipient only, and learnt as a release; not twice.
     assert not maildir_copies(settings.mail_dir, ALICE)
-    code, out = cli(settings, "release", to_alice["id"], "--reason", "the finance team confirms it")
+    code, out = cli(settings, "release", to_alice["id"], "--rcpt", BOB)
+    assert code == 1 and "not a recipient" in out and not maildir_copies(settings.mail_dir, ALICE)
+    code, out = cli(settings, "release", to_alice["id"], "--reason", "the finance team confirms it", "--rcpt", ALICE)
     assert code == 0, out
     assert f"released {to_alice['id']}: {ALICE} delivered" in out
     copies = maildir_copies(settings.mail_dir, ALICE)

@@ -159,6 +159,31 @@ def test_quarantine_list_release_and_raw(env: WebEnv) -> None:
     assert c.post(f"{API}/quarantine/NOPE/release", headers=h).status_code == 404
 
 
+def test_quarantine_release_to_some_recipients_first(env: WebEnv) -> None:
+    from tests.support.webkit import record_and_deliver
+
+    c, h = env.client, env.as_role("analyst")
+    mid = record_and_deliver(env.settings, env.store, "held", Action.QUARANTINE, RECIPIENTS)
+    before = {r: len(visible_copies(env.settings, r)) for r in RECIPIENTS}
+    # One recipient vouches for it: their copy only, and the message stays held for the other.
+    r = c.post(f"{API}/quarantine/{mid}/release", json={"recipients": [RECIPIENTS[1].upper()], "reason": "expected"}, headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "partly released", r.text
+    assert [(x["recipient"], x["status"]) for x in r.json()["copies"]] == [(RECIPIENTS[1], "delivered")]
+    assert len(visible_copies(env.settings, RECIPIENTS[1])) == before[RECIPIENTS[1]] + 1
+    assert len(visible_copies(env.settings, RECIPIENTS[0])) == before[RECIPIENTS[0]]
+    assert env.store.get_message(mid).status == "quarantined"  # not yet learnt as legitimate
+    assert mid in [m["id"] for m in c.get(f"{API}/quarantine", headers=h).json()["items"]]
+    r = c.post(f"{API}/quarantine/{mid}/release", json={"recipients": ["nobody@victim-corp.com"]}, headers=h)
+    assert r.status_code == 409 and "not a recipient" in r.text
+    # Then to everyone: the other copy once, the first not again.
+    r = c.post(f"{API}/quarantine/{mid}/release", json={}, headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "released", r.text
+    assert {x["recipient"]: x["status"] for x in r.json()["copies"]} == {RECIPIENTS[0]: "delivered", RECIPIENTS[1]: "delivered"}
+    assert [len(visible_copies(env.settings, x)) for x in RECIPIENTS] == [before[x] + 1 for x in RECIPIENTS]
+    assert env.store.get_message(mid).status == "released"
+    assert [a["detail"]["recipients"] for a in env.audit("quarantine.release", mid)] == [[RECIPIENTS[1].upper()], []]
+
+
 def test_quarantine_delete(env: WebEnv) -> None:
     c, h, mid = env.client, env.as_role("admin"), env.ids["held"]
     assert c.post(f"{API}/quarantine/{mid}/delete", json={"reason": "phish"}, headers=h).json()["status"] == "deleted"

@@ -139,8 +139,10 @@ def release_cmd(
     mail_ids: Annotated[list[str], typer.Argument(help="One or more held message ids")],
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
     reason: ReasonOpt = "",
+    rcpt: Annotated[list[str] | None, typer.Option("--rcpt", help="Only this recipient's copy (repeatable)")] = None,
 ) -> None:
-    """Deliver held messages to their recipients (each copy once); the classifier learns them as legitimate."""
+    """Deliver held messages to their recipients (each copy once), or only to --rcpt; once no copy
+    is held the message counts as released and the classifier learns it as legitimate."""
     from mailmoat.deliver.service import DeliveryService, ReleaseError
 
     _check_format(fmt)
@@ -154,14 +156,16 @@ def release_cmd(
         nonlocal failed
         for mail_id in mail_ids:
             try:
-                outcomes = await delivery.release(mail_id)
+                outcomes = await delivery.release(mail_id, rcpt or ())
             except ReleaseError as exc:
                 failed += 1
                 typer.echo(f"error: {exc}", err=True)
                 continue
             copies = [{"recipient": o.recipient, "tracking_id": o.tracking_id, "status": o.status, "reply": o.reply} for o in outcomes]
-            _audit(store, "quarantine.release", mail_id, {"copies": copies}, reason)
-            results.append({"id": mail_id, "status": "released", "copies": copies})
+            _audit(store, "quarantine.release", mail_id, {"copies": copies, "recipients": rcpt or []}, reason)
+            row = store.get_message(mail_id)
+            status = "released" if row is None or row.status == "released" else "partly released"
+            results.append({"id": mail_id, "status": status, "copies": copies})
 
     try:
         asyncio.run(release_all())
@@ -172,7 +176,7 @@ def release_cmd(
         typer.echo(json.dumps(results, ensure_ascii=False, indent=2))
     else:
         for r in results:
-            typer.echo(f"released {r['id']}: " + ", ".join(f"{c['recipient']} {c['status']}" for c in r["copies"]))
+            typer.echo(f"{r['status']} {r['id']}: " + ", ".join(f"{c['recipient']} {c['status']}" for c in r["copies"]))
     if failed:
         raise typer.Exit(1)
 

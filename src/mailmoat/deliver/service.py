@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,8 +217,11 @@ class DeliveryService:
             lambda: self.store.record_and_claim(envelope, message, verdict, raw_path, copies, **how)
         )
 
-    async def release(self, message_id: str) -> list[DeliveryOutcome]:
-        """Deliver a quarantined message to all its recipients (once), and mark it released."""
+    async def release(self, message_id: str, recipients: Sequence[str] = ()) -> list[DeliveryOutcome]:
+        """Deliver a quarantined message to all its recipients, or only to `recipients` (each copy
+        once). The message counts as released, and is learnt as legitimate, once no copy is held:
+        sending one person their copy (the security team, or someone who vouches for it) says less
+        than releasing it to everyone."""
         row = await asyncio.to_thread(self.store.get_message, message_id)
         if row is None:
             raise ReleaseError(f"no message {message_id}")
@@ -233,12 +236,19 @@ class DeliveryService:
         old = verdict_from_row(row)
         verdict = Verdict(Action.DELIVER, old.score, old.findings, [*old.reasons, "released from quarantine"])
         copies, dupes = self._copies(envelope)
+        if recipients:
+            wanted = {_mailbox(r): r for r in recipients}
+            if unknown := sorted(r for m, r in wanted.items() if m not in {c[2] for c in copies}):
+                raise ReleaseError(f"{', '.join(unknown)}: not a recipient of message {message_id}")
+            copies, dupes = [c for c in copies if c[2] in wanted], []
         now = time.time()
         stale = float("inf") if self.local else now
         claims = await asyncio.to_thread(
             self.store.claim, envelope.id, copies, lease_until=now + self.lease, claimable=(HELD, PENDING), stale_before=stale
         )
         outcomes = await self._send_claims(envelope, raw, verdict, claims, dsn_ok=False)
+        if recipients and any(d.status == HELD for d in await asyncio.to_thread(self.store.deliveries, message_id)):
+            return outcomes  # still held for the others
         await asyncio.to_thread(self.store.set_message_fields, message_id, status="released")
         # Judged legitimate by a person: its look-alikes are no longer held as near copies.
         await asyncio.to_thread(remember_verdicts, self.settings, self.store, [(message_id, raw, "ham")])

@@ -31,16 +31,24 @@ def list_quarantine(
 
 
 @router.post("/{mail_id}/release")
-async def release(request: Request, mail_id: str, who: Actor, reason: Annotated[str, Body(embed=True)] = "") -> dict[str, Any]:
-    """Deliver a quarantined message to its recipients (each copy once)."""
+async def release(
+    request: Request,
+    mail_id: str,
+    who: Actor,
+    reason: Annotated[str, Body(embed=True)] = "",
+    recipients: Annotated[list[str] | None, Body(embed=True, description="only these recipients' copies")] = None,
+) -> dict[str, Any]:
+    """Deliver a quarantined message to its recipients, or to some of them (each copy once)."""
     try:
-        outcomes = await web(request).delivery().release(mail_id)
+        outcomes = await web(request).delivery().release(mail_id, recipients or ())
     except ReleaseError as exc:
         code = 404 if "no message" in str(exc) else 409
         raise HTTPException(code, str(exc)) from exc
     result = [{"recipient": o.recipient, "tracking_id": o.tracking_id, "status": o.status, "reply": o.reply} for o in outcomes]
-    await record_async(request, who, "quarantine.release", mail_id, {"copies": result}, note=reason)
-    return {"id": mail_id, "status": "released", "copies": result}
+    await record_async(request, who, "quarantine.release", mail_id, {"copies": result, "recipients": recipients or []}, note=reason)
+    row = await asyncio.to_thread(web(request).store.get_message, mail_id)
+    status = row.status if row is not None else "released"
+    return {"id": mail_id, "status": "released" if status == "released" else "partly released", "copies": result}
 
 
 @router.post("/{mail_id}/delete")
