@@ -123,24 +123,28 @@ def test_a_gateway_on_a_relative_data_dir_records_absolute_paths(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `make run` serves ./var from the checkout. The delivered and recalled copies' paths in the record
-    # must not depend on the directory a later command runs in (nor on the backup's path rewrite
-    # knowing how the data dir was spelt); the recall is then restored from elsewhere.
+    # must not depend on the directory a later command runs in: a copy recalled in "delete" mode is
+    # found again only through the vault path recorded for it, and is restored here from elsewhere.
     (tmp_path / "site").mkdir()
     monkeypatch.chdir(tmp_path / "site")
     settings.data_dir = "var"
+    settings.recall.mode = "delete"
+    (tmp_path / "site" / "mailmoat.toml").write_text('[recall]\nmode = "delete"\n')
     settings.server.domains = ["victim-corp.com"]
     settings.server.workers = 0
     with inprocess_gateway(settings) as gw:
         with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
             c.sendmail("carol@partner.example", [BOB], note(0))
         wait_for(lambda: count_files(settings.mail_dir, BOB) == 1, what="the note")
-    code, out = cli("recall", "run", "--subject", "Minutes 0", "--yes", "--format", "json", "--data-dir", "var")
+    config = str(tmp_path / "site" / "mailmoat.toml")
+    code, out = cli("recall", "run", "--subject", "Minutes 0", "--yes", "--format", "json", "--data-dir", "var", "-c", config)
     assert code == 0, out
     job = json.loads(out)["id"]
     data = tmp_path / "site" / "var"
+    assert first_note(data) == [] and len(list((data / "recall-vault").iterdir())) == 1
     assert all(Path(p).is_absolute() for p in recorded_paths(data / "mailmoat.db") if not p.startswith("{"))
     monkeypatch.chdir(tmp_path)
-    code, out = cli("recall", "restore", job, "--format", "json", "--data-dir", str(data))
+    code, out = cli("recall", "restore", job, "--format", "json", "--data-dir", str(data), "-c", config)
     assert code == 0 and json.loads(out)["counts"].get("restored") == 1, out
     assert [".MailmoatRecall" in str(p) for p in first_note(data)] == [False]
 
