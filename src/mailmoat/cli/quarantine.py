@@ -141,8 +141,7 @@ def release_cmd(
     reason: ReasonOpt = "",
     rcpt: Annotated[list[str] | None, typer.Option("--rcpt", help="Only this recipient's copy (repeatable)")] = None,
 ) -> None:
-    """Deliver held messages to their recipients (each copy once), or only to --rcpt; once no copy
-    is held the message counts as released and the classifier learns it as legitimate."""
+    """Deliver held messages to their recipients (each copy once), or only to --rcpt; released once no copy is held."""
     from mailmoat.deliver.service import DeliveryService, ReleaseError
 
     _check_format(fmt)
