@@ -348,6 +348,43 @@ def test_dashboard_names_a_language_the_model_learnt_only_from_spam(settings: Se
         assert errors == []
 
 
+@browser
+def test_dashboard_says_what_needs_attention_in_the_consoles_language(settings: Settings, tmp_path: Path) -> None:
+    """A copy waiting for a mail system that is down: the dashboard says so, with the system's last
+    reply, as `mailmoat status` does; with nothing to say it says nothing."""
+    from mailmoat.model import Action, Address, Envelope, Message, Verdict
+    from mailmoat.store.db import Store
+
+    add_user(settings, *AUDITOR, "auditor")
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    env = Envelope("carol@partner.example", [VICTIMS[0]])
+    store.record_message(env, Message(subject="Minutes", from_=Address("", "carol@partner.example")), Verdict(Action.DELIVER, 0.0), "")
+    store.close()
+    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        login(page, web.url, *AUDITOR)
+        page.wait_for_selector("#tiles b")
+        page.wait_for_function("document.querySelector('#classifier').childElementCount > 0")
+        assert page.locator("#attention .attention").count() == 0
+        store = Store(settings.db_url, raw_dir=settings.raw_dir)
+        store.claim(env.id, [(0, VICTIMS[0], VICTIMS[0], env.tracking_id(0))], lease_until=0, initial="deferred")
+        with store.session() as s:
+            from mailmoat.store.models import DeliveryRow
+
+            s.query(DeliveryRow).filter(DeliveryRow.message_id == env.id).update({"reply": "421 4.3.2 <b>down</b>"})
+        store.close()
+        page.reload()
+        note = page.wait_for_selector("#attention .attention[data-kind=queue_deferred]")
+        assert note is not None and (note.text_content() or "").startswith("1 copies wait for the mail system")
+        assert "Last reply: 421 4.3.2 <b>down</b>" in (note.text_content() or "")  # shown as text, not markup
+        page.goto(f"{web.url}/lang/zh?next=%2F")
+        note = page.wait_for_selector("#attention .attention[data-kind=queue_deferred]")
+        assert note is not None and "份邮件副本正在等待邮件系统" in (note.text_content() or "")
+        assert errors == []
+
+
 def _status(settings: Settings, mail_id: str) -> str:
     from mailmoat.store.db import Store
 

@@ -159,6 +159,22 @@ def test_quarantine_list_release_and_raw(env: WebEnv) -> None:
     assert c.post(f"{API}/quarantine/NOPE/release", headers=h).status_code == 404
 
 
+def test_status_says_what_needs_attention(env: WebEnv) -> None:
+    from mailmoat.store.models import DeliveryRow
+
+    c, h = env.client, env.as_role("auditor")
+    st = c.get(f"{API}/status", headers=h).json()
+    assert st["attention"] == [] and st["held"] == 1 and st["queue"] == {}
+    mid = record_and_deliver(env.settings, env.store, "clean", Action.DELIVER, RECIPIENTS[:1])
+    with env.store.session() as s:
+        copy = s.query(DeliveryRow).filter(DeliveryRow.message_id == mid).one()
+        copy.status, copy.reply = "deferred", "421 4.3.2 Service shutting down"
+    st = c.get(f"{API}/status", headers=h).json()
+    assert st["queue"] == {"deferred": 1} and [a["kind"] for a in st["attention"]] == ["queue_deferred"]
+    assert "421 4.3.2 Service shutting down" in st["attention"][0]["text"]
+    assert c.get(f"{API}/status").status_code == 401
+
+
 def test_quarantine_release_to_some_recipients_first(env: WebEnv) -> None:
     from tests.support.webkit import record_and_deliver
 

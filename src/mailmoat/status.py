@@ -41,7 +41,12 @@ class Status:
     open_incidents: int = 0
     recalls_unsettled: int = 0
     recalls_stale: int = 0
-    attention: list[str] = field(default_factory=list)
+    # What to look at: {"kind": spool_stale | queue_deferred | delivery_failed | incidents_open |
+    # recalls_stale, "text": the line `mailmoat status` prints}; the console words each kind itself.
+    attention: list[dict[str, str]] = field(default_factory=list)
+
+    def notice(self, kind: str, text: str) -> None:
+        self.attention.append({"kind": kind, "text": text})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,18 +141,20 @@ def gather(settings: Settings, store: Store, now: float | None = None) -> Status
     spool_backlog(settings.spool_dir, status, now)
     record_state(store, status, now)
     if status.spool_waiting + status.spool_processing and status.spool_oldest_age > SPOOL_STALE:
-        status.attention.append(
-            f"mail has waited {status.spool_oldest_age / 60:.0f} min in the spool: is the gateway running and its workers alive?"
+        status.notice(
+            "spool_stale",
+            f"mail has waited {status.spool_oldest_age / 60:.0f} min in the spool: is the gateway running and its workers alive?",
         )
     if status.queue.get(DEFERRED):
-        status.attention.append(
+        status.notice(
+            "queue_deferred",
             f"{status.queue[DEFERRED]} copies wait for the mail system (oldest accepted {status.queue_oldest_age / 60:.0f} min ago;"
-            f" last reply: {status.queue_last_reply or '-'})"
+            f" last reply: {status.queue_last_reply or '-'})",
         )
     if status.failed_24h:
-        status.attention.append(f"{status.failed_24h} copies could not be delivered in the last 24 h (`mailmoat trace`)")
+        status.notice("delivery_failed", f"{status.failed_24h} copies could not be delivered in the last 24 h (`mailmoat trace`)")
     if status.open_incidents:
-        status.attention.append(f"{status.open_incidents} open compromised-account incidents (`mailmoat incidents list`)")
+        status.notice("incidents_open", f"{status.open_incidents} open compromised-account incidents (`mailmoat incidents list`)")
     if status.recalls_stale:
-        status.attention.append(f"{status.recalls_stale} recalls unsettled for over an hour (`mailmoat recall list`)")
+        status.notice("recalls_stale", f"{status.recalls_stale} recalls unsettled for over an hour (`mailmoat recall list`)")
     return status

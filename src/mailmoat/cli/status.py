@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
             hour = ", ".join(f"{n} {k}" for k, n in sorted(st.last_hour.items(), key=lambda kv: -kv[1])) or "no mail"
             typer.echo(f"last hour: {hour}")
             typer.echo(f"incidents open: {st.open_incidents}; recalls unsettled: {st.recalls_unsettled}")
-            for line in st.attention:
-                typer.echo(f"attention: {line}")
+            for item in st.attention:
+                typer.echo(f"attention: {item['text']}")
             if not st.attention:
                 typer.echo("nothing needs attention")
         if st.attention:

@@ -91,6 +91,17 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "col.senders": ("Senders", "发件方数"),
     "col.held": ("Held", "已拦截"),
     "col.lastseen": ("Last seen", "最近出现"),
+    "attn.spool_stale": (
+        "Mail has waited {min} min in the spool: are the gateway and its workers running?",
+        "邮件已在队列中等待 {min} 分钟：网关及其工作进程是否在运行？",
+    ),
+    "attn.queue_deferred": (
+        "{n} copies wait for the mail system (the oldest accepted {min} min ago). Last reply: {reply}",
+        "{n} 份邮件副本正在等待邮件系统（最早的已接收 {min} 分钟）。最近的回复：{reply}",
+    ),
+    "attn.delivery_failed": ("{n} copies could not be delivered in the last 24 hours", "过去 24 小时内有 {n} 份邮件副本无法投递"),
+    "attn.incidents_open": ("{n} open compromised-account incidents", "{n} 个未关闭的账号失陷事件"),
+    "attn.recalls_stale": ("{n} recalls unsettled for over an hour", "{n} 个召回任务超过一小时仍未完成"),
     "dash.title": ("Dashboard", "概览"),
     "dash.volume": ("Mail volume per day", "每日邮件量"),
     "dash.threats": ("Threats per day by category", "每日威胁（按类别）"),

@@ -12,10 +12,11 @@ from mailmoat.web.api import (
     recall,
     rules,
     stats,
+    status,
     users,
 )
 
 ROUTERS: list[APIRouter] = [
     messages.router, quarantine.router, recall.router, incidents.router, indicators.router, rules.router,
-    stats.router, audit.router, users.router, classifier.router,
+    stats.router, status.router, audit.router, users.router, classifier.router,
 ]

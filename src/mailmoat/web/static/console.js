@@ -246,6 +246,23 @@
     return [state, h("p", { class: "card warn", id: "classifier-languages", text: `${T("clf.lang_only_spam")} ${langs.join(", ")}` })];
   }
 
+  // What `mailmoat status` flags (the gateway's own thresholds), worded in the console's language.
+  function attentionNotes(st) {
+    const fmt = (s, vals) => s.replace(/\{(\w+)\}/g, (_, k) => String(vals[k] ?? ""));
+    const min = (sec) => Math.round((sec || 0) / 60);
+    const words = {
+      spool_stale: () => fmt(T("attn.spool_stale"), { min: min(st.spool_oldest_age) }),
+      queue_deferred: () => fmt(T("attn.queue_deferred"),
+        { n: (st.queue || {}).deferred, min: min(st.queue_oldest_age), reply: st.queue_last_reply || "-" }),
+      delivery_failed: () => fmt(T("attn.delivery_failed"), { n: st.failed_24h }),
+      incidents_open: () => fmt(T("attn.incidents_open"), { n: st.open_incidents }),
+      recalls_stale: () => fmt(T("attn.recalls_stale"), { n: st.recalls_stale }),
+    };
+    return (st.attention || []).map((a) => h("p", {
+      class: "card warn attention", dataset: { kind: a.kind }, text: words[a.kind] ? words[a.kind]() : a.text,
+    }));
+  }
+
   pages.dashboard = async function () {
     const stats = await api("GET", "/stats?days=14&top=8");
     const tot = stats.totals;
@@ -279,6 +296,8 @@
       { label: T("col.held"), key: "held", cls: "num" },
       { label: T("col.lastseen"), render: (w) => h("span", { class: "nowrap", text: fmtTime(w.last_seen) }) },
     ], stats.waves || [], { id: "waves-table", rowAttrs: (w) => ({ dataset: { domain: w.domain } }) }));
+    api("GET", "/status").then((st) => fill("attention", attentionNotes(st)))
+      .catch((e) => fill("attention", h("p", { class: "error", text: e.message })));
     api("GET", "/classifier").then((c) => fill("classifier", classifierState(c)))
       .catch((e) => fill("classifier", h("p", { class: "error", text: e.message })));
     api("GET", "/incidents?limit=5").then((inc) => fill("recent-incidents", incidentTable(inc.items || [])))
