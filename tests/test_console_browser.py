@@ -243,13 +243,14 @@ def test_console_qr_phish_find_explain_recall_restore_audit(settings: Settings, 
 
 @browser
 def test_console_quarantine_release_every_page_and_chinese(settings: Settings, tmp_path: Path) -> None:
-    """A quarantined message is released from the console; every page renders in English and Chinese."""
+    """A quarantined message is released from the console, first to one recipient from its page, then
+    to the other from the quarantine; every page renders in English and Chinese."""
     settings.server.domains = [DOMAIN]
     settings.server.workers = 0
     with inprocess_gateway(settings) as gw:
-        held = _send(gw.host, gw.port, "notice@hrss-gov-cn.top", VICTIMS[:1], qrmail.stage3_cid_attachment())
+        held = _send(gw.host, gw.port, "notice@hrss-gov-cn.top", VICTIMS, qrmail.stage3_cid_attachment())
         wait_for(lambda: _status(settings, held) == "quarantined", what="the message in quarantine")
-    assert not maildir_copies(settings.mail_dir, VICTIMS[0])
+    assert not maildir_copies(settings.mail_dir, VICTIMS[0]) and not maildir_copies(settings.mail_dir, VICTIMS[1])
     add_user(settings, *ADMIN, "admin")
     with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
         base = web.url
@@ -268,11 +269,24 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         page.wait_for_url(f"{base}/quarantine")
         wait_ready(page)
 
+        # One recipient's copy from the message's page: the other stays held.
+        page.goto(f"{base}/messages/{held}")
+        wait_ready(page)
+        second = f"#copies-table tr[data-recipient='{VICTIMS[1]}']"
+        page.click(f"{second} button.release-copy")
+        page.wait_for_selector(f"{second} .st-delivered")
+        assert page.locator(f"#copies-table tr[data-recipient='{VICTIMS[0]}'] button.release-copy").count() == 1
+        assert list(wait_for(lambda: maildir_copies(settings.mail_dir, VICTIMS[1]), what="the one copy")) == [f"{held}-0001"]
+        assert not maildir_copies(settings.mail_dir, VICTIMS[0]) and _status(settings, held) == "quarantined"
+
+        page.goto(f"{base}/quarantine")
+        wait_ready(page)
         rows = page.locator("#quarantine-table tbody tr")
         assert rows.count() == 1 and qrmail.SUBJECT in (rows.first.text_content() or "")
         page.click("#quarantine-table button.primary")
         page.wait_for_selector("#quarantine p.empty")
         assert f"{held}-0000" in wait_for(lambda: maildir_copies(settings.mail_dir, VICTIMS[0]), what="the released copy")
+        assert len(maildir_copies(settings.mail_dir, VICTIMS[1])[f"{held}-0001"]) == 1
         assert _status(settings, held) == "released"
 
         for path in ("/", "/messages", "/quarantine", "/recall", "/incidents", "/indicators", "/rules", "/audit", "/users"):
@@ -285,7 +299,7 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         assert page.get_attribute("html", "lang") == "zh-CN"
         page.goto(f"{base}/audit")
         wait_ready(page)
-        assert page.locator("#audit-table tr[data-action='quarantine.release']").count() == 1
+        assert page.locator("#audit-table tr[data-action='quarantine.release']").count() == 2
         assert "审计日志" in (page.text_content("h1") or "")
         page.goto(f"{base}/")
         wait_ready(page)

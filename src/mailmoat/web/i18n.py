@@ -194,6 +194,7 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "q.delete": ("Delete", "删除"),
     "q.download": ("Download", "下载"),
     "q.released": ("Released", "已放行"),
+    "q.release_copy": ("Release to this recipient", "仅放行给此收件人"),
     "q.deleted": ("Deleted", "已删除"),
     "recall.title": ("Recall", "邮件召回"),
     "recall.new": ("New recall", "新建召回"),

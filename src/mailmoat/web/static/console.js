@@ -433,13 +433,20 @@
         d.locked ? h("span", { class: "muted", text: " " + T(d.opened ? "detail.opened" : "detail.not_opened") }) : null),
       // text only: a document's words are never parsed as markup
       d.text ? h("pre", { class: "preview document-text", text: d.text + (d.truncated ? "\n" + T("detail.truncated") : "") }) : null)));
-    fill("deliveries", table([
+    const copyCols = [
       { label: T("col.recipient"), key: "recipient" },
       { label: T("col.tracking"), key: "tracking_id", cls: "mono" },
       { label: T("col.mailbox"), key: "mailbox" },
       { label: T("col.status"), render: (d) => stateBadge(d.status) },
       { label: T("common.time"), render: (d) => fmtTime(d.delivered_at || d.updated_at) },
-    ], m.deliveries));
+    ];
+    // One held copy at a time: to the person who vouches for it, the others stay held.
+    if (P.canAct && m.verdict.status === "quarantined") copyCols.push({ label: "", render: (d) => d.status !== "held" ? "" :
+      h("button", { type: "button", class: "small release-copy", text: T("q.release_copy"), onclick: async () => {
+        const body = { recipients: [d.recipient], reason: "" };
+        if (await attempt(() => api("POST", `/quarantine/${encodeURIComponent(m.id)}/release`, body), T("q.released"))) pages.message();
+      } }) });
+    fill("deliveries", table(copyCols, m.deliveries, { id: "copies-table", rowAttrs: (d) => ({ dataset: { recipient: d.recipient } }) }));
     fill("headers", table([
       { label: T("col.name"), render: (x) => mono(x[0]) },
       { label: T("col.value"), render: (x) => h("span", { class: "mono wrap", text: x[1] }) },
