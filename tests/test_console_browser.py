@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import smtplib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -81,6 +83,18 @@ def _record_wave(settings: Settings, senders: list[str], dest: str) -> None:
             store.record_message(Envelope(sender, [VICTIMS[0]]), parse(raw.encode()), Verdict(action, 10.5, [sign]), "")
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def _auditor_on_the_dashboard(settings: Settings, tmp_path: Path) -> Iterator[tuple[Any, Any, list[str]]]:
+    """(console server, page, page errors): an auditor logged in, on the dashboard."""
+    add_user(settings, *AUDITOR, "auditor")
+    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        login(page, web.url, *AUDITOR)
+        yield web, page, errors
 
 
 def _shot(page: Any, name: str) -> None:
@@ -349,12 +363,7 @@ def test_dashboard_names_a_language_the_model_learnt_only_from_spam(settings: Se
     clf.learn_tokens({"gewinnspiel", "gutschein"}, "phish", name="p1")
     clf.model.languages = {"en": [1, 0], "de": [0, 30]}
     clf.save()
-    add_user(settings, *AUDITOR, "auditor")
-    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        login(page, web.url, *AUDITOR)
+    with _auditor_on_the_dashboard(settings, tmp_path) as (_, page, errors):
         page.wait_for_selector("#classifier-languages")
         assert "Classifier model: 1 ham" in (page.text_content("#classifier-state") or "")
         note = page.text_content("#classifier-languages") or ""
@@ -369,16 +378,11 @@ def test_dashboard_says_what_needs_attention_in_the_consoles_language(settings: 
     from mailmoat.model import Action, Address, Envelope, Message, Verdict
     from mailmoat.store.db import Store
 
-    add_user(settings, *AUDITOR, "auditor")
     store = Store(settings.db_url, raw_dir=settings.raw_dir)
     env = Envelope("carol@partner.example", [VICTIMS[0]])
     store.record_message(env, Message(subject="Minutes", from_=Address("", "carol@partner.example")), Verdict(Action.DELIVER, 0.0), "")
     store.close()
-    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        login(page, web.url, *AUDITOR)
+    with _auditor_on_the_dashboard(settings, tmp_path) as (web, page, errors):
         page.wait_for_selector("#tiles b")
         page.wait_for_function("document.querySelector('#classifier').childElementCount > 0")
         assert page.locator("#attention .attention").count() == 0

@@ -13,9 +13,11 @@ from mailmoat.cli.common import (
     DataDirOpt,
     DbOpt,
     FormatOpt,
-    fail,
+    check_format,
     load_settings,
+    open_store,
     output_console,
+    time_range,
     when,
 )
 
@@ -32,18 +34,11 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
     ) -> None:
         """The audit log, newest first: every state change made from the console, the API, the CLI or by the gateway itself."""
-        from mailmoat.recall.selection import SelectionError, parse_time
         from mailmoat.store.audit import read_audit
-        from mailmoat.store.db import Store
 
-        if fmt not in ("text", "json"):
-            raise fail(f"--format must be text or json, not {fmt!r}")
-        try:
-            since_ts = parse_time(since) if since else None
-            until_ts = parse_time(until) if until else None
-        except SelectionError as exc:
-            raise fail(str(exc)) from exc
-        store = Store(load_settings(config, data_dir, db).db_url)
+        check_format(fmt)
+        since_ts, until_ts = time_range(since, until)
+        store = open_store(load_settings(config, data_dir, db))
         try:
             with store.session() as s:
                 total, items = read_audit(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, fail, load_settings
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, check_format, fail, load_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -20,8 +20,7 @@ def register(app: typer.Typer) -> None:
         """Back up the record (a consistent SQLite snapshot) and every file of the data dir but the spool."""
         from mailmoat.store.backup import BackupError, backup
 
-        if fmt not in ("text", "json"):
-            raise fail(f"--format must be text or json, not {fmt!r}")
+        check_format(fmt)
         settings = load_settings(config, data_dir, db)
         try:
             report = backup(settings, dest)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import getpass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from mailmoat import config
 from mailmoat.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from mailmoat.store.db import Store
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="mailmoat.toml (default: embedded defaults)")
@@ -63,3 +66,29 @@ def output_console(stderr: bool = False) -> Console:
     a file or grep, lines are not folded at 80 columns."""
     console = Console(markup=False, stderr=stderr)
     return console if console.is_terminal else Console(markup=False, stderr=stderr, width=240)
+
+
+def check_format(fmt: str) -> None:
+    """`--format` is text or json (the command ends with a usage error otherwise)."""
+    if fmt not in ("text", "json"):
+        raise fail(f"--format must be text or json, not {fmt!r}")
+
+
+def time_range(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """`--since` and `--until` (3d, 12h, 30m ago, or an ISO date) as epoch seconds."""
+    from mailmoat.recall.selection import SelectionError, parse_time
+
+    try:
+        return (parse_time(since) if since else None, parse_time(until) if until else None)
+    except SelectionError as exc:
+        raise fail(str(exc)) from exc
+
+
+def open_store(settings: Settings) -> Store:
+    """The record, or a clear error when the database cannot be opened."""
+    from mailmoat.store.db import Store
+
+    try:
+        return Store(settings.db_url)
+    except Exception as exc:
+        raise fail(f"cannot open the database: {exc}") from exc

@@ -16,19 +16,13 @@ from mailmoat.cli.common import (
     actor,
     fail,
     load_settings,
+    open_store,
     output_console,
     when,
 )
-from mailmoat.config import Settings
 
 incidents_app = typer.Typer(help="Compromised-account incidents: list, show, release.", no_args_is_help=True)
 console = output_console()
-
-
-def _store(settings: Settings) -> Any:
-    from mailmoat.store.db import Store
-
-    return Store(settings.db_url)
 
 
 def _json(value: Any) -> None:
@@ -44,7 +38,7 @@ def list_cmd(
     """Incidents, newest first."""
     from mailmoat.accounts.incidents import list_incidents
 
-    items = list_incidents(_store(load_settings(config, data_dir, db)), limit, state)
+    items = list_incidents(open_store(load_settings(config, data_dir, db)), limit, state)
     if fmt == "json":
         _json([i.to_dict() for i in items])
         return
@@ -61,7 +55,7 @@ def show_cmd(
     """One incident: evidence, alerts, held messages and recall jobs."""
     from mailmoat.accounts.incidents import show_incident
 
-    item = show_incident(_store(load_settings(config, data_dir, db)), incident_id)
+    item = show_incident(open_store(load_settings(config, data_dir, db)), incident_id)
     if item is None:
         raise fail(f"no incident {incident_id}", 1)
     if fmt == "json":
@@ -90,7 +84,7 @@ def release_cmd(
     from mailmoat.accounts.incidents import IncidentError, release_incident
 
     try:
-        inc = release_incident(_store(load_settings(config, data_dir, db)), incident_id, actor(), note, source="cli")
+        inc = release_incident(open_store(load_settings(config, data_dir, db)), incident_id, actor(), note, source="cli")
     except IncidentError as exc:
         raise fail(str(exc), 1) from exc
     if fmt == "json":

@@ -16,30 +16,17 @@ from mailmoat.cli.common import (
     DbOpt,
     FormatOpt,
     actor,
+    check_format,
     fail,
     load_settings,
+    open_store,
     output_console,
     when,
 )
-from mailmoat.config import Settings
 
 quarantine_app = typer.Typer(help="Held messages: list, show, release, delete, raw.", no_args_is_help=True)
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log)")]
-
-
-def _store(settings: Settings) -> Any:
-    from mailmoat.store.db import Store
-
-    try:
-        return Store(settings.db_url)
-    except Exception as exc:
-        raise fail(f"cannot open the database: {exc}") from exc
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in ("text", "json"):
-        raise fail(f"--format must be text or json, not {fmt!r}")
 
 
 def _summary(row: Any) -> dict[str, Any]:
@@ -70,8 +57,8 @@ def list_cmd(
     from mailmoat.recall.selection import SelectionError, Selector
     from mailmoat.store.quarantine import held
 
-    _check_format(fmt)
-    store = _store(load_settings(config, data_dir, db))
+    check_format(fmt)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         with store.session() as s:
             total, rows = held(s, Selector(sender=sender, recipient=rcpt, subject=subject, since=since), limit=limit)
@@ -102,8 +89,8 @@ def show_cmd(
     mail_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
 ) -> None:
     """One message: envelope, verdict, every finding with its evidence, and its copies."""
-    _check_format(fmt)
-    store = _store(load_settings(config, data_dir, db))
+    check_format(fmt)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         row = store.get_message(mail_id)
         if row is None:
@@ -144,9 +131,9 @@ def release_cmd(
     """Deliver held messages to their recipients (each copy once), or only to --rcpt; released once no copy is held."""
     from mailmoat.deliver.service import DeliveryService, ReleaseError
 
-    _check_format(fmt)
+    check_format(fmt)
     settings = load_settings(config, data_dir, db)
-    store = _store(settings)
+    store = open_store(settings)
     delivery = DeliveryService(settings, store)
     results: list[dict[str, Any]] = []
     failed = 0
@@ -190,7 +177,7 @@ def delete_cmd(
     from mailmoat.store.audit import audit
     from mailmoat.store.quarantine import QuarantineError, discard
 
-    store = _store(load_settings(config, data_dir, db))
+    store = open_store(load_settings(config, data_dir, db))
     failed = 0
     try:
         for mail_id in mail_ids:
@@ -218,7 +205,7 @@ def raw_cmd(
 
     if sys.stdout.isatty():  # a hostile message's bytes would drive the terminal (escape sequences)
         raise fail(f"the raw message is not shown on a terminal: mailmoat quarantine raw {mail_id} > message.eml")
-    store = _store(load_settings(config, data_dir, db))
+    store = open_store(load_settings(config, data_dir, db))
     try:
         row = store.get_message(mail_id)
         if row is None:

@@ -6,7 +6,15 @@ import json
 
 import typer
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, fail, load_settings
+from mailmoat.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    FormatOpt,
+    check_format,
+    load_settings,
+    open_store,
+)
 
 
 def _age(seconds: float) -> str:
@@ -22,15 +30,10 @@ def register(app: typer.Typer) -> None:
     def status_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text") -> None:
         """Spool backlog, delivery queue, quarantine, the last hour's verdicts, incidents and recalls (exit 1: needs attention)."""
         from mailmoat.status import gather
-        from mailmoat.store.db import Store
 
-        if fmt not in ("text", "json"):
-            raise fail(f"--format must be text or json, not {fmt!r}")
+        check_format(fmt)
         settings = load_settings(config, data_dir, db)
-        try:
-            store = Store(settings.db_url)
-        except Exception as exc:
-            raise fail(f"cannot open the database: {exc}") from exc
+        store = open_store(settings)
         try:
             st = gather(settings, store)
         finally:

@@ -9,8 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings, output_console
-from mailmoat.recall.selection import SelectionError, parse_time
+from mailmoat.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    check_format,
+    load_settings,
+    open_store,
+    output_console,
+    time_range,
+)
 
 
 def _deliveries_text(deliveries: list[dict[str, object]]) -> str:
@@ -38,20 +46,9 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
     ) -> None:
         """List recorded messages and their deliveries (per recipient: status, tracking id, reply)."""
-        if fmt not in ("text", "json"):
-            raise fail(f"--format must be text or json, not {fmt!r}")
-        try:
-            since_ts = parse_time(since) if since else None
-            until_ts = parse_time(until) if until else None
-        except SelectionError as exc:
-            raise fail(str(exc)) from exc
-        settings = load_settings(config, data_dir, db)
-        from mailmoat.store.db import Store
-
-        try:
-            store = Store(settings.db_url)
-        except Exception as exc:
-            raise fail(f"cannot open the database: {exc}") from exc
+        check_format(fmt)
+        since_ts, until_ts = time_range(since, until)
+        store = open_store(load_settings(config, data_dir, db))
         try:
             rows = store.trace(
                 sender=sender, rcpt=rcpt, subject=subject, message_id=message_id,
