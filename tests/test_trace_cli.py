@@ -95,3 +95,19 @@ def test_text_from_mail_is_printed_as_written_never_as_markup(tmp_path: Path) ->
         result = runner.invoke(app, ["quarantine", *args, "--data-dir", str(d)])
         assert result.exit_code == 0 and "Invoice [/b] due [bold red]now" in result.output, result.output
     assert "[/i] in the evidence" in result.output
+
+
+def test_text_from_mail_never_reaches_the_terminal_as_control_sequences(tmp_path: Path) -> None:
+    # A subject may decode to ESC sequences (colours, the window title, the clipboard) or to a bidi
+    # override that shows the text reversed: printed, they are written out instead.
+    d = tmp_path / "var"
+    store = Store(f"sqlite:///{d / 'mailmoat.db'}")
+    env = Envelope("billing@example.net", ["bob@localhost"])
+    subject = "Invoice \x1b]0;owned\x07 \x1b[8mhidden \u202edesrever"
+    store.record_message(env, Message(subject=subject, from_=Address("", "billing@example.net")), Verdict(Action.QUARANTINE, 12.0), "")
+    store.close()
+    for args in (["trace"], ["quarantine", "list"], ["quarantine", "show", env.id]):
+        result = runner.invoke(app, [*args, "--data-dir", str(d)])
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\u202e" not in result.output and "\x07" not in result.output
+        assert "Invoice \\x1b]0;owned\\x07 \\x1b[8mhidden \\u202edesrever" in result.output

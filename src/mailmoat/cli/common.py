@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import getpass
+import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from mailmoat import config
 from mailmoat.config import ConfigError, Settings
@@ -60,12 +62,30 @@ def actor() -> str:
         return "cli"
 
 
+# Characters that drive a terminal (ESC starts colour, title and clipboard sequences; C1 controls
+# do in 8-bit terminals) or reorder what is shown (bidi overrides): never passed through from mail.
+_DRIVES_TERMINAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """Text from mail as it may reach a terminal: control and bidi-override characters written out
+    ("\\x1b"), everything else as it is."""
+    return _DRIVES_TERMINAL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+
+
+class _MailTextConsole(Console):
+    """Every string it prints (arguments and table cells alike) goes through `shown` first."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(shown(text), **kwargs)
+
+
 def output_console(stderr: bool = False) -> Console:
-    """A console that prints text as it is: subjects, names and evidence come from mail, where
-    "[/b]" is text, not markup (read as markup it would end the command with an error). Piped into
-    a file or grep, lines are not folded at 80 columns."""
-    console = Console(markup=False, stderr=stderr)
-    return console if console.is_terminal else Console(markup=False, stderr=stderr, width=240)
+    """A console for text that comes from mail: subjects, names and evidence are printed as they are
+    written, never read as markup ("[/b]" would end the command with an error) nor passed to the
+    terminal as control sequences. Piped into a file or grep, lines are not folded at 80 columns."""
+    console = _MailTextConsole(markup=False, stderr=stderr)
+    return console if console.is_terminal else _MailTextConsole(markup=False, stderr=stderr, width=240)
 
 
 def check_format(fmt: str) -> None:
