@@ -113,6 +113,15 @@ def test_a_backup_taken_under_load_runs_on_its_own(settings: Settings, tmp_path:
             c.sendmail("carol@partner.example", [BOB], note(1000))
         wait_for(lambda: count_files(copy / "mailboxes", BOB) == before + 1, what="mail delivered on the copy")
 
+    # Restored into a new place by backing the backup up: its paths follow it there.
+    restored = (tmp_path / "restored").resolve()
+    code, out = cli("backup", str(restored), "--format", "json", "--data-dir", str(copy))
+    assert code == 0 and json.loads(out)["messages"] == report["messages"] + 1, out
+    paths = recorded_paths(restored / "mailmoat.db")
+    assert all(str(restored) in p for p in paths if p.startswith("/")) and not any(str(copy) + "/" in p for p in paths)
+    code, out = cli("trace", "--format", "json", "--limit", "1000", "--data-dir", str(restored))
+    assert code == 0 and len(json.loads(out)) == report["messages"] + 1
+
     # Refused: a destination that is not empty, or inside the data dir.
     assert cli("backup", str(copy), "--data-dir", str(source))[0] == 2
     code, out = cli("backup", str(source / "b"), "--data-dir", str(source))
