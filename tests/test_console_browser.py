@@ -372,6 +372,7 @@ def test_dashboard_names_a_language_the_model_learnt_only_from_spam(settings: Se
 
 
 @browser
+@pytest.mark.usefixtures("roomy_disk")
 def test_dashboard_says_what_needs_attention_in_the_consoles_language(settings: Settings, tmp_path: Path) -> None:
     """A copy waiting for a mail system that is down: the dashboard says so, with the system's last
     reply, as `mailmoat status` does; with nothing to say it says nothing."""

@@ -7,6 +7,7 @@ import os
 import smtplib
 import time
 
+import pytest
 from typer.testing import CliRunner
 
 from mailmoat.cli import app
@@ -33,6 +34,7 @@ def status(settings: Settings) -> tuple[int, dict[str, object], str]:
     return as_json.exit_code, json.loads(as_json.output), text.output
 
 
+@pytest.mark.usefixtures("roomy_disk")
 def test_quiet_then_the_mail_system_down_then_a_stuck_spool(settings: Settings) -> None:
     settings.server.workers = 0
     with inprocess_gateway(settings) as gw:
@@ -63,3 +65,17 @@ def test_quiet_then_the_mail_system_down_then_a_stuck_spool(settings: Settings) 
     code, st, text = status(settings)
     assert code == 1 and st["spool_waiting"] == 1 and st["spool_oldest_age"] >= 600
     assert "mail has waited 10 min in the spool" in text
+
+
+def test_a_disk_running_full_needs_attention(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailmoat.status
+
+    settings.data_path.mkdir(parents=True)
+    monkeypatch.setattr(mailmoat.status, "DISK_LOW_BYTES", 0)
+    monkeypatch.setattr(mailmoat.status, "DISK_LOW_FRACTION", 0.0)
+    code, st, text = status(settings)
+    assert code == 0 and st["disk_free_bytes"] > 0 and "GiB free" in text
+    monkeypatch.setattr(mailmoat.status, "DISK_LOW_FRACTION", 1.01)  # whatever is free is too little
+    code, st, text = status(settings)
+    assert code == 1 and [a["kind"] for a in st["attention"]] == ["disk_low"]
+    assert "the spool stops taking mail when it is full" in text

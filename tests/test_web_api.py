@@ -159,6 +159,7 @@ def test_quarantine_list_release_and_raw(env: WebEnv) -> None:
     assert c.post(f"{API}/quarantine/NOPE/release", headers=h).status_code == 404
 
 
+@pytest.mark.usefixtures("roomy_disk")
 def test_status_says_what_needs_attention(env: WebEnv) -> None:
     from mailmoat.store.models import DeliveryRow
 

@@ -8,6 +8,7 @@ when it is not empty, for monitoring scripts.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,10 @@ from mailmoat.store.models import DeliveryRow, MessageRow
 SPOOL_STALE = 300.0
 # A recall not settled after this long is stuck (a mailbox server down, a task worker gone).
 RECALL_STALE = 3600.0
+# Free space under the data dir below this share of its file system, or below DISK_LOW_BYTES: the
+# spool cannot take mail once the disk is full (clients are told to try later, 451).
+DISK_LOW_FRACTION = 0.05
+DISK_LOW_BYTES = 1 << 30
 _UNSETTLED_RECALLS = ("planned", "approved", "running", "restoring", "awaiting_approval")
 
 
@@ -41,8 +46,10 @@ class Status:
     open_incidents: int = 0
     recalls_unsettled: int = 0
     recalls_stale: int = 0
+    disk_free_bytes: int = 0  # on the data dir's file system
+    disk_free_fraction: float = 0.0
     # What to look at: {"kind": spool_stale | queue_deferred | delivery_failed | incidents_open |
-    # recalls_stale, "text": the line `mailmoat status` prints}; the console words each kind itself.
+    # recalls_stale | disk_low, "text": the line `mailmoat status` prints}; the console words each kind itself.
     attention: list[dict[str, str]] = field(default_factory=list)
 
     def notice(self, kind: str, text: str) -> None:
@@ -140,6 +147,11 @@ def gather(settings: Settings, store: Store, now: float | None = None) -> Status
     status = Status()
     spool_backlog(settings.spool_dir, status, now)
     record_state(store, status, now)
+    try:
+        disk = shutil.disk_usage(settings.data_path)
+        status.disk_free_bytes, status.disk_free_fraction = disk.free, disk.free / disk.total if disk.total else 0.0
+    except OSError:
+        pass
     if status.spool_waiting + status.spool_processing and status.spool_oldest_age > SPOOL_STALE:
         status.notice(
             "spool_stale",
@@ -155,6 +167,12 @@ def gather(settings: Settings, store: Store, now: float | None = None) -> Status
         status.notice("delivery_failed", f"{status.failed_24h} copies could not be delivered in the last 24 h (`mailmoat trace`)")
     if status.open_incidents:
         status.notice("incidents_open", f"{status.open_incidents} open compromised-account incidents (`mailmoat incidents list`)")
+    if status.disk_free_bytes and (status.disk_free_fraction < DISK_LOW_FRACTION or status.disk_free_bytes < DISK_LOW_BYTES):
+        status.notice(
+            "disk_low",
+            f"{status.disk_free_bytes / 2**30:.1f} GiB ({status.disk_free_fraction:.0%}) free on the data dir's disk:"
+            " the spool stops taking mail when it is full",
+        )
     if status.recalls_stale:
         status.notice("recalls_stale", f"{status.recalls_stale} recalls unsettled for over an hour (`mailmoat recall list`)")
     return status

@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
             hour = ", ".join(f"{n} {k}" for k, n in sorted(st.last_hour.items(), key=lambda kv: -kv[1])) or "no mail"
             typer.echo(f"last hour: {hour}")
             typer.echo(f"incidents open: {st.open_incidents}; recalls unsettled: {st.recalls_unsettled}")
+            typer.echo(f"disk: {st.disk_free_bytes / 2**30:.1f} GiB free ({st.disk_free_fraction:.0%}) under the data dir")
             for item in st.attention:
                 typer.echo(f"attention: {item['text']}")
             if not st.attention:

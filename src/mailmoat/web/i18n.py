@@ -102,6 +102,10 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "attn.delivery_failed": ("{n} copies could not be delivered in the last 24 hours", "过去 24 小时内有 {n} 份邮件副本无法投递"),
     "attn.incidents_open": ("{n} open compromised-account incidents", "{n} 个未关闭的账号失陷事件"),
     "attn.recalls_stale": ("{n} recalls unsettled for over an hour", "{n} 个召回任务超过一小时仍未完成"),
+    "attn.disk_low": (
+        "{gib} GiB ({pct}%) free on the data disk: the gateway stops taking mail when it is full",
+        "数据盘仅剩 {gib} GiB（{pct}%）可用空间：磁盘写满后网关将无法接收邮件",
+    ),
     "dash.title": ("Dashboard", "概览"),
     "dash.volume": ("Mail volume per day", "每日邮件量"),
     "dash.threats": ("Threats per day by category", "每日威胁（按类别）"),

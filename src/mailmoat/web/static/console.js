@@ -257,6 +257,8 @@
       delivery_failed: () => fmt(T("attn.delivery_failed"), { n: st.failed_24h }),
       incidents_open: () => fmt(T("attn.incidents_open"), { n: st.open_incidents }),
       recalls_stale: () => fmt(T("attn.recalls_stale"), { n: st.recalls_stale }),
+      disk_low: () => fmt(T("attn.disk_low"),
+        { gib: ((st.disk_free_bytes || 0) / 2 ** 30).toFixed(1), pct: Math.round((st.disk_free_fraction || 0) * 100) }),
     };
     return (st.attention || []).map((a) => h("p", {
       class: "card warn attention", dataset: { kind: a.kind }, text: words[a.kind] ? words[a.kind]() : a.text,
