@@ -79,3 +79,24 @@ def test_a_disk_running_full_needs_attention(settings: Settings, monkeypatch: py
     code, st, text = status(settings)
     assert code == 1 and [a["kind"] for a in st["attention"]] == ["disk_low"]
     assert "the spool stops taking mail when it is full" in text
+
+
+@pytest.mark.usefixtures("roomy_disk")
+def test_a_recall_stuck_at_work_needs_attention_a_preview_nobody_ran_does_not(settings: Settings) -> None:
+    from mailmoat.store.db import Store
+    from mailmoat.store.recall_models import RecallJobRow
+
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    two_hours_ago = time.time() - 7200
+    with store.session() as s:
+        s.add(RecallJobRow(id="JOB-PREVIEW", created_at=two_hours_ago, state="planned"))
+        s.add(RecallJobRow(id="JOB-APPROVAL", created_at=two_hours_ago, state="awaiting_approval"))
+    code, st, _ = status(settings)
+    assert code == 0 and st["recalls_unsettled"] == 2 and st["recalls_stale"] == 0
+    with store.session() as s:
+        s.add(RecallJobRow(id="JOB-STUCK", created_at=two_hours_ago, updated_at=two_hours_ago + 60, state="running"))
+        s.add(RecallJobRow(id="JOB-BUSY", created_at=two_hours_ago, updated_at=time.time(), state="running"))
+    store.close()
+    code, st, text = status(settings)
+    assert code == 1 and st["recalls_unsettled"] == 4 and st["recalls_stale"] == 1
+    assert "1 recalls unsettled for over an hour" in text

@@ -28,7 +28,10 @@ RECALL_STALE = 3600.0
 # spool cannot take mail once the disk is full (clients are told to try later, 451).
 DISK_LOW_FRACTION = 0.05
 DISK_LOW_BYTES = 1 << 30
-_UNSETTLED_RECALLS = ("planned", "approved", "running", "restoring", "awaiting_approval")
+_UNSETTLED_RECALLS = ("planned", "awaiting_approval", "approved", "running", "verifying", "restoring")
+# Of those, the ones something should be working on: a planned job is a preview nobody ran yet, and
+# one awaiting approval waits for a person, however long either takes.
+_WORKING_RECALLS = ("approved", "running", "verifying", "restoring")
 
 
 @dataclass
@@ -137,7 +140,7 @@ def record_state(store: Store, status: Status, now: float) -> None:
             status.recalls_unsettled = len(jobs)
             status.recalls_stale = sum(
                 1 for state, updated, created in jobs
-                if state != "awaiting_approval" and now - max(updated or 0.0, created or 0.0) > RECALL_STALE
+                if state in _WORKING_RECALLS and now - max(updated or 0.0, created or 0.0) > RECALL_STALE
             )
 
 
