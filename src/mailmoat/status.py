@@ -43,7 +43,9 @@ class Status:
     queue: dict[str, int] = field(default_factory=dict)  # delivery copies by status: pending, sending, deferred
     queue_oldest_age: float = 0.0  # seconds since the oldest deferred copy was accepted
     queue_last_reply: str = ""  # the downstream reply of the most recently deferred copy
-    failed_24h: int = 0  # copies that failed for good in the last day
+    # Copies the mail system refused for good in the last day (shown, not flagged: a site's mail
+    # system refuses some every day, an unknown mailbox say, and the senders get their notices).
+    failed_24h: int = 0
     held: int = 0  # messages in quarantine
     last_hour: dict[str, int] = field(default_factory=dict)  # messages by verdict action
     open_incidents: int = 0
@@ -51,8 +53,8 @@ class Status:
     recalls_stale: int = 0
     disk_free_bytes: int = 0  # on the data dir's file system
     disk_free_fraction: float = 0.0
-    # What to look at: {"kind": spool_stale | queue_deferred | delivery_failed | incidents_open |
-    # recalls_stale | disk_low, "text": the line `mailmoat status` prints}; the console words each kind itself.
+    # What to look at: {"kind": spool_stale | queue_deferred | incidents_open | recalls_stale |
+    # disk_low, "text": the line `mailmoat status` prints}; the console words each kind itself.
     attention: list[dict[str, str]] = field(default_factory=list)
 
     def notice(self, kind: str, text: str) -> None:
@@ -166,8 +168,6 @@ def gather(settings: Settings, store: Store, now: float | None = None) -> Status
             f"{status.queue[DEFERRED]} copies wait for the mail system (oldest accepted {status.queue_oldest_age / 60:.0f} min ago;"
             f" last reply: {status.queue_last_reply or '-'})",
         )
-    if status.failed_24h:
-        status.notice("delivery_failed", f"{status.failed_24h} copies could not be delivered in the last 24 h (`mailmoat trace`)")
     if status.open_incidents:
         status.notice("incidents_open", f"{status.open_incidents} open compromised-account incidents (`mailmoat incidents list`)")
     if status.disk_free_bytes and (status.disk_free_fraction < DISK_LOW_FRACTION or status.disk_free_bytes < DISK_LOW_BYTES):

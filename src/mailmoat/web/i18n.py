@@ -99,7 +99,6 @@ _STRINGS: dict[str, tuple[str, str]] = {
         "{n} copies wait for the mail system (the oldest accepted {min} min ago). Last reply: {reply}",
         "{n} 份邮件副本正在等待邮件系统（最早的已接收 {min} 分钟）。最近的回复：{reply}",
     ),
-    "attn.delivery_failed": ("{n} copies could not be delivered in the last 24 hours", "过去 24 小时内有 {n} 份邮件副本无法投递"),
     "attn.incidents_open": ("{n} open compromised-account incidents", "{n} 个未关闭的账号失陷事件"),
     "attn.recalls_stale": ("{n} recalls unsettled for over an hour", "{n} 个召回任务超过一小时仍未完成"),
     "attn.disk_low": (

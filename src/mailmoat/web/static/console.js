@@ -254,7 +254,6 @@
       spool_stale: () => fmt(T("attn.spool_stale"), { min: min(st.spool_oldest_age) }),
       queue_deferred: () => fmt(T("attn.queue_deferred"),
         { n: (st.queue || {}).deferred, min: min(st.queue_oldest_age), reply: st.queue_last_reply || "-" }),
-      delivery_failed: () => fmt(T("attn.delivery_failed"), { n: st.failed_24h }),
       incidents_open: () => fmt(T("attn.incidents_open"), { n: st.open_incidents }),
       recalls_stale: () => fmt(T("attn.recalls_stale"), { n: st.recalls_stale }),
       disk_low: () => fmt(T("attn.disk_low"),
