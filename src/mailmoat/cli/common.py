@@ -1,4 +1,4 @@
-"""Options every command takes (-c, --data-dir, --db) and turning them into Settings."""
+"""What the commands share: the options every command takes (-c, --data-dir, --db), Settings from them, the record, and printing text that comes from mail."""
 
 from __future__ import annotations
 
