@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from smtp_throughput import (
     make_message,
     send_one,
     smtp_source,
+    start_gateway,
+    stop_gateway,
     wait_delivered,
 )
 
@@ -66,19 +67,12 @@ def main() -> None:
     msgfile = tmp / "message.eml"
     msgfile.write_bytes(msg)
     data, port = tmp / "var", free_port()
-    log = open(tmp / "gateway.log", "w")  # noqa: SIM115
-    gw = subprocess.Popen(
+    gw = start_gateway(
         [MAILMOAT, "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}", "--domain", "localhost",
          "--workers", str(args.workers), "--web", "off"],
-        stdout=subprocess.PIPE, stderr=log, text=True,
+        tmp / "gateway.log",
     )
     try:
-        assert gw.stdout is not None
-        for line in gw.stdout:
-            if "listening on" in line:
-                break
-        else:
-            sys.exit(f"gateway did not start, see {tmp / 'gateway.log'}")
         send_one(port, msg)
         while delivered(data) < 1:
             time.sleep(0.05)
@@ -104,12 +98,7 @@ def main() -> None:
             stream.terminate()
             stream.wait(30)
     finally:
-        gw.send_signal(signal.SIGTERM)
-        try:
-            gw.wait(60)
-        except subprocess.TimeoutExpired:
-            gw.kill()
-        log.close()
+        stop_gateway(gw)
     if out.returncode != 0:
         sys.exit(f"backup failed: {out.stderr}")
     report = json.loads(out.stdout)

@@ -215,6 +215,24 @@ def smtp_source(port: int, msgfile: Path, sessions: int, count: int) -> float:
     return time.perf_counter() - t0
 
 
+def start_gateway(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`mailmoat serve` started and listening (its standard error in `log`); exits the bench if it does not start."""
+    gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, env=env)  # noqa: SIM115
+    assert gw.stdout is not None
+    for line in gw.stdout:
+        if "listening on" in line:
+            return gw
+    sys.exit(f"gateway did not start, see {log}")
+
+
+def stop_gateway(gw: subprocess.Popen[str]) -> None:
+    gw.send_signal(signal.SIGTERM)
+    try:
+        gw.wait(60)
+    except subprocess.TimeoutExpired:
+        gw.kill()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=1000, help="messages for the 20-client run")
@@ -243,7 +261,6 @@ def main() -> None:
     sink_cmd = [SINK, *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{sink_port}", "256"]
     sink = subprocess.Popen(sink_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     data = tmp / "var"
-    gw_log = open(tmp / "gateway.log", "w")  # noqa: SIM115
     serve_args = ["--data-dir", str(data), "--listen", f"127.0.0.1:{gw_port}", "--domain", "localhost",
                   "--workers", str(args.workers), "--web", "off"]
     env = dict(os.environ)
@@ -253,14 +270,8 @@ def main() -> None:
     else:
         env.pop(SKIP_ENV, None)
         cmd = [MAILMOAT, "serve", *serve_args]
-    gw = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=gw_log, text=True, env=env)
+    gw = start_gateway(cmd, tmp / "gateway.log", env)
     try:
-        assert gw.stdout is not None
-        for line in gw.stdout:
-            if "listening on" in line:
-                break
-        else:
-            sys.exit(f"gateway did not start, see {tmp / 'gateway.log'}")
         time.sleep(0.3)
         # Warm-up: worker start-up, first SQLite pages, Maildir creation.
         for _ in range(20):
@@ -285,14 +296,9 @@ def main() -> None:
         cpu_per_msg = (tree_cpu(gw.pid) - cpu0) / n2
         listener_per_msg = (tree_cpu(gw.pid, children=False) - main0) / n2
     finally:
-        gw.send_signal(signal.SIGTERM)
-        try:
-            gw.wait(60)
-        except subprocess.TimeoutExpired:
-            gw.kill()
+        stop_gateway(gw)
         sink.terminate()
         sink.wait(10)
-        gw_log.close()
 
     ms = 1000.0
     sink_rate, gw_rate, ack_rate = n2 / sink_time, n2 / gw_time, n2 / ack_time
