@@ -52,9 +52,9 @@ def database(settings: Settings) -> Check:
     from sqlalchemy import create_engine
 
     from mailmoat.store import migrate
-    from mailmoat.store.backup import sqlite_path
+    from mailmoat.store.db import sqlite_file
 
-    db = sqlite_path(settings)
+    db = sqlite_file(settings.db_url)
     if db is not None and not db.exists():
         return Check("database", "ok", f"{db} does not exist yet: the gateway creates it on its first start")
     engine = create_engine(settings.db_url)

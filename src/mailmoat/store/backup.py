@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from mailmoat.config import Settings
+from mailmoat.store.db import sqlite_file
 
 # Accepted mail not yet processed belongs to the running gateway, which will deliver it: a restored
 # copy would process it a second time. The metrics files are the running processes' counters,
@@ -42,14 +41,6 @@ class BackupReport:
     bytes: int = 0
     vanished: int = 0  # files removed while they were being copied (Maildir moves, retention)
     skipped: list[str] = field(default_factory=list)
-
-
-def sqlite_path(settings: Settings) -> Path | None:
-    """The record's SQLite file, or None when the record is not SQLite (PostgreSQL)."""
-    url = make_url(settings.db_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    return Path(url.database)
 
 
 def _moved_paths(conn: sqlite3.Connection, moves: list[tuple[str, str]]) -> None:
@@ -122,7 +113,7 @@ def backup(settings: Settings, dest: Path) -> BackupReport:
     if not root.is_dir():
         raise BackupError(f"no data dir at {root}")
     dest.mkdir(parents=True, exist_ok=True)
-    db = sqlite_path(settings)
+    db = sqlite_file(settings.db_url)
     report = BackupReport(dest=dest, database="")
     skip: set[Path] = set()
     if db is None:

@@ -73,6 +73,17 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (its query string left out), or None: another database, or in memory."""
+    if not url.startswith("sqlite"):
+        return None
+    db = url.split(":///", 1)[1] if ":///" in url else ""
+    db = db.split("?", 1)[0]
+    if not db or db == ":memory:":
+        return None
+    return Path(db)
+
+
 def _load_table_modules() -> None:
     """Import every `store/*models.py` so that create_all knows each area's tables."""
     for info in pkgutil.iter_modules(store_pkg.__path__):
@@ -238,12 +249,12 @@ class Store:
         self.raw_dir = Path(raw_dir) if raw_dir is not None else None
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
+        db_file = sqlite_file(self.url)
         if self.is_sqlite:
-            db_path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
-            if db_path and db_path != ":memory:":
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            if db_file is not None:
+                db_file.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-            if not db_path or db_path == ":memory:":
+            if db_file is None:
                 kwargs["poolclass"] = StaticPool  # one in-memory database shared by every thread
         else:
             kwargs["pool_pre_ping"] = True
@@ -255,11 +266,8 @@ class Store:
         self._writes = GroupCommit(self._write_tx)
         # Writers of one SQLite file queue on a file lock: SQLite's own busy handler polls with
         # sleeps of up to 100 ms, so processes waiting for its lock idle long after it is free.
-        self._writer_lock: Path | None = None
+        self._writer_lock: Path | None = None if db_file is None else Path(f"{db_file}-writer.lock")
         self._writer_fd: int | None = None
-        file_path = self.url.split(":///", 1)[1].split("?", 1)[0] if self.is_sqlite and ":///" in self.url else ""
-        if file_path and file_path != ":memory:":
-            self._writer_lock = Path(file_path + "-writer.lock")
         if create:
             from mailmoat.store.migrate import upgrade
 

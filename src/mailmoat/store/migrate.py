@@ -27,7 +27,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, pool, text
 
 from mailmoat.store.base import Base
-from mailmoat.store.db import _load_table_modules, normalise_url
+from mailmoat.store.db import _load_table_modules, normalise_url, sqlite_file
 
 BASELINE = "0001_baseline"
 # pg_advisory_lock key: "mailmoat" as a 64-bit number, the same on every node.
@@ -130,7 +130,7 @@ def _lock(engine: Engine, url: str) -> Iterator[Connection]:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
                 conn.commit()
         return
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     if path is None:  # in-memory: one process only
         with engine.connect() as conn:
             yield conn
@@ -144,16 +144,6 @@ def _lock(engine: Engine, url: str) -> Iterator[Connection]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-
-
-def _sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite"):
-        return None
-    db = url.split(":///", 1)[1] if ":///" in url else ""
-    db = db.split("?", 1)[0]
-    if not db or db == ":memory:":
-        return None
-    return Path(db)
 
 
 __all__ = ["BASELINE", "FOREIGN_PREFIXES", "LOCK_KEY", "alembic_config", "current", "head", "include_name", "upgrade"]
