@@ -14,11 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, select
 
 from mailmoat.config import Settings
+from mailmoat.store.accounts_models import IncidentRow
 from mailmoat.store.db import DEFERRED, FAILED, PENDING, SENDING, Store
 from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.recall_models import RESUMABLE_STATES, RecallJobRow
 
 # Mail waiting this long in the spool is not being processed (the workers keep up in seconds).
 SPOOL_STALE = 300.0
@@ -28,10 +30,10 @@ RECALL_STALE = 3600.0
 # spool cannot take mail once the disk is full (clients are told to try later, 451).
 DISK_LOW_FRACTION = 0.05
 DISK_LOW_BYTES = 1 << 30
-_UNSETTLED_RECALLS = ("planned", "awaiting_approval", "approved", "running", "verifying", "restoring")
-# Of those, the ones something should be working on: a planned job is a preview nobody ran yet, and
-# one awaiting approval waits for a person, however long either takes.
-_WORKING_RECALLS = ("approved", "running", "verifying", "restoring")
+# Of the unsettled recalls, the ones something should be working on: a planned job is a preview
+# nobody ran yet, and one awaiting approval waits for a person, however long either takes.
+_WORKING_RECALLS = (*RESUMABLE_STATES, "restoring")
+_UNSETTLED_RECALLS = ("planned", "awaiting_approval", *_WORKING_RECALLS)
 
 
 @dataclass
@@ -127,23 +129,16 @@ def record_state(store: Store, status: Status, now: float) -> None:
             select(MessageRow.action, func.count()).where(MessageRow.received_at >= now - 3600).group_by(MessageRow.action)
         ).all()
         status.last_hour = {str(k): int(v) for k, v in by_action}
-        tables = set(inspect(s.get_bind()).get_table_names())
-        if "account_incidents" in tables:
-            from mailmoat.store.accounts_models import IncidentRow
-
-            status.open_incidents = int(s.scalar(
-                select(func.count()).select_from(IncidentRow).where(IncidentRow.state == "open")
-            ) or 0)
-        if "recall_jobs" in tables:
-            from mailmoat.store.recall_models import RecallJobRow
-
-            jobs = s.execute(select(RecallJobRow.state, RecallJobRow.updated_at, RecallJobRow.created_at)
-                             .where(RecallJobRow.state.in_(_UNSETTLED_RECALLS))).all()
-            status.recalls_unsettled = len(jobs)
-            status.recalls_stale = sum(
-                1 for state, updated, created in jobs
-                if state in _WORKING_RECALLS and now - max(updated or 0.0, created or 0.0) > RECALL_STALE
-            )
+        status.open_incidents = int(s.scalar(
+            select(func.count()).select_from(IncidentRow).where(IncidentRow.state == "open")
+        ) or 0)
+        jobs = s.execute(select(RecallJobRow.state, RecallJobRow.updated_at, RecallJobRow.created_at)
+                         .where(RecallJobRow.state.in_(_UNSETTLED_RECALLS))).all()
+        status.recalls_unsettled = len(jobs)
+        status.recalls_stale = sum(
+            1 for state, updated, created in jobs
+            if state in _WORKING_RECALLS and now - max(updated or 0.0, created or 0.0) > RECALL_STALE
+        )
 
 
 def gather(settings: Settings, store: Store, now: float | None = None) -> Status:

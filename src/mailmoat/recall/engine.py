@@ -22,7 +22,7 @@ from mailmoat.recall.backends import CopyRef, CopyResult, MailboxBackend, get_ba
 from mailmoat.recall.selection import Selector, select_copies
 from mailmoat.store.audit import audit
 from mailmoat.store.models import DeliveryRow, MessageRow
-from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+from mailmoat.store.recall_models import RESUMABLE_STATES, RecallCopyRow, RecallJobRow
 from mailmoat.tasks.claims import claim_copies, release, todo_ids
 
 FINAL = {"recalled", "not_found", "already_gone", "restored"}
@@ -476,7 +476,7 @@ class RecallEngine:
         """Jobs a restarted process should carry on with."""
         with self.store.session() as s:
             ids = s.scalars(
-                select(RecallJobRow.id).where(RecallJobRow.state.in_(["approved", "running", "verifying"]))
+                select(RecallJobRow.id).where(RecallJobRow.state.in_(RESUMABLE_STATES))
             ).all()
         yield from ids
 

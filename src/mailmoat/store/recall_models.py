@@ -9,6 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailmoat.store.base import Base
 
+# Jobs that something is carrying on with (a restarted process resumes them; `mailmoat status`
+# flags one that has not moved for long).
+RESUMABLE_STATES = ("approved", "running", "verifying")
+
 
 class RecallJobRow(Base):
     __tablename__ = "recall_jobs"
