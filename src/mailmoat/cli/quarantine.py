@@ -130,6 +130,7 @@ def release_cmd(
 ) -> None:
     """Deliver held messages to their recipients (each copy once), or only to --rcpt; released once no copy is held."""
     from mailmoat.deliver.service import DeliveryService, ReleaseError
+    from mailmoat.store.quarantine import release_state
 
     check_format(fmt)
     settings = load_settings(config, data_dir, db)
@@ -149,9 +150,7 @@ def release_cmd(
                 continue
             copies = [{"recipient": o.recipient, "tracking_id": o.tracking_id, "status": o.status, "reply": o.reply} for o in outcomes]
             _audit(store, "quarantine.release", mail_id, {"copies": copies, "recipients": rcpt or []}, reason)
-            row = store.get_message(mail_id)
-            status = "released" if row is None or row.status == "released" else "partly released"
-            results.append({"id": mail_id, "status": status, "copies": copies})
+            results.append({"id": mail_id, "status": release_state(store, mail_id), "copies": copies})
 
     try:
         asyncio.run(release_all())

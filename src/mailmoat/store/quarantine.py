@@ -8,12 +8,13 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from mailmoat.recall.selection import Selector, message_conditions
-from mailmoat.store.db import HELD
+from mailmoat.store.db import HELD, Store
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.queries import recipient_is
 
 QUARANTINED = "quarantined"
 DELETED = "deleted"
+RELEASED = "released"
 
 
 class QuarantineError(Exception):
@@ -53,3 +54,9 @@ def discard(session: Session, mail_id: str) -> None:
     session.execute(
         update(DeliveryRow).where(DeliveryRow.message_id == mail_id, DeliveryRow.status == HELD).values(status=DELETED)
     )
+
+
+def release_state(store: Store, mail_id: str) -> str:
+    """After a release: "released", or "partly released" while copies for other recipients stay held."""
+    row = store.get_message(mail_id)
+    return RELEASED if row is None or row.status == RELEASED else "partly released"

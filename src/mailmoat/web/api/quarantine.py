@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from mailmoat.deliver.service import ReleaseError
-from mailmoat.store.quarantine import QuarantineError, discard, held
+from mailmoat.store.quarantine import QuarantineError, discard, held, release_state
 from mailmoat.web.api.common import message_summary, not_found, record, record_async, web
 from mailmoat.web.api.messages import raw_response
 from mailmoat.web.auth import Actor, Reader
@@ -46,9 +46,8 @@ async def release(
         raise HTTPException(code, str(exc)) from exc
     result = [{"recipient": o.recipient, "tracking_id": o.tracking_id, "status": o.status, "reply": o.reply} for o in outcomes]
     await record_async(request, who, "quarantine.release", mail_id, {"copies": result, "recipients": recipients or []}, note=reason)
-    row = await asyncio.to_thread(web(request).store.get_message, mail_id)
-    status = row.status if row is not None else "released"
-    return {"id": mail_id, "status": "released" if status == "released" else "partly released", "copies": result}
+    status = await asyncio.to_thread(release_state, web(request).store, mail_id)
+    return {"id": mail_id, "status": status, "copies": result}
 
 
 @router.post("/{mail_id}/delete")
