@@ -145,9 +145,9 @@ def backup(settings: Settings, dest: Path) -> BackupReport:
             continue
         report.files += 1
         report.bytes += target.stat().st_size
-    mailboxes = dest / settings.mail_dir.resolve().relative_to(root) if root in settings.mail_dir.resolve().parents else None
-    for new in mailboxes.rglob("new") if mailboxes is not None and mailboxes.is_dir() else ():
-        if new.is_dir():  # every Maildir whole again: an empty cur/ or tmp/ was not copied
+    # Every Maildir whole again: an empty cur/ or tmp/ was not copied.
+    for new in (dest / settings.mail_dir.relative_to(settings.data_path)).rglob("new"):
+        if new.is_dir():
             for sub in ("cur", "tmp"):
                 (new.parent / sub).mkdir(exist_ok=True)
     return report
