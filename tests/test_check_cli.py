@@ -79,8 +79,10 @@ def test_clamd_dns_recall_and_a_database_that_do_not_answer(settings: Settings, 
     assert got["ClamAV"][0] == "fail" and "does not answer PING" in got["ClamAV"][1]
     assert got["DNS"][0] == "fail" and "did not answer" in got["DNS"][1]
     assert got["recall"][0] == "fail" and f"IMAP 127.0.0.1:{closed} does not answer" in got["recall"][1]
-    code, got = check(settings, tmp_path, db=f"postgresql+psycopg://mailmoat:secret@127.0.0.1:{closed}/mailmoat")
+    # Spelt as an administrator writes it.
+    code, got = check(settings, tmp_path, db=f"postgresql://mailmoat:secret@127.0.0.1:{closed}/mailmoat")
     assert code == 1 and got["database"][0] == "fail" and "secret" not in got["database"][1]
+    assert f"127.0.0.1:{closed}" in got["database"][1]
 
 
 def test_dns_that_answers(settings: Settings, tmp_path: Path) -> None:

@@ -52,21 +52,21 @@ def database(settings: Settings) -> Check:
     from sqlalchemy import create_engine
 
     from mailmoat.store import migrate
-    from mailmoat.store.db import sqlite_file
+    from mailmoat.store.db import normalise_url, sqlite_file
 
     db = sqlite_file(settings.db_url)
     if db is not None and not db.exists():
         return Check("database", "ok", f"{db} does not exist yet: the gateway creates it on its first start")
-    engine = create_engine(settings.db_url)
+    engine = create_engine(normalise_url(settings.db_url))  # the driver the store itself would use
+    where = engine.url.render_as_string(hide_password=True)
     try:
         with engine.connect() as conn:
             current = migrate.current(conn)
     except Exception as exc:  # a driver's own errors: refused connection, bad password, unknown database
-        return Check("database", "fail", f"{engine.url.render_as_string(hide_password=True)}: {exc}".splitlines()[0])
+        return Check("database", "fail", f"{where}: {exc}".splitlines()[0])
     finally:
         engine.dispose()
     head = migrate.head()
-    where = engine.url.render_as_string(hide_password=True)
     if current == head:
         return Check("database", "ok", f"{where} at the current schema ({head})")
     if current is None:
