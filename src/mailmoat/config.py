@@ -360,7 +360,9 @@ class Settings:
 
     @property
     def data_path(self) -> Path:
-        return Path(self.data_dir)
+        """The data dir made absolute: paths under it go into the record, and must name the same file
+        whatever directory a later command runs in."""
+        return Path(self.data_dir).absolute()
 
     @property
     def db_url(self) -> str:

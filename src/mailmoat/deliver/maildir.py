@@ -73,7 +73,7 @@ class MaildirStore:
     """Writes copies as `new/<epoch>.<tracking_id>.<hostname>`: tmp, fsync, link, directory fsync."""
 
     def __init__(self, root: Path, hostname: str) -> None:
-        self.root = Path(root).absolute()  # delivered paths go into the record: not relative to a cwd
+        self.root = Path(root)
         self.host = _UNSAFE_HOST.sub("_", hostname) or "localhost"
 
     def mailbox_dir(self, address: str) -> Path:

@@ -123,9 +123,10 @@ def backup(settings: Settings, dest: Path) -> BackupReport:
     else:
         db = db.resolve()
         skip = {db, *(db.with_name(db.name + s) for s in _DB_SIDE_FILES)}
-        # The gateway writes the paths as its data dir was named: as given ("var"), or made absolute.
-        given = str(settings.data_path)
-        olds = dict.fromkeys([os.path.abspath(given), str(root), given])
+        # Paths as a gateway wrote them: made absolute, resolved, or (before 2026-12-01) as the data
+        # dir was given ("var").
+        given = str(Path(settings.data_dir))
+        olds = dict.fromkeys([str(settings.data_path), str(root), given])
         moves = [(old, str(dest)) for old in olds if old not in (".", "")]
         report.messages, report.deliveries = snapshot_sqlite(db, dest / DB_NAME, moves)
         report.database = "sqlite snapshot" + ("" if db.parent == root else f" of {db}, written as {DB_NAME}")

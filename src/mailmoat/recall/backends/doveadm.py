@@ -58,7 +58,7 @@ class DoveadmBackend:
             "Authorization": "X-Dovecot-API " + base64.b64encode(key.encode()).decode(),
             "Content-Type": "application/json",
         }
-        self.vault = settings.data_path.absolute() / "recall-vault"  # kept in the record: not relative to a cwd
+        self.vault = settings.data_path / "recall-vault"
 
     # -- transport ----------------------------------------------------------------------
     def _post(self, commands: list[Command]) -> list[Any]:

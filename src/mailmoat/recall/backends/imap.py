@@ -28,7 +28,7 @@ class ImapBackend:
     def __init__(self, settings: Settings) -> None:
         self.cfg = settings.recall.imap
         self.hidden = settings.recall.hidden_folder
-        self.vault = settings.data_path.absolute() / "recall-vault"  # kept in the record: not relative to a cwd
+        self.vault = settings.data_path / "recall-vault"
 
     # -- connection ---------------------------------------------------------------------
     def connect(self, mailbox: str) -> IMAPClient:

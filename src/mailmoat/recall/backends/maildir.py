@@ -54,10 +54,9 @@ class MaildirBackend:
     name = "maildir"
 
     def __init__(self, settings: Settings) -> None:
-        # Paths under these go into the record: absolute, so that any command finds them from any cwd.
-        self.root = settings.mail_dir.absolute()
+        self.root = settings.mail_dir
         self.hidden = "." + settings.recall.hidden_folder
-        self.vault = settings.data_path.absolute() / "recall-vault"
+        self.vault = settings.data_path / "recall-vault"
 
     # -- layout -------------------------------------------------------------------------
     def mailbox_dir(self, mailbox: str) -> Path:
