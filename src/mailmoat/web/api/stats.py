@@ -10,39 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, or_, select
 
+from mailmoat.policy.categories import CATEGORIES, categories
 from mailmoat.recall.waves import recent_waves
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.web.api.common import web
 from mailmoat.web.auth import Reader
 
 router = APIRouter(prefix="/stats", tags=["statistics"])
-
-CATEGORIES = ("phishing", "spam", "malware", "qr", "impersonation", "internal")
-_GROUPS = {
-    "malware": "malware", "qr": "qr", "impersonation": "impersonation", "bec": "impersonation",
-    "phishing": "phishing", "url": "phishing", "intel": "phishing", "bayes": "spam", "content": "spam", "spam": "spam",
-    "campaign": "phishing",
-}
-_SYMBOLS = {"ATTACH_BLOCKED_TYPE": "malware", "ARCHIVE_BOMB": "malware", "HTML_ATTACH_CREDENTIAL_FORM": "phishing"}
-
-
-def categories(direction: str, action: str, status: str, findings: list[dict[str, Any]]) -> set[str]:
-    """The threat categories of one message (empty when it was delivered as clean)."""
-    if action == "deliver" and status != "condemned":
-        return set()
-    out: set[str] = set()
-    for f in findings:
-        if float(f.get("score") or 0.0) <= 0:
-            continue
-        sym = str(f.get("symbol", ""))
-        cat = _SYMBOLS.get(sym) or _GROUPS.get(str(f.get("group", "")))
-        if cat is None and sym.startswith(("CLAMAV", "YARA")):
-            cat = "malware"
-        if cat:
-            out.add(cat)
-    if direction == "internal":
-        out.add("internal")
-    return out or {"other"}
 
 
 def _day(ts: float) -> str:
