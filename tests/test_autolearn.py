@@ -40,7 +40,7 @@ def _settings(tmp_path: Path, trained: bool = True) -> Settings:
         for mid, age, status in [("m-released", 1.0, "released"), ("m-old", 5.0, "processed"), ("m-new", 0.5, "processed")]:
             path = raw / f"{mid}.eml"
             path.write_bytes(synthetic_eml(rng, False, chinese=False))
-            s.add(MessageRow(id=mid, received_at=now - age * DAY, direction="inbound", action="deliver",
+            s.add(MessageRow(id=mid, received_at=now - age * DAY, direction="inbound", action="deliver", mail_from="news@example.org",
                              score=0.0, raw_path=str(path), status=status))
     store.close()
     return settings
@@ -143,7 +143,8 @@ def test_the_gateway_learns_outgoing_mail_by_default(tmp_path: Path) -> None:
             path = settings.raw_dir / f"{mid}.eml"
             path.write_bytes(synthetic_eml(random.Random(5), False, chinese=False))
             s.add(MessageRow(id=mid, received_at=time.time() - age * DAY, direction="outbound", action="deliver",
-                             score=0.0, auth_user="li.na", raw_path=str(path), status="processed"))
+                             score=0.0, auth_user="li.na", mail_from="li.na@victim-corp.com", raw_path=str(path),
+                             status="processed"))
     store.close()
     settings.classifier.learn_outbound_after_days = 0
     counts = learn_once(settings)

@@ -240,12 +240,14 @@ def test_train_from_store_learns_old_untouched_deliveries_as_ham(tmp_path: Path)
         ("m-tagged", now - 5 * day, "tag", 6.0, "processed"),
         ("m-doubtful", now - 5 * day, "deliver", 3.5, "processed"),
         ("m-condemned", now - 5 * day, "deliver", 0.0, "condemned"),
+        ("m-bounce", now - 5 * day, "deliver", 0.0, "processed"),  # a null sender: a bounce, or the gateway's digest
     ]
     with store.session() as s:
         for mid, at, action, score, status in rows:
             path = raw_dir / f"{mid}.eml"
             path.write_bytes(synthetic_eml(rng, False, chinese=False))
-            s.add(MessageRow(id=mid, received_at=at, direction="inbound", action=action, score=score, raw_path=str(path), status=status))
+            s.add(MessageRow(id=mid, received_at=at, direction="inbound", action=action, score=score, raw_path=str(path), status=status,
+                             mail_from="" if mid == "m-bounce" else "news@example.org"))
     store.close()
 
     res = runner.invoke(app, ["train", "--from-store", "--delivered-as-ham", "3d", "--data-dir", str(data)])

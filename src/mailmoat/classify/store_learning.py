@@ -111,7 +111,7 @@ def train_from_store(
 def untouched_mail(session: Any, before: float, limit: int, direction: str | None = None) -> set[str]:
     """The ids of the newest `limit` messages received before `before` (of one direction, when
     given) that went through as they were: action deliver, score under DELIVERED_HAM_MAX_SCORE,
-    never quarantined or released. Mail of an account that ever had a compromise incident is left
+    never quarantined or released, with a sender to answer. Mail of an account that ever had a compromise incident is left
     out, whatever the incident's state, and so is mail that claims to come from one.
 
     With direction "outbound": what the site's own accounts sent out of the organisation, the
@@ -130,6 +130,9 @@ def untouched_mail(session: Any, before: float, limit: int, direction: str | Non
         MessageRow.score < DELIVERED_HAM_MAX_SCORE,
         MessageRow.status == "processed",
         MessageRow.received_at < before,
+        # What the gateway wrote itself (digests, delivery reports) and bounces: a digest quotes
+        # spam subjects, a bounce often spam it returns.
+        MessageRow.mail_from.not_in(("", "<>")),
     )
     if direction is not None:
         query = query.where(MessageRow.direction == direction)
