@@ -103,3 +103,16 @@ def test_the_starttls_certificate(settings: Settings, tmp_path: Path) -> None:
     assert code == 0 and got["STARTTLS"][0] == "warn" and "in 3 days" in got["STARTTLS"][1]
     code, got = check(settings, tmp_path, server={"tls_cert": str(cert), "tls_key": str(soon_key)})
     assert code == 1 and got["STARTTLS"][0] == "fail" and "cannot load" in got["STARTTLS"][1]
+
+
+def test_the_quarantine_digest_links(settings: Settings, tmp_path: Path) -> None:
+    cases = [
+        ({"enabled": True, "hours": [17, 8]}, 0, "warn", "at 08:00, 17:00, without release links"),
+        ({"enabled": True, "console_url": "mailmoat.victim-corp.com"}, 1, "fail", "not an http(s) address"),
+        ({"enabled": True, "console_url": "http://mailmoat.victim-corp.com"}, 0, "warn", "not HTTPS"),
+        ({"enabled": True, "console_url": "https://mailmoat.victim-corp.com"}, 0, "ok", "links to https://mailmoat.victim-corp.com"),
+    ]
+    for section, want_code, state, detail in cases:
+        code, got = check(settings, tmp_path, digest=section)
+        assert code == want_code and got["digest"][0] == state and detail in got["digest"][1], (section, got["digest"])
+    assert "digest" not in check(settings, tmp_path, digest={"enabled": False})[1]

@@ -217,9 +217,25 @@ def classifier(settings: Settings) -> Check:
     return Check("classifier", "ok", f"model at {st['path']}" + (f" ({counts})" if counts else ""))
 
 
+def digest(settings: Settings) -> Check | None:
+    """The quarantine digests, when on: whose links would reach the console."""
+    cfg = settings.digest
+    if not cfg.enabled:
+        return None
+    hours = ", ".join(f"{h:02d}:00" for h in sorted(set(cfg.hours)))
+    url = cfg.console_url.strip()
+    if not url:
+        return Check("digest", "warn", f"at {hours}, without release links (digest.console_url is empty)")
+    if not url.startswith(("https://", "http://")):
+        return Check("digest", "fail", f"digest.console_url {url!r} is not an http(s) address: its links would not open")
+    if url.startswith("http://"):
+        return Check("digest", "warn", f"at {hours}, links to {url}: not HTTPS, so a release link can be read on the way")
+    return Check("digest", "ok", f"at {hours}, links to {url}, categories {', '.join(cfg.categories)}")
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order an administrator sets things up."""
     checks: list[Check | None] = [data_dir(settings), database(settings)]
     checks += await asyncio.gather(delivery(settings), clamav(settings), dns(settings), recall_backend(settings))
-    checks += [tls(settings), classifier(settings)]
+    checks += [tls(settings), classifier(settings), digest(settings)]
     return [c for c in checks if c is not None]

@@ -296,6 +296,39 @@ class AccountsSettings:
 
 
 @dataclass
+class DigestSettings:
+    """A mail to each local recipient listing what the gateway held for them, with links to release it."""
+
+    enabled: bool = False
+    # Local hours of the day at which digests go out; one that was missed (gateway down) goes out
+    # at the next check. A recipient gets one only when something new was held since the last one.
+    hours: list[int] = field(default_factory=lambda: [8])
+    # How users reach the console (https://mailmoat.example.org): each listed message gets a release
+    # link there. "" = the digest lists the messages without links (users ask the administrators).
+    console_url: str = ""
+    # Held mail is listed, and may be released by its recipient, only when every category it has is
+    # one of these (policy.categories: phishing, spam, malware, qr, impersonation, internal, other).
+    categories: list[str] = field(default_factory=lambda: ["spam", "other"])
+    link_days: float = 7.0  # a release link works this long
+    days: float = 14.0  # held mail older than this is no longer listed
+    max_items: int = 100  # per digest, newest first
+    sender: str = ""  # the From address; default postmaster@<server.hostname>
+    language: str = "en"  # "en" or "zh"
+
+    def __post_init__(self) -> None:
+        from mailmoat.policy.categories import CATEGORIES, OTHER
+
+        if unknown := [c for c in self.categories if c not in (*CATEGORIES, OTHER)]:
+            raise ConfigError(f"digest.categories: unknown {unknown}; known: {', '.join((*CATEGORIES, OTHER))}")
+        if bad := [h for h in self.hours if not 0 <= h <= 23]:
+            raise ConfigError(f"digest.hours: {bad} is not an hour of the day (0-23)")
+        if self.enabled and not self.hours:
+            raise ConfigError("digest.hours: empty, so no digest would ever go out")
+        if self.language not in ("en", "zh"):
+            raise ConfigError(f"digest.language: {self.language!r}; known: en, zh")
+
+
+@dataclass
 class WebSettings:
     secret_key: str = ""  # generated under the data dir when empty
     admin_password: str = ""  # env MAILMOAT_ADMIN_PASSWORD also works
@@ -355,6 +388,7 @@ class Settings:
     waves: WaveSettings = field(default_factory=WaveSettings)
     condemned_links: CondemnedLinkSettings = field(default_factory=CondemnedLinkSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    digest: DigestSettings = field(default_factory=DigestSettings)
     tasks: TasksSettings = field(default_factory=TasksSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)
 

@@ -82,15 +82,17 @@ class Engine:
             return ref, None
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
-        """The delivery retry queue, the retention purge and the classifier's learning from the
-        store (run in exactly one process)."""
+        """The delivery retry queue, the retention purge, the classifier's learning from the store
+        and the quarantine digests (run in exactly one process)."""
         from mailmoat.classify.autolearn import run_autolearn
+        from mailmoat.digest import run_digests
         from mailmoat.store.retention import run_retention
 
         await asyncio.gather(
             self.delivery.run_retry_queue(stop),
             run_retention(self.store, self.settings, stop),
             run_autolearn(self.settings, stop),
+            run_digests(self.settings, self.store, stop),
         )
 
     async def close(self) -> None:

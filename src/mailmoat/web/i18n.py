@@ -238,6 +238,22 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "users.add": ("Add user", "添加用户"),
     "users.toggle": ("Enable/disable", "启用/停用"),
     "users.tokens": ("API tokens", "API 令牌"),
+    "digest.title": ("Release a held message", "放行被拦截的邮件"),
+    "digest.ask": ("This message was held as likely spam. Release it to your mailbox?",
+                   "这封邮件被判定为疑似垃圾邮件而被拦截。要将其放行到您的邮箱吗？"),
+    "digest.warn": ("Release it only if you know the sender and expected it.",
+                    "只有在您认识发件人并且确实在等这封邮件时才放行。"),
+    "digest.to": ("To", "收件人"),
+    "digest.release": ("Release to my mailbox", "放行到我的邮箱"),
+    "digest.released": ("Released: the message is on its way to your mailbox.", "已放行：邮件正在投递到您的邮箱。"),
+    "digest.used": ("This link was already used: the message was released.", "此链接已使用过：邮件已放行。"),
+    "digest.expired": ("This link has expired. Ask your mail administrators to release the message.",
+                       "此链接已过期。请联系邮件管理员放行这封邮件。"),
+    "digest.done": ("This message is no longer held: the administrators released or deleted it.",
+                    "这封邮件已不在隔离区：管理员已将其放行或删除。"),
+    "digest.withheld": ("This message can no longer be released from here. Ask your mail administrators.",
+                        "这封邮件已不能在此放行。请联系邮件管理员。"),
+    "digest.unknown": ("This link is not valid.", "此链接无效。"),
 }
 
 

@@ -170,3 +170,43 @@ def audit_page(request: Request) -> Response:
 @router.get("/users", response_class=HTMLResponse)
 def users_page(request: Request) -> Response:
     return _page(request, "users")
+
+
+# -- release links from quarantine digests (no login: the token is the permission) ----------------
+
+_LINK_STATUS = {"ok": 200, "released": 200, "unknown": 404, "expired": 410, "used": 409, "done": 409, "withheld": 409}
+
+
+def _digest_page(request: Request, token: str, state: str, link: Any) -> Response:
+    from datetime import datetime
+
+    received = datetime.fromtimestamp(link.received_at).strftime("%Y-%m-%d %H:%M") if link.received_at else ""
+    resp = _render(request, "digest.html", "digest", None, status=_LINK_STATUS.get(state, 409),
+                   state=state, link=link, token=token, received=received)
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
+@router.get("/digest/{token}", response_class=HTMLResponse)
+async def digest_link_page(request: Request, token: str) -> Response:
+    """What a digest's release link stands for, and a button to release it; opening it changes
+    nothing, because mail filters and link previews open links too."""
+    import asyncio
+
+    from mailmoat.digest import look_up
+    from mailmoat.web.api.common import web
+
+    link = await asyncio.to_thread(look_up, web(request).store, web(request).settings, token)
+    return _digest_page(request, token, link.state, link)
+
+
+@router.post("/digest/{token}", response_class=HTMLResponse)
+async def digest_link_release(request: Request, token: str) -> Response:
+    """Release the recipient's own copy, once."""
+    from mailmoat.digest import redeem
+    from mailmoat.web.api.common import web
+    from mailmoat.web.auth import client_ip
+
+    ctx = web(request)
+    link, status = await redeem(ctx.settings, ctx.store, ctx.delivery(), token, client_ip(request, ctx.settings))
+    return _digest_page(request, token, "released" if status else link.state, link)

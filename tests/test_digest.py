@@ -1,0 +1,404 @@
+"""Quarantine digests: what the gateway held for each recipient, mailed at the set hours, with links that release one copy once."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import json
+import smtplib
+import threading
+import time
+from datetime import datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from mailmoat.cli import app as cli_app
+from mailmoat.config import ConfigError, DigestSettings, Settings
+from mailmoat.digest import current_slot, due, look_up, send_due
+from mailmoat.store.audit_models import AuditRow
+from mailmoat.store.db import Store
+from mailmoat.store.digest_models import DigestLinkRow, DigestRow
+from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.web.app import create_app
+from tests.support import qrmail
+from tests.support.browser import ConsoleServer, chromium, chromium_missing
+from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for, write_toml
+
+ALICE, BOB = "alice@victim-corp.com", "bob@victim-corp.com"
+CONSOLE = "https://mailmoat.victim-corp.com"
+runner = CliRunner()
+
+
+def offer(subject: str, sender: str = "deals@offers.example", rcpts: tuple[str, ...] = (ALICE,)) -> bytes:
+    """Bulk mail that the test's policy holds as spam (content and bulk-wording signs only)."""
+    m = EmailMessage()
+    m["From"] = f"Best Deals <{sender}>"
+    m["To"] = ", ".join(rcpts)
+    m["Subject"] = subject
+    m["Message-ID"] = f"<{abs(hash(subject))}@offers.example>"
+    m.set_content('<html><body><p>Amazing prices on replica watches. <a href="http://offers.example/buy">Click here</a> '
+                  'to order now! Unsubscribe <a href="http://offers.example/u">here</a>.</p></body></html>', subtype="html")
+    return m.as_bytes()
+
+
+@pytest.fixture
+def digest_settings(settings: Settings) -> Settings:
+    settings.server.domains = ["localhost", "victim-corp.com"]
+    settings.server.workers = 0
+    # Low lines, so that plain bulk mail is held without a trained model: the digest's usual content.
+    settings.policy.thresholds.tag = 2.0
+    settings.policy.thresholds.quarantine = 3.5
+    settings.digest.enabled = True
+    settings.digest.hours = [8]
+    settings.digest.console_url = CONSOLE + "/"
+    return settings
+
+
+def cli(settings: Settings, *args: str) -> tuple[int, str]:
+    """`mailmoat ...` on the test's settings, written as an administrator's config file."""
+    cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {
+        "data_dir": settings.data_dir,
+        "server": {"domains": settings.server.domains},
+        "policy": {"thresholds": {"tag": settings.policy.thresholds.tag, "quarantine": settings.policy.thresholds.quarantine}},
+        "digest": {"enabled": True, "hours": settings.digest.hours, "console_url": settings.digest.console_url},
+    })
+    result = runner.invoke(cli_app, [*args, "--config", str(cfg)])
+    return result.exit_code, result.output
+
+
+def digests_in(settings: Settings, rcpt: str) -> list[email.message.EmailMessage]:
+    out = []
+    for files in maildir_copies(settings.mail_dir, rcpt).values():
+        for f in files:
+            msg = email.message_from_bytes(f.read_bytes(), policy=policy.default)
+            if msg.get("Auto-Submitted") == "auto-generated":
+                out.append(msg)  # type: ignore[arg-type]
+    return out
+
+
+def text_of(msg: email.message.EmailMessage, kind: str) -> str:
+    part = msg.get_body((kind,))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def held_copies(store: Store, mail_id: str) -> dict[str, str]:
+    with store.session() as s:
+        return {d.recipient: d.status for d in s.scalars(select(DeliveryRow).where(DeliveryRow.message_id == mail_id))}
+
+
+def held_messages(store: Store) -> list[MessageRow]:
+    with store.session() as s:
+        rows = list(s.scalars(select(MessageRow).where(MessageRow.status == "quarantined")))
+        for r in rows:
+            s.expunge(r)
+        return rows
+
+
+def at_hour(hour: int, days: int = 1) -> float:
+    """A local time at hour:05 tomorrow (or `days` from today): after the test's mail was held."""
+    base = datetime.now().replace(hour=hour, minute=5, second=0, microsecond=0) + timedelta(days=days)
+    return base.timestamp()
+
+
+def test_digest_lists_held_spam_releases_one_copy_once_and_is_sent_once(digest_settings: Settings) -> None:
+    settings = digest_settings
+    lure = qrmail.stage2_spoofed_department()  # phishing: a department's name from outside, a QR code
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail("deals@offers.example", [ALICE, BOB], offer("Cheap watches <b>today</b>!!!", rcpts=(ALICE, BOB)))
+            c.sendmail("x@sender.example", [ALICE], lure)
+            c.sendmail("news@bargains.example", [ALICE], offer("LIMITED OFFER!!! Replica bags", "news@bargains.example"))
+        store = Store(settings.db_url)
+        try:
+            wait_for(lambda: len(held_messages(store)) == 3, what="three held messages")
+        finally:
+            store.close()
+
+    store = Store(settings.db_url)
+    try:
+        by_subject = {m.subject: m.id for m in held_messages(store)}
+        watches, bags = by_subject["Cheap watches <b>today</b>!!!"], by_subject["LIMITED OFFER!!! Replica bags"]
+        now = at_hour(9)
+
+        # What is due: the spam for each recipient, never the phishing lure.
+        plan = {d.recipient: [i.mail_id for i in d.items] for d in due(store, settings, now)}
+        assert plan == {ALICE: [bags, watches], BOB: [watches]}
+
+        # The preview shows it without sending anything.
+        code, out = cli(settings, "digest", "preview", ALICE.upper())
+        assert code == 0, out
+        assert "Replica bags" in out and "Cheap watches" in out and "2 message(s)" in out
+        (lure_subject,) = by_subject.keys() - {"Cheap watches <b>today</b>!!!", "LIMITED OFFER!!! Replica bags"}
+        assert lure_subject not in out and "Release:" not in out
+        assert not digests_in(settings, ALICE)
+
+        sent = asyncio.run(send_due(settings, store, now))
+        assert sorted((r["recipient"], r["items"], r["status"]) for r in sent) == [(ALICE, 2, "sent"), (BOB, 1, "sent")]
+        (mail,) = digests_in(settings, ALICE)
+        assert mail["Subject"] == "Quarantine digest: 2 message(s) held for you" and mail["To"] == ALICE
+        text, page = text_of(mail, "plain"), text_of(mail, "html")
+        assert "Replica bags" in text and "Cheap watches <b>today</b>!!!" in text and "Best Deals <deals@offers.example>" in text
+        assert "Cheap watches &lt;b&gt;today&lt;/b&gt;!!!" in page and "<b>today" not in page  # mail's text is never markup
+        links = [line.split(": ", 1)[1] for line in text.splitlines() if line.strip().startswith("Release: ")]
+        assert len(links) == 2 and all(u.startswith(f"{CONSOLE}/digest/") for u in links)
+        bags_link, watches_link = links  # newest first
+        (bob_mail,) = digests_in(settings, BOB)
+        bob_link = next(line.split(": ", 1)[1] for line in text_of(bob_mail, "plain").splitlines() if "Release: " in line)
+
+        # Once per scheduled hour, and only with something new since the last one.
+        assert asyncio.run(send_due(settings, store, now + 600)) == []
+        assert asyncio.run(send_due(settings, store, at_hour(9, days=2))) == []
+        assert len(digests_in(settings, ALICE)) == 1
+
+        # The digest itself is recorded like any mail, and never learnt as ham (a null sender).
+        from mailmoat.classify.store_learning import untouched_mail
+        with store.session() as s:
+            digest_ids = set(s.scalars(select(DigestRow.mail_id)))
+            assert len(digest_ids) == 2 and all(s.get(MessageRow, i) is not None for i in digest_ids)
+            assert not digest_ids & untouched_mail(s, time.time() + 86400, 1000)
+
+        app = create_app(settings, store)
+        with TestClient(app, base_url="http://testserver") as client:
+            path = watches_link.removeprefix(CONSOLE)
+            # Opening the link releases nothing (link scanners and previews open links).
+            page_r = client.get(path)
+            assert page_r.status_code == 200 and "Cheap watches &lt;b&gt;today&lt;/b&gt;!!!" in page_r.text
+            assert 'id="digest-release"' in page_r.text
+            assert held_copies(store, watches) == {ALICE: "held", BOB: "held"}
+            # The button releases Alice's own copy: delivered to her, Bob's stays held.
+            r = client.post(path)
+            assert r.status_code == 200 and "Released" in r.text
+            copies = held_copies(store, watches)
+            assert copies[ALICE] == "delivered" and copies[BOB] == "held"
+            assert any(t.startswith(watches) for t in maildir_copies(settings.mail_dir, ALICE))
+            assert not any(t.startswith(watches) for t in maildir_copies(settings.mail_dir, BOB) if t)
+            with store.session() as s:
+                (row,) = s.scalars(select(AuditRow).where(AuditRow.action == "quarantine.release"))
+                assert (row.actor, row.target, row.source) == (f"digest:{ALICE}", watches, "digest")
+                assert s.get(MessageRow, watches).status == "quarantined"  # type: ignore[union-attr]
+            # Once: a second click finds it used, and nothing is delivered twice.
+            again = client.post(path)
+            assert again.status_code == 409 and "already used" in again.text
+            assert len(maildir_copies(settings.mail_dir, ALICE)[f"{watches}-0000"]) == 1
+            # Bob's link releases Bob's copy; the message is then released to everyone.
+            assert client.post(bob_link.removeprefix(CONSOLE)).status_code == 200
+            assert held_copies(store, watches) == {ALICE: "delivered", BOB: "delivered"}
+            with store.session() as s:
+                assert s.get(MessageRow, watches).status == "released"  # type: ignore[union-attr]
+
+            # A made-up, an expired and an overtaken link.
+            assert client.get("/digest/not-a-token").status_code == 404
+            assert client.post("/digest/not-a-token").status_code == 404
+            bags_path = bags_link.removeprefix(CONSOLE)
+            # Judged phishing since (a rescan, a new indicator): no longer the user's to release.
+            with store.session() as s:
+                row = s.get(MessageRow, bags)
+                assert row is not None
+                findings = list(row.findings)
+                row.findings = [*findings, {"symbol": "INTEL_URL", "score": 10.0, "group": "intel", "evidence": "listed"}]
+            r = client.post(bags_path)
+            assert r.status_code == 409 and "can no longer be released from here" in r.text and held_copies(store, bags) == {ALICE: "held"}
+            with store.session() as s:
+                s.execute(update(MessageRow).where(MessageRow.id == bags).values(findings=findings))
+            assert look_up(store, settings, bags_path.rsplit("/", 1)[1], now + 8 * 86400).state == "expired"
+            with store.session() as s:
+                s.execute(update(DigestLinkRow).where(DigestLinkRow.message_id == bags).values(expires_at=time.time() - 1))
+            r = client.post(bags_path)
+            assert r.status_code == 410 and "expired" in r.text and held_copies(store, bags) == {ALICE: "held"}
+            with store.session() as s:
+                s.execute(update(DigestLinkRow).where(DigestLinkRow.message_id == bags).values(expires_at=time.time() + 3600))
+            assert cli(settings, "quarantine", "delete", bags)[0] == 0
+            r = client.post(bags_path)
+            assert r.status_code == 409 and "no longer held" in r.text
+            assert held_copies(store, bags) == {ALICE: "deleted"}
+    finally:
+        store.close()
+
+
+def test_a_new_held_message_brings_the_next_digest(digest_settings: Settings) -> None:
+    settings = digest_settings
+    settings.digest.console_url = ""  # no links: the digest only lists
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail("deals@offers.example", [ALICE], offer("First offer!!!"))
+        store = Store(settings.db_url)
+        try:
+            wait_for(lambda: due(store, settings, at_hour(9)), what="a held message")
+            assert [r["items"] for r in asyncio.run(send_due(settings, store, at_hour(9)))] == [1]
+            with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+                c.sendmail("deals@offers.example", [ALICE], offer("Second offer!!!"))
+            # Before the next hour nothing goes out; at it, both held messages are listed.
+            wait_for(lambda: len(held_copies_for(store, ALICE)) == 2, what="the second held message")
+            assert asyncio.run(send_due(settings, store, at_hour(9) + 3600)) == []
+            assert [r["items"] for r in asyncio.run(send_due(settings, store, at_hour(9, days=2)))] == [2]
+        finally:
+            store.close()
+    second = next(m for m in digests_in(settings, ALICE) if "2 message" in str(m["Subject"]))
+    text = text_of(second, "plain")
+    assert "First offer" in text and "Second offer" in text and "Release:" not in text and "administrators" in text
+    with Store(settings.db_url).session() as s:
+        assert s.scalars(select(DigestLinkRow)).all() == []
+
+
+def held_copies_for(store: Store, rcpt: str) -> list[str]:
+    with store.session() as s:
+        return list(s.scalars(select(DeliveryRow.message_id).where(DeliveryRow.recipient == rcpt, DeliveryRow.status == "held")))
+
+
+def test_two_nodes_send_each_digest_once(digest_settings: Settings) -> None:
+    settings = digest_settings
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail("deals@offers.example", [ALICE, BOB], offer("Offer for two!!!", rcpts=(ALICE, BOB)))
+        probe = Store(settings.db_url)
+        try:
+            wait_for(lambda: len(due(probe, settings, at_hour(9))) == 2, what="two due digests")
+        finally:
+            probe.close()
+    results: list[list[dict[str, object]]] = []
+    start = threading.Barrier(2)
+
+    def node() -> None:
+        store = Store(settings.db_url)  # each "node" with its own connection pool
+        try:
+            start.wait()
+            results.append(asyncio.run(send_due(settings, store, at_hour(9))))
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=node) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    sent = sorted(r["recipient"] for rs in results for r in rs)
+    assert sent == [ALICE, BOB]  # each once, whichever node sent it
+    assert len(digests_in(settings, ALICE)) == 1 and len(digests_in(settings, BOB)) == 1
+
+
+def test_digest_send_command_and_json(digest_settings: Settings) -> None:
+    settings = digest_settings
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail("deals@offers.example", [ALICE], offer("Command line offer!!!"))
+        probe = Store(settings.db_url)
+        try:
+            wait_for(lambda: due(probe, settings, at_hour(9)), what="a held message")
+        finally:
+            probe.close()
+    # Held after the latest scheduled hour: it waits for the next one, unless sent --now.
+    code, out = cli(settings, "digest", "send", "--dry-run")
+    assert code == 0 and "no digest due" in out
+    code, out = cli(settings, "digest", "send", "--now", "--dry-run", "--format", "json")
+    assert code == 0 and json.loads(out)["digests"][0]["status"] == "due"
+    assert not digests_in(settings, ALICE)
+    code, out = cli(settings, "digest", "send", "--now", "--rcpt", BOB, "--format", "json")
+    assert code == 0 and json.loads(out)["digests"] == []
+    code, out = cli(settings, "digest", "send", "--now", "--rcpt", ALICE, "--format", "json")
+    assert code == 0, out
+    assert [(d["recipient"], d["status"]) for d in json.loads(out)["digests"]] == [(ALICE, "sent")]
+    assert len(digests_in(settings, ALICE)) == 1
+    code, out = cli(settings, "digest", "send", "--now")
+    assert code == 0 and "no digest due" in out
+    code, out = cli(settings, "digest", "preview", BOB)
+    assert code == 0 and "nothing held for" in out
+    # What the --now digest listed is not listed again at the next scheduled hour.
+    store = Store(settings.db_url)
+    try:
+        assert due(store, settings, at_hour(9)) == []
+    finally:
+        store.close()
+
+
+def test_the_gateway_sends_digests_at_the_set_hour(digest_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailmoat.digest
+    from mailmoat.deliver import DeliveryService
+    from mailmoat.model import Action, Envelope, Finding, Verdict
+    from mailmoat.parse import parse
+
+    settings = digest_settings
+    # Held two days ago, before the latest scheduled hour, whatever the time now.
+    raw = offer("Held the day before yesterday!!!")
+    env = Envelope(mail_from="deals@offers.example", rcpt_tos=[ALICE], received_at=time.time() - 2 * 86400, size=len(raw))
+    verdict = Verdict(Action.QUARANTINE, 12.0, [Finding("BAYES_SPAM", 12.0, "spam-like words", "classifier", "bayes")], ["test"])
+    store = Store(settings.db_url)
+    try:
+        path = store.retain_raw(env, raw, settings.raw_dir)
+        message = parse(raw)
+        store.record_message(env, message, verdict, path)
+        service = DeliveryService(settings, store)
+        try:
+            asyncio.run(service.deliver(env, raw, verdict, message))
+        finally:
+            service.close()
+    finally:
+        store.close()
+    monkeypatch.setattr(mailmoat.digest, "FIRST_CHECK_AFTER", 0.1)
+    with inprocess_gateway(settings):
+        (mail,) = wait_for(lambda: digests_in(settings, ALICE), what="the scheduled digest")
+    assert "Held the day before yesterday" in text_of(mail, "plain")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(bool(chromium_missing()), reason=chromium_missing() or "chromium present")
+def test_release_link_in_a_browser(digest_settings: Settings, tmp_path: Path) -> None:
+    settings = digest_settings
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail("deals@offers.example", [ALICE], offer("Spring sale!!!"))
+        probe = Store(settings.db_url)
+        try:
+            wait_for(lambda: due(probe, settings, at_hour(9)), what="a held message")
+        finally:
+            probe.close()
+    with ConsoleServer(settings) as web:
+        settings.digest.console_url = web.url
+        store = Store(settings.db_url)
+        try:
+            assert [r["status"] for r in asyncio.run(send_due(settings, store, at_hour(9)))] == ["sent"]
+        finally:
+            store.close()
+        (mail,) = digests_in(settings, ALICE)
+        link = next(line.split(": ", 1)[1] for line in text_of(mail, "plain").splitlines() if "Release: " in line)
+        with chromium(tmp_path / "profile") as ctx:
+            release_in_browser(ctx, web.url, link)
+    assert len([t for t in maildir_copies(settings.mail_dir, ALICE) if t]) == 2  # the digest and the released copy
+
+
+def release_in_browser(ctx: Any, base: str, link: str) -> None:
+    """Open a digest's link, check what it shows, release, and open it again in Chinese."""
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(link)
+    assert page.text_content("#digest-subject") == "Spring sale!!!"
+    page.click("#digest-release")
+    page.wait_for_selector("#digest-result")
+    assert "Released" in (page.text_content("#digest-result") or "")
+    # The same link in Chinese, opened again: used.
+    page.goto(f"{base}/lang/zh?next=" + link.removeprefix(base).replace("/", "%2F"))
+    assert "已使用" in (page.text_content("#digest-result") or "")
+    assert errors == []
+
+
+def test_slots_and_settings() -> None:
+    s = Settings()
+    s.digest.hours = [8, 17]
+    nine = datetime.fromtimestamp(at_hour(9))
+    assert current_slot(s, at_hour(9)) == (nine.strftime("%Y-%m-%dT08"), nine.replace(hour=8, minute=0).timestamp())
+    assert current_slot(s, at_hour(18))[0].endswith("T17")
+    assert current_slot(s, at_hour(7))[0] == (nine - timedelta(days=1)).strftime("%Y-%m-%dT17")
+    with pytest.raises(ConfigError, match=r"digest\.categories"):
+        DigestSettings(categories=["spam", "scam"])
+    with pytest.raises(ConfigError, match=r"digest\.hours"):
+        DigestSettings(hours=[24])
+    with pytest.raises(ConfigError, match=r"digest\.language"):
+        DigestSettings(language="fr")
