@@ -330,7 +330,7 @@ class DigestSettings:
 
 @dataclass
 class WebSettings:
-    secret_key: str = ""  # generated under the data dir when empty
+    secret_key: str = ""  # not used (sessions are random tokens in the store); kept so that old files load
     admin_password: str = ""  # env MAILMOAT_ADMIN_PASSWORD also works
     session_hours: float = 12.0  # console login lifetime
     secure_cookies: bool = False  # set the Secure flag (when the console is served over HTTPS)
