@@ -30,6 +30,7 @@ from mailmoat.web.app import create_app
 from tests.support import qrmail
 from tests.support.browser import ConsoleServer, chromium, chromium_missing
 from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for, write_toml
+from tests.support.pg import pg_url  # noqa: F401  (fixture)
 
 ALICE, BOB = "alice@victim-corp.com", "bob@victim-corp.com"
 CONSOLE = "https://mailmoat.victim-corp.com"
@@ -92,6 +93,29 @@ def text_of(msg: email.message.EmailMessage, kind: str) -> str:
 def held_copies(store: Store, mail_id: str) -> dict[str, str]:
     with store.session() as s:
         return {d.recipient: d.status for d in s.scalars(select(DeliveryRow).where(DeliveryRow.message_id == mail_id))}
+
+
+def hold(settings: Settings, raw: bytes, rcpts: list[str], days_ago: float = 2.0) -> str:
+    """Record a message as held for spam `days_ago` (before the latest scheduled hour, whatever the
+    time now), as the gateway records and holds it; its id."""
+    from mailmoat.deliver import DeliveryService
+    from mailmoat.model import Action, Envelope, Finding, Verdict
+    from mailmoat.parse import parse
+
+    env = Envelope(mail_from="deals@offers.example", rcpt_tos=rcpts, received_at=time.time() - days_ago * 86400, size=len(raw))
+    verdict = Verdict(Action.QUARANTINE, 12.0, [Finding("BAYES_SPAM", 12.0, "spam-like words", "classifier", "bayes")], ["test"])
+    store = Store(settings.db_url)
+    try:
+        message = parse(raw)
+        store.record_message(env, message, verdict, store.retain_raw(env, raw, settings.raw_dir))
+        service = DeliveryService(settings, store)
+        try:
+            asyncio.run(service.deliver(env, raw, verdict, message))
+        finally:
+            service.close()
+    finally:
+        store.close()
+    return env.id
 
 
 def held_messages(store: Store) -> list[MessageRow]:
@@ -253,16 +277,12 @@ def held_copies_for(store: Store, rcpt: str) -> list[str]:
         return list(s.scalars(select(DeliveryRow.message_id).where(DeliveryRow.recipient == rcpt, DeliveryRow.status == "held")))
 
 
-def test_two_nodes_send_each_digest_once(digest_settings: Settings) -> None:
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_two_nodes_send_each_digest_once(digest_settings: Settings, db: str, request: pytest.FixtureRequest) -> None:
     settings = digest_settings
-    with inprocess_gateway(settings) as gw:
-        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
-            c.sendmail("deals@offers.example", [ALICE, BOB], offer("Offer for two!!!", rcpts=(ALICE, BOB)))
-        probe = Store(settings.db_url)
-        try:
-            wait_for(lambda: len(due(probe, settings, at_hour(9))) == 2, what="two due digests")
-        finally:
-            probe.close()
+    if db == "postgresql":
+        settings.db = request.getfixturevalue("pg_url")
+    hold(settings, offer("Offer for two!!!", rcpts=(ALICE, BOB)), [ALICE, BOB])
     results: list[list[dict[str, object]]] = []
     start = threading.Barrier(2)
 
@@ -320,27 +340,9 @@ def test_digest_send_command_and_json(digest_settings: Settings) -> None:
 
 def test_the_gateway_sends_digests_at_the_set_hour(digest_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     import mailmoat.digest
-    from mailmoat.deliver import DeliveryService
-    from mailmoat.model import Action, Envelope, Finding, Verdict
-    from mailmoat.parse import parse
 
     settings = digest_settings
-    # Held two days ago, before the latest scheduled hour, whatever the time now.
-    raw = offer("Held the day before yesterday!!!")
-    env = Envelope(mail_from="deals@offers.example", rcpt_tos=[ALICE], received_at=time.time() - 2 * 86400, size=len(raw))
-    verdict = Verdict(Action.QUARANTINE, 12.0, [Finding("BAYES_SPAM", 12.0, "spam-like words", "classifier", "bayes")], ["test"])
-    store = Store(settings.db_url)
-    try:
-        path = store.retain_raw(env, raw, settings.raw_dir)
-        message = parse(raw)
-        store.record_message(env, message, verdict, path)
-        service = DeliveryService(settings, store)
-        try:
-            asyncio.run(service.deliver(env, raw, verdict, message))
-        finally:
-            service.close()
-    finally:
-        store.close()
+    hold(settings, offer("Held the day before yesterday!!!"), [ALICE])
     monkeypatch.setattr(mailmoat.digest, "FIRST_CHECK_AFTER", 0.1)
     with inprocess_gateway(settings):
         (mail,) = wait_for(lambda: digests_in(settings, ALICE), what="the scheduled digest")
