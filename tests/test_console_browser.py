@@ -297,6 +297,7 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         wait_ready(page)
         rows = page.locator("#quarantine-table tbody tr")
         assert rows.count() == 1 and qrmail.SUBJECT in (rows.first.text_content() or "")
+        assert rows.first.locator(".st-partly").text_content() == "partly released"
         page.click("#quarantine-table button.primary")
         page.wait_for_selector("#quarantine p.empty")
         assert f"{held}-0000" in wait_for(lambda: maildir_copies(settings.mail_dir, VICTIMS[0]), what="the released copy")

@@ -189,7 +189,12 @@ def test_quarantine_release_to_some_recipients_first(env: WebEnv) -> None:
     assert len(visible_copies(env.settings, RECIPIENTS[1])) == before[RECIPIENTS[1]] + 1
     assert len(visible_copies(env.settings, RECIPIENTS[0])) == before[RECIPIENTS[0]]
     assert env.store.get_message(mid).status == "quarantined"  # not yet learnt as legitimate
-    assert mid in [m["id"] for m in c.get(f"{API}/quarantine", headers=h).json()["items"]]
+    listed = {m["id"]: m for m in c.get(f"{API}/quarantine", headers=h).json()["items"]}
+    assert listed[mid]["status"] == "quarantined" and listed[mid]["partly_released"] is True
+    assert not any(m["partly_released"] for i, m in listed.items() if i != mid)  # the others are held whole
+    assert c.get(f"{API}/messages/{mid}", headers=h).json()["partly_released"] is True
+    found = c.get(f"{API}/messages", params={"status": "quarantined"}, headers=h).json()["items"]
+    assert [m["partly_released"] for m in found if m["id"] == mid] == [True]
     r = c.post(f"{API}/quarantine/{mid}/release", json={"recipients": ["nobody@victim-corp.com"]}, headers=h)
     assert r.status_code == 409 and "not a recipient" in r.text
     # Then to everyone: the other copy once, the first not again.
@@ -198,6 +203,7 @@ def test_quarantine_release_to_some_recipients_first(env: WebEnv) -> None:
     assert {x["recipient"]: x["status"] for x in r.json()["copies"]} == {RECIPIENTS[0]: "delivered", RECIPIENTS[1]: "delivered"}
     assert [len(visible_copies(env.settings, x)) for x in RECIPIENTS] == [before[x] + 1 for x in RECIPIENTS]
     assert env.store.get_message(mid).status == "released"
+    assert c.get(f"{API}/messages/{mid}", headers=h).json()["partly_released"] is False
     assert [a["detail"]["recipients"] for a in env.audit("quarantine.release", mid)] == [[RECIPIENTS[1].upper()], []]
 
 

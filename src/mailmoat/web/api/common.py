@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mailmoat.store.audit import audit
-from mailmoat.store.db import clean_json
-from mailmoat.store.models import MessageRow
+from mailmoat.store.db import HELD, clean_json
+from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.quarantine import QUARANTINED
 from mailmoat.web.auth import Principal
 
 
@@ -33,7 +37,7 @@ def not_found(what: str) -> HTTPException:
     return HTTPException(404, f"{what} not found")
 
 
-def message_summary(m: MessageRow) -> dict[str, Any]:
+def message_summary(m: MessageRow, partly_released: bool = False) -> dict[str, Any]:
     return {
         "id": m.id,
         "received_at": m.received_at,
@@ -48,6 +52,17 @@ def message_summary(m: MessageRow) -> dict[str, Any]:
         "action": m.action,
         "score": m.score,
         "status": m.status,
+        # Still quarantined, with some recipients' copies released (by an analyst or from a digest).
+        "partly_released": partly_released,
         "symbols": dict(m.symbols or {}),
         "raw_available": bool(m.raw_path) and (m.raw_path.startswith("pglo:") or Path(m.raw_path).is_file()),
     }
+
+
+def message_summaries(session: Session, rows: Sequence[MessageRow]) -> list[dict[str, Any]]:
+    """`message_summary` of each row, with one query for which held messages were partly released."""
+    held = [m.id for m in rows if m.status == QUARANTINED]
+    partly = set(session.scalars(
+        select(DeliveryRow.message_id).where(DeliveryRow.message_id.in_(held), DeliveryRow.status != HELD).distinct()
+    )) if held else set()
+    return [message_summary(m, m.id in partly) for m in rows]

@@ -16,7 +16,7 @@ from mailmoat.store.audit import audit
 from mailmoat.store.db import clean_json
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.queries import recipient_is
-from mailmoat.web.api.common import message_summary, not_found, record, web
+from mailmoat.web.api.common import message_summaries, message_summary, not_found, record, web
 from mailmoat.web.auth import Actor, Reader
 
 router = APIRouter(prefix="/messages", tags=["messages"])
@@ -74,7 +74,7 @@ def run_search(request: Request, sel: Selector, status: str, limit: int, offset:
             q, cq = q.where(where), cq.where(where)
         total = s.scalar(cq) or 0
         rows = s.scalars(q.order_by(MessageRow.received_at.desc(), MessageRow.id.desc()).limit(limit).offset(offset)).all()
-        return {"total": total, "limit": limit, "offset": offset, "items": [message_summary(m) for m in rows]}
+        return {"total": total, "limit": limit, "offset": offset, "items": message_summaries(s, rows)}
 
 
 @router.get("")
@@ -153,6 +153,7 @@ def message_detail(request: Request, mail_id: str) -> dict[str, Any]:
         }
         for d in web(request).store.deliveries(mail_id)
     ]
+    out["partly_released"] = row.status == "quarantined" and any(d["status"] != "held" for d in out["deliveries"])
     msg = _parsed(request, row)
     out["parsed"] = msg is not None
     qr_findings = [f for f in findings if _where_qr(f)]

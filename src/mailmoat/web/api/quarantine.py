@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from mailmoat.deliver.service import ReleaseError
 from mailmoat.store.quarantine import QuarantineError, discard, held, release_state
-from mailmoat.web.api.common import message_summary, not_found, record, record_async, web
+from mailmoat.web.api.common import message_summaries, not_found, record, record_async, web
 from mailmoat.web.api.messages import raw_response
 from mailmoat.web.auth import Actor, Reader
 
@@ -27,7 +27,7 @@ def list_quarantine(
     """Messages held in quarantine, newest first."""
     with web(request).store.session() as s:
         total, rows = held(s, limit=limit, offset=offset)
-        return {"total": total, "limit": limit, "offset": offset, "items": [message_summary(m) for m in rows]}
+        return {"total": total, "limit": limit, "offset": offset, "items": message_summaries(s, rows)}
 
 
 @router.post("/{mail_id}/release")

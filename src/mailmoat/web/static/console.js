@@ -315,7 +315,7 @@
       { label: T("col.subject"), render: (m) => h("a", { href: "/messages/" + encodeURIComponent(m.id), class: "msg-link", text: m.subject || "(no subject)" }) },
       { label: T("col.action"), render: (m) => actionBadge(m.action) },
       { label: T("col.score"), render: (m) => (m.score || 0).toFixed(1), cls: "num" },
-      { label: T("col.status"), render: (m) => stateBadge(m.status) },
+      { label: T("col.status"), render: (m) => stateBadge(m.partly_released ? "partly released" : m.status) },
     ], items, { id: "message-table", rowAttrs: (m) => ({ dataset: { id: m.id } }) });
   }
 
@@ -378,7 +378,7 @@
     fill("verdict", kv([
       [T("col.action"), actionBadge(m.verdict.action)],
       [T("col.score"), h("b", { text: (m.verdict.score || 0).toFixed(1) })],
-      [T("col.status"), stateBadge(m.verdict.status)],
+      [T("col.status"), stateBadge(m.partly_released ? "partly released" : m.verdict.status)],
       [T("detail.reasons"), h("ul", { class: "reasons" }, (m.verdict.reasons || []).map((r) => h("li", { text: r })))],
     ]));
     const env = m.envelope;
@@ -469,6 +469,7 @@
         { label: T("col.to"), render: (m) => (m.rcpt_tos || []).join(", ") },
         { label: T("col.subject"), render: (m) => h("a", { href: "/messages/" + encodeURIComponent(m.id), text: m.subject || "(no subject)" }) },
         { label: T("col.score"), render: (m) => (m.score || 0).toFixed(1), cls: "num" },
+        { label: T("col.status"), render: (m) => stateBadge(m.partly_released ? "partly released" : m.status) },
       ];
       if (P.canAct) cols.push({ label: "", render: (m) => h("div", { class: "row-actions" },
         h("button", { type: "button", class: "primary small", text: T("q.release"), onclick: async () => {
