@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import html
 import logging
@@ -23,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction, Envelope, Verdict
 from mailmoat.policy.categories import categories
+from mailmoat.schedule import run_every
 from mailmoat.store.audit import audit
 from mailmoat.store.db import HELD, Store
 from mailmoat.store.digest_models import DigestLinkRow, DigestRow
@@ -326,19 +326,8 @@ def _purge_links(store: Store, now: float) -> None:
 
 async def run_digests(settings: Settings, store: Store, stop: asyncio.Event) -> None:
     """`send_due` every few minutes until `stop` is set (never when digests are off)."""
-    if not settings.digest.enabled:
-        return
-    delay = FIRST_CHECK_AFTER
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        if stop.is_set():
-            return
-        delay = CHECK_EVERY
-        try:
-            await send_due(settings, store)
-        except Exception:  # a broken store must not stop the gateway's housekeeping
-            log.exception("digests: the scheduled run failed")
+    if settings.digest.enabled:
+        await run_every(stop, FIRST_CHECK_AFTER, CHECK_EVERY, lambda: send_due(settings, store), log, "digests: the scheduled run")
 
 
 # -- release links ------------------------------------------------------------------------------

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from mailmoat.config import Settings
+from mailmoat.schedule import run_every
 
 log = logging.getLogger("mailmoat.classify")
 
@@ -41,20 +41,11 @@ async def run_autolearn(settings: Settings, stop: asyncio.Event, first_after: fl
     period = settings.classifier.learn_every_hours * 3600.0
     if period <= 0 or not settings.classifier.enabled:
         return
-    delay = first_after
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        if stop.is_set():
-            return
-        delay = period
-        try:
-            # A run parses up to learn_max_delivered messages; a shutdown ends it early (it saves
-            # what it has learnt) instead of waiting for the last one.
-            counts = await asyncio.to_thread(learn_once, settings, None, stop.is_set)
-        except Exception:  # a broken store or model must not stop the gateway's housekeeping
-            log.exception("classifier: learning from the store failed")
-            continue
+
+    async def learn() -> None:
+        # A run parses up to learn_max_delivered messages; a shutdown ends it early (it saves what
+        # it has learnt) instead of waiting for the last one.
+        counts = await asyncio.to_thread(learn_once, settings, None, stop.is_set)
         if counts is None:
             log.info("classifier: no model yet, nothing learnt from the store (train one with `mailmoat train`)")
         elif counts["ham"] or counts["phish"] or counts["delivered"] or counts["outbound"]:
@@ -62,3 +53,5 @@ async def run_autolearn(settings: Settings, stop: asyncio.Event, first_after: fl
                 "classifier: learnt %d released as ham, %d recalled as phishing, %d delivered as ham, %d sent out as ham",
                 counts["ham"], counts["phish"], counts["delivered"], counts["outbound"],
             )
+
+    await run_every(stop, first_after, period, learn, log, "classifier: learning from the store")

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from mailmoat.config import Settings
 from mailmoat.ingest.spool import KEPT_SUFFIX
+from mailmoat.schedule import run_every
 from mailmoat.store.db import DEFERRED, PENDING, SENDING, Store
 from mailmoat.store.models import DeliveryRow, MessageRow
 
@@ -96,12 +97,10 @@ def purge_everywhere(store: Store, settings: Settings, now: float | None = None)
 
 async def run_retention(store: Store, settings: Settings, stop: asyncio.Event, interval: float = 3600.0) -> None:
     """Purge once now and then every `interval` seconds until `stop` is set."""
-    while not stop.is_set():
-        try:
-            report = await asyncio.to_thread(purge_everywhere, store, settings)
-            if report.files:
-                log.info("retention: removed %d raw messages (%d bytes)", report.files, report.bytes)
-        except Exception:
-            log.exception("retention purge failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+    async def purge() -> None:
+        report = await asyncio.to_thread(purge_everywhere, store, settings)
+        if report.files:
+            log.info("retention: removed %d raw messages (%d bytes)", report.files, report.bytes)
+
+    await run_every(stop, 0.0, interval, purge, log, "retention purge")
