@@ -118,6 +118,18 @@ def hold(settings: Settings, raw: bytes, rcpts: list[str], days_ago: float = 2.0
     return env.id
 
 
+def held_by_the_gateway(settings: Settings, subject: str) -> None:
+    """One offer to Alice through SMTP, held by the gateway, due at tomorrow's digest."""
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail("deals@offers.example", [ALICE], offer(subject))
+        probe = Store(settings.db_url)
+        try:
+            wait_for(lambda: due(probe, settings, at_hour(9)), what="a held message")
+        finally:
+            probe.close()
+
+
 def held_messages(store: Store) -> list[MessageRow]:
     with store.session() as s:
         rows = list(s.scalars(select(MessageRow).where(MessageRow.status == "quarantined")))
@@ -306,14 +318,7 @@ def test_two_nodes_send_each_digest_once(digest_settings: Settings, db: str, req
 
 def test_digest_send_command_and_json(digest_settings: Settings) -> None:
     settings = digest_settings
-    with inprocess_gateway(settings) as gw:
-        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
-            c.sendmail("deals@offers.example", [ALICE], offer("Command line offer!!!"))
-        probe = Store(settings.db_url)
-        try:
-            wait_for(lambda: due(probe, settings, at_hour(9)), what="a held message")
-        finally:
-            probe.close()
+    held_by_the_gateway(settings, "Command line offer!!!")
     # Held after the latest scheduled hour: it waits for the next one, unless sent --now.
     code, out = cli(settings, "digest", "send", "--dry-run")
     assert code == 0 and "no digest due" in out
@@ -353,14 +358,7 @@ def test_the_gateway_sends_digests_at_the_set_hour(digest_settings: Settings, mo
 @pytest.mark.skipif(bool(chromium_missing()), reason=chromium_missing() or "chromium present")
 def test_release_link_in_a_browser(digest_settings: Settings, tmp_path: Path) -> None:
     settings = digest_settings
-    with inprocess_gateway(settings) as gw:
-        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
-            c.sendmail("deals@offers.example", [ALICE], offer("Spring sale!!!"))
-        probe = Store(settings.db_url)
-        try:
-            wait_for(lambda: due(probe, settings, at_hour(9)), what="a held message")
-        finally:
-            probe.close()
+    held_by_the_gateway(settings, "Spring sale!!!")
     with ConsoleServer(settings) as web:
         settings.digest.console_url = web.url
         store = Store(settings.db_url)
