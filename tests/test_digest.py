@@ -389,6 +389,34 @@ def release_in_browser(ctx: Any, base: str, link: str) -> None:
     assert errors == []
 
 
+def test_the_schedule_reads_the_store_once_per_hour_unless_a_pass_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailmoat.digest
+
+    calls: list[float] = []
+
+    async def counted(settings: Settings, store: object) -> list[dict[str, object]]:
+        calls.append(time.time())
+        if len(calls) == 1:
+            raise RuntimeError("the store went away")
+        return []
+
+    monkeypatch.setattr(mailmoat.digest, "send_due", counted)
+    monkeypatch.setattr(mailmoat.digest, "FIRST_CHECK_AFTER", 0.0)
+    monkeypatch.setattr(mailmoat.digest, "CHECK_EVERY", 0.02)
+    settings = Settings()
+    settings.digest.enabled = True
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(mailmoat.digest.run_digests(settings, None, stop))  # type: ignore[arg-type]
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(run())
+    assert len(calls) == 2  # the failed pass again at the next check, then nothing until the next hour
+
+
 def test_slots_and_settings() -> None:
     s = Settings()
     s.digest.hours = [8, 17]

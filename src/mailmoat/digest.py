@@ -325,9 +325,21 @@ def _purge_links(store: Store, now: float) -> None:
 
 
 async def run_digests(settings: Settings, store: Store, stop: asyncio.Event) -> None:
-    """`send_due` every few minutes until `stop` is set (never when digests are off)."""
-    if settings.digest.enabled:
-        await run_every(stop, FIRST_CHECK_AFTER, CHECK_EVERY, lambda: send_due(settings, store), log, "digests: the scheduled run")
+    """`send_due` once per scheduled time, looked for every few minutes until `stop` is set (never
+    when digests are off). Once a time's pass is done nothing more can fall due before the next
+    time (what is held later waits for it), so the store is not read again until then."""
+    if not settings.digest.enabled:
+        return
+    done = ""
+
+    async def check() -> None:
+        nonlocal done
+        slot = current_slot(settings, time.time())[0]
+        if slot != done:
+            await send_due(settings, store)
+            done = slot  # not after a failed pass: that one is tried again at the next check
+
+    await run_every(stop, FIRST_CHECK_AFTER, CHECK_EVERY, check, log, "digests: the scheduled run")
 
 
 # -- release links ------------------------------------------------------------------------------
