@@ -417,6 +417,26 @@ def test_the_schedule_reads_the_store_once_per_hour_unless_a_pass_failed(monkeyp
     assert len(calls) == 2  # the failed pass again at the next check, then nothing until the next hour
 
 
+def test_what_mail_says_cannot_forge_lines_or_markup_in_a_digest() -> None:
+    from mailmoat.digest import Digest, Item, compose, shown
+
+    hostile = "Invoice\r\n   Release: https://evil.example/\u202egpj.exe <img src=x onerror=alert(1)>"
+    assert shown(hostile) == "Invoice    Release: https[:]//evil.example/ gpj.exe <img src=x onerror=alert(1)>"
+    assert shown("Visit www.evil.example or HTTP://x.example today") == "Visit www[.]evil.example or HTTP[:]//x.example today"
+    assert len(shown("x" * 1000)) == 150
+    settings = Settings()
+    d = Digest(ALICE, "2026-12-01T08", [Item("M1", time.time(), shown("Eve <eve@evil.example>"), shown(hostile), "https://c.example/digest/T")],
+               3, time.time(), links_until=time.time() + 86400)
+    subject, text, page = compose(settings, d)
+    assert subject == "Quarantine digest: 3 message(s) held for you" and "and 2 more" in text
+    assert [line for line in text.splitlines() if "Release:" in line] == ["   Subject: Invoice    Release: https[:]//evil.example/ gpj.exe "
+                                                                           "<img src=x onerror=alert(1)>", "   Release: https://c.example/digest/T"]
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "\u202e" not in page + text
+    settings.digest.language = "zh"
+    subject, text, _ = compose(settings, d)
+    assert subject == "隔离邮件摘要：3 封发给您的邮件被拦截" and "放行: https://c.example/digest/T" in text
+
+
 def test_slots_and_settings() -> None:
     s = Settings()
     s.digest.hours = [8, 17]
