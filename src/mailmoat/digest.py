@@ -258,13 +258,19 @@ def render(settings: Settings, d: Digest, now: float) -> bytes:
 
 
 def preview(store: Store, settings: Settings, recipient: str, now: float | None = None) -> Digest | None:
-    """What `recipient` would be told now (without links, whatever was sent before); None when nothing held is listable."""
+    """What `recipient` would be told now, whatever was sent before (nothing is recorded: each link
+    reads `<token>`); None when nothing held is listable."""
     now = time.time() if now is None else now
     rcpt = recipient.strip().lower()
     msgs = held_for(store, settings, now, [rcpt]).get(rcpt, [])
     if not msgs:
         return None
-    return _digest(settings, rcpt, current_slot(settings, now)[0], msgs)
+    d = _digest(settings, rcpt, current_slot(settings, now)[0], msgs)
+    if base := settings.digest.console_url.strip().rstrip("/"):
+        d.links_until = now + settings.digest.link_days * 86400.0
+        for item in d.items:
+            item.link = f"{base}/digest/<token>"
+    return d
 
 
 def _digest(settings: Settings, rcpt: str, slot: str, msgs: list[MessageRow]) -> Digest:

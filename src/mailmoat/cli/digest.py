@@ -64,7 +64,7 @@ def preview_cmd(
     recipient: Annotated[str, typer.Argument(help="A recipient address in server.domains")],
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
-    """What RECIPIENT's digest would list now (without release links; nothing is sent or recorded)."""
+    """What RECIPIENT's digest would list now (each release link reads <token>; nothing is sent or recorded)."""
     from mailmoat.digest import compose, preview
 
     settings = load_settings(config, data_dir, db)
