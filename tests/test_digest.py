@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
+from mailmoat import metrics
 from mailmoat.cli import app as cli_app
 from mailmoat.config import ConfigError, DigestSettings, Settings
 from mailmoat.digest import current_slot, due, look_up, send_due
@@ -176,8 +177,10 @@ def test_digest_lists_held_spam_releases_one_copy_once_and_is_sent_once(digest_s
         assert lure_subject not in out and out.count(f"Release: {CONSOLE}/digest/<token>") == 2
         assert not digests_in(settings, ALICE)
 
+        sent_before = metrics.DIGESTS.labels(status="sent")._value.get()
         sent = asyncio.run(send_due(settings, store, now))
         assert sorted((r["recipient"], r["items"], r["status"]) for r in sent) == [(ALICE, 2, "sent"), (BOB, 1, "sent")]
+        assert metrics.DIGESTS.labels(status="sent")._value.get() == sent_before + 2
         (mail,) = digests_in(settings, ALICE)
         assert mail["Subject"] == "Quarantine digest: 2 message(s) held for you" and mail["To"] == ALICE
         text, page = text_of(mail, "plain"), text_of(mail, "html")
@@ -221,11 +224,13 @@ def test_digest_lists_held_spam_releases_one_copy_once_and_is_sent_once(digest_s
                 assert (row.actor, row.target, row.source) == (f"digest:{ALICE}", watches, "digest")
                 assert s.get(MessageRow, watches).status == "quarantined"  # type: ignore[union-attr]
             # Once: a second click finds it used, and nothing is delivered twice.
+            releases = metrics.DIGEST_RELEASES._value.get()
             again = client.post(path)
             assert again.status_code == 409 and "already used" in again.text
             assert len(maildir_copies(settings.mail_dir, ALICE)[f"{watches}-0000"]) == 1
             # Bob's link releases Bob's copy; the message is then released to everyone.
             assert client.post(bob_link.removeprefix(CONSOLE)).status_code == 200
+            assert metrics.DIGEST_RELEASES._value.get() == releases + 1  # Bob's; not Alice's second click
             assert held_copies(store, watches) == {ALICE: "delivered", BOB: "delivered"}
             with store.session() as s:
                 assert s.get(MessageRow, watches).status == "released"  # type: ignore[union-attr]

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction, Envelope, Verdict
 from mailmoat.policy.categories import categories
@@ -315,6 +316,7 @@ async def send_due(
         except Exception:  # one recipient's failure must not cost the others their digest
             log.exception("digest for %s could not be sent", d.recipient)
         await asyncio.to_thread(_finish, store, d, status, mail_id)
+        metrics.DIGESTS.labels(status=status).inc()
         log.info("digest %s to %s: %d of %d held message(s), %s", d.slot, d.recipient, len(d.items), d.total, status)
         results.append({"recipient": d.recipient, "items": len(d.items), "total": d.total, "status": status, "mail_id": mail_id})
     await asyncio.to_thread(_purge_links, store, now)
@@ -426,6 +428,7 @@ async def redeem(settings: Settings, store: Store, delivery: Any, token: str, ip
                   detail={"copies": copies, "recipients": [info.recipient], "ip": ip})
 
     await asyncio.to_thread(record)
+    metrics.DIGEST_RELEASES.inc()
     return info, outcomes[0].status if outcomes else ""
 
 

@@ -45,6 +45,10 @@ DELIVERIES = Counter("mailmoat_deliveries", "Delivery attempts of single copies,
 RECALL_COPIES = Counter(
     "mailmoat_recall_copy_results", "Recall and restore results of single copies", ["state"], registry=REGISTRY
 )
+DIGESTS = Counter("mailmoat_digests", "Quarantine digests sent to recipients, by outcome", ["status"], registry=REGISTRY)
+DIGEST_RELEASES = Counter(
+    "mailmoat_digest_releases", "Held copies released by their recipients through a digest's link", registry=REGISTRY
+)
 
 
 # -- calls for the pipeline, delivery and recall ---------------------------------------------
