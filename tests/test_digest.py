@@ -349,11 +349,11 @@ def test_digest_send_command_and_json(digest_settings: Settings) -> None:
 
 
 def test_the_gateway_sends_digests_at_the_set_hour(digest_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mailmoat.digest
+    import mailmoat.digest.send
 
     settings = digest_settings
     hold(settings, offer("Held the day before yesterday!!!"), [ALICE])
-    monkeypatch.setattr(mailmoat.digest, "FIRST_CHECK_AFTER", 0.1)
+    monkeypatch.setattr(mailmoat.digest.send, "FIRST_CHECK_AFTER", 0.1)
     with inprocess_gateway(settings):
         (mail,) = wait_for(lambda: digests_in(settings, ALICE), what="the scheduled digest")
     assert "Held the day before yesterday" in text_of(mail, "plain")
@@ -395,7 +395,7 @@ def release_in_browser(ctx: Any, base: str, link: str) -> None:
 
 
 def test_the_schedule_reads_the_store_once_per_hour_unless_a_pass_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mailmoat.digest
+    import mailmoat.digest.send
 
     calls: list[float] = []
 
@@ -405,15 +405,15 @@ def test_the_schedule_reads_the_store_once_per_hour_unless_a_pass_failed(monkeyp
             raise RuntimeError("the store went away")
         return []
 
-    monkeypatch.setattr(mailmoat.digest, "send_due", counted)
-    monkeypatch.setattr(mailmoat.digest, "FIRST_CHECK_AFTER", 0.0)
-    monkeypatch.setattr(mailmoat.digest, "CHECK_EVERY", 0.02)
+    monkeypatch.setattr(mailmoat.digest.send, "send_due", counted)
+    monkeypatch.setattr(mailmoat.digest.send, "FIRST_CHECK_AFTER", 0.0)
+    monkeypatch.setattr(mailmoat.digest.send, "CHECK_EVERY", 0.02)
     settings = Settings()
     settings.digest.enabled = True
 
     async def run() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(mailmoat.digest.run_digests(settings, None, stop))  # type: ignore[arg-type]
+        task = asyncio.create_task(mailmoat.digest.send.run_digests(settings, None, stop))  # type: ignore[arg-type]
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.wait_for(task, 5)

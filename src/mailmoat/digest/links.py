@@ -1,0 +1,105 @@
+"""Release links of digests: what a token stands for (read only), and releasing the recipient's own copy through it, once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from mailmoat import metrics
+from mailmoat.config import Settings
+from mailmoat.digest.listing import offered, sender_of
+from mailmoat.digest.text import shown
+from mailmoat.store.audit import audit
+from mailmoat.store.db import HELD, Store
+from mailmoat.store.digest_models import DigestLinkRow
+from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.queries import recipient_is
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Link:
+    """What a release link stands for, and whether it can still be used: state is "ok", "unknown",
+    "expired", "used" (released through it), "done" (the copy is no longer held: released or
+    deleted by the administrators) or "withheld" (the message is no longer one users may release)."""
+
+    state: str
+    mail_id: str = ""
+    recipient: str = ""
+    subject: str = ""
+    sender: str = ""
+    received_at: float = 0.0
+
+
+def look_up(store: Store, settings: Settings, token: str, now: float | None = None) -> Link:
+    """The link behind a token, read only (opening the page must release nothing: mail filters and
+    previews open links)."""
+    now = time.time() if now is None else now
+    with store.session() as s:
+        link = s.get(DigestLinkRow, token_hash(token)) if token else None
+        if link is None:
+            return Link("unknown")
+        msg = s.get(MessageRow, link.message_id)
+        if msg is None:
+            return Link("unknown")
+        info = Link("ok", msg.id, link.recipient, shown(msg.subject or ""), sender_of(msg), msg.received_at)
+        copies = s.scalars(select(DeliveryRow.status).where(DeliveryRow.message_id == msg.id, recipient_is(link.recipient))).all()
+        if link.used_at:
+            info.state = "used"
+        elif link.expires_at < now:
+            info.state = "expired"
+        elif HELD not in copies or msg.status != "quarantined":
+            info.state = "done"
+        elif not offered(settings, msg):
+            info.state = "withheld"
+        return info
+
+
+async def redeem(settings: Settings, store: Store, delivery: Any, token: str, ip: str = "") -> tuple[Link, str]:
+    """Release the recipient's own copy named by a link, once: (the link as it was, the copy's
+    delivery status, or "" when nothing was released). Audited as `digest:<recipient>`."""
+    from mailmoat.deliver.service import ReleaseError
+
+    now = time.time()
+    info = await asyncio.to_thread(look_up, store, settings, token, now)
+    if info.state != "ok":
+        return info, ""
+
+    def take() -> bool:  # one use: of two clicks at once, one wins
+        with store.session() as s:
+            res = s.execute(update(DigestLinkRow).where(DigestLinkRow.token_hash == token_hash(token), DigestLinkRow.used_at == 0.0)
+                            .values(used_at=now))
+            return bool(getattr(res, "rowcount", 0))
+
+    if not await asyncio.to_thread(take):
+        info.state = "used"
+        return info, ""
+    try:
+        outcomes = await delivery.release(info.mail_id, (info.recipient,))
+    except ReleaseError:
+        await asyncio.to_thread(_untake, store, token)
+        info.state = "done"
+        return info, ""
+    copies = [{"recipient": o.recipient, "tracking_id": o.tracking_id, "status": o.status, "reply": o.reply} for o in outcomes]
+
+    def record() -> None:
+        with store.session() as s:
+            audit(s, f"digest:{info.recipient}", "quarantine.release", info.mail_id, source="digest",
+                  detail={"copies": copies, "recipients": [info.recipient], "ip": ip})
+
+    await asyncio.to_thread(record)
+    metrics.DIGEST_RELEASES.inc()
+    return info, outcomes[0].status if outcomes else ""
+
+
+def _untake(store: Store, token: str) -> None:
+    with store.session() as s:
+        s.execute(update(DigestLinkRow).where(DigestLinkRow.token_hash == token_hash(token)).values(used_at=0.0))

@@ -1,0 +1,148 @@
+"""Which held messages a digest lists, to whom, and when: the scheduled times, the categories users may see, what is due."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from mailmoat.config import Settings
+from mailmoat.digest.text import shown
+from mailmoat.model import Action
+from mailmoat.policy.categories import categories
+from mailmoat.store.db import HELD, Store
+from mailmoat.store.digest_models import DigestRow
+from mailmoat.store.models import DeliveryRow, MessageRow
+
+SENDING, SENT, FAILED = "sending", "sent", "failed"
+
+
+@dataclass
+class Item:
+    """One held message as a digest lists it."""
+
+    mail_id: str
+    received_at: float
+    sender: str
+    subject: str
+    link: str = ""
+
+
+@dataclass
+class Digest:
+    """What one recipient is to be told at one scheduled time."""
+
+    recipient: str
+    slot: str
+    items: list[Item]
+    total: int
+    covered_until: float
+    links_until: float = 0.0
+    tokens: list[str] = field(default_factory=list)
+
+
+def current_slot(settings: Settings, now: float) -> tuple[str, float]:
+    """The latest scheduled digest time at or before `now` (local time): ("YYYY-MM-DDTHH", its timestamp)."""
+    local = datetime.fromtimestamp(now)
+    times = [
+        datetime(day.year, day.month, day.day, hour)
+        for day in (local.date(), local.date() - timedelta(days=1))
+        for hour in set(settings.digest.hours)
+    ]
+    slot = max(t for t in times if t <= local)
+    return slot.strftime("%Y-%m-%dT%H"), slot.timestamp()
+
+
+def offered(settings: Settings, row: MessageRow) -> bool:
+    """Whether a held message may be listed to, and released by, its recipient: quarantined by the
+    policy (not held because an engine failed) and of no category outside `digest.categories`."""
+    if row.status != "quarantined" or row.action != Action.QUARANTINE.value:
+        return False
+    return categories(row.direction, row.action, row.status, list(row.findings or [])) <= set(settings.digest.categories)
+
+
+def _local(settings: Settings, address: str) -> bool:
+    domain = address.rpartition("@")[2].strip().lower()
+    return bool(domain) and domain in {d.strip().lower() for d in settings.server.domains}
+
+
+def sender_of(row: MessageRow) -> str:
+    """The sender as a digest shows it: display name and address."""
+    addr = row.from_addr or row.mail_from or "<>"
+    return shown(f"{row.from_display} <{addr}>" if row.from_display else addr)
+
+
+def held_for(store: Store, settings: Settings, until: float, only: Sequence[str] = ()) -> dict[str, list[MessageRow]]:
+    """Per local recipient (lower case), the held messages received up to `until` that a digest may
+    list, newest first."""
+    since = until - settings.digest.days * 86400.0
+    wanted = {a.strip().lower() for a in only}
+    out: dict[str, list[MessageRow]] = {}
+    with store.session() as s:
+        rows = s.execute(
+            select(DeliveryRow.recipient, MessageRow)
+            .join(MessageRow, MessageRow.id == DeliveryRow.message_id)
+            .where(DeliveryRow.status == HELD, MessageRow.status == "quarantined",
+                   MessageRow.received_at >= since, MessageRow.received_at <= until)
+            .order_by(MessageRow.received_at.desc(), MessageRow.id.desc())
+        ).all()
+        for rcpt, msg in rows:
+            key = rcpt.strip().lower()
+            if (wanted and key not in wanted) or not _local(settings, key) or not offered(settings, msg):
+                continue
+            if msg not in out.setdefault(key, []):
+                out[key].append(msg)
+        # Read after the session ends: detached from it, so that its commit expires nothing.
+        for m in {m.id: m for msgs in out.values() for m in msgs}.values():
+            s.expunge(m)
+    return out
+
+
+def due(store: Store, settings: Settings, now: float, only: Sequence[str] = (), at_now: bool = False) -> list[Digest]:
+    """The digests the latest scheduled time calls for (nothing is changed): one per local recipient
+    with something held between their last digest and that time, unless that time's was already
+    sent. What is held after it waits for the next one, so digests go out at the set hours only.
+    `at_now`: as if now were a scheduled time (an administrator's `mailmoat digest send --now`)."""
+    slot, slot_at = (datetime.fromtimestamp(now).strftime("%Y-%m-%dT%H:%M:%S"), now) if at_now else current_slot(settings, now)
+    groups = held_for(store, settings, slot_at, only)
+    if not groups:
+        return []
+    with store.session() as s:
+        covered = dict(
+            s.execute(
+                select(DigestRow.recipient, func.max(DigestRow.covered_until))
+                .where(DigestRow.recipient.in_(list(groups)), DigestRow.status == SENT)
+                .group_by(DigestRow.recipient)
+            ).all()
+        )
+        done = set(s.scalars(select(DigestRow.recipient).where(DigestRow.slot == slot, DigestRow.recipient.in_(list(groups)))))
+    out: list[Digest] = []
+    for rcpt, msgs in sorted(groups.items()):
+        if rcpt in done or msgs[0].received_at <= covered.get(rcpt, 0.0):
+            continue
+        out.append(_digest(settings, rcpt, slot, msgs))
+    return out
+
+
+def preview(store: Store, settings: Settings, recipient: str, now: float | None = None) -> Digest | None:
+    """What `recipient` would be told now, whatever was sent before (nothing is recorded: each link
+    reads `<token>`); None when nothing held is listable."""
+    now = time.time() if now is None else now
+    rcpt = recipient.strip().lower()
+    msgs = held_for(store, settings, now, [rcpt]).get(rcpt, [])
+    if not msgs:
+        return None
+    d = _digest(settings, rcpt, current_slot(settings, now)[0], msgs)
+    if base := settings.digest.console_url.strip().rstrip("/"):
+        d.links_until = now + settings.digest.link_days * 86400.0
+        for item in d.items:
+            item.link = f"{base}/digest/<token>"
+    return d
+
+
+def _digest(settings: Settings, rcpt: str, slot: str, msgs: list[MessageRow]) -> Digest:
+    items = [Item(m.id, m.received_at, sender_of(m), shown(m.subject or "")) for m in msgs[: max(1, settings.digest.max_items)]]
+    return Digest(rcpt, slot, items, len(msgs), msgs[0].received_at)
