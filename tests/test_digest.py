@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import json
+import os
 import smtplib
 import threading
 import time
@@ -385,6 +386,8 @@ def release_in_browser(ctx: Any, base: str, link: str) -> None:
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(link)
     assert page.text_content("#digest-subject") == "Spring sale!!!"
+    if shots := os.environ.get("MAILMOAT_SCREENSHOTS"):  # the README's picture, refreshed on request
+        page.screenshot(path=str(Path(shots) / "digest-release.png"), full_page=True)
     page.click("#digest-release")
     page.wait_for_selector("#digest-result")
     assert "Released" in (page.text_content("#digest-result") or "")
