@@ -115,4 +115,6 @@ def test_the_quarantine_digest_links(settings: Settings, tmp_path: Path) -> None
     for section, want_code, state, detail in cases:
         code, got = check(settings, tmp_path, digest=section)
         assert code == want_code and got["digest"][0] == state and detail in got["digest"][1], (section, got["digest"])
+    code, got = check(settings, tmp_path, digest={"enabled": True, "console_url": "https://m.example", "days": 45.0})
+    assert code == 0 and got["digest"][0] == "warn" and "longer than retention.raw_days (30)" in got["digest"][1]
     assert "digest" not in check(settings, tmp_path, digest={"enabled": False})[1]

@@ -250,6 +250,13 @@ def test_digest_lists_held_spam_releases_one_copy_once_and_is_sent_once(digest_s
             assert r.status_code == 409 and "can no longer be released from here" in r.text and held_copies(store, bags) == {ALICE: "held"}
             with store.session() as s:
                 s.execute(update(MessageRow).where(MessageRow.id == bags).values(findings=findings))
+            # Its raw copy purged by retention: nothing left to release.
+            with store.session() as s:
+                raw_path = s.get(MessageRow, bags).raw_path  # type: ignore[union-attr]
+                s.execute(update(MessageRow).where(MessageRow.id == bags).values(raw_path=""))
+            assert look_up(store, settings, bags_path.rsplit("/", 1)[1]).state == "withheld"
+            with store.session() as s:
+                s.execute(update(MessageRow).where(MessageRow.id == bags).values(raw_path=raw_path))
             assert look_up(store, settings, bags_path.rsplit("/", 1)[1], now + 8 * 86400).state == "expired"
             with store.session() as s:
                 s.execute(update(DigestLinkRow).where(DigestLinkRow.message_id == bags).values(expires_at=time.time() - 1))

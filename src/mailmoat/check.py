@@ -228,6 +228,9 @@ def digest(settings: Settings) -> Check | None:
         return Check("digest", "warn", f"at {hours}, without release links (digest.console_url is empty)")
     if not url.startswith(("https://", "http://")):
         return Check("digest", "fail", f"digest.console_url {url!r} is not an http(s) address: its links would not open")
+    if cfg.days > settings.retention.raw_days:
+        return Check("digest", "warn", f"digest.days ({cfg.days:g}) is longer than retention.raw_days ({settings.retention.raw_days}): "
+                     "older held mail is listed but can no longer be released")
     if url.startswith("http://"):
         return Check("digest", "warn", f"at {hours}, links to {url}: not HTTPS, so a release link can be read on the way")
     return Check("digest", "ok", f"at {hours}, links to {url}, categories {', '.join(cfg.categories)}")

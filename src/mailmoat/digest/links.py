@@ -58,7 +58,7 @@ def look_up(store: Store, settings: Settings, token: str, now: float | None = No
             info.state = "expired"
         elif HELD not in copies or msg.status != "quarantined":
             info.state = "done"
-        elif not offered(settings, msg):
+        elif not offered(settings, msg) or not msg.raw_path:  # no longer the user's, or purged by retention
             info.state = "withheld"
         return info
 
