@@ -11,6 +11,7 @@ from mailmoat.config import Settings
 from mailmoat.model import Envelope, Message, Symbol, Verdict
 from mailmoat.parse import parse
 from mailmoat.policy import Policy
+from mailmoat.policy.site_lists import StoreLists
 
 
 @dataclass
@@ -29,7 +30,9 @@ class Scanner:
         symbols: dict[str, Symbol] = registry.all_symbols(
             registry.analyzer_classes(), extra=[ANALYZER_FAILED], settings=settings
         )
-        self.policy = Policy(settings.policy, symbols)
+        # With a store, the allow and deny entries administrators keep there count too.
+        lists = StoreLists(store) if store is not None else None
+        self.policy = Policy(settings.policy, symbols, lists)
 
     async def scan(self, raw: bytes, envelope: Envelope) -> ScanResult:
         message = parse(raw, qr=self.settings.qr)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailmoat.config import PolicySettings, PolicyThresholds
 from mailmoat.model import Action, Direction, Envelope, Finding, Message, Symbol, Verdict
 from mailmoat.policy.composite import CompositeSyntaxError, Predicate, compile_composite
+
+if TYPE_CHECKING:
+    from mailmoat.policy.site_lists import SiteLists
 
 ALLOWLISTED = Symbol("ALLOWLISTED", 0.0, "policy", "Sender, sender domain or client IP is on the allow list")
 DENYLISTED = Symbol("DENYLISTED", 0.0, "policy", "Sender, sender domain or client IP is on the deny list")
@@ -129,8 +132,13 @@ def _dmarc_failed(findings: list[Finding]) -> bool:
 class Policy:
     """Built once from `[policy]` settings and the symbol table; `decide` is pure and cheap."""
 
-    def __init__(self, settings: PolicySettings, symbols: dict[str, Symbol]) -> None:
+    def __init__(
+        self, settings: PolicySettings, symbols: dict[str, Symbol], site_lists: Callable[[], SiteLists] | None = None
+    ) -> None:
+        """`site_lists`: the allow and deny entries administrators keep in the store, beside the
+        configuration's (`policy.site_lists.StoreLists`); asked once per message."""
         self.settings = settings
+        self._site_lists = site_lists
         if settings.analyzer_failure not in ("score", "tempfail"):
             raise PolicyError(
                 f"policy.analyzer_failure must be 'score' or 'tempfail', not {settings.analyzer_failure!r}"
@@ -238,17 +246,21 @@ class Policy:
         message: Message,
         senders: frozenset[str],
         domains: frozenset[str],
-        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+        nets: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
         kind: str,
+        kept: bool = False,
     ) -> str | None:
+        """Why the message is on the list (None when it is not); `kept`: the store's list, else the
+        configuration's."""
+        where = (f"the {kind} list",) * 3 if kept else (f"{kind}_senders", f"{kind}_domains", f"{kind}_ips")
         identities = [a.lower() for a in (envelope.mail_from, message.from_.addr) if a]
         for addr in identities:
             if addr in senders:
-                return f"sender {addr} is on {kind}_senders"
+                return f"sender {addr} is on {where[0]}"
         for addr in identities:
             hit = _domain_matches(_addr_domain(addr), domains) if domains else None
             if hit:
-                return f"sender domain {_addr_domain(addr)} is on {kind}_domains ({hit})"
+                return f"sender domain {_addr_domain(addr)} is on {where[1]} ({hit})"
         if nets and envelope.peer_ip:
             try:
                 ip = ipaddress.ip_address(envelope.peer_ip.split("%")[0])
@@ -256,7 +268,7 @@ class Policy:
                 return None
             for net in nets:
                 if ip.version == net.version and ip in net:
-                    return f"client IP {ip} is on {kind}_ips ({net})"
+                    return f"client IP {ip} is on {where[2]} ({net})"
         return None
 
     # -- decision -------------------------------------------------------------------------------
@@ -272,14 +284,21 @@ class Policy:
             k = key or ""
             if k not in domain_keys:
                 domain_keys.append(k)
+        site = self._site_lists() if self._site_lists is not None else None
         deny = self._list_match(
             envelope, message, self._deny_senders, self._deny_domains, self._deny_ips, "deny"
         )
+        if deny is None and site is not None:
+            deny = self._list_match(envelope, message, site.deny_senders, site.deny_domains, site.deny_ips, "deny", kept=True)
         allow = None
         if deny is None:
             allow = self._list_match(
                 envelope, message, self._allow_senders, self._allow_domains, self._allow_ips, "allow"
             )
+            if allow is None and site is not None:
+                allow = self._list_match(
+                    envelope, message, site.allow_senders, site.allow_domains, site.allow_ips, "allow", kept=True
+                )
         allow_refused = ""
         if allow and "sender" in allow and _dmarc_failed(findings):
             # A spoofed From must not buy a pass: sender-based allow needs DMARC not to fail.

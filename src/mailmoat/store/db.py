@@ -94,22 +94,33 @@ def _load_table_modules() -> None:
 _tld: Any = None
 
 
-def registrable_domain(host: str) -> str:
-    """eTLD+1 of a host name (offline public suffix list); the host itself when it has none."""
+def _extract(host: str) -> Any:
     global _tld
-    host = host.strip().strip(".").lower()
-    if not host:
-        return ""
     if _tld is None:
         import tldextract
 
         _tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    return _tld(host)
+
+
+def registrable_domain(host: str) -> str:
+    """eTLD+1 of a host name (offline public suffix list); the host itself when it has none."""
+    host = host.strip().strip(".").lower()
+    if not host:
+        return ""
     try:
-        ext = _tld(host)
+        ext = _extract(host)
     except Exception:  # pragma: no cover - tldextract never raises on strings, but be safe
         return host
     domain: str = ext.top_domain_under_public_suffix if hasattr(ext, "top_domain_under_public_suffix") else ext.registered_domain
     return domain or host
+
+
+def is_public_suffix(host: str) -> bool:
+    """Whether a host name is itself a public suffix ("com", "co.uk"), under which
+    unrelated parties register their names."""
+    host = host.strip().strip(".").lower()
+    return bool(host) and str(_extract(host).suffix) == host
 
 
 def clean_text(value: str) -> str:

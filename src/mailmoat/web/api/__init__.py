@@ -7,6 +7,7 @@ from mailmoat.web.api import (
     classifier,
     incidents,
     indicators,
+    lists,
     messages,
     quarantine,
     recall,
@@ -18,5 +19,5 @@ from mailmoat.web.api import (
 
 ROUTERS: list[APIRouter] = [
     messages.router, quarantine.router, recall.router, incidents.router, indicators.router, rules.router,
-    stats.router, status.router, audit.router, users.router, classifier.router,
+    stats.router, status.router, audit.router, users.router, classifier.router, lists.router,
 ]

@@ -1,0 +1,119 @@
+"""`mailmoat lists`: the allow and deny entries kept in the store (every node applies them within seconds)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mailmoat.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    FormatOpt,
+    actor,
+    check_format,
+    load_settings,
+    open_store,
+    output_console,
+    when,
+)
+
+lists_app = typer.Typer(help="Allow and deny lists kept in the store: list, allow, deny, remove.", no_args_is_help=True)
+
+KindArg = Annotated[str, typer.Argument(help="sender (an address), domain (and its sub-domains) or ip (an address or network)")]
+ValueArg = Annotated[str, typer.Argument(help="The address, domain or network")]
+NoteOpt = Annotated[str, typer.Option("--note", help="Why (kept with the entry and in the audit log)")]
+DaysOpt = Annotated[float, typer.Option("--days", min=0, help="Expires after this many days (0 = never)")]
+
+
+def _add(list_: str, kind: str, value: str, note: str, days: float, config: ConfigOpt, data_dir: DataDirOpt, db: DbOpt) -> None:
+    from mailmoat.policy.site_lists import ListError, add, entry_dict
+    from mailmoat.store.audit import audit
+
+    store = open_store(load_settings(config, data_dir, db))
+    try:
+        with store.session() as s:
+            row, new = add(s, list_, kind.strip().lower(), value, note=note, by=actor(), days=days)
+            entry = entry_dict(row)
+            audit(s, actor(), "list.add", f"{list_}:{row.kind}:{row.value}", source="cli", detail={**entry, "new": new}, note=note)
+    except ListError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        store.close()
+    ends = f", until {when(entry['expires_at'])} UTC" if entry["expires_at"] else ""
+    typer.echo(f"{'added' if new else 'updated'} #{entry['id']} {list_} {entry['kind']} {entry['value']}{ends}")
+
+
+@lists_app.command("allow")
+def allow_cmd(kind: KindArg, value: ValueArg, note: NoteOpt = "", days: DaysOpt = 0.0,
+              config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
+    """Deliver mail from a sender, a domain or a network whatever the engines say (a sender's only while DMARC does not fail)."""
+    _add("allow", kind, value, note, days, config, data_dir, db)
+
+
+@lists_app.command("deny")
+def deny_cmd(kind: KindArg, value: ValueArg, note: NoteOpt = "", days: DaysOpt = 0.0,
+             config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
+    """Reject mail from a sender, a domain or a network."""
+    _add("deny", kind, value, note, days, config, data_dir, db)
+
+
+@lists_app.command("list")
+def list_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text") -> None:
+    """Every entry in force (the configuration file's policy lists are not shown here)."""
+    from mailmoat.policy.site_lists import entries, entry_dict
+
+    check_format(fmt)
+    store = open_store(load_settings(config, data_dir, db))
+    try:
+        with store.session() as s:
+            items = [entry_dict(r) for r in entries(s)]
+    finally:
+        store.close()
+    if fmt == "json":
+        typer.echo(json.dumps({"items": items}, ensure_ascii=False, indent=2))
+        return
+    if not items:
+        typer.echo("no entries (policy.allow_* and policy.deny_* in the configuration still apply)")
+        return
+    table = Table("id", "list", "kind", "value", "expires (UTC)", "by", "note")
+    for e in items:
+        table.add_row(str(e["id"]), e["list"], e["kind"], e["value"], when(e["expires_at"]) if e["expires_at"] else "never",
+                      e["created_by"], e["note"])
+    output_console().print(table)
+
+
+@lists_app.command("remove")
+def remove_cmd(entry_ids: Annotated[list[int], typer.Argument(help="Entry ids (see `mailmoat lists list`)")],
+               config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
+    """Take entries off their lists."""
+    from mailmoat.policy.site_lists import entry_dict
+    from mailmoat.store.audit import audit
+    from mailmoat.store.list_models import SenderListRow
+
+    store = open_store(load_settings(config, data_dir, db))
+    missing = 0
+    try:
+        for entry_id in entry_ids:
+            with store.session() as s:
+                row = s.get(SenderListRow, entry_id)
+                if row is None:
+                    missing += 1
+                    typer.echo(f"error: no entry #{entry_id}", err=True)
+                    continue
+                entry = entry_dict(row)
+                s.delete(row)
+                audit(s, actor(), "list.remove", f"{row.list}:{row.kind}:{row.value}", source="cli", detail=entry)
+            typer.echo(f"removed #{entry_id} {entry['list']} {entry['kind']} {entry['value']}")
+    finally:
+        store.close()
+    if missing:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lists_app, name="lists")

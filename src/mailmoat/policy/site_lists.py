@@ -1,0 +1,142 @@
+"""Allow and deny lists kept in the store: entries checked and added, and each policy's view of them, read again every few seconds."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailmoat.store.list_models import SenderListRow
+
+log = logging.getLogger("mailmoat.policy")
+
+LISTS = ("allow", "deny")
+KINDS = ("sender", "domain", "ip")
+# How soon an entry added on one node holds on every node.
+RELOAD_EVERY = 10.0
+# Wider networks would let one entry wave through (or turn away) a whole region of the internet.
+_WIDEST = {4: 8, 6: 32}
+_ADDRESS = re.compile(r"^[^@\s<>]{1,64}@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+)$")
+_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ListError(ValueError):
+    """An entry that cannot be added (a value that is not of its kind, or one far too wide)."""
+
+
+def normalise(kind: str, value: str) -> str:
+    """The entry as it is kept and matched: lower case, an IP as a network in CIDR form."""
+    v = value.strip().strip("<>").strip().lower()
+    if kind == "sender":
+        if not _ADDRESS.match(v):
+            raise ListError(f"{value!r} is not an email address")
+        return v
+    if kind == "domain":
+        from mailmoat.store.db import is_public_suffix
+
+        v = v.lstrip("@").rstrip(".")
+        if is_public_suffix(v):
+            raise ListError(f"{v} is a public suffix: it would match every organisation registered under it")
+        if not _DOMAIN.match(v):
+            raise ListError(f"{value!r} is not a domain name")
+        return v
+    if kind == "ip":
+        try:
+            net = ipaddress.ip_network(v, strict=False)
+        except ValueError as exc:
+            raise ListError(f"{value!r} is not an IP address or network") from exc
+        if net.prefixlen < _WIDEST[net.version]:
+            raise ListError(f"{net} is wider than /{_WIDEST[net.version]}")
+        return str(net)
+    raise ListError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+
+
+def entries(session: Session, now: float | None = None) -> list[SenderListRow]:
+    """Every entry in force (not expired), allow list first, then by kind and value."""
+    now = time.time() if now is None else now
+    rows = session.scalars(select(SenderListRow).order_by(SenderListRow.list, SenderListRow.kind, SenderListRow.value)).all()
+    return [r for r in rows if not r.expires_at or r.expires_at > now]
+
+
+def add(session: Session, list_: str, kind: str, value: str, *, note: str = "", by: str = "", days: float = 0.0,
+        now: float | None = None) -> tuple[SenderListRow, bool]:
+    """(the entry, whether it is new). An entry already there gets the new note and expiry (an
+    expired one is in force again)."""
+    if list_ not in LISTS:
+        raise ListError(f"list must be allow or deny, not {list_!r}")
+    if days < 0:
+        raise ListError("days must be 0 (never expires) or more")
+    v = normalise(kind, value)
+    now = time.time() if now is None else now
+    expires = now + days * 86400.0 if days else 0.0
+    row = session.scalar(select(SenderListRow).where(SenderListRow.list == list_, SenderListRow.kind == kind, SenderListRow.value == v))
+    if row is not None:
+        row.note, row.expires_at, row.created_by, row.created_at = note[:500], expires, by[:128], now
+        return row, False
+    row = SenderListRow(list=list_, kind=kind, value=v, note=note[:500], created_by=by[:128], created_at=now, expires_at=expires)
+    session.add(row)
+    session.flush()  # its id
+    return row, True
+
+
+def entry_dict(r: SenderListRow) -> dict[str, Any]:
+    return {"id": r.id, "list": r.list, "kind": r.kind, "value": r.value, "note": r.note, "created_by": r.created_by,
+            "created_at": r.created_at, "expires_at": r.expires_at}
+
+
+@dataclass(frozen=True)
+class SiteLists:
+    """The store's entries in force, as the policy matches them."""
+
+    allow_senders: frozenset[str] = frozenset()
+    allow_domains: frozenset[str] = frozenset()
+    allow_ips: tuple[Network, ...] = ()
+    deny_senders: frozenset[str] = frozenset()
+    deny_domains: frozenset[str] = frozenset()
+    deny_ips: tuple[Network, ...] = ()
+
+    @classmethod
+    def of(cls, rows: list[SenderListRow]) -> SiteLists:
+        def values(list_: str, kind: str) -> list[str]:
+            return [r.value for r in rows if r.list == list_ and r.kind == kind]
+
+        def nets(list_: str) -> tuple[Network, ...]:
+            return tuple(ipaddress.ip_network(v, strict=False) for v in values(list_, "ip"))
+
+        return cls(frozenset(values("allow", "sender")), frozenset(values("allow", "domain")), nets("allow"),
+                   frozenset(values("deny", "sender")), frozenset(values("deny", "domain")), nets("deny"))
+
+
+class StoreLists:
+    """A policy's view of the store's lists, read again at most every `every` seconds; when a read
+    fails the last view stays (a store that hiccups must not drop every deny entry at once)."""
+
+    def __init__(self, store: Any, every: float | None = None) -> None:
+        self.store = store
+        self.every = RELOAD_EVERY if every is None else every
+        self._lists = SiteLists()
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def __call__(self) -> SiteLists:
+        now = time.monotonic()
+        if now - self._read_at < self.every:
+            return self._lists
+        with self._lock:
+            if now - self._read_at >= self.every:
+                self._read_at = now
+                try:
+                    with self.store.session() as s:
+                        self._lists = SiteLists.of(entries(s))
+                except Exception:
+                    log.exception("allow and deny lists: cannot read the store; the last lists stay")
+        return self._lists

@@ -1,0 +1,77 @@
+"""Allow and deny lists kept in the store: read them, add a deny entry (analysts), an allow entry or a removal (admins)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from mailmoat.policy.site_lists import ListError, add, entries, entry_dict
+from mailmoat.store.list_models import SenderListRow
+from mailmoat.web.api.common import not_found, record_async, web
+from mailmoat.web.auth import Actor, Admin, Principal, Reader
+
+router = APIRouter(prefix="/lists", tags=["lists"])
+
+
+class EntryIn(BaseModel):
+    kind: Annotated[str, Field(description="sender (an address), domain (and its sub-domains) or ip (an address or network)")]
+    value: Annotated[str, Field(max_length=320)]
+    note: Annotated[str, Field(max_length=500)] = ""
+    days: Annotated[float, Field(ge=0, le=3650, description="0 = never expires")] = 0.0
+
+
+@router.get("")
+def list_entries(request: Request, who: Reader) -> dict[str, Any]:
+    """Every entry in force, on both lists (the configuration file's policy lists are not shown here)."""
+    with web(request).store.session() as s:
+        return {"items": [entry_dict(r) for r in entries(s)]}
+
+
+async def _add(request: Request, list_: str, body: EntryIn, who: Principal) -> dict[str, Any]:
+    def write() -> tuple[dict[str, Any], bool]:
+        with web(request).store.session() as s:
+            row, new = add(s, list_, body.kind.strip().lower(), body.value, note=body.note, by=who.username, days=body.days)
+            return entry_dict(row), new
+
+    try:
+        entry, new = await asyncio.to_thread(write)
+    except ListError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    await record_async(request, who, "list.add", f"{list_}:{entry['kind']}:{entry['value']}", {**entry, "new": new}, note=body.note)
+    return {**entry, "new": new}
+
+
+@router.post("/deny", status_code=201)
+async def add_deny(request: Request, body: EntryIn, who: Actor) -> dict[str, Any]:
+    """Reject mail from a sender, a sender domain or a client network, on every node within seconds."""
+    return await _add(request, "deny", body, who)
+
+
+@router.post("/allow", status_code=201)
+async def add_allow(request: Request, body: EntryIn, who: Admin) -> dict[str, Any]:
+    """Deliver mail from a sender, a sender domain or a client network whatever the engines say
+    (sender entries only while DMARC does not fail): admins only."""
+    return await _add(request, "allow", body, who)
+
+
+@router.delete("/{entry_id}")
+async def remove_entry(request: Request, entry_id: int, who: Admin) -> dict[str, Any]:
+    """Take an entry off its list."""
+
+    def delete() -> dict[str, Any] | None:
+        with web(request).store.session() as s:
+            row = s.get(SenderListRow, entry_id)
+            if row is None:
+                return None
+            out = entry_dict(row)
+            s.delete(row)
+            return out
+
+    entry = await asyncio.to_thread(delete)
+    if entry is None:
+        raise not_found(f"list entry {entry_id}")
+    await record_async(request, who, "list.remove", f"{entry['list']}:{entry['kind']}:{entry['value']}", entry)
+    return {**entry, "removed": True}

@@ -1,0 +1,172 @@
+"""Allow and deny lists kept in the store: added from the CLI or the API, applied by the running gateway within seconds, expired, removed."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from mailmoat.cli import app as cli_app
+from mailmoat.config import Settings
+from mailmoat.policy.site_lists import ListError, normalise
+from mailmoat.store.db import Store
+from mailmoat.store.list_models import SenderListRow
+from mailmoat.store.models import MessageRow
+from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for, write_toml
+from tests.support.webkit import web_env
+
+ALICE = "alice@victim-corp.com"
+runner = CliRunner()
+
+
+def offer(sender: str, subject: str) -> bytes:
+    """Bulk mail that the test's policy holds (content and bulk-wording signs only)."""
+    m = EmailMessage()
+    m["From"] = f"Deals <{sender}>"
+    m["To"] = ALICE
+    m["Subject"] = subject
+    m["Message-ID"] = f"<{abs(hash(subject))}@{sender.rpartition('@')[2]}>"
+    m.set_content('<html><body><p>Amazing prices. <a href="http://offers.example/buy">Click here</a> to order now! '
+                  'Unsubscribe <a href="http://offers.example/u">here</a>.</p></body></html>', subtype="html")
+    return m.as_bytes()
+
+
+def cli(settings: Settings, *args: str) -> tuple[int, str]:
+    cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir})
+    result = runner.invoke(cli_app, ["lists", *args, "--config", str(cfg)])
+    return result.exit_code, result.output
+
+
+def verdict_of(store: Store, subject: str) -> tuple[str, list[str]]:
+    with store.session() as s:
+        row = s.scalar(select(MessageRow).where(MessageRow.subject == subject))
+        return (row.action, list(row.reasons)) if row is not None else ("", [])
+
+
+@pytest.fixture
+def lists_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    import mailmoat.policy.site_lists
+
+    monkeypatch.setattr(mailmoat.policy.site_lists, "RELOAD_EVERY", 0.2)  # instead of 10 s
+    settings.server.domains = ["victim-corp.com"]
+    settings.server.workers = 0
+    settings.policy.thresholds.tag = 2.0
+    settings.policy.thresholds.quarantine = 3.5
+    return settings
+
+
+def test_the_running_gateway_applies_entries_added_expired_and_removed(lists_settings: Settings) -> None:
+    settings = lists_settings
+    store = Store(settings.db_url)
+    with inprocess_gateway(settings) as gw:
+
+        def send(sender: str, subject: str) -> tuple[str, list[str]]:
+            with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+                c.sendmail(sender, [ALICE], offer(sender, subject))
+            return wait_for(lambda: verdict_of(store, subject)[0] and verdict_of(store, subject), what=subject)  # type: ignore[no-any-return]
+
+        action, _ = send("deals@offers.example", "Offer one!!!")
+        assert action == "quarantine"
+        # Denied while the gateway runs: the next message from the domain is rejected; after the
+        # 250 that means held, never bounced.
+        code, out = cli(settings, "deny", "domain", "@Offers.Example.", "--note", "a week of junk")
+        assert code == 0 and "added #1 deny domain offers.example" in out
+        time.sleep(0.5)
+        action, reasons = send("news@mail.offers.example", "Offer two!!!")
+        assert action == "quarantine", reasons
+        assert "denylisted: sender domain mail.offers.example is on the deny list (offers.example)" in reasons
+        assert any("rejected after acceptance" in r for r in reasons)
+        # Allowed: delivered whatever the engines say.
+        code, out = cli(settings, "allow", "sender", "<Promo@Friendly.example>", "--days", "30")
+        assert code == 0 and "added #2 allow sender promo@friendly.example, until" in out
+        time.sleep(0.5)
+        action, reasons = send("promo@friendly.example", "Friendly offer!!!")
+        assert action == "deliver" and any("is on the allow list" in r for r in reasons)
+        assert wait_for(lambda: maildir_copies(settings.mail_dir, ALICE), what="the allowed copy")
+        # Expired: no longer applied.
+        with store.session() as s:
+            s.execute(update(SenderListRow).where(SenderListRow.id == 2).values(expires_at=time.time() - 1))
+        time.sleep(0.5)
+        assert send("promo@friendly.example", "Friendly offer again!!!")[0] == "quarantine"
+        code, out = cli(settings, "list", "--format", "json")
+        assert [(e["id"], e["list"], e["value"], e["note"]) for e in json.loads(out)["items"]] == [
+            (1, "deny", "offers.example", "a week of junk")
+        ]
+        # Removed: the domain's mail is judged again.
+        code, out = cli(settings, "remove", "1", "7")
+        assert code == 1 and "removed #1 deny domain offers.example" in out and "no entry #7" in out
+        time.sleep(0.5)
+        assert send("deals@offers.example", "Offer three!!!")[0] == "quarantine"
+        code, out = cli(settings, "list")
+        assert code == 0 and "no entries" in out
+    from mailmoat.store.audit import read_audit
+
+    with store.session() as s:
+        _, rows = read_audit(s, action="list.")
+    store.close()
+    assert [(r["action"], r["target"]) for r in rows] == [
+        ("list.remove", "deny:domain:offers.example"), ("list.add", "allow:sender:promo@friendly.example"),
+        ("list.add", "deny:domain:offers.example"),
+    ]
+    assert all(r["actor"].startswith("cli:") and r["source"] == "cli" for r in rows)
+
+
+@pytest.mark.parametrize(("kind", "value", "problem"), [
+    ("domain", "com", "public suffix"),
+    ("domain", "co.uk", "public suffix"),
+    ("domain", "not a domain", "not a domain name"),
+    ("sender", "nobody", "not an email address"),
+    ("ip", "0.0.0.0/0", "wider than /8"),
+    ("ip", "2001:db8::/16", "wider than /32"),
+    ("ip", "10.0.0.300", "not an IP address"),
+    ("url", "https://x.example/", "kind must be one of"),
+])
+def test_entries_that_would_match_too_much_or_nothing_are_refused(kind: str, value: str, problem: str) -> None:
+    with pytest.raises(ListError, match=problem):
+        normalise(kind, value)
+
+
+def test_entries_are_kept_in_one_form() -> None:
+    assert normalise("sender", " <Alice@Partner.Example> ") == "alice@partner.example"
+    assert normalise("domain", "@Partner.Example.") == "partner.example"
+    assert normalise("ip", "192.0.2.77/24") == "192.0.2.0/24"
+    assert normalise("ip", "2001:db8::1") == "2001:db8::1/128"
+
+
+def test_the_cli_says_why_an_entry_is_refused(lists_settings: Settings) -> None:
+    code, out = cli(lists_settings, "deny", "domain", "com")
+    assert code == 2 and "public suffix" in out
+
+
+def test_api_analysts_deny_admins_allow_and_remove(tmp_path: Path) -> None:
+    with web_env(tmp_path) as env:
+        c = env.client
+
+        def post(path: str, role: str, body: dict[str, Any]) -> Any:
+            return c.post(f"/api/v1/lists/{path}", json=body, headers=env.as_role(role))
+
+        r = post("deny", "analyst", {"kind": "domain", "value": "evil.example", "note": "phishing wave"})
+        assert r.status_code == 201 and r.json()["value"] == "evil.example" and r.json()["new"] is True
+        assert post("deny", "analyst", {"kind": "domain", "value": "EVIL.example", "days": 7}).json()["new"] is False
+        assert post("allow", "analyst", {"kind": "sender", "value": "ceo@partner.example"}).status_code == 403
+        assert post("deny", "auditor", {"kind": "ip", "value": "192.0.2.1"}).status_code == 403
+        r = post("allow", "admin", {"kind": "sender", "value": "ceo@partner.example"})
+        assert r.status_code == 201
+        bad = post("deny", "analyst", {"kind": "ip", "value": "0.0.0.0/0"})
+        assert bad.status_code == 422 and "wider than /8" in bad.text
+        listed = c.get("/api/v1/lists", headers=env.as_role("auditor")).json()["items"]
+        assert [(e["list"], e["kind"], e["value"], e["expires_at"] > 0) for e in listed] == [
+            ("allow", "sender", "ceo@partner.example", False), ("deny", "domain", "evil.example", True),
+        ]
+        assert c.delete(f"/api/v1/lists/{listed[0]['id']}", headers=env.as_role("analyst")).status_code == 403
+        assert c.delete(f"/api/v1/lists/{listed[0]['id']}", headers=env.as_role("admin")).json()["removed"] is True
+        assert c.delete(f"/api/v1/lists/{listed[0]['id']}", headers=env.as_role("admin")).status_code == 404
+        assert [e["value"] for e in c.get("/api/v1/lists", headers=env.as_role("auditor")).json()["items"]] == ["evil.example"]
+        assert [a["actor"] for a in env.audit("list.add")] == ["analyst", "analyst", "admin"]
