@@ -19,8 +19,9 @@ from mailmoat.policy.site_lists import ListError, normalise
 from mailmoat.store.db import Store
 from mailmoat.store.list_models import SenderListRow
 from mailmoat.store.models import MessageRow
+from tests.support.browser import ConsoleServer, chromium, chromium_missing, login, logout, wait_ready
 from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for, write_toml
-from tests.support.webkit import web_env
+from tests.support.webkit import PASSWORD, web_env
 
 ALICE = "alice@victim-corp.com"
 runner = CliRunner()
@@ -170,3 +171,75 @@ def test_api_analysts_deny_admins_allow_and_remove(tmp_path: Path) -> None:
         assert c.delete(f"/api/v1/lists/{listed[0]['id']}", headers=env.as_role("admin")).status_code == 404
         assert [e["value"] for e in c.get("/api/v1/lists", headers=env.as_role("auditor")).json()["items"]] == ["evil.example"]
         assert [a["actor"] for a in env.audit("list.add")] == ["analyst", "analyst", "admin"]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(bool(chromium_missing()), reason=chromium_missing() or "chromium present")
+def test_lists_in_the_console(tmp_path: Path) -> None:
+    with web_env(tmp_path / "env") as env:
+        settings, held = env.settings, env.ids["held"]
+        sender = env.client.get(f"/api/v1/messages/{held}", headers=env.as_role("admin")).json()["from_addr"]
+        with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: d.accept())
+            # An analyst may deny but not allow.
+            login(page, web.url, "analyst", PASSWORD)
+            page.goto(f"{web.url}/messages/{held}")
+            wait_ready(page)
+            assert page.locator("#allow-sender").count() == 0
+            page.click("#deny-sender")
+            page.wait_for_selector("#flash.ok")
+            page.goto(f"{web.url}/lists")
+            wait_ready(page)
+            assert page.locator(f"#lists-table tr[data-value='{sender}'][data-list='deny']").count() == 1
+            assert page.locator("#list-list option[value='allow']").count() == 0
+            assert page.locator("#lists-table button.danger").count() == 0
+            logout(page, web.url)
+            # An admin adds an allow entry for a domain, with an expiry, and removes the deny entry.
+            login(page, web.url, "admin", PASSWORD)
+            page.goto(f"{web.url}/lists")
+            wait_ready(page)
+            page.select_option("#list-list", "allow")
+            page.select_option("#list-kind", "domain")
+            page.fill("#list-value", "Partner.Example")
+            page.fill("#list-note", "our auditors")
+            page.fill("#list-days", "30")
+            page.click("#list-submit")
+            page.wait_for_selector("#lists-table tr[data-value='partner.example'][data-list='allow']")
+            page.click(f"#lists-table tr[data-value='{sender}'] button.danger")
+            page.wait_for_selector(f"#lists-table tr[data-value='{sender}']", state="detached")
+            assert errors == []
+        listed = env.client.get("/api/v1/lists", headers=env.as_role("auditor")).json()["items"]
+        assert [(e["list"], e["kind"], e["value"], e["note"], e["expires_at"] > 0) for e in listed] == [
+            ("allow", "domain", "partner.example", "our auditors", True)
+        ]
+        assert [a["actor"] for a in env.audit("list.add")] == ["analyst", "admin"]
+
+
+def test_two_people_adding_the_same_entry_at_once_both_succeed(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailmoat.policy.site_lists as site_lists
+
+    store = Store(settings.db_url)
+    real_add = site_lists.add
+    raced = []
+
+    def add_after_a_rival(s: Any, list_: str, kind: str, value: str, **kw: Any) -> Any:
+        # The rival's insert commits between this session's look-up and its own insert.
+        if not raced:
+            raced.append(True)
+            with store.session() as other:
+                real_add(other, list_, kind, value, note="rival", by="bob")
+            s.add(SenderListRow(list=list_, kind=kind, value=normalise(kind, value), note="", created_by="",
+                                created_at=0.0, expires_at=0.0))
+            s.flush()
+        return real_add(s, list_, kind, value, **kw)
+
+    monkeypatch.setattr(site_lists, "add", add_after_a_rival)
+    entry, new = site_lists.add_to_store(store, "deny", "domain", "evil.example", note="mine", by="alice")
+    assert raced and not new
+    assert (entry["value"], entry["note"], entry["created_by"]) == ("evil.example", "mine", "alice")
+    with store.session() as s:
+        assert [(r.value, r.note) for r in site_lists.entries(s)] == [("evil.example", "mine")]
+    store.close()

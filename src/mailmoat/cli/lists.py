@@ -30,15 +30,15 @@ DaysOpt = Annotated[float, typer.Option("--days", min=0, help="Expires after thi
 
 
 def _add(list_: str, kind: str, value: str, note: str, days: float, config: ConfigOpt, data_dir: DataDirOpt, db: DbOpt) -> None:
-    from mailmoat.policy.site_lists import ListError, add, entry_dict
+    from mailmoat.policy.site_lists import ListError, add_to_store
     from mailmoat.store.audit import audit
 
     store = open_store(load_settings(config, data_dir, db))
     try:
+        entry, new = add_to_store(store, list_, kind.strip().lower(), value, note=note, by=actor(), days=days)
         with store.session() as s:
-            row, new = add(s, list_, kind.strip().lower(), value, note=note, by=actor(), days=days)
-            entry = entry_dict(row)
-            audit(s, actor(), "list.add", f"{list_}:{row.kind}:{row.value}", source="cli", detail={**entry, "new": new}, note=note)
+            audit(s, actor(), "list.add", f"{list_}:{entry['kind']}:{entry['value']}", source="cli",
+                  detail={**entry, "new": new}, note=note)
     except ListError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -88,6 +88,23 @@ def add(session: Session, list_: str, kind: str, value: str, *, note: str = "", 
     return row, True
 
 
+def add_to_store(store: Any, list_: str, kind: str, value: str, *, note: str = "", by: str = "",
+                 days: float = 0.0) -> tuple[dict[str, Any], bool]:
+    """`add` in a session of its own: (the entry as a dict, whether it is new). Two people adding
+    the same entry at once meet the unique constraint; the loser tries again and updates it."""
+    from sqlalchemy.exc import IntegrityError
+
+    def once() -> tuple[dict[str, Any], bool]:
+        with store.session() as s:
+            row, new = add(s, list_, kind, value, note=note, by=by, days=days)
+            return entry_dict(row), new
+
+    try:
+        return once()
+    except IntegrityError:
+        return once()
+
+
 def entry_dict(r: SenderListRow) -> dict[str, Any]:
     return {"id": r.id, "list": r.list, "kind": r.kind, "value": r.value, "note": r.note, "created_by": r.created_by,
             "created_at": r.created_at, "expires_at": r.expires_at}

@@ -27,6 +27,7 @@ NAV: list[tuple[str, str, str, tuple[str, ...] | None]] = [
     ("recall", "/recall", "nav.recall", None),
     ("incidents", "/incidents", "nav.incidents", None),
     ("indicators", "/indicators", "nav.indicators", None),
+    ("lists", "/lists", "nav.lists", None),
     ("rules", "/rules", "nav.rules", None),
     ("audit", "/audit", "nav.audit", AUDIT),
     ("users", "/users", "nav.users", ADMIN),
@@ -155,6 +156,11 @@ def incidents_page(request: Request) -> Response:
 @router.get("/indicators", response_class=HTMLResponse)
 def indicators_page(request: Request) -> Response:
     return _page(request, "indicators")
+
+
+@router.get("/lists", response_class=HTMLResponse)
+def lists_page(request: Request) -> Response:
+    return _page(request, "lists")
 
 
 @router.get("/rules", response_class=HTMLResponse)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from mailmoat.policy.site_lists import ListError, add, entries, entry_dict
+from mailmoat.policy.site_lists import ListError, add_to_store, entries, entry_dict
 from mailmoat.store.list_models import SenderListRow
 from mailmoat.web.api.common import not_found, record_async, web
 from mailmoat.web.auth import Actor, Admin, Principal, Reader
@@ -31,13 +31,9 @@ def list_entries(request: Request, who: Reader) -> dict[str, Any]:
 
 
 async def _add(request: Request, list_: str, body: EntryIn, who: Principal) -> dict[str, Any]:
-    def write() -> tuple[dict[str, Any], bool]:
-        with web(request).store.session() as s:
-            row, new = add(s, list_, body.kind.strip().lower(), body.value, note=body.note, by=who.username, days=body.days)
-            return entry_dict(row), new
-
     try:
-        entry, new = await asyncio.to_thread(write)
+        entry, new = await asyncio.to_thread(add_to_store, web(request).store, list_, body.kind.strip().lower(), body.value,
+                                             note=body.note, by=who.username, days=body.days)
     except ListError as exc:
         raise HTTPException(422, str(exc)) from exc
     await record_async(request, who, "list.add", f"{list_}:{entry['kind']}:{entry['value']}", {**entry, "new": new}, note=body.note)

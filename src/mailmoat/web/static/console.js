@@ -375,6 +375,17 @@
     const m = await api("GET", "/messages/" + encodeURIComponent(id));
     document.title = `${m.subject || id} · mailmoat`;
     fill("msg-subject", m.subject || "(no subject)");
+    const sender = m.from_addr || m.mail_from;
+    for (const list of ["deny", "allow"]) {
+      const button = $(`${list}-sender`);
+      if (!button || !sender) continue;
+      button.hidden = false;
+      button.addEventListener("click", async () => {
+        if (!window.confirm(`${T(`detail.${list}_sender`)}: ${sender}?`)) return;
+        const body = { kind: "sender", value: sender, note: `${T("detail.title")} ${id}` };
+        await attempt(() => api("POST", `/lists/${list}`, body), `${T("lists.added")}: ${T(`lists.${list}`)} ${sender}`);
+      });
+    }
     fill("verdict", kv([
       [T("col.action"), actionBadge(m.verdict.action)],
       [T("col.score"), h("b", { text: (m.verdict.score || 0).toFixed(1) })],
@@ -661,6 +672,34 @@
         if (res) { fill("imp-result", `${res.count}: ${JSON.stringify(res.counts)}`); load(); }
       });
     }
+    await load();
+  };
+
+  pages.lists = async function () {
+    const load = async () => {
+      const res = await api("GET", "/lists");
+      const cols = [
+        { label: T("lists.list"), render: (e) => badge(T(`lists.${e.list}`), e.list === "allow" ? "st-delivered" : "st-failed") },
+        { label: T("col.kind"), render: (e) => badge(e.kind, "src") },
+        { label: T("col.value"), render: (e) => mono(e.value) },
+        { label: T("common.reason"), key: "note" },
+        { label: T("col.by"), key: "created_by" },
+        { label: T("col.created"), render: (e) => h("span", { class: "nowrap", text: fmtTime(e.created_at) }) },
+        { label: T("lists.expires"), render: (e) => h("span", { class: "nowrap", text: e.expires_at ? fmtTime(e.expires_at) : T("lists.never") }) },
+      ];
+      if (P.isAdmin) cols.push({ label: "", render: (e) => h("button", { type: "button", class: "danger small", text: T("lists.remove"), onclick: async () => {
+        if (!window.confirm(`${T("lists.remove")}: ${e.value}?`)) return;
+        if (await attempt(() => api("DELETE", `/lists/${e.id}`), T("lists.remove"))) load();
+      } }) });
+      fill("lists", table(cols, res.items, { id: "lists-table", rowAttrs: (e) => ({ dataset: { value: e.value, list: e.list } }) }));
+    };
+    const form = $("list-form");
+    if (form) form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const list = $("list-list").value;
+      const body = { kind: $("list-kind").value, value: $("list-value").value, note: $("list-note").value, days: Number($("list-days").value || 0) };
+      if (await attempt(() => api("POST", `/lists/${list}`, body), T("lists.added"))) { form.reset(); load(); }
+    });
     await load();
   };
 
