@@ -63,3 +63,17 @@ def test_rescan_command(settings: Settings, tmp_path: Path) -> None:
     assert '"scanned": 0' in res.stdout
     bad = CliRunner().invoke(app, ["rescan", "--since", "the other day", "--data-dir", settings.data_dir])
     assert bad.exit_code == 2 and "cannot read time" in bad.output
+
+
+async def test_a_deny_entry_then_rescan_recalls_the_senders_delivered_mail(settings: Settings) -> None:
+    from mailmoat.policy.site_lists import add_to_store
+
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    mail_id = await _deliver(settings, store)
+    add_to_store(store, "deny", "domain", "partner.example", note="account taken over", by="analyst")
+    report = await rescan(RecallEngine(settings, store), Scanner(settings, store=store), "1h")
+    assert report.newly_condemned == [mail_id]
+    assert [r.state for r in report.recalls] == ["done"] and report.recalls[0].copies == 2
+    row = store.get_message(mail_id)
+    assert row is not None and row.action == "reject"
+    assert "denylisted: sender domain partner.example is on the deny list (partner.example)" in row.reasons
