@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import smtplib
 import time
 from email.message import EmailMessage
@@ -208,6 +209,8 @@ def test_lists_in_the_console(tmp_path: Path) -> None:
             page.fill("#list-days", "30")
             page.click("#list-submit")
             page.wait_for_selector("#lists-table tr[data-value='partner.example'][data-list='allow']")
+            if shots := os.environ.get("MAILMOAT_SCREENSHOTS"):  # a picture to look at, on request
+                page.screenshot(path=str(Path(shots) / "lists.png"), full_page=True)
             page.click(f"#lists-table tr[data-value='{sender}'] button.danger")
             page.wait_for_selector(f"#lists-table tr[data-value='{sender}']", state="detached")
             assert errors == []
