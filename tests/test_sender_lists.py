@@ -22,6 +22,7 @@ from mailmoat.store.list_models import SenderListRow
 from mailmoat.store.models import MessageRow
 from tests.support.browser import ConsoleServer, chromium, chromium_missing, login, logout, wait_ready
 from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for, write_toml
+from tests.support.pg import pg_url  # noqa: F401  (fixture)
 from tests.support.webkit import PASSWORD, web_env
 
 ALICE = "alice@victim-corp.com"
@@ -246,3 +247,43 @@ def test_two_people_adding_the_same_entry_at_once_both_succeed(settings: Setting
     with store.session() as s:
         assert [(r.value, r.note) for r in site_lists.entries(s)] == [("evil.example", "mine")]
     store.close()
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_nodes_add_the_same_entry_at_once_and_each_sees_the_others(settings: Settings, db: str,
+                                                                      request: pytest.FixtureRequest) -> None:
+    import threading
+
+    from mailmoat.policy.site_lists import StoreLists, add_to_store
+
+    if db == "postgresql":
+        settings.db = request.getfixturevalue("pg_url")
+    Store(settings.db_url).close()  # the schema, before the nodes race
+    results: list[bool] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def node(i: int) -> None:
+        store = Store(settings.db_url)  # each "node" with its own connection pool
+        try:
+            start.wait()
+            results.append(add_to_store(store, "deny", "domain", "evil.example", note=f"node {i}", by=f"analyst{i}")[1])
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=node, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and sorted(results) == [False, False, False, True]
+    other = Store(settings.db_url)
+    try:
+        seen = StoreLists(other, every=0)()
+        assert seen.deny_domains == frozenset({"evil.example"}) and seen.allow_domains == frozenset()
+        add_to_store(other, "allow", "ip", "192.0.2.7")
+        assert [str(n) for n in StoreLists(other, every=0)().allow_ips] == ["192.0.2.7/32"]
+    finally:
+        other.close()
