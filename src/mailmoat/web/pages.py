@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -118,14 +119,17 @@ def set_language(code: str, next: str = "/") -> Response:
     return resp
 
 
-@router.get("/", response_class=HTMLResponse)
-def dashboard_page(request: Request) -> Response:
-    return _page(request, "dashboard")
+def _nav_page(name: str) -> Callable[[Request], Response]:
+    def show(request: Request) -> Response:
+        return _page(request, name)
+
+    show.__name__ = f"{name}_page"
+    return show
 
 
-@router.get("/messages", response_class=HTMLResponse)
-def messages_page(request: Request) -> Response:
-    return _page(request, "messages")
+# Each NAV page is its template rendered for the principal; console.js fills it from the API.
+for _name, _href, _key, _roles in NAV:
+    router.add_api_route(_href, _nav_page(_name), methods=["GET"], response_class=HTMLResponse)
 
 
 @router.get("/messages/{mail_id}", response_class=HTMLResponse)
@@ -133,49 +137,9 @@ def message_page(request: Request, mail_id: str) -> Response:
     return _page(request, "messages", "message.html", mail_id=mail_id)
 
 
-@router.get("/quarantine", response_class=HTMLResponse)
-def quarantine_page(request: Request) -> Response:
-    return _page(request, "quarantine")
-
-
-@router.get("/recall", response_class=HTMLResponse)
-def recall_page(request: Request) -> Response:
-    return _page(request, "recall")
-
-
 @router.get("/recall/{job_id}", response_class=HTMLResponse)
 def recall_job_page(request: Request, job_id: str) -> Response:
     return _page(request, "recall", "recall_job.html", job_id=job_id)
-
-
-@router.get("/incidents", response_class=HTMLResponse)
-def incidents_page(request: Request) -> Response:
-    return _page(request, "incidents")
-
-
-@router.get("/indicators", response_class=HTMLResponse)
-def indicators_page(request: Request) -> Response:
-    return _page(request, "indicators")
-
-
-@router.get("/lists", response_class=HTMLResponse)
-def lists_page(request: Request) -> Response:
-    return _page(request, "lists")
-
-
-@router.get("/rules", response_class=HTMLResponse)
-def rules_page(request: Request) -> Response:
-    return _page(request, "rules")
-
-
-@router.get("/audit", response_class=HTMLResponse)
-def audit_page(request: Request) -> Response:
-    return _page(request, "audit")
-
-
-@router.get("/users", response_class=HTMLResponse)
-def users_page(request: Request) -> Response:
-    return _page(request, "users")
 
 
 # -- release links from quarantine digests (no login: the token is the permission) ----------------
