@@ -117,4 +117,7 @@ def test_the_quarantine_digest_links(settings: Settings, tmp_path: Path) -> None
         assert code == want_code and got["digest"][0] == state and detail in got["digest"][1], (section, got["digest"])
     code, got = check(settings, tmp_path, digest={"enabled": True, "console_url": "https://m.example", "days": 45.0})
     assert code == 0 and got["digest"][0] == "warn" and "longer than retention.raw_days (30)" in got["digest"][1]
+    code, got = check(settings, tmp_path, server={"domains": ["victim-corp.com"]},
+                      digest={"enabled": True, "console_url": "https://m.example", "domains": ["Victim-Corp.com", "victim-corp.cn"]})
+    assert code == 0 and got["digest"] == ("warn", "digest.domains ['victim-corp.cn'] are not in server.domains: their recipients get no digest")
     assert "digest" not in check(settings, tmp_path, digest={"enabled": False})[1]

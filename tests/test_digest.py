@@ -70,7 +70,8 @@ def cli(settings: Settings, *args: str) -> tuple[int, str]:
         "data_dir": settings.data_dir,
         "server": {"domains": settings.server.domains},
         "policy": {"thresholds": {"tag": settings.policy.thresholds.tag, "quarantine": settings.policy.thresholds.quarantine}},
-        "digest": {"enabled": True, "hours": settings.digest.hours, "console_url": settings.digest.console_url},
+        "digest": {"enabled": True, "hours": settings.digest.hours, "console_url": settings.digest.console_url,
+                   "exclude": settings.digest.exclude},
     })
     result = runner.invoke(cli_app, [*args, "--config", str(cfg)])
     return result.exit_code, result.output
@@ -348,12 +349,32 @@ def test_digest_send_command_and_json(digest_settings: Settings) -> None:
     assert code == 0 and "no digest due" in out
     code, out = cli(settings, "digest", "preview", BOB)
     assert code == 0 and "nothing held for" in out
+    settings.digest.exclude = [BOB]
+    code, out = cli(settings, "digest", "preview", BOB)
+    assert code == 0 and f"{BOB} gets no digest" in out
     # What the --now digest listed is not listed again at the next scheduled hour.
     store = Store(settings.db_url)
     try:
         assert due(store, settings, at_hour(9)) == []
     finally:
         store.close()
+
+
+def test_digests_go_only_to_the_chosen_domains_and_not_to_excluded_addresses(digest_settings: Settings) -> None:
+    settings = digest_settings
+    team, carol = "team@victim-corp.com", "carol@localhost"
+    hold(settings, offer("Offer for four!!!", rcpts=(ALICE, BOB, team, carol)), [ALICE, BOB, team, carol])
+    settings.digest.domains, settings.digest.exclude = ["victim-corp.com"], [f"<{team.upper()}>"]
+    settings.digest.__post_init__()  # as a configuration file's values are read
+    store = Store(settings.db_url)
+    try:
+        assert [d.recipient for d in due(store, settings, at_hour(9))] == [ALICE, BOB]
+        settings.digest.domains, settings.digest.exclude = [], []
+        assert [d.recipient for d in due(store, settings, at_hour(9))] == [ALICE, BOB, carol, team]
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match=r"digest\.exclude"):
+        DigestSettings(exclude=["team"])
 
 
 def test_the_gateway_sends_digests_at_the_set_hour(digest_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

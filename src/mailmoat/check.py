@@ -228,6 +228,9 @@ def digest(settings: Settings) -> Check | None:
         return Check("digest", "warn", f"at {hours}, without release links (digest.console_url is empty)")
     if not url.startswith(("https://", "http://")):
         return Check("digest", "fail", f"digest.console_url {url!r} is not an http(s) address: its links would not open")
+    ours = {d.strip().lower() for d in settings.server.domains}
+    if strays := [d for d in cfg.domains if d not in ours]:
+        return Check("digest", "warn", f"digest.domains {strays} are not in server.domains: their recipients get no digest")
     if cfg.days > settings.retention.raw_days:
         return Check("digest", "warn", f"digest.days ({cfg.days:g}) is longer than retention.raw_days ({settings.retention.raw_days}): "
                      "older held mail is listed but can no longer be released")

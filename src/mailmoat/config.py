@@ -314,9 +314,18 @@ class DigestSettings:
     max_items: int = 100  # per digest, newest first
     sender: str = ""  # the From address; default postmaster@<server.hostname>
     language: str = "en"  # "en" or "zh"
+    # Only recipients in these of server.domains get digests ([] = every one of them).
+    domains: list[str] = field(default_factory=list)
+    # Addresses that never get one (shared mailboxes, distribution lists).
+    exclude: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from mailmoat.policy.categories import CATEGORIES, OTHER
+
+        self.domains = [d.strip().lower().lstrip("@").rstrip(".") for d in self.domains if d.strip()]
+        self.exclude = [a.strip().strip("<>").lower() for a in self.exclude if a.strip()]
+        if bad_addr := [a for a in self.exclude if "@" not in a]:
+            raise ConfigError(f"digest.exclude: {bad_addr} are not addresses")
 
         if unknown := [c for c in self.categories if c not in (*CATEGORIES, OTHER)]:
             raise ConfigError(f"digest.categories: unknown {unknown}; known: {', '.join((*CATEGORIES, OTHER))}")

@@ -66,8 +66,12 @@ def preview_cmd(
 ) -> None:
     """What RECIPIENT's digest would list now (each release link reads <token>; nothing is sent or recorded)."""
     from mailmoat.digest import compose, preview
+    from mailmoat.digest.listing import gets_digests
 
     settings = load_settings(config, data_dir, db)
+    if not gets_digests(settings, recipient):
+        typer.echo(f"{recipient} gets no digest: not in server.domains, outside digest.domains or in digest.exclude")
+        return
     store = open_store(settings)
     try:
         d = preview(store, settings, recipient)

@@ -64,9 +64,14 @@ def offered(settings: Settings, row: MessageRow) -> bool:
     return categories(row.direction, row.action, row.status, list(row.findings or [])) <= set(settings.digest.categories)
 
 
-def _local(settings: Settings, address: str) -> bool:
-    domain = address.rpartition("@")[2].strip().lower()
-    return bool(domain) and domain in {d.strip().lower() for d in settings.server.domains}
+def gets_digests(settings: Settings, address: str) -> bool:
+    """Whether a recipient is one of ours that digests go to (`digest.domains`, `digest.exclude`)."""
+    address = address.strip().lower()
+    domain = address.rpartition("@")[2]
+    if not domain or domain not in {d.strip().lower() for d in settings.server.domains}:
+        return False
+    cfg = settings.digest
+    return (not cfg.domains or domain in cfg.domains) and address not in cfg.exclude
 
 
 def sender_of(row: MessageRow) -> str:
@@ -91,7 +96,7 @@ def held_for(store: Store, settings: Settings, until: float, only: Sequence[str]
         ).all()
         for rcpt, msg in rows:
             key = rcpt.strip().lower()
-            if (wanted and key not in wanted) or not _local(settings, key) or not offered(settings, msg):
+            if (wanted and key not in wanted) or not gets_digests(settings, key) or not offered(settings, msg):
                 continue
             if msg not in out.setdefault(key, []):
                 out[key].append(msg)
