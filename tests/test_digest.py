@@ -24,6 +24,7 @@ from mailmoat import metrics
 from mailmoat.cli import app as cli_app
 from mailmoat.config import ConfigError, DigestSettings, Settings
 from mailmoat.digest import current_slot, due, look_up, send_due
+from mailmoat.model import Finding
 from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.db import Store
 from mailmoat.store.digest_models import DigestLinkRow, DigestRow
@@ -98,15 +99,16 @@ def held_copies(store: Store, mail_id: str) -> dict[str, str]:
         return {d.recipient: d.status for d in s.scalars(select(DeliveryRow).where(DeliveryRow.message_id == mail_id))}
 
 
-def hold(settings: Settings, raw: bytes, rcpts: list[str], days_ago: float = 2.0) -> str:
+def hold(settings: Settings, raw: bytes, rcpts: list[str], days_ago: float = 2.0, also: tuple[Finding, ...] = ()) -> str:
     """Record a message as held for spam `days_ago` (before the latest scheduled hour, whatever the
-    time now), as the gateway records and holds it; its id."""
+    time now), as the gateway records and holds it, with `also` beside its spam finding; its id."""
     from mailmoat.deliver import DeliveryService
-    from mailmoat.model import Action, Envelope, Finding, Verdict
+    from mailmoat.model import Action, Envelope, Verdict
     from mailmoat.parse import parse
 
     env = Envelope(mail_from="deals@offers.example", rcpt_tos=rcpts, received_at=time.time() - days_ago * 86400, size=len(raw))
-    verdict = Verdict(Action.QUARANTINE, 12.0, [Finding("BAYES_SPAM", 12.0, "spam-like words", "classifier", "bayes")], ["test"])
+    verdict = Verdict(Action.QUARANTINE, 12.0, [Finding("BAYES_SPAM", 12.0, "spam-like words", "classifier", "bayes"), *also],
+                      ["test"])
     store = Store(settings.db_url)
     try:
         message = parse(raw)
@@ -375,6 +377,19 @@ def test_digests_go_only_to_the_chosen_domains_and_not_to_excluded_addresses(dig
         store.close()
     with pytest.raises(ConfigError, match=r"digest\.exclude"):
         DigestSettings(exclude=["team"])
+
+
+def test_mail_from_a_denied_sender_stays_for_the_administrators(digest_settings: Settings) -> None:
+    settings = digest_settings
+    denied = Finding("DENYLISTED", 0.0, "sender domain offers.example is on the deny list", "policy", "policy")
+    hold(settings, offer("Denied offer!!!"), [ALICE], also=(denied,))
+    store = Store(settings.db_url)
+    try:
+        assert due(store, settings, at_hour(9)) == []
+        hold(settings, offer("Plain offer!!!"), [ALICE])
+        assert [[i.subject for i in d.items] for d in due(store, settings, at_hour(9))] == [["Plain offer!!!"]]
+    finally:
+        store.close()
 
 
 def test_the_gateway_sends_digests_at_the_set_hour(digest_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

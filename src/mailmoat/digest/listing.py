@@ -13,6 +13,7 @@ from mailmoat.config import Settings
 from mailmoat.digest.text import shown
 from mailmoat.model import Action
 from mailmoat.policy.categories import categories
+from mailmoat.policy.decide import DENYLISTED
 from mailmoat.store.db import HELD, Store
 from mailmoat.store.digest_models import DigestRow
 from mailmoat.store.models import DeliveryRow, MessageRow
@@ -58,9 +59,12 @@ def current_slot(settings: Settings, now: float) -> tuple[str, float]:
 
 def offered(settings: Settings, row: MessageRow) -> bool:
     """Whether a held message may be listed to, and released by, its recipient: quarantined by the
-    policy (not held because an engine failed) and of no category outside `digest.categories`."""
+    policy (not held because an engine failed), not from a sender the administrators denied, and of
+    no category outside `digest.categories`."""
     if row.status != "quarantined" or row.action != Action.QUARANTINE.value:
         return False
+    if any(f.get("symbol") == DENYLISTED.name for f in row.findings or []):
+        return False  # the administrators' decision, not the user's to undo
     return categories(row.direction, row.action, row.status, list(row.findings or [])) <= set(settings.digest.categories)
 
 
