@@ -148,6 +148,33 @@ def test_the_cli_says_why_an_entry_is_refused(lists_settings: Settings) -> None:
     assert code == 2 and "public suffix" in out
 
 
+def test_a_list_exported_elsewhere_is_imported_line_by_line(lists_settings: Settings, tmp_path: Path) -> None:
+    exported = tmp_path / "blocked.txt"
+    exported.write_text(
+        "# blocked senders, exported 2026-11-30\n"
+        "Evil.Example\n@phish.example.net   # lookalike of our bank\n<Payroll@Fraud.example>\n"
+        "203.0.113.9\n198.51.100.0/24\n\nco.uk\nnot a domain\nevil.example\n",
+        encoding="utf-8",
+    )
+    code, out = cli(lists_settings, "import", "deny", str(exported), "--note", "from the old gateway")
+    assert code == 1, out
+    assert "deny: 5 added, 1 updated, 2 refused" in out
+    assert "line 8: co.uk is a public suffix" in out and "line 9: 'not a domain' is not a domain name" in out
+    code, out = cli(lists_settings, "list", "--format", "json")
+    assert sorted((e["kind"], e["value"], e["note"]) for e in json.loads(out)["items"]) == [
+        ("domain", "evil.example", "from the old gateway"), ("domain", "phish.example.net", "from the old gateway"),
+        ("ip", "198.51.100.0/24", "from the old gateway"), ("ip", "203.0.113.9/32", "from the old gateway"),
+        ("sender", "payroll@fraud.example", "from the old gateway"),
+    ]
+    code, out = cli(lists_settings, "import", "grey", str(exported))
+    assert code == 2 and "allow or deny" in out
+    from mailmoat.store.audit import read_audit
+
+    with Store(lists_settings.db_url).session() as s:
+        _, rows = read_audit(s, action="list.add")
+    assert len(rows) == 6 and all(r["detail"]["import"] == str(exported) for r in rows)
+
+
 def test_api_analysts_deny_admins_allow_and_remove(tmp_path: Path) -> None:
     with web_env(tmp_path) as env:
         c = env.client

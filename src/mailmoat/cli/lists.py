@@ -21,7 +21,7 @@ from mailmoat.cli.common import (
     when,
 )
 
-lists_app = typer.Typer(help="Allow and deny lists kept in the store: list, allow, deny, remove.", no_args_is_help=True)
+lists_app = typer.Typer(help="Allow and deny lists kept in the store: list, allow, deny, import, remove.", no_args_is_help=True)
 
 KindArg = Annotated[str, typer.Argument(help="sender (an address), domain (and its sub-domains) or ip (an address or network)")]
 ValueArg = Annotated[str, typer.Argument(help="The address, domain or network")]
@@ -60,6 +60,49 @@ def deny_cmd(kind: KindArg, value: ValueArg, note: NoteOpt = "", days: DaysOpt =
              config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
     """Reject mail from a sender, a domain or a network."""
     _add("deny", kind, value, note, days, config, data_dir, db)
+
+
+@lists_app.command("import")
+def import_cmd(
+    list_: Annotated[str, typer.Argument(metavar="LIST", help="allow or deny")],
+    file: Annotated[typer.FileText, typer.Argument(help="One address, domain or network a line (# comments); - for stdin")],
+    note: NoteOpt = "", days: DaysOpt = 0.0,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """Add many entries at once, each line's kind told by its form (an address, a domain or @domain,
+    an IP or network): a list exported from another gateway. Refused lines are named; exit 1 if any."""
+    from mailmoat.policy.site_lists import LISTS, ListError, add, entry_dict, kind_of
+    from mailmoat.store.audit import audit
+
+    if list_ not in LISTS:
+        typer.echo(f"error: LIST must be allow or deny, not {list_!r}", err=True)
+        raise typer.Exit(2)
+    values = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(file, 1)]
+    store = open_store(load_settings(config, data_dir, db))
+    added = updated = refused = 0
+    try:
+        with store.session() as s:  # one transaction: the whole file or, on a database error, none of it
+            for n, value in values:
+                if not value:
+                    continue
+                kind = kind_of(value)
+                try:
+                    row, new = add(s, list_, kind, value, note=note, by=actor(), days=days)
+                except ListError as exc:
+                    refused += 1
+                    typer.echo(f"line {n}: {exc}", err=True)
+                    continue
+                if new:
+                    added += 1
+                else:
+                    updated += 1
+                audit(s, actor(), "list.add", f"{list_}:{row.kind}:{row.value}", source="cli",
+                      detail={**entry_dict(row), "new": new, "import": getattr(file, "name", "")}, note=note)
+    finally:
+        store.close()
+    typer.echo(f"{list_}: {added} added, {updated} updated, {refused} refused")
+    if refused:
+        raise typer.Exit(1)
 
 
 @lists_app.command("list")

@@ -60,6 +60,19 @@ def normalise(kind: str, value: str) -> str:
     raise ListError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
 
 
+def kind_of(value: str) -> str:
+    """The kind a bare value is, as an exported list gives it: an address, "@domain" or a domain,
+    an IP address or network."""
+    v = value.strip().strip("<>").strip()
+    if "@" in v and not v.startswith("@"):
+        return "sender"
+    try:
+        ipaddress.ip_network(v, strict=False)
+        return "ip"
+    except ValueError:
+        return "domain"
+
+
 def entries(session: Session, now: float | None = None) -> list[SenderListRow]:
     """Every entry in force (not expired), allow list first, then by kind and value."""
     now = time.time() if now is None else now
