@@ -338,6 +338,20 @@ class DigestSettings:
 
 
 @dataclass
+class BannerSettings:
+    """A banner above the text of mail from outside: why a tagged message is suspect, and optionally
+    a notice on all the rest of it."""
+
+    enabled: bool = False
+    external: bool = False  # also a notice on every other message from outside
+    language: str = "en"  # "en" or "zh"
+
+    def __post_init__(self) -> None:
+        if self.language not in ("en", "zh"):
+            raise ConfigError(f"banner.language: {self.language!r}; known: en, zh")
+
+
+@dataclass
 class WebSettings:
     secret_key: str = ""  # not used (sessions are random tokens in the store); kept so that old files load
     admin_password: str = ""  # env MAILMOAT_ADMIN_PASSWORD also works
@@ -398,6 +412,7 @@ class Settings:
     condemned_links: CondemnedLinkSettings = field(default_factory=CondemnedLinkSettings)
     web: WebSettings = field(default_factory=WebSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
+    banner: BannerSettings = field(default_factory=BannerSettings)
     tasks: TasksSettings = field(default_factory=TasksSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)
 

@@ -31,7 +31,7 @@ def split_header(raw: bytes) -> tuple[bytes, bytes]:
     return raw[:cut], raw[cut:]
 
 
-def _fields(header: bytes) -> list[bytes]:
+def header_fields(header: bytes) -> list[bytes]:
     """Header fields, each with its continuation lines and line endings."""
     lines = header.splitlines(keepends=True)
     fields: list[bytes] = []
@@ -51,7 +51,7 @@ def _name(field: bytes) -> bytes:
 def strip_fields(raw: bytes, drop: Callable[[bytes, bytes], bool]) -> bytes:
     """Remove header fields for which drop(lower-case name, field bytes) is true; the body is untouched."""
     header, rest = split_header(raw)
-    kept = [f for f in _fields(header) if not drop(_name(f), f)]
+    kept = [f for f in header_fields(header) if not drop(_name(f), f)]
     return b"".join(kept) + rest
 
 
@@ -151,7 +151,7 @@ def prefix_subject(raw: bytes, prefix: str) -> bytes:
     if not prefix:
         return raw
     header, rest = split_header(raw)
-    fields = _fields(header)
+    fields = header_fields(header)
     enc = _encode_word(prefix)
     for i, f in enumerate(fields):
         if _name(f) == b"subject":

@@ -16,6 +16,7 @@ from mailmoat.classify.store_learning import remember_verdicts
 from mailmoat.config import Settings
 from mailmoat.deliver import dsn as dsn_mod
 from mailmoat.deliver import queue, relay
+from mailmoat.deliver.banner import add_banner, banner_lines
 from mailmoat.deliver.headers import prepare_base, stamp
 from mailmoat.deliver.maildir import MaildirStore
 from mailmoat.model import Action, Address, Direction, Envelope, Message, Verdict
@@ -77,6 +78,12 @@ class DeliveryService:
     @property
     def local(self) -> bool:
         return self.target is None
+
+    def _base(self, envelope: Envelope, raw: bytes, verdict: Verdict) -> bytes:
+        """The copy every recipient shares: the banner, if any, then the header edits."""
+        if shown := banner_lines(self.settings, envelope, verdict):
+            raw = add_banner(raw, *shown)
+        return prepare_base(raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix)
 
     # -- public API ------------------------------------------------------------------------
     async def deliver(
@@ -162,7 +169,7 @@ class DeliveryService:
             return [self._outcome_of(c)]
         if search:
             c = dataclasses.replace(c, fresh=False)
-        base = prepare_base(raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix)
+        base = self._base(envelope, raw, verdict)
         attempt = self._store_one(envelope, base, c)
         if not attempt[0].ok:
             return None  # the claim stands ("sending"); the async path records a retry or failure
@@ -185,7 +192,7 @@ class DeliveryService:
         ((idx, rcpt, mailbox, tid),) = copies
         # Nothing was delivered before (first attempt): the copy needs no search of the mailbox.
         c = Claim(idx, rcpt, mailbox, tid, claimed=True, fresh=True, status=SENDING, attempts=0)
-        base = prepare_base(raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix)
+        base = self._base(envelope, raw, verdict)
         attempt = self._store_one(envelope, base, c)
         if not attempt[0].ok:
             return None
@@ -346,9 +353,7 @@ class DeliveryService:
             if not c.claimed:
                 outcomes[c.tracking_id] = self._outcome_of(c)
         if todo:
-            base = prepare_base(
-                raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix
-            )
+            base = self._base(envelope, raw, verdict)
             if self.local:
                 attempts = await self._store_local(envelope, base, todo)
             else:
