@@ -215,7 +215,8 @@ def _leaf(header: bytes, rest: bytes, info: Message, kind: str, lines: list[str]
 
 
 def _into_html(text: str, kind: str, lines: list[str]) -> str:
-    paragraphs = "".join(f'<p style="margin:0 0 4px 0;">{html.escape(ln)}</p>' for ln in lines)
+    paragraphs = "".join(f'<p style="margin:0 0 4px 0;{"font-weight:bold;" if i == 0 else ""}">{html.escape(ln)}</p>'
+                         for i, ln in enumerate(lines))
     box = (f'<div class="mailmoat-banner" style="{_HTML_STYLE[kind]}padding:8px 12px;margin:0 0 12px 0;'
            f'font-family:sans-serif;font-size:14px;">{paragraphs}</div>')
     for tag in (_BODY_TAG, _HTML_TAG):
