@@ -10,6 +10,7 @@ from email.message import EmailMessage, Message
 
 import pytest
 
+from mailmoat import metrics
 from mailmoat.config import BannerSettings, ConfigError, Settings
 from mailmoat.deliver.banner import add_banner, banner_lines
 from mailmoat.model import Action, Direction, Envelope, Finding, Verdict
@@ -143,6 +144,7 @@ def test_the_gateway_delivers_tagged_mail_with_the_banner(settings: Settings) ->
     settings.policy.thresholds.reject = 200.0
     settings.banner = BannerSettings(enabled=True)
     raw = alternative_with_an_image()
+    added = metrics.BANNERS.labels(kind="warning", result="added")._value.get()
     with inprocess_gateway(settings) as gw:
         with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
             c.sendmail("hr@outside.example", ["alice@victim-corp.com"], raw)
@@ -153,3 +155,4 @@ def test_the_gateway_delivers_tagged_mail_with_the_banner(settings: Settings) ->
     plain = next(p for p in got.walk() if p.get_content_type() == "text/plain")
     assert text_of(plain).startswith("Caution: this message looks suspicious.\n")
     assert text_of(plain).endswith("请扫码领取补贴。\n")
+    assert metrics.BANNERS.labels(kind="warning", result="added")._value.get() == added + 1

@@ -46,6 +46,10 @@ RECALL_COPIES = Counter(
     "mailmoat_recall_copy_results", "Recall and restore results of single copies", ["state"], registry=REGISTRY
 )
 DIGESTS = Counter("mailmoat_digests", "Quarantine digests sent to recipients, by outcome", ["status"], registry=REGISTRY)
+BANNERS = Counter(
+    "mailmoat_banners", "Warning banners put above a message's text, or left out (signed mail, text that cannot be "
+    "read back exactly), by kind", ["kind", "result"], registry=REGISTRY,
+)
 DIGEST_RELEASES = Counter(
     "mailmoat_digest_releases", "Held copies released by their recipients through a digest's link", registry=REGISTRY
 )

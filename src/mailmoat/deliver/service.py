@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mailmoat import metrics
 from mailmoat.blobstore import PG_PREFIX, read_blob
 from mailmoat.classify.store_learning import remember_verdicts
 from mailmoat.config import Settings
@@ -82,7 +83,9 @@ class DeliveryService:
     def _base(self, envelope: Envelope, raw: bytes, verdict: Verdict) -> bytes:
         """The copy every recipient shares: the banner, if any, then the header edits."""
         if shown := banner_lines(self.settings, envelope, verdict):
-            raw = add_banner(raw, *shown)
+            with_banner = add_banner(raw, *shown)
+            metrics.BANNERS.labels(kind=shown[0], result="added" if with_banner != raw else "left_out").inc()
+            raw = with_banner
         return prepare_base(raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix)
 
     # -- public API ------------------------------------------------------------------------
