@@ -77,3 +77,26 @@ async def test_a_deny_entry_then_rescan_recalls_the_senders_delivered_mail(setti
     row = store.get_message(mail_id)
     assert row is not None and row.action == "reject"
     assert "denylisted: sender domain partner.example is on the deny list (partner.example)" in row.reasons
+
+
+async def test_a_held_message_stays_held_when_a_rescan_would_reject_it(settings: Settings) -> None:
+    from mailmoat.digest.listing import offered
+    from mailmoat.model import Action, Finding, Verdict
+    from mailmoat.pipeline import NO_BACKSCATTER
+    from mailmoat.policy.site_lists import add_to_store
+
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    env = Envelope("payroll@partner.example", ["alice@localhost"])
+    held = Verdict(Action.QUARANTINE, 12.0, [Finding("BAYES_SPAM", 12.0, "spam-like words", "classifier", "bayes")], ["test"])
+    scanned = await Scanner(settings, store=store).scan(RAW, env)
+    store.record_message(env, scanned.message, held, store.retain_raw(env, RAW, settings.raw_dir))
+    await DeliveryService(settings, store).deliver(env, RAW, held, scanned.message)
+    add_to_store(store, "deny", "sender", "payroll@partner.example")
+    report = await rescan(RecallEngine(settings, store), Scanner(settings, store=store), "1h")
+    assert (report.changed, report.newly_condemned, report.recalls) == (1, [], [])
+    row = store.get_message(env.id)
+    assert row is not None and (row.action, row.status) == ("quarantine", "quarantined")
+    assert "DENYLISTED" in row.symbols and NO_BACKSCATTER in row.reasons
+    assert not offered(settings, row)  # no longer the recipient's to release from a digest
+    again = await rescan(RecallEngine(settings, store), Scanner(settings, store=store), "1h")
+    assert again.changed == 0

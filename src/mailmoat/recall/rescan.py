@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 
 from mailmoat.blobstore import read_blob
-from mailmoat.model import Action, Direction, Envelope
+from mailmoat.model import Action, Direction, Envelope, Verdict
 from mailmoat.recall.auto import AutoOutcome, auto_recall
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector, parse_time
@@ -62,6 +62,7 @@ async def rescan(
             row = s.get(MessageRow, mail_id)
             if row is None:
                 continue
+            held, old_symbols = row.status == "quarantined", set(row.symbols or {})
             env = Envelope(
                 id=row.id, mail_from=row.mail_from, rcpt_tos=list(row.rcpt_tos or []), peer_ip=row.peer_ip,
                 helo=row.helo, received_at=row.received_at, direction=Direction(row.direction), auth_user=row.auth_user,
@@ -70,8 +71,13 @@ async def rescan(
         result = await scanner.scan(raw, env)
         report.scanned += 1
         verdict = result.verdict
-        if verdict.action.value == old_action:
-            continue
+        if held and verdict.action == Action.REJECT:
+            # Accepted long ago: as when it arrived, a reject now means it stays held (no bounce).
+            from mailmoat.pipeline import NO_BACKSCATTER
+
+            verdict = Verdict(Action.QUARANTINE, verdict.score, list(verdict.findings), [*verdict.reasons, NO_BACKSCATTER])
+        if verdict.action.value == old_action and not (held and set(verdict.symbols) != old_symbols):
+            continue  # the same verdict (a held message's is kept up to date: what users may release depends on it)
         report.changed += 1
         with engine.store.session() as s:
             row = s.get(MessageRow, mail_id)
