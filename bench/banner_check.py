@@ -3,9 +3,9 @@ where it belongs, every other part byte for byte the same, the text it was put i
 
     .venv/bin/python bench/banner_check.py ../shared/corpora [--limit N]
 
-Prints, per corpus: messages, banners added, messages left as they were (and why: no body text,
-signed or encrypted, text that cannot be read back exactly), and any message whose result does not
-check out (none is the target).
+Prints, per corpus: messages, banners added, messages left as they were (no body text, signed or
+encrypted, text that cannot be read back exactly), and any message whose result does not check
+out (none is the target); then how long a few messages made to be slow take.
 """
 
 from __future__ import annotations
@@ -66,6 +66,20 @@ def check(raw: bytes) -> str:
     return "added" if changed else "changed, no part differs"
 
 
+def crafted() -> None:
+    """Messages made to be slow to put a banner into, each timed."""
+    cases = {
+        'HTML of 200,000 "<body" with no ">" (1 MB)': b"Content-Type: text/html; charset=utf-8\n\n" + b"<body" * 200_000,
+        "an alternative of 200,000 image parts (5.6 MB)": b"Content-Type: multipart/alternative; boundary=a\n\n"
+        + b"--a\nContent-Type: image/png\n\nx\n" * 200_000 + b"--a--\n",
+        "200,000 empty parts of a mixed (0.8 MB)": b"Content-Type: multipart/mixed; boundary=a\n\n" + b"\n--a" * 200_000 + b"x",
+    }
+    for name, raw in cases.items():
+        t0 = time.perf_counter()
+        add_banner(raw, "warning", LINES)
+        print(f"crafted: {name}: {(time.perf_counter() - t0) * 1000:.0f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("corpora", type=Path)
@@ -93,6 +107,7 @@ def main() -> None:
         for what, n in counts.most_common():
             if what not in ("added", "unchanged"):
                 print(f"  {n} × {what}")
+    crafted()
     for path, what in bad[:20]:
         print(f"  {what}: {path}", file=sys.stderr)
 

@@ -55,8 +55,10 @@ _UNTOUCHABLE = ("multipart/signed", "multipart/encrypted", "application/pkcs7-mi
 # Read (and written) as their superset, which many senders labelled GB2312 really use.
 _SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "gb_2312-80": "gb18030"}
 _MAX_DEPTH = 6
-_BODY_TAG = re.compile(r"<body\b[^>]*>", re.I)
-_HTML_TAG = re.compile(r"<html\b[^>]*>", re.I)
+# Bounded, and looked for near the top only: a page of "<body" with no ">" must not cost seconds.
+_BODY_TAG = re.compile(r"<body\b[^>]{0,1000}>", re.I)
+_HTML_TAG = re.compile(r"<html\b[^>]{0,1000}>", re.I)
+_TAG_WINDOW = 256 * 1024
 
 
 def banner_lines(settings: Settings, envelope: Envelope, verdict: Verdict) -> tuple[str, list[str]] | None:
@@ -132,9 +134,8 @@ def _multipart(rest: bytes, boundary: bytes, ctype: str, kind: str, lines: list[
         if a.group(1):  # the closing delimiter: what follows is the epilogue
             break
         parts.append((a.end(), b.start()))
-    chosen = parts[:1]
-    if ctype == "multipart/alternative":
-        chosen = parts
+    # An alternative's views are its first few parts; a crafted one with thousands is not read through.
+    chosen = parts[:16] if ctype == "multipart/alternative" else parts[:1]
     out, at, changed, seen = [], 0, False, set()
     for start, end in chosen:
         part = rest[start:end]
@@ -220,7 +221,7 @@ def _into_html(text: str, kind: str, lines: list[str]) -> str:
     box = (f'<div class="mailmoat-banner" style="{_HTML_STYLE[kind]}padding:8px 12px;margin:0 0 12px 0;'
            f'font-family:sans-serif;font-size:14px;">{paragraphs}</div>')
     for tag in (_BODY_TAG, _HTML_TAG):
-        if m := tag.search(text):
+        if m := tag.search(text, 0, _TAG_WINDOW):
             return text[: m.end()] + box + text[m.end():]
     return box + text
 
