@@ -147,12 +147,14 @@ def test_the_gateway_delivers_tagged_mail_with_the_banner(settings: Settings) ->
     added = metrics.BANNERS.labels(kind="warning", result="added")._value.get()
     with inprocess_gateway(settings) as gw:
         with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
-            c.sendmail("hr@outside.example", ["alice@victim-corp.com"], raw)
-        copies = wait_for(lambda: maildir_copies(settings.mail_dir, "alice@victim-corp.com"), what="the delivered copy")
-    (files,) = copies.values()
-    got = parsed(files[0].read_bytes())
-    assert str(got["X-Mailmoat-Verdict"]).startswith("action=tag")
-    plain = next(p for p in got.walk() if p.get_content_type() == "text/plain")
-    assert text_of(plain).startswith("Caution: this message looks suspicious.\n")
-    assert text_of(plain).endswith("请扫码领取补贴。\n")
-    assert metrics.BANNERS.labels(kind="warning", result="added")._value.get() == added + 1
+            c.sendmail("hr@outside.example", ["alice@victim-corp.com"], raw)  # one copy: written in one thread hop
+            c.sendmail("hr@outside.example", ["bob@victim-corp.com", "carol@victim-corp.com"], raw)  # several: the async path
+        for rcpt in ("alice@victim-corp.com", "bob@victim-corp.com", "carol@victim-corp.com"):
+            copies = wait_for(lambda r=rcpt: maildir_copies(settings.mail_dir, r), what=f"the copy for {rcpt}")
+            (files,) = copies.values()
+            got = parsed(files[0].read_bytes())
+            assert str(got["X-Mailmoat-Verdict"]).startswith("action=tag")
+            plain = next(p for p in got.walk() if p.get_content_type() == "text/plain")
+            assert text_of(plain).startswith("Caution: this message looks suspicious.\n")
+            assert text_of(plain).endswith("请扫码领取补贴。\n")
+    assert metrics.BANNERS.labels(kind="warning", result="added")._value.get() == added + 2  # once per message written

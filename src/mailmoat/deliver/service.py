@@ -356,7 +356,10 @@ class DeliveryService:
             if not c.claimed:
                 outcomes[c.tracking_id] = self._outcome_of(c)
         if todo:
-            base = self._base(envelope, raw, verdict)
+            if self.settings.banner.enabled:  # rewriting a large body is work for a thread, not the event loop
+                base = await asyncio.to_thread(self._base, envelope, raw, verdict)
+            else:
+                base = self._base(envelope, raw, verdict)
             if self.local:
                 attempts = await self._store_local(envelope, base, todo)
             else:
