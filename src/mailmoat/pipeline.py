@@ -190,10 +190,10 @@ class Pipeline:
                 log.warning("%s: verdict tempfail (%s); scanning again in %.0fs", envelope.id, "; ".join(verdict.reasons), delay)
                 await asyncio.to_thread(self.spool.defer, ref, delay)
                 return Outcome(envelope.id, None, verdict)
-            verdict = _as_quarantine(verdict, f"analysis still failing after {ref.attempts} tries: held in quarantine")
+            verdict = as_quarantine(verdict, f"analysis still failing after {ref.attempts} tries: held in quarantine")
         elif verdict.action is Action.REJECT:
             # After the 250 the sender is often forged: a bounce would hit an innocent party.
-            verdict = _as_quarantine(verdict, NO_BACKSCATTER)
+            verdict = as_quarantine(verdict, NO_BACKSCATTER)
 
         metrics.record_verdict(envelope.direction, verdict, time.perf_counter() - t0)
         # Record first: deliveries (and deferred retries) hang off the message row. The delivery
@@ -223,7 +223,8 @@ class Pipeline:
         return Outcome(envelope.id, verdict.action, verdict, deliveries=deliveries)
 
 
-def _as_quarantine(verdict: Verdict, reason: str) -> Verdict:
+def as_quarantine(verdict: Verdict, reason: str) -> Verdict:
+    """The verdict turned into a hold, with why (a reject after acceptance, analysis that kept failing)."""
     return Verdict(
         action=Action.QUARANTINE,
         score=verdict.score,

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 
 from mailmoat.blobstore import read_blob
-from mailmoat.model import Action, Direction, Envelope, Verdict
+from mailmoat.model import Action, Direction, Envelope
 from mailmoat.recall.auto import AutoOutcome, auto_recall
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector, parse_time
@@ -73,9 +73,9 @@ async def rescan(
         verdict = result.verdict
         if held and verdict.action == Action.REJECT:
             # Accepted long ago: as when it arrived, a reject now means it stays held (no bounce).
-            from mailmoat.pipeline import NO_BACKSCATTER
+            from mailmoat.pipeline import NO_BACKSCATTER, as_quarantine
 
-            verdict = Verdict(Action.QUARANTINE, verdict.score, list(verdict.findings), [*verdict.reasons, NO_BACKSCATTER])
+            verdict = as_quarantine(verdict, NO_BACKSCATTER)
         if verdict.action.value == old_action and not (held and set(verdict.symbols) != old_symbols):
             continue  # the same verdict (a held message's is kept up to date: what users may release depends on it)
         report.changed += 1
