@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -29,16 +29,23 @@ NoteOpt = Annotated[str, typer.Option("--note", help="Why (kept with the entry a
 DaysOpt = Annotated[float, typer.Option("--days", min=0, help="Expires after this many days (0 = never)")]
 
 
+def _audit_add(session: Any, entry: dict[str, Any], new: bool, note: str, source_file: str | None = None) -> None:
+    """The audit row of one entry added or updated from the command line (`source_file`: by `lists import`)."""
+    from mailmoat.policy.site_lists import audit_target
+    from mailmoat.store.audit import audit
+
+    detail = {**entry, "new": new, **({"import": source_file} if source_file is not None else {})}
+    audit(session, actor(), "list.add", audit_target(entry), source="cli", detail=detail, note=note)
+
+
 def _add(list_: str, kind: str, value: str, note: str, days: float, config: ConfigOpt, data_dir: DataDirOpt, db: DbOpt) -> None:
     from mailmoat.policy.site_lists import ListError, add_to_store
-    from mailmoat.store.audit import audit
 
     store = open_store(load_settings(config, data_dir, db))
     try:
         entry, new = add_to_store(store, list_, kind.strip().lower(), value, note=note, by=actor(), days=days)
         with store.session() as s:
-            audit(s, actor(), "list.add", f"{list_}:{entry['kind']}:{entry['value']}", source="cli",
-                  detail={**entry, "new": new}, note=note)
+            _audit_add(s, entry, new, note)
     except ListError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -72,7 +79,6 @@ def import_cmd(
     """Add many entries at once, each line's kind told by its form (an address, a domain or @domain,
     an IP or network): a list exported from another gateway. Refused lines are named; exit 1 if any."""
     from mailmoat.policy.site_lists import LISTS, ListError, add, entry_dict, kind_of
-    from mailmoat.store.audit import audit
 
     if list_ not in LISTS:
         typer.echo(f"error: LIST must be allow or deny, not {list_!r}", err=True)
@@ -96,8 +102,7 @@ def import_cmd(
                     added += 1
                 else:
                     updated += 1
-                audit(s, actor(), "list.add", f"{list_}:{row.kind}:{row.value}", source="cli",
-                      detail={**entry_dict(row), "new": new, "import": getattr(file, "name", "")}, note=note)
+                _audit_add(s, entry_dict(row), new, note, source_file=getattr(file, "name", ""))
     finally:
         store.close()
     typer.echo(f"{list_}: {added} added, {updated} updated, {refused} refused")
@@ -134,7 +139,7 @@ def list_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = 
 def remove_cmd(entry_ids: Annotated[list[int], typer.Argument(help="Entry ids (see `mailmoat lists list`)")],
                config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
     """Take entries off their lists."""
-    from mailmoat.policy.site_lists import entry_dict
+    from mailmoat.policy.site_lists import audit_target, entry_dict
     from mailmoat.store.audit import audit
     from mailmoat.store.list_models import SenderListRow
 
@@ -150,7 +155,7 @@ def remove_cmd(entry_ids: Annotated[list[int], typer.Argument(help="Entry ids (s
                     continue
                 entry = entry_dict(row)
                 s.delete(row)
-                audit(s, actor(), "list.remove", f"{row.list}:{row.kind}:{row.value}", source="cli", detail=entry)
+                audit(s, actor(), "list.remove", audit_target(entry), source="cli", detail=entry)
             typer.echo(f"removed #{entry_id} {entry['list']} {entry['kind']} {entry['value']}")
     finally:
         store.close()

@@ -118,6 +118,11 @@ def add_to_store(store: Any, list_: str, kind: str, value: str, *, note: str = "
         return once()
 
 
+def audit_target(entry: dict[str, Any]) -> str:
+    """How the audit log names an entry: `list:kind:value` (searchable with `--target`)."""
+    return f"{entry['list']}:{entry['kind']}:{entry['value']}"
+
+
 def entry_dict(r: SenderListRow) -> dict[str, Any]:
     return {"id": r.id, "list": r.list, "kind": r.kind, "value": r.value, "note": r.note, "created_by": r.created_by,
             "created_at": r.created_at, "expires_at": r.expires_at}

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from mailmoat.policy.site_lists import ListError, add_to_store, entries, entry_dict
+from mailmoat.policy.site_lists import ListError, add_to_store, audit_target, entries, entry_dict
 from mailmoat.store.list_models import SenderListRow
 from mailmoat.web.api.common import not_found, record_async, web
 from mailmoat.web.auth import Actor, Admin, Principal, Reader
@@ -36,7 +36,7 @@ async def _add(request: Request, list_: str, body: EntryIn, who: Principal) -> d
                                              note=body.note, by=who.username, days=body.days)
     except ListError as exc:
         raise HTTPException(422, str(exc)) from exc
-    await record_async(request, who, "list.add", f"{list_}:{entry['kind']}:{entry['value']}", {**entry, "new": new}, note=body.note)
+    await record_async(request, who, "list.add", audit_target(entry), {**entry, "new": new}, note=body.note)
     return {**entry, "new": new}
 
 
@@ -69,5 +69,5 @@ async def remove_entry(request: Request, entry_id: int, who: Admin) -> dict[str,
     entry = await asyncio.to_thread(delete)
     if entry is None:
         raise not_found(f"list entry {entry_id}")
-    await record_async(request, who, "list.remove", f"{entry['list']}:{entry['kind']}:{entry['value']}", entry)
+    await record_async(request, who, "list.remove", audit_target(entry), entry)
     return {**entry, "removed": True}
