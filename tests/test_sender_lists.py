@@ -276,6 +276,38 @@ def test_two_people_adding_the_same_entry_at_once_both_succeed(settings: Setting
     store.close()
 
 
+def test_an_import_meeting_an_entry_added_meanwhile_still_imports(lists_settings: Settings, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailmoat.policy.site_lists as site_lists
+
+    store = Store(lists_settings.db_url)
+    real_add = site_lists.add
+    raced = []
+
+    def add_after_a_rival(s: Any, list_: str, kind: str, value: str, **kw: Any) -> Any:
+        # An analyst's deny of the first line commits between the import's look-up and its insert.
+        if not raced:
+            raced.append(True)
+            with store.session() as other:
+                real_add(other, list_, kind, value, note="analyst", by="bob")
+            s.add(SenderListRow(list=list_, kind=kind, value=value, note="", created_by="", created_at=0.0, expires_at=0.0))
+            s.flush()
+        return real_add(s, list_, kind, value, **kw)
+
+    monkeypatch.setattr(site_lists, "add", add_after_a_rival)
+    exported = tmp_path / "blocked.txt"
+    exported.write_text("evil.example\nphish.example.net\n203.0.113.9\n", encoding="utf-8")
+    code, out = cli(lists_settings, "import", "deny", str(exported), "--note", "from the old gateway")
+    assert raced and code == 0, out
+    assert "deny: 2 added, 1 updated, 0 refused" in out
+    with store.session() as s:
+        assert sorted((r.value, r.note) for r in site_lists.entries(s)) == [
+            ("203.0.113.9/32", "from the old gateway"), ("evil.example", "from the old gateway"),
+            ("phish.example.net", "from the old gateway"),
+        ]
+    store.close()
+
+
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_nodes_add_the_same_entry_at_once_and_each_sees_the_others(settings: Settings, db: str,
                                                                       request: pytest.FixtureRequest) -> None:

@@ -78,33 +78,46 @@ def import_cmd(
 ) -> None:
     """Add many entries at once, each line's kind told by its form (an address, a domain or @domain,
     an IP or network): a list exported from another gateway. Refused lines are named; exit 1 if any."""
+    from sqlalchemy.exc import IntegrityError
+
     from mailmoat.policy.site_lists import LISTS, ListError, add, entry_dict, kind_of
 
     if list_ not in LISTS:
         typer.echo(f"error: LIST must be allow or deny, not {list_!r}", err=True)
         raise typer.Exit(2)
     values = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(file, 1)]
+    source = getattr(file, "name", "")
     store = open_store(load_settings(config, data_dir, db))
-    added = updated = refused = 0
-    try:
+
+    def once() -> tuple[int, int, list[str]]:
+        added = updated = 0
+        problems: list[str] = []
         with store.session() as s:  # one transaction: the whole file or, on a database error, none of it
             for n, value in values:
                 if not value:
                     continue
-                kind = kind_of(value)
                 try:
-                    row, new = add(s, list_, kind, value, note=note, by=actor(), days=days)
+                    row, new = add(s, list_, kind_of(value), value, note=note, by=actor(), days=days)
                 except ListError as exc:
-                    refused += 1
-                    typer.echo(f"line {n}: {exc}", err=True)
+                    problems.append(f"line {n}: {exc}")
                     continue
                 if new:
                     added += 1
                 else:
                     updated += 1
-                _audit_add(s, entry_dict(row), new, note, source_file=getattr(file, "name", ""))
+                _audit_add(s, entry_dict(row), new, note, source_file=source)
+        return added, updated, problems
+
+    try:
+        try:
+            added, updated, problems = once()
+        except IntegrityError:  # someone added one of these entries meanwhile: the second pass updates it
+            added, updated, problems = once()
     finally:
         store.close()
+    for problem in problems:
+        typer.echo(problem, err=True)
+    refused = len(problems)
     typer.echo(f"{list_}: {added} added, {updated} updated, {refused} refused")
     if refused:
         raise typer.Exit(1)
