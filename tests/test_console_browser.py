@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote
 import pytest
 
 from mailmoat.config import Settings
+from mailmoat.store.db import Store
 from tests.support import qrmail
 from tests.support.browser import (
     ConsoleServer,
@@ -266,6 +267,13 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         wait_for(lambda: _status(settings, held) == "quarantined", what="the message in quarantine")
     assert not maildir_copies(settings.mail_dir, VICTIMS[0]) and not maildir_copies(settings.mail_dir, VICTIMS[1])
     add_user(settings, *ADMIN, "admin")
+    from mailmoat.digest.requests import record_request
+
+    store = Store(settings.db_url)
+    try:  # both recipients asked for their copies from their digests
+        assert all(record_request(store, held, v) for v in VICTIMS)
+    finally:
+        store.close()
     with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
         base = web.url
         page = ctx.new_page()
@@ -282,11 +290,17 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         page.click("#login-submit")
         page.wait_for_url(f"{base}/quarantine")
         wait_ready(page)
+        assert page.locator("#quarantine-table .release-requested").count() == 1
 
-        # One recipient's copy from the message's page: the other stays held.
+        # The message's page shows who asked; one request is declined, the copy stays held.
         page.goto(f"{base}/messages/{held}")
         wait_ready(page)
-        second = f"#copies-table tr[data-recipient='{VICTIMS[1]}']"
+        first, second = (f"#copies-table tr[data-recipient='{v}']" for v in VICTIMS)
+        assert page.locator("#copies-table .release-request").count() == 2
+        page.click(f"{first} button.decline-request")
+        page.wait_for_selector(f"{first} .release-request", state="detached")
+        assert page.locator(f"{second} .release-request").count() == 1
+        # One recipient's copy from the message's page (which answers their request): the other stays held.
         page.click(f"{second} button.release-copy")
         page.wait_for_selector(f"{second} .st-delivered")
         assert page.locator(f"#copies-table tr[data-recipient='{VICTIMS[0]}'] button.release-copy").count() == 1
@@ -298,6 +312,7 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         rows = page.locator("#quarantine-table tbody tr")
         assert rows.count() == 1 and qrmail.SUBJECT in (rows.first.text_content() or "")
         assert rows.first.locator(".st-partly").text_content() == "partly released"
+        assert rows.first.locator(".release-requested").count() == 0  # declined, answered: nobody waits
         page.click("#quarantine-table button.primary")
         page.wait_for_selector("#quarantine p.empty")
         assert f"{held}-0000" in wait_for(lambda: maildir_copies(settings.mail_dir, VICTIMS[0]), what="the released copy")

@@ -275,6 +275,115 @@ def test_digest_lists_held_spam_releases_one_copy_once_and_is_sent_once(digest_s
         store.close()
 
 
+def api_token(store: Store, role: str) -> dict[str, str]:
+    """A user of `role` and a bearer header for the API."""
+    from mailmoat.store.web_models import UserRow
+    from mailmoat.web.auth import create_token
+
+    with store.session() as s:
+        u = UserRow(username=role, password_hash="-", role=role, created_at=time.time())
+        s.add(u)
+        s.flush()
+        return {"Authorization": f"Bearer {create_token(s, u, 'test')[1]}"}
+
+
+def test_held_phishing_is_listed_with_a_link_that_asks_the_administrators(digest_settings: Settings) -> None:
+    from mailmoat.digest.requests import DECLINED, OPEN, for_message, record_request
+    from mailmoat.status import gather
+
+    settings = digest_settings
+    settings.digest.request_categories = ["phishing", "qr", "impersonation"]
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail("x@sender.example", [ALICE, BOB], qrmail.stage2_spoofed_department())
+            c.sendmail("deals@offers.example", [ALICE], offer("Cheap watches!!!"))
+        probe = Store(settings.db_url)
+        try:
+            wait_for(lambda: len(held_messages(probe)) == 2, what="two held messages")
+        finally:
+            probe.close()
+    store = Store(settings.db_url)
+    try:
+        by_subject = {m.subject: m.id for m in held_messages(store)}
+        watches = by_subject.pop("Cheap watches!!!")
+        (lure,) = by_subject.values()
+        now = at_hour(9)
+        plan = {d.recipient: [(i.mail_id, i.way) for i in d.items] for d in due(store, settings, now)}
+        assert plan == {ALICE: [(watches, "release"), (lure, "request")], BOB: [(lure, "request")]}
+        asyncio.run(send_due(settings, store, now))
+        (mail,) = digests_in(settings, ALICE)
+        text = text_of(mail, "plain")
+        assert "likely spam or fraud" in text and 'marked "Request release"' in text and "malware, for example" in text
+        (ask_link,) = [line.split(": ", 1)[1] for line in text.splitlines() if line.strip().startswith("Request release: ")]
+        assert len([line for line in text.splitlines() if line.strip().startswith("Release: ")]) == 1
+        assert "Request release</a>" in text_of(mail, "html")
+        (bob_mail,) = digests_in(settings, BOB)
+        bob_link = next(line.split(": ", 1)[1] for line in text_of(bob_mail, "plain").splitlines() if "Request release: " in line)
+
+        app = create_app(settings, store)
+        analyst, auditor = api_token(store, "analyst"), api_token(store, "auditor")
+        with TestClient(app, base_url="http://testserver") as client:
+            path = ask_link.removeprefix(CONSOLE)
+            page = client.get(path)
+            assert page.status_code == 200 and "Only your mail administrators can release it" in page.text
+            assert "Ask the administrators to release it" in page.text and 'data-way="request"' in page.text
+            asked = metrics.RELEASE_REQUESTS._value.get()
+            r = client.post(path)
+            assert r.status_code == 200 and "Your request was sent to the administrators" in r.text
+            assert held_copies(store, lure) == {ALICE: "held", BOB: "held"}  # asking releases nothing
+            again = client.post(path)  # one use: the second click says it was asked for, and asks nothing more
+            assert again.status_code == 200 and "Your request was sent" in again.text
+            assert metrics.RELEASE_REQUESTS._value.get() == asked + 1
+            with store.session() as s:
+                (row,) = s.scalars(select(AuditRow).where(AuditRow.action == "quarantine.request"))
+                assert (row.actor, row.target, row.source) == (f"digest:{ALICE}", lure, "digest")
+
+            # The administrators see it: the list of requests, the quarantine, the message, status.
+            (req,) = client.get("/api/v1/quarantine/requests", headers=auditor).json()["items"]
+            assert (req["recipient"], req["mail_id"], req["state"], req["message"]["id"]) == (ALICE, lure, OPEN, lure)
+            held_list = {m["id"]: m["requested_by"] for m in client.get("/api/v1/quarantine", headers=auditor).json()["items"]}
+            assert held_list == {lure: [ALICE], watches: []}
+            detail = client.get(f"/api/v1/messages/{lure}", headers=auditor).json()
+            assert [(x["recipient"], x["state"]) for x in detail["release_requests"]] == [(ALICE, OPEN)]
+            st = gather(settings, store)
+            assert st.release_requests == 1 and "release_requests" in [a["kind"] for a in st.attention]
+            code, out = cli(settings, "quarantine", "requests")
+            assert code == 0 and ALICE in out and lure in out and "1 waiting" in out
+
+            # Declined: an auditor may not; an analyst may, once; the copy stays held.
+            assert client.post(f"/api/v1/quarantine/requests/{req['id']}/decline", headers=auditor, json={}).status_code == 403
+            r = client.post(f"/api/v1/quarantine/requests/{req['id']}/decline", headers=analyst, json={"reason": "a lure"})
+            assert r.status_code == 200 and r.json()["state"] == DECLINED
+            assert client.post(f"/api/v1/quarantine/requests/{req['id']}/decline", headers=analyst, json={}).status_code == 409
+            assert client.post("/api/v1/quarantine/requests/9999/decline", headers=analyst, json={}).status_code == 404
+            assert client.get("/api/v1/quarantine/requests", headers=auditor).json()["items"] == []
+            assert held_copies(store, lure) == {ALICE: "held", BOB: "held"}
+            assert gather(settings, store).release_requests == 0
+            with store.session() as s:
+                (row,) = s.scalars(select(AuditRow).where(AuditRow.action == "quarantine.decline"))
+                assert (row.actor, row.target, row.note) == ("analyst", lure, "a lure")
+
+            # Bob asks; the CLI declines nothing twice; releasing Bob's copy answers his request.
+            assert client.post(bob_link.removeprefix(CONSOLE)).status_code == 200
+            (bob_req,) = client.get("/api/v1/quarantine/requests", headers=auditor).json()["items"]
+            assert bob_req["recipient"] == BOB
+            assert cli(settings, "quarantine", "decline", str(req["id"]))[0] == 1
+            r = client.post(f"/api/v1/quarantine/{lure}/release", headers=analyst, json={"recipients": [BOB]})
+            assert r.status_code == 200
+            assert held_copies(store, lure) == {ALICE: "held", BOB: "delivered"}
+            assert client.get("/api/v1/quarantine/requests", headers=auditor).json()["items"] == []
+            with store.session() as s:
+                assert {x["recipient"]: x["state"] for x in for_message(s, lure)} == {ALICE: DECLINED, BOB: "answered"}
+            # Asked again (a later digest's link): a declined request is open once more.
+            assert record_request(store, lure, ALICE.upper()) is False
+            code, out = cli(settings, "quarantine", "requests", "--format", "json")
+            assert [(i["recipient"], i["mail_id"]) for i in json.loads(out)["items"]] == [(ALICE, lure)]
+            code, out = cli(settings, "quarantine", "decline", str(req["id"]), "--reason", "still a lure")
+            assert code == 0 and "stays held" in out
+    finally:
+        store.close()
+
+
 def test_a_new_held_message_brings_the_next_digest(digest_settings: Settings) -> None:
     settings = digest_settings
     settings.digest.console_url = ""  # no links: the digest only lists

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.support.webkit import PASSWORD, WebEnv, web_env
+from tests.support.webkit import PASSWORD, RECIPIENTS, WebEnv, web_env
 
 API = "/api/v1"
 ALL = {"admin", "analyst", "auditor"}
@@ -247,6 +247,13 @@ def test_every_state_change_writes_an_audit_row(tmp_path: Path) -> None:
         env.settings.recall.approval_above = 0
         do("post", "/recall/jobs/from-message/{mail_id}", "recall.plan", path=f"/recall/jobs/from-message/{ids['qr']}", json={})
 
+        from mailmoat.digest.requests import open_requests, record_request
+
+        record_request(env.store, ids["held"], RECIPIENTS[0])  # a recipient's request from a digest
+        with env.store.session() as s:
+            request_id = open_requests(s)[0][0].id
+        do("post", "/quarantine/requests/{request_id}/decline", "quarantine.decline", path=f"/quarantine/requests/{request_id}/decline",
+           json={})
         do("post", "/quarantine/{mail_id}/release", "quarantine.release", path=f"/quarantine/{ids['held']}/release", json={})
         env.store.set_message_fields(ids["clean"], status="quarantined")
         do("post", "/quarantine/{mail_id}/delete", "quarantine.delete", path=f"/quarantine/{ids['clean']}/delete", json={})

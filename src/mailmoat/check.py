@@ -236,7 +236,8 @@ def digest(settings: Settings) -> Check | None:
                      "older held mail is listed but can no longer be released")
     if url.startswith("http://"):
         return Check("digest", "warn", f"at {hours}, links to {url}: not HTTPS, so a release link can be read on the way")
-    return Check("digest", "ok", f"at {hours}, links to {url}, categories {', '.join(cfg.categories)}")
+    asked = f", requests for {', '.join(cfg.request_categories)}" if cfg.request_categories else ""
+    return Check("digest", "ok", f"at {hours}, links to {url}, categories {', '.join(cfg.categories)}{asked}")
 
 
 async def run_checks(settings: Settings) -> list[Check]:

@@ -309,6 +309,10 @@ class DigestSettings:
     # Held mail is listed, and may be released by its recipient, only when every category it has is
     # one of these (policy.categories: phishing, spam, malware, qr, impersonation, internal, other).
     categories: list[str] = field(default_factory=lambda: ["spam", "other"])
+    # Held mail whose categories are all in these (or in `categories`) is listed too, with a link
+    # that asks the administrators to release it rather than releasing it: for example
+    # ["phishing", "qr", "impersonation"]. [] = such mail is not listed.
+    request_categories: list[str] = field(default_factory=list)
     link_days: float = 7.0  # a release link works this long
     days: float = 14.0  # held mail older than this is no longer listed
     max_items: int = 100  # per digest, newest first
@@ -327,8 +331,9 @@ class DigestSettings:
         if bad_addr := [a for a in self.exclude if "@" not in a]:
             raise ConfigError(f"digest.exclude: {bad_addr} are not addresses")
 
-        if unknown := [c for c in self.categories if c not in (*CATEGORIES, OTHER)]:
-            raise ConfigError(f"digest.categories: unknown {unknown}; known: {', '.join((*CATEGORIES, OTHER))}")
+        for name in ("categories", "request_categories"):
+            if unknown := [c for c in getattr(self, name) if c not in (*CATEGORIES, OTHER)]:
+                raise ConfigError(f"digest.{name}: unknown {unknown}; known: {', '.join((*CATEGORIES, OTHER))}")
         if bad := [h for h in self.hours if not 0 <= h <= 23]:
             raise ConfigError(f"digest.hours: {bad} is not an hour of the day (0-23)")
         if self.enabled and not self.hours:

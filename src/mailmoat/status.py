@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from mailmoat.config import Settings
+from mailmoat.digest.requests import count_open
 from mailmoat.store.accounts_models import IncidentRow
 from mailmoat.store.db import DEFERRED, FAILED, PENDING, SENDING, Store
 from mailmoat.store.models import DeliveryRow, MessageRow
@@ -49,6 +50,7 @@ class Status:
     # system refuses some every day, an unknown mailbox say, and the senders get their notices).
     failed_24h: int = 0
     held: int = 0  # messages in quarantine
+    release_requests: int = 0  # recipients' requests from digests waiting for a decision
     last_hour: dict[str, int] = field(default_factory=dict)  # messages by verdict action
     open_incidents: int = 0
     recalls_unsettled: int = 0
@@ -56,7 +58,7 @@ class Status:
     disk_free_bytes: int = 0  # on the data dir's file system
     disk_free_fraction: float = 0.0
     # What to look at: {"kind": spool_stale | queue_deferred | incidents_open | recalls_stale |
-    # disk_low, "text": the line `mailmoat status` prints}; the console words each kind itself.
+    # release_requests | disk_low, "text": the line `mailmoat status` prints}; the console words each kind itself.
     attention: list[dict[str, str]] = field(default_factory=list)
 
     def notice(self, kind: str, text: str) -> None:
@@ -125,6 +127,7 @@ def record_state(store: Store, status: Status, now: float) -> None:
         status.held = int(s.scalar(
             select(func.count()).select_from(MessageRow).where(MessageRow.status == "quarantined")
         ) or 0)
+        status.release_requests = count_open(s)
         by_action = s.execute(
             select(MessageRow.action, func.count()).where(MessageRow.received_at >= now - 3600).group_by(MessageRow.action)
         ).all()
@@ -173,4 +176,7 @@ def gather(settings: Settings, store: Store, now: float | None = None) -> Status
         )
     if status.recalls_stale:
         status.notice("recalls_stale", f"{status.recalls_stale} recalls unsettled for over an hour (`mailmoat recall list`)")
+    if status.release_requests:
+        status.notice("release_requests",
+                      f"{status.release_requests} release requests from recipients wait for a decision (`mailmoat quarantine requests`)")
     return status

@@ -24,7 +24,8 @@ from mailmoat.cli.common import (
     when,
 )
 
-quarantine_app = typer.Typer(help="Held messages: list, show, release, delete, raw.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Held messages: list, show, release, delete, raw; recipients' release requests.",
+                             no_args_is_help=True)
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log)")]
 
@@ -189,6 +190,65 @@ def delete_cmd(
                 typer.echo(f"error: {exc}", err=True)
                 continue
             typer.echo(f"deleted {mail_id}")
+    finally:
+        store.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+@quarantine_app.command("requests")
+def requests_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text") -> None:
+    """Recipients' requests, from their digests, that a held copy be released, oldest first. Answer one
+    with `release ID --rcpt RECIPIENT` or `decline REQUEST_ID`."""
+    from mailmoat.digest.requests import open_requests, request_dict
+
+    check_format(fmt)
+    store = open_store(load_settings(config, data_dir, db))
+    try:
+        with store.session() as s:
+            items = [{**request_dict(s, req, "open"), "message": _summary(msg)} for req, msg in open_requests(s)]
+    finally:
+        store.close()
+    if fmt == "json":
+        typer.echo(json.dumps({"items": items}, ensure_ascii=False, indent=2))
+        return
+    console = output_console()
+    if not items:
+        console.print("no release request is waiting")
+        return
+    table = Table("request", "asked (UTC)", "recipient", "id", "from", "subject", "why held")
+    for i in items:
+        m = i["message"]
+        table.add_row(str(i["id"]), when(i["requested_at"]), i["recipient"], m["id"], m["mail_from"] or m["from"] or "<>",
+                      m["subject"], "; ".join(m["reasons"])[:120])
+    console.print(table)
+    console.print(f"{len(items)} waiting")
+
+
+@quarantine_app.command("decline")
+def decline_cmd(
+    request_ids: Annotated[list[int], typer.Argument(help="One or more request numbers (see `quarantine requests`)")],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+    reason: ReasonOpt = "",
+) -> None:
+    """Decline release requests: the copies stay held, and the requests leave the list."""
+    from mailmoat.digest.requests import RequestError, decline
+    from mailmoat.store.audit import audit
+
+    store = open_store(load_settings(config, data_dir, db))
+    failed = 0
+    try:
+        for request_id in request_ids:
+            try:
+                with store.session() as s:
+                    out = decline(s, request_id, actor(), reason)
+                    audit(s, actor(), "quarantine.decline", out["mail_id"], source="cli",
+                          detail={"request": request_id, "recipient": out["recipient"]}, note=reason)
+            except RequestError as exc:
+                failed += 1
+                typer.echo(f"error: {exc}", err=True)
+                continue
+            typer.echo(f"declined request {request_id}: {out['recipient']}'s copy of {out['mail_id']} stays held")
     finally:
         store.close()
     if failed:

@@ -2,7 +2,7 @@
 
 `listing` chooses what is listed to whom and when, `text` makes mail's words safe to show,
 `compose` writes the digest, `send` claims, delivers and schedules it, `links` serves the release
-links.
+links, `requests` keeps the requests that the administrators release what users may not.
 """
 
 from mailmoat.digest.compose import compose, render

@@ -1,4 +1,4 @@
-"""Release links of digests: what a token stands for (read only), and releasing the recipient's own copy through it, once."""
+"""Links of digests: what a token stands for (read only), and releasing the recipient's own copy through it, or asking the administrators to, once."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 
 from mailmoat import metrics
 from mailmoat.config import Settings
-from mailmoat.digest.listing import offered, sender_of
+from mailmoat.digest.listing import RELEASE, REQUEST, sender_of, way
+from mailmoat.digest.requests import record_request
 from mailmoat.digest.text import shown
 from mailmoat.store.audit import audit
 from mailmoat.store.db import HELD, Store
@@ -27,9 +28,10 @@ def token_hash(token: str) -> str:
 
 @dataclass
 class Link:
-    """What a release link stands for, and whether it can still be used: state is "ok", "unknown",
-    "expired", "used" (released through it), "done" (the copy is no longer held: released or
-    deleted by the administrators) or "withheld" (the message is no longer one users may release)."""
+    """What a link stands for, and whether it can still be used: state is "ok", "unknown",
+    "expired", "used" (released through it), "requested" (a request link, used), "done" (the copy
+    is no longer held: released or deleted by the administrators) or "withheld" (the message is no
+    longer one users may release, or ask for). `way` is RELEASE or REQUEST."""
 
     state: str
     mail_id: str = ""
@@ -37,6 +39,7 @@ class Link:
     subject: str = ""
     sender: str = ""
     received_at: float = 0.0
+    way: str = RELEASE
 
 
 def look_up(store: Store, settings: Settings, token: str, now: float | None = None) -> Link:
@@ -50,22 +53,27 @@ def look_up(store: Store, settings: Settings, token: str, now: float | None = No
         msg = s.get(MessageRow, link.message_id)
         if msg is None:
             return Link("unknown")
-        info = Link("ok", msg.id, link.recipient, shown(msg.subject or ""), sender_of(msg), msg.received_at)
+        info = Link("ok", msg.id, link.recipient, shown(msg.subject or ""), sender_of(msg), msg.received_at,
+                    REQUEST if link.kind == REQUEST else RELEASE)
         copies = s.scalars(select(DeliveryRow.status).where(DeliveryRow.message_id == msg.id, recipient_is(link.recipient))).all()
+        # A request link stays good when the message became one the user may release: asking is
+        # never more than releasing. A release link needs the message to be one still.
+        allowed = (RELEASE, REQUEST) if info.way == REQUEST else (RELEASE,)
         if link.used_at:
-            info.state = "used"
+            info.state = "requested" if info.way == REQUEST else "used"
         elif link.expires_at < now:
             info.state = "expired"
         elif HELD not in copies or msg.status != "quarantined":
             info.state = "done"
-        elif not offered(settings, msg) or not msg.raw_path:  # no longer the user's, or purged by retention
+        elif way(settings, msg) not in allowed or not msg.raw_path:  # no longer the user's, or purged by retention
             info.state = "withheld"
         return info
 
 
 async def redeem(settings: Settings, store: Store, delivery: Any, token: str, ip: str = "") -> tuple[Link, str]:
-    """Release the recipient's own copy named by a link, once: (the link as it was, the copy's
-    delivery status, or "" when nothing was released). Audited as `digest:<recipient>`."""
+    """Release the recipient's own copy named by a link, or ask for it, once: (the link as it was,
+    the copy's delivery status or "requested", or "" when nothing was done). Audited as
+    `digest:<recipient>`."""
     from mailmoat.deliver.service import ReleaseError
 
     now = time.time()
@@ -80,8 +88,11 @@ async def redeem(settings: Settings, store: Store, delivery: Any, token: str, ip
             return bool(getattr(res, "rowcount", 0))
 
     if not await asyncio.to_thread(take):
-        info.state = "used"
+        info.state = "requested" if info.way == REQUEST else "used"
         return info, ""
+    if info.way == REQUEST:
+        await asyncio.to_thread(_ask, store, info, ip)
+        return info, "requested"
     try:
         outcomes = await delivery.release(info.mail_id, (info.recipient,))
     except ReleaseError:
@@ -98,6 +109,14 @@ async def redeem(settings: Settings, store: Store, delivery: Any, token: str, ip
     await asyncio.to_thread(record)
     metrics.DIGEST_RELEASES.inc()
     return info, outcomes[0].status if outcomes else ""
+
+
+def _ask(store: Store, info: Link, ip: str) -> None:
+    new = record_request(store, info.mail_id, info.recipient)
+    with store.session() as s:
+        audit(s, f"digest:{info.recipient}", "quarantine.request", info.mail_id, source="digest",
+              detail={"recipients": [info.recipient], "ip": ip, "again": not new})
+    metrics.RELEASE_REQUESTS.inc()
 
 
 def _untake(store: Store, token: str) -> None:

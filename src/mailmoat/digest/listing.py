@@ -19,6 +19,8 @@ from mailmoat.store.digest_models import DigestRow
 from mailmoat.store.models import DeliveryRow, MessageRow
 
 SENDING, SENT, FAILED = "sending", "sent", "failed"
+# How a listed message's link works: the recipient releases it, or asks the administrators to.
+RELEASE, REQUEST = "release", "request"
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Item:
     sender: str
     subject: str
     link: str = ""
+    way: str = RELEASE
 
 
 @dataclass
@@ -57,15 +60,27 @@ def current_slot(settings: Settings, now: float) -> tuple[str, float]:
     return slot.strftime("%Y-%m-%dT%H"), slot.timestamp()
 
 
-def offered(settings: Settings, row: MessageRow) -> bool:
-    """Whether a held message may be listed to, and released by, its recipient: quarantined by the
-    policy (not held because an engine failed), not from a sender the administrators denied, and of
-    no category outside `digest.categories`."""
+def way(settings: Settings, row: MessageRow) -> str:
+    """How a held message is listed to its recipient: RELEASE (they may release it), REQUEST (they
+    may ask the administrators to) or "" (not listed). Listed only when quarantined by the policy
+    (not held because an engine failed) and not from a sender the administrators denied; RELEASE
+    when every category it has is in `digest.categories`, REQUEST when every one is in those or
+    `digest.request_categories`."""
     if row.status != "quarantined" or row.action != Action.QUARANTINE.value:
-        return False
+        return ""
     if any(f.get("symbol") == DENYLISTED.name for f in row.findings or []):
-        return False  # the administrators' decision, not the user's to undo
-    return categories(row.direction, row.action, row.status, list(row.findings or [])) <= set(settings.digest.categories)
+        return ""  # the administrators' decision, not the user's to undo
+    cats = categories(row.direction, row.action, row.status, list(row.findings or []))
+    if cats <= set(settings.digest.categories):
+        return RELEASE
+    if cats <= set(settings.digest.categories) | set(settings.digest.request_categories):
+        return REQUEST
+    return ""
+
+
+def offered(settings: Settings, row: MessageRow) -> bool:
+    """Whether a held message may be released by its recipient (see `way`)."""
+    return way(settings, row) == RELEASE
 
 
 def gets_digests(settings: Settings, address: str) -> bool:
@@ -100,7 +115,7 @@ def held_for(store: Store, settings: Settings, until: float, only: Sequence[str]
         ).all()
         for rcpt, msg in rows:
             key = rcpt.strip().lower()
-            if (wanted and key not in wanted) or not gets_digests(settings, key) or not offered(settings, msg):
+            if (wanted and key not in wanted) or not gets_digests(settings, key) or not way(settings, msg):
                 continue
             if msg not in out.setdefault(key, []):
                 out[key].append(msg)
@@ -153,5 +168,6 @@ def preview(store: Store, settings: Settings, recipient: str, now: float | None 
 
 
 def _digest(settings: Settings, rcpt: str, slot: str, msgs: list[MessageRow]) -> Digest:
-    items = [Item(m.id, m.received_at, sender_of(m), shown(m.subject or "")) for m in msgs[: max(1, settings.digest.max_items)]]
+    items = [Item(m.id, m.received_at, sender_of(m), shown(m.subject or ""), way=way(settings, m))
+             for m in msgs[: max(1, settings.digest.max_items)]]
     return Digest(rcpt, slot, items, len(msgs), msgs[0].received_at)

@@ -44,7 +44,7 @@ def _claim(store: Store, settings: Settings, d: Digest, now: float) -> bool:
                 for item in d.items:
                     token = secrets.token_urlsafe(24)
                     s.add(DigestLinkRow(token_hash=token_hash(token), message_id=item.mail_id, recipient=d.recipient,
-                                        created_at=now, expires_at=d.links_until, used_at=0.0))
+                                        created_at=now, expires_at=d.links_until, used_at=0.0, kind=item.way))
                     item.link = f"{base}/digest/{token}"
     except IntegrityError:
         for item in d.items:

@@ -27,8 +27,9 @@ class DigestRow(Base):
 
 
 class DigestLinkRow(Base):
-    """A release link: a random token (only its hash is kept) that lets one recipient release their
-    own copy of one held message, once, until it expires."""
+    """A link of a digest: a random token (only its hash is kept) that lets one recipient release
+    their own copy of one held message (`kind` "release"), or ask the administrators to ("request"),
+    once, until it expires."""
 
     __tablename__ = "digest_links"
 
@@ -38,3 +39,21 @@ class DigestLinkRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     used_at: Mapped[float] = mapped_column(Float, default=0.0)
+    kind: Mapped[str] = mapped_column(String(8), default="release", server_default="release")
+
+
+class ReleaseRequestRow(Base):
+    """A recipient's request, from a digest, that the administrators release their copy of a held
+    message. It is open while that copy is held and nobody declined it; a release of the copy (by
+    anyone, by any means) answers it."""
+
+    __tablename__ = "release_requests"
+    __table_args__ = (UniqueConstraint("message_id", "recipient", name="uq_release_requests_copy"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(40), index=True)
+    recipient: Mapped[str] = mapped_column(String(320))  # lower case
+    requested_at: Mapped[float] = mapped_column(Float, index=True)
+    declined_at: Mapped[float] = mapped_column(Float, default=0.0)
+    declined_by: Mapped[str] = mapped_column(String(128), default="")
+    note: Mapped[str] = mapped_column(String(500), default="")

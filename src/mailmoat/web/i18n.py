@@ -101,6 +101,8 @@ _STRINGS: dict[str, tuple[str, str]] = {
     ),
     "attn.incidents_open": ("{n} open compromised-account incidents", "{n} 个未关闭的账号失陷事件"),
     "attn.recalls_stale": ("{n} recalls unsettled for over an hour", "{n} 个召回任务超过一小时仍未完成"),
+    "attn.release_requests": ("{n} release requests from recipients wait for a decision (Quarantine)",
+                              "{n} 个收件人的放行申请等待处理（隔离区）"),
     "attn.disk_low": (
         "{gib} GiB ({pct}%) free on the data disk: the gateway stops taking mail when it is full",
         "数据盘仅剩 {gib} GiB（{pct}%）可用空间：磁盘写满后网关将无法接收邮件",
@@ -269,6 +271,22 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "digest.withheld": ("This message can no longer be released from here. Ask your mail administrators.",
                         "这封邮件已不能在此放行。请联系邮件管理员。"),
     "digest.unknown": ("This link is not valid.", "此链接无效。"),
+    "digest.request_title": ("Ask for a held message", "申请放行被拦截的邮件"),
+    "digest.request_ask": ("This message was held because it may be fraud or unsafe. Only your mail administrators can "
+                           "release it: ask them to look at it?",
+                           "这封邮件因可能是欺诈或不安全邮件而被拦截，只有邮件管理员可以放行。要申请管理员审核吗？"),
+    "digest.request_warn": ("Ask only if you know the sender and expected this message. Do not open its links or "
+                            "scan its QR codes meanwhile.",
+                            "只有在您认识发件人并且确实在等这封邮件时才申请。在此期间请勿打开其中的链接或扫描其中的二维码。"),
+    "digest.request": ("Ask the administrators to release it", "申请管理员放行"),
+    "digest.requested": ("Your request was sent to the administrators. If they release the message, it will arrive in "
+                         "your mailbox.", "您的申请已提交给管理员。如果管理员放行，邮件将投递到您的邮箱。"),
+    "q.requests": ("Release requests", "放行申请"),
+    "q.requested": ("release requested", "已申请放行"),
+    "q.requested_by": ("Asked for by", "申请人"),
+    "q.decline": ("Decline", "拒绝"),
+    "q.declined": ("Declined", "已拒绝"),
+    "q.no_requests": ("No release request is waiting.", "没有待处理的放行申请。"),
 }
 
 

@@ -144,7 +144,7 @@ def recall_job_page(request: Request, job_id: str) -> Response:
 
 # -- release links from quarantine digests (no login: the token is the permission) ----------------
 
-_LINK_STATUS = {"ok": 200, "released": 200, "unknown": 404, "expired": 410, "used": 409, "done": 409, "withheld": 409}
+_LINK_STATUS = {"ok": 200, "released": 200, "requested": 200, "unknown": 404, "expired": 410, "used": 409, "done": 409, "withheld": 409}
 
 
 def _digest_page(request: Request, token: str, state: str, link: Any) -> Response:
@@ -172,11 +172,12 @@ async def digest_link_page(request: Request, token: str) -> Response:
 
 @router.post("/digest/{token}", response_class=HTMLResponse)
 async def digest_link_release(request: Request, token: str) -> Response:
-    """Release the recipient's own copy, once."""
+    """Release the recipient's own copy, or ask the administrators to, once."""
     from mailmoat.digest import redeem
     from mailmoat.web.api.common import web
     from mailmoat.web.auth import client_ip
 
     ctx = web(request)
     link, status = await redeem(ctx.settings, ctx.store, ctx.delivery(), token, client_ip(request, ctx.settings))
-    return _digest_page(request, token, "released" if status else link.state, link)
+    done = "requested" if status == "requested" else "released" if status else link.state
+    return _digest_page(request, token, done, link)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import and_, func, or_, select
 
+from mailmoat.digest.requests import for_message
 from mailmoat.model import Message
 from mailmoat.recall.selection import SelectionError, Selector, message_conditions
 from mailmoat.store.audit import audit
@@ -154,6 +155,8 @@ def message_detail(request: Request, mail_id: str) -> dict[str, Any]:
         for d in web(request).store.deliveries(mail_id)
     ]
     out["partly_released"] = row.status == "quarantined" and any(d["status"] != "held" for d in out["deliveries"])
+    with web(request).store.session() as s:
+        out["release_requests"] = for_message(s, mail_id)  # recipients asking, from a digest, for their copy
     msg = _parsed(request, row)
     out["parsed"] = msg is not None
     qr_findings = [f for f in findings if _where_qr(f)]

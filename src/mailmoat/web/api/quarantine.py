@@ -1,4 +1,4 @@
-"""Quarantine: list held messages, release them to their recipients, delete them, download the raw message."""
+"""Quarantine: list held messages, release them to their recipients, delete them, download the raw message; recipients' release requests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from mailmoat.deliver.service import ReleaseError
+from mailmoat.digest.requests import RequestError, decline, open_requests, request_dict
 from mailmoat.store.quarantine import QuarantineError, discard, held, release_state
 from mailmoat.web.api.common import message_summaries, not_found, record, record_async, web
 from mailmoat.web.api.messages import raw_response
@@ -24,10 +25,40 @@ def list_quarantine(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """Messages held in quarantine, newest first."""
+    """Messages held in quarantine, newest first; `requested_by`: the recipients who asked, from a
+    digest, for their copy and are waiting for a decision."""
     with web(request).store.session() as s:
         total, rows = held(s, limit=limit, offset=offset)
-        return {"total": total, "limit": limit, "offset": offset, "items": message_summaries(s, rows)}
+        items = message_summaries(s, rows)
+        asked: dict[str, list[str]] = {}
+        for req, _ in open_requests(s, limit=10_000):
+            asked.setdefault(req.message_id, []).append(req.recipient)
+        for item in items:
+            item["requested_by"] = asked.get(item["id"], [])
+        return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+@router.get("/requests")
+def list_requests(request: Request, who: Reader) -> dict[str, Any]:
+    """Recipients' requests, from their digests, that a held copy be released: those waiting for a
+    decision, oldest first. Release the copy (`/quarantine/{id}/release` with the recipient) or
+    decline the request."""
+    with web(request).store.session() as s:
+        pairs = open_requests(s)
+        summaries = message_summaries(s, [m for _, m in pairs])
+        return {"items": [{**request_dict(s, req, "open"), "message": summary} for (req, _), summary in zip(pairs, summaries, strict=True)]}
+
+
+@router.post("/requests/{request_id}/decline")
+def decline_request(request: Request, request_id: int, who: Actor, reason: Annotated[str, Body(embed=True)] = "") -> dict[str, Any]:
+    """Decline a release request: the copy stays held (the recipient is not told)."""
+    try:
+        with web(request).store.session() as s:
+            out = decline(s, request_id, who.username, reason)
+    except RequestError as exc:
+        raise (not_found(f"release request {request_id}") if exc.missing else HTTPException(409, str(exc))) from exc
+    record(request, who, "quarantine.decline", out["mail_id"], {"request": request_id, "recipient": out["recipient"]}, note=reason)
+    return out
 
 
 @router.post("/{mail_id}/release")

@@ -256,6 +256,7 @@
         { n: (st.queue || {}).deferred, min: min(st.queue_oldest_age), reply: st.queue_last_reply || "-" }),
       incidents_open: () => fmt(T("attn.incidents_open"), { n: st.open_incidents }),
       recalls_stale: () => fmt(T("attn.recalls_stale"), { n: st.recalls_stale }),
+      release_requests: () => fmt(T("attn.release_requests"), { n: st.release_requests }),
       disk_low: () => fmt(T("attn.disk_low"),
         { gib: ((st.disk_free_bytes || 0) / 2 ** 30).toFixed(1), pct: Math.round((st.disk_free_fraction || 0) * 100) }),
     };
@@ -452,6 +453,17 @@
       { label: T("col.status"), render: (d) => stateBadge(d.status) },
       { label: T("common.time"), render: (d) => fmtTime(d.delivered_at || d.updated_at) },
     ];
+    // A recipient who asked for their copy from a digest, and is waiting for a decision.
+    const asked = {};
+    for (const r of m.release_requests || []) if (r.state === "open") asked[r.recipient] = r;
+    if (Object.keys(asked).length) copyCols.push({ label: T("q.requests"), render: (d) => {
+      const r = asked[(d.recipient || "").toLowerCase()];
+      if (!r || d.status !== "held") return "";
+      return h("span", { class: "release-request" }, badge(T("q.requested"), "warn"), " ", fmtTime(r.requested_at), " ",
+        P.canAct ? h("button", { type: "button", class: "small decline-request", text: T("q.decline"), onclick: async () => {
+          if (await attempt(() => api("POST", `/quarantine/requests/${r.id}/decline`, { reason: "" }), T("q.declined"))) pages.message();
+        } }) : null);
+    } });
     // One held copy at a time: to the person who vouches for it, the others stay held.
     if (P.canAct && m.verdict.status === "quarantined") copyCols.push({ label: "", render: (d) => d.status !== "held" ? "" :
       h("button", { type: "button", class: "small release-copy", text: T("q.release_copy"), onclick: async () => {
@@ -480,7 +492,9 @@
         { label: T("col.to"), render: (m) => (m.rcpt_tos || []).join(", ") },
         { label: T("col.subject"), render: (m) => h("a", { href: "/messages/" + encodeURIComponent(m.id), text: m.subject || "(no subject)" }) },
         { label: T("col.score"), render: (m) => (m.score || 0).toFixed(1), cls: "num" },
-        { label: T("col.status"), render: (m) => stateBadge(m.partly_released ? "partly released" : m.status) },
+        { label: T("col.status"), render: (m) => [stateBadge(m.partly_released ? "partly released" : m.status),
+          (m.requested_by || []).length ? h("span", { class: "release-requested", title: `${T("q.requested_by")}: ${m.requested_by.join(", ")}` },
+            " ", badge(T("q.requested"), "warn")) : null] },
       ];
       if (P.canAct) cols.push({ label: "", render: (m) => h("div", { class: "row-actions" },
         h("button", { type: "button", class: "primary small", text: T("q.release"), onclick: async () => {
