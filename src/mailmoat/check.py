@@ -240,9 +240,40 @@ def digest(settings: Settings) -> Check | None:
     return Check("digest", "ok", f"at {hours}, links to {url}, categories {', '.join(cfg.categories)}{asked}")
 
 
+async def arc_seal(settings: Settings) -> Check | None:
+    """The ARC sealing key, when sealing is on: it loads, and DNS publishes its public half."""
+    import re
+
+    from mailmoat.config import ConfigError
+    from mailmoat.deliver.arc_seal import load_key, public_key_b64
+    from mailmoat.dnsresolver import DnsTempError, build_resolver, txt_records
+
+    cfg = settings.arc_seal
+    if not cfg.enabled:
+        return None
+    try:
+        ours = public_key_b64(load_key(cfg.key_file))
+    except ConfigError as exc:
+        return Check("ARC seal", "fail", str(exc))
+    name = f"{cfg.selector}._domainkey.{cfg.domain}"
+    resolver = build_resolver(settings.dns)
+    if resolver is None:
+        return Check("ARC seal", "warn", f"key loads; {name} not looked up (no dns.nameservers): publish p={ours[:24]}...")
+    try:
+        records = await asyncio.to_thread(txt_records, resolver, name)
+    except DnsTempError as exc:
+        return Check("ARC seal", "fail", f"key loads; {name} could not be looked up: {exc}")
+    published = [re.sub(r"\s+", "", m.group(1)) for r in records if (m := re.search(r"(?:^|;)\s*p\s*=([^;]*)", r))]
+    if ours in published:
+        return Check("ARC seal", "ok", f"as {cfg.domain} (selector {cfg.selector}); {name} publishes the key")
+    if not published:
+        return Check("ARC seal", "fail", f"{name} publishes no DKIM key: receivers cannot verify the seal (p={ours[:24]}...)")
+    return Check("ARC seal", "fail", f"{name} publishes another key than {cfg.key_file}: receivers would find every seal broken")
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order an administrator sets things up."""
     checks: list[Check | None] = [data_dir(settings), database(settings)]
-    checks += await asyncio.gather(delivery(settings), clamav(settings), dns(settings), recall_backend(settings))
+    checks += await asyncio.gather(delivery(settings), clamav(settings), dns(settings), recall_backend(settings), arc_seal(settings))
     checks += [tls(settings), classifier(settings), digest(settings)]
     return [c for c in checks if c is not None]

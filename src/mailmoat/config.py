@@ -357,6 +357,28 @@ class BannerSettings:
 
 
 @dataclass
+class ArcSealSettings:
+    """An ARC set (RFC 8617) added to the mail the gateway hands to the mail system, so that a mail
+    system behind it that trusts this sealer can use the gateway's authentication results after its
+    edits (banner, tagged subject) broke the sender's DKIM signature."""
+
+    enabled: bool = False
+    domain: str = ""  # d=: the domain whose DNS publishes the key (selector._domainkey.domain)
+    selector: str = ""  # s=
+    key_file: str = ""  # the private key, PEM (RSA, 2048 bits or more, or Ed25519)
+    # Which mail is sealed: inbound (from outside) by default; internal and outbound may be added.
+    directions: list[str] = field(default_factory=lambda: ["inbound"])
+
+    def __post_init__(self) -> None:
+        self.domain = self.domain.strip().lower().rstrip(".")
+        self.selector = self.selector.strip()
+        if unknown := [d for d in self.directions if d not in ("inbound", "internal", "outbound")]:
+            raise ConfigError(f"arc_seal.directions: unknown {unknown}; known: inbound, internal, outbound")
+        if self.enabled and not (self.domain and self.selector and self.key_file):
+            raise ConfigError("arc_seal: enabled needs domain, selector and key_file")
+
+
+@dataclass
 class WebSettings:
     secret_key: str = ""  # not used (sessions are random tokens in the store); kept so that old files load
     admin_password: str = ""  # env MAILMOAT_ADMIN_PASSWORD also works
@@ -418,6 +440,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     banner: BannerSettings = field(default_factory=BannerSettings)
+    arc_seal: ArcSealSettings = field(default_factory=ArcSealSettings)
     tasks: TasksSettings = field(default_factory=TasksSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)
 

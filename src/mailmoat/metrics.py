@@ -53,6 +53,10 @@ BANNERS = Counter(
 DIGEST_RELEASES = Counter(
     "mailmoat_digest_releases", "Held copies released by their recipients through a digest's link", registry=REGISTRY
 )
+ARC_SEALS = Counter(
+    "mailmoat_arc_seals", "ARC sets added to mail handed to the mail system, by result (sealed, left_out, error)",
+    ["result"], registry=REGISTRY,
+)
 RELEASE_REQUESTS = Counter(
     "mailmoat_release_requests", "Requests from recipients, through a digest's link, that the administrators release a held copy",
     registry=REGISTRY,

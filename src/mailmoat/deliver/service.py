@@ -17,6 +17,7 @@ from mailmoat.classify.store_learning import remember_verdicts
 from mailmoat.config import Settings
 from mailmoat.deliver import dsn as dsn_mod
 from mailmoat.deliver import queue, relay
+from mailmoat.deliver.arc_seal import Sealer
 from mailmoat.deliver.banner import add_banner, banner_lines
 from mailmoat.deliver.headers import prepare_base, stamp
 from mailmoat.deliver.maildir import MaildirStore
@@ -75,18 +76,24 @@ class DeliveryService:
         self.timeout = max(60.0, 2 * d.connect_timeout)
         self._wake = asyncio.Event()
         self._closed = False
+        # A key that does not load is a configuration error, found when the service starts.
+        self.sealer = Sealer(settings.arc_seal, self.hostname) if settings.arc_seal.enabled else None
 
     @property
     def local(self) -> bool:
         return self.target is None
 
     def _base(self, envelope: Envelope, raw: bytes, verdict: Verdict) -> bytes:
-        """The copy every recipient shares: the banner, if any, then the header edits."""
+        """The copy every recipient shares: the banner, if any, then the header edits, then the ARC
+        seal over the result (each copy's X-Mailmoat-Id goes on top afterwards, outside the seal)."""
         if shown := banner_lines(self.settings, envelope, verdict):
             with_banner = add_banner(raw, *shown)
             metrics.BANNERS.labels(kind=shown[0], result="added" if with_banner != raw else "left_out").inc()
             raw = with_banner
-        return prepare_base(raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix)
+        base = prepare_base(raw, verdict, authserv_id=self.hostname, subject_prefix=self.settings.policy.subject_prefix)
+        if self.sealer is not None and self.sealer.applies(envelope.direction.value):
+            base = self.sealer.seal(base)
+        return base
 
     # -- public API ------------------------------------------------------------------------
     async def deliver(
@@ -356,7 +363,8 @@ class DeliveryService:
             if not c.claimed:
                 outcomes[c.tracking_id] = self._outcome_of(c)
         if todo:
-            if self.settings.banner.enabled:  # rewriting a large body is work for a thread, not the event loop
+            # Rewriting a large body, or signing it, is work for a thread, not the event loop.
+            if self.settings.banner.enabled or self.sealer is not None:
                 base = await asyncio.to_thread(self._base, envelope, raw, verdict)
             else:
                 base = self._base(envelope, raw, verdict)
