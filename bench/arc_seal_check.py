@@ -24,6 +24,7 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mailmoat import metrics
 from mailmoat.config import ArcSealSettings
 from mailmoat.deliver.arc_seal import Sealer
 from mailmoat.deliver.headers import prepare_base
@@ -56,6 +57,7 @@ def main() -> int:
         sealer = Sealer(ArcSealSettings(enabled=True, domain="example.org", selector="arc", key_file=str(key_file)), HOST)
         edits: list[float] = []
         sealing: list[float] = []
+        errors_before = 0
         print("| corpus | messages | sealed | left unsealed | errors | seals that do not verify |")
         print("|---|---:|---:|---:|---:|---:|")
         for corpus in sorted(p for p in args.corpora.iterdir() if p.is_dir()):
@@ -80,11 +82,8 @@ def main() -> int:
                 cv, _results, _reason = dkim.arc_verify(sealed, dnsfunc=dnsfunc)
                 if cv != dkim.CV_Pass:
                     counts["bad"] += 1
-            from mailmoat import metrics
-
-            errors = int(metrics.ARC_SEALS.labels(result="error")._value.get())
-            counts["errors"] = errors - sum(getattr(main, "_errors", [0]))
-            main._errors = [errors]  # type: ignore[attr-defined]
+            errors_now = int(metrics.ARC_SEALS.labels(result="error")._value.get())
+            counts["errors"], errors_before = errors_now - errors_before, errors_now
             print(f"| {corpus.name} | {counts['messages']:,} | {counts['sealed']:,} | {counts['unsealed'] - counts['errors']:,} "
                   f"| {counts['errors']:,} | {counts['bad']:,} |")
         if edits:
