@@ -191,6 +191,13 @@ def test_keys_that_would_not_serve(tmp_path: Path) -> None:
         load_key(str(tmp_path / "missing.pem"))
     with pytest.raises(ConfigError, match="needs domain, selector and key_file"):
         ArcSealSettings(enabled=True, domain=ORG)
+    # `mailmoat serve` says so before it listens, not from a worker after it took mail.
+    from mailmoat.cli.serve import check as before_serving
+
+    s = Settings()
+    s.arc_seal = ArcSealSettings(enabled=True, domain=ORG, selector="gw", key_file=str(weak))
+    with pytest.raises(ConfigError, match="1024-bit RSA"):
+        before_serving(s)
 
 
 def test_check_compares_the_published_key(settings: Settings, tmp_path: Path, zone: LoopbackDns, seal_key: DkimKey) -> None:

@@ -93,6 +93,10 @@ def check(settings: Settings) -> None:
     if relay:
         parse_hostport(relay.split("://", 1)[1])
     tls_context(settings)
+    if settings.arc_seal.enabled:
+        from mailmoat.deliver.arc_seal import load_key
+
+        load_key(settings.arc_seal.key_file)
 
 
 async def run(settings: Settings, announce: bool = True) -> None:
