@@ -249,15 +249,15 @@ def test_lists_in_the_console(tmp_path: Path) -> None:
         assert [a["actor"] for a in env.audit("list.add")] == ["analyst", "admin"]
 
 
-def test_two_people_adding_the_same_entry_at_once_both_succeed(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def a_rival_adds_first(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The first `site_lists.add` meets a rival's insert of the same entry, committed between its
+    look-up and its own insert; the list returned says whether that happened."""
     import mailmoat.policy.site_lists as site_lists
 
-    store = Store(settings.db_url)
     real_add = site_lists.add
-    raced = []
+    raced: list[bool] = []
 
     def add_after_a_rival(s: Any, list_: str, kind: str, value: str, **kw: Any) -> Any:
-        # The rival's insert commits between this session's look-up and its own insert.
         if not raced:
             raced.append(True)
             with store.session() as other:
@@ -268,6 +268,14 @@ def test_two_people_adding_the_same_entry_at_once_both_succeed(settings: Setting
         return real_add(s, list_, kind, value, **kw)
 
     monkeypatch.setattr(site_lists, "add", add_after_a_rival)
+    return raced
+
+
+def test_two_people_adding_the_same_entry_at_once_both_succeed(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailmoat.policy.site_lists as site_lists
+
+    store = Store(settings.db_url)
+    raced = a_rival_adds_first(store, monkeypatch)
     entry, new = site_lists.add_to_store(store, "deny", "domain", "evil.example", note="mine", by="alice")
     assert raced and not new
     assert (entry["value"], entry["note"], entry["created_by"]) == ("evil.example", "mine", "alice")
@@ -281,20 +289,7 @@ def test_an_import_meeting_an_entry_added_meanwhile_still_imports(lists_settings
     import mailmoat.policy.site_lists as site_lists
 
     store = Store(lists_settings.db_url)
-    real_add = site_lists.add
-    raced = []
-
-    def add_after_a_rival(s: Any, list_: str, kind: str, value: str, **kw: Any) -> Any:
-        # An analyst's deny of the first line commits between the import's look-up and its insert.
-        if not raced:
-            raced.append(True)
-            with store.session() as other:
-                real_add(other, list_, kind, value, note="analyst", by="bob")
-            s.add(SenderListRow(list=list_, kind=kind, value=value, note="", created_by="", created_at=0.0, expires_at=0.0))
-            s.flush()
-        return real_add(s, list_, kind, value, **kw)
-
-    monkeypatch.setattr(site_lists, "add", add_after_a_rival)
+    raced = a_rival_adds_first(store, monkeypatch)  # an analyst denies the first line meanwhile
     exported = tmp_path / "blocked.txt"
     exported.write_text("evil.example\nphish.example.net\n203.0.113.9\n", encoding="utf-8")
     code, out = cli(lists_settings, "import", "deny", str(exported), "--note", "from the old gateway")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -167,6 +168,27 @@ def release_cmd(
         raise typer.Exit(1)
 
 
+def _one_by_one(store: Any, items: Sequence[Any], act: Callable[[Any, Any], str], errors: tuple[type[Exception], ...]) -> None:
+    """`act(session, item)` for each item in a transaction of its own, printing what it returns;
+    an item that fails with one of `errors` is named, the others still go ahead, and the exit
+    status is 1."""
+    failed = 0
+    try:
+        for item in items:
+            try:
+                with store.session() as s:
+                    done = act(s, item)
+            except errors as exc:
+                failed += 1
+                typer.echo(f"error: {exc}", err=True)
+                continue
+            typer.echo(done)
+    finally:
+        store.close()
+    if failed:
+        raise typer.Exit(1)
+
+
 @quarantine_app.command("delete")
 def delete_cmd(
     mail_ids: Annotated[list[str], typer.Argument(help="One or more held message ids")],
@@ -177,23 +199,12 @@ def delete_cmd(
     from mailmoat.store.audit import audit
     from mailmoat.store.quarantine import QuarantineError, discard
 
-    store = open_store(load_settings(config, data_dir, db))
-    failed = 0
-    try:
-        for mail_id in mail_ids:
-            try:
-                with store.session() as s:
-                    discard(s, mail_id)
-                    audit(s, actor(), "quarantine.delete", mail_id, source="cli", note=reason)
-            except QuarantineError as exc:
-                failed += 1
-                typer.echo(f"error: {exc}", err=True)
-                continue
-            typer.echo(f"deleted {mail_id}")
-    finally:
-        store.close()
-    if failed:
-        raise typer.Exit(1)
+    def delete(s: Any, mail_id: str) -> str:
+        discard(s, mail_id)
+        audit(s, actor(), "quarantine.delete", mail_id, source="cli", note=reason)
+        return f"deleted {mail_id}"
+
+    _one_by_one(open_store(load_settings(config, data_dir, db)), mail_ids, delete, (QuarantineError,))
 
 
 @quarantine_app.command("requests")
@@ -235,24 +246,13 @@ def decline_cmd(
     from mailmoat.digest.requests import RequestError, decline
     from mailmoat.store.audit import audit
 
-    store = open_store(load_settings(config, data_dir, db))
-    failed = 0
-    try:
-        for request_id in request_ids:
-            try:
-                with store.session() as s:
-                    out = decline(s, request_id, actor(), reason)
-                    audit(s, actor(), "quarantine.decline", out["mail_id"], source="cli",
-                          detail={"request": request_id, "recipient": out["recipient"]}, note=reason)
-            except RequestError as exc:
-                failed += 1
-                typer.echo(f"error: {exc}", err=True)
-                continue
-            typer.echo(f"declined request {request_id}: {out['recipient']}'s copy of {out['mail_id']} stays held")
-    finally:
-        store.close()
-    if failed:
-        raise typer.Exit(1)
+    def decline_one(s: Any, request_id: int) -> str:
+        out = decline(s, request_id, actor(), reason)
+        audit(s, actor(), "quarantine.decline", out["mail_id"], source="cli",
+              detail={"request": request_id, "recipient": out["recipient"]}, note=reason)
+        return f"declined request {request_id}: {out['recipient']}'s copy of {out['mail_id']} stays held"
+
+    _one_by_one(open_store(load_settings(config, data_dir, db)), request_ids, decline_one, (RequestError,))
 
 
 @quarantine_app.command("raw")
