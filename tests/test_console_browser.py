@@ -420,6 +420,61 @@ def test_dashboard_says_what_needs_attention_in_the_consoles_language(settings: 
         assert errors == []
 
 
+@browser
+def test_reports_page_condemns_and_dismisses_what_colleagues_reported(settings: Settings, tmp_path: Path) -> None:
+    """Two messages reported by colleagues through the report mailbox: one is condemned from the
+    Reports page (its copies recalled), the other dismissed; the message's page names the reporters."""
+    reporter, box = VICTIMS[1], f"phish@{DOMAIN}"
+    settings.server.domains = [DOMAIN]
+    settings.server.internal_listen = "127.0.0.1:0"
+    settings.server.workers = 0
+    settings.policy.report_addresses = [box]
+    add_user(settings, *ADMIN, "admin")
+    with inprocess_gateway(settings) as gw:
+        lure = _send(gw.host, gw.port, "notice@payroll-review.example", VICTIMS, _clean("notice@payroll-review.example", VICTIMS[0], "Payroll review"))
+        news = _send(gw.host, gw.port, "news@letters.example", VICTIMS, _clean("news@letters.example", VICTIMS[0], "Weekly notes"))
+        wait_for(lambda: _in_inbox(settings, reporter, f"{lure}-0001") and _in_inbox(settings, reporter, f"{news}-0001"), what="delivery")
+        for sender, subject in (("notice@payroll-review.example", "Payroll review"), ("news@letters.example", "Weekly notes")):
+            report = f"From: {reporter}\r\nTo: {box}\r\nSubject: FW: {subject}\r\n\r\n-----Original Message-----\r\n" \
+                     f"From: {sender}\r\nSubject: {subject}\r\n\r\nsuspect\r\n"
+            _send("127.0.0.1", gw.internal_port, reporter, [box], report.encode())
+        wait_for(lambda: _status(settings, lure) and len(_reported(settings)) == 2, what="both reports linked")
+    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: d.accept())
+        login(page, web.url, *ADMIN)
+        page.goto(f"{web.url}/messages/{lure}")
+        wait_ready(page)
+        assert page.text_content("#reported-by") == reporter
+        page.goto(f"{web.url}/reports")
+        wait_ready(page)
+        assert page.locator("#reports-table tbody tr").count() == 2
+        page.click(f"#reports-table tr[data-key='{lure}'] button.condemn-report")
+        page.wait_for_selector(f"#reports-table tr[data-key='{lure}']", state="detached")
+        wait_for(lambda: not _in_inbox(settings, VICTIMS[0], f"{lure}-0000") and not _in_inbox(settings, reporter, f"{lure}-0001"),
+                 what="the condemned message recalled")
+        page.click(f"#reports-table tr[data-key='{news}'] button.dismiss-report")
+        page.wait_for_selector("#reports p.empty")
+        assert _in_inbox(settings, reporter, f"{news}-0001")  # dismissed: nothing recalled
+        page.check("#rep-all")
+        page.wait_for_selector(f"#reports-table tr[data-key='{news}'][data-state='dismissed']")
+        assert page.locator(f"#reports-table tr[data-key='{lure}']").get_attribute("data-state") in ("condemned", "recalled")
+        assert errors == []
+
+
+def _reported(settings: Settings) -> list[dict[str, Any]]:
+    from mailmoat.reports import reported
+
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            return reported(s)
+    finally:
+        store.close()
+
+
 def _status(settings: Settings, mail_id: str) -> str:
     from mailmoat.store.db import Store
 

@@ -34,6 +34,7 @@ from tests.support import qrmail
 from tests.support.browser import ConsoleServer, chromium, chromium_missing
 from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for, write_toml
 from tests.support.pg import pg_url  # noqa: F401  (fixture)
+from tests.support.webkit import api_token
 
 ALICE, BOB = "alice@victim-corp.com", "bob@victim-corp.com"
 CONSOLE = "https://mailmoat.victim-corp.com"
@@ -273,18 +274,6 @@ def test_digest_lists_held_spam_releases_one_copy_once_and_is_sent_once(digest_s
             assert held_copies(store, bags) == {ALICE: "deleted"}
     finally:
         store.close()
-
-
-def api_token(store: Store, role: str) -> dict[str, str]:
-    """A user of `role` and a bearer header for the API."""
-    from mailmoat.store.web_models import UserRow
-    from mailmoat.web.auth import create_token
-
-    with store.session() as s:
-        u = UserRow(username=role, password_hash="-", role=role, created_at=time.time())
-        s.add(u)
-        s.flush()
-        return {"Authorization": f"Bearer {create_token(s, u, 'test')[1]}"}
 
 
 def test_held_phishing_is_listed_with_a_link_that_asks_the_administrators(digest_settings: Settings) -> None:

@@ -254,6 +254,12 @@ def test_every_state_change_writes_an_audit_row(tmp_path: Path) -> None:
             request_id = open_requests(s)[0][0].id
         do("post", "/quarantine/requests/{request_id}/decline", "quarantine.decline", path=f"/quarantine/requests/{request_id}/decline",
            json={})
+        from mailmoat.store.report_models import ReportRow
+
+        with env.store.session() as s:  # a colleague reported the delivered QR message
+            s.add(ReportRow(report_id="r1", reporter=RECIPIENTS[1], message_id=ids["qr"], matched_by="tracking_id", subject="",
+                            sender="", reported_at=time.time(), dismissed_at=0.0, dismissed_by=""))
+        do("post", "/reports/{key}/dismiss", "report.dismiss", path=f"/reports/{ids['qr']}/dismiss", json={})
         do("post", "/quarantine/{mail_id}/release", "quarantine.release", path=f"/quarantine/{ids['held']}/release", json={})
         env.store.set_message_fields(ids["clean"], status="quarantined")
         do("post", "/quarantine/{mail_id}/delete", "quarantine.delete", path=f"/quarantine/{ids['clean']}/delete", json={})

@@ -85,6 +85,9 @@ class PolicySettings:
     # Mailboxes where staff report suspicious mail (phish@...): a colleague's report there is
     # scanned and recorded but delivered (at most tagged), and never counts against the reporter.
     report_addresses: list[str] = field(default_factory=list)
+    # A reported message is condemned (and its copies recalled as recall.auto says) once this many
+    # different colleagues reported it; 0 = never by itself, the security team decides.
+    report_condemn_after: int = 0
 
 
 @dataclass

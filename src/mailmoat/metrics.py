@@ -53,6 +53,10 @@ BANNERS = Counter(
 DIGEST_RELEASES = Counter(
     "mailmoat_digest_releases", "Held copies released by their recipients through a digest's link", registry=REGISTRY
 )
+REPORTS = Counter(
+    "mailmoat_reports", "Messages colleagues reported to the report mailbox, by how the reported message was found "
+    "(tracking_id, message_id, sender_subject, subject, none)", ["matched_by"], registry=REGISTRY,
+)
 ARC_SEALS = Counter(
     "mailmoat_arc_seals", "ARC sets added to mail handed to the mail system, by result (sealed, left_out, error)",
     ["result"], registry=REGISTRY,

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from mailmoat import accounts, metrics
+from mailmoat import accounts, metrics, reports
 from mailmoat.config import Settings
 from mailmoat.ingest.spool import KEPT_SUFFIX, Spool, SpoolRef
 from mailmoat.model import Action, Direction, Envelope, Message, Verdict
+from mailmoat.policy.decide import STAFF_REPORT
 from mailmoat.store.db import Store
 
 if TYPE_CHECKING:
@@ -214,6 +215,8 @@ class Pipeline:
         if envelope.direction is not Direction.INBOUND and isinstance(self.store, Store):
             # After spool.done: a slow recall or webhook must never hold the spool entry.
             await accounts.observe(self.store, self.settings, envelope, message, verdict)  # never raises
+            if any(f.symbol == STAFF_REPORT.name for f in verdict.findings):
+                await reports.on_report(self.store, self.settings, envelope, message)  # never raises
         if self._waves is not None and self._waves.due(envelope, verdict) is not None:
             # The earlier copies of a wave just recognised are judged again beside the mail flow
             # (there may be hundreds); after() never raises.

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from mailmoat.config import Settings
 from mailmoat.digest.requests import count_open
+from mailmoat.reports.triage import count_open as open_reports
 from mailmoat.store.accounts_models import IncidentRow
 from mailmoat.store.db import DEFERRED, FAILED, PENDING, SENDING, Store
 from mailmoat.store.models import DeliveryRow, MessageRow
@@ -51,6 +52,7 @@ class Status:
     failed_24h: int = 0
     held: int = 0  # messages in quarantine
     release_requests: int = 0  # recipients' requests from digests waiting for a decision
+    reports_open: int = 0  # messages colleagues reported that nobody has condemned or dismissed
     last_hour: dict[str, int] = field(default_factory=dict)  # messages by verdict action
     open_incidents: int = 0
     recalls_unsettled: int = 0
@@ -58,7 +60,7 @@ class Status:
     disk_free_bytes: int = 0  # on the data dir's file system
     disk_free_fraction: float = 0.0
     # What to look at: {"kind": spool_stale | queue_deferred | incidents_open | recalls_stale |
-    # release_requests | disk_low, "text": the line `mailmoat status` prints}; the console words each kind itself.
+    # release_requests | reports_open | disk_low, "text": the line `mailmoat status` prints}; the console words each kind itself.
     attention: list[dict[str, str]] = field(default_factory=list)
 
     def notice(self, kind: str, text: str) -> None:
@@ -128,6 +130,7 @@ def record_state(store: Store, status: Status, now: float) -> None:
             select(func.count()).select_from(MessageRow).where(MessageRow.status == "quarantined")
         ) or 0)
         status.release_requests = count_open(s)
+        status.reports_open = open_reports(s)
         by_action = s.execute(
             select(MessageRow.action, func.count()).where(MessageRow.received_at >= now - 3600).group_by(MessageRow.action)
         ).all()
@@ -176,6 +179,8 @@ def gather(settings: Settings, store: Store, now: float | None = None) -> Status
         )
     if status.recalls_stale:
         status.notice("recalls_stale", f"{status.recalls_stale} recalls unsettled for over an hour (`mailmoat recall list`)")
+    if status.reports_open:
+        status.notice("reports_open", f"{status.reports_open} messages reported by colleagues wait for a decision (`mailmoat reports list`)")
     if status.release_requests:
         status.notice("release_requests",
                       f"{status.release_requests} release requests from recipients wait for a decision (`mailmoat quarantine requests`)")

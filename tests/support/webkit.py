@@ -82,6 +82,15 @@ def scanned() -> dict[str, tuple[bytes, Message, Verdict]]:
     return out
 
 
+def api_token(store: Store, role: str) -> dict[str, str]:
+    """A user of `role` in `store`, and a bearer header for the API as that user."""
+    with store.session() as s:
+        u = UserRow(username=role, password_hash="-", role=role, created_at=time.time())
+        s.add(u)
+        s.flush()
+        return {"Authorization": f"Bearer {create_token(s, u, 'test')[1]}"}
+
+
 @dataclass
 class WebEnv:
     settings: Settings

@@ -15,7 +15,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the order is the order of `mailmoat --help`.
-_COMMAND_MODULES = ["serve", "check", "scan", "status", "trace", "quarantine", "digest", "lists", "rules", "train", "recall", "waves", "incidents", "audit", "users", "backup", "web", "worker"]
+_COMMAND_MODULES = ["serve", "check", "scan", "status", "trace", "quarantine", "digest", "lists", "rules", "train", "recall", "reports", "waves", "incidents", "audit", "users", "backup", "web", "worker"]
 
 
 def _register_all() -> None:

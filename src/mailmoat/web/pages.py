@@ -26,6 +26,7 @@ NAV: list[tuple[str, str, str, tuple[str, ...] | None]] = [
     ("messages", "/messages", "nav.messages", None),
     ("quarantine", "/quarantine", "nav.quarantine", None),
     ("recall", "/recall", "nav.recall", None),
+    ("reports", "/reports", "nav.reports", None),
     ("incidents", "/incidents", "nav.incidents", None),
     ("indicators", "/indicators", "nav.indicators", None),
     ("lists", "/lists", "nav.lists", None),

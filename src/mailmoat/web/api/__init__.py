@@ -11,6 +11,7 @@ from mailmoat.web.api import (
     messages,
     quarantine,
     recall,
+    reports,
     rules,
     stats,
     status,
@@ -19,5 +20,5 @@ from mailmoat.web.api import (
 
 ROUTERS: list[APIRouter] = [
     messages.router, quarantine.router, recall.router, incidents.router, indicators.router, rules.router,
-    stats.router, status.router, audit.router, users.router, classifier.router, lists.router,
+    stats.router, status.router, audit.router, users.router, classifier.router, lists.router, reports.router,
 ]

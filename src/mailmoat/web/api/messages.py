@@ -13,6 +13,7 @@ from sqlalchemy import and_, func, or_, select
 from mailmoat.digest.requests import for_message
 from mailmoat.model import Message
 from mailmoat.recall.selection import SelectionError, Selector, message_conditions
+from mailmoat.reports.triage import reports_of
 from mailmoat.store.audit import audit
 from mailmoat.store.db import clean_json
 from mailmoat.store.models import DeliveryRow, MessageRow
@@ -157,6 +158,7 @@ def message_detail(request: Request, mail_id: str) -> dict[str, Any]:
     out["partly_released"] = row.status == "quarantined" and any(d["status"] != "held" for d in out["deliveries"])
     with web(request).store.session() as s:
         out["release_requests"] = for_message(s, mail_id)  # recipients asking, from a digest, for their copy
+        out["reports"] = reports_of(s, mail_id)  # colleagues who reported it to the report mailbox
     msg = _parsed(request, row)
     out["parsed"] = msg is not None
     qr_findings = [f for f in findings if _where_qr(f)]

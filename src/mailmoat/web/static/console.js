@@ -257,6 +257,7 @@
       incidents_open: () => fmt(T("attn.incidents_open"), { n: st.open_incidents }),
       recalls_stale: () => fmt(T("attn.recalls_stale"), { n: st.recalls_stale }),
       release_requests: () => fmt(T("attn.release_requests"), { n: st.release_requests }),
+      reports_open: () => fmt(T("attn.reports_open"), { n: st.reports_open }),
       disk_low: () => fmt(T("attn.disk_low"),
         { gib: ((st.disk_free_bytes || 0) / 2 ** 30).toFixed(1), pct: Math.round((st.disk_free_fraction || 0) * 100) }),
     };
@@ -392,6 +393,8 @@
       [T("col.score"), h("b", { text: (m.verdict.score || 0).toFixed(1) })],
       [T("col.status"), stateBadge(m.partly_released ? "partly released" : m.verdict.status)],
       [T("detail.reasons"), h("ul", { class: "reasons" }, (m.verdict.reasons || []).map((r) => h("li", { text: r })))],
+      ...((m.reports || []).length ? [[T("detail.reported_by"), h("span", { id: "reported-by" },
+        [...new Set(m.reports.map((r) => r.reporter))].join(", "))]] : []),
     ]));
     const env = m.envelope;
     fill("envelope", kv([
@@ -686,6 +689,37 @@
         if (res) { fill("imp-result", `${res.count}: ${JSON.stringify(res.counts)}`); load(); }
       });
     }
+    await load();
+  };
+
+  pages.reports = async function () {
+    const load = async () => {
+      const all = ($("rep-all") || {}).checked;
+      const res = await api("GET", `/reports?days=0${all ? "&all=true" : ""}`);
+      const cols = [
+        { label: T("rep.last"), render: (r) => h("span", { class: "nowrap", text: fmtTime(r.last_reported) }) },
+        { label: T("rep.reporters"), render: (r) => h("span", { title: r.reporters.join(", ") },
+          h("b", { text: String(r.reporters.length) }), " ", h("span", { class: "small muted", text: r.reporters.join(", ") })) },
+        { label: T("col.from"), render: (r) => mono((r.message && (r.message.from_addr || r.message.mail_from)) || r.sender) },
+        { label: T("col.subject"), render: (r) => r.mail_id
+          ? h("a", { href: "/messages/" + encodeURIComponent(r.mail_id), text: (r.message && r.message.subject) || r.subject || "(no subject)" })
+          : [h("span", { text: r.subject }), " ", h("span", { class: "muted small", text: T("rep.not_found") })] },
+        { label: T("col.action"), render: (r) => r.message ? [actionBadge(r.message.action), " ", (r.message.score || 0).toFixed(1)] : "" },
+        { label: T("col.status"), render: (r) => stateBadge(r.state) },
+      ];
+      if (P.canAct) cols.push({ label: "", render: (r) => r.state !== "open" ? "" : h("div", { class: "row-actions" },
+        r.mail_id ? h("button", { type: "button", class: "danger small condemn-report", text: T("rep.condemn"), onclick: async () => {
+          if (!window.confirm(`${T("rep.condemn")}: ${(r.message && r.message.subject) || r.subject}?`)) return;
+          const reason = `reported by ${r.reporters.length}: ${r.reporters.join(", ")}`;
+          if (await attempt(() => api("POST", `/messages/${encodeURIComponent(r.mail_id)}/condemn`, { reason }), T("rep.condemned"))) load();
+        } }) : null,
+        h("button", { type: "button", class: "small dismiss-report", text: T("rep.dismiss"), onclick: async () => {
+          if (await attempt(() => api("POST", `/reports/${encodeURIComponent(r.key)}/dismiss`, {}), T("rep.dismissed"))) load();
+        } })) });
+      fill("reports", res.items.length ? table(cols, res.items, { id: "reports-table", rowAttrs: (r) => ({ dataset: { key: r.key, state: r.state } }) })
+        : h("p", { class: "empty muted", text: T("rep.none") }));
+    };
+    $("rep-all").addEventListener("change", load);
     await load();
   };
 

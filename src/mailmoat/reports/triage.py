@@ -1,0 +1,135 @@
+"""Reported mail as the security team sees it: each reported message with who reported it and what became of it; dismissing; condemning by itself after enough reports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from mailmoat.config import Settings
+from mailmoat.model import Envelope, Message
+from mailmoat.reports.intake import take_report
+from mailmoat.store.db import Store
+from mailmoat.store.models import MessageRow
+from mailmoat.store.recall_models import RecallCopyRow
+from mailmoat.store.report_models import ReportRow
+
+log = logging.getLogger("mailmoat.reports")
+
+OPEN, CONDEMNED, RECALLED, DISMISSED = "open", "condemned", "recalled", "dismissed"
+AUTO_ACTOR = "auto:reports"
+
+
+class ReportError(Exception):
+    pass
+
+
+def state_of(session: Session, mail_id: str, rows: list[ReportRow]) -> str:
+    """What became of a reported message: CONDEMNED, RECALLED (copies recalled), DISMISSED (every
+    report of it dismissed) or OPEN. An unmatched report (no mail_id) is OPEN until dismissed."""
+    if mail_id:
+        msg = session.get(MessageRow, mail_id)
+        if msg is not None and msg.status == "condemned":
+            return CONDEMNED
+        if session.scalar(select(func.count()).select_from(RecallCopyRow).where(
+                RecallCopyRow.message_id == mail_id, RecallCopyRow.state.in_(["recalled", "already_gone"]))):
+            return RECALLED
+    return DISMISSED if all(r.dismissed_at for r in rows) else OPEN
+
+
+def _summary(msg: MessageRow | None) -> dict[str, Any] | None:
+    if msg is None:
+        return None
+    return {"id": msg.id, "received_at": msg.received_at, "direction": msg.direction, "from_addr": msg.from_addr,
+            "mail_from": msg.mail_from, "subject": msg.subject, "action": msg.action, "score": msg.score,
+            "status": msg.status, "rcpt_count": len(msg.rcpt_tos or [])}
+
+
+def reported(session: Session, everything: bool = False, since: float = 0.0, limit: int = 200) -> list[dict[str, Any]]:
+    """Reported messages, most recently reported first: each with its reporters, when, what it is
+    and its state; a report whose message was not found is an item of its own (keyed by the
+    report's id). Only OPEN ones unless `everything`."""
+    rows = session.scalars(select(ReportRow).where(ReportRow.reported_at >= since)
+                           .order_by(ReportRow.reported_at.desc()).limit(20_000)).all()
+    groups: dict[str, list[ReportRow]] = defaultdict(list)
+    for r in rows:
+        groups[r.message_id or f"report:{r.report_id}"].append(r)
+    out: list[dict[str, Any]] = []
+    for members in groups.values():
+        mail_id = members[0].message_id
+        state = state_of(session, mail_id, members)
+        if state != OPEN and not everything:
+            continue
+        out.append({
+            "key": mail_id or members[0].report_id, "mail_id": mail_id, "matched_by": sorted({m.matched_by for m in members}),
+            "reporters": sorted({m.reporter for m in members}), "reports": len(members),
+            "first_reported": min(m.reported_at for m in members), "last_reported": max(m.reported_at for m in members),
+            "subject": members[0].subject, "sender": members[0].sender, "report_ids": sorted({m.report_id for m in members}),
+            "state": state, "message": _summary(session.get(MessageRow, mail_id)) if mail_id else None,
+        })
+        if len(out) >= limit:
+            break
+    return out
+
+
+def count_open(session: Session) -> int:
+    return len(reported(session, limit=10_000))
+
+
+def reports_of(session: Session, mail_id: str) -> list[dict[str, Any]]:
+    """Every report of one recorded message (the message page shows them)."""
+    rows = session.scalars(select(ReportRow).where(ReportRow.message_id == mail_id).order_by(ReportRow.reported_at)).all()
+    return [{"reporter": r.reporter, "reported_at": r.reported_at, "report_id": r.report_id, "matched_by": r.matched_by,
+             "dismissed_at": r.dismissed_at, "dismissed_by": r.dismissed_by} for r in rows]
+
+
+def dismiss(session: Session, key: str, by: str, now: float | None = None) -> int:
+    """Dismiss the reports of a reported message (its id), or an unmatched report (the report's
+    id): the message stays as it is and leaves the list. ReportError when nothing is open there."""
+    now = time.time() if now is None else now
+    res = session.execute(
+        update(ReportRow)
+        .where(((ReportRow.message_id == key) | ((ReportRow.message_id == "") & (ReportRow.report_id == key))),
+               ReportRow.dismissed_at == 0.0)
+        .values(dismissed_at=now, dismissed_by=by[:128])
+    )
+    n = int(getattr(res, "rowcount", 0) or 0)
+    if not n:
+        raise ReportError(f"no open report of {key}")
+    return n
+
+
+def _due_for_condemning(store: Store, settings: Settings, mail_ids: list[str]) -> list[tuple[str, int]]:
+    """The reported messages that enough colleagues reported and that are still open."""
+    due: list[tuple[str, int]] = []
+    with store.session() as s:
+        for mail_id in mail_ids:
+            members = list(s.scalars(select(ReportRow).where(ReportRow.message_id == mail_id)))
+            reporters = {m.reporter for m in members}
+            if len(reporters) >= settings.policy.report_condemn_after and state_of(s, mail_id, members) == OPEN:
+                due.append((mail_id, len(reporters)))
+    return due
+
+
+async def on_report(store: Store, settings: Settings, envelope: Envelope, message: Message) -> None:
+    """A colleague's report was recorded and delivered: link it to what it reports and, when enough
+    colleagues reported a message, condemn it (`policy.report_condemn_after`). Never raises."""
+    from mailmoat.recall.auto import condemn_message
+    from mailmoat.recall.engine import RecallEngine
+
+    try:
+        found = await asyncio.to_thread(take_report, store, settings, envelope, message)
+        wanted = sorted({mail_id for mail_id, _ in found if mail_id})
+        if settings.policy.report_condemn_after <= 0 or not wanted:
+            return
+        for mail_id, n in await asyncio.to_thread(_due_for_condemning, store, settings, wanted):
+            outcome = await condemn_message(RecallEngine(settings, store), mail_id, AUTO_ACTOR,
+                                            f"reported by {n} colleagues (policy.report_condemn_after)")
+            log.warning("message %s condemned after %d reports: recall %s", mail_id, n, outcome.state)
+    except Exception:
+        log.exception("report %s: acting on it failed", envelope.id)

@@ -1,0 +1,214 @@
+"""Colleagues' reports to the report mailbox: each linked to the message it reports, listed for the security team, condemned (by a person or after enough reports) or dismissed."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from mailmoat.cli import app as cli_app
+from mailmoat.config import Settings
+from mailmoat.parse import parse
+from mailmoat.reports import bare_subject, reported_in
+from mailmoat.reports.triage import reported
+from mailmoat.status import gather
+from mailmoat.store.db import Store
+from mailmoat.store.models import MessageRow
+from mailmoat.store.report_models import ReportRow
+from mailmoat.web.app import create_app
+from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for, write_toml
+from tests.support.webkit import api_token
+
+ORG = "victim-corp.com"
+ALICE, BOB, CAROL = (f"{n}@{ORG}" for n in ("alice", "bob", "carol"))
+REPORT_BOX = f"phish@{ORG}"
+LURE_FROM = "hr-notice@payroll-portal.example"
+LURE_SUBJECT = "Your payroll account needs an update"
+runner = CliRunner()
+
+
+def lure() -> bytes:
+    """Mail that got past every engine: plain words and one link, delivered."""
+    m = EmailMessage()
+    m["From"] = f"HR Notice <{LURE_FROM}>"
+    m["To"] = f"{ALICE}, {BOB}"
+    m["Subject"] = LURE_SUBJECT
+    m["Message-ID"] = "<payroll-1@payroll-portal.example>"
+    m.set_content("Hello,\n\nplease review your payroll details before Friday: https://payroll-portal.example/review\n\nHR\n")
+    return m.as_bytes()
+
+
+def attached_report(reporter: str, original: bytes) -> bytes:
+    """A report as Outlook's "forward as attachment" or a Report button writes it."""
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = reporter, REPORT_BOX, f"FW: {LURE_SUBJECT}"
+    m.set_content("This looks like phishing.")
+    m.add_attachment(original, maintype="message", subtype="rfc822", filename="suspect.eml")
+    return m.as_bytes()
+
+
+def inline_report(reporter: str, sender: str, subject: str, chinese: bool = False) -> bytes:
+    """A report as a forward in the body, the forwarded header block quoted."""
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = reporter, REPORT_BOX, f"{'转发' if chinese else 'Fwd'}: {subject}"
+    block = (f"------------------ 原始邮件 ------------------\n发件人：\"HR\" <{sender}>\n发送时间：2026年12月1日 9:00\n"
+             f"收件人：{reporter}\n主题：{subject}\n" if chinese else
+             f"-----Original Message-----\nFrom: HR Notice <{sender}>\nSent: Monday, December 1, 2026 9:00 AM\n"
+             f"To: {reporter}\nSubject: {subject}\n")
+    m.set_content(f"Is this real?\n\n{block}\nHello, please review your payroll details.\n")
+    return m.as_bytes()
+
+
+def report_settings(settings: Settings) -> Settings:
+    settings.server.domains = [ORG]
+    settings.server.listen = "127.0.0.1:0"
+    settings.server.internal_listen = "127.0.0.1:0"
+    settings.server.workers = 0
+    settings.policy.report_addresses = [REPORT_BOX]
+    return settings
+
+
+def report_rows(store: Store) -> int:
+    with store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(ReportRow)) or 0)
+
+
+def lure_id(store: Store) -> str:
+    with store.session() as s:
+        got = s.scalar(select(MessageRow.id).where(MessageRow.subject == LURE_SUBJECT))
+    assert got
+    return got
+
+
+def cli(settings: Settings, *args: str) -> tuple[int, str]:
+    cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir})
+    result = runner.invoke(cli_app, [*args, "--config", str(cfg)])
+    return result.exit_code, result.output
+
+
+def in_inbox(settings: Settings, rcpt: str) -> list[Path]:
+    """The files in a recipient's inbox (a recall moves a copy out of it, to a hidden folder)."""
+    root = settings.mail_dir / rcpt
+    return [f for sub in ("new", "cur") if (root / sub).is_dir() for f in (root / sub).iterdir()]
+
+
+def alices_copy(settings: Settings) -> bytes:
+    ((path,),) = maildir_copies(settings.mail_dir, ALICE).values()
+    return path.read_bytes()
+
+
+def test_what_a_report_reports() -> None:
+    original = lure().replace(b"Subject:", b"X-Mailmoat-Id: 01ABC-0000\nSubject:", 1)
+    (r,) = reported_in(parse(attached_report(ALICE, original)))
+    assert (r.tracking_id, r.message_id, r.sender, r.subject) == ("01ABC-0000", "<payroll-1@payroll-portal.example>", LURE_FROM, LURE_SUBJECT)
+    (r,) = reported_in(parse(inline_report(BOB, LURE_FROM, LURE_SUBJECT)))
+    assert (r.tracking_id, r.sender, r.subject) == ("", LURE_FROM, LURE_SUBJECT)
+    (r,) = reported_in(parse(inline_report(BOB, "caiwu@subsidy.example", "关于发放工资补贴的通知", chinese=True)))
+    assert (r.sender, r.subject) == ("caiwu@subsidy.example", "关于发放工资补贴的通知")
+    gmail = EmailMessage()
+    gmail["From"], gmail["To"], gmail["Subject"] = BOB, REPORT_BOX, "Fwd: Invoice"
+    gmail.set_content("---------- Forwarded message ---------\nFrom: Billing <billing@invoices.example>\n"
+                      "Date: Mon, Dec 1, 2026 at 9:00 AM\nSubject: Invoice 4411\nTo: <bob@victim-corp.com>\n")
+    (r,) = reported_in(parse(gmail.as_bytes()))
+    assert (r.sender, r.subject) == ("billing@invoices.example", "Invoice 4411")
+    bare = EmailMessage()
+    bare["From"], bare["To"], bare["Subject"] = BOB, REPORT_BOX, "FW: RE: 转发: Urgent wire"
+    bare.set_content("see above")
+    (r,) = reported_in(parse(bare.as_bytes()))
+    assert bare_subject(r.subject) == "urgent wire" and not r.sender
+    assert bare_subject("[EXTERNAL] Fwd:  Your   Account ") == "your account"
+
+
+def test_reports_are_linked_listed_condemned_and_dismissed(settings: Settings) -> None:
+    settings = report_settings(settings)
+    store = Store(settings.db_url)
+    try:
+        with inprocess_gateway(settings) as gw:
+            with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+                c.sendmail(LURE_FROM, [ALICE, BOB], lure())
+            wait_for(lambda: maildir_copies(settings.mail_dir, ALICE) and maildir_copies(settings.mail_dir, BOB), what="the lure")
+            with smtplib.SMTP("127.0.0.1", gw.internal_port, timeout=30) as c:
+                c.sendmail(ALICE, [REPORT_BOX], attached_report(ALICE, alices_copy(settings)))
+                c.sendmail(BOB, [REPORT_BOX], inline_report(BOB, LURE_FROM, LURE_SUBJECT))
+                c.sendmail(CAROL, [REPORT_BOX], inline_report(CAROL, "chef@canteen.example", "Lunch menu"))
+            wait_for(lambda: report_rows(store) == 3, what="three reports linked")
+        mail_id = lure_id(store)
+        with store.session() as s:
+            items = reported(s)
+        assert len(items) == 2
+        found = next(i for i in items if i["mail_id"])
+        assert (found["mail_id"], found["reporters"], found["matched_by"]) == (mail_id, [ALICE, BOB], ["sender_subject", "tracking_id"])
+        assert found["state"] == "open" and found["message"]["subject"] == LURE_SUBJECT
+        unmatched = next(i for i in items if not i["mail_id"])
+        assert (unmatched["reporters"], unmatched["subject"], unmatched["sender"]) == ([CAROL], "Lunch menu", "chef@canteen.example")
+        st = gather(settings, store)
+        assert st.reports_open == 2 and "reports_open" in [a["kind"] for a in st.attention]
+        # The reports themselves reached the report mailbox.
+        assert len([t for t in maildir_copies(settings.mail_dir, REPORT_BOX) if t]) == 3
+
+        code, out = cli(settings, "reports", "list", "--format", "json")
+        assert code == 0 and {tuple(i["reporters"]) for i in json.loads(out)["items"]} == {(ALICE, BOB), (CAROL,)}
+        code, out = cli(settings, "reports", "dismiss", unmatched["key"], "--reason", "the canteen's own mail")
+        assert code == 0 and "dismissed 1 report(s)" in out
+        assert cli(settings, "reports", "dismiss", unmatched["key"])[0] == 1
+
+        app = create_app(settings, store)
+        analyst, auditor = api_token(store, "analyst"), api_token(store, "auditor")
+        with TestClient(app, base_url="http://testserver") as client:
+            (item,) = client.get("/api/v1/reports", headers=auditor).json()["items"]
+            assert item["mail_id"] == mail_id
+            detail = client.get(f"/api/v1/messages/{mail_id}", headers=auditor).json()
+            assert sorted(r["reporter"] for r in detail["reports"]) == [ALICE, BOB]
+            assert client.post(f"/api/v1/reports/{mail_id}/dismiss", headers=auditor, json={}).status_code == 403
+            # Condemned: every copy is recalled (recall.auto "automatic"), and the report is answered.
+            r = client.post(f"/api/v1/messages/{mail_id}/condemn", headers=analyst, json={"reason": "reported twice"})
+            assert r.status_code == 200, r.text
+            wait_for(lambda: not in_inbox(settings, ALICE) and not in_inbox(settings, BOB), what="the reported message recalled")
+            assert client.get("/api/v1/reports", headers=auditor).json()["items"] == []
+            everything = client.get("/api/v1/reports?all=true", headers=auditor).json()["items"]
+            assert sorted(i["state"] for i in everything) == ["condemned", "dismissed"]
+            assert client.post(f"/api/v1/reports/{mail_id}/dismiss", headers=analyst, json={}).status_code == 200
+            assert client.post(f"/api/v1/reports/{mail_id}/dismiss", headers=analyst, json={}).status_code == 404
+        assert gather(settings, store).reports_open == 0
+        assert len([t for t in maildir_copies(settings.mail_dir, REPORT_BOX) if t]) == 3  # the reports stay
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("needed", [2, 3])
+def test_enough_reports_condemn_a_message_by_themselves(settings: Settings, needed: int) -> None:
+    settings = report_settings(settings)
+    settings.policy.report_condemn_after = needed
+    store = Store(settings.db_url)
+    try:
+        with inprocess_gateway(settings) as gw:
+            with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+                c.sendmail(LURE_FROM, [ALICE, BOB], lure())
+            wait_for(lambda: maildir_copies(settings.mail_dir, ALICE) and maildir_copies(settings.mail_dir, BOB), what="the lure")
+            with smtplib.SMTP("127.0.0.1", gw.internal_port, timeout=30) as c:
+                c.sendmail(ALICE, [REPORT_BOX], attached_report(ALICE, alices_copy(settings)))
+                c.sendmail(ALICE, [REPORT_BOX], inline_report(ALICE, LURE_FROM, LURE_SUBJECT))  # the same colleague again
+                c.sendmail(BOB, [REPORT_BOX], inline_report(BOB, LURE_FROM, LURE_SUBJECT, chinese=True))
+            wait_for(lambda: report_rows(store) == 3, what="three reports linked")
+            if needed == 2:
+                wait_for(lambda: not in_inbox(settings, ALICE) and not in_inbox(settings, BOB),
+                         what="the copies recalled after two colleagues reported")
+            else:
+                time.sleep(0.5)
+        with store.session() as s:
+            status = s.get(MessageRow, lure_id(store)).status  # type: ignore[union-attr]
+            (item,) = reported(s, everything=True)
+        if needed == 2:
+            assert status == "condemned" and item["state"] in ("condemned", "recalled")
+        else:  # two colleagues, one of them twice: not yet three
+            assert status != "condemned" and item["state"] == "open" and item["reports"] == 3
+            assert in_inbox(settings, ALICE) and in_inbox(settings, BOB)
+    finally:
+        store.close()
