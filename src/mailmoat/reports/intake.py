@@ -28,8 +28,9 @@ MAX_REPORTED = 20  # originals read from one report (a report with more attachme
 _FROM = re.compile(r"^(?:from|发件人|寄件者|von|de|van)\s*[:：]\s*(?P<v>.+)$", re.I)
 _SUBJECT = re.compile(r"^(?:subject|主题|主旨|betreff|objet|onderwerp|assunto|asunto)\s*[:：]\s*(?P<v>.+)$", re.I)
 _ADDR = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
-# What mail clients put before a forwarded or replied subject.
-_PREFIX = re.compile(r"^\s*(?:(?:fw|fwd|tr|wg|rv|re|aw|sv|vs|转发|轉寄|回复|答复|回覆)\s*[:：]\s*|\[(?:external|外部)\]\s*)+", re.I)
+# What mail clients put before a forwarded or replied subject, and the tags gateways put there
+# ("[SUSPICIOUS]", policy.subject_prefix; "[EXTERNAL]", "[外部邮件]").
+_PREFIX = re.compile(r"^\s*(?:(?:fw|fwd|tr|wg|rv|re|aw|sv|vs|转发|轉寄|回复|答复|回覆)\s*[:：]\s*|[\[【][^\]】]{1,40}[\]】]\s*)+", re.I)
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,12 @@ def reported_in(message: Message) -> list[Reported]:
 
 def find(session: Session, reporter: str, r: Reported, before: float) -> tuple[str, str]:
     """(the recorded message's id, how it was found) for what a report names, or ("", "none").
-    The tracking id names the very copy; otherwise the reporter's own mail is searched, newest
-    first, by Message-ID, then by sender and subject, then by subject alone."""
+    Only the reporter's own mail is searched: by the tracking id of the attached copy, then newest
+    first by Message-ID, by sender and subject, and by subject alone. (A report cannot point at
+    mail its sender never had: a taken-over account must not steer condemnations.)"""
     if r.tracking_id:
-        copy_of = session.scalar(select(DeliveryRow.message_id).where(DeliveryRow.tracking_id == r.tracking_id))
+        copy_of = session.scalar(select(DeliveryRow.message_id).where(DeliveryRow.tracking_id == r.tracking_id,
+                                                                       recipient_is(reporter)))
         if copy_of:
             return copy_of, "tracking_id"
     theirs = (
