@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import email
 import json
 import smtplib
 import time
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +21,7 @@ from mailmoat.cli import app as cli_app
 from mailmoat.config import Settings
 from mailmoat.parse import parse
 from mailmoat.reports import bare_subject, reported_in
+from mailmoat.reports.feedback import send_feedback
 from mailmoat.reports.triage import reported
 from mailmoat.status import gather
 from mailmoat.store.db import Store
@@ -97,6 +102,17 @@ def in_inbox(settings: Settings, rcpt: str) -> list[Path]:
     """The files in a recipient's inbox (a recall moves a copy out of it, to a hidden folder)."""
     root = settings.mail_dir / rcpt
     return [f for sub in ("new", "cur") if (root / sub).is_dir() for f in (root / sub).iterdir()]
+
+
+def notices(settings: Settings, rcpt: str) -> list[Any]:
+    """The gateway's own notices in a recipient's mailbox."""
+    out = []
+    for files in maildir_copies(settings.mail_dir, rcpt).values():
+        for f in files:
+            msg = email.message_from_bytes(f.read_bytes(), policy=policy.default)
+            if msg.get("Auto-Submitted") == "auto-generated":
+                out.append(msg)
+    return out
 
 
 def alices_copy(settings: Settings) -> bytes:
@@ -182,6 +198,19 @@ def test_reports_are_linked_listed_condemned_and_dismissed(settings: Settings) -
             assert client.post(f"/api/v1/reports/{mail_id}/dismiss", headers=analyst, json={}).status_code == 404
         assert gather(settings, store).reports_open == 0
         assert len([t for t in maildir_copies(settings.mail_dir, REPORT_BOX) if t]) == 3  # the reports stay
+
+        # Each reporter is told what became of it, once.
+        assert asyncio.run(send_feedback(settings, store)) == []  # reports.feedback is off
+        settings.reports.feedback = True
+        sent = asyncio.run(send_feedback(settings, store))
+        assert sorted((x["reporter"], x["outcome"], x["sent"]) for x in sent) == [
+            (ALICE, "threat", True), (BOB, "threat", True), (CAROL, "safe", True)]
+        assert asyncio.run(send_feedback(settings, store)) == []
+        alice = notices(settings, ALICE)
+        assert [m["Subject"] for m in alice] == [f"Your report: {LURE_SUBJECT}"]
+        assert "confirmed as a threat and removed" in alice[0].get_content() and LURE_FROM in alice[0].get_content()
+        (carol,) = notices(settings, CAROL)
+        assert "judged not to be a threat" in carol.get_content()
     finally:
         store.close()
 
@@ -214,5 +243,35 @@ def test_enough_reports_condemn_a_message_by_themselves(settings: Settings, need
         else:  # two colleagues, one of them twice: not yet three
             assert status != "condemned" and item["state"] == "open" and item["reports"] == 3
             assert in_inbox(settings, ALICE) and in_inbox(settings, BOB)
+    finally:
+        store.close()
+
+
+def test_a_notice_names_the_message_in_words_that_cannot_pose_as_links() -> None:
+    from mailmoat.reports.feedback import compose
+
+    settings = Settings()
+    settings.reports.language = "zh"
+    raw = compose(settings, ALICE, "threat", "工资补贴 https://pay.evil.example/claim\x1b]0;x\x07", "caiwu@evil.example", time.time())
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    text = msg.get_content()  # type: ignore[attr-defined]
+    assert msg["Subject"].startswith("您的举报：工资补贴") and "已被确认为威胁邮件" in text
+    assert "https[:]//" in text and "https://" not in text and "\x1b" not in text and "caiwu@evil.example" in text
+
+
+def test_the_gateway_sends_the_notices_by_itself(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailmoat.reports.feedback
+
+    settings = report_settings(settings)
+    settings.reports.feedback = True
+    monkeypatch.setattr(mailmoat.reports.feedback, "FIRST_CHECK_AFTER", 0.1)
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:  # a report the security team dismissed
+            s.add(ReportRow(report_id="r1", reporter=ALICE, message_id="", matched_by="none", subject="Lunch menu",
+                            sender="chef@canteen.example", reported_at=time.time(), dismissed_at=time.time(), dismissed_by="analyst"))
+        with inprocess_gateway(settings):
+            (notice,) = wait_for(lambda: notices(settings, ALICE), what="the notice")
+        assert "Lunch menu" in notice["Subject"] and "judged not to be a threat" in notice.get_content()
     finally:
         store.close()

@@ -360,6 +360,21 @@ class BannerSettings:
 
 
 @dataclass
+class ReportsSettings:
+    """What colleagues who report mail to the report mailbox (policy.report_addresses) are told."""
+
+    # Once the security team decided (condemned, recalled or dismissed), each reporter gets a mail
+    # saying what became of what they reported.
+    feedback: bool = False
+    language: str = "en"  # "en" or "zh"
+    sender: str = ""  # the From address; default postmaster@<server.hostname>
+
+    def __post_init__(self) -> None:
+        if self.language not in ("en", "zh"):
+            raise ConfigError(f"reports.language: {self.language!r}; known: en, zh")
+
+
+@dataclass
 class ArcSealSettings:
     """An ARC set (RFC 8617) added to the mail the gateway hands to the mail system, so that a mail
     system behind it that trusts this sealer can use the gateway's authentication results after its
@@ -444,6 +459,7 @@ class Settings:
     digest: DigestSettings = field(default_factory=DigestSettings)
     banner: BannerSettings = field(default_factory=BannerSettings)
     arc_seal: ArcSealSettings = field(default_factory=ArcSealSettings)
+    reports: ReportsSettings = field(default_factory=ReportsSettings)
     tasks: TasksSettings = field(default_factory=TasksSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)
 

@@ -57,6 +57,10 @@ REPORTS = Counter(
     "mailmoat_reports", "Messages colleagues reported to the report mailbox, by how the reported message was found "
     "(tracking_id, message_id, sender_subject, subject, none)", ["matched_by"], registry=REGISTRY,
 )
+REPORT_FEEDBACK = Counter(
+    "mailmoat_report_feedback", "Notices telling a colleague what became of the message they reported, by outcome "
+    "(threat, safe) and status (sent, failed)", ["outcome", "status"], registry=REGISTRY,
+)
 ARC_SEALS = Counter(
     "mailmoat_arc_seals", "ARC sets added to mail handed to the mail system, by result (sealed, left_out, error)",
     ["result"], registry=REGISTRY,

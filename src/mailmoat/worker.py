@@ -82,10 +82,11 @@ class Engine:
             return ref, None
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
-        """The delivery retry queue, the retention purge, the classifier's learning from the store
-        and the quarantine digests (run in exactly one process)."""
+        """The delivery retry queue, the retention purge, the classifier's learning from the store,
+        the quarantine digests and the notices to reporters (run in exactly one process)."""
         from mailmoat.classify.autolearn import run_autolearn
         from mailmoat.digest import run_digests
+        from mailmoat.reports.feedback import run_feedback
         from mailmoat.store.retention import run_retention
 
         await asyncio.gather(
@@ -93,6 +94,7 @@ class Engine:
             run_retention(self.store, self.settings, stop),
             run_autolearn(self.settings, stop),
             run_digests(self.settings, self.store, stop),
+            run_feedback(self.settings, self.store, stop),
         )
 
     async def close(self) -> None:

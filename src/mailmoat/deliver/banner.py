@@ -13,6 +13,7 @@ from email.message import Message
 
 from mailmoat.config import Settings
 from mailmoat.deliver.headers import header_fields, split_header, strip_fields
+from mailmoat.deliver.own_mail import OWN_LISTENERS
 from mailmoat.model import Action, Direction, Envelope, Verdict
 from mailmoat.policy.categories import categories
 
@@ -65,7 +66,7 @@ def banner_lines(settings: Settings, envelope: Envelope, verdict: Verdict) -> tu
     """(kind, lines) of the banner a copy of this message gets, or None: a warning on tagged mail
     from outside, saying why, and with `banner.external` a notice on the rest of it."""
     cfg = settings.banner
-    if not cfg.enabled or envelope.direction != Direction.INBOUND or envelope.listener == "digest":
+    if not cfg.enabled or envelope.direction != Direction.INBOUND or envelope.listener in OWN_LISTENERS:
         return None
     words = _TEXT[cfg.language]
     if verdict.action == Action.TAG:

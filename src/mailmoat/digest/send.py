@@ -14,10 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from mailmoat import metrics
 from mailmoat.config import Settings
+from mailmoat.deliver.own_mail import send_own_mail
 from mailmoat.digest.compose import render
 from mailmoat.digest.links import token_hash
 from mailmoat.digest.listing import FAILED, SENDING, SENT, Digest, current_slot, due
-from mailmoat.model import Action, Direction, Envelope, Verdict
 from mailmoat.schedule import run_every
 from mailmoat.store.db import Store
 from mailmoat.store.digest_models import DigestLinkRow, DigestRow
@@ -54,24 +54,9 @@ def _claim(store: Store, settings: Settings, d: Digest, now: float) -> bool:
 
 
 async def _deliver(settings: Settings, store: Store, d: Digest, raw: bytes) -> tuple[str, str]:
-    """(mail id, status): the digest recorded and delivered like any mail the gateway makes itself
-    (null envelope sender, so that nothing bounces to or learns from it)."""
-    from mailmoat.deliver import DeliveryService
-    from mailmoat.parse import parse
-
-    env = Envelope(mail_from="", rcpt_tos=[d.recipient], direction=Direction.INBOUND, listener="digest",
-                   helo=settings.server.hostname, peer_ip="127.0.0.1", size=len(raw))
-    verdict = Verdict(Action.DELIVER, 0.0, [], ["quarantine digest"])
-    message = parse(raw)
-    path = await asyncio.to_thread(store.retain_raw, env, raw, settings.raw_dir)
-    await asyncio.to_thread(store.record_message, env, message, verdict, path)
-    service = DeliveryService(settings, store)
-    try:
-        outcomes = await service.deliver(env, raw, verdict, message)
-    finally:
-        service.close()
-    ok = bool(outcomes) and all(o.status in ("delivered", "deferred") for o in outcomes)
-    return env.id, SENT if ok else FAILED
+    """(mail id, status): the digest recorded and delivered like any mail the gateway makes itself."""
+    mail_id, ok = await send_own_mail(settings, store, d.recipient, raw, "digest", "quarantine digest")
+    return mail_id, SENT if ok else FAILED
 
 
 async def send_due(

@@ -1,0 +1,129 @@
+"""Telling colleagues what became of what they reported, once the security team decided: one notice per reporter and reported message, sent once (several nodes claim it in the store)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+from typing import Any
+
+from sqlalchemy import select, update
+
+from mailmoat import metrics
+from mailmoat.config import Settings
+from mailmoat.deliver.own_mail import send_own_mail
+from mailmoat.digest.text import shown
+from mailmoat.reports.triage import CONDEMNED, OPEN, RECALLED, state_of
+from mailmoat.schedule import run_every
+from mailmoat.store.db import Store
+from mailmoat.store.models import MessageRow
+from mailmoat.store.report_models import ReportRow
+
+log = logging.getLogger("mailmoat.reports")
+
+CHECK_EVERY = 300.0
+FIRST_CHECK_AFTER = 60.0
+RECENT = 30 * 86400.0  # reports older than this get no notice (an upgrade must not mail the past)
+
+_TEXT = {
+    "en": {
+        "subject": "Your report: {subject}",
+        "threat": "The message you reported, \"{subject}\" from {sender}, was confirmed as a threat and removed from "
+                  "the mailboxes it reached. Thank you for reporting it: it protected your colleagues too.",
+        "safe": "The message you reported, \"{subject}\" from {sender}, was reviewed by the security team and judged not "
+                "to be a threat. Thank you all the same: keep reporting what looks suspicious.",
+        "unknown_sender": "an unknown sender",
+    },
+    "zh": {
+        "subject": "您的举报：{subject}",
+        "threat": "您举报的邮件“{subject}”（发件人：{sender}）已被确认为威胁邮件，并已从收到它的所有邮箱中移除。"
+                  "感谢您的举报，这也保护了您的同事。",
+        "safe": "您举报的邮件“{subject}”（发件人：{sender}）经安全团队审核，判定不是威胁邮件。"
+                "仍然感谢您的举报，今后遇到可疑邮件请继续举报。",
+        "unknown_sender": "未知发件人",
+    },
+}
+
+
+def compose(settings: Settings, reporter: str, outcome: str, subject: str, sender: str, now: float) -> bytes:
+    """The notice to one reporter; words from the reported mail are shown as text, defanged."""
+    t = _TEXT[settings.reports.language]
+    subject, sender = shown(subject or "-"), shown(sender) or t["unknown_sender"]
+    msg = EmailMessage()
+    msg["From"] = formataddr(("mailmoat", settings.reports.sender.strip() or f"postmaster@{settings.server.hostname}"))
+    msg["To"] = reporter
+    msg["Subject"] = t["subject"].format(subject=subject[:150])
+    msg["Date"] = formatdate(now, localtime=True)
+    msg["Message-ID"] = make_msgid("report", domain=settings.server.hostname)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
+    msg["Content-Language"] = "zh-CN" if settings.reports.language == "zh" else "en"
+    msg.set_content(t["threat" if outcome == "threat" else "safe"].format(subject=subject, sender=sender) + "\n")
+    return msg.as_bytes()
+
+
+def _due(store: Store, now: float) -> list[dict[str, Any]]:
+    """One item per reporter and reported message decided since: its report rows, the outcome, and
+    the subject and sender to name."""
+    out: list[dict[str, Any]] = []
+    with store.session() as s:
+        rows = s.scalars(select(ReportRow).where(ReportRow.notified_at == 0.0, ReportRow.reported_at >= now - RECENT)).all()
+        by_message: dict[str, list[ReportRow]] = defaultdict(list)
+        for r in rows:
+            by_message[r.message_id or f"report:{r.report_id}"].append(r)
+        for members in by_message.values():
+            mail_id = members[0].message_id
+            everyone = list(s.scalars(select(ReportRow).where(ReportRow.message_id == mail_id))) if mail_id else members
+            state = state_of(s, mail_id, everyone)
+            if state == OPEN:
+                continue
+            msg = s.get(MessageRow, mail_id) if mail_id else None
+            outcome = "threat" if state in (CONDEMNED, RECALLED) else "safe"
+            by_reporter: dict[str, list[int]] = defaultdict(list)
+            for r in members:
+                by_reporter[r.reporter].append(r.id)
+            for reporter, ids in by_reporter.items():
+                out.append({"reporter": reporter, "ids": ids, "outcome": outcome,
+                            "subject": (msg.subject if msg is not None else "") or members[0].subject,
+                            "sender": (msg.from_addr or msg.mail_from if msg is not None else "") or members[0].sender})
+    return out
+
+
+def _claim(store: Store, ids: list[int], now: float) -> bool:
+    """Mark the rows told; False when another node (or run) already did."""
+    with store.session() as s:
+        res = s.execute(update(ReportRow).where(ReportRow.id.in_(ids), ReportRow.notified_at == 0.0).values(notified_at=now))
+        return int(getattr(res, "rowcount", 0) or 0) == len(ids)
+
+
+async def send_feedback(settings: Settings, store: Store, now: float | None = None) -> list[dict[str, Any]]:
+    """Notices for every decided report not told yet (nothing when `reports.feedback` is off)."""
+    if not settings.reports.feedback:
+        return []
+    now = time.time() if now is None else now
+    sent: list[dict[str, Any]] = []
+    for item in await asyncio.to_thread(_due, store, now):
+        if not await asyncio.to_thread(_claim, store, item["ids"], now):
+            continue
+        try:
+            raw = compose(settings, item["reporter"], item["outcome"], item["subject"], item["sender"], now)
+            mail_id, ok = await send_own_mail(settings, store, item["reporter"], raw, "notice", "report outcome")
+        except Exception:  # one reporter's notice must not cost the others theirs
+            log.exception("report notice to %s could not be sent", item["reporter"])
+            mail_id, ok = "", False
+        metrics.REPORT_FEEDBACK.labels(outcome=item["outcome"], status="sent" if ok else "failed").inc()
+        sent.append({"reporter": item["reporter"], "outcome": item["outcome"], "mail_id": mail_id, "sent": ok})
+    return sent
+
+
+async def run_feedback(settings: Settings, store: Store, stop: asyncio.Event) -> None:
+    """`send_feedback` every few minutes until `stop` is set (never when feedback is off)."""
+    if not settings.reports.feedback:
+        return
+
+    async def check() -> None:
+        await send_feedback(settings, store)
+
+    await run_every(stop, FIRST_CHECK_AFTER, CHECK_EVERY, check, log, "reports: notices to reporters")
