@@ -51,7 +51,9 @@ def bare_subject(subject: str) -> str:
 def _forwarded_header(text: str) -> Reported | None:
     """The From and Subject of the first forwarded header block in a body ("From: … Sent: … Subject: …",
     "发件人: … 主题: …"), in either order, within a few lines of each other."""
-    lines = [ln.strip().lstrip(">").strip().strip("*").strip() for ln in text.splitlines()[:400]]
+    # Header lines are short: reading at most 1,000 characters of each keeps the address pattern
+    # linear (on a 100,000-letter line it took 16 s).
+    lines = [ln[:1000].strip().lstrip(">").strip().strip("*").strip() for ln in text[:200_000].splitlines()[:400]]
     for i, line in enumerate(lines):
         m = _FROM.match(line)
         if not m:
