@@ -270,6 +270,10 @@ class RecallSettings:
     approval_above: int = 0  # jobs with more copies than this wait for approval (0 = never)
     auto: str = "automatic"  # "automatic", "approval" or "off"
     lookback_days: int = 7
+    # After a recall a person (or an indicator) started, the delivered mail of the last this many
+    # hours that shares a sender, a link domain or a subject with it is judged again, now seeing
+    # the recall, and recalled when that condemns it. 0 = only by `mailmoat rescan`.
+    follow_up_hours: float = 72.0
     mailbox_map: dict[str, str] = field(default_factory=dict)  # address -> login
     login_format: str = "{address}"  # or "{local}"
     imap: ImapRecallSettings = field(default_factory=ImapRecallSettings)

@@ -289,8 +289,11 @@ class RecallEngine:
                 s.commit()
                 recalled = self.message_ids(s, job_id, ("recalled",))
             # Near copies of what was recalled are held from the next message on (the model
-            # learns it at its next scheduled run).
+            # learns it at its next scheduled run), and those already delivered are looked for.
             await asyncio.to_thread(remember_stored, self.settings, self.store, recalled, "phish")
+            from mailmoat.recall.siblings import follow_up
+
+            await follow_up(self.settings, self.store, job_id, recalled)
             return self.status(job_id)
         finally:
             self._release_lease(job_id)

@@ -255,8 +255,12 @@ async def finish_if_complete(ctx: JobContext, job_id: str, actor: str = "system"
         audit(s, actor, "recall.finish", job_id, source="task-queue", detail={"copies": counts, "state": state})
         recalled = RecallEngine.message_ids(s, job_id, ("recalled",))
     log.warning("recall job %s finished: %s", job_id, counts)
-    # As RecallEngine.run does: near copies of what was recalled are held from now on.
+    # As RecallEngine.run does: near copies of what was recalled are held from now on, and those
+    # already delivered are looked for.
     await asyncio.to_thread(remember_stored, ctx.settings, ctx.store, recalled, "phish")
+    from mailmoat.recall.siblings import follow_up
+
+    await follow_up(ctx.settings, ctx.store, job_id, recalled)  # a fresh scanner: it must see this recall
     return True
 
 

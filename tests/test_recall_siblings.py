@@ -1,0 +1,128 @@
+"""One condemned copy recalls its campaign: the other recipients' own copies, sent one by one, are judged again after the recall and recalled too."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from mailmoat.cli import app as cli_app
+from mailmoat.config import Settings
+from mailmoat.store.db import Store
+from mailmoat.store.models import MessageRow
+from mailmoat.store.recall_models import RecallJobRow
+from tests.support.gateway import inprocess_gateway, wait_for, write_toml
+from tests.support.pg import pg_url  # noqa: F401  (fixture)
+
+ORG = "victim-corp.com"
+STAFF = [f"{n}@{ORG}" for n in ("alice", "bob", "carol", "dave")]
+runner = CliRunner()
+
+
+def campaign_copy(rcpt: str, n: int) -> bytes:
+    """A campaign that gets past the engines, sent as its sender sends it: one message per person,
+    each with its own greeting and link."""
+    m = EmailMessage()
+    m["From"] = "Events <events@offsite-signup.example>"
+    m["To"] = rcpt
+    m["Subject"] = "Team offsite: choose your session"
+    m["Date"] = "Tue, 01 Dec 2026 09:00:00 +0000"
+    m["Message-ID"] = f"<offsite-{n}@offsite-signup.example>"
+    name = rcpt.split("@")[0].title()
+    m.set_content(
+        f"Hi {name},\n\nthe sessions for the team offsite are open. Please choose yours this week so that we can "
+        f"plan the rooms and the lunch:\n\nhttps://offsite-signup.example/choose?u={n}x{n * 7}\n\nSee you there,\nEvents\n"
+    )
+    return m.as_bytes()
+
+
+def unrelated(rcpt: str) -> bytes:
+    m = EmailMessage()
+    m["From"] = "Facilities <facilities@partner.example>"
+    m["To"] = rcpt
+    m["Subject"] = "Lift maintenance on Saturday"
+    m["Date"] = "Tue, 01 Dec 2026 10:00:00 +0000"
+    m["Message-ID"] = "<lift-1@partner.example>"
+    m.set_content("The lifts in building B are out of service on Saturday morning.\n")
+    return m.as_bytes()
+
+
+def in_inbox(settings: Settings, rcpt: str) -> int:
+    root = settings.mail_dir / rcpt
+    return sum(1 for sub in ("new", "cur") if (root / sub).is_dir() for _ in (root / sub).iterdir())
+
+
+def deliver_the_campaign(settings: Settings) -> dict[str, str]:
+    """Three copies of the campaign and one unrelated message, delivered; message id by recipient."""
+    settings.server.domains = [ORG]
+    settings.server.workers = 0
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            for n, rcpt in enumerate(STAFF[:3], 1):
+                c.sendmail("events@offsite-signup.example", [rcpt], campaign_copy(rcpt, n))
+            c.sendmail("facilities@partner.example", [STAFF[3]], unrelated(STAFF[3]))
+        wait_for(lambda: all(in_inbox(settings, r) == 1 for r in STAFF), what="every message delivered")
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            rows = list(s.scalars(select(MessageRow)))
+            assert {r.action for r in rows} <= {"deliver", "tag"}  # all got past the engines
+            return {r.rcpt_tos[0]: r.id for r in rows}
+    finally:
+        store.close()
+
+
+def actions_and_triggers(settings: Settings) -> tuple[dict[str, str], list[str]]:
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            return ({r.rcpt_tos[0]: r.action for r in s.scalars(select(MessageRow))},
+                    sorted(j.trigger for j in s.scalars(select(RecallJobRow))))
+    finally:
+        store.close()
+
+
+def test_condemning_one_copy_recalls_the_others(settings: Settings) -> None:
+    ids = deliver_the_campaign(settings)
+    cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir, "server": {"domains": [ORG]}})
+    result = runner.invoke(cli_app, ["recall", "condemn", ids[STAFF[0]], "--reason", "reported", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    # Alice's copy by the person's verdict; Bob's and Carol's as the rest of its campaign.
+    assert [in_inbox(settings, r) for r in STAFF] == [0, 0, 0, 1]
+    actions, triggers = actions_and_triggers(settings)
+    assert triggers == ["auto:siblings", "auto:siblings", "auto:verdict"]
+    assert actions[STAFF[1]] == actions[STAFF[2]] == "quarantine" and actions[STAFF[3]] in ("deliver", "tag")
+
+
+def test_on_postgresql_the_rest_of_the_campaign_goes_to_the_task_queue(settings: Settings, request: pytest.FixtureRequest) -> None:
+    from mailmoat.recall.engine import RecallEngine
+    from mailmoat.recall.selection import Selector
+
+    settings.db = request.getfixturevalue("pg_url")
+    ids = deliver_the_campaign(settings)
+    store = Store(settings.db_url)
+    engine = RecallEngine(settings, store)
+    try:
+        job_id = engine.plan([Selector(mail_id=ids[STAFF[0]], since="0")], "analyst", "reported", trigger="manual")
+        asyncio.run(engine.run(job_id, "analyst"))  # this job here; what it leads to, on the task workers
+    finally:
+        asyncio.run(engine.close())
+        store.close()
+    assert [in_inbox(settings, r) for r in STAFF] == [0, 1, 1, 1]
+    actions, triggers = actions_and_triggers(settings)
+    assert triggers == ["auto:siblings", "auto:siblings", "manual"]
+    assert actions[STAFF[1]] == actions[STAFF[2]] == "quarantine" and actions[STAFF[3]] in ("deliver", "tag")
+
+
+def test_without_follow_up_only_the_condemned_copy_goes(settings: Settings) -> None:
+    ids = deliver_the_campaign(settings)
+    cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml",
+                     {"data_dir": settings.data_dir, "server": {"domains": [ORG]}, "recall": {"follow_up_hours": 0}})
+    result = runner.invoke(cli_app, ["recall", "condemn", ids[STAFF[0]], "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert [in_inbox(settings, r) for r in STAFF] == [0, 1, 1, 1]
