@@ -599,3 +599,66 @@ def test_slots_and_settings() -> None:
         DigestSettings(hours=[24])
     with pytest.raises(ConfigError, match=r"digest\.language"):
         DigestSettings(language="fr")
+
+
+def test_release_and_always_deliver_this_sender(digest_settings: Settings) -> None:
+    from mailmoat.digest.safe_senders import honoured
+    from mailmoat.model import Action, Direction, Envelope, Verdict
+
+    settings = digest_settings
+    held_by_the_gateway(settings, "Spring sale!!!")
+    store = Store(settings.db_url)
+    try:
+        asyncio.run(send_due(settings, store, at_hour(9)))
+        (mail,) = digests_in(settings, ALICE)
+        link = next(line.split(": ", 1)[1] for line in text_of(mail, "plain").splitlines() if "Release: " in line)
+        app = create_app(settings, store)
+        analyst = api_token(store, "analyst")
+        with TestClient(app, base_url="http://testserver") as client:
+            page = client.get(link.removeprefix(CONSOLE))
+            assert 'id="digest-release-allow"' in page.text and "deals@offers.example" in page.text
+            r = client.post(link.removeprefix(CONSOLE), data={"allow": "1"})
+            assert r.status_code == 200 and "Released" in r.text
+            (entry,) = client.get("/api/v1/lists/safe", headers=analyst).json()["items"]
+            assert (entry["recipient"], entry["sender"], entry["via"]) == (ALICE, "deals@offers.example", "digest")
+            with store.session() as s:
+                (row,) = s.scalars(select(AuditRow).where(AuditRow.action == "safe_sender.add"))
+                assert (row.actor, row.target) == (f"digest:{ALICE}", f"{ALICE}:deals@offers.example")
+
+            # The next offer from that sender: held for Bob, at once in Alice's mailbox.
+            with inprocess_gateway(settings) as gw:
+                with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+                    c.sendmail("deals@offers.example", [ALICE, BOB], offer("Summer sale!!!", rcpts=(ALICE, BOB)))
+                summer = wait_for(lambda: next((m.id for m in held_messages(store) if m.subject == "Summer sale!!!"), None),
+                                  what="the next offer held")
+                wait_for(lambda: held_copies(store, summer).get(ALICE) == "delivered", what="Alice's copy released")
+            assert held_copies(store, summer) == {ALICE: "delivered", BOB: "held"}
+            with store.session() as s:
+                actors = [r.actor for r in s.scalars(select(AuditRow).where(AuditRow.action == "quarantine.release",
+                                                                             AuditRow.target == summer))]
+            assert actors == [f"safe-sender:{ALICE}"]
+            code, out = cli(settings, "lists", "safe", "--format", "json")
+            assert code == 0 and [e["sender"] for e in json.loads(out)["items"]] == ["deals@offers.example"]
+
+            # Taken off her list: held for her again.
+            assert client.delete(f"/api/v1/lists/safe/{entry['id']}", headers=api_token(store, "auditor")).status_code == 403
+            assert client.delete(f"/api/v1/lists/safe/{entry['id']}", headers=analyst).status_code == 200
+            with inprocess_gateway(settings) as gw:
+                with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+                    c.sendmail("deals@offers.example", [ALICE], offer("Autumn sale!!!"))
+                autumn = wait_for(lambda: next((m.id for m in held_messages(store) if m.subject == "Autumn sale!!!"), None),
+                                  what="the third offer held")
+            assert held_copies(store, autumn) == {ALICE: "held"}
+    finally:
+        store.close()
+
+    # Never for what users may not release themselves, nor for a From that DMARC says is forged.
+    env = Envelope("deals@offers.example", [ALICE], direction=Direction.INBOUND)
+    spam = Finding("BAYES_SPAM", 12.0, "spam-like words", "classifier", "bayes")
+    assert honoured(settings, env, Verdict(Action.QUARANTINE, 12.0, [spam]))
+    lookalike = Finding("URL_LOOKALIKE_BRAND", 6.0, "paypa1.example", "urls", "phishing")
+    assert not honoured(settings, env, Verdict(Action.QUARANTINE, 18.0, [spam, lookalike]))
+    forged = Finding("DMARC_REJECT", 0.5, "dmarc fail", "auth", "auth",
+                     {"authres": {"method": "dmarc", "result": "fail", "props": {}}})
+    assert not honoured(settings, env, Verdict(Action.QUARANTINE, 12.5, [spam, forged]))
+    assert not honoured(settings, env, Verdict(Action.TAG, 6.0, [spam]))

@@ -35,7 +35,9 @@ def expected_roles(method: str, path: str) -> set[str]:
         return {"admin", "analyst"}  # message bodies leave the system: not for the read-only role
     if method == "get":
         return set(ALL)
-    if p.startswith("/rules") or p.endswith("/approve") or p == "/lists/allow" or (method == "delete" and p.startswith("/lists")):
+    # Removing a recipient's safe sender only makes filtering stricter, like a deny entry: analysts may.
+    removes_entry = method == "delete" and p.startswith("/lists") and not p.startswith("/lists/safe")
+    if p.startswith("/rules") or p.endswith("/approve") or p == "/lists/allow" or removes_entry:
         return {"admin"}  # an allow entry waves mail past every engine
     return {"admin", "analyst"}
 
@@ -271,6 +273,10 @@ def test_every_state_change_writes_an_audit_row(tmp_path: Path) -> None:
         do("post", "/lists/deny", "list.add", role="analyst", json={"kind": "domain", "value": "bad-actor.example"})
         entry = do("post", "/lists/allow", "list.add", json={"kind": "sender", "value": "ceo@partner.example"})
         do("delete", "/lists/{entry_id}", "list.remove", path=f"/lists/{entry['id']}")
+        from mailmoat.digest import safe_senders
+
+        safe, _ = safe_senders.add(env.store, RECIPIENTS[0], "deals@offers.example", "digest")
+        do("delete", "/lists/safe/{entry_id}", "safe_sender.remove", role="analyst", path=f"/lists/safe/{safe['id']}")
 
         do("post", "/rules/{rule_id}/disable", "rule.disable", path="/rules/qr_only_message/disable")
         do("post", "/rules/{rule_id}/enable", "rule.enable", path="/rules/qr_only_message/enable")

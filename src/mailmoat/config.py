@@ -320,6 +320,10 @@ class DigestSettings:
     # that asks the administrators to release it rather than releasing it: for example
     # ["phishing", "qr", "impersonation"]. [] = such mail is not listed.
     request_categories: list[str] = field(default_factory=list)
+    # The release page also offers "Release, and always deliver mail from this sender to me": that
+    # recipient's copy of later mail from the sender held in `categories` is released at once
+    # (never phishing, malware or mail whose DMARC failed).
+    safe_senders: bool = True
     link_days: float = 7.0  # a release link works this long
     days: float = 14.0  # held mail older than this is no longer listed
     max_items: int = 100  # per digest, newest first

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from mailmoat import accounts, metrics, reports
 from mailmoat.config import Settings
+from mailmoat.digest import safe_senders
 from mailmoat.ingest.spool import KEPT_SUFFIX, Spool, SpoolRef
 from mailmoat.model import Action, Direction, Envelope, Message, Verdict
 from mailmoat.policy.decide import STAFF_REPORT
@@ -212,6 +213,9 @@ class Pipeline:
             deliveries = await self.delivery.deliver(envelope, raw, verdict, message)
         metrics.record_delivery(deliveries, time.perf_counter() - t1)
         self.spool.done(ref)  # one unlink, no fsync: cheaper than a thread hop
+        if verdict.action is Action.QUARANTINE and isinstance(self.store, Store) and hasattr(self.delivery, "release"):
+            # Held as spam for someone who keeps this sender as safe: their copy goes now (never raises).
+            await safe_senders.release_to_safe(self.settings, self.store, self.delivery, envelope, message, verdict)
         if envelope.direction is not Direction.INBOUND and isinstance(self.store, Store):
             # After spool.done: a slow recall or webhook must never hold the spool entry.
             await accounts.observe(self.store, self.settings, envelope, message, verdict)  # never raises

@@ -21,7 +21,8 @@ from mailmoat.cli.common import (
     when,
 )
 
-lists_app = typer.Typer(help="Allow and deny lists kept in the store: list, allow, deny, import, remove.", no_args_is_help=True)
+lists_app = typer.Typer(help="Allow and deny lists kept in the store: list, allow, deny, import, remove; recipients' safe senders.",
+                        no_args_is_help=True)
 
 KindArg = Annotated[str, typer.Argument(help="sender (an address), domain (and its sub-domains) or ip (an address or network)")]
 ValueArg = Annotated[str, typer.Argument(help="The address, domain or network")]
@@ -170,6 +171,59 @@ def remove_cmd(entry_ids: Annotated[list[int], typer.Argument(help="Entry ids (s
                 s.delete(row)
                 audit(s, actor(), "list.remove", audit_target(entry), source="cli", detail=entry)
             typer.echo(f"removed #{entry_id} {entry['list']} {entry['kind']} {entry['value']}")
+    finally:
+        store.close()
+    if missing:
+        raise typer.Exit(1)
+
+
+@lists_app.command("safe")
+def safe_cmd(
+    rcpt: Annotated[str, typer.Option("--rcpt", help="Only this recipient's")] = "",
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
+) -> None:
+    """Recipients' safe senders, chosen on their digests' release pages: their copy of later spam from it is released at once."""
+    from mailmoat.digest import safe_senders
+
+    check_format(fmt)
+    store = open_store(load_settings(config, data_dir, db))
+    try:
+        items = safe_senders.entries(store, rcpt)
+    finally:
+        store.close()
+    if fmt == "json":
+        typer.echo(json.dumps({"items": items}, ensure_ascii=False, indent=2))
+        return
+    if not items:
+        typer.echo("no safe senders")
+        return
+    table = Table("id", "recipient", "sender", "since (UTC)", "via")
+    for e in items:
+        table.add_row(str(e["id"]), e["recipient"], e["sender"], when(e["created_at"]), e["via"])
+    output_console().print(table)
+
+
+@lists_app.command("safe-remove")
+def safe_remove_cmd(
+    entry_ids: Annotated[list[int], typer.Argument(help="Entry ids (see `mailmoat lists safe`)")],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """Take safe senders off recipients' lists: that mail is held again like anyone's."""
+    from mailmoat.digest import safe_senders
+    from mailmoat.store.audit import audit
+
+    store = open_store(load_settings(config, data_dir, db))
+    missing = 0
+    try:
+        for entry_id in entry_ids:
+            entry = safe_senders.remove(store, entry_id)
+            if entry is None:
+                missing += 1
+                typer.echo(f"error: no safe sender {entry_id}", err=True)
+                continue
+            with store.session() as s:
+                audit(s, actor(), "safe_sender.remove", f"{entry['recipient']}:{entry['sender']}", source="cli", detail=entry)
+            typer.echo(f"removed #{entry_id}: {entry['recipient']} no longer keeps {entry['sender']} as safe")
     finally:
         store.close()
     if missing:

@@ -2,7 +2,8 @@
 
 `listing` chooses what is listed to whom and when, `text` makes mail's words safe to show,
 `compose` writes the digest, `send` claims, delivers and schedules it, `links` serves the release
-links, `requests` keeps the requests that the administrators release what users may not.
+links, `requests` keeps the requests that the administrators release what users may not,
+`safe_senders` the senders a recipient chose to always receive (spam only).
 """
 
 from mailmoat.digest.compose import compose, render

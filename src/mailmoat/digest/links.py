@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from mailmoat import metrics
 from mailmoat.config import Settings
+from mailmoat.digest import safe_senders
 from mailmoat.digest.listing import RELEASE, REQUEST, sender_of, way
 from mailmoat.digest.requests import record_request
 from mailmoat.digest.text import shown
@@ -40,6 +41,7 @@ class Link:
     sender: str = ""
     received_at: float = 0.0
     way: str = RELEASE
+    sender_addr: str = ""  # the From address, lower case (what a safe sender entry keeps)
 
 
 def look_up(store: Store, settings: Settings, token: str, now: float | None = None) -> Link:
@@ -54,7 +56,7 @@ def look_up(store: Store, settings: Settings, token: str, now: float | None = No
         if msg is None:
             return Link("unknown")
         info = Link("ok", msg.id, link.recipient, shown(msg.subject or ""), sender_of(msg), msg.received_at,
-                    REQUEST if link.kind == REQUEST else RELEASE)
+                    REQUEST if link.kind == REQUEST else RELEASE, (msg.from_addr or "").lower())
         copies = s.scalars(select(DeliveryRow.status).where(DeliveryRow.message_id == msg.id, recipient_is(link.recipient))).all()
         # A request link stays good when the message became one the user may release: asking is
         # never more than releasing. A release link needs the message to be one still.
@@ -70,10 +72,12 @@ def look_up(store: Store, settings: Settings, token: str, now: float | None = No
         return info
 
 
-async def redeem(settings: Settings, store: Store, delivery: Any, token: str, ip: str = "") -> tuple[Link, str]:
+async def redeem(settings: Settings, store: Store, delivery: Any, token: str, ip: str = "",
+                 allow_sender: bool = False) -> tuple[Link, str]:
     """Release the recipient's own copy named by a link, or ask for it, once: (the link as it was,
     the copy's delivery status or "requested", or "" when nothing was done). Audited as
-    `digest:<recipient>`."""
+    `digest:<recipient>`. `allow_sender`: with a release, the sender becomes one of the
+    recipient's safe senders (`digest.safe_senders`)."""
     from mailmoat.deliver.service import ReleaseError
 
     now = time.time()
@@ -108,7 +112,16 @@ async def redeem(settings: Settings, store: Store, delivery: Any, token: str, ip
 
     await asyncio.to_thread(record)
     metrics.DIGEST_RELEASES.inc()
+    if allow_sender and settings.digest.safe_senders and info.sender_addr:
+        await asyncio.to_thread(_keep_sender, store, info, ip)
     return info, outcomes[0].status if outcomes else ""
+
+
+def _keep_sender(store: Store, info: Link, ip: str) -> None:
+    entry, new = safe_senders.add(store, info.recipient, info.sender_addr, "digest")
+    with store.session() as s:
+        audit(s, f"digest:{info.recipient}", "safe_sender.add", f"{entry['recipient']}:{entry['sender']}", source="digest",
+              detail={**entry, "new": new, "ip": ip, "mail_id": info.mail_id})
 
 
 def _ask(store: Store, info: Link, ip: str) -> None:

@@ -121,7 +121,8 @@ def _addr_domain(addr: str) -> str:
     return addr.rpartition("@")[2].lower() if "@" in addr else ""
 
 
-def _dmarc_failed(findings: list[Finding]) -> bool:
+def dmarc_failed(findings: list[Finding]) -> bool:
+    """Whether the sender authentication found DMARC failing (a forged From)."""
     for f in findings:
         ar = f.data.get("authres") if isinstance(f.data, dict) else None
         if isinstance(ar, dict) and ar.get("method") == "dmarc" and ar.get("result") == "fail":
@@ -300,7 +301,7 @@ class Policy:
                     envelope, message, site.allow_senders, site.allow_domains, site.allow_ips, "allow", kept=True
                 )
         allow_refused = ""
-        if allow and "sender" in allow and _dmarc_failed(findings):
+        if allow and "sender" in allow and dmarc_failed(findings):
             # A spoofed From must not buy a pass: sender-based allow needs DMARC not to fail.
             allow_refused = f"{allow}, but DMARC failed: allow list not applied"
             allow = None

@@ -57,3 +57,17 @@ class ReleaseRequestRow(Base):
     declined_at: Mapped[float] = mapped_column(Float, default=0.0)
     declined_by: Mapped[str] = mapped_column(String(128), default="")
     note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class SafeSenderRow(Base):
+    """A sender one recipient chose, from a digest's release page, to always receive: their copy of
+    mail from it that the policy holds as spam (only) is released to them at once."""
+
+    __tablename__ = "safe_senders"
+    __table_args__ = (UniqueConstraint("recipient", "sender", name="uq_safe_senders_pair"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(320), index=True)  # lower case
+    sender: Mapped[str] = mapped_column(String(320), index=True)  # the From address, lower case
+    created_at: Mapped[float] = mapped_column(Float)
+    via: Mapped[str] = mapped_column(String(64), default="")  # "digest", or who added it

@@ -272,6 +272,11 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "lists.remove": ("Remove", "移除"),
     "lists.expires": ("Expires", "到期"),
     "lists.never": ("never", "永不"),
+    "lists.safe": ("Recipients' safe senders", "收件人的安全发件人"),
+    "lists.safe_hint": ("Chosen by recipients on their digests' release pages: their copy of later mail from the sender "
+                        "held as spam is delivered at once (never phishing, malware, or mail whose DMARC failed).",
+                        "由收件人在隔离摘要的放行页面中选择：此后来自该发件人、被判定为垃圾邮件的邮件将直接投递给该收件人"
+                        "（钓鱼、恶意软件或 DMARC 验证失败的邮件除外）。"),
     "digest.title": ("Release a held message", "放行被拦截的邮件"),
     "digest.ask": ("This message was held as likely spam. Release it to your mailbox?",
                    "这封邮件被判定为疑似垃圾邮件而被拦截。要将其放行到您的邮箱吗？"),
@@ -288,6 +293,10 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "digest.withheld": ("This message can no longer be released from here. Ask your mail administrators.",
                         "这封邮件已不能在此放行。请联系邮件管理员。"),
     "digest.unknown": ("This link is not valid.", "此链接无效。"),
+    "digest.release_allow": ("Release, and always deliver this sender's mail to me", "放行，并始终接收此发件人的邮件"),
+    "digest.release_allow_note": ("Later mail from this address that is held as spam will come straight to your mailbox "
+                                  "(never mail judged to be phishing or malware):",
+                                  "今后来自此地址、被判定为垃圾邮件的邮件将直接投递到您的邮箱（被判定为钓鱼或恶意软件的邮件除外）："),
     "digest.request_title": ("Ask for a held message", "申请放行被拦截的邮件"),
     "digest.request_ask": ("This message was held because it may be fraud or unsafe. Only your mail administrators can "
                            "release it: ask them to look at it?",

@@ -151,9 +151,12 @@ _LINK_STATUS = {"ok": 200, "released": 200, "requested": 200, "unknown": 404, "e
 def _digest_page(request: Request, token: str, state: str, link: Any) -> Response:
     from datetime import datetime
 
+    from mailmoat.web.api.common import web
+
     received = datetime.fromtimestamp(link.received_at).strftime("%Y-%m-%d %H:%M") if link.received_at else ""
+    offer_safe = web(request).settings.digest.safe_senders and link.way == "release" and bool(link.sender_addr)
     resp = _render(request, "digest.html", "digest", None, status=_LINK_STATUS.get(state, 409),
-                   state=state, link=link, token=token, received=received)
+                   state=state, link=link, token=token, received=received, offer_safe=offer_safe)
     resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
 
@@ -179,6 +182,8 @@ async def digest_link_release(request: Request, token: str) -> Response:
     from mailmoat.web.auth import client_ip
 
     ctx = web(request)
-    link, status = await redeem(ctx.settings, ctx.store, ctx.delivery(), token, client_ip(request, ctx.settings))
+    form = await request.form()
+    link, status = await redeem(ctx.settings, ctx.store, ctx.delivery(), token, client_ip(request, ctx.settings),
+                                allow_sender=form.get("allow") == "1")
     done = "requested" if status == "requested" else "released" if status else link.state
     return _digest_page(request, token, done, link)

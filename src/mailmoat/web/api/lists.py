@@ -1,4 +1,4 @@
-"""Allow and deny lists kept in the store: read them, add a deny entry (analysts), an allow entry or a removal (admins)."""
+"""Allow and deny lists kept in the store: read them, add a deny entry (analysts), an allow entry or a removal (admins); recipients' safe senders."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from mailmoat.digest import safe_senders
 from mailmoat.policy.site_lists import ListError, add_to_store, audit_target, entries, entry_dict
 from mailmoat.store.list_models import SenderListRow
 from mailmoat.web.api.common import not_found, record_async, web
@@ -70,4 +71,20 @@ async def remove_entry(request: Request, entry_id: int, who: Admin) -> dict[str,
     if entry is None:
         raise not_found(f"list entry {entry_id}")
     await record_async(request, who, "list.remove", audit_target(entry), entry)
+    return {**entry, "removed": True}
+
+
+@router.get("/safe")
+def list_safe_senders(request: Request, who: Reader, recipient: str = "") -> dict[str, Any]:
+    """Recipients' safe senders, chosen on their digests' release pages (`digest.safe_senders`)."""
+    return {"items": safe_senders.entries(web(request).store, recipient)}
+
+
+@router.delete("/safe/{entry_id}")
+async def remove_safe_sender(request: Request, entry_id: int, who: Actor) -> dict[str, Any]:
+    """Take a safe sender off a recipient's list: that mail is held again like anyone's."""
+    entry = await asyncio.to_thread(safe_senders.remove, web(request).store, entry_id)
+    if entry is None:
+        raise not_found(f"safe sender {entry_id}")
+    await record_async(request, who, "safe_sender.remove", f"{entry['recipient']}:{entry['sender']}", entry)
     return {**entry, "removed": True}

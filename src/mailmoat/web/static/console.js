@@ -740,6 +740,18 @@
         if (await attempt(() => api("DELETE", `/lists/${e.id}`), T("lists.remove"))) load();
       } }) });
       fill("lists", table(cols, res.items, { id: "lists-table", rowAttrs: (e) => ({ dataset: { value: e.value, list: e.list } }) }));
+      // What recipients chose on their digests' release pages.
+      const safe = await api("GET", "/lists/safe");
+      const safeCols = [
+        { label: T("col.recipient"), render: (e) => mono(e.recipient) },
+        { label: T("col.from"), render: (e) => mono(e.sender) },
+        { label: T("col.created"), render: (e) => h("span", { class: "nowrap", text: fmtTime(e.created_at) }) },
+      ];
+      if (P.canAct) safeCols.push({ label: "", render: (e) => h("button", { type: "button", class: "danger small remove-safe", text: T("lists.remove"), onclick: async () => {
+        if (!window.confirm(`${T("lists.remove")}: ${e.recipient} ← ${e.sender}?`)) return;
+        if (await attempt(() => api("DELETE", `/lists/safe/${e.id}`), T("lists.remove"))) load();
+      } }) });
+      fill("safe-senders", table(safeCols, safe.items, { id: "safe-table", rowAttrs: (e) => ({ dataset: { recipient: e.recipient, sender: e.sender } }) }));
     };
     const form = $("list-form");
     if (form) form.addEventListener("submit", async (ev) => {
