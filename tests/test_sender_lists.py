@@ -208,6 +208,9 @@ def test_lists_in_the_console(tmp_path: Path) -> None:
     with web_env(tmp_path / "env") as env:
         settings, held = env.settings, env.ids["held"]
         sender = env.client.get(f"/api/v1/messages/{held}", headers=env.as_role("admin")).json()["from_addr"]
+        from mailmoat.digest import safe_senders
+
+        safe_senders.add(env.store, "li.na@victim-corp.com", "deals@offers.example", "digest")  # chosen on a digest
         with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
             page = ctx.new_page()
             errors: list[str] = []
@@ -225,6 +228,10 @@ def test_lists_in_the_console(tmp_path: Path) -> None:
             assert page.locator(f"#lists-table tr[data-value='{sender}'][data-list='deny']").count() == 1
             assert page.locator("#list-list option[value='allow']").count() == 0
             assert page.locator("#lists-table button.danger").count() == 0
+            # A recipient's safe sender: an analyst may take it off (it only makes filtering stricter).
+            safe_row = "#safe-table tr[data-recipient='li.na@victim-corp.com'][data-sender='deals@offers.example']"
+            page.click(f"{safe_row} button.remove-safe")
+            page.wait_for_selector(safe_row, state="detached")
             logout(page, web.url)
             # An admin adds an allow entry for a domain, with an expiry, and removes the deny entry.
             login(page, web.url, "admin", PASSWORD)
