@@ -7,6 +7,7 @@ import email
 import json
 import smtplib
 import time
+from collections.abc import Callable
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -98,6 +99,23 @@ def cli(settings: Settings, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def the_lure_and_its_reports(settings: Settings, store: Store, reports: list[tuple[str, Callable[[], bytes]]],
+                             then: tuple[Callable[[], object], str] | None = None) -> None:
+    """The lure to Alice and Bob through the MX; then each (reporter, report written after it
+    arrived) through the internal listener; returns once every report is linked and, the gateway
+    still running, `then`'s condition (with what it waits for) holds."""
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail(LURE_FROM, [ALICE, BOB], lure())
+        wait_for(lambda: maildir_copies(settings.mail_dir, ALICE) and maildir_copies(settings.mail_dir, BOB), what="the lure")
+        with smtplib.SMTP("127.0.0.1", gw.internal_port, timeout=30) as c:
+            for reporter, write in reports:
+                c.sendmail(reporter, [REPORT_BOX], write())
+        wait_for(lambda: report_rows(store) == len(reports), what="the reports linked")
+        if then is not None:
+            wait_for(then[0], what=then[1])
+
+
 def in_inbox(settings: Settings, rcpt: str) -> list[Path]:
     """The files in a recipient's inbox (a recall moves a copy out of it, to a hidden folder)."""
     root = settings.mail_dir / rcpt
@@ -147,17 +165,13 @@ def test_reports_are_linked_listed_condemned_and_dismissed(settings: Settings) -
     settings = report_settings(settings)
     store = Store(settings.db_url)
     try:
-        with inprocess_gateway(settings) as gw:
-            with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
-                c.sendmail(LURE_FROM, [ALICE, BOB], lure())
-            wait_for(lambda: maildir_copies(settings.mail_dir, ALICE) and maildir_copies(settings.mail_dir, BOB), what="the lure")
-            with smtplib.SMTP("127.0.0.1", gw.internal_port, timeout=30) as c:
-                c.sendmail(ALICE, [REPORT_BOX], attached_report(ALICE, alices_copy(settings)))
-                # As Bob's client shows it: tagged by the gateway.
-                c.sendmail(BOB, [REPORT_BOX], inline_report(BOB, LURE_FROM, f"[SUSPICIOUS] {LURE_SUBJECT}"))
-                # Carol never had it: a copy of Alice's, passed on to her, names no mail of hers.
-                c.sendmail(CAROL, [REPORT_BOX], attached_report(CAROL, alices_copy(settings)))
-            wait_for(lambda: report_rows(store) == 3, what="three reports linked")
+        the_lure_and_its_reports(settings, store, [
+            (ALICE, lambda: attached_report(ALICE, alices_copy(settings))),
+            # As Bob's client shows it: tagged by the gateway.
+            (BOB, lambda: inline_report(BOB, LURE_FROM, f"[SUSPICIOUS] {LURE_SUBJECT}")),
+            # Carol never had it: a copy of Alice's, passed on to her, names no mail of hers.
+            (CAROL, lambda: attached_report(CAROL, alices_copy(settings))),
+        ])
         mail_id = lure_id(store)
         with store.session() as s:
             items = reported(s)
@@ -221,20 +235,12 @@ def test_enough_reports_condemn_a_message_by_themselves(settings: Settings, need
     settings.policy.report_condemn_after = needed
     store = Store(settings.db_url)
     try:
-        with inprocess_gateway(settings) as gw:
-            with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
-                c.sendmail(LURE_FROM, [ALICE, BOB], lure())
-            wait_for(lambda: maildir_copies(settings.mail_dir, ALICE) and maildir_copies(settings.mail_dir, BOB), what="the lure")
-            with smtplib.SMTP("127.0.0.1", gw.internal_port, timeout=30) as c:
-                c.sendmail(ALICE, [REPORT_BOX], attached_report(ALICE, alices_copy(settings)))
-                c.sendmail(ALICE, [REPORT_BOX], inline_report(ALICE, LURE_FROM, LURE_SUBJECT))  # the same colleague again
-                c.sendmail(BOB, [REPORT_BOX], inline_report(BOB, LURE_FROM, LURE_SUBJECT, chinese=True))
-            wait_for(lambda: report_rows(store) == 3, what="three reports linked")
-            if needed == 2:
-                wait_for(lambda: not in_inbox(settings, ALICE) and not in_inbox(settings, BOB),
-                         what="the copies recalled after two colleagues reported")
-            else:
-                time.sleep(0.5)
+        the_lure_and_its_reports(settings, store, [
+            (ALICE, lambda: attached_report(ALICE, alices_copy(settings))),
+            (ALICE, lambda: inline_report(ALICE, LURE_FROM, LURE_SUBJECT)),  # the same colleague again
+            (BOB, lambda: inline_report(BOB, LURE_FROM, LURE_SUBJECT, chinese=True)),
+        ], then=(lambda: not in_inbox(settings, ALICE) and not in_inbox(settings, BOB),
+                 "the copies recalled after two colleagues reported") if needed == 2 else None)
         with store.session() as s:
             status = s.get(MessageRow, lure_id(store)).status  # type: ignore[union-attr]
             (item,) = reported(s, everything=True)
