@@ -26,6 +26,7 @@ log = logging.getLogger("mailmoat.recall")
 PERSON_TRIGGERS = frozenset({"manual", "auto:verdict", "auto:indicator"})
 TRIGGER = "auto:siblings"
 MAX_SIBLINGS = 1000
+MAX_RECALLED = 2000
 _PASSED = (Action.DELIVER.value, Action.TAG.value)
 
 
@@ -34,6 +35,7 @@ def siblings(store: HasSession, recalled: list[str], since: float, until: float)
     shares a From address, a link domain or a subject (without "FW:"/tags) with the recalled mail."""
     if not recalled:
         return []
+    recalled = recalled[:MAX_RECALLED]  # a very large job: its first messages stand for it (bound SQL parameters)
     with store.session() as s:
         gone = s.scalars(select(MessageRow).where(MessageRow.id.in_(recalled))).all()
         senders = sorted({m.from_addr.lower() for m in gone if m.from_addr})
