@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailmoat.config import Settings
@@ -29,17 +29,29 @@ class ReportError(Exception):
     pass
 
 
+def _state(msg: MessageRow | None, recalled: bool, rows: list[ReportRow]) -> str:
+    if msg is not None and msg.status == "condemned":
+        return CONDEMNED
+    if recalled:
+        return RECALLED
+    return DISMISSED if all(r.dismissed_at for r in rows) else OPEN
+
+
+def _recalled(session: Session, mail_ids: list[str]) -> set[str]:
+    """Which of these messages had copies recalled."""
+    out: set[str] = set()
+    for i in range(0, len(mail_ids), 500):
+        out.update(session.scalars(select(RecallCopyRow.message_id).where(
+            RecallCopyRow.message_id.in_(mail_ids[i : i + 500]), RecallCopyRow.state.in_(["recalled", "already_gone"])).distinct()))
+    return out
+
+
 def state_of(session: Session, mail_id: str, rows: list[ReportRow]) -> str:
     """What became of a reported message: CONDEMNED, RECALLED (copies recalled), DISMISSED (every
     report of it dismissed) or OPEN. An unmatched report (no mail_id) is OPEN until dismissed."""
-    if mail_id:
-        msg = session.get(MessageRow, mail_id)
-        if msg is not None and msg.status == "condemned":
-            return CONDEMNED
-        if session.scalar(select(func.count()).select_from(RecallCopyRow).where(
-                RecallCopyRow.message_id == mail_id, RecallCopyRow.state.in_(["recalled", "already_gone"]))):
-            return RECALLED
-    return DISMISSED if all(r.dismissed_at for r in rows) else OPEN
+    if not mail_id:
+        return _state(None, False, rows)
+    return _state(session.get(MessageRow, mail_id), bool(_recalled(session, [mail_id])), rows)
 
 
 def _summary(msg: MessageRow | None) -> dict[str, Any] | None:
@@ -59,10 +71,16 @@ def reported(session: Session, everything: bool = False, since: float = 0.0, lim
     groups: dict[str, list[ReportRow]] = defaultdict(list)
     for r in rows:
         groups[r.message_id or f"report:{r.report_id}"].append(r)
+    ids = sorted(k for k in groups if not k.startswith("report:"))
+    messages: dict[str, MessageRow] = {}
+    for i in range(0, len(ids), 500):
+        messages.update((m.id, m) for m in session.scalars(select(MessageRow).where(MessageRow.id.in_(ids[i : i + 500]))))
+    recalled = _recalled(session, ids)
     out: list[dict[str, Any]] = []
     for members in groups.values():
         mail_id = members[0].message_id
-        state = state_of(session, mail_id, members)
+        msg = messages.get(mail_id) if mail_id else None
+        state = _state(msg, mail_id in recalled, members)
         if state != OPEN and not everything:
             continue
         out.append({
@@ -70,7 +88,7 @@ def reported(session: Session, everything: bool = False, since: float = 0.0, lim
             "reporters": sorted({m.reporter for m in members}), "reports": len(members),
             "first_reported": min(m.reported_at for m in members), "last_reported": max(m.reported_at for m in members),
             "subject": members[0].subject, "sender": members[0].sender, "report_ids": sorted({m.report_id for m in members}),
-            "state": state, "message": _summary(session.get(MessageRow, mail_id)) if mail_id else None,
+            "state": state, "message": _summary(msg),
         })
         if len(out) >= limit:
             break
