@@ -161,6 +161,47 @@ def test_what_a_report_reports() -> None:
     assert bare_subject("FW: [SUSPICIOUS] 【外部邮件】 工资补贴") == "工资补贴"
 
 
+def outlook_item(headers: str, subject: str) -> bytes:
+    """An Outlook .msg item as Outlook attaches one: a compound file of MAPI property streams."""
+    from tests.support.attachgen import ole_file
+
+    return ole_file({
+        "__substg1.0_007D001F": headers.encode("utf-16-le"),  # PR_TRANSPORT_MESSAGE_HEADERS
+        "__substg1.0_0037001F": subject.encode("utf-16-le"),  # PR_SUBJECT
+        "__substg1.0_0C1F001F": LURE_FROM.encode("utf-16-le"),  # PR_SENDER_EMAIL_ADDRESS
+    })
+
+
+def test_an_attached_outlook_item_is_read_for_the_copy_it_was() -> None:
+    headers = (f"Received: from mx by gw\r\nX-Mailmoat-Id: 01ABC-0001\r\nFrom: HR Notice <{LURE_FROM}>\r\n"
+               f"Subject: {LURE_SUBJECT}\r\nMessage-ID: <payroll-1@payroll-portal.example>\r\n\r\n")
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = BOB, REPORT_BOX, f"FW: {LURE_SUBJECT}"
+    m.set_content("Reported with the Outlook button.")
+    m.add_attachment(outlook_item(headers, LURE_SUBJECT), maintype="application", subtype="vnd.ms-outlook", filename="suspect.msg")
+    (r,) = reported_in(parse(m.as_bytes()))
+    assert (r.tracking_id, r.message_id, r.sender, r.subject) == ("01ABC-0001", "<payroll-1@payroll-portal.example>", LURE_FROM,
+                                                                  LURE_SUBJECT)
+    # Without its internet headers (an item saved before it was sent): its properties.
+    bare = EmailMessage()
+    bare["From"], bare["To"], bare["Subject"] = BOB, REPORT_BOX, "FW: see attached"
+    bare.set_content("see attached")
+    from tests.support.attachgen import ole_file
+
+    item = ole_file({"__substg1.0_0037001F": LURE_SUBJECT.encode("utf-16-le"), "__substg1.0_0C1F001F": LURE_FROM.encode("utf-16-le")})
+    bare.add_attachment(item, maintype="application", subtype="octet-stream", filename="Suspect.MSG")
+    (r,) = reported_in(parse(bare.as_bytes()))
+    assert (r.tracking_id, r.sender, r.subject) == ("", LURE_FROM, LURE_SUBJECT)
+    # Something that only says it is one: the report's own subject, as with no attachment.
+    fake = EmailMessage()
+    fake["From"], fake["To"], fake["Subject"] = BOB, REPORT_BOX, "FW: Invoice"
+    fake.set_content("see attached")
+    fake.add_attachment(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, maintype="application", subtype="vnd.ms-outlook",
+                        filename="x.msg")
+    (r,) = reported_in(parse(fake.as_bytes()))
+    assert bare_subject(r.subject) == "invoice"
+
+
 def test_reports_are_linked_listed_condemned_and_dismissed(settings: Settings) -> None:
     settings = report_settings(settings)
     store = Store(settings.db_url)

@@ -6,13 +6,15 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from email.parser import HeaderParser
+from email.policy import compat32
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailmoat import metrics
 from mailmoat.config import Settings
-from mailmoat.model import Envelope, Message
+from mailmoat.model import Envelope, Message, Part
 from mailmoat.policy.decide import STAFF_REPORT
 from mailmoat.store.db import Store
 from mailmoat.store.models import DeliveryRow, MessageRow
@@ -23,6 +25,8 @@ log = logging.getLogger("mailmoat.reports")
 
 LOOKBACK = 30 * 86400.0  # a forward is matched among the reporter's mail of the last 30 days
 MAX_REPORTED = 20  # originals read from one report (a report with more attachments is unusual)
+MAX_ITEM_HEADERS = 256 * 1024  # bytes read of one property of an attached Outlook item
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 # The header block a mail client writes above a forwarded message, in the languages of our users.
 _FROM = re.compile(r"^(?:from|发件人|寄件者|von|de|van)\s*[:：]\s*(?P<v>.+)$", re.I)
@@ -66,14 +70,56 @@ def _forwarded_header(text: str) -> Reported | None:
     return None
 
 
+def _outlook_item(data: bytes) -> Reported | None:
+    """What an attached Outlook item (.msg, as Outlook and Exchange forward "as attachment") says of
+    its message: the internet headers it keeps (PR_TRANSPORT_MESSAGE_HEADERS, with the copy's
+    X-Mailmoat-Id), else its subject, sender address and Message-ID properties."""
+    import olefile
+
+    try:
+        ole = olefile.OleFileIO(data)
+    except Exception:  # not a compound file, or a damaged one
+        return None
+    try:
+        def prop(tag: str) -> str:
+            for kind, codec in (("001F", "utf-16-le"), ("001E", "latin-1")):
+                name = f"__substg1.0_{tag}{kind}"
+                if ole.exists(name):
+                    return str(ole.openstream(name).read(MAX_ITEM_HEADERS).decode(codec, "replace").split("\x00", 1)[0]).strip()
+            return ""
+
+        headers = prop("007D")
+        head = HeaderParser(policy=compat32).parsestr(headers) if headers else None
+        sender = _ADDR.search(((head.get("From", "") if head else "") or prop("5D01") or prop("0C1F"))[:1000])
+        return Reported(
+            tracking_id=str(head.get("X-Mailmoat-Id", "")).strip() if head else "",
+            message_id=(str(head.get("Message-ID", "")) if head else "").strip() or prop("1035"),
+            sender=sender.group(0).lower() if sender else "",
+            subject=prop("0037") or (str(head.get("Subject", "")) if head else ""),
+        )
+    except Exception:
+        log.info("an attached Outlook item could not be read", exc_info=True)
+        return None
+    finally:
+        ole.close()
+
+
+def _is_outlook_item(part: Part) -> bool:
+    return bool(part.payload) and part.payload[:8] == OLE_MAGIC and (
+        part.filename.lower().endswith(".msg") or part.content_type == "application/vnd.ms-outlook"
+        or b"_\x00_\x00s\x00u\x00b\x00s\x00t\x00g\x001\x00" in part.payload[:65536])
+
+
 def reported_in(message: Message) -> list[Reported]:
     """What a report mail reports: each attached original (its tracking id, Message-ID, sender and
-    subject), else the forwarded header block in its text, else its own subject without "FW:"."""
+    subject; a message/rfc822 part or an Outlook .msg item), else the forwarded header block in its
+    text, else its own subject without "FW:"."""
     out = [
         Reported(tracking_id=m.header("X-Mailmoat-Id").strip(), message_id=m.message_id.strip(),
                  sender=m.from_.addr.lower(), subject=m.subject)
         for m in message.attached_messages[:MAX_REPORTED]
     ]
+    out += [r for p in message.parts if _is_outlook_item(p) for r in [_outlook_item(p.payload)] if r is not None][:MAX_REPORTED]
     if out:
         return out
     inline = _forwarded_header(message.text or message.html_text)
