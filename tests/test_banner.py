@@ -123,6 +123,17 @@ def test_which_mail_gets_which_banner() -> None:
     assert any("claims a department" in ln for ln in lines) and any("QR code" in ln for ln in lines)
     kind, lines = banner_lines(settings_with_banner(language="zh"), outside, verdict(Action.TAG, claim)) or ("", [])
     assert lines[0] == "【安全提示】此邮件可疑。" and "发件人名称自称本单位的部门或人员，但邮件来自外部。" in lines
+    # With a report mailbox, the warning says where to report it; a notice or no report mailbox: no.
+    assert not any("phish@victim-corp.com" in ln for ln in lines)
+    reporting = settings_with_banner(language="zh")
+    reporting.policy.report_addresses = ["phish@victim-corp.com"]
+    _, lines = banner_lines(reporting, outside, verdict(Action.TAG, claim)) or ("", [])
+    assert lines[-1] == "如认为这是钓鱼邮件，请以附件形式转发至 phish@victim-corp.com。"
+    reporting.banner.language, reporting.banner.external = "en", True
+    _, lines = banner_lines(reporting, outside, verdict(Action.TAG, qr)) or ("", [])
+    assert lines[-1] == "If you think it is phishing, forward it as an attachment to phish@victim-corp.com."
+    assert banner_lines(reporting, outside, verdict(Action.DELIVER)) == (
+        "external", ["This message comes from outside your organisation. Be careful with its links, QR codes and attachments."])
     assert banner_lines(settings_with_banner(), outside, verdict(Action.DELIVER)) is None
     assert banner_lines(settings_with_banner(external=True), outside, verdict(Action.DELIVER)) == (
         "external", ["This message comes from outside your organisation. Be careful with its links, QR codes and attachments."])

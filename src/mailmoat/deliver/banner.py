@@ -34,6 +34,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "spam": "It looks like unsolicited bulk mail.",
         "external": "This message comes from outside your organisation. Be careful with its links, QR codes "
                     "and attachments.",
+        "report": "If you think it is phishing, forward it as an attachment to {address}.",
     },
     "zh": {
         "warning": "【安全提示】此邮件可疑。",
@@ -44,6 +45,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "malware": "附件可能有害。",
         "spam": "邮件像是群发的垃圾邮件。",
         "external": "【外部邮件】此邮件来自单位外部，请谨慎对待其中的链接、二维码和附件。",
+        "report": "如认为这是钓鱼邮件，请以附件形式转发至 {address}。",
     },
 }
 _REASONS = ("impersonation", "phishing", "qr", "malware", "spam")
@@ -71,7 +73,10 @@ def banner_lines(settings: Settings, envelope: Envelope, verdict: Verdict) -> tu
     words = _TEXT[cfg.language]
     if verdict.action == Action.TAG:
         found = categories(envelope.direction.value, verdict.action.value, "", [f.to_dict() for f in verdict.findings])
-        return "warning", [words["warning"], *(words[c] for c in _REASONS if c in found), words["advice"]]
+        lines = [words["warning"], *(words[c] for c in _REASONS if c in found), words["advice"]]
+        if settings.policy.report_addresses:  # where colleagues report it (docs/operations.md, "Reported mail")
+            lines.append(words["report"].format(address=settings.policy.report_addresses[0]))
+        return "warning", lines
     if verdict.action == Action.DELIVER and cfg.external:
         return "external", [words["external"]]
     return None
