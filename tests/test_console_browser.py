@@ -434,11 +434,13 @@ def test_reports_page_condemns_and_dismisses_what_colleagues_reported(settings: 
         lure = _send(gw.host, gw.port, "notice@payroll-review.example", VICTIMS, _clean("notice@payroll-review.example", VICTIMS[0], "Payroll review"))
         news = _send(gw.host, gw.port, "news@letters.example", VICTIMS, _clean("news@letters.example", VICTIMS[0], "Weekly notes"))
         wait_for(lambda: _in_inbox(settings, reporter, f"{lure}-0001") and _in_inbox(settings, reporter, f"{news}-0001"), what="delivery")
-        for sender, subject in (("notice@payroll-review.example", "Payroll review"), ("news@letters.example", "Weekly notes")):
+        for sender, subject in (("notice@payroll-review.example", "Payroll review"), ("news@letters.example", "Weekly notes"),
+                                ("chef@canteen.example", "Lunch menu")):  # the last was never sent: not found
             report = f"From: {reporter}\r\nTo: {box}\r\nSubject: FW: {subject}\r\n\r\n-----Original Message-----\r\n" \
                      f"From: {sender}\r\nSubject: {subject}\r\n\r\nsuspect\r\n"
             _send("127.0.0.1", gw.internal_port, reporter, [box], report.encode())
-        wait_for(lambda: _status(settings, lure) and len(_reported(settings)) == 2, what="both reports linked")
+        wait_for(lambda: _status(settings, lure) and len(_reported(settings)) == 3, what="the reports linked")
+    (unmatched,) = [r for r in _reported(settings) if not r["mail_id"]]
     with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
         page = ctx.new_page()
         errors: list[str] = []
@@ -450,7 +452,12 @@ def test_reports_page_condemns_and_dismisses_what_colleagues_reported(settings: 
         assert page.text_content("#reported-by") == reporter
         page.goto(f"{web.url}/reports")
         wait_ready(page)
-        assert page.locator("#reports-table tbody tr").count() == 2
+        assert page.locator("#reports-table tbody tr").count() == 3
+        # A report whose message was not found links to the report itself.
+        report_link = page.locator(f"#reports-table tr[data-key='{unmatched['key']}'] a.report-mail")
+        assert report_link.get_attribute("href") == f"/messages/{unmatched['key']}"
+        page.click(f"#reports-table tr[data-key='{unmatched['key']}'] button.dismiss-report")
+        page.wait_for_selector(f"#reports-table tr[data-key='{unmatched['key']}']", state="detached")
         page.click(f"#reports-table tr[data-key='{lure}'] button.condemn-report")
         page.wait_for_selector(f"#reports-table tr[data-key='{lure}']", state="detached")
         wait_for(lambda: not _in_inbox(settings, VICTIMS[0], f"{lure}-0000") and not _in_inbox(settings, reporter, f"{lure}-0001"),

@@ -703,7 +703,9 @@
         { label: T("col.from"), render: (r) => mono((r.message && (r.message.from_addr || r.message.mail_from)) || r.sender) },
         { label: T("col.subject"), render: (r) => r.mail_id
           ? h("a", { href: "/messages/" + encodeURIComponent(r.mail_id), text: (r.message && r.message.subject) || r.subject || "(no subject)" })
-          : [h("span", { text: r.subject }), " ", h("span", { class: "muted small", text: T("rep.not_found") })] },
+          // Not found: the report itself, with what it attached or quoted, is one click away.
+          : [h("a", { href: "/messages/" + encodeURIComponent(r.report_ids[0]), class: "report-mail", text: r.subject || "(no subject)" }),
+            " ", h("span", { class: "muted small", text: T("rep.not_found") })] },
         { label: T("col.action"), render: (r) => r.message ? [actionBadge(r.message.action), " ", (r.message.score || 0).toFixed(1)] : "" },
         { label: T("col.status"), render: (r) => stateBadge(r.state) },
       ];
