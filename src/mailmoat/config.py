@@ -374,6 +374,8 @@ class ReportsSettings:
     # Once the security team decided (condemned, recalled or dismissed), each reporter gets a mail
     # saying what became of what they reported.
     feedback: bool = False
+    # Each report is answered within minutes with a receipt: thanks, the security team will look at it.
+    acknowledge: bool = False
     language: str = "en"  # "en" or "zh"
     sender: str = ""  # the From address; default postmaster@<server.hostname>
 

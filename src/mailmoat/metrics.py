@@ -58,8 +58,8 @@ REPORTS = Counter(
     "(tracking_id, message_id, sender_subject, subject, none)", ["matched_by"], registry=REGISTRY,
 )
 REPORT_FEEDBACK = Counter(
-    "mailmoat_report_feedback", "Notices telling a colleague what became of the message they reported, by outcome "
-    "(threat, safe) and status (sent, failed)", ["outcome", "status"], registry=REGISTRY,
+    "mailmoat_report_feedback", "Notices to a colleague who reported a message: a receipt, or what became of it, by "
+    "outcome (received, threat, safe) and status (sent, failed)", ["outcome", "status"], registry=REGISTRY,
 )
 ARC_SEALS = Counter(
     "mailmoat_arc_seals", "ARC sets added to mail handed to the mail system, by result (sealed, left_out, error)",

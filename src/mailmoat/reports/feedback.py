@@ -27,6 +27,7 @@ log = logging.getLogger("mailmoat.reports")
 CHECK_EVERY = 300.0
 FIRST_CHECK_AFTER = 60.0
 RECENT = 30 * 86400.0  # reports older than this get no notice (an upgrade must not mail the past)
+ACK_WITHIN = 86400.0  # a receipt later than this would only puzzle
 
 _TEXT = {
     "en": {
@@ -35,6 +36,8 @@ _TEXT = {
                   "the mailboxes it reached. Thank you for reporting it: it protected your colleagues too.",
         "safe": "The message you reported, \"{subject}\" from {sender}, was reviewed by the security team and judged not "
                 "to be a threat. Thank you all the same: keep reporting what looks suspicious.",
+        "received": "Thank you: your report of \"{subject}\" from {sender} reached the security team, who will look "
+                    "at it. Meanwhile, do not open its links or attachments or scan its QR codes.",
         "unknown_sender": "an unknown sender",
     },
     "zh": {
@@ -43,13 +46,16 @@ _TEXT = {
                   "感谢您的举报，这也保护了您的同事。",
         "safe": "您举报的邮件“{subject}”（发件人：{sender}）经安全团队审核，判定不是威胁邮件。"
                 "仍然感谢您的举报，今后遇到可疑邮件请继续举报。",
+        "received": "感谢您的举报：您举报的邮件“{subject}”（发件人：{sender}）已提交给安全团队审核。"
+                    "在此期间，请勿打开其中的链接、附件或扫描其中的二维码。",
         "unknown_sender": "未知发件人",
     },
 }
 
 
 def compose(settings: Settings, reporter: str, outcome: str, subject: str, sender: str, now: float) -> bytes:
-    """The notice to one reporter; words from the reported mail are shown as text, defanged."""
+    """The notice to one reporter (`outcome`: "received", "threat" or "safe"); words from the
+    reported mail are shown as text, defanged."""
     t = _TEXT[settings.reports.language]
     subject, sender = shown(subject or "-"), shown(sender) or t["unknown_sender"]
     msg = EmailMessage()
@@ -60,7 +66,7 @@ def compose(settings: Settings, reporter: str, outcome: str, subject: str, sende
     msg["Message-ID"] = make_msgid("report", domain=settings.server.hostname)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
     msg["Content-Language"] = "zh-CN" if settings.reports.language == "zh" else "en"
-    msg.set_content(t["threat" if outcome == "threat" else "safe"].format(subject=subject, sender=sender) + "\n")
+    msg.set_content(t[outcome if outcome in ("threat", "received") else "safe"].format(subject=subject, sender=sender) + "\n")
     return msg.as_bytes()
 
 
@@ -91,21 +97,45 @@ def _due(store: Store, now: float) -> list[dict[str, Any]]:
     return out
 
 
-def _claim(store: Store, ids: list[int], now: float) -> bool:
-    """Mark the rows told; False when another node (or run) already did."""
+def _unacknowledged(store: Store, now: float) -> list[dict[str, Any]]:
+    """One receipt per report mail not yet acknowledged (of the last day), naming what it reports."""
     with store.session() as s:
-        res = s.execute(update(ReportRow).where(ReportRow.id.in_(ids), ReportRow.notified_at == 0.0).values(notified_at=now))
+        rows = s.scalars(select(ReportRow).where(ReportRow.acked_at == 0.0, ReportRow.reported_at >= now - ACK_WITHIN)
+                         .order_by(ReportRow.id)).all()
+        by_report: dict[str, list[ReportRow]] = defaultdict(list)
+        for r in rows:
+            by_report[r.report_id].append(r)
+        out = []
+        for members in by_report.values():
+            first = members[0]
+            msg = s.get(MessageRow, first.message_id) if first.message_id else None
+            out.append({"reporter": first.reporter, "ids": [m.id for m in members], "outcome": "received",
+                        "subject": (msg.subject if msg is not None else "") or first.subject,
+                        "sender": (msg.from_addr or msg.mail_from if msg is not None else "") or first.sender})
+        return out
+
+
+def _claim(store: Store, ids: list[int], now: float, column: str = "notified_at") -> bool:
+    """Mark the rows told (`column`: notified_at or acked_at); False when another node (or run) already did."""
+    field = getattr(ReportRow, column)
+    with store.session() as s:
+        res = s.execute(update(ReportRow).where(ReportRow.id.in_(ids), field == 0.0).values({column: now}))
         return int(getattr(res, "rowcount", 0) or 0) == len(ids)
 
 
 async def send_feedback(settings: Settings, store: Store, now: float | None = None) -> list[dict[str, Any]]:
-    """Notices for every decided report not told yet (nothing when `reports.feedback` is off)."""
-    if not settings.reports.feedback:
-        return []
+    """Receipts for reports not acknowledged yet (`reports.acknowledge`), then notices for every
+    decided report not told yet (`reports.feedback`); each once, across nodes."""
+    cfg = settings.reports
     now = time.time() if now is None else now
+    todo: list[tuple[dict[str, Any], str]] = []
+    if cfg.acknowledge:
+        todo += [(item, "acked_at") for item in await asyncio.to_thread(_unacknowledged, store, now)]
+    if cfg.feedback:
+        todo += [(item, "notified_at") for item in await asyncio.to_thread(_due, store, now)]
     sent: list[dict[str, Any]] = []
-    for item in await asyncio.to_thread(_due, store, now):
-        if not await asyncio.to_thread(_claim, store, item["ids"], now):
+    for item, column in todo:
+        if not await asyncio.to_thread(_claim, store, item["ids"], now, column):
             continue
         try:
             raw = compose(settings, item["reporter"], item["outcome"], item["subject"], item["sender"], now)
@@ -119,8 +149,8 @@ async def send_feedback(settings: Settings, store: Store, now: float | None = No
 
 
 async def run_feedback(settings: Settings, store: Store, stop: asyncio.Event) -> None:
-    """`send_feedback` every few minutes until `stop` is set (never when feedback is off)."""
-    if not settings.reports.feedback:
+    """`send_feedback` every few minutes until `stop` is set (never when receipts and feedback are off)."""
+    if not (settings.reports.feedback or settings.reports.acknowledge):
         return
 
     async def check() -> None:

@@ -183,7 +183,7 @@ def take_report(store: Store, settings: Settings, envelope: Envelope, message: M
                 found.append((mail_id, how))
                 s.add(ReportRow(report_id=envelope.id, reporter=reporter, message_id=mail_id, matched_by=how,
                                 subject=(r.subject or "")[:998], sender=r.sender[:320], reported_at=now,
-                                dismissed_at=0.0, dismissed_by="", notified_at=0.0))
+                                dismissed_at=0.0, dismissed_by="", notified_at=0.0, acked_at=0.0))
                 metrics.REPORTS.labels(matched_by=how).inc()
         return found
     except Exception:

@@ -25,3 +25,4 @@ class ReportRow(Base):
     dismissed_at: Mapped[float] = mapped_column(Float, default=0.0)
     dismissed_by: Mapped[str] = mapped_column(String(128), default="")
     notified_at: Mapped[float] = mapped_column(Float, default=0.0)  # when the reporter was told the outcome
+    acked_at: Mapped[float] = mapped_column(Float, default=0.0)  # when the reporter was thanked for the report

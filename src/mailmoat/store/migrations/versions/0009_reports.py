@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("dismissed_at", sa.Float(), nullable=False),
         sa.Column("dismissed_by", sa.String(length=128), nullable=False),
         sa.Column("notified_at", sa.Float(), nullable=False),
+        sa.Column("acked_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     for column in ("report_id", "reporter", "message_id", "reported_at"):
