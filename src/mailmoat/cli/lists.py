@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -129,23 +130,34 @@ def list_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = 
     """Every entry in force (the configuration file's policy lists are not shown here)."""
     from mailmoat.policy.site_lists import entries, entry_dict
 
+    def read(store: Any) -> list[dict[str, Any]]:
+        with store.session() as s:
+            return [entry_dict(r) for r in entries(s)]
+
+    _show(read, config, data_dir, db, fmt, "no entries (policy.allow_* and policy.deny_* in the configuration still apply)",
+          ("id", "list", "kind", "value", "expires (UTC)", "by", "note"),
+          lambda e: [str(e["id"]), e["list"], e["kind"], e["value"], when(e["expires_at"]) if e["expires_at"] else "never",
+                     e["created_by"], e["note"]])
+
+
+def _show(read: Callable[[Any], list[dict[str, Any]]], config: ConfigOpt, data_dir: DataDirOpt, db: DbOpt, fmt: str,
+          empty: str, columns: tuple[str, ...], row: Callable[[dict[str, Any]], list[str]]) -> None:
+    """Items read from the store, as JSON ({"items": [...]}) or a table."""
     check_format(fmt)
     store = open_store(load_settings(config, data_dir, db))
     try:
-        with store.session() as s:
-            items = [entry_dict(r) for r in entries(s)]
+        items = read(store)
     finally:
         store.close()
     if fmt == "json":
         typer.echo(json.dumps({"items": items}, ensure_ascii=False, indent=2))
         return
     if not items:
-        typer.echo("no entries (policy.allow_* and policy.deny_* in the configuration still apply)")
+        typer.echo(empty)
         return
-    table = Table("id", "list", "kind", "value", "expires (UTC)", "by", "note")
+    table = Table(*columns)
     for e in items:
-        table.add_row(str(e["id"]), e["list"], e["kind"], e["value"], when(e["expires_at"]) if e["expires_at"] else "never",
-                      e["created_by"], e["note"])
+        table.add_row(*row(e))
     output_console().print(table)
 
 
@@ -185,22 +197,9 @@ def safe_cmd(
     """Recipients' safe senders, chosen on their digests' release pages: their copy of later spam from it is released at once."""
     from mailmoat.digest import safe_senders
 
-    check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db))
-    try:
-        items = safe_senders.entries(store, rcpt)
-    finally:
-        store.close()
-    if fmt == "json":
-        typer.echo(json.dumps({"items": items}, ensure_ascii=False, indent=2))
-        return
-    if not items:
-        typer.echo("no safe senders")
-        return
-    table = Table("id", "recipient", "sender", "since (UTC)", "via")
-    for e in items:
-        table.add_row(str(e["id"]), e["recipient"], e["sender"], when(e["created_at"]), e["via"])
-    output_console().print(table)
+    _show(lambda store: safe_senders.entries(store, rcpt), config, data_dir, db, fmt, "no safe senders",
+          ("id", "recipient", "sender", "since (UTC)", "via"),
+          lambda e: [str(e["id"]), e["recipient"], e["sender"], when(e["created_at"]), e["via"]])
 
 
 @lists_app.command("safe-remove")
