@@ -121,3 +121,16 @@ def test_the_quarantine_digest_links(settings: Settings, tmp_path: Path) -> None
                       digest={"enabled": True, "console_url": "https://m.example", "domains": ["Victim-Corp.com", "victim-corp.cn"]})
     assert code == 0 and got["digest"] == ("warn", "digest.domains ['victim-corp.cn'] are not in server.domains: their recipients get no digest")
     assert "digest" not in check(settings, tmp_path, digest={"enabled": False})[1]
+
+
+def test_the_report_mailbox(settings: Settings, tmp_path: Path) -> None:
+    assert "reports" not in check(settings, tmp_path)[1]
+    code, got = check(settings, tmp_path, server={"domains": ["victim-corp.com"]},
+                      policy={"report_addresses": ["phish@victim-corp.com"]})
+    assert code == 0 and got["reports"][0] == "warn" and "no server.internal_listen" in got["reports"][1]
+    code, got = check(settings, tmp_path, server={"domains": ["victim-corp.com"], "internal_listen": "127.0.0.1:10026"},
+                      policy={"report_addresses": ["phish@victim-corp.cn"]})
+    assert got["reports"][0] == "warn" and "not in server.domains" in got["reports"][1]
+    code, got = check(settings, tmp_path, server={"domains": ["victim-corp.com"], "internal_listen": "127.0.0.1:10026"},
+                      policy={"report_addresses": ["phish@victim-corp.com"], "report_condemn_after": 3})
+    assert code == 0 and got["reports"] == ("ok", "phish@victim-corp.com through 127.0.0.1:10026; a message 3 colleagues report is condemned")

@@ -271,9 +271,26 @@ async def arc_seal(settings: Settings) -> Check | None:
     return Check("ARC seal", "fail", f"{name} publishes another key than {cfg.key_file}: receivers would find every seal broken")
 
 
+def report_mailbox(settings: Settings) -> Check | None:
+    """The report mailbox, when one is named: reports reach it, and can be linked, only through the
+    internal listener (a colleague's mail to it from the mail system)."""
+    boxes = settings.policy.report_addresses
+    if not boxes:
+        return None
+    domains = {d.strip().lower() for d in settings.server.domains}
+    if strays := [b for b in boxes if b.rpartition("@")[2].lower() not in domains]:
+        return Check("reports", "warn", f"policy.report_addresses {strays} are not in server.domains: mail to them is not ours to deliver")
+    if not settings.server.internal_listen:
+        return Check("reports", "warn", f"{', '.join(boxes)}: no server.internal_listen, so colleagues' reports never pass the "
+                     "gateway and are not linked to what they report")
+    auto = settings.policy.report_condemn_after
+    return Check("reports", "ok", f"{', '.join(boxes)} through {settings.server.internal_listen}; "
+                 + (f"a message {auto} colleagues report is condemned" if auto else "the security team decides on each report"))
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order an administrator sets things up."""
     checks: list[Check | None] = [data_dir(settings), database(settings)]
     checks += await asyncio.gather(delivery(settings), clamav(settings), dns(settings), recall_backend(settings), arc_seal(settings))
-    checks += [tls(settings), classifier(settings), digest(settings)]
+    checks += [tls(settings), classifier(settings), digest(settings), report_mailbox(settings)]
     return [c for c in checks if c is not None]
