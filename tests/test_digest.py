@@ -520,6 +520,49 @@ def test_release_link_in_a_browser(digest_settings: Settings, tmp_path: Path) ->
     assert len([t for t in maildir_copies(settings.mail_dir, ALICE) if t]) == 2  # the digest and the released copy
 
 
+@pytest.mark.browser
+@pytest.mark.skipif(bool(chromium_missing()), reason=chromium_missing() or "chromium present")
+def test_request_link_in_a_browser(digest_settings: Settings, tmp_path: Path) -> None:
+    settings = digest_settings
+    settings.digest.request_categories = ["phishing", "qr", "impersonation"]
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail("x@sender.example", [ALICE], qrmail.stage2_spoofed_department())
+        probe = Store(settings.db_url)
+        try:
+            wait_for(lambda: due(probe, settings, at_hour(9)), what="a held lure")
+        finally:
+            probe.close()
+    with ConsoleServer(settings) as web:
+        settings.digest.console_url = web.url
+        store = Store(settings.db_url)
+        try:
+            asyncio.run(send_due(settings, store, at_hour(9)))
+        finally:
+            store.close()
+        (mail,) = digests_in(settings, ALICE)
+        link = next(line.split(": ", 1)[1] for line in text_of(mail, "plain").splitlines() if "Request release: " in line)
+        with chromium(tmp_path / "profile") as ctx:
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(link)
+            assert page.get_attribute("#digest", "data-way") == "request"
+            assert page.locator("#digest-release-allow").count() == 0  # never "always deliver" for a lure
+            page.click("#digest-release")
+            page.wait_for_selector("#digest-result")
+            assert "request was sent" in (page.text_content("#digest-result") or "")
+            assert errors == []
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            from mailmoat.digest.requests import open_requests
+
+            assert [r.recipient for r, _ in open_requests(s)] == [ALICE]
+    finally:
+        store.close()
+
+
 def release_in_browser(ctx: Any, base: str, link: str) -> None:
     """Open a digest's link, check what it shows, release, and open it again in Chinese."""
     page = ctx.new_page()
