@@ -669,6 +669,7 @@ def test_release_and_always_deliver_this_sender(digest_settings: Settings) -> No
                 assert (row.actor, row.target) == (f"digest:{ALICE}", f"{ALICE}:deals@offers.example")
 
             # The next offer from that sender: held for Bob, at once in Alice's mailbox.
+            released_before = metrics.SAFE_SENDER_RELEASES._value.get()
             with inprocess_gateway(settings) as gw:
                 with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
                     c.sendmail("deals@offers.example", [ALICE, BOB], offer("Summer sale!!!", rcpts=(ALICE, BOB)))
@@ -676,6 +677,7 @@ def test_release_and_always_deliver_this_sender(digest_settings: Settings) -> No
                                   what="the next offer held")
                 wait_for(lambda: held_copies(store, summer).get(ALICE) == "delivered", what="Alice's copy released")
             assert held_copies(store, summer) == {ALICE: "delivered", BOB: "held"}
+            assert metrics.SAFE_SENDER_RELEASES._value.get() == released_before + 1
             with store.session() as s:
                 actors = [r.actor for r in s.scalars(select(AuditRow).where(AuditRow.action == "quarantine.release",
                                                                              AuditRow.target == summer))]

@@ -65,6 +65,10 @@ ARC_SEALS = Counter(
     "mailmoat_arc_seals", "ARC sets added to mail handed to the mail system, by result (sealed, left_out, error)",
     ["result"], registry=REGISTRY,
 )
+SAFE_SENDER_RELEASES = Counter(
+    "mailmoat_safe_sender_releases", "Held copies released at once because their recipient keeps the sender as safe",
+    registry=REGISTRY,
+)
 RELEASE_REQUESTS = Counter(
     "mailmoat_release_requests", "Requests from recipients, through a digest's link, that the administrators release a held copy",
     registry=REGISTRY,

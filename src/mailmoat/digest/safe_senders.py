@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction, Envelope, Message, Verdict
 from mailmoat.policy.categories import categories
@@ -111,6 +112,7 @@ async def release_to_safe(settings: Settings, store: Store, delivery: Any, envel
                           detail={"copies": copies, "recipients": [rcpt], "sender": message.from_.addr.lower()})
 
         await asyncio.to_thread(record)
+        metrics.SAFE_SENDER_RELEASES.inc(len(rcpts))
         return rcpts
     except Exception:
         log.exception("message %s: releasing it to its recipients' safe-sender lists failed (it stays held)", envelope.id)
