@@ -144,6 +144,14 @@ def held_messages(store: Store) -> list[MessageRow]:
         return rows
 
 
+def recorded(store: Store) -> list[MessageRow]:
+    with store.session() as s:
+        rows = list(s.scalars(select(MessageRow)))
+        for r in rows:
+            s.expunge(r)
+        return rows
+
+
 def at_hour(hour: int, days: int = 1) -> float:
     """A local time at hour:05 tomorrow (or `days` from today): after the test's mail was held."""
     base = datetime.now().replace(hour=hour, minute=5, second=0, microsecond=0) + timedelta(days=days)
@@ -678,6 +686,19 @@ def test_release_and_always_deliver_this_sender(digest_settings: Settings) -> No
                 wait_for(lambda: held_copies(store, summer).get(ALICE) == "delivered", what="Alice's copy released")
             assert held_copies(store, summer) == {ALICE: "delivered", BOB: "held"}
             assert metrics.SAFE_SENDER_RELEASES._value.get() == released_before + 1
+            # Held for Alice alone: delivered to her, and counted as delivered, not as a release
+            # somebody judged (nothing is learnt from one person's preference).
+            with inprocess_gateway(settings) as gw:
+                with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+                    c.sendmail("deals@offers.example", [ALICE], offer("Winter sale!!!"))
+                winter = wait_for(lambda: next((m.id for m in recorded(store) if m.subject == "Winter sale!!!"), None),
+                                  what="the winter offer recorded")
+                wait_for(lambda: held_copies(store, winter).get(ALICE) == "delivered", what="Alice's copy released")
+            from mailmoat.store.nearcopy_models import NearCopyVerdictRow
+
+            with store.session() as s:
+                assert s.get(MessageRow, winter).status == "processed"  # type: ignore[union-attr]
+                assert s.scalars(select(NearCopyVerdictRow)).all() == []
             with store.session() as s:
                 actors = [r.actor for r in s.scalars(select(AuditRow).where(AuditRow.action == "quarantine.release",
                                                                              AuditRow.target == summer))]

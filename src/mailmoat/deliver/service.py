@@ -234,11 +234,12 @@ class DeliveryService:
             lambda: self.store.record_and_claim(envelope, message, verdict, raw_path, copies, **how)
         )
 
-    async def release(self, message_id: str, recipients: Sequence[str] = ()) -> list[DeliveryOutcome]:
+    async def release(self, message_id: str, recipients: Sequence[str] = (), *, judged: bool = True) -> list[DeliveryOutcome]:
         """Deliver a quarantined message to all its recipients, or only to `recipients` (each copy
         once). The message counts as released, and is learnt as legitimate, once no copy is held:
         sending one person their copy (the security team, or someone who vouches for it) says less
-        than releasing it to everyone."""
+        than releasing it to everyone. `judged=False` (a recipient's safe-sender list, a personal
+        preference): once no copy is held it counts as delivered, and nothing is learnt from it."""
         row = await asyncio.to_thread(self.store.get_message, message_id)
         if row is None:
             raise ReleaseError(f"no message {message_id}")
@@ -266,6 +267,9 @@ class DeliveryService:
         outcomes = await self._send_claims(envelope, raw, verdict, claims, dsn_ok=False)
         if recipients and any(d.status == HELD for d in await asyncio.to_thread(self.store.deliveries, message_id)):
             return outcomes  # still held for the others
+        if not judged:
+            await asyncio.to_thread(self.store.set_message_fields, message_id, status="processed")
+            return outcomes + dupes
         await asyncio.to_thread(self.store.set_message_fields, message_id, status="released")
         # Judged legitimate by a person: its look-alikes are no longer held as near copies.
         await asyncio.to_thread(remember_verdicts, self.settings, self.store, [(message_id, raw, "ham")])

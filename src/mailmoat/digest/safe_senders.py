@@ -102,7 +102,8 @@ async def release_to_safe(settings: Settings, store: Store, delivery: Any, envel
         rcpts = await asyncio.to_thread(safe_for, store, envelope, message.from_.addr)
         if not rcpts:
             return []
-        outcomes = await delivery.release(envelope.id, rcpts)
+        # A personal preference, not a judgment: nothing is learnt from it, for anyone.
+        outcomes = await delivery.release(envelope.id, rcpts, judged=False)
         copies = [{"recipient": o.recipient, "tracking_id": o.tracking_id, "status": o.status} for o in outcomes]
 
         def record() -> None:
