@@ -16,7 +16,7 @@ from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.deliver.own_mail import send_own_mail
 from mailmoat.digest.text import shown
-from mailmoat.reports.triage import CONDEMNED, OPEN, RECALLED, state_of
+from mailmoat.reports.triage import CONDEMNED, OPEN, RECALLED, grouped, states
 from mailmoat.schedule import run_every
 from mailmoat.store.db import Store
 from mailmoat.store.models import MessageRow
@@ -76,17 +76,17 @@ def _due(store: Store, now: float) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with store.session() as s:
         rows = s.scalars(select(ReportRow).where(ReportRow.notified_at == 0.0, ReportRow.reported_at >= now - RECENT)).all()
-        by_message: dict[str, list[ReportRow]] = defaultdict(list)
-        for r in rows:
-            by_message[r.message_id or f"report:{r.report_id}"].append(r)
-        for members in by_message.values():
-            mail_id = members[0].message_id
-            everyone = list(s.scalars(select(ReportRow).where(ReportRow.message_id == mail_id))) if mail_id else members
-            state = state_of(s, mail_id, everyone)
-            if state == OPEN:
+        untold = grouped(rows)
+        # A message's state rests on all its reports, told or not, of any age.
+        matched = [k for k in untold if not k.startswith("report:")]
+        everyone = grouped([r for i in range(0, len(matched), 500)
+                            for r in s.scalars(select(ReportRow).where(ReportRow.message_id.in_(matched[i : i + 500])))])
+        state = states(s, {k: everyone.get(k, members) for k, members in untold.items()})
+        for key, members in untold.items():
+            group_state, msg = state[key]
+            if group_state == OPEN:
                 continue
-            msg = s.get(MessageRow, mail_id) if mail_id else None
-            outcome = "threat" if state in (CONDEMNED, RECALLED) else "safe"
+            outcome = "threat" if group_state in (CONDEMNED, RECALLED) else "safe"
             by_reporter: dict[str, list[int]] = defaultdict(list)
             for r in members:
                 by_reporter[r.reporter].append(r.id)

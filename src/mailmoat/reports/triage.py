@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -62,33 +63,47 @@ def _summary(msg: MessageRow | None) -> dict[str, Any] | None:
             "status": msg.status, "rcpt_count": len(msg.rcpt_tos or [])}
 
 
+def grouped(rows: Sequence[ReportRow]) -> dict[str, list[ReportRow]]:
+    """Report rows by what they report: a message's id, or "report:<id>" for a report whose message
+    was not found (an item of its own)."""
+    groups: dict[str, list[ReportRow]] = defaultdict(list)
+    for r in rows:
+        groups[r.message_id or f"report:{r.report_id}"].append(r)
+    return groups
+
+
+def states(session: Session, groups: dict[str, list[ReportRow]]) -> dict[str, tuple[str, MessageRow | None]]:
+    """Each group's state (see `state_of`, each group's rows standing for its reports) and its
+    message, read in batches."""
+    ids = sorted(k for k in groups if not k.startswith("report:"))
+    messages: dict[str, MessageRow] = {}
+    for i in range(0, len(ids), 500):
+        messages.update((m.id, m) for m in session.scalars(select(MessageRow).where(MessageRow.id.in_(ids[i : i + 500]))))
+    recalled = _recalled(session, ids)
+    return {key: (_state(messages.get(key), key in recalled, members), messages.get(key))
+            for key, members in groups.items()}
+
+
 def reported(session: Session, everything: bool = False, since: float = 0.0, limit: int = 200) -> list[dict[str, Any]]:
     """Reported messages, most recently reported first: each with its reporters, when, what it is
     and its state; a report whose message was not found is an item of its own (keyed by the
     report's id). Only OPEN ones unless `everything`."""
     rows = session.scalars(select(ReportRow).where(ReportRow.reported_at >= since)
                            .order_by(ReportRow.reported_at.desc()).limit(20_000)).all()
-    groups: dict[str, list[ReportRow]] = defaultdict(list)
-    for r in rows:
-        groups[r.message_id or f"report:{r.report_id}"].append(r)
-    ids = sorted(k for k in groups if not k.startswith("report:"))
-    messages: dict[str, MessageRow] = {}
-    for i in range(0, len(ids), 500):
-        messages.update((m.id, m) for m in session.scalars(select(MessageRow).where(MessageRow.id.in_(ids[i : i + 500]))))
-    recalled = _recalled(session, ids)
+    groups = grouped(rows)
+    state = states(session, groups)
     out: list[dict[str, Any]] = []
-    for members in groups.values():
+    for key, members in groups.items():
         mail_id = members[0].message_id
-        msg = messages.get(mail_id) if mail_id else None
-        state = _state(msg, mail_id in recalled, members)
-        if state != OPEN and not everything:
+        group_state, msg = state[key]
+        if group_state != OPEN and not everything:
             continue
         out.append({
             "key": mail_id or members[0].report_id, "mail_id": mail_id, "matched_by": sorted({m.matched_by for m in members}),
             "reporters": sorted({m.reporter for m in members}), "reports": len(members),
             "first_reported": min(m.reported_at for m in members), "last_reported": max(m.reported_at for m in members),
             "subject": members[0].subject, "sender": members[0].sender, "report_ids": sorted({m.report_id for m in members}),
-            "state": state, "message": _summary(msg),
+            "state": group_state, "message": _summary(msg),
         })
         if len(out) >= limit:
             break
