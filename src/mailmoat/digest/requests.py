@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -81,9 +82,12 @@ def _open(what: Any) -> Any:
     )
 
 
-def open_requests(session: Session, limit: int = 200) -> list[tuple[ReleaseRequestRow, MessageRow]]:
-    """The requests waiting for a decision, oldest first, with their messages."""
+def open_requests(session: Session, limit: int = 200, mail_ids: Sequence[str] | None = None) -> list[tuple[ReleaseRequestRow, MessageRow]]:
+    """The requests waiting for a decision, oldest first, with their messages (only for `mail_ids`
+    when given)."""
     ids = _open(ReleaseRequestRow.id).distinct()
+    if mail_ids is not None:
+        ids = ids.where(ReleaseRequestRow.message_id.in_(list(mail_ids)))
     rows = session.execute(
         select(ReleaseRequestRow, MessageRow).join(MessageRow, MessageRow.id == ReleaseRequestRow.message_id)
         .where(ReleaseRequestRow.id.in_(ids)).order_by(ReleaseRequestRow.requested_at, ReleaseRequestRow.id).limit(limit)

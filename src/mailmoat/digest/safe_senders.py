@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -94,8 +95,6 @@ async def release_to_safe(settings: Settings, store: Store, delivery: Any, envel
                           verdict: Verdict) -> list[str]:
     """Release, at once, the held copies of the recipients who keep the sender as safe (the others
     stay held); audited as `safe-sender:<recipient>`. Never raises: the copies stay held."""
-    import asyncio
-
     if not honoured(settings, envelope, verdict):
         return []
     try:

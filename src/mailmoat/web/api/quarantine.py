@@ -31,7 +31,7 @@ def list_quarantine(
         total, rows = held(s, limit=limit, offset=offset)
         items = message_summaries(s, rows)
         asked: dict[str, list[str]] = {}
-        for req, _ in open_requests(s, limit=10_000):
+        for req, _ in open_requests(s, limit=10_000, mail_ids=[item["id"] for item in items]):
             asked.setdefault(req.message_id, []).append(req.recipient)
         for item in items:
             item["requested_by"] = asked.get(item["id"], [])
