@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -340,3 +341,55 @@ def test_through_the_gateway_the_next_copy_after_a_recall_is_marked(settings: Se
         store.close()
     assert first.action == "deliver" and "LINK_CONDEMNED_DESTINATION" not in first.symbols
     assert second.symbols.get("LINK_CONDEMNED_DESTINATION") == 7.0 and second.action == "tag", (second.action, second.symbols)
+
+
+def test_a_mark_undone_by_restoring_its_recall_condemns_nothing(settings: Settings) -> None:
+    """An analyst marks a delivered lure a threat (`mailmoat recall condemn`), then restores the
+    recall as a mistake (`mailmoat recall restore`): the message is no longer marked, and what it
+    linked no longer condemns other mail, though the audit log keeps the mark."""
+    import smtplib
+
+    from sqlalchemy import select
+    from typer.testing import CliRunner
+
+    from mailmoat.cli import app
+    from mailmoat.store.audit_models import AuditRow
+    from tests.support.gateway import inprocess_gateway, wait_for
+
+    settings.server.workers = 0
+    settings.server.listen = "127.0.0.1:0"
+    settings.recall.follow_up_hours = 0
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    now = time.time()
+    _history(store, now)
+    cli = ["--data-dir", settings.data_dir, "--db", settings.db_url]
+    try:
+        with inprocess_gateway(settings) as gw:
+            with smtplib.SMTP("127.0.0.1", gw.port, timeout=30) as smtp:
+                smtp.sendmail("li.wei@trade-notice.example", [f"wang@{ORG}"], (
+                    f"From: Li Wei <li.wei@trade-notice.example>\r\nTo: wang@{ORG}\r\nSubject: Documents\r\n"
+                    "Message-ID: <p1@trade-notice.example>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0800\r\nMIME-Version: 1.0\r\n"
+                    "Content-Type: text/html; charset=utf-8\r\n\r\n"
+                    f'<p>Hello, the documents we discussed are here: <a href="{LURE.format(n=1)}">documents</a></p>\r\n'
+                ).encode())
+
+            def delivered() -> str | None:
+                with store.session() as s:
+                    return s.scalars(select(DeliveryRow.message_id).join(MessageRow, MessageRow.id == DeliveryRow.message_id).where(
+                        MessageRow.from_addr == "li.wei@trade-notice.example", DeliveryRow.status == "delivered")).first()
+
+            lure = wait_for(delivered, timeout=60, what="the lure to be delivered")
+        res = CliRunner().invoke(app, ["recall", "condemn", lure, "--reason", "phishing", *cli])
+        assert res.exit_code == 0, res.output
+        assert asyncio.run(_scan(store, settings, "b@two.example", [LURE.format(n=2)], time.time())) is not None
+        with store.session() as s:
+            job = s.scalars(select(RecallJobRow.id).where(RecallJobRow.trigger == "auto:verdict")).one()
+        res = CliRunner().invoke(app, ["recall", "restore", job, *cli])
+        assert res.exit_code == 0, res.output
+        assert asyncio.run(_scan(store, settings, "b@two.example", [LURE.format(n=2)], time.time())) is None
+        with store.session() as s:
+            assert s.get_one(MessageRow, lure).status == "processed"
+            assert [a.action for a in s.scalars(select(AuditRow).where(AuditRow.target == lure))] == [
+                "message.condemn", "message.uncondemn"]
+    finally:
+        store.close()

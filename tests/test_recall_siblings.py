@@ -126,3 +126,65 @@ def test_without_follow_up_only_the_condemned_copy_goes(settings: Settings) -> N
     result = runner.invoke(cli_app, ["recall", "condemn", ids[STAFF[0]], "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     assert [in_inbox(settings, r) for r in STAFF] == [0, 1, 1, 1]
+
+
+def restore_the_condemned_copy(settings: Settings, ids: dict[str, str], cfg: Path) -> None:
+    result = runner.invoke(cli_app, ["recall", "condemn", ids[STAFF[0]], "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert [in_inbox(settings, r) for r in STAFF] == [0, 0, 0, 1]
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            job = s.scalars(select(RecallJobRow.id).where(RecallJobRow.trigger == "auto:verdict")).one()
+    finally:
+        store.close()
+    result = runner.invoke(cli_app, ["recall", "restore", job, "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+
+
+def test_restoring_the_persons_recall_puts_the_rest_of_the_campaign_back(settings: Settings) -> None:
+    """The analyst condemned the wrong message: restoring that recall restores what its follow-up
+    recalled because of it, and the other copies' verdicts are judged again without it."""
+    ids = deliver_the_campaign(settings)
+    cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir, "server": {"domains": [ORG]}})
+    before, _ = actions_and_triggers(settings)
+    restore_the_condemned_copy(settings, ids, cfg)
+    assert [in_inbox(settings, r) for r in STAFF] == [1, 1, 1, 1]
+    actions, _ = actions_and_triggers(settings)
+    assert actions == before
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            assert sorted(j.state for j in s.scalars(select(RecallJobRow))) == ["restored"] * 3
+    finally:
+        store.close()
+
+
+def test_a_copy_condemned_on_its_own_is_recalled_again(settings: Settings) -> None:
+    """Meanwhile threat intelligence listed Carol's link: judged again, her copy goes back out of
+    her mailbox, by the gateway's own verdict."""
+    ids = deliver_the_campaign(settings)
+    cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir, "server": {"domains": [ORG]}})
+    (Path(settings.data_dir) / "intel").mkdir(parents=True, exist_ok=True)
+    (Path(settings.data_dir) / "intel" / "url.txt").write_text("https://offsite-signup.example/choose?u=3x21\n", encoding="utf-8")
+    restore_the_condemned_copy(settings, ids, cfg)
+    assert [in_inbox(settings, r) for r in STAFF] == [1, 1, 0, 1]
+    actions, triggers = actions_and_triggers(settings)
+    assert triggers == ["auto:rescan", "auto:siblings", "auto:siblings", "auto:verdict"]
+    assert actions[STAFF[1]] in ("deliver", "tag") and actions[STAFF[2]] == "quarantine"
+
+
+def test_restoring_one_copy_leaves_the_follow_up_alone(settings: Settings) -> None:
+    ids = deliver_the_campaign(settings)
+    cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir, "server": {"domains": [ORG]}})
+    assert runner.invoke(cli_app, ["recall", "condemn", ids[STAFF[0]], "--config", str(cfg)]).exit_code == 0
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            job = s.scalars(select(RecallJobRow).where(RecallJobRow.trigger == "auto:verdict")).one()
+            copy = job.copies[0].tracking_id
+    finally:
+        store.close()
+    result = runner.invoke(cli_app, ["recall", "restore", job.id, "--copy", copy, "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert [in_inbox(settings, r) for r in STAFF] == [1, 0, 0, 1]

@@ -412,10 +412,21 @@ class RecallEngine:
             if not tracking_ids:
                 job.state = "restored" if not counts.get("recalled") and not counts.get("already_gone") else "failed"
             job.updated_at = time.time()
+            restored = self.message_ids(s, job_id, ("restored",)) if job.state == "restored" else []
+            for start in range(0, len(restored), 500):  # a big job names more messages than one query may
+                for row in s.scalars(select(MessageRow).where(
+                        MessageRow.id.in_(restored[start:start + 500]), MessageRow.status == "condemned")):
+                    # No longer marked a threat, so its link destinations no longer condemn other mail.
+                    row.status = "processed"
+                    audit(s, actor, "message.uncondemn", row.id, source=source, detail={"job": job_id})
             s.commit()
-            restored = self.message_ids(s, job_id, ("restored",)) if not tracking_ids else []
-        # The whole job undone: the recall was a mistake, so its near copies are no longer held.
+        # The whole job undone: the recall was a mistake, so its near copies are no longer held,
+        # and what its follow-up recalled because of it is put back.
         await asyncio.to_thread(remember_stored, self.settings, self.store, restored, "ham")
+        if restored:
+            from mailmoat.recall.siblings import undo_follow_up
+
+            await undo_follow_up(self, job_id, actor, source)
         return self.status(job_id)
 
     # -- reading ------------------------------------------------------------------------

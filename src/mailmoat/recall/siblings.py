@@ -12,11 +12,12 @@ from mailmoat.config import Settings
 from mailmoat.model import Action, Direction
 from mailmoat.recall.rescan import RescanReport, Scans, rescan
 from mailmoat.reports.intake import bare_subject
+from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.models import IndicatorRow, MessageRow
 from mailmoat.store.recall_models import RecallJobRow
 
 if TYPE_CHECKING:
-    from mailmoat.recall.engine import HasSession
+    from mailmoat.recall.engine import HasSession, RecallEngine
 
 log = logging.getLogger("mailmoat.recall")
 
@@ -28,6 +29,11 @@ TRIGGER = "auto:siblings"
 MAX_SIBLINGS = 1000
 MAX_RECALLED = 2000
 _PASSED = (Action.DELIVER.value, Action.TAG.value)
+
+
+def follow_up_actor(job_id: str) -> str:
+    """Who the follow-up of a job is in the audit log and in its recall jobs' `created_by`."""
+    return f"auto:siblings:{job_id}"
 
 
 def siblings(store: HasSession, recalled: list[str], since: float, until: float) -> list[str]:
@@ -88,7 +94,7 @@ async def follow_up(settings: Settings, store: HasSession, job_id: str, recalled
             scanner = Scanner(settings, store)  # a new one reads the near-copy memory and links just taught
         engine = RecallEngine(settings, store)
         try:
-            report = await rescan(engine, scanner, "0", f"auto:siblings:{job_id}", mail_ids=ids, trigger=TRIGGER)
+            report = await rescan(engine, scanner, "0", follow_up_actor(job_id), mail_ids=ids, trigger=TRIGGER)
         finally:
             await engine.close()
         log.warning("recall %s: %d messages of the same campaign judged again, %d now condemned, recall jobs %s",
@@ -98,3 +104,44 @@ async def follow_up(settings: Settings, store: HasSession, job_id: str, recalled
         log.exception("recall %s: judging the rest of its campaign failed (mailmoat rescan can do it)", job_id)
         return None
 
+
+
+async def undo_follow_up(engine: RecallEngine, job_id: str, actor: str, source: str = "",
+                         scanner: Scans | None = None) -> list[str]:
+    """A person's recall restored whole was a mistake, and so was what its follow-up recalled
+    because of it: those jobs are restored too, their messages get back the verdict they had
+    before the follow-up, and are judged again without the mistaken recall (what that still
+    condemns is recalled, trigger "auto:rescan"). Returns the restored jobs. Never raises."""
+    try:
+        with engine.store.session() as s:
+            job = s.get(RecallJobRow, job_id)
+            if job is None or job.trigger not in PERSON_TRIGGERS:
+                return []
+            # A follow-up job still running, or awaiting approval, is left to its administrator.
+            children = list(s.scalars(select(RecallJobRow.id).where(
+                RecallJobRow.trigger == TRIGGER, RecallJobRow.created_by == follow_up_actor(job_id),
+                RecallJobRow.state.in_(("done", "failed")))))
+        if not children:
+            return []
+        for child in children:
+            await engine.restore(child, actor, source=source)
+        with engine.store.session() as s:
+            ids = sorted({mid for child in children for mid in engine.message_ids(s, child, ("restored",))})
+            for change in s.scalars(select(AuditRow).where(
+                    AuditRow.action == "message.rescan", AuditRow.actor == follow_up_actor(job_id), AuditRow.target.in_(ids))):
+                row = s.get(MessageRow, change.target)
+                before = (change.detail or {}).get("from")
+                if row is not None and before and row.action == (change.detail or {}).get("to"):
+                    row.action = str(before)
+            s.commit()
+        if scanner is None:
+            from mailmoat.scanner import Scanner
+
+            scanner = Scanner(engine.settings, engine.store)  # one that no longer sees the recall
+        report = await rescan(engine, scanner, "0", f"restore:{job_id}", mail_ids=ids, trigger="auto:rescan")
+        log.warning("recall %s restored: %d jobs of its follow-up restored, %d messages judged again, %d still condemned",
+                    job_id, len(children), report.scanned, len(report.newly_condemned))
+        return children
+    except Exception:
+        log.exception("recall %s restored: undoing its follow-up failed (restore its auto:siblings jobs by hand)", job_id)
+        return []

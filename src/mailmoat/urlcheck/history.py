@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 MIN_HISTORY = 200
 SEEN_CACHE = 100_000  # domains and hosts remembered as seen, per process
 _CHUNK = 500  # values bound in one IN (), well below any database's limit
+MARKED = "marked a threat"  # how a message marked a threat by a person condemns, as the audit log has it
 
 
 class History:
@@ -211,13 +212,13 @@ class History:
                 for (mid,) in s.execute(
                     select(AuditRow.target).where(AuditRow.action == "message.condemn", AuditRow.at >= since)
                 ):
-                    how.setdefault(str(mid), "marked a threat")
+                    how.setdefault(str(mid), MARKED)
                 ids = list(how)
                 rows = []
                 for start in range(0, len(ids), _CHUNK):  # a big recall names more messages than one query may
                     rows += s.execute(
                         select(IndicatorRow.kind, IndicatorRow.value, MessageRow.id, MessageRow.received_at,
-                               MessageRow.from_addr, MessageRow.from_domain, MessageRow.subject)
+                               MessageRow.from_addr, MessageRow.from_domain, MessageRow.subject, MessageRow.status)
                         .join(IndicatorRow, IndicatorRow.message_id == MessageRow.id)
                         .where(
                             MessageRow.id.in_(ids[start:start + _CHUNK]),
@@ -232,7 +233,9 @@ class History:
         return [
             (str(kind), str(value), str(mid), float(at), str(frm or "").lower(), str(fdom or "").lower(), str(subj or ""),
              how[str(mid)])
-            for kind, value, mid, at, frm, fdom, subj in rows
+            for kind, value, mid, at, frm, fdom, subj, status in rows
+            # A mark undone (its recall restored whole) is in the audit log still, but not in the message's status.
+            if how[str(mid)] != MARKED or status == "condemned"
         ]
 
     def first_linked(self, destination: tuple[str, str]) -> float | None:
