@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from mailmoat.cli import app as cli_app
 from mailmoat.config import Settings
 from mailmoat.parse import parse
-from mailmoat.reports import bare_subject, reported_in
+from mailmoat.parse.subjects import bare_subject
+from mailmoat.reports import reported_in
 from mailmoat.reports.feedback import send_feedback
 from mailmoat.reports.triage import reported
 from mailmoat.status import gather

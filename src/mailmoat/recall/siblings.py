@@ -10,8 +10,8 @@ from sqlalchemy import or_, select
 
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction
+from mailmoat.parse.subjects import bare_subject
 from mailmoat.recall.rescan import RescanReport, Scans, rescan
-from mailmoat.reports.intake import bare_subject
 from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.models import IndicatorRow, MessageRow
 from mailmoat.store.recall_models import RecallJobRow

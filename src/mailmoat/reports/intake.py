@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.model import Envelope, Message, Part
+from mailmoat.parse.subjects import bare_subject
 from mailmoat.policy.decide import STAFF_REPORT
 from mailmoat.store.db import Store
 from mailmoat.store.models import DeliveryRow, MessageRow
@@ -32,9 +33,6 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _FROM = re.compile(r"^(?:from|发件人|寄件者|von|de|van)\s*[:：]\s*(?P<v>.+)$", re.I)
 _SUBJECT = re.compile(r"^(?:subject|主题|主旨|betreff|objet|onderwerp|assunto|asunto)\s*[:：]\s*(?P<v>.+)$", re.I)
 _ADDR = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
-# What mail clients put before a forwarded or replied subject, and the tags gateways put there
-# ("[SUSPICIOUS]", policy.subject_prefix; "[EXTERNAL]", "[外部邮件]").
-_PREFIX = re.compile(r"^\s*(?:(?:fw|fwd|tr|wg|rv|re|aw|sv|vs|转发|轉寄|回复|答复|回覆)\s*[:：]\s*|[\[【][^\]】]{1,40}[\]】]\s*)+", re.I)
 
 
 @dataclass(frozen=True)
@@ -45,11 +43,6 @@ class Reported:
     message_id: str = ""  # its Message-ID header
     sender: str = ""  # its From address
     subject: str = ""
-
-
-def bare_subject(subject: str) -> str:
-    """A subject without the FW:/Re:/转发: a client puts before it, folded for comparison."""
-    return " ".join(_PREFIX.sub("", subject or "").split()).casefold()
 
 
 def _forwarded_header(text: str) -> Reported | None:
@@ -139,27 +132,27 @@ def find(session: Session, reporter: str, r: Reported, before: float) -> tuple[s
         if copy_of:
             return copy_of, "tracking_id"
     theirs = (
-        select(MessageRow)
+        select(MessageRow.id, MessageRow.subject, MessageRow.from_addr, MessageRow.mail_from, MessageRow.symbols)
         .join(DeliveryRow, DeliveryRow.message_id == MessageRow.id)
         .where(recipient_is(reporter), MessageRow.received_at >= before - LOOKBACK, MessageRow.received_at <= before)
         .order_by(MessageRow.received_at.desc())
     )
     if r.message_id:
-        got = session.scalar(theirs.where(MessageRow.message_id == r.message_id).limit(1))
+        got = session.execute(theirs.where(MessageRow.message_id == r.message_id).limit(1)).first()
         if got is not None:
-            return got.id, "message_id"
+            return str(got.id), "message_id"
     wanted = bare_subject(r.subject)
     if not wanted:
         return "", "none"
     candidates = [
-        m for m in session.scalars(theirs.limit(500))
+        m for m in session.execute(theirs.limit(500))
         if STAFF_REPORT.name not in (m.symbols or {}) and bare_subject(m.subject) == wanted
     ]
     if r.sender:
         same = [m for m in candidates if r.sender in ((m.from_addr or "").lower(), (m.mail_from or "").lower())]
         if same:
-            return same[0].id, "sender_subject"
-    return (candidates[0].id, "subject") if candidates else ("", "none")
+            return str(same[0].id), "sender_subject"
+    return (str(candidates[0].id), "subject") if candidates else ("", "none")
 
 
 def reporter_of(envelope: Envelope, message: Message) -> str:
