@@ -151,6 +151,25 @@ async def test_whose_verdict_condemns(store: Store, settings: Settings) -> None:
     assert hit is not None and "marked a threat" in hit.evidence
 
 
+def test_a_mark_taken_back_condemns_nothing(store: Store, settings: Settings) -> None:
+    """A message marked a threat with no copy left to recall: `mailmoat recall uncondemn` takes the mark back."""
+    from typer.testing import CliRunner
+
+    from mailmoat.cli import app
+
+    now = time.time()
+    _history(store, now)
+    marked = _record(store, "a@one.example", ["https://marked.example/x"], now - HOUR, n=3)
+    asyncio.run(condemn_message(RecallEngine(settings, store), marked, "analyst", "reported by users"))
+    assert asyncio.run(_scan(store, settings, "b@two.example", ["https://marked.example/y"], now)) is not None
+    cli = ["--data-dir", settings.data_dir, "--db", settings.db_url, "--format", "json"]
+    res = CliRunner().invoke(app, ["recall", "uncondemn", marked, "--reason", "a partner's new site", *cli])
+    assert res.exit_code == 0 and '"recall_jobs": []' in res.output, res.output
+    assert asyncio.run(_scan(store, settings, "b@two.example", ["https://marked.example/y"], now)) is None
+    again = CliRunner().invoke(app, ["recall", "uncondemn", marked, *cli])
+    assert again.exit_code != 0 and "not marked as a threat" in again.output
+
+
 async def test_a_recall_of_many_messages_is_read_in_parts(
     store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -450,6 +450,7 @@ def test_reports_page_condemns_and_dismisses_what_colleagues_reported(settings: 
         page.goto(f"{web.url}/messages/{lure}")
         wait_ready(page)
         assert page.text_content("#reported-by") == reporter
+        assert page.is_hidden("#uncondemn-message")  # not marked a threat (yet)
         page.goto(f"{web.url}/reports")
         wait_ready(page)
         assert page.locator("#reports-table tbody tr").count() == 3
@@ -468,6 +469,13 @@ def test_reports_page_condemns_and_dismisses_what_colleagues_reported(settings: 
         page.check("#rep-all")
         page.wait_for_selector(f"#reports-table tr[data-key='{news}'][data-state='dismissed']")
         assert page.locator(f"#reports-table tr[data-key='{lure}']").get_attribute("data-state") in ("condemned", "recalled")
+        # Condemned by mistake: the message's page takes the mark back and says its copies stay recalled.
+        page.goto(f"{web.url}/messages/{lure}")
+        wait_ready(page)
+        page.click("#uncondemn-message")
+        page.wait_for_selector("#msg-status >> text=processed")
+        assert "restore recall job" in (page.text_content("#flash") or "") and page.is_hidden("#uncondemn-message")
+        assert not _in_inbox(settings, VICTIMS[0], f"{lure}-0000")
         assert errors == []
 
 

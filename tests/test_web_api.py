@@ -297,6 +297,15 @@ def test_condemn_recalls_the_message(env: WebEnv) -> None:
     assert env.audit("message.condemn", env.ids["qr"])[0]["actor"] == "analyst"
     for rcpt in RECIPIENTS:
         assert not any(env.ids["qr"] in p.name for p in visible_copies(env.settings, rcpt))
+    # Taken back: no longer marked, its copies stay recalled until the job is restored.
+    job = r.json()["job_id"]
+    r = env.client.post(f"{API}/messages/{env.ids['qr']}/uncondemn", json={"reason": "a newsletter"}, headers=env.as_role("analyst"))
+    assert r.status_code == 200 and r.json() == {"mail_id": env.ids["qr"], "status": "processed", "recall_jobs": [job]}
+    assert env.client.get(f"{API}/messages/{env.ids['qr']}", headers=env.as_role("analyst")).json()["status"] == "processed"
+    assert env.audit("message.uncondemn", env.ids["qr"])[0]["note"] == "a newsletter"
+    assert env.client.post(f"{API}/messages/{env.ids['qr']}/uncondemn", json={}, headers=env.as_role("analyst")).status_code == 409
+    assert env.client.post(f"{API}/messages/NOPE/uncondemn", json={}, headers=env.as_role("analyst")).status_code == 404
+    assert env.client.post(f"{API}/messages/{env.ids['qr']}/uncondemn", json={}, headers=env.as_role("auditor")).status_code == 403
 
 
 # -- indicators ----------------------------------------------------------------------------

@@ -266,6 +266,7 @@ def test_every_state_change_writes_an_audit_row(tmp_path: Path) -> None:
         env.store.set_message_fields(ids["clean"], status="quarantined")
         do("post", "/quarantine/{mail_id}/delete", "quarantine.delete", path=f"/quarantine/{ids['clean']}/delete", json={})
         do("post", "/messages/{mail_id}/condemn", "message.condemn", path=f"/messages/{ids['qr']}/condemn", json={"reason": "x"})
+        do("post", "/messages/{mail_id}/uncondemn", "message.uncondemn", path=f"/messages/{ids['qr']}/uncondemn", json={"reason": "x"})
 
         do("post", "/indicators", "indicator.add", json={"kind": "url", "value": "https://x.example/a", "recall": False})
         do("post", "/indicators/import", "indicator.import", files={"file": ("urls.txt", b"https://y.example/b\n", "text/plain")}, data={"recall": "false"})

@@ -117,7 +117,7 @@ class WebEnv:
             q = select(AuditRow).where(AuditRow.action == action)
             if target:
                 q = q.where(AuditRow.target == target)
-            return [{"actor": r.actor, "source": r.source, "detail": r.detail, "target": r.target} for r in s.scalars(q)]
+            return [{"actor": r.actor, "source": r.source, "detail": r.detail, "target": r.target, "note": r.note} for r in s.scalars(q)]
 
 
 def record_and_deliver(settings: Settings, store: Store, key: str, action: Action, rcpts: list[str]) -> str:

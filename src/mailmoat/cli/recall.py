@@ -277,6 +277,32 @@ def condemn_cmd(
         console.print(f"{mail_id}: recall {outcome.state} ({outcome.copies} copies){' job ' + outcome.job_id if outcome.job_id else ''}")
 
 
+@recall_app.command("uncondemn")
+def uncondemn_cmd(
+    mail_id: Annotated[str, typer.Argument(help="Recorded message id (as shown by `mailmoat trace`)")],
+    reason: ReasonOpt = "", config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+    fmt: FmtOpt = "text",
+) -> None:
+    """Take back the mark of a message as a threat (its links stop condemning other mail); its recall stays."""
+    from mailmoat.recall.auto import uncondemn_message
+    from mailmoat.store.db import Store
+
+    settings = load_settings(config, data_dir, db)
+    store = Store(settings.db_url)
+    try:
+        jobs = uncondemn_message(store, mail_id, actor(), reason, source="cli")
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        store.close()
+    if fmt == "json":
+        typer.echo(json.dumps({"mail_id": mail_id, "status": "processed", "recall_jobs": jobs}))
+        return
+    console.print(f"{mail_id}: no longer marked as a threat")
+    for job in jobs:
+        console.print(f"its copies stay recalled by job {job}: mailmoat recall restore {job}")
+
+
 def rescan_cmd(
     since: Annotated[str, Opt("--since", help="Re-scan mail received since (3d, 12h, ISO date)")] = "3d",
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FmtOpt = "text",

@@ -76,6 +76,32 @@ async def condemn_message(engine: RecallEngine, mail_id: str, actor: str, reason
     return await auto_recall(engine, [sel], trigger="auto:verdict", reason=reason or "marked as a threat", actor=actor)
 
 
+def uncondemn_message(store: Any, mail_id: str, actor: str, reason: str = "", source: str = "") -> list[str]:
+    """Take back a person's mark of a message as a threat: what it linked stops condemning other
+    mail (LINK_CONDEMNED_DESTINATION). Its recall is not undone: returns the recall jobs of the
+    mark that still hold copies, to restore (which also takes the mark back) if that was a mistake too."""
+    from sqlalchemy import select
+
+    from mailmoat.store.models import MessageRow
+    from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
+
+    with store.session() as s:
+        row = s.get(MessageRow, mail_id)
+        if row is None:
+            raise ValueError(f"no recorded message {mail_id}")
+        if row.status != "condemned":
+            raise ValueError(f"message {mail_id} is not marked as a threat (status {row.status})")
+        row.status = "processed"
+        audit(s, actor, "message.uncondemn", mail_id, source=source, note=reason)
+        s.commit()
+        return list(s.scalars(
+            select(RecallJobRow.id).join(RecallCopyRow, RecallCopyRow.job_id == RecallJobRow.id)
+            .where(RecallCopyRow.message_id == mail_id, RecallJobRow.trigger == "auto:verdict",
+                   RecallCopyRow.state.in_(("recalled", "already_gone")))
+            .distinct()
+        ))
+
+
 async def on_indicators(engine: RecallEngine, indicators: list[tuple[str, str]], source: str = "") -> list[AutoOutcome]:
     """New threat indicators (kind, value): recall delivered mail that carries them."""
     out: list[AutoOutcome] = []

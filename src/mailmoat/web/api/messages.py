@@ -291,3 +291,21 @@ async def condemn(
         return {"job_id": job_id, "state": "awaiting_approval", "copies": copies}
     ctx.spawn(f"recall:{job_id}", engine.dispatch(job_id, who.username, source=who.source))
     return {"job_id": job_id, "state": "running", "copies": copies}
+
+
+@router.post("/{mail_id}/uncondemn")
+async def uncondemn(
+    request: Request, mail_id: str, who: Actor, reason: Annotated[str, Body(embed=True)] = ""
+) -> dict[str, Any]:
+    """Take back the mark of a message as a threat (its links stop condemning other mail); its
+    recall stays: `recall_jobs` are those still holding its copies (restore one to put them back)."""
+    from mailmoat.recall.auto import uncondemn_message
+
+    ctx = web(request)
+    try:
+        jobs = await asyncio.to_thread(uncondemn_message, ctx.store, mail_id, who.username, reason, who.source)
+    except ValueError as exc:
+        if ctx.store.get_message(mail_id) is None:
+            raise not_found(f"message {mail_id}") from exc
+        raise HTTPException(409, str(exc)) from exc
+    return {"mail_id": mail_id, "status": "processed", "recall_jobs": jobs}

@@ -388,10 +388,22 @@
         await attempt(() => api("POST", `/lists/${list}`, body), `${T("lists.added")}: ${T(`lists.${list}`)} ${sender}`);
       });
     }
+    const unmark = $("uncondemn-message");
+    if (unmark && m.verdict.status === "condemned") {
+      unmark.hidden = false;
+      unmark.addEventListener("click", async () => {
+        if (!window.confirm(`${T("detail.uncondemn")}: ${m.subject || id}?`)) return;
+        const out = await attempt(() => api("POST", `/messages/${encodeURIComponent(id)}/uncondemn`, {}), T("detail.uncondemned"));
+        if (!out) return;
+        if ((out.recall_jobs || []).length) flash(`${T("detail.still_recalled")} ${out.recall_jobs.join(", ")}`, "ok");
+        unmark.hidden = true;
+        fill("msg-status", stateBadge(out.status));
+      });
+    }
     fill("verdict", kv([
       [T("col.action"), actionBadge(m.verdict.action)],
       [T("col.score"), h("b", { text: (m.verdict.score || 0).toFixed(1) })],
-      [T("col.status"), stateBadge(m.partly_released ? "partly released" : m.verdict.status)],
+      [T("col.status"), h("span", { id: "msg-status" }, stateBadge(m.partly_released ? "partly released" : m.verdict.status))],
       [T("detail.reasons"), h("ul", { class: "reasons" }, (m.verdict.reasons || []).map((r) => h("li", { text: r })))],
       ...((m.reports || []).length ? [[T("detail.reported_by"), h("span", { id: "reported-by" },
         [...new Set(m.reports.map((r) => r.reporter))].join(", "))]] : []),
