@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import os
 import re
 import smtplib
@@ -297,15 +299,21 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         wait_ready(page)
         first, second = (f"#copies-table tr[data-recipient='{v}']" for v in VICTIMS)
         assert page.locator("#copies-table .release-request").count() == 2
+        page.once("dialog", lambda d: d.accept("It is a phishing lure"))  # the reason, told to the recipient
         page.click(f"{first} button.decline-request")
         page.wait_for_selector(f"{first} .release-request", state="detached")
+        assert page.text_content("#flash") == f"Declined: a notice went to {VICTIMS[0]}"
         assert page.locator(f"{second} .release-request").count() == 1
         # One recipient's copy from the message's page (which answers their request): the other stays held.
         page.click(f"{second} button.release-copy")
         page.wait_for_selector(f"{second} .st-delivered")
         assert page.locator(f"#copies-table tr[data-recipient='{VICTIMS[0]}'] button.release-copy").count() == 1
         assert list(wait_for(lambda: maildir_copies(settings.mail_dir, VICTIMS[1]), what="the one copy")) == [f"{held}-0001"]
-        assert not maildir_copies(settings.mail_dir, VICTIMS[0]) and _status(settings, held) == "quarantined"
+        # The first recipient got the notice that their request was declined, not the message.
+        assert held not in " ".join(maildir_copies(settings.mail_dir, VICTIMS[0])) and _status(settings, held) == "quarantined"
+        notices = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+                   for files in maildir_copies(settings.mail_dir, VICTIMS[0]).values() for f in files]
+        assert len(notices) == 1 and "Their reason: It is a phishing lure" in notices[0].get_body().get_content()  # type: ignore[attr-defined, union-attr]
 
         page.goto(f"{base}/quarantine")
         wait_ready(page)

@@ -350,7 +350,11 @@ def test_held_phishing_is_listed_with_a_link_that_asks_the_administrators(digest
             # Declined: an auditor may not; an analyst may, once; the copy stays held.
             assert client.post(f"/api/v1/quarantine/requests/{req['id']}/decline", headers=auditor, json={}).status_code == 403
             r = client.post(f"/api/v1/quarantine/requests/{req['id']}/decline", headers=analyst, json={"reason": "a lure"})
-            assert r.status_code == 200 and r.json()["state"] == DECLINED
+            assert r.status_code == 200 and r.json()["state"] == DECLINED and r.json()["told"] is True
+            # Alice is told, with the reason; the notice names the held mail without a link to it.
+            (notice,) = [m for m in digests_in(settings, ALICE) if str(m["Subject"]).startswith("Release request declined")]
+            told = text_of(notice, "plain")
+            assert "stays in quarantine" in told and "Their reason: a lure" in told and "://" not in told
             assert client.post(f"/api/v1/quarantine/requests/{req['id']}/decline", headers=analyst, json={}).status_code == 409
             assert client.post("/api/v1/quarantine/requests/9999/decline", headers=analyst, json={}).status_code == 404
             assert client.get("/api/v1/quarantine/requests", headers=auditor).json()["items"] == []
@@ -376,7 +380,8 @@ def test_held_phishing_is_listed_with_a_link_that_asks_the_administrators(digest
             code, out = cli(settings, "quarantine", "requests", "--format", "json")
             assert [(i["recipient"], i["mail_id"]) for i in json.loads(out)["items"]] == [(ALICE, lure)]
             code, out = cli(settings, "quarantine", "decline", str(req["id"]), "--reason", "still a lure")
-            assert code == 0 and "stays held" in out
+            assert code == 0 and "stays held" in out and f"{ALICE} was told" in out
+            assert len([m for m in digests_in(settings, ALICE) if str(m["Subject"]).startswith("Release request declined")]) == 2
     finally:
         store.close()
 
@@ -728,3 +733,21 @@ def test_release_and_always_deliver_this_sender(digest_settings: Settings) -> No
                      {"authres": {"method": "dmarc", "result": "fail", "props": {}}})
     assert not honoured(settings, env, Verdict(Action.QUARANTINE, 12.5, [spam, forged]))
     assert not honoured(settings, env, Verdict(Action.TAG, 6.0, [spam]))
+
+
+def test_a_declined_request_is_told_in_chinese_or_not_at_all(settings: Settings) -> None:
+    from mailmoat.digest.decline_notice import compose, tell_declined
+
+    settings.digest.language = "zh"
+    raw = compose(settings, ALICE, "工资补贴通知 http://evil.example/x", "hr@evil.example", "钓鱼邮件", time.time())
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    text = text_of(msg, "plain")  # type: ignore[arg-type]
+    assert str(msg["Subject"]).startswith("放行申请未获批准：工资补贴通知") and "原因：钓鱼邮件" in text
+    assert "http://" not in text and "http[:]//evil.example" in text  # the subject shown, not a link
+    settings.digest.tell_declines = False
+    store = Store(settings.db_url)
+    try:
+        assert asyncio.run(tell_declined(settings, store, "no-such-message", ALICE, "")) is False
+    finally:
+        store.close()
+    assert not digests_in(settings, ALICE)

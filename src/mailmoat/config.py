@@ -320,6 +320,9 @@ class DigestSettings:
     # that asks the administrators to release it rather than releasing it: for example
     # ["phishing", "qr", "impersonation"]. [] = such mail is not listed.
     request_categories: list[str] = field(default_factory=list)
+    # A recipient whose release request is declined is told so, with the reason given (the
+    # message stays held); false leaves them to find out by asking.
+    tell_declines: bool = True
     # The release page also offers "Release, and always deliver mail from this sender to me": that
     # recipient's copy of later mail from the sender held in `categories` is released at once
     # (never phishing, malware or mail whose DMARC failed).

@@ -73,6 +73,10 @@ RELEASE_REQUESTS = Counter(
     "mailmoat_release_requests", "Requests from recipients, through a digest's link, that the administrators release a held copy",
     registry=REGISTRY,
 )
+DECLINE_NOTICES = Counter(
+    "mailmoat_decline_notices", "Notices to a recipient that the administrators declined their release request, by status (sent, failed)",
+    ["status"], registry=REGISTRY,
+)
 
 
 # -- calls for the pipeline, delivery and recall ---------------------------------------------

@@ -242,17 +242,33 @@ def decline_cmd(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
     reason: ReasonOpt = "",
 ) -> None:
-    """Decline release requests: the copies stay held, and the requests leave the list."""
+    """Decline release requests: the copies stay held, the requests leave the list, and each
+    recipient is told with the reason (`digest.tell_declines`)."""
+    from mailmoat.digest.decline_notice import tell_declined
     from mailmoat.digest.requests import RequestError, decline
     from mailmoat.store.audit import audit
+
+    settings = load_settings(config, data_dir, db)
+    declined: list[tuple[str, str]] = []
 
     def decline_one(s: Any, request_id: int) -> str:
         out = decline(s, request_id, actor(), reason)
         audit(s, actor(), "quarantine.decline", out["mail_id"], source="cli",
               detail={"request": request_id, "recipient": out["recipient"]}, note=reason)
+        declined.append((out["mail_id"], out["recipient"]))
         return f"declined request {request_id}: {out['recipient']}'s copy of {out['mail_id']} stays held"
 
-    _one_by_one(open_store(load_settings(config, data_dir, db)), request_ids, decline_one, (RequestError,))
+    try:
+        _one_by_one(open_store(settings), request_ids, decline_one, (RequestError,))
+    finally:
+        if declined and settings.digest.tell_declines:  # after the declines are committed
+            store = open_store(settings)
+            try:
+                for mail_id, recipient in declined:
+                    told = asyncio.run(tell_declined(settings, store, mail_id, recipient, reason))
+                    typer.echo(f"{recipient} was told" if told else f"{recipient} could not be told (see the log)")
+            finally:
+                store.close()
 
 
 @quarantine_app.command("raw")

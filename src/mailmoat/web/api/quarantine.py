@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from mailmoat.deliver.service import ReleaseError
+from mailmoat.digest.decline_notice import tell_declined
 from mailmoat.digest.requests import RequestError, decline, open_requests, request_dict
 from mailmoat.store.quarantine import QuarantineError, discard, held, release_state
 from mailmoat.web.api.common import message_summaries, not_found, record, record_async, web
@@ -50,14 +51,21 @@ def list_requests(request: Request, who: Reader) -> dict[str, Any]:
 
 
 @router.post("/requests/{request_id}/decline")
-def decline_request(request: Request, request_id: int, who: Actor, reason: Annotated[str, Body(embed=True)] = "") -> dict[str, Any]:
-    """Decline a release request: the copy stays held (the recipient is not told)."""
+async def decline_request(request: Request, request_id: int, who: Actor, reason: Annotated[str, Body(embed=True)] = "") -> dict[str, Any]:
+    """Decline a release request: the copy stays held, and the recipient is told so with the reason
+    (`digest.tell_declines`; `told` says whether the notice went out)."""
+    ctx = web(request)
+
+    def decline_it() -> dict[str, Any]:
+        with ctx.store.session() as s:
+            return decline(s, request_id, who.username, reason)
+
     try:
-        with web(request).store.session() as s:
-            out = decline(s, request_id, who.username, reason)
+        out = await asyncio.to_thread(decline_it)
     except RequestError as exc:
         raise (not_found(f"release request {request_id}") if exc.missing else HTTPException(409, str(exc))) from exc
-    record(request, who, "quarantine.decline", out["mail_id"], {"request": request_id, "recipient": out["recipient"]}, note=reason)
+    await record_async(request, who, "quarantine.decline", out["mail_id"], {"request": request_id, "recipient": out["recipient"]}, note=reason)
+    out["told"] = await tell_declined(ctx.settings, ctx.store, out["mail_id"], out["recipient"], reason)
     return out
 
 

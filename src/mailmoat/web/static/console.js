@@ -476,7 +476,10 @@
       if (!r || d.status !== "held") return "";
       return h("span", { class: "release-request" }, badge(T("q.requested"), "warn"), " ", fmtTime(r.requested_at), " ",
         P.canAct ? h("button", { type: "button", class: "small decline-request", text: T("q.decline"), onclick: async () => {
-          if (await attempt(() => api("POST", `/quarantine/requests/${r.id}/decline`, { reason: "" }), T("q.declined"))) pages.message();
+          const reason = window.prompt(T("q.decline_reason"), "");  // told to the recipient (digest.tell_declines)
+          if (reason === null) return;
+          const out = await attempt(() => api("POST", `/quarantine/requests/${r.id}/decline`, { reason }), T("q.declined"));
+          if (out) { if (out.told) flash(`${T("q.declined")}: ${T("q.told")} ${r.recipient}`, "ok"); pages.message(); }
         } }) : null);
     } });
     // One held copy at a time: to the person who vouches for it, the others stay held.
