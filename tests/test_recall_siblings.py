@@ -99,9 +99,11 @@ def test_condemning_one_copy_recalls_the_others(settings: Settings) -> None:
     assert actions[STAFF[1]] == actions[STAFF[2]] == "quarantine" and actions[STAFF[3]] in ("deliver", "tag")
 
 
-def test_on_postgresql_the_rest_of_the_campaign_goes_to_the_task_queue(settings: Settings, request: pytest.FixtureRequest) -> None:
+def test_on_postgresql_the_rest_of_the_campaign_goes_to_the_task_workers(settings: Settings, request: pytest.FixtureRequest,
+                                                                        tmp_path: Path) -> None:
     from mailmoat.recall.engine import RecallEngine
     from mailmoat.recall.selection import Selector
+    from tests.support.scale import Worker, node_config
 
     settings.db = request.getfixturevalue("pg_url")
     ids = deliver_the_campaign(settings)
@@ -117,6 +119,19 @@ def test_on_postgresql_the_rest_of_the_campaign_goes_to_the_task_queue(settings:
     actions, triggers = actions_and_triggers(settings)
     assert triggers == ["auto:siblings", "auto:siblings", "manual"]
     assert actions[STAFF[1]] == actions[STAFF[2]] == "quarantine" and actions[STAFF[3]] in ("deliver", "tag")
+    # A `mailmoat worker` on the same database and Maildir store runs the queued jobs.
+    config = node_config(tmp_path / "worker.toml")
+    worker = Worker(tmp_path, "w1", settings.db_url, settings.mail_dir, config)
+    try:
+        wait_for(lambda: [in_inbox(settings, r) for r in STAFF] == [0, 0, 0, 1], timeout=120, what="the follow-up's recalls")
+    finally:
+        assert worker.stop() == 0, (tmp_path / "w1.log").read_text()
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            assert sorted(j.state for j in s.scalars(select(RecallJobRow))) == ["done"] * 3
+    finally:
+        store.close()
 
 
 def test_without_follow_up_only_the_condemned_copy_goes(settings: Settings) -> None:
