@@ -423,11 +423,12 @@ class RecallEngine:
         # The whole job undone: the recall was a mistake, so its near copies are no longer held,
         # and what its follow-up recalled because of it is put back.
         await asyncio.to_thread(remember_stored, self.settings, self.store, restored, "ham")
+        follow_ups: list[str] = []
         if restored:
             from mailmoat.recall.siblings import undo_follow_up
 
-            await undo_follow_up(self, job_id, actor, source)
-        return self.status(job_id)
+            follow_ups = await undo_follow_up(self, job_id, actor, source)
+        return {**self.status(job_id), "follow_up_restored": follow_ups}
 
     # -- reading ------------------------------------------------------------------------
     @staticmethod

@@ -593,6 +593,7 @@
     let timer = null;
     const restore = async (ids) => {
       const st = await attempt(() => api("POST", path + "/restore", { tracking_ids: ids }), T("recall.restored"));
+      if (st && (st.follow_up_restored || []).length) flash(`${T("recall.restored")}; ${T("recall.follow_up_restored")} ${st.follow_up_restored.join(", ")}`, "ok");
       if (st) render(st);
     };
     const render = (st) => {
