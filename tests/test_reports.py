@@ -300,6 +300,48 @@ def test_enough_reports_condemn_a_message_by_themselves(settings: Settings, need
         store.close()
 
 
+def test_condemning_after_reports_does_not_hold_up_the_mail_flow(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The condemnation a report sets off (a recall, the rest of its campaign judged again) runs
+    beside the mail flow: while it waits, a gateway that processes one message at a time delivers
+    other mail."""
+    import threading
+
+    from mailmoat import worker
+    from mailmoat.recall import auto
+
+    monkeypatch.setattr(worker.InProcessPool.__init__, "__defaults__", (1,))  # one message in flight
+
+    settings = report_settings(settings)
+    settings.policy.report_condemn_after = 1
+    gate, real = threading.Event(), auto.condemn_message
+
+    async def held_back(*args: Any, **kwargs: Any) -> Any:
+        while not gate.is_set():
+            await asyncio.sleep(0.05)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(auto, "condemn_message", held_back)
+    store = Store(settings.db_url)
+    try:
+        with inprocess_gateway(settings) as gw:
+            with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+                c.sendmail(LURE_FROM, [ALICE, BOB], lure())
+            wait_for(lambda: in_inbox(settings, ALICE) and in_inbox(settings, BOB), what="the lure")
+            with smtplib.SMTP("127.0.0.1", gw.internal_port, timeout=30) as c:
+                c.sendmail(ALICE, [REPORT_BOX], inline_report(ALICE, LURE_FROM, LURE_SUBJECT))
+            wait_for(lambda: report_rows(store) == 1, what="the report linked")
+            with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+                c.sendmail("facilities@partner.example", [CAROL], b"From: facilities@partner.example\r\nTo: " + CAROL.encode()
+                           + b"\r\nSubject: Lift maintenance\r\n\r\nThe lifts are out of service on Saturday.\r\n")
+            wait_for(lambda: in_inbox(settings, CAROL), what="other mail delivered while the condemnation waits")
+            assert in_inbox(settings, ALICE) and in_inbox(settings, BOB)
+            gate.set()
+            wait_for(lambda: not in_inbox(settings, ALICE) and not in_inbox(settings, BOB), what="the lure recalled")
+    finally:
+        gate.set()
+        store.close()
+
+
 def test_a_notice_names_the_message_in_words_that_cannot_pose_as_links() -> None:
     from mailmoat.reports.feedback import compose
 

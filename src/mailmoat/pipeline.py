@@ -7,10 +7,10 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mailmoat import accounts, metrics, reports
 from mailmoat.config import Settings
@@ -142,6 +142,12 @@ class Pipeline:
         for task in pending:
             task.cancel()
 
+    def _beside(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run `work` (which never raises) beside the mail flow; `drain` waits for it at shutdown."""
+        task: asyncio.Task[object] = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def load(self, ref: SpoolRef) -> Loaded:
         """Blocking: read a claimed entry and retain its raw copy (whatever the verdict, it is kept).
 
@@ -220,13 +226,13 @@ class Pipeline:
             # After spool.done: a slow recall or webhook must never hold the spool entry.
             await accounts.observe(self.store, self.settings, envelope, message, verdict)  # never raises
             if any(f.symbol == STAFF_REPORT.name for f in verdict.findings):
-                await reports.on_report(self.store, self.settings, envelope, message)  # never raises
+                due = await reports.on_report(self.store, self.settings, envelope, message)  # never raises
+                if due:  # a recall, and the rest of its campaign judged again: beside the mail flow
+                    self._beside(reports.condemn_reported(self.store, self.settings, due))
         if self._waves is not None and self._waves.due(envelope, verdict) is not None:
             # The earlier copies of a wave just recognised are judged again beside the mail flow
             # (there may be hundreds); after() never raises.
-            task: asyncio.Task[object] = asyncio.create_task(self._waves.after(envelope, verdict))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._beside(self._waves.after(envelope, verdict))
         return Outcome(envelope.id, verdict.action, verdict, deliveries=deliveries)
 
 

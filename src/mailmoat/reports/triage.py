@@ -149,20 +149,32 @@ def _due_for_condemning(store: Store, settings: Settings, mail_ids: list[str]) -
     return due
 
 
-async def on_report(store: Store, settings: Settings, envelope: Envelope, message: Message) -> None:
-    """A colleague's report was recorded and delivered: link it to what it reports and, when enough
-    colleagues reported a message, condemn it (`policy.report_condemn_after`). Never raises."""
-    from mailmoat.recall.auto import condemn_message
-    from mailmoat.recall.engine import RecallEngine
-
+async def on_report(store: Store, settings: Settings, envelope: Envelope, message: Message) -> list[tuple[str, int]]:
+    """A colleague's report was recorded and delivered: link it to what it reports. Returns the
+    messages now reported by enough colleagues to condemn (`policy.report_condemn_after`), with
+    their counts, for `condemn_reported`. Never raises."""
     try:
         found = await asyncio.to_thread(take_report, store, settings, envelope, message)
         wanted = sorted({mail_id for mail_id, _ in found if mail_id})
         if settings.policy.report_condemn_after <= 0 or not wanted:
-            return
-        for mail_id, n in await asyncio.to_thread(_due_for_condemning, store, settings, wanted):
+            return []
+        return await asyncio.to_thread(_due_for_condemning, store, settings, wanted)
+    except Exception:
+        log.exception("report %s: acting on it failed", envelope.id)
+        return []
+
+
+async def condemn_reported(store: Store, settings: Settings, due: list[tuple[str, int]]) -> None:
+    """Condemn the messages enough colleagues reported, and recall them (with the rest of their
+    campaign): seconds to minutes, so the pipeline runs it beside the mail flow. Never raises; a
+    message not condemned (the gateway stopped first) stays open on the Reports list."""
+    from mailmoat.recall.auto import condemn_message
+    from mailmoat.recall.engine import RecallEngine
+
+    for mail_id, n in due:
+        try:
             outcome = await condemn_message(RecallEngine(settings, store), mail_id, AUTO_ACTOR,
                                             f"reported by {n} colleagues (policy.report_condemn_after)")
             log.warning("message %s condemned after %d reports: recall %s", mail_id, n, outcome.state)
-    except Exception:
-        log.exception("report %s: acting on it failed", envelope.id)
+        except Exception:
+            log.exception("message %s: condemning it after %d reports failed", mail_id, n)
