@@ -480,6 +480,7 @@ def test_reports_page_condemns_and_dismisses_what_colleagues_reported(settings: 
         # Condemned by mistake: the message's page takes the mark back and says its copies stay recalled.
         page.goto(f"{web.url}/messages/{lure}")
         wait_ready(page)
+        assert page.locator("#copies-table .copy-recall[data-state=recalled]").count() == 2  # each copy, with its job
         page.click("#uncondemn-message")
         page.wait_for_selector("#msg-status >> text=processed")
         assert "restore recall job" in (page.text_content("#flash") or "") and page.is_hidden("#uncondemn-message")

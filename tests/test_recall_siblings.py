@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import smtplib
 from email.message import EmailMessage
 from pathlib import Path
@@ -97,6 +98,12 @@ def test_condemning_one_copy_recalls_the_others(settings: Settings) -> None:
     actions, triggers = actions_and_triggers(settings)
     assert triggers == ["auto:siblings", "auto:siblings", "auto:verdict"]
     assert actions[STAFF[1]] == actions[STAFF[2]] == "quarantine" and actions[STAFF[3]] in ("deliver", "tag")
+    # `mailmoat trace` says what became of each copy, and which job did it.
+    result = runner.invoke(cli_app, ["trace", "--format", "json", "--config", str(cfg)])
+    recalls = {d["recipient"]: d["recall"] for m in json.loads(result.output) for d in m["deliveries"]}
+    assert [recalls[r] and recalls[r]["state"] for r in STAFF] == ["recalled", "recalled", "recalled", None]
+    result = runner.invoke(cli_app, ["trace", "--subject", "offsite", "--config", str(cfg)])
+    assert result.output.count("delivered, recalled by recall") == 3, result.output
 
 
 def test_on_postgresql_the_rest_of_the_campaign_goes_to_the_task_workers(settings: Settings, request: pytest.FixtureRequest,

@@ -297,8 +297,12 @@ def test_condemn_recalls_the_message(env: WebEnv) -> None:
     assert env.audit("message.condemn", env.ids["qr"])[0]["actor"] == "analyst"
     for rcpt in RECIPIENTS:
         assert not any(env.ids["qr"] in p.name for p in visible_copies(env.settings, rcpt))
-    # Taken back: no longer marked, its copies stay recalled until the job is restored.
+    # The message's detail says what the job did to each copy.
     job = r.json()["job_id"]
+    recalls = env.client.get(f"{API}/messages/{env.ids['qr']}", headers=env.as_role("analyst")).json()["recalls"]
+    assert sorted((x["recipient"], x["state"], x["job_id"], x["trigger"], x["verified"]) for x in recalls) == [
+        (rcpt, "recalled", job, "auto:verdict", True) for rcpt in sorted(RECIPIENTS)]
+    # Taken back: no longer marked, its copies stay recalled until the job is restored.
     r = env.client.post(f"{API}/messages/{env.ids['qr']}/uncondemn", json={"reason": "a newsletter"}, headers=env.as_role("analyst"))
     assert r.status_code == 200 and r.json() == {"mail_id": env.ids["qr"], "status": "processed", "recall_jobs": [job]}
     assert env.client.get(f"{API}/messages/{env.ids['qr']}", headers=env.as_role("analyst")).json()["status"] == "processed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,8 +21,13 @@ from mailmoat.cli.common import (
 )
 
 
-def _deliveries_text(deliveries: list[dict[str, object]]) -> str:
-    return "\n".join(f"{d['recipient']}: {d['status']}" + (f" ({d['reply']})" if d["status"] != "delivered" and d["reply"] else "") for d in deliveries)
+def _deliveries_text(deliveries: list[dict[str, Any]]) -> str:
+    def one(d: dict[str, Any]) -> str:
+        text = f"{d['recipient']}: {d['status']}" + (f" ({d['reply']})" if d["status"] != "delivered" and d["reply"] else "")
+        recall = d.get("recall")
+        return text + (f", {recall['state']} by recall {recall['job_id']}" if recall else "")
+
+    return "\n".join(one(d) for d in deliveries)
 
 
 def register(app: typer.Typer) -> None:

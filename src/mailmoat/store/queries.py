@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.recall_models import RecallCopyRow
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -120,9 +121,20 @@ def trace(
     q = q.order_by(MessageRow.received_at.desc(), MessageRow.id.desc()).limit(max(1, limit))
     messages = list(s.scalars(q))
     by_msg: dict[str, list[DeliveryRow]] = {m.id: [] for m in messages}
+    recalled: dict[str, dict[str, str]] = {}
     if messages:
         for d in s.scalars(
             select(DeliveryRow).where(DeliveryRow.message_id.in_(list(by_msg))).order_by(DeliveryRow.id)
         ):
             by_msg[d.message_id].append(d)
-    return [message_dict(m, by_msg[m.id]) for m in messages]
+        # What the latest recall job that touched a copy did to it (a copy recalled, restored, recalled again).
+        for tracking_id, job_id, state in s.execute(
+            select(RecallCopyRow.tracking_id, RecallCopyRow.job_id, RecallCopyRow.state)
+            .where(RecallCopyRow.message_id.in_(list(by_msg))).order_by(RecallCopyRow.id)
+        ):
+            recalled[tracking_id] = {"job_id": job_id, "state": state}
+    out = [message_dict(m, by_msg[m.id]) for m in messages]
+    for item in out:
+        for d in item["deliveries"]:
+            d["recall"] = recalled.get(d["tracking_id"])
+    return out

@@ -262,6 +262,7 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "detail.deny_sender": ("Deny sender", "拉黑发件人"),
     "detail.allow_sender": ("Allow sender", "信任发件人"),
     "detail.uncondemn": ("Not a threat: unmark", "不是威胁：取消标记"),
+    "detail.recall_col": ("Recall", "召回"),
     "detail.uncondemned": ("No longer marked as a threat", "已取消威胁标记"),
     "detail.still_recalled": ("Its copies stay recalled; to put them back, restore recall job", "其副本仍处于召回状态；如需放回，请恢复召回任务"),
     "lists.title": ("Allow and deny lists", "白名单和黑名单"),

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
 
 from mailmoat.digest.requests import for_message
 from mailmoat.model import Message
@@ -18,6 +19,7 @@ from mailmoat.store.audit import audit
 from mailmoat.store.db import clean_json
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.queries import recipient_is
+from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
 from mailmoat.web.api.common import message_summaries, message_summary, not_found, record, web
 from mailmoat.web.auth import Actor, Reader
 
@@ -137,6 +139,23 @@ def _codes_from_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]
     return list(seen.values())
 
 
+def recalls_of(s: Session, mail_id: str) -> list[dict[str, Any]]:
+    """Every recall job's work on the message's copies, oldest job first: the job (id, trigger,
+    state), and per copy its state, the folder it was taken from and whether it was verified gone."""
+    rows = s.execute(
+        select(RecallCopyRow, RecallJobRow.trigger, RecallJobRow.state, RecallJobRow.created_at)
+        .join(RecallJobRow, RecallJobRow.id == RecallCopyRow.job_id)
+        .where(RecallCopyRow.message_id == mail_id)
+        .order_by(RecallJobRow.created_at, RecallCopyRow.id)
+    ).all()
+    return [
+        {"job_id": c.job_id, "trigger": trigger, "job_state": job_state, "created_at": created_at,
+         "tracking_id": c.tracking_id, "recipient": c.recipient, "state": c.state, "folder": c.folder,
+         "verified": c.verified, "updated_at": c.updated_at}
+        for c, trigger, job_state, created_at in rows
+    ]
+
+
 def message_detail(request: Request, mail_id: str) -> dict[str, Any]:
     row = _get(request, mail_id)
     out = message_summary(row)
@@ -159,6 +178,7 @@ def message_detail(request: Request, mail_id: str) -> dict[str, Any]:
     with web(request).store.session() as s:
         out["release_requests"] = for_message(s, mail_id)  # recipients asking, from a digest, for their copy
         out["reports"] = reports_of(s, mail_id)  # colleagues who reported it to the report mailbox
+        out["recalls"] = recalls_of(s, mail_id)  # what recall jobs did to its copies
     msg = _parsed(request, row)
     out["parsed"] = msg is not None
     qr_findings = [f for f in findings if _where_qr(f)]

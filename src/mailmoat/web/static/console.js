@@ -468,6 +468,16 @@
       { label: T("col.status"), render: (d) => stateBadge(d.status) },
       { label: T("common.time"), render: (d) => fmtTime(d.delivered_at || d.updated_at) },
     ];
+    // What recall jobs did to each copy: the latest job's word, linked to the job.
+    const lastRecall = {};
+    for (const r of m.recalls || []) lastRecall[r.tracking_id] = r;
+    if (Object.keys(lastRecall).length) copyCols.push({ label: T("detail.recall_col"), render: (d) => {
+      const r = lastRecall[d.tracking_id];
+      if (!r) return "";
+      return h("span", { class: "copy-recall", dataset: { state: r.state } }, stateBadge(r.state), " ",
+        h("a", { href: "/recall/" + encodeURIComponent(r.job_id), class: "mono", text: r.job_id.slice(0, 10) + "…" }), " ",
+        h("span", { class: "small muted", text: r.trigger }));
+    } });
     // A recipient who asked for their copy from a digest, and is waiting for a decision.
     const asked = {};
     for (const r of m.release_requests || []) if (r.state === "open") asked[r.recipient] = r;
