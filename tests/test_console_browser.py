@@ -147,6 +147,10 @@ def test_console_qr_phish_find_explain_recall_restore_audit(settings: Settings, 
         assert "mailmoat train --ham" in (page.locator("#classifier-note").text_content() or "")
         assert "Near copies of 1 recalled or trained" in (page.locator("#near-copies").text_content() or "")
 
+        # The Recall page alone says how a recall starts: find the mail first.
+        page.click("a[data-nav=recall]")
+        wait_ready(page)
+        assert page.is_visible("#recall-how") and page.is_hidden("#new-recall")
         # Find the message by its QR payload (the recall selectors).
         page.click("a[data-nav=messages]")
         wait_ready(page)
@@ -174,7 +178,7 @@ def test_console_qr_phish_find_explain_recall_restore_audit(settings: Settings, 
         page.click("#recall-message")
         page.wait_for_url(re.compile(r".*/recall\?mail_id="))
         wait_ready(page)
-        assert page.text_content("#pv-copies") == "2"
+        assert page.text_content("#pv-copies") == "2" and page.is_hidden("#recall-how")
         assert sorted(page.locator("#pv-mailboxes li").all_text_contents()) == sorted(VICTIMS)
         page.fill("#recall-reason", "subsidy QR phishing wave")
         _shot(page, "recall-preview.png")

@@ -205,6 +205,8 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "q.deleted": ("Deleted", "已删除"),
     "recall.title": ("Recall", "邮件召回"),
     "recall.new": ("New recall", "新建召回"),
+    "recall.how": ("To recall mail, find it first: search the messages (by sender, subject, link domain, QR code ...) and press \"Recall everything found\", or open one message and press \"Recall from all mailboxes\".",
+                   "召回邮件前请先找到它：搜索邮件（按发件人、主题、链接域名、二维码等）后点击“召回所有结果”，或打开一封邮件后点击“从所有邮箱召回”。"),
     "recall.preview": ("Preview affected mailboxes", "预览受影响的邮箱"),
     "recall.affected": ("Affected", "受影响"),
     "recall.messages": ("messages", "封邮件"),

@@ -568,6 +568,7 @@
     const jobs = api("GET", "/recall/jobs?limit=50").then((r) => fill("jobs", jobTable(r.items)));
     if (req && P.canAct) {
       $("new-recall").hidden = false;
+      $("recall-how").hidden = true;
       fill("recall-selection", label);
       try {
         const pv = await api("POST", "/recall/preview", req);
