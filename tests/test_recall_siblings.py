@@ -175,6 +175,12 @@ def test_restoring_the_persons_recall_puts_the_rest_of_the_campaign_back(setting
     actions, _ = actions_and_triggers(settings)
     assert actions == before
     store = Store(settings.db_url)
+    try:  # their findings are those of the new judgement, without the recall's
+        with store.session() as s:
+            assert not any("NEAR_COPY_CONDEMNED" in (m.symbols or {}) for m in s.scalars(select(MessageRow)))
+    finally:
+        store.close()
+    store = Store(settings.db_url)
     try:
         with store.session() as s:
             assert sorted(j.state for j in s.scalars(select(RecallJobRow))) == ["restored"] * 3

@@ -38,10 +38,11 @@ class RescanReport:
 
 async def rescan(
     engine: RecallEngine, scanner: Scans, since: str, actor: str = "system", limit: int = 100_000,
-    *, mail_ids: Sequence[str] | None = None, trigger: str = "auto:rescan",
+    *, mail_ids: Sequence[str] | None = None, trigger: str = "auto:rescan", refresh: bool = False,
 ) -> RescanReport:
     """Re-scan every retained message received since `since` (only `mail_ids`, when given); recall
-    delivered ones whose verdict became a threat."""
+    delivered ones whose verdict became a threat. `refresh`: also record new findings under the
+    same action (as for held mail always)."""
     report = RescanReport()
     cutoff = parse_time(since)
     query = select(MessageRow.id, MessageRow.raw_path, MessageRow.action).where(MessageRow.received_at >= cutoff)
@@ -76,7 +77,7 @@ async def rescan(
             from mailmoat.pipeline import NO_BACKSCATTER, as_quarantine
 
             verdict = as_quarantine(verdict, NO_BACKSCATTER)
-        if verdict.action.value == old_action and not (held and set(verdict.symbols) != old_symbols):
+        if verdict.action.value == old_action and not ((held or refresh) and set(verdict.symbols) != old_symbols):
             continue  # the same verdict (a held message's is kept up to date: what users may release depends on it)
         report.changed += 1
         with engine.store.session() as s:

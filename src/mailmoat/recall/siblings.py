@@ -11,8 +11,7 @@ from sqlalchemy import or_, select
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction
 from mailmoat.parse.subjects import bare_subject
-from mailmoat.recall.rescan import RescanReport, Scans, rescan
-from mailmoat.store.audit_models import AuditRow
+from mailmoat.recall.rescan import CONDEMNED, RescanReport, Scans, rescan
 from mailmoat.store.models import IndicatorRow, MessageRow
 from mailmoat.store.recall_models import RecallJobRow
 
@@ -109,9 +108,12 @@ async def follow_up(settings: Settings, store: HasSession, job_id: str, recalled
 async def undo_follow_up(engine: RecallEngine, job_id: str, actor: str, source: str = "",
                          scanner: Scans | None = None) -> list[str]:
     """A person's recall restored whole was a mistake, and so was what its follow-up recalled
-    because of it: those jobs are restored too, their messages get back the verdict they had
-    before the follow-up, and are judged again without the mistaken recall (what that still
-    condemns is recalled, trigger "auto:rescan"). Returns the restored jobs. Never raises."""
+    because of it: those jobs are restored too, and their messages judged again without the
+    mistaken recall; what that still condemns (a threat indicator listed meanwhile) is recalled
+    again, trigger "auto:rescan". Returns the restored jobs. Never raises."""
+    from mailmoat.recall.auto import auto_recall
+    from mailmoat.recall.selection import Selector
+
     try:
         with engine.store.session() as s:
             job = s.get(RecallJobRow, job_id)
@@ -124,23 +126,22 @@ async def undo_follow_up(engine: RecallEngine, job_id: str, actor: str, source: 
         if not children:
             return []
         for child in children:
-            await engine.restore(child, actor, source=source)
+            await engine.restore(child, actor, source=source)  # also forgets them as near copies
         with engine.store.session() as s:
             ids = sorted({mid for child in children for mid in engine.message_ids(s, child, ("restored",))})
-            for change in s.scalars(select(AuditRow).where(
-                    AuditRow.action == "message.rescan", AuditRow.actor == follow_up_actor(job_id), AuditRow.target.in_(ids))):
-                row = s.get(MessageRow, change.target)
-                before = (change.detail or {}).get("from")
-                if row is not None and before and row.action == (change.detail or {}).get("to"):
-                    row.action = str(before)
-            s.commit()
         if scanner is None:
             from mailmoat.scanner import Scanner
 
             scanner = Scanner(engine.settings, engine.store)  # one that no longer sees the recall
-        report = await rescan(engine, scanner, "0", f"restore:{job_id}", mail_ids=ids, trigger="auto:rescan")
+        who = f"restore:{job_id}"
+        report = await rescan(engine, scanner, "0", who, mail_ids=ids, trigger="auto:rescan", refresh=True)
+        with engine.store.session() as s:
+            still = list(s.scalars(select(MessageRow.id).where(MessageRow.id.in_(ids), MessageRow.action.in_(CONDEMNED))))
+        for mail_id in still:  # condemned before and after: the re-scan alone recalls nothing
+            await auto_recall(engine, [Selector(mail_id=mail_id, since="0")], trigger="auto:rescan", actor=who,
+                              reason=f"still condemned when judged again after recall {job_id} was restored")
         log.warning("recall %s restored: %d jobs of its follow-up restored, %d messages judged again, %d still condemned",
-                    job_id, len(children), report.scanned, len(report.newly_condemned))
+                    job_id, len(children), report.scanned, len(still))
         return children
     except Exception:
         log.exception("recall %s restored: undoing its follow-up failed (restore its auto:siblings jobs by hand)", job_id)
