@@ -307,6 +307,12 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         page.click(f"{first} button.decline-request")
         page.wait_for_selector(f"{first} .release-request", state="detached")
         assert page.text_content("#flash") == f"Declined: a notice went to {VICTIMS[0]}"
+        # Drawn again after the decline, the page's buttons still act once.
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+        page.click("#deny-sender")
+        page.wait_for_selector("#flash >> text=Added")
+        assert len(dialogs) == 1, dialogs
         assert page.locator(f"{second} .release-request").count() == 1
         # One recipient's copy from the message's page (which answers their request): the other stays held.
         page.click(f"{second} button.release-copy")

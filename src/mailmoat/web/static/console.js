@@ -382,23 +382,24 @@
       const button = $(`${list}-sender`);
       if (!button || !sender) continue;
       button.hidden = false;
-      button.addEventListener("click", async () => {
+      // onclick, not addEventListener: the page is drawn again after a release or a decline.
+      button.onclick = async () => {
         if (!window.confirm(`${T(`detail.${list}_sender`)}: ${sender}?`)) return;
         const body = { kind: "sender", value: sender, note: `${T("detail.title")} ${id}` };
         await attempt(() => api("POST", `/lists/${list}`, body), `${T("lists.added")}: ${T(`lists.${list}`)} ${sender}`);
-      });
+      };
     }
     const unmark = $("uncondemn-message");
     if (unmark && m.verdict.status === "condemned") {
       unmark.hidden = false;
-      unmark.addEventListener("click", async () => {
+      unmark.onclick = async () => {
         if (!window.confirm(`${T("detail.uncondemn")}: ${m.subject || id}?`)) return;
         const out = await attempt(() => api("POST", `/messages/${encodeURIComponent(id)}/uncondemn`, {}), T("detail.uncondemned"));
         if (!out) return;
         if ((out.recall_jobs || []).length) flash(`${T("detail.still_recalled")} ${out.recall_jobs.join(", ")}`, "ok");
         unmark.hidden = true;
         fill("msg-status", stateBadge(out.status));
-      });
+      };
     }
     fill("verdict", kv([
       [T("col.action"), actionBadge(m.verdict.action)],
