@@ -751,3 +751,27 @@ def test_a_declined_request_is_told_in_chinese_or_not_at_all(settings: Settings)
     finally:
         store.close()
     assert not digests_in(settings, ALICE)
+
+
+def test_mail_held_after_a_digest_though_received_before_it_is_listed_in_the_next(digest_settings: Settings) -> None:
+    """A message still being judged at the digest hour (analysis retried after an outage, say) is
+    held after that digest went out: the next digest lists it, though it arrived before."""
+    settings = digest_settings
+    first = hold(settings, offer("Cheap watches today"), [ALICE], days_ago=1.0)
+    store = Store(settings.db_url)
+    try:
+        sent_at = at_hour(8)
+        asyncio.run(send_due(settings, store, sent_at))
+        with store.session() as s:
+            assert set(s.scalars(select(DigestLinkRow.message_id))) == {first}  # the first digest's one link
+        late = hold(settings, offer("Replica bags, last chance"), [ALICE], days_ago=2.0)  # arrived before the first
+        with store.session() as s:  # ... and held an hour after that digest
+            s.execute(update(DeliveryRow).where(DeliveryRow.message_id == late).values(updated_at=sent_at + 3600))
+            s.commit()
+        (d,) = due(store, settings, at_hour(8, days=2))
+        assert [i.mail_id for i in d.items] == [first, late]
+        # Nothing held since: the next day's digest is not due again.
+        asyncio.run(send_due(settings, store, at_hour(8, days=2)))
+        assert due(store, settings, at_hour(8, days=3)) == []
+    finally:
+        store.close()

@@ -102,25 +102,31 @@ def sender_of(row: MessageRow) -> str:
 def held_for(store: Store, settings: Settings, until: float, only: Sequence[str] = ()) -> dict[str, list[MessageRow]]:
     """Per local recipient (lower case), the held messages received up to `until` that a digest may
     list, newest first."""
+    return {rcpt: [m for m, _ in pairs] for rcpt, pairs in _held(store, settings, until, only).items()}
+
+
+def _held(store: Store, settings: Settings, until: float, only: Sequence[str]) -> dict[str, list[tuple[MessageRow, float]]]:
+    """`held_for`, each message with when the recipient's copy was held."""
     since = until - settings.digest.days * 86400.0
     wanted = {a.strip().lower() for a in only}
-    out: dict[str, list[MessageRow]] = {}
+    out: dict[str, list[tuple[MessageRow, float]]] = {}
     with store.session() as s:
         rows = s.execute(
-            select(DeliveryRow.recipient, MessageRow)
+            select(DeliveryRow.recipient, DeliveryRow.updated_at, MessageRow)
             .join(MessageRow, MessageRow.id == DeliveryRow.message_id)
             .where(DeliveryRow.status == HELD, MessageRow.status == "quarantined",
                    MessageRow.received_at >= since, MessageRow.received_at <= until)
             .order_by(MessageRow.received_at.desc(), MessageRow.id.desc())
         ).all()
-        for rcpt, msg in rows:
+        for rcpt, held_at, msg in rows:
             key = rcpt.strip().lower()
             if (wanted and key not in wanted) or not gets_digests(settings, key) or not way(settings, msg):
                 continue
-            if msg not in out.setdefault(key, []):
-                out[key].append(msg)
+            mine = out.setdefault(key, [])
+            if all(m is not msg for m, _ in mine):
+                mine.append((msg, float(held_at or 0.0)))
         # Read after the session ends: detached from it, so that its commit expires nothing.
-        for m in {m.id: m for msgs in out.values() for m in msgs}.values():
+        for m in {m.id: m for pairs in out.values() for m, _ in pairs}.values():
             s.expunge(m)
     return out
 
@@ -129,25 +135,30 @@ def due(store: Store, settings: Settings, now: float, only: Sequence[str] = (), 
     """The digests the latest scheduled time calls for (nothing is changed): one per local recipient
     with something held between their last digest and that time, unless that time's was already
     sent. What is held after it waits for the next one, so digests go out at the set hours only.
-    `at_now`: as if now were a scheduled time (an administrator's `mailmoat digest send --now`)."""
+    A message received before the last digest but held after it (analysis retried, or still under
+    way at the digest hour) is new too. `at_now`: as if now were a scheduled time (an
+    administrator's `mailmoat digest send --now`)."""
     slot, slot_at = (datetime.fromtimestamp(now).strftime("%Y-%m-%dT%H:%M:%S"), now) if at_now else current_slot(settings, now)
-    groups = held_for(store, settings, slot_at, only)
+    groups = _held(store, settings, slot_at, only)
     if not groups:
         return []
     with store.session() as s:
-        covered = dict(
-            s.execute(
-                select(DigestRow.recipient, func.max(DigestRow.covered_until))
+        last = {
+            rcpt: (float(covered or 0.0), float(at or 0.0))
+            for rcpt, covered, at in s.execute(
+                select(DigestRow.recipient, func.max(DigestRow.covered_until), func.max(DigestRow.at))
                 .where(DigestRow.recipient.in_(list(groups)), DigestRow.status == SENT)
                 .group_by(DigestRow.recipient)
-            ).all()
-        )
+            )
+        }
         done = set(s.scalars(select(DigestRow.recipient).where(DigestRow.slot == slot, DigestRow.recipient.in_(list(groups)))))
     out: list[Digest] = []
-    for rcpt, msgs in sorted(groups.items()):
-        if rcpt in done or msgs[0].received_at <= covered.get(rcpt, 0.0):
+    for rcpt, pairs in sorted(groups.items()):
+        covered, made_at = last.get(rcpt, (0.0, 0.0))
+        newest_received, newest_held = pairs[0][0].received_at, max(held for _, held in pairs)
+        if rcpt in done or (newest_received <= covered and newest_held <= made_at):
             continue
-        out.append(_digest(settings, rcpt, slot, msgs))
+        out.append(_digest(settings, rcpt, slot, [m for m, _ in pairs]))
     return out
 
 
