@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import smtplib
@@ -119,6 +120,53 @@ def test_the_running_gateway_applies_entries_added_expired_and_removed(lists_set
         ("list.add", "deny:domain:offers.example"),
     ]
     assert all(r["actor"].startswith("cli:") and r["source"] == "cli" for r in rows)
+
+
+async def one_retention_run(store: Store, settings: Settings) -> None:
+    from mailmoat.store.retention import run_retention
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_retention(store, settings, stop))
+
+    def listed() -> bool:
+        with store.session() as s:
+            return s.scalar(select(SenderListRow.id).where(SenderListRow.value == "x@gone.example")) is not None
+
+    deadline = time.monotonic() + 30
+    try:
+        while await asyncio.to_thread(listed):
+            assert time.monotonic() < deadline, "the retention run left the expired entry"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+
+
+def test_expired_entries_leave_the_table_with_the_hourly_purge(settings: Settings) -> None:
+    from mailmoat.policy.site_lists import add, purge_expired
+    from mailmoat.store.audit import read_audit
+
+    store = Store(settings.db_url)
+    now = time.time()
+    try:
+        with store.session() as s:
+            add(s, "deny", "domain", "old-wave.example", days=1, now=now - 2 * 86400, by="analyst")  # expired yesterday
+            add(s, "deny", "domain", "this-week.example", days=7, now=now, by="analyst")
+            add(s, "allow", "sender", "ceo@partner.example", by="admin")  # never expires
+            s.commit()
+        assert purge_expired(store, now) == 1
+        assert purge_expired(store, now) == 0
+        with store.session() as s:  # the gateway's hourly retention run does the same
+            add(s, "deny", "sender", "x@gone.example", days=1, now=now - 2 * 86400)
+            s.commit()
+        asyncio.run(one_retention_run(store, settings))
+        with store.session() as s:
+            assert sorted(r.value for r in s.scalars(select(SenderListRow))) == ["ceo@partner.example", "this-week.example"]
+            _, rows = read_audit(s, action="list.expired")
+        assert [(r["actor"], r["target"], r["detail"]["created_by"]) for r in rows] == [
+            ("system", "deny:sender:x@gone.example", ""), ("system", "deny:domain:old-wave.example", "analyst")]
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(("kind", "value", "problem"), [

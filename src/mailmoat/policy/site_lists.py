@@ -118,6 +118,22 @@ def add_to_store(store: Any, list_: str, kind: str, value: str, *, note: str = "
         return once()
 
 
+def purge_expired(store: Any, now: float | None = None) -> int:
+    """Remove the entries that have expired (they no longer apply anywhere), each audited as
+    `list.expired` with what it was; how many. Run with the hourly retention purge."""
+    from mailmoat.store.audit import audit
+
+    now = time.time() if now is None else now
+    with store.session() as s:
+        rows = s.scalars(select(SenderListRow).where(SenderListRow.expires_at > 0, SenderListRow.expires_at <= now)).all()
+        for r in rows:
+            entry = entry_dict(r)
+            audit(s, "system", "list.expired", audit_target(entry), detail=entry)
+            s.delete(r)
+        s.commit()
+        return len(rows)
+
+
 def audit_target(entry: dict[str, Any]) -> str:
     """How the audit log names an entry: `list:kind:value` (searchable with `--target`)."""
     return f"{entry['list']}:{entry['kind']}:{entry['value']}"

@@ -99,8 +99,12 @@ async def run_retention(store: Store, settings: Settings, stop: asyncio.Event, i
     """Purge once now and then every `interval` seconds until `stop` is set."""
 
     async def purge() -> None:
+        from mailmoat.policy.site_lists import purge_expired
+
         report = await asyncio.to_thread(purge_everywhere, store, settings)
         if report.files:
             log.info("retention: removed %d raw messages (%d bytes)", report.files, report.bytes)
+        if expired := await asyncio.to_thread(purge_expired, store):
+            log.info("retention: removed %d expired allow/deny list entries", expired)
 
     await run_every(stop, 0.0, interval, purge, log, "retention purge")
