@@ -9,7 +9,9 @@ trigger "manual"), which includes the follow-up: the campaign's other copies are
 recalled. Prints the time of the recall with its follow-up, of the same recall with the follow-up
 off (`recall.follow_up_hours = 0`) on an identical second data dir, how many messages the
 follow-up judged again, and how many copies of the campaign are left in inboxes (0 is the target)
-and how many of the ham (N is the target).
+and how many of the ham (N is the target). Then the person's job is restored whole (the recall was
+a mistake): the time of that restore, which with the follow-up on also restores the follow-up's
+jobs and judges their messages again, and how many copies of the campaign are back (K is the target).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def inbox_count(settings: Settings, rcpts: list[str]) -> int:
                if (settings.mail_dir / r / sub).is_dir())
 
 
-async def run_once(root: Path, ham: list[bytes], copies: int, follow_up: bool) -> tuple[float, int, int]:
+async def run_once(root: Path, ham: list[bytes], copies: int, follow_up: bool) -> tuple[float, int, int, float, int]:
     settings = Settings()
     settings.data_dir = str(root)
     settings.server.domains = [ORG]
@@ -84,10 +86,14 @@ async def run_once(root: Path, ham: list[bytes], copies: int, follow_up: bool) -
         t0 = time.perf_counter()
         await engine.run(job, "analyst")
         took = time.perf_counter() - t0
+        left, ham_left = inbox_count(settings, victims), inbox_count(settings, staff)
+        t0 = time.perf_counter()
+        await engine.restore(job, "analyst")
+        restore_took = time.perf_counter() - t0
     finally:
         await engine.close()
         store.close()
-    return took, inbox_count(settings, victims), inbox_count(settings, staff)
+    return took, left, ham_left, restore_took, inbox_count(settings, victims)
 
 
 def main() -> int:
@@ -102,10 +108,11 @@ def main() -> int:
         off = asyncio.run(run_once(Path(a), ham, args.copies, follow_up=False))
         on = asyncio.run(run_once(Path(b), ham, args.copies, follow_up=True))
     print(f"{len(ham)} ham messages and a campaign of {args.copies} copies delivered; one copy recalled by hand")
-    print("| follow-up | recall took (s) | campaign copies left in inboxes | ham messages left in inboxes |")
-    print("|---|---:|---:|---:|")
-    for name, (took, left, ham_left) in (("off", off), ("on", on)):
-        print(f"| {name} | {took:.2f} | {left} | {ham_left} |")
+    print("| follow-up | recall took (s) | campaign copies left in inboxes | ham messages left in inboxes "
+          "| restore took (s) | campaign copies back after the restore |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (took, left, ham_left, restore_took, back) in (("off", off), ("on", on)):
+        print(f"| {name} | {took:.2f} | {left} | {ham_left} | {restore_took:.2f} | {back} |")
     return 0
 
 

@@ -98,6 +98,17 @@ def test_condemning_one_copy_recalls_the_others(settings: Settings) -> None:
     actions, triggers = actions_and_triggers(settings)
     assert triggers == ["auto:siblings", "auto:siblings", "auto:verdict"]
     assert actions[STAFF[1]] == actions[STAFF[2]] == "quarantine" and actions[STAFF[3]] in ("deliver", "tag")
+    # The person's job names the follow-up's jobs.
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            job = s.scalars(select(RecallJobRow.id).where(RecallJobRow.trigger == "auto:verdict")).one()
+    finally:
+        store.close()
+    result = runner.invoke(cli_app, ["recall", "status", job, "--format", "json", "--config", str(cfg)])
+    assert [f["state"] for f in json.loads(result.output)["follow_ups"]] == ["done", "done"]
+    result = runner.invoke(cli_app, ["recall", "status", job, "--config", str(cfg)])
+    assert "the rest of its campaign, recalled by its follow-up: jobs" in result.output
     # `mailmoat trace` says what became of each copy, and which job did it.
     result = runner.invoke(cli_app, ["trace", "--format", "json", "--config", str(cfg)])
     recalls = {d["recipient"]: d["recall"] for m in json.loads(result.output) for d in m["deliveries"]}

@@ -78,6 +78,8 @@ def _print_status(st: dict[str, Any], fmt: str) -> None:
         for c in failed[:50]:
             t.add_row(c["recipient"], c["tracking_id"], str(c["attempts"]), c["reason"])
         console.print(t)
+    if st.get("follow_ups"):
+        console.print(f"the rest of its campaign, recalled by its follow-up: jobs {', '.join(j['id'] + ' (' + j['state'] + ')' for j in st['follow_ups'])}")
     if st.get("follow_up_restored"):
         console.print(f"restored too, the rest of its campaign that its follow-up recalled: jobs {', '.join(st['follow_up_restored'])}")
 

@@ -480,6 +480,17 @@ class RecallEngine:
                     }
                     for c in sorted(job.copies, key=lambda c: c.id)
                 ]
+                from mailmoat.recall.siblings import TRIGGER, follow_up_actor
+
+                # The rest of its campaign that its follow-up recalled, one job per message.
+                out["follow_ups"] = [
+                    {"id": jid, "state": state}
+                    for jid, state in s.execute(
+                        select(RecallJobRow.id, RecallJobRow.state)
+                        .where(RecallJobRow.trigger == TRIGGER, RecallJobRow.created_by == follow_up_actor(job_id))
+                        .order_by(RecallJobRow.created_at)
+                    )
+                ]
             return out
 
     def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:

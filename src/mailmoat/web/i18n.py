@@ -220,6 +220,7 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "recall.restore_all": ("Restore whole job", "恢复整个任务"),
     "recall.restore_one": ("Restore", "恢复"),
     "recall.restored": ("Restored", "已恢复"),
+    "recall.follow_ups": ("The rest of its campaign, recalled by its follow-up", "后续召回的同一活动的其他邮件"),
     "recall.follow_up_restored": ("the rest of its campaign, which its follow-up recalled, too: jobs", "其后续召回的同一活动的其他邮件也已恢复：任务"),
     "recall.approve": ("Approve and run", "批准并执行"),
     "recall.run": ("Run", "执行"),

@@ -623,6 +623,10 @@
       fill("job-meta", `${T("col.by")}: ${st.created_by} · ${T("col.created")}: ${fmtTime(st.created_at)}` +
         (st.finished_at ? ` · ${T("recall.finished")}: ${fmtTime(st.finished_at)}` : "") +
         (st.reason ? ` · ${T("common.reason")}: ${st.reason}` : "") + ` · ${st.backend}/${st.mode}`);
+      // The rest of the campaign its follow-up recalled (each message a job of its own).
+      if (st.follow_ups) fill("job-follow-ups", st.follow_ups.length ? [`${T("recall.follow_ups")}: `,
+        ...st.follow_ups.map((j) => h("a", { href: "/recall/" + encodeURIComponent(j.id), class: "mono follow-up", dataset: { state: j.state },
+          text: `${j.id.slice(0, 10)}… (${j.state}) ` }))] : "");
       const acts = [];
       if (P.canAct && quiet && st.state === "planned") acts.push(h("button", { type: "button", class: "danger", id: "job-run", text: T("recall.run"), onclick: async () => {
         if (await attempt(() => api("POST", path + "/run", {}))) poll();
