@@ -173,7 +173,7 @@ def test_trace_filters(store: Store) -> None:
         {
             "recipient": "bob@localhost", "mailbox": "bob@localhost", "tracking_id": e2.tracking_id(0),
             "status": "delivered", "attempts": 0, "reply": "250 ok", "location": "",
-            "delivered_at": r["deliveries"][0]["delivered_at"], "next_attempt": "",
+            "delivered_at": r["deliveries"][0]["delivered_at"], "next_attempt": "", "recall": None,  # never recalled
         }
     ]
 
