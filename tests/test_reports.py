@@ -24,8 +24,9 @@ from mailmoat.parse import parse
 from mailmoat.parse.subjects import bare_subject
 from mailmoat.reports import reported_in
 from mailmoat.reports.feedback import send_feedback
-from mailmoat.reports.triage import reported
+from mailmoat.reports.triage import condemn_reported, reported
 from mailmoat.status import gather
+from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.db import Store
 from mailmoat.store.models import MessageRow
 from mailmoat.store.report_models import ReportRow
@@ -293,6 +294,10 @@ def test_enough_reports_condemn_a_message_by_themselves(settings: Settings, need
             (item,) = reported(s, everything=True)
         if needed == 2:
             assert status == "condemned" and item["state"] in ("condemned", "recalled")
+            # A later report's condemnation, come too late, condemns nothing twice.
+            asyncio.run(condemn_reported(store, settings, [(lure_id(store), 3)]))
+            with store.session() as s:
+                assert len(s.scalars(select(AuditRow).where(AuditRow.action == "message.condemn")).all()) == 1
         else:  # two colleagues, one of them twice: not yet three
             assert status != "condemned" and item["state"] == "open" and item["reports"] == 3
             assert in_inbox(settings, ALICE) and in_inbox(settings, BOB)

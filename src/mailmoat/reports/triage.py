@@ -173,6 +173,8 @@ async def condemn_reported(store: Store, settings: Settings, due: list[tuple[str
 
     for mail_id, n in due:
         try:
+            if not await asyncio.to_thread(_due_for_condemning, store, settings, [mail_id]):
+                continue  # another report's condemnation (or a person) got there first
             outcome = await condemn_message(RecallEngine(settings, store), mail_id, AUTO_ACTOR,
                                             f"reported by {n} colleagues (policy.report_condemn_after)")
             log.warning("message %s condemned after %d reports: recall %s", mail_id, n, outcome.state)
