@@ -331,7 +331,10 @@ def test_console_quarantine_release_every_page_and_chinese(settings: Settings, t
         assert rows.count() == 1 and qrmail.SUBJECT in (rows.first.text_content() or "")
         assert rows.first.locator(".st-partly").text_content() == "partly released"
         assert rows.first.locator(".release-requested").count() == 0  # declined, answered: nobody waits
-        page.click("#quarantine-table button.primary")
+        why = rows.first.locator(".why-held div").all_text_contents()  # its strongest signs, strongest first
+        assert len(why) == 3 and why[0].startswith("SUBSIDY_FRAUD_WITH_QR "), why
+        page.click("#quarantine-table button.primary")  # after a confirm (accepted by the handler above)
+        assert dialogs[-1].startswith(f"Release: {qrmail.SUBJECT}"), dialogs
         page.wait_for_selector("#quarantine p.empty")
         assert f"{held}-0000" in wait_for(lambda: maildir_copies(settings.mail_dir, VICTIMS[0]), what="the released copy")
         assert len(maildir_copies(settings.mail_dir, VICTIMS[1])[f"{held}-0001"]) == 1

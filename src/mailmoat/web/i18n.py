@@ -320,6 +320,7 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "q.requested_by": ("Asked for by", "申请人"),
     "q.decline": ("Decline", "拒绝"),
     "q.declined": ("Declined", "已拒绝"),
+    "q.why": ("Why held", "拦截原因"),
     "q.decline_reason": ("Decline the release request. The reason (it is sent to the recipient):", "拒绝放行申请。原因（将发送给收件人）："),
     "q.told": ("a notice went to", "已通知"),
     "q.no_requests": ("No release request is waiting.", "没有待处理的放行申请。"),

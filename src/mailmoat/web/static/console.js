@@ -521,12 +521,18 @@
         { label: T("col.to"), render: (m) => (m.rcpt_tos || []).join(", ") },
         { label: T("col.subject"), render: (m) => h("a", { href: "/messages/" + encodeURIComponent(m.id), text: m.subject || "(no subject)" }) },
         { label: T("col.score"), render: (m) => (m.score || 0).toFixed(1), cls: "num" },
+        // Why it was held, at a glance: its three strongest signs (the message's page has the evidence).
+        { label: T("q.why"), render: (m) => h("span", { class: "why-held small" }, Object.entries(m.symbols || {})
+          .filter(([, score]) => score > 0).sort((a, b) => b[1] - a[1]).slice(0, 3)
+          .map(([sym, score]) => h("div", { class: "mono", text: `${sym} ${+score.toFixed(1)}` }))) },
         { label: T("col.status"), render: (m) => [stateBadge(m.partly_released ? "partly released" : m.status),
           (m.requested_by || []).length ? h("span", { class: "release-requested", title: `${T("q.requested_by")}: ${m.requested_by.join(", ")}` },
             " ", badge(T("q.requested"), "warn")) : null] },
       ];
       if (P.canAct) cols.push({ label: "", render: (m) => h("div", { class: "row-actions" },
         h("button", { type: "button", class: "primary small", text: T("q.release"), onclick: async () => {
+          // Releasing hands held mail (perhaps phishing) to every recipient: never on one stray click.
+          if (!window.confirm(`${T("q.release")}: ${m.subject || "(no subject)"} → ${(m.rcpt_tos || []).join(", ")}?`)) return;
           if (await attempt(() => api("POST", `/quarantine/${encodeURIComponent(m.id)}/release`, {}), T("q.released"))) load(offset);
         } }),
         h("button", { type: "button", class: "danger small", text: T("q.delete"), onclick: async () => {
