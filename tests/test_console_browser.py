@@ -433,7 +433,7 @@ def test_dashboard_says_what_needs_attention_in_the_consoles_language(settings: 
         store.close()
         page.reload()
         note = page.wait_for_selector("#attention .attention[data-kind=queue_deferred]")
-        assert note is not None and (note.text_content() or "").startswith("1 copies wait for the mail system")
+        assert note is not None and (note.text_content() or "").startswith("1 copy waits for the mail system")
         assert "Last reply: 421 4.3.2 <b>down</b>" in (note.text_content() or "")  # shown as text, not markup
         page.goto(f"{web.url}/lang/zh?next=%2F")
         note = page.wait_for_selector("#attention .attention[data-kind=queue_deferred]")

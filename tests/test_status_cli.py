@@ -55,7 +55,7 @@ def test_quiet_then_the_mail_system_down_then_a_stuck_spool(settings: Settings) 
         wait_for(lambda: now_json(settings)["queue"] == {"deferred": 1}, what="a deferred copy")
     code, st, text = status(settings)
     assert code == 1 and st["queue"] == {"deferred": 1} and st["queue_last_reply"]
-    assert "attention: 1 copies wait for the mail system" in text and "last reply:" in text
+    assert "attention: 1 copy waits for the mail system" in text and "last reply:" in text
 
     # Accepted mail that no worker has taken for ten minutes (the gateway is stopped).
     spool = Spool(settings.spool_dir)
@@ -99,4 +99,4 @@ def test_a_recall_stuck_at_work_needs_attention_a_preview_nobody_ran_does_not(se
     store.close()
     code, st, text = status(settings)
     assert code == 1 and st["recalls_unsettled"] == 4 and st["recalls_stale"] == 1
-    assert "1 recalls unsettled for over an hour" in text
+    assert "1 recall unsettled for over an hour" in text

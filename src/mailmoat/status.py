@@ -147,6 +147,11 @@ def record_state(store: Store, status: Status, now: float) -> None:
         )
 
 
+def _count(n: int, one: str, many: str) -> str:
+    """'1 copy waits', '3 copies wait'."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def gather(settings: Settings, store: Store, now: float | None = None) -> Status:
     """Everything `mailmoat status` shows, with the attention list filled in."""
     now = time.time() if now is None else now
@@ -166,11 +171,11 @@ def gather(settings: Settings, store: Store, now: float | None = None) -> Status
     if status.queue.get(DEFERRED):
         status.notice(
             "queue_deferred",
-            f"{status.queue[DEFERRED]} copies wait for the mail system (oldest accepted {status.queue_oldest_age / 60:.0f} min ago;"
+            f"{_count(status.queue[DEFERRED], 'copy waits', 'copies wait')} for the mail system (oldest accepted {status.queue_oldest_age / 60:.0f} min ago;"
             f" last reply: {status.queue_last_reply or '-'})",
         )
     if status.open_incidents:
-        status.notice("incidents_open", f"{status.open_incidents} open compromised-account incidents (`mailmoat incidents list`)")
+        status.notice("incidents_open", f"{_count(status.open_incidents, 'open compromised-account incident', 'open compromised-account incidents')} (`mailmoat incidents list`)")
     if status.disk_free_bytes and (status.disk_free_fraction < DISK_LOW_FRACTION or status.disk_free_bytes < DISK_LOW_BYTES):
         status.notice(
             "disk_low",
@@ -178,10 +183,10 @@ def gather(settings: Settings, store: Store, now: float | None = None) -> Status
             " the spool stops taking mail when it is full",
         )
     if status.recalls_stale:
-        status.notice("recalls_stale", f"{status.recalls_stale} recalls unsettled for over an hour (`mailmoat recall list`)")
+        status.notice("recalls_stale", f"{_count(status.recalls_stale, 'recall', 'recalls')} unsettled for over an hour (`mailmoat recall list`)")
     if status.reports_open:
-        status.notice("reports_open", f"{status.reports_open} messages reported by colleagues wait for a decision (`mailmoat reports list`)")
+        status.notice("reports_open", f"{_count(status.reports_open, 'message reported by colleagues waits', 'messages reported by colleagues wait')} for a decision (`mailmoat reports list`)")
     if status.release_requests:
         status.notice("release_requests",
-                      f"{status.release_requests} release requests from recipients wait for a decision (`mailmoat quarantine requests`)")
+                      f"{_count(status.release_requests, 'release request from a recipient waits', 'release requests from recipients wait')} for a decision (`mailmoat quarantine requests`)")
     return status

@@ -250,14 +250,16 @@
   function attentionNotes(st) {
     const fmt = (s, vals) => s.replace(/\{(\w+)\}/g, (_, k) => String(vals[k] ?? ""));
     const min = (sec) => Math.round((sec || 0) / 60);
+    const pick = (n, one, many) => (n === 1 ? one : many);  // "1 copy waits", "2 copies wait"
+    const count = (n, one, many) => fmt(pick(n, one, many), { n });
     const words = {
       spool_stale: () => fmt(T("attn.spool_stale"), { min: min(st.spool_oldest_age) }),
-      queue_deferred: () => fmt(T("attn.queue_deferred"),
+      queue_deferred: () => fmt(pick((st.queue || {}).deferred, T("attn.queue_deferred_one"), T("attn.queue_deferred")),
         { n: (st.queue || {}).deferred, min: min(st.queue_oldest_age), reply: st.queue_last_reply || "-" }),
-      incidents_open: () => fmt(T("attn.incidents_open"), { n: st.open_incidents }),
-      recalls_stale: () => fmt(T("attn.recalls_stale"), { n: st.recalls_stale }),
-      release_requests: () => fmt(T("attn.release_requests"), { n: st.release_requests }),
-      reports_open: () => fmt(T("attn.reports_open"), { n: st.reports_open }),
+      incidents_open: () => count(st.open_incidents, T("attn.incidents_open_one"), T("attn.incidents_open")),
+      recalls_stale: () => count(st.recalls_stale, T("attn.recalls_stale_one"), T("attn.recalls_stale")),
+      release_requests: () => count(st.release_requests, T("attn.release_requests_one"), T("attn.release_requests")),
+      reports_open: () => count(st.reports_open, T("attn.reports_open_one"), T("attn.reports_open")),
       disk_low: () => fmt(T("attn.disk_low"),
         { gib: ((st.disk_free_bytes || 0) / 2 ** 30).toFixed(1), pct: Math.round((st.disk_free_fraction || 0) * 100) }),
     };
