@@ -88,6 +88,25 @@ def actions_and_triggers(settings: Settings) -> tuple[dict[str, str], list[str]]
         store.close()
 
 
+def verdict_job(settings: Settings) -> str:
+    """The recall job that condemning a message started."""
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            return str(s.scalars(select(RecallJobRow.id).where(RecallJobRow.trigger == "auto:verdict")).one())
+    finally:
+        store.close()
+
+
+def job_states(settings: Settings) -> list[str]:
+    store = Store(settings.db_url)
+    try:
+        with store.session() as s:
+            return sorted(j.state for j in s.scalars(select(RecallJobRow)))
+    finally:
+        store.close()
+
+
 def test_condemning_one_copy_recalls_the_others(settings: Settings) -> None:
     ids = deliver_the_campaign(settings)
     cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir, "server": {"domains": [ORG]}})
@@ -99,12 +118,7 @@ def test_condemning_one_copy_recalls_the_others(settings: Settings) -> None:
     assert triggers == ["auto:siblings", "auto:siblings", "auto:verdict"]
     assert actions[STAFF[1]] == actions[STAFF[2]] == "quarantine" and actions[STAFF[3]] in ("deliver", "tag")
     # The person's job names the follow-up's jobs.
-    store = Store(settings.db_url)
-    try:
-        with store.session() as s:
-            job = s.scalars(select(RecallJobRow.id).where(RecallJobRow.trigger == "auto:verdict")).one()
-    finally:
-        store.close()
+    job = verdict_job(settings)
     result = runner.invoke(cli_app, ["recall", "status", job, "--format", "json", "--config", str(cfg)])
     assert [f["state"] for f in json.loads(result.output)["follow_ups"]] == ["done", "done"]
     result = runner.invoke(cli_app, ["recall", "status", job, "--config", str(cfg)])
@@ -144,12 +158,7 @@ def test_on_postgresql_the_rest_of_the_campaign_goes_to_the_task_workers(setting
         wait_for(lambda: [in_inbox(settings, r) for r in STAFF] == [0, 0, 0, 1], timeout=120, what="the follow-up's recalls")
     finally:
         assert worker.stop() == 0, (tmp_path / "w1.log").read_text()
-    store = Store(settings.db_url)
-    try:
-        with store.session() as s:
-            assert sorted(j.state for j in s.scalars(select(RecallJobRow))) == ["done"] * 3
-    finally:
-        store.close()
+    assert job_states(settings) == ["done"] * 3
 
 
 def test_without_follow_up_only_the_condemned_copy_goes(settings: Settings) -> None:
@@ -165,13 +174,7 @@ def restore_the_condemned_copy(settings: Settings, ids: dict[str, str], cfg: Pat
     result = runner.invoke(cli_app, ["recall", "condemn", ids[STAFF[0]], "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     assert [in_inbox(settings, r) for r in STAFF] == [0, 0, 0, 1]
-    store = Store(settings.db_url)
-    try:
-        with store.session() as s:
-            job = s.scalars(select(RecallJobRow.id).where(RecallJobRow.trigger == "auto:verdict")).one()
-    finally:
-        store.close()
-    result = runner.invoke(cli_app, ["recall", "restore", job, "--config", str(cfg)])
+    result = runner.invoke(cli_app, ["recall", "restore", verdict_job(settings), "--config", str(cfg)])
     assert result.exit_code == 0 and "restored too, the rest of its campaign" in result.output, result.output
 
 
@@ -185,16 +188,11 @@ def test_restoring_the_persons_recall_puts_the_rest_of_the_campaign_back(setting
     assert [in_inbox(settings, r) for r in STAFF] == [1, 1, 1, 1]
     actions, _ = actions_and_triggers(settings)
     assert actions == before
+    assert job_states(settings) == ["restored"] * 3
     store = Store(settings.db_url)
     try:  # their findings are those of the new judgement, without the recall's
         with store.session() as s:
             assert not any("NEAR_COPY_CONDEMNED" in (m.symbols or {}) for m in s.scalars(select(MessageRow)))
-    finally:
-        store.close()
-    store = Store(settings.db_url)
-    try:
-        with store.session() as s:
-            assert sorted(j.state for j in s.scalars(select(RecallJobRow))) == ["restored"] * 3
     finally:
         store.close()
 
