@@ -170,6 +170,28 @@ def test_a_mark_taken_back_condemns_nothing(store: Store, settings: Settings) ->
     assert again.exit_code != 0 and "not marked as a threat" in again.output
 
 
+async def test_a_mark_taken_back_ends_its_recalls_word_but_not_a_persons_recall(store: Store, settings: Settings) -> None:
+    """Marked a threat, with copies recalled by the mark's job: `uncondemn` ends what the mark
+    taught, though the copies stay recalled. A recall someone ran by hand still counts."""
+    from mailmoat.recall.auto import uncondemn_message
+
+    now = time.time()
+    _history(store, now)
+    marked = _record(store, "a@one.example", ["https://marked.example/x"], now - HOUR, n=3)
+    await condemn_message(RecallEngine(settings, store), marked, "analyst", "reported")
+    job = _recall(store, marked, trigger="auto:verdict")  # its copies, recalled by the mark
+    assert await _scan(store, settings, "b@two.example", ["https://marked.example/y"], now) is not None
+    assert uncondemn_message(settings, store, marked, "analyst", "a partner's new site") == [job]
+    assert await _scan(store, settings, "b@two.example", ["https://marked.example/y"], now) is None
+    both = _record(store, "a@one.example", ["https://by-hand.example/x"], now - HOUR, n=4)
+    await condemn_message(RecallEngine(settings, store), both, "analyst", "reported")
+    _recall(store, both, trigger="manual")
+    _recall(store, both, trigger="auto:verdict")
+    uncondemn_message(settings, store, both, "analyst")
+    hit = await _scan(store, settings, "b@two.example", ["https://by-hand.example/y"], now)
+    assert hit is not None and "(manual)" in hit.evidence
+
+
 async def test_a_recall_of_many_messages_is_read_in_parts(
     store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,6 +213,7 @@ async def test_a_restored_recall_or_a_released_message_undoes_it(store: Store, s
     _recall(store, first, state="restored")
     assert await _scan(store, settings, "b@two.example", [LURE.format(n=2)], now) is None
     second = _record(store, "a@one.example", ["https://new-partner.example/welcome"], now - 3 * HOUR, n=2)
+    await condemn_message(RecallEngine(settings, store), second, "analyst", "reported")  # marked, then its copies recalled
     _recall(store, second, trigger="auto:verdict")
     assert await _scan(store, settings, "b@two.example", ["https://new-partner.example/"], now) is not None
     _release(store, _record(store, "c@three.example", ["https://new-partner.example/terms"], now - HOUR, n=3))

@@ -230,6 +230,36 @@ async def test_a_recall_is_remembered_at_once_and_a_full_restore_forgets_it(sett
     store.close()
 
 
+async def test_a_mark_taken_back_forgets_the_look_alikes(settings: Settings, tmp_path: Path) -> None:
+    """Condemned, its copies recalled: its near copies are held. `recall uncondemn` says it was no
+    threat after all, so they are not, though the copies stay recalled."""
+    from mailmoat.recall.auto import condemn_message, uncondemn_message
+    from mailmoat.recall.engine import RecallEngine
+    from mailmoat.scanner import Scanner
+    from mailmoat.store.models import MessageRow
+    from tests.support.recallkit import SqliteStore, record
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    settings.recall.follow_up_hours = 0
+    store = SqliteStore(settings.data_path / "t.db")
+    mail_id = "01MSG0000000000000000000UC"
+    record(store, settings.mail_dir, mail_id, ["a@corp.example"])
+    raw = tmp_path / "retained.eml"
+    raw.write_bytes(_eml("工资补贴通知", "张伟：" + LURE_ZH + " http://pay-gov.example/a1"))
+    with store.session() as s:
+        s.get_one(MessageRow, mail_id).raw_path = str(raw)
+        s.commit()
+    outcome = await condemn_message(RecallEngine(settings, store), mail_id, "analyst", "reported")
+    assert outcome.state == "done" and remembered_in_store(store) == 1
+    env = Envelope("notice@payroll-center.example", ["c@corp.example"])
+    copy = _eml("关于发放工资补贴的通知", "李娜：" + LURE_ZH + " http://pay-gov.example/q7")
+    assert "NEAR_COPY_CONDEMNED" in (await Scanner(settings, store=store).scan(copy, env)).verdict.symbols
+    assert uncondemn_message(settings, store, mail_id, "analyst", "the real subsidy notice") == [outcome.job_id]
+    assert remembered_in_store(store) == 0
+    assert "NEAR_COPY_CONDEMNED" not in (await Scanner(settings, store=store).scan(copy, env)).verdict.symbols
+    store.close()
+
+
 async def test_a_release_forgets_the_look_alikes(settings: Settings) -> None:
     from mailmoat.deliver.service import DeliveryService
     from mailmoat.model import Action, Finding, Verdict

@@ -294,7 +294,7 @@ def uncondemn_cmd(
     settings = load_settings(config, data_dir, db)
     store = Store(settings.db_url)
     try:
-        jobs = uncondemn_message(store, mail_id, actor(), reason, source="cli")
+        jobs = uncondemn_message(settings, store, mail_id, actor(), reason, source="cli")
     except ValueError as exc:
         raise fail(str(exc)) from exc
     finally:

@@ -76,12 +76,14 @@ async def condemn_message(engine: RecallEngine, mail_id: str, actor: str, reason
     return await auto_recall(engine, [sel], trigger="auto:verdict", reason=reason or "marked as a threat", actor=actor)
 
 
-def uncondemn_message(store: Any, mail_id: str, actor: str, reason: str = "", source: str = "") -> list[str]:
+def uncondemn_message(settings: Settings, store: Any, mail_id: str, actor: str, reason: str = "", source: str = "") -> list[str]:
     """Take back a person's mark of a message as a threat: what it linked stops condemning other
-    mail (LINK_CONDEMNED_DESTINATION). Its recall is not undone: returns the recall jobs of the
-    mark that still hold copies, to restore (which also takes the mark back) if that was a mistake too."""
+    mail (LINK_CONDEMNED_DESTINATION), and its near copies are no longer held (NEAR_COPY_CONDEMNED).
+    Its copies stay recalled: returns the recall jobs of the mark that still hold them, to restore
+    if that was a mistake too."""
     from sqlalchemy import select
 
+    from mailmoat.classify.store_learning import remember_stored
     from mailmoat.store.models import MessageRow
     from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
 
@@ -94,12 +96,14 @@ def uncondemn_message(store: Any, mail_id: str, actor: str, reason: str = "", so
         row.status = "processed"
         audit(s, actor, "message.uncondemn", mail_id, source=source, note=reason)
         s.commit()
-        return list(s.scalars(
+        jobs = list(s.scalars(
             select(RecallJobRow.id).join(RecallCopyRow, RecallCopyRow.job_id == RecallJobRow.id)
             .where(RecallCopyRow.message_id == mail_id, RecallJobRow.trigger == "auto:verdict",
                    RecallCopyRow.state.in_(("recalled", "already_gone")))
             .distinct()
         ))
+    remember_stored(settings, store, [mail_id], "ham")  # as a release does: its look-alikes are no longer held
+    return jobs
 
 
 async def on_indicators(engine: RecallEngine, indicators: list[tuple[str, str]], source: str = "") -> list[AutoOutcome]:

@@ -20,6 +20,7 @@ MIN_HISTORY = 200
 SEEN_CACHE = 100_000  # domains and hosts remembered as seen, per process
 _CHUNK = 500  # values bound in one IN (), well below any database's limit
 MARKED = "marked a threat"  # how a message marked a threat by a person condemns, as the audit log has it
+VERDICT = "auto:verdict"  # the trigger of the recall that marking a message a threat starts
 
 
 class History:
@@ -195,24 +196,35 @@ class History:
 
         try:
             with self._session() as s:
-                how = {
-                    str(mid): f"recalled by job {job} ({trigger})"
-                    for mid, job, trigger in s.execute(
-                        select(RecallCopyRow.message_id, RecallJobRow.id, RecallJobRow.trigger)
-                        .join(RecallJobRow, RecallJobRow.id == RecallCopyRow.job_id)
-                        .where(
-                            RecallJobRow.trigger.in_(list(triggers)),
-                            RecallJobRow.state.notin_(("restoring", "restored")),
-                            RecallJobRow.created_at >= since,
-                            RecallCopyRow.state.in_(("recalled", "already_gone")),
-                        )
-                        .distinct()  # a message, not each of its thousands of copies
+                how: dict[str, str] = {}
+                # Messages condemned only by a person's mark (with the recall the mark started): the
+                # mark taken back (`recall uncondemn`, or its recall restored) ends their word.
+                marked_only: set[str] = set()
+                for mid, job, trigger in s.execute(
+                    select(RecallCopyRow.message_id, RecallJobRow.id, RecallJobRow.trigger)
+                    .join(RecallJobRow, RecallJobRow.id == RecallCopyRow.job_id)
+                    .where(
+                        RecallJobRow.trigger.in_(list(triggers)),
+                        RecallJobRow.state.notin_(("restoring", "restored")),
+                        RecallJobRow.created_at >= since,
+                        RecallCopyRow.state.in_(("recalled", "already_gone")),
                     )
-                }
+                    .distinct()  # a message, not each of its thousands of copies
+                ):
+                    key = str(mid)
+                    if trigger != VERDICT:
+                        marked_only.discard(key)
+                    elif key not in how:
+                        marked_only.add(key)
+                    elif key not in marked_only:
+                        continue  # another job's word stands
+                    how[key] = f"recalled by job {job} ({trigger})"
                 for (mid,) in s.execute(
                     select(AuditRow.target).where(AuditRow.action == "message.condemn", AuditRow.at >= since)
                 ):
-                    how.setdefault(str(mid), MARKED)
+                    if str(mid) not in how:
+                        how[str(mid)] = MARKED
+                        marked_only.add(str(mid))
                 ids = list(how)
                 rows = []
                 for start in range(0, len(ids), _CHUNK):  # a big recall names more messages than one query may
@@ -234,8 +246,8 @@ class History:
             (str(kind), str(value), str(mid), float(at), str(frm or "").lower(), str(fdom or "").lower(), str(subj or ""),
              how[str(mid)])
             for kind, value, mid, at, frm, fdom, subj, status in rows
-            # A mark undone (its recall restored whole) is in the audit log still, but not in the message's status.
-            if how[str(mid)] != MARKED or status == "condemned"
+            # A mark taken back is in the audit log still, but no longer in the message's status.
+            if str(mid) not in marked_only or status == "condemned"
         ]
 
     def first_linked(self, destination: tuple[str, str]) -> float | None:

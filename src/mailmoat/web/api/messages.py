@@ -323,7 +323,7 @@ async def uncondemn(
 
     ctx = web(request)
     try:
-        jobs = await asyncio.to_thread(uncondemn_message, ctx.store, mail_id, who.username, reason, who.source)
+        jobs = await asyncio.to_thread(uncondemn_message, ctx.settings, ctx.store, mail_id, who.username, reason, who.source)
     except ValueError as exc:
         if ctx.store.get_message(mail_id) is None:
             raise not_found(f"message {mail_id}") from exc
