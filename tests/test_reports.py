@@ -273,6 +273,22 @@ def test_reports_are_linked_listed_condemned_and_dismissed(settings: Settings) -
         assert [m["Subject"] for m in alice] == [f"Your report: {LURE_SUBJECT}"]
         assert "confirmed as a threat and removed" in alice[0].get_content() and LURE_FROM in alice[0].get_content()
         assert any("judged not to be a threat" in m.get_content() for m in notices(settings, CAROL))
+        # It was no threat after all: the recall restored whole, the reporters are told again.
+        from mailmoat.recall.engine import RecallEngine
+        from mailmoat.store.recall_models import RecallJobRow
+
+        with store.session() as s:
+            job = s.scalars(select(RecallJobRow.id).where(RecallJobRow.trigger == "auto:verdict")).one()
+        engine = RecallEngine(settings, store)
+        try:
+            assert asyncio.run(engine.restore(job, "analyst"))["state"] == "restored"
+        finally:
+            asyncio.run(engine.close())
+        assert in_inbox(settings, ALICE) and in_inbox(settings, BOB)
+        sent = asyncio.run(send_feedback(settings, store))
+        assert sorted((x["reporter"], x["outcome"], x["sent"]) for x in sent) == [(ALICE, "safe", True), (BOB, "safe", True)]
+        assert any("judged not to be a threat" in m.get_content() for m in notices(settings, ALICE))
+        assert asyncio.run(send_feedback(settings, store)) == []
     finally:
         store.close()
 

@@ -419,6 +419,12 @@ class RecallEngine:
                     # No longer marked a threat, so its link destinations no longer condemn other mail.
                     row.status = "processed"
                     audit(s, actor, "message.uncondemn", row.id, source=source, detail={"job": job_id})
+            if restored:
+                from mailmoat.reports.triage import judged_safe
+
+                # Colleagues who reported them are answered: no threat (told again if told otherwise).
+                for mail_id in judged_safe(s, restored, actor):
+                    audit(s, actor, "report.dismiss", mail_id, source=source, detail={"job": job_id})
             s.commit()
         # The whole job undone: the recall was a mistake, so its near copies are no longer held,
         # and what its follow-up recalled because of it is put back.

@@ -137,6 +137,23 @@ def dismiss(session: Session, key: str, by: str, now: float | None = None) -> in
     return n
 
 
+def judged_safe(session: Session, mail_ids: list[str], by: str, now: float | None = None) -> list[str]:
+    """Messages an administrator put back from a recall as no threat (a job restored whole): their
+    open reports are dismissed, and a reporter already told "confirmed as a threat" is told again
+    by the next feedback sweep (`reports.feedback`). Returns the messages whose reports were open."""
+    now = time.time() if now is None else now
+    dismissed: list[str] = []
+    for i in range(0, len(mail_ids), 500):
+        chunk = mail_ids[i : i + 500]
+        dismissed += list(session.scalars(select(ReportRow.message_id).where(
+            ReportRow.message_id.in_(chunk), ReportRow.dismissed_at == 0.0).distinct()))
+        session.execute(update(ReportRow).where(ReportRow.message_id.in_(chunk), ReportRow.dismissed_at == 0.0)
+                        .values(dismissed_at=now, dismissed_by=by[:128]))
+        session.execute(update(ReportRow).where(ReportRow.message_id.in_(chunk), ReportRow.notified_at != 0.0)
+                        .values(notified_at=0.0))
+    return dismissed
+
+
 def _due_for_condemning(store: Store, settings: Settings, mail_ids: list[str]) -> list[tuple[str, int]]:
     """The reported messages that enough colleagues reported and that are still open."""
     due: list[tuple[str, int]] = []
