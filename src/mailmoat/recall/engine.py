@@ -387,7 +387,19 @@ class RecallEngine:
     async def restore(
         self, job_id: str, actor: str, tracking_ids: list[str] | None = None, source: str = ""
     ) -> dict[str, Any]:
-        """Put recalled copies (all, or the named ones) back where they were, with flags and dates."""
+        """Put recalled copies (all, or the named ones) back where they were, with flags and dates;
+        a job restored whole also puts back what its campaign follow-up recalled because of it."""
+        restored = await self.put_back(job_id, actor, tracking_ids, source)
+        follow_ups: list[str] = []
+        if restored:
+            from mailmoat.recall.siblings import undo_follow_up
+
+            follow_ups = await undo_follow_up(self, job_id, actor, source)
+        return {**self.status(job_id), "follow_up_restored": follow_ups}
+
+    async def put_back(self, job_id: str, actor: str, tracking_ids: list[str] | None = None, source: str = "") -> list[str]:
+        """`restore` without the follow-up and the job's status: the messages of a job restored
+        whole (an administrator's word that they were no threat), [] otherwise."""
         with self.store.session() as s:
             self._job(s, job_id)
             q = select(RecallCopyRow).where(RecallCopyRow.job_id == job_id, RecallCopyRow.state.in_(["recalled", "already_gone"]))
@@ -426,15 +438,9 @@ class RecallEngine:
                 for mail_id in judged_safe(s, restored, actor):
                     audit(s, actor, "report.dismiss", mail_id, source=source, detail={"job": job_id})
             s.commit()
-        # The whole job undone: the recall was a mistake, so its near copies are no longer held,
-        # and what its follow-up recalled because of it is put back.
+        # The whole job undone: the recall was a mistake, so its near copies are no longer held.
         await asyncio.to_thread(remember_stored, self.settings, self.store, restored, "ham")
-        follow_ups: list[str] = []
-        if restored:
-            from mailmoat.recall.siblings import undo_follow_up
-
-            follow_ups = await undo_follow_up(self, job_id, actor, source)
-        return {**self.status(job_id), "follow_up_restored": follow_ups}
+        return restored
 
     # -- reading ------------------------------------------------------------------------
     @staticmethod

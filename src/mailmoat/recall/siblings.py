@@ -125,10 +125,10 @@ async def undo_follow_up(engine: RecallEngine, job_id: str, actor: str, source: 
                 RecallJobRow.state.in_(("done", "failed")))))
         if not children:
             return []
-        for child in children:
-            await engine.restore(child, actor, source=source)  # also forgets them as near copies
-        with engine.store.session() as s:
-            ids = sorted({mid for child in children for mid in engine.message_ids(s, child, ("restored",))})
+        put_back: set[str] = set()
+        for child in children:  # each also forgotten as near copies (follow-ups start no follow-up to undo)
+            put_back.update(await engine.put_back(child, actor, source=source))
+        ids = sorted(put_back)
         if scanner is None:
             from mailmoat.scanner import Scanner
 
