@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
 
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction, Envelope, Verdict
@@ -10,6 +12,21 @@ from mailmoat.store.db import Store
 
 # Listeners that name the gateway's own mail: no banner goes on it, and nothing learns from it.
 OWN_LISTENERS = frozenset({"digest", "notice"})
+
+
+def own_message(settings: Settings, sender: str, recipient: str, subject: str, language: str, now: float,
+                kind: str) -> EmailMessage:
+    """The headers of a message the gateway writes (`sender` "" = postmaster@<server.hostname>;
+    `kind` names it in the Message-ID); its content is the caller's."""
+    msg = EmailMessage()
+    msg["From"] = formataddr(("mailmoat", sender.strip() or f"postmaster@{settings.server.hostname}"))
+    msg["To"] = recipient
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(now, localtime=True)
+    msg["Message-ID"] = make_msgid(kind, domain=settings.server.hostname)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
+    msg["Content-Language"] = "zh-CN" if language == "zh" else "en"
+    return msg
 
 
 async def send_own_mail(settings: Settings, store: Store, recipient: str, raw: bytes, listener: str, why: str) -> tuple[str, bool]:

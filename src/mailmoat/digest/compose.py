@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import html
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
 
 from mailmoat.config import Settings
+from mailmoat.deliver.own_mail import own_message
 from mailmoat.digest.listing import REQUEST, Digest, Item
 
 _TEXT = {
@@ -79,15 +78,7 @@ def compose(settings: Settings, d: Digest) -> tuple[str, str, str]:
 def render(settings: Settings, d: Digest, now: float) -> bytes:
     """The digest as a MIME message: the plain text, and the same as an HTML table."""
     subject, text, page = compose(settings, d)
-    sender = settings.digest.sender.strip() or f"postmaster@{settings.server.hostname}"
-    msg = EmailMessage()
-    msg["From"] = formataddr(("mailmoat", sender))
-    msg["To"] = d.recipient
-    msg["Subject"] = subject
-    msg["Date"] = formatdate(now, localtime=True)
-    msg["Message-ID"] = make_msgid("digest", domain=settings.server.hostname)
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
-    msg["Content-Language"] = "zh-CN" if settings.digest.language == "zh" else "en"
+    msg = own_message(settings, settings.digest.sender, d.recipient, subject, settings.digest.language, now, "digest")
     msg.set_content(text)
     msg.add_alternative(page, subtype="html")
     return msg.as_bytes()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
 
 from mailmoat import metrics
 from mailmoat.config import Settings
-from mailmoat.deliver.own_mail import send_own_mail
+from mailmoat.deliver.own_mail import own_message, send_own_mail
 from mailmoat.digest.text import shown
 from mailmoat.store.db import Store
 
@@ -37,14 +35,8 @@ def compose(settings: Settings, recipient: str, subject: str, sender: str, reaso
     """The notice, in `digest.language`; words from the held mail and the reason shown as text, defanged."""
     t = _TEXT[settings.digest.language]
     subject, sender = shown(subject or "-"), shown(sender) or t["unknown_sender"]
-    msg = EmailMessage()
-    msg["From"] = formataddr(("mailmoat", settings.digest.sender.strip() or f"postmaster@{settings.server.hostname}"))
-    msg["To"] = recipient
-    msg["Subject"] = t["subject"].format(subject=subject)
-    msg["Date"] = formatdate(now, localtime=True)
-    msg["Message-ID"] = make_msgid("release", domain=settings.server.hostname)
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
-    msg["Content-Language"] = "zh-CN" if settings.digest.language == "zh" else "en"
+    msg = own_message(settings, settings.digest.sender, recipient, t["subject"].format(subject=subject),
+                      settings.digest.language, now, "release")
     lines = [t["body"].format(subject=subject, sender=sender)]
     if reason.strip():
         lines += ["", t["why"].format(reason=shown(reason, 500))]

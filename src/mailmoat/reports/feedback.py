@@ -6,15 +6,13 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
 from typing import Any
 
 from sqlalchemy import select, update
 
 from mailmoat import metrics
 from mailmoat.config import Settings
-from mailmoat.deliver.own_mail import send_own_mail
+from mailmoat.deliver.own_mail import own_message, send_own_mail
 from mailmoat.digest.text import shown
 from mailmoat.reports.triage import CONDEMNED, OPEN, RECALLED, grouped, states
 from mailmoat.schedule import run_every
@@ -58,14 +56,8 @@ def compose(settings: Settings, reporter: str, outcome: str, subject: str, sende
     reported mail are shown as text, defanged."""
     t = _TEXT[settings.reports.language]
     subject, sender = shown(subject or "-"), shown(sender) or t["unknown_sender"]
-    msg = EmailMessage()
-    msg["From"] = formataddr(("mailmoat", settings.reports.sender.strip() or f"postmaster@{settings.server.hostname}"))
-    msg["To"] = reporter
-    msg["Subject"] = t["subject"].format(subject=subject[:150])
-    msg["Date"] = formatdate(now, localtime=True)
-    msg["Message-ID"] = make_msgid("report", domain=settings.server.hostname)
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to it
-    msg["Content-Language"] = "zh-CN" if settings.reports.language == "zh" else "en"
+    msg = own_message(settings, settings.reports.sender, reporter, t["subject"].format(subject=subject[:150]),
+                      settings.reports.language, now, "report")
     msg.set_content(t[outcome if outcome in ("threat", "received") else "safe"].format(subject=subject, sender=sender) + "\n")
     return msg.as_bytes()
 
