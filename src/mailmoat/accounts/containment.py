@@ -20,6 +20,7 @@ from mailmoat.config import Settings
 from mailmoat.model import Action, Direction, Envelope, Message, Verdict
 from mailmoat.model.envelope import new_id
 from mailmoat.policy.decide import STAFF_REPORT
+from mailmoat.recall import triggers
 from mailmoat.store.accounts_models import IncidentRow
 from mailmoat.store.audit import audit
 from mailmoat.store.db import Store
@@ -204,7 +205,7 @@ async def _recall(store: Store, settings: Settings, incident_id: str, message_id
     try:
         if engine.preview(sels).copies == 0:
             return
-        job = engine.plan(sels, "system", f"compromised account {account} (incident {incident_id})", trigger="incident",
+        job = engine.plan(sels, "system", f"compromised account {account} (incident {incident_id})", trigger=triggers.INCIDENT,
                           require_approval=(mode == "approval"))
         with store.session() as s:
             r = s.get(IncidentRow, incident_id)

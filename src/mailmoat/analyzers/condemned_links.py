@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from mailmoat.analyzers.base import AnalysisContext, AnalyzerEnv, BaseAnalyzer
 from mailmoat.model import Direction, Finding, Symbol
+from mailmoat.recall import triggers
 from mailmoat.urlcheck import domains as dom
 from mailmoat.urlcheck.destinations import KINDS, link_destinations, recorded_destination
 from mailmoat.urlcheck.history import History
@@ -18,7 +19,7 @@ from mailmoat.urlcheck.lookalike import DomainCatalog
 # Whose verdict condemns a destination: a person's recall or mark, or a threat indicator's recall.
 # The gateway's own later verdicts (auto:rescan, auto:wave) and an account's containment are left
 # out: a sign fed by the engine's own verdicts would spread each of its mistakes to other mail.
-TRIGGERS = ("manual", "auto:verdict", "auto:indicator")
+TRIGGERS = triggers.PERSON
 REFRESH = 30.0  # seconds between looks at the store; a recall counts for the next mail after that
 MAX_DESTINATIONS = 5_000  # condemned destinations kept, the most recent first
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from mailmoat.config import Settings
 from mailmoat.policy.decide import STAFF_REPORT
+from mailmoat.recall import triggers
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector
 from mailmoat.store.audit import audit
@@ -73,7 +74,7 @@ async def condemn_message(engine: RecallEngine, mail_id: str, actor: str, reason
         s.commit()
     # An explicit verdict by a person is not bounded by the look-back window.
     sel = Selector(mail_id=mail_id, since="0")
-    return await auto_recall(engine, [sel], trigger="auto:verdict", reason=reason or "marked as a threat", actor=actor)
+    return await auto_recall(engine, [sel], trigger=triggers.VERDICT, reason=reason or "marked as a threat", actor=actor)
 
 
 def uncondemn_message(settings: Settings, store: Any, mail_id: str, actor: str, reason: str = "", source: str = "") -> list[str]:
@@ -98,7 +99,7 @@ def uncondemn_message(settings: Settings, store: Any, mail_id: str, actor: str, 
         s.commit()
         jobs = list(s.scalars(
             select(RecallJobRow.id).join(RecallCopyRow, RecallCopyRow.job_id == RecallJobRow.id)
-            .where(RecallCopyRow.message_id == mail_id, RecallJobRow.trigger == "auto:verdict",
+            .where(RecallCopyRow.message_id == mail_id, RecallJobRow.trigger == triggers.VERDICT,
                    RecallCopyRow.state.in_(("recalled", "already_gone")))
             .distinct()
         ))
@@ -120,7 +121,7 @@ async def on_indicators(engine: RecallEngine, indicators: list[tuple[str, str]],
             # As the scan matches it: another file of the listed bucket, another view of the form.
             sels.append(Selector(url_domain=page, not_symbol=STAFF_REPORT.name))
         outcome = await auto_recall(
-            engine, sels, trigger="auto:indicator", reason=f"threat indicator {kind}:{value}" + (f" ({source})" if source else "")
+            engine, sels, trigger=triggers.INDICATOR, reason=f"threat indicator {kind}:{value}" + (f" ({source})" if source else "")
         )
         outcome.detail.setdefault("indicator", f"{kind}:{value}")
         out.append(outcome)

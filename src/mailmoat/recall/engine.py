@@ -18,6 +18,7 @@ from mailmoat import metrics
 from mailmoat.classify.store_learning import remember_stored
 from mailmoat.config import Settings
 from mailmoat.model.envelope import new_id
+from mailmoat.recall import triggers
 from mailmoat.recall.backends import CopyRef, CopyResult, MailboxBackend, get_backend
 from mailmoat.recall.selection import Selector, select_copies
 from mailmoat.store.audit import audit
@@ -109,7 +110,7 @@ class RecallEngine:
         actor: str,
         reason: str = "",
         *,
-        trigger: str = "manual",
+        trigger: str = triggers.MANUAL,
         source: str = "",
         require_approval: bool | None = None,
     ) -> str:

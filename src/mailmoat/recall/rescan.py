@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 
 from mailmoat.blobstore import read_blob
 from mailmoat.model import Action, Direction, Envelope
+from mailmoat.recall import triggers
 from mailmoat.recall.auto import AutoOutcome, auto_recall
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector, parse_time
@@ -38,7 +39,7 @@ class RescanReport:
 
 async def rescan(
     engine: RecallEngine, scanner: Scans, since: str, actor: str = "system", limit: int = 100_000,
-    *, mail_ids: Sequence[str] | None = None, trigger: str = "auto:rescan", refresh: bool = False,
+    *, mail_ids: Sequence[str] | None = None, trigger: str = triggers.RESCAN, refresh: bool = False,
 ) -> RescanReport:
     """Re-scan every retained message received since `since` (only `mail_ids`, when given); recall
     delivered ones whose verdict became a threat. `refresh`: also record new findings under the

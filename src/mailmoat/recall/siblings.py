@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction
 from mailmoat.parse.subjects import bare_subject
+from mailmoat.recall import triggers
 from mailmoat.recall.rescan import CONDEMNED, RescanReport, Scans, rescan
 from mailmoat.store.models import IndicatorRow, MessageRow
 from mailmoat.store.recall_models import RecallJobRow
@@ -23,8 +24,8 @@ log = logging.getLogger("mailmoat.recall")
 # The verdicts of a person (or of threat intelligence) teach the near-copy memory and the condemned
 # link destinations (docs/recall.md), so their campaigns are followed up. The gateway's own later
 # verdicts are not: no mistake of the engine's spreads that way.
-PERSON_TRIGGERS = frozenset({"manual", "auto:verdict", "auto:indicator"})
-TRIGGER = "auto:siblings"
+PERSON_TRIGGERS = frozenset(triggers.PERSON)
+TRIGGER = triggers.SIBLINGS
 MAX_SIBLINGS = 1000
 MAX_RECALLED = 2000
 _PASSED = (Action.DELIVER.value, Action.TAG.value)
@@ -134,11 +135,11 @@ async def undo_follow_up(engine: RecallEngine, job_id: str, actor: str, source: 
 
             scanner = Scanner(engine.settings, engine.store)  # one that no longer sees the recall
         who = f"restore:{job_id}"
-        report = await rescan(engine, scanner, "0", who, mail_ids=ids, trigger="auto:rescan", refresh=True)
+        report = await rescan(engine, scanner, "0", who, mail_ids=ids, trigger=triggers.RESCAN, refresh=True)
         with engine.store.session() as s:
             still = list(s.scalars(select(MessageRow.id).where(MessageRow.id.in_(ids), MessageRow.action.in_(CONDEMNED))))
         for mail_id in still:  # condemned before and after: the re-scan alone recalls nothing
-            await auto_recall(engine, [Selector(mail_id=mail_id, since="0")], trigger="auto:rescan", actor=who,
+            await auto_recall(engine, [Selector(mail_id=mail_id, since="0")], trigger=triggers.RESCAN, actor=who,
                               reason=f"still condemned when judged again after recall {job_id} was restored")
         log.warning("recall %s restored: %d jobs of its follow-up restored, %d messages judged again, %d still condemned",
                     job_id, len(children), report.scanned, len(still))

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from mailmoat.config import Settings
 from mailmoat.model import Action, Direction, Envelope, Verdict
+from mailmoat.recall import triggers
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.rescan import RescanReport, Scans, rescan
 from mailmoat.store.db import Store
@@ -110,7 +111,7 @@ class WaveFollowUp:
             ids = passed_copies(self.store, dest, envelope.received_at - window, envelope.received_at)
             if not ids:
                 return None
-            report = await rescan(engine, self.scanner, "0", "system", mail_ids=ids, trigger="auto:wave")
+            report = await rescan(engine, self.scanner, "0", "system", mail_ids=ids, trigger=triggers.WAVE)
             log.warning(
                 "wave %s: %d earlier copies judged again, %d now condemned, recall jobs %s",
                 dest[1], report.scanned, len(report.newly_condemned), [r.job_id for r in report.recalls],

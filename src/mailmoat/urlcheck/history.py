@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from mailmoat.recall.triggers import VERDICT
 from mailmoat.store.db import DELIVERED
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
 from mailmoat.store.queries import recipient_is
@@ -20,7 +21,6 @@ MIN_HISTORY = 200
 SEEN_CACHE = 100_000  # domains and hosts remembered as seen, per process
 _CHUNK = 500  # values bound in one IN (), well below any database's limit
 MARKED = "marked a threat"  # how a message marked a threat by a person condemns, as the audit log has it
-VERDICT = "auto:verdict"  # the trigger of the recall that marking a message a threat starts
 
 
 class History:

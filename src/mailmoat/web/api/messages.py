@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from mailmoat.digest.requests import for_message
 from mailmoat.model import Message
+from mailmoat.recall import triggers
 from mailmoat.recall.selection import SelectionError, Selector, message_conditions
 from mailmoat.reports.triage import reports_of
 from mailmoat.store.audit import audit
@@ -304,7 +305,7 @@ async def condemn(
     if copies == 0:
         return {"job_id": "", "state": "none", "copies": 0}
     job_id = await asyncio.to_thread(
-        engine.plan, sel, who.username, reason or "marked as a threat", trigger="auto:verdict", source=who.source,
+        engine.plan, sel, who.username, reason or "marked as a threat", trigger=triggers.VERDICT, source=who.source,
         require_approval=(mode == "approval"),
     )
     if mode == "approval":
