@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -307,3 +309,38 @@ def test_recall_cli_can_leave_out_staff_reports(settings: Settings, store: Sqlit
     assert not hidden(settings.mail_dir, "phish@corp.example", report[0])
     res = CliRunner().invoke(app, ["recall", "plan", "--not-symbol", "STAFF_REPORT", "--dry-run", *where])
     assert res.exit_code == 2 and "name at least one selector" in res.output
+
+
+async def test_restore_is_refused_while_the_job_runs_or_is_restored_elsewhere(settings: Settings, store: SqliteStore) -> None:
+    users = rcpts(3)
+    tids = record(store, settings.mail_dir, "01MSG0000000000000000000JJ", users)
+    a = RecallEngine(settings, store)
+    job = a.plan(Selector(mail_id="01MSG0000000000000000000JJ"), "a")
+    await a.run(job, "a")
+    # Another node's run (or the task queue's) holds the job: a restore now would be undone by it.
+    b = RecallEngine(settings, store)
+    b.owner = "other-node:1"
+    assert b._take_lease(job)
+    with pytest.raises(RecallError, match="being run or restored elsewhere"):
+        await a.restore(job, "a")
+    assert all(visible(settings.mail_dir, u, t) == [] for u, t in zip(users, tids, strict=True))
+    b._release_lease(job)
+
+    # Two restores at once in one process: one puts the copies back, the other is refused.
+    gate = asyncio.Event()
+    slow = a.backend.restore
+
+    async def held(copies: list[Any]) -> list[CopyResult]:
+        await gate.wait()
+        return await slow(copies)
+
+    a.backend.restore = held  # type: ignore[method-assign]
+    first = asyncio.ensure_future(a.restore(job, "a"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(RecallError, match="being run or restored elsewhere"):
+        await RecallEngine(settings, store).restore(job, "b")
+    gate.set()
+    assert (await first)["state"] == "restored"
+    assert all(len(visible(settings.mail_dir, u, t)) == 1 for u, t in zip(users, tids, strict=True))
+    # Done, the lease is free again: the job can be looked at, and a new restore is a no-op, not an error.
+    assert (await RecallEngine(settings, store).restore(job, "b"))["state"] == "restored"

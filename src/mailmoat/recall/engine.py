@@ -174,25 +174,26 @@ class RecallEngine:
             raise RecallError(f"no recall job {job_id}")
         return job
 
-    def _take_lease(self, job_id: str) -> bool:
+    def _take_lease(self, job_id: str, owner: str = "") -> bool:
+        owner = owner or self.owner
         now = time.time()
         with self.store.session() as s:
             res = s.execute(
                 update(RecallJobRow)
                 .where(
                     RecallJobRow.id == job_id,
-                    or_(RecallJobRow.lease_until < now, RecallJobRow.lease_owner == self.owner),
+                    or_(RecallJobRow.lease_until < now, RecallJobRow.lease_owner == owner),
                 )
-                .values(lease_owner=self.owner, lease_until=now + LEASE_SECONDS)
+                .values(lease_owner=owner, lease_until=now + LEASE_SECONDS)
             )
             s.commit()
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
-    def _release_lease(self, job_id: str) -> None:
+    def _release_lease(self, job_id: str, owner: str = "") -> None:
         with self.store.session() as s:
             s.execute(
                 update(RecallJobRow)
-                .where(RecallJobRow.id == job_id, RecallJobRow.lease_owner == self.owner)
+                .where(RecallJobRow.id == job_id, RecallJobRow.lease_owner == (owner or self.owner))
                 .values(lease_owner="", lease_until=0.0)
             )
             s.commit()
@@ -269,7 +270,7 @@ class RecallEngine:
                 raise RecallError(f"job {job_id} was restored; plan a new recall")
             mode = job.mode
         if not self._take_lease(job_id):
-            raise RecallError(f"job {job_id} is being run by another process")
+            raise RecallError(f"job {job_id} is being run or restored by another process")
         # Holding the job lease, copies claimed before now belong to a run that died.
         self._stale_before = time.time()
         try:
@@ -400,9 +401,21 @@ class RecallEngine:
 
     async def put_back(self, job_id: str, actor: str, tracking_ids: list[str] | None = None, source: str = "") -> list[str]:
         """`restore` without the follow-up and the job's status: the messages of a job restored
-        whole (an administrator's word that they were no threat), [] otherwise."""
+        whole (an administrator's word that they were no threat), [] otherwise. Refused while the
+        job runs, or another restore of it does, anywhere: the two would undo each other."""
         with self.store.session() as s:
             self._job(s, job_id)
+        # A lease of its own, not the process's: a second restore in this process is refused too.
+        owner = f"{self.owner}:restore:{new_id()}"
+        if not self._take_lease(job_id, owner):
+            raise RecallError(f"job {job_id} is being run or restored elsewhere; try again when that is done")
+        try:
+            return await self._put_back(job_id, actor, tracking_ids, source, owner)
+        finally:
+            self._release_lease(job_id, owner)
+
+    async def _put_back(self, job_id: str, actor: str, tracking_ids: list[str] | None, source: str, owner: str) -> list[str]:
+        with self.store.session() as s:
             q = select(RecallCopyRow).where(RecallCopyRow.job_id == job_id, RecallCopyRow.state.in_(["recalled", "already_gone"]))
             if tracking_ids:
                 q = q.where(RecallCopyRow.tracking_id.in_(tracking_ids))
@@ -419,6 +432,7 @@ class RecallEngine:
             with self.store.session() as s:
                 self._apply(s, job_id, results, restoring=True)
                 s.commit()
+            self._take_lease(job_id, owner)  # renewed: a big job takes longer than one lease
         with self.store.session() as s:
             job = self._job(s, job_id)
             counts = self._counts(s, job_id)
