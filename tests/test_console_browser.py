@@ -573,3 +573,38 @@ def test_every_ui_string_exists_in_english_and_chinese() -> None:
     en, zh = strings("en"), strings("zh")
     assert all(en[k] and zh[k] for k in keys())
     assert {k for k in keys() if en[k] == zh[k] and re.search(r"[a-z]{4}", en[k])} <= {"app.name", "msg.sel.message_id"}
+
+
+@browser
+def test_restoring_a_whole_job_follows_the_judging_again_of_its_campaign(settings: Settings, tmp_path: Path) -> None:
+    """A message condemned by mistake took the rest of its campaign with it. Restore whole job:
+    every copy is back, the follow-up's jobs are named, and the page follows the judging again of
+    their messages until it is done."""
+    from typer.testing import CliRunner
+
+    from mailmoat.cli import app as cli_app
+    from tests.support.gateway import write_toml
+    from tests.test_recall_siblings import ORG, STAFF, deliver_the_campaign, in_inbox, verdict_job
+
+    ids = deliver_the_campaign(settings)
+    cfg = write_toml(tmp_path / "mailmoat.toml", {"data_dir": settings.data_dir, "server": {"domains": [ORG]}})
+    assert CliRunner().invoke(cli_app, ["recall", "condemn", ids[STAFF[0]], "--config", str(cfg)]).exit_code == 0
+    assert [in_inbox(settings, r) for r in STAFF] == [0, 0, 0, 1]
+    add_user(settings, *ADMIN, "admin")
+    job = verdict_job(settings)
+    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        login(page, web.url, *ADMIN)
+        page.goto(f"{web.url}/recall/{job}")
+        wait_ready(page)
+        assert page.locator("#job-follow-ups a.follow-up[data-state=done]").count() == 2
+        page.click("#restore-all")
+        page.wait_for_selector("body[data-job-state=restored]")
+        assert "the rest of its campaign" in (page.text_content("#flash") or "")
+        # Followed until the judging again is done: the note goes, the follow-up's jobs read restored.
+        page.wait_for_selector("#job-follow-ups a.follow-up[data-state=restored] >> nth=1")
+        page.wait_for_selector("#rejudging", state="detached")
+        assert [in_inbox(settings, r) for r in STAFF] == [1, 1, 1, 1]
+        assert errors == []

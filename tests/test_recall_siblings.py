@@ -225,3 +225,45 @@ def test_restoring_one_copy_leaves_the_follow_up_alone(settings: Settings) -> No
     result = runner.invoke(cli_app, ["recall", "restore", job.id, "--copy", copy, "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     assert [in_inbox(settings, r) for r in STAFF] == [1, 0, 0, 1]
+
+
+def test_the_console_gets_the_copies_back_at_once_and_follows_the_judging_again(settings: Settings) -> None:
+    """Over the API, a whole restore answers when the copies are back, the follow-up's included;
+    judging its messages again (a minute for a thousand) runs in the background while the job
+    says `running`."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from mailmoat.store.web_models import UserRow
+    from mailmoat.web import create_app
+    from mailmoat.web.auth import create_token
+
+    ids = deliver_the_campaign(settings)
+    cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir, "server": {"domains": [ORG]}})
+    before, _ = actions_and_triggers(settings)
+    assert runner.invoke(cli_app, ["recall", "condemn", ids[STAFF[0]], "--config", str(cfg)]).exit_code == 0
+    settings.server.domains = [ORG]
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    try:
+        with store.session() as s:
+            user = UserRow(username="analyst", password_hash="-", role="analyst", created_at=time.time())
+            s.add(user)
+            s.flush()
+            auth = {"Authorization": f"Bearer {create_token(s, user, 'test')[1]}"}
+            s.commit()
+        job = verdict_job(settings)
+        with TestClient(create_app(settings, store)) as c:
+            r = c.post(f"/api/v1/recall/jobs/{job}/restore", json={}, headers=auth)
+            st = r.json()
+            assert r.status_code == 200, r.text
+            assert st["state"] == "restored" and len(st["follow_up_restored"]) == 2
+            assert [in_inbox(settings, r) for r in STAFF] == [1, 1, 1, 1]
+            assert st["running"] is True
+            wait_for(lambda: not c.get(f"/api/v1/recall/jobs/{job}", headers=auth).json()["running"], what="judged again")
+        actions, _ = actions_and_triggers(settings)
+        assert actions == before
+        with store.session() as s:
+            assert not any("NEAR_COPY_CONDEMNED" in (m.symbols or {}) for m in s.scalars(select(MessageRow)))
+    finally:
+        store.close()

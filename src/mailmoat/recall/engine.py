@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,6 +29,8 @@ from mailmoat.tasks.claims import claim_copies, release, todo_ids
 FINAL = {"recalled", "not_found", "already_gone", "restored"}
 BATCH = 200
 LEASE_SECONDS = 120.0
+# Runs a coroutine in the background (the web console's task keeper) instead of awaiting it.
+Defer = Callable[[Coroutine[Any, Any, None]], object]
 
 
 class HasSession(Protocol):
@@ -387,16 +389,18 @@ class RecallEngine:
                 s.commit()
 
     async def restore(
-        self, job_id: str, actor: str, tracking_ids: list[str] | None = None, source: str = ""
+        self, job_id: str, actor: str, tracking_ids: list[str] | None = None, source: str = "",
+        defer: Defer | None = None,
     ) -> dict[str, Any]:
         """Put recalled copies (all, or the named ones) back where they were, with flags and dates;
-        a job restored whole also puts back what its campaign follow-up recalled because of it."""
+        a job restored whole also puts back what its campaign follow-up recalled because of it,
+        whose messages are then judged again (handed to `defer` to run in the background, if given)."""
         restored = await self.put_back(job_id, actor, tracking_ids, source)
         follow_ups: list[str] = []
         if restored:
             from mailmoat.recall.siblings import undo_follow_up
 
-            follow_ups = await undo_follow_up(self, job_id, actor, source)
+            follow_ups = await undo_follow_up(self, job_id, actor, source, defer=defer)
         return {**self.status(job_id), "follow_up_restored": follow_ups}
 
     async def put_back(self, job_id: str, actor: str, tracking_ids: list[str] | None = None, source: str = "") -> list[str]:

@@ -17,7 +17,7 @@ from mailmoat.store.models import IndicatorRow, MessageRow
 from mailmoat.store.recall_models import RecallJobRow
 
 if TYPE_CHECKING:
-    from mailmoat.recall.engine import HasSession, RecallEngine
+    from mailmoat.recall.engine import Defer, HasSession, RecallEngine
 
 log = logging.getLogger("mailmoat.recall")
 
@@ -107,14 +107,14 @@ async def follow_up(settings: Settings, store: HasSession, job_id: str, recalled
 
 
 async def undo_follow_up(engine: RecallEngine, job_id: str, actor: str, source: str = "",
-                         scanner: Scans | None = None) -> list[str]:
+                         scanner: Scans | None = None, defer: Defer | None = None) -> list[str]:
     """A person's recall restored whole was a mistake, and so was what its follow-up recalled
     because of it: those jobs are restored too, and their messages judged again without the
     mistaken recall; what that still condemns (a threat indicator listed meanwhile) is recalled
-    again, trigger "auto:rescan". Returns the restored jobs. Never raises."""
-    from mailmoat.recall.auto import auto_recall
-    from mailmoat.recall.selection import Selector
+    again, trigger "auto:rescan". Returns the restored jobs. Never raises.
 
+    The copies are back when this returns. Judging again takes longer (a second a few dozen
+    messages): given `defer`, it is handed that coroutine to run in the background instead."""
     try:
         with engine.store.session() as s:
             job = s.get(RecallJobRow, job_id)
@@ -129,7 +129,24 @@ async def undo_follow_up(engine: RecallEngine, job_id: str, actor: str, source: 
         put_back: set[str] = set()
         for child in children:  # each also forgotten as near copies (follow-ups start no follow-up to undo)
             put_back.update(await engine.put_back(child, actor, source=source))
-        ids = sorted(put_back)
+    except Exception:
+        log.exception("recall %s restored: undoing its follow-up failed (restore its auto:siblings jobs by hand)", job_id)
+        return []
+    judging = _judge_again(engine, job_id, len(children), sorted(put_back), scanner)
+    if defer is None:
+        await judging
+    else:
+        defer(judging)
+    return children
+
+
+async def _judge_again(engine: RecallEngine, job_id: str, jobs: int, ids: list[str], scanner: Scans | None) -> None:
+    """The follow-up's messages, put back, judged again by a scanner that no longer sees the
+    restored recall; what is still condemned is recalled again. Never raises."""
+    from mailmoat.recall.auto import auto_recall
+    from mailmoat.recall.selection import Selector
+
+    try:
         if scanner is None:
             from mailmoat.scanner import Scanner
 
@@ -142,8 +159,6 @@ async def undo_follow_up(engine: RecallEngine, job_id: str, actor: str, source: 
             await auto_recall(engine, [Selector(mail_id=mail_id, since="0")], trigger=triggers.RESCAN, actor=who,
                               reason=f"still condemned when judged again after recall {job_id} was restored")
         log.warning("recall %s restored: %d jobs of its follow-up restored, %d messages judged again, %d still condemned",
-                    job_id, len(children), report.scanned, len(still))
-        return children
+                    job_id, jobs, report.scanned, len(still))
     except Exception:
-        log.exception("recall %s restored: undoing its follow-up failed (restore its auto:siblings jobs by hand)", job_id)
-        return []
+        log.exception("recall %s restored: judging its follow-up's messages again failed (`mailmoat rescan` them)", job_id)

@@ -232,6 +232,7 @@ _STRINGS: dict[str, tuple[str, str]] = {
     "recall.restored": ("Restored", "已恢复"),
     "recall.follow_ups": ("The rest of its campaign, recalled by its follow-up", "后续召回的同一活动的其他邮件"),
     "recall.follow_up_restored": ("the rest of its campaign, which its follow-up recalled, too: jobs", "其后续召回的同一活动的其他邮件也已恢复：任务"),
+    "recall.rejudging": ("its messages are being judged again", "正在重新判定这些邮件"),
     "recall.approve": ("Approve and run", "批准并执行"),
     "recall.run": ("Run", "执行"),
     "recall.nothing": ("No delivered copies match.", "没有匹配的已投递副本。"),

@@ -56,7 +56,8 @@ def _status(request: Request, job_id: str, with_copies: bool = True) -> dict[str
         st: dict[str, Any] = ctx.recall_engine().status(job_id, with_copies=with_copies)
     except RecallError as exc:
         raise HTTPException(404, str(exc)) from exc
-    st["running"] = f"recall:{job_id}" in ctx.tasks
+    # Running: the job itself, or (once restored) the re-judging of its follow-up's messages.
+    st["running"] = f"recall:{job_id}" in ctx.tasks or f"restore:{job_id}" in ctx.tasks
     return st
 
 
@@ -191,15 +192,19 @@ class RestoreRequest(BaseModel):
 
 @router.post("/jobs/{job_id}/restore")
 async def restore_job(request: Request, job_id: str, who: Actor, req: RestoreRequest | None = None) -> dict[str, Any]:
-    """Put recalled copies back where they were (the whole job, or the named copies)."""
+    """Put recalled copies back where they were (the whole job, or the named copies). The copies,
+    and those its follow-up recalled (`follow_up_restored`), are back when this answers; the
+    follow-up's messages are then judged again in the background while `running` is true."""
     ctx = web(request)
     if f"recall:{job_id}" in ctx.tasks:
         raise HTTPException(409, f"job {job_id} is still running")
     await asyncio.to_thread(_status, request, job_id, False)
     ids = (req.tracking_ids if req else []) or None
+    key = f"restore:{job_id}"
     try:
-        st: dict[str, Any] = await ctx.recall_engine().restore(job_id, who.username, ids, source=who.source)
+        st: dict[str, Any] = await ctx.recall_engine().restore(
+            job_id, who.username, ids, source=who.source, defer=lambda judging: ctx.spawn(key, judging))
     except RecallError as exc:
         raise HTTPException(409, str(exc)) from exc
-    st["running"] = False
+    st["running"] = key in ctx.tasks
     return st

@@ -614,13 +614,16 @@
     const restore = async (ids) => {
       const st = await attempt(() => api("POST", path + "/restore", { tracking_ids: ids }), T("recall.restored"));
       if (st && (st.follow_up_restored || []).length) flash(`${T("recall.restored")}; ${T("recall.follow_up_restored")} ${st.follow_up_restored.join(", ")}`, "ok");
-      if (st) render(st);
+      // The follow-up's messages are judged again in the background: followed until done.
+      if (st && !render(st)) timer = setTimeout(poll, 700);
     };
     const render = (st) => {
       const copies = st.copies || [];
       const settled = copies.filter((c) => c.state !== "pending").length;
       const quiet = QUIET.has(st.state) && !st.running;
-      const shown = st.running && QUIET.has(st.state) ? "running" : st.state;
+      // Restored and still running: the job is done; its follow-up's messages are being judged again.
+      const rejudging = st.running && st.state === "restored";
+      const shown = st.running && QUIET.has(st.state) && !rejudging ? "running" : st.state;
       const stateEl = fill("job-state", stateBadge(shown));
       stateEl.dataset.state = shown;
       document.body.dataset.jobState = shown;
@@ -634,7 +637,7 @@
       // The rest of the campaign its follow-up recalled (each message a job of its own).
       if (st.follow_ups) fill("job-follow-ups", st.follow_ups.length ? [`${T("recall.follow_ups")}: `,
         ...st.follow_ups.map((j) => h("a", { href: "/recall/" + encodeURIComponent(j.id), class: "mono follow-up", dataset: { state: j.state },
-          text: `${j.id.slice(0, 10)}… (${j.state}) ` }))] : "");
+          text: `${j.id.slice(0, 10)}… (${j.state}) ` })), rejudging ? h("span", { id: "rejudging", class: "muted", text: ` · ${T("recall.rejudging")}…` }) : ""] : "");
       const acts = [];
       if (P.canAct && quiet && st.state === "planned") acts.push(h("button", { type: "button", class: "danger", id: "job-run", text: T("recall.run"), onclick: async () => {
         if (await attempt(() => api("POST", path + "/run", {}))) poll();
