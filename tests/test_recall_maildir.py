@@ -344,3 +344,19 @@ async def test_restore_is_refused_while_the_job_runs_or_is_restored_elsewhere(se
     assert all(len(visible(settings.mail_dir, u, t)) == 1 for u, t in zip(users, tids, strict=True))
     # Done, the lease is free again: the job can be looked at, and a new restore is a no-op, not an error.
     assert (await RecallEngine(settings, store).restore(job, "b"))["state"] == "restored"
+
+
+async def test_a_job_that_never_ran_or_a_copy_it_lacks_cannot_be_restored(settings: Settings, store: SqliteStore) -> None:
+    settings.recall.approval_above = 1
+    record(store, settings.mail_dir, "01MSG0000000000000000000KK", rcpts(2))
+    engine = RecallEngine(settings, store)
+    job = engine.plan(Selector(mail_id="01MSG0000000000000000000KK"), "analyst")
+    assert engine.status(job)["state"] == "awaiting_approval"
+    # Restoring it would mark it settled and shut out the administrator's approval.
+    with pytest.raises(RecallError, match="never ran"):
+        await engine.restore(job, "analyst")
+    assert engine.status(job)["state"] == "awaiting_approval"
+    engine.approve(job, "admin")
+    await engine.run(job, "admin")
+    with pytest.raises(RecallError, match="has no copy NOPE"):
+        await engine.restore(job, "admin", tracking_ids=["NOPE"])

@@ -408,7 +408,16 @@ class RecallEngine:
         whole (an administrator's word that they were no threat), [] otherwise. Refused while the
         job runs, or another restore of it does, anywhere: the two would undo each other."""
         with self.store.session() as s:
-            self._job(s, job_id)
+            state = self._job(s, job_id).state
+            if tracking_ids:
+                known = set(s.scalars(select(RecallCopyRow.tracking_id).where(
+                    RecallCopyRow.job_id == job_id, RecallCopyRow.tracking_id.in_(tracking_ids))))
+                unknown = sorted(set(tracking_ids) - known)
+                if unknown:
+                    raise RecallError(f"job {job_id} has no copy {', '.join(unknown)}")
+        if state in ("planned", "awaiting_approval"):
+            # Nothing was recalled; "restored" would mark it settled and shut out its approval.
+            raise RecallError(f"job {job_id} never ran ({state}): there is nothing to restore")
         # A lease of its own, not the process's: a second restore in this process is refused too.
         owner = f"{self.owner}:restore:{new_id()}"
         if not self._take_lease(job_id, owner):
