@@ -692,3 +692,24 @@ def test_users_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAILMOAT_ADMIN_PASSWORD", "from the environment")
     r = runner.invoke(app, ["users", "ensure-admin", "--data-dir", env_dir])
     assert r.exit_code == 0 and "from the environment" not in r.output and "MAILMOAT_ADMIN_PASSWORD" in r.output
+
+
+def test_a_held_message_marked_a_threat_stays_held_and_unmarked_is_as_it_was(env: WebEnv) -> None:
+    """Marking a held message a threat keeps it in quarantine and out of reach of a release; taking
+    the mark back restores what it was, held or deleted, rather than calling it processed."""
+    c, h, mid = env.client, env.as_role("analyst"), env.ids["held"]
+    assert c.post(f"{API}/messages/{mid}/condemn", json={"reason": "campaign"}, headers=h).status_code == 200
+    listed = c.get(f"{API}/quarantine", headers=h).json()
+    assert [m["id"] for m in listed["items"]] == [mid] and listed["items"][0]["status"] == "condemned"
+    assert c.get(f"{API}/status", headers=h).json()["held"] == 1
+    r = c.post(f"{API}/quarantine/{mid}/release", json={}, headers=h)
+    assert r.status_code == 409 and "marked as a threat" in r.json()["detail"]
+    r = c.post(f"{API}/messages/{mid}/uncondemn", json={}, headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "quarantined"
+    assert [m["id"] for m in c.get(f"{API}/quarantine", headers=h).json()["items"]] == [mid]
+    # Deleted, then marked and unmarked: still deleted, and no release brings it back.
+    assert c.post(f"{API}/quarantine/{mid}/delete", json={}, headers=h).status_code == 200
+    assert c.post(f"{API}/messages/{mid}/condemn", json={}, headers=h).status_code == 200
+    assert c.post(f"{API}/messages/{mid}/uncondemn", json={}, headers=h).json()["status"] == "deleted"
+    assert c.post(f"{API}/quarantine/{mid}/release", json={}, headers=h).status_code == 409
+    assert env.store.get_message(mid).status == "deleted"

@@ -22,6 +22,7 @@ from mailmoat.reports.triage import count_open as open_reports
 from mailmoat.store.accounts_models import IncidentRow
 from mailmoat.store.db import DEFERRED, FAILED, PENDING, SENDING, Store
 from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.quarantine import is_held
 from mailmoat.store.recall_models import RESUMABLE_STATES, RecallJobRow
 
 # Mail waiting this long in the spool is not being processed (the workers keep up in seconds).
@@ -127,7 +128,7 @@ def record_state(store: Store, status: Status, now: float) -> None:
             select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == FAILED, DeliveryRow.updated_at >= now - 86400)
         ) or 0)
         status.held = int(s.scalar(
-            select(func.count()).select_from(MessageRow).where(MessageRow.status == "quarantined")
+            select(func.count()).select_from(MessageRow).where(is_held())
         ) or 0)
         status.release_requests = count_open(s)
         status.reports_open = open_reports(s)

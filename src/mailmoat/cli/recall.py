@@ -295,14 +295,16 @@ def uncondemn_cmd(
     store = Store(settings.db_url)
     try:
         jobs = uncondemn_message(settings, store, mail_id, actor(), reason, source="cli")
+        row = store.get_message(mail_id)
+        status = row.status if row else ""
     except ValueError as exc:
         raise fail(str(exc)) from exc
     finally:
         store.close()
     if fmt == "json":
-        typer.echo(json.dumps({"mail_id": mail_id, "status": "processed", "recall_jobs": jobs}))
+        typer.echo(json.dumps({"mail_id": mail_id, "status": status, "recall_jobs": jobs}))
         return
-    console.print(f"{mail_id}: no longer marked as a threat")
+    console.print(f"{mail_id}: no longer marked as a threat (now {status})")
     for job in jobs:
         console.print(f"its copies stay recalled by job {job}: mailmoat recall restore {job}")
 

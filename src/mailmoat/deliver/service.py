@@ -245,6 +245,8 @@ class DeliveryService:
             raise ReleaseError(f"no message {message_id}")
         if row.status in ("released", "deleted"):
             raise ReleaseError(f"message {message_id} was already {row.status}")
+        if row.status == "condemned":  # a person's verdict: releasing it would deliver a known threat
+            raise ReleaseError(f"message {message_id} is marked as a threat; take the mark back first (recall uncondemn)")
         if row.status != "quarantined" and row.action not in (Action.QUARANTINE.value, Action.TEMPFAIL.value):
             raise ReleaseError(f"message {message_id} is not quarantined (status {row.status})")
         raw = await self._read_raw(row.raw_path)

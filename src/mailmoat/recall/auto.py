@@ -64,13 +64,13 @@ async def auto_recall(
 async def condemn_message(engine: RecallEngine, mail_id: str, actor: str, reason: str = "") -> AutoOutcome:
     """An administrator marks a recorded message as a threat: record it and recall its copies."""
     from mailmoat.store.models import MessageRow
+    from mailmoat.store.quarantine import mark_condemned
 
     with engine.store.session() as s:
         row = s.get(MessageRow, mail_id)
         if row is None:
             raise ValueError(f"no recorded message {mail_id}")
-        row.status = "condemned"
-        audit(s, actor, "message.condemn", mail_id, note=reason)
+        mark_condemned(s, row, actor, reason)
         s.commit()
     # An explicit verdict by a person is not bounded by the look-back window.
     sel = Selector(mail_id=mail_id, since="0")
@@ -86,16 +86,17 @@ def uncondemn_message(settings: Settings, store: Any, mail_id: str, actor: str, 
 
     from mailmoat.classify.store_learning import remember_stored
     from mailmoat.store.models import MessageRow
+    from mailmoat.store.quarantine import CONDEMNED, status_before_mark
     from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
 
     with store.session() as s:
         row = s.get(MessageRow, mail_id)
         if row is None:
             raise ValueError(f"no recorded message {mail_id}")
-        if row.status != "condemned":
+        if row.status != CONDEMNED:
             raise ValueError(f"message {mail_id} is not marked as a threat (status {row.status})")
-        row.status = "processed"
-        audit(s, actor, "message.uncondemn", mail_id, source=source, note=reason)
+        row.status = status_before_mark(s, mail_id)  # held stays held, deleted deleted
+        audit(s, actor, "message.uncondemn", mail_id, source=source, note=reason, detail={"status": row.status})
         s.commit()
         jobs = list(s.scalars(
             select(RecallJobRow.id).join(RecallCopyRow, RecallCopyRow.job_id == RecallJobRow.id)

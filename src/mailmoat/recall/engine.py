@@ -23,6 +23,7 @@ from mailmoat.recall.backends import CopyRef, CopyResult, MailboxBackend, get_ba
 from mailmoat.recall.selection import Selector, select_copies
 from mailmoat.store.audit import audit
 from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.quarantine import status_before_mark
 from mailmoat.store.recall_models import RESUMABLE_STATES, RecallCopyRow, RecallJobRow
 from mailmoat.tasks.claims import claim_copies, release, todo_ids
 
@@ -457,8 +458,8 @@ class RecallEngine:
                 for row in s.scalars(select(MessageRow).where(
                         MessageRow.id.in_(restored[start:start + 500]), MessageRow.status == "condemned")):
                     # No longer marked a threat, so its link destinations no longer condemn other mail.
-                    row.status = "processed"
-                    audit(s, actor, "message.uncondemn", row.id, source=source, detail={"job": job_id})
+                    row.status = status_before_mark(s, row.id)
+                    audit(s, actor, "message.uncondemn", row.id, source=source, detail={"job": job_id, "status": row.status})
             if restored:
                 from mailmoat.reports.triage import judged_safe
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from mailmoat.recall.selection import Selector, message_conditions
+from mailmoat.store.audit import audit
+from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.db import HELD, Store
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.queries import recipient_is
@@ -15,6 +18,8 @@ from mailmoat.store.queries import recipient_is
 QUARANTINED = "quarantined"
 DELETED = "deleted"
 RELEASED = "released"
+CONDEMNED = "condemned"  # a person marked it a threat (the status it had is in the mark's audit row)
+PROCESSED = "processed"
 
 
 class QuarantineError(Exception):
@@ -25,11 +30,39 @@ class QuarantineError(Exception):
         self.missing = missing
 
 
+def is_held() -> ColumnElement[bool]:
+    """Messages in quarantine: held, or held and then marked a threat (still held, never released)."""
+    return or_(MessageRow.status == QUARANTINED, and_(
+        MessageRow.status == CONDEMNED,
+        exists().where(DeliveryRow.message_id == MessageRow.id, DeliveryRow.status == HELD)))
+
+
+def mark_condemned(session: Session, row: MessageRow, actor: str, reason: str = "", source: str = "") -> None:
+    """A person's word that a message is a threat (audit `message.condemn`). The status it had is
+    kept in the audit row, so that taking the mark back restores it: held stays held, deleted deleted."""
+    detail = {} if row.status == CONDEMNED else {"was": row.status}
+    row.status = CONDEMNED
+    audit(session, actor, "message.condemn", row.id, source=source, note=reason, detail=detail)
+
+
+def status_before_mark(session: Session, mail_id: str) -> str:
+    """The status a condemned message had before it was marked (processed for marks older than this record)."""
+    for detail in session.scalars(select(AuditRow.detail).where(
+            AuditRow.action == "message.condemn", AuditRow.target == mail_id).order_by(AuditRow.id.desc())):
+        was = (detail or {}).get("was")
+        if isinstance(was, str) and was and was != CONDEMNED:
+            if was == QUARANTINED and not session.scalar(select(exists().where(
+                    DeliveryRow.message_id == mail_id, DeliveryRow.status == HELD))):
+                return DELETED  # its held copies were deleted while it was marked
+            return was
+    return PROCESSED
+
+
 def held(session: Session, selector: Selector | None = None, limit: int = 50, offset: int = 0) -> tuple[int, list[MessageRow]]:
     """(how many messages are held, the page of them newest first), narrowed by the recall selectors.
 
     Raises SelectionError for a selector that cannot be read (a bad --since)."""
-    conds: list[Any] = [MessageRow.status == QUARANTINED]
+    conds: list[Any] = [is_held()]
     if selector is not None:
         conds += message_conditions(selector)
         if selector.recipient:
@@ -48,9 +81,10 @@ def discard(session: Session, mail_id: str) -> None:
     row = session.get(MessageRow, mail_id)
     if row is None:
         raise QuarantineError(f"no message {mail_id}", missing=True)
-    if row.status != QUARANTINED:
+    if not session.scalar(select(is_held()).where(MessageRow.id == mail_id)):
         raise QuarantineError(f"message {mail_id} is not in quarantine (status {row.status})")
-    row.status = DELETED
+    if row.status != CONDEMNED:  # a mark stays: its links and look-alikes still condemn other mail
+        row.status = DELETED
     session.execute(
         update(DeliveryRow).where(DeliveryRow.message_id == mail_id, DeliveryRow.status == HELD).values(status=DELETED)
     )

@@ -16,9 +16,9 @@ from mailmoat.model import Message
 from mailmoat.recall import triggers
 from mailmoat.recall.selection import SelectionError, Selector, message_conditions
 from mailmoat.reports.triage import reports_of
-from mailmoat.store.audit import audit
 from mailmoat.store.db import clean_json
 from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.quarantine import mark_condemned
 from mailmoat.store.queries import recipient_is
 from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
 from mailmoat.web.api.common import message_summaries, message_summary, not_found, record, web
@@ -291,8 +291,7 @@ async def condemn(
             row = s.get(MessageRow, mail_id)
             if row is None:
                 raise not_found(f"message {mail_id}")
-            row.status = "condemned"
-            audit(s, who.username, "message.condemn", mail_id, source=who.source, note=reason)
+            mark_condemned(s, row, who.username, reason, who.source)
 
     await asyncio.to_thread(mark)
     mode = ctx.settings.recall.auto
@@ -329,4 +328,5 @@ async def uncondemn(
         if ctx.store.get_message(mail_id) is None:
             raise not_found(f"message {mail_id}") from exc
         raise HTTPException(409, str(exc)) from exc
-    return {"mail_id": mail_id, "status": "processed", "recall_jobs": jobs}
+    row = await asyncio.to_thread(ctx.store.get_message, mail_id)
+    return {"mail_id": mail_id, "status": row.status if row else "", "recall_jobs": jobs}
