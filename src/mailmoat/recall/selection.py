@@ -12,7 +12,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
-from mailmoat.store.queries import recipient_is
+from mailmoat.store.queries import LIKE_ESCAPE, contains_pattern, recipient_is
 
 _REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwSMHDW])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -80,7 +80,7 @@ class Selector:
 
 
 def _has_indicator(kind: str, value: str, *, like: bool = False) -> Any:
-    cond = IndicatorRow.value.ilike(f"%{value}%") if like else IndicatorRow.value == value
+    cond = IndicatorRow.value.ilike(contains_pattern(value), escape=LIKE_ESCAPE) if like else IndicatorRow.value == value
     return MessageRow.id.in_(select(IndicatorRow.message_id).where(IndicatorRow.kind == kind, cond))
 
 
@@ -101,7 +101,7 @@ def message_conditions(sel: Selector, now: float | None = None) -> list[Any]:
             # one indexed lookup instead of an OR that makes the database scan every message.
             c.append(_has_indicator("sender_domain", s))
     if sel.subject:
-        c.append(MessageRow.subject.ilike(f"%{sel.subject}%"))
+        c.append(MessageRow.subject.ilike(contains_pattern(sel.subject), escape=LIKE_ESCAPE))
     if sel.url:
         c.append(_has_indicator("url", sel.url, like=True))
     if sel.url_domain:

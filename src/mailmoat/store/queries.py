@@ -25,9 +25,18 @@ def recipient_is(addr: str) -> ColumnElement[bool]:
     return func.lower(DeliveryRow.recipient).in_(sorted({addr.lower(), addr.translate(_ASCII_LOWER)}))
 
 
-def _like(value: str) -> str:
-    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+LIKE_ESCAPE = "\\"
+
+
+def contains_pattern(value: str) -> str:
+    """A LIKE pattern (with `escape=LIKE_ESCAPE`) for `value` anywhere in a text. Its % and _ are
+    taken literally: a search for "50% off" must not also find "500 off" (in a recall, too much)."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _like(value: str) -> str:
+    return contains_pattern(value.lower())
 
 
 def _iso(ts: float) -> str:
@@ -91,18 +100,18 @@ def trace(
     if sender:
         pat = _like(sender)
         q = q.where(
-            or_(func.lower(MessageRow.mail_from).like(pat, escape="\\"), func.lower(MessageRow.from_addr).like(pat, escape="\\"))
+            or_(func.lower(MessageRow.mail_from).like(pat, escape=LIKE_ESCAPE), func.lower(MessageRow.from_addr).like(pat, escape=LIKE_ESCAPE))
         )
     if rcpt:
         pat = _like(rcpt)
         q = q.where(
             or_(
-                exists().where(DeliveryRow.message_id == MessageRow.id, func.lower(DeliveryRow.recipient).like(pat, escape="\\")),
-                func.lower(cast(MessageRow.rcpt_tos, String)).like(pat, escape="\\"),
+                exists().where(DeliveryRow.message_id == MessageRow.id, func.lower(DeliveryRow.recipient).like(pat, escape=LIKE_ESCAPE)),
+                func.lower(cast(MessageRow.rcpt_tos, String)).like(pat, escape=LIKE_ESCAPE),
             )
         )
     if subject:
-        q = q.where(func.lower(MessageRow.subject).like(_like(subject), escape="\\"))
+        q = q.where(func.lower(MessageRow.subject).like(_like(subject), escape=LIKE_ESCAPE))
     if message_id:
         bare = message_id.strip().strip("<>")
         q = q.where(

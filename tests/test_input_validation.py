@@ -1,0 +1,73 @@
+"""Bad input to the JSON API and the CLI (QA's report): wildcards in selectors, non-finite times, numbers
+too large for the database, unreadable files, unmanageable user names, mistyped data paths.
+Each is refused with a clear answer (422, or a one-line error and a non-zero exit) instead of a
+traceback, an HTTP 500 or a silently wrong result."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mailmoat.cli import app
+from mailmoat.model import Action, Envelope, Verdict
+from mailmoat.parse import parse
+from tests.support.webkit import WebEnv, web_env
+
+API = "/api/v1"
+HUGE = "99999999999999999999"  # more than SQLite's 64-bit INTEGER holds
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[WebEnv]:
+    with web_env(tmp_path) as e:
+        yield e
+
+
+def record(env: WebEnv, subject: str) -> str:
+    raw = f"From: Shop <deals@shop.example>\r\nTo: li.na@victim-corp.com\r\nSubject: {subject}\r\n\r\nHello.\r\n".encode()
+    envelope = Envelope(mail_from="deals@shop.example", rcpt_tos=["li.na@victim-corp.com"], size=len(raw))
+    env.store.record_message(envelope, parse(raw), Verdict(Action.DELIVER, 0.0))
+    return envelope.id
+
+
+def cli(env: WebEnv, *args: str) -> tuple[int, str]:
+    r = runner.invoke(app, [*args, "--data-dir", env.settings.data_dir])
+    return r.exit_code, r.output
+
+
+# -- 1. LIKE wildcards match literally -------------------------------------------------------
+
+
+def test_wildcards_in_subject_url_and_qr_selectors_match_literally(env: WebEnv) -> None:
+    h = env.as_role("analyst")
+    c = env.client
+
+    def total(**params: str) -> int:
+        r = c.get(f"{API}/messages", params=params, headers=h)
+        assert r.status_code == 200, r.text
+        return int(r.json()["total"])
+
+    for wild in ("%", "_", "\\"):
+        assert total(subject=wild) == 0
+        assert total(url=wild) == 0
+        assert total(qr=wild) == 0
+        preview = c.post(f"{API}/recall/preview", json={"selector": {"subject": wild}}, headers=h)
+        assert preview.status_code == 200 and preview.json()["copies"] == 0, preview.text
+    assert total(subject="WEEKLY") == 1  # still a case-insensitive substring
+    assert total(url="LETTERS.example/re") == 1
+
+    sale = record(env, "50% off until Friday")
+    record(env, "500 off until Friday")  # '50% off' as a pattern would take this one too
+    record(env, "Invoice-2026")
+    invoice = record(env, "Invoice_2026")
+    assert [m["id"] for m in c.get(f"{API}/messages", params={"subject": "50% OFF"}, headers=h).json()["items"]] == [sale]
+    assert [m["id"] for m in c.get(f"{API}/messages", params={"subject": "invoice_2026"}, headers=h).json()["items"]] == [invoice]
+
+    code, out = cli(env, "recall", "plan", "--dry-run", "--format", "json", "--subject", "%")
+    assert code == 0 and '"copies": 0' in out, out
+    code, out = cli(env, "recall", "plan", "--dry-run", "--format", "json", "--subject", "weekly")
+    assert code == 0 and '"copies": 1' in out, out
