@@ -109,6 +109,46 @@ def received_header(envelope: Envelope, hostname: str, protocol: str, eol: bytes
     return line.encode("ascii", "replace").replace(b"\r\n", eol)
 
 
+# RFC 5321 4.5.3.1.1 and 4.5.3.1.2: the longest local part and domain, in octets. Longer ones
+# cannot be delivered anywhere that follows the RFC (and our own Maildir names stop at 255).
+MAX_LOCAL_PART = 64
+MAX_DOMAIN = 255
+# No form of an RFC 5321 address holds a control character, not even a quoted local part
+# (qtextSMTP and quoted-pairSMTP are %d32-126); a NUL or ESC in a mailbox name only does harm.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def address_refusal(address: str, smtputf8: bool, *, sender: bool) -> str | None:
+    """The reply refusing an envelope address the gateway could not use as it was sent, or None.
+
+    aiosmtpd decodes command arguments as UTF-8 with surrogateescape, so bytes that are not UTF-8
+    arrive as lone surrogates: such an address cannot be stored, shown or matched as the client
+    wrote it (the record said `al?ice`, the Maildir `al\xffice`), so it is refused at the door.
+    """
+    if address == "<>":  # the null sender
+        return None
+    status = "5.1.7" if sender else "5.1.3"  # RFC 3463: bad sender's / destination mailbox syntax
+    what = "sender" if sender else "recipient"
+    if _CONTROL.search(address):
+        return f"553 {status} Bad {what} address syntax: control character"
+    if not address.isascii() and not smtputf8:
+        return f"553 5.6.7 Non-ASCII {what} address requires SMTPUTF8"  # RFC 6531 3.5
+    try:
+        octets = address.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"553 {status} Bad {what} address syntax: not valid UTF-8"
+    if sender:
+        # Long senders are left alone: bounce-address schemes (VERP, SRS, BATV) exceed 64 octets,
+        # and the sender names no file here.
+        return None
+    local, _, domain = octets.rpartition(b"@")
+    if len(local) > MAX_LOCAL_PART or len(domain) > MAX_DOMAIN:
+        # 501, not 553: RFC 5321 4.5.3.1.10 names "501 Path too long" for a limit exceeded, and
+        # the address is too long rather than a mailbox name that is not allowed.
+        return f"501 5.1.3 {'Local part' if len(local) > MAX_LOCAL_PART else 'Domain'} of the recipient address too long"
+    return None
+
+
 # `<local@domain>` in its plainest form (dot-atoms of common characters), optionally followed by
 # parameters: what nearly every MAIL FROM and RCPT TO looks like. Anything else (quoting,
 # comments, source routes, address literals, `<>`) goes to aiosmtpd's full RFC 5322 parser.
@@ -244,11 +284,26 @@ class IngestHandler(_FewNames):
         out.insert(len(out) - 1, "250-PIPELINING")
         return out
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str, mail_options: list[str]
+    ) -> str:
+        # aiosmtpd has set envelope.smtp_utf8 from the parameters by now; with this hook it leaves
+        # recording the sender to us.
+        refusal = address_refusal(address, envelope.smtp_utf8, sender=True)
+        if refusal:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str, rcpt_options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self.settings.server.max_recipients:
             return "452 4.5.3 Too many recipients"
+        refusal = address_refusal(address, envelope.smtp_utf8, sender=False)
+        if refusal:
+            return refusal
         domain = domain_of(address)
         if not domain or not address.rpartition("@")[0]:
             return "550 5.1.3 Bad recipient address syntax"
