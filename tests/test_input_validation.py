@@ -71,3 +71,18 @@ def test_wildcards_in_subject_url_and_qr_selectors_match_literally(env: WebEnv) 
     assert code == 0 and '"copies": 0' in out, out
     code, out = cli(env, "recall", "plan", "--dry-run", "--format", "json", "--subject", "weekly")
     assert code == 0 and '"copies": 1' in out, out
+
+
+# -- 2. non-finite times ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", "Infinity", "1" + "0" * 400 + "d"])
+def test_non_finite_times_are_refused(env: WebEnv, value: str) -> None:
+    h = env.as_role("admin")
+    for path in ("/messages", "/audit"):
+        r = env.client.get(f"{API}{path}", params={"since": value}, headers=h)
+        assert r.status_code == 422 and "cannot read time" in r.text, (path, r.text)
+    r = env.client.post(f"{API}/recall/preview", json={"selector": {"subject": "Weekly", "until": value}}, headers=h)
+    assert r.status_code == 422, r.text
+    code, out = cli(env, "trace", "--since", value)
+    assert code == 2 and "cannot read time" in out, out

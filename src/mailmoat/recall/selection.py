@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, fields
@@ -26,21 +27,26 @@ def parse_time(value: str, now: float | None = None) -> float:
     """'3d', '12h', '30m', '2w' (that long ago), an ISO date/time (local time when naive; 'Z' is UTC)
     or epoch seconds → epoch seconds. One reading of times for every command and the API."""
     now = time.time() if now is None else now
+    bad = SelectionError(f"cannot read time {value!r} (use 3d, 12h, 2026-11-28 or 2026-11-28T10:00)")
     m = _REL.match(value)
     if m:
-        return now - float(m.group(1)) * _UNIT[m.group(2).lower()]
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise SelectionError(f"cannot read time {value!r} (use 3d, 12h, 2026-11-28 or 2026-11-28T10:00)") from exc
-    return dt.timestamp()
+        ts = now - float(m.group(1)) * _UNIT[m.group(2).lower()]
+    else:
+        try:
+            ts = float(value)
+        except ValueError:
+            text = value.strip()
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            try:
+                ts = datetime.fromisoformat(text).timestamp()
+            except (ValueError, OverflowError) as exc:
+                raise bad from exc
+    # float() reads "nan", "inf" and "1e400" (inf): compared with a time, they select nothing at
+    # all, and a search, trace or recall would quietly come back empty instead of saying why.
+    if not math.isfinite(ts):
+        raise bad
+    return ts
 
 
 @dataclass
