@@ -296,6 +296,31 @@ def with_dependencies(rule: Rule, rules: list[Rule]) -> list[Rule]:
     return out
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scrubbed(value: Any) -> Any:
+    """`value` with every lone surrogate (an undecodable byte kept by surrogateescape) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    return value
+
+
+def _context(variables: dict[str, Any], functions: dict[str, Callable[..., Any]]) -> Any:
+    """A CEL context over the variables. CEL strings are UTF-8, and a string holding bytes that
+    were not (an SMTP address read with surrogateescape) fails the whole conversion: then the
+    variables are converted again with those characters replaced, rather than every rule failing."""
+    try:
+        return cel.Context(variables=variables, functions=functions)
+    except ValueError as exc:
+        log.warning("rules: converting again with undecodable characters replaced (%s)", exc)
+        return cel.Context(variables=_scrubbed(variables), functions=functions)
+
+
 class RuleSet:
     """Compiled rules evaluated together: one activation per message holding only the fields they use.
 
@@ -326,7 +351,7 @@ class RuleSet:
             return hits, failed
         functions = self._functions(message)
         variables = activation.build(message, envelope, prior, self.fields)
-        ctx = cel.Context(variables=variables, functions=functions)
+        ctx = _context(variables, functions)
         seen = list(prior)
         built = len(seen)  # the findings the activation was built with
         last = len(self.layers) - 1
@@ -334,7 +359,7 @@ class RuleSet:
             if len(seen) > built:
                 # Only the fields read from the findings change; the rest is built once.
                 variables.update(activation.build(message, envelope, seen, self.fields & activation.FROM_FINDINGS))
-                ctx = cel.Context(variables=variables, functions=functions)
+                ctx = _context(variables, functions)
                 built = len(seen)
             for rule in layer:
                 try:
