@@ -19,16 +19,25 @@ def _eol(raw: bytes) -> bytes:
     return b"\r\n" if i > 0 and raw[i - 1 : i] == b"\r" else b"\n"
 
 
+# Where the parser (stdlib email.feedparser) ends the header block: at the first line that is empty
+# once its ending (CRLF, LF or a bare CR) is taken off, i.e. after an LF followed by CR or LF, or a
+# bare CR followed by CR. The Maildir file (CRLF turned LF) and the mail system read "\n\r\n" and
+# "\r\n\n" as the blank line too. Splitting anywhere else edits body lines as header fields. A line
+# that is no field (no colon) does not end it here, although the stdlib stops there: mail stores and
+# clients read on, so forged fields below it are still headers to the recipient.
+_BLANK_LINE = re.compile(rb"\n[\r\n]|\r\r")
+
+
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
-    """(header block including its final line ending, rest starting with the blank line or empty)."""
-    if raw.startswith((b"\r\n", b"\n")):
+    """(header block including its final line ending, rest starting with the blank line or empty).
+
+    The one place the gateway decides where headers end: every header edit goes through it."""
+    if raw.startswith((b"\r", b"\n")):
         return b"", raw
-    candidates = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    if not candidates:
+    m = _BLANK_LINE.search(raw)
+    if m is None:
         return raw, b""
-    i = min(candidates)
-    cut = i + (2 if raw[i : i + 2] == b"\r\n" else 1)
-    return raw[:cut], raw[cut:]
+    return raw[: m.start() + 1], raw[m.start() + 1 :]
 
 
 def header_fields(header: bytes) -> list[bytes]:
