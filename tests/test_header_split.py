@@ -1,15 +1,17 @@
-"""The gateway's header edits split header from body where the parser does, and never touch the body."""
+"""The gateway's header edits split header from body where the parser does, and never touch the body;
+forged Authentication-Results that claim the gateway's authserv-id are removed however they are spelt."""
 
 from __future__ import annotations
 
 import email
 import itertools
+import smtplib
 from email import policy
 from pathlib import Path
 
 import pytest
 
-from mailmoat.config import ArcSealSettings
+from mailmoat.config import ArcSealSettings, Settings
 from mailmoat.deliver.arc_seal import Sealer
 from mailmoat.deliver.banner import add_banner
 from mailmoat.deliver.headers import (
@@ -22,6 +24,7 @@ from mailmoat.deliver.headers import (
 )
 from mailmoat.model import Action, Finding, Verdict
 from tests.support.dnsserver import new_dkim_key
+from tests.support.gateway import inprocess_gateway, maildir_copies, wait_for
 
 OURS = "mailmoat.localhost"
 # QA's message (finding 3): the header block ends in "\n\r\n", which the parser and the LF Maildir file
@@ -95,6 +98,77 @@ def test_banner_goes_into_the_body_the_parser_reads() -> None:
     out = add_banner(raw, "warning", ["Caution."])
     assert out.startswith(b"From: a@outside.example\nContent-Type: text/plain\n\r\nCaution.\r\n\r\nContent-Type: text/html\r\n")
     assert out.endswith(b"hello\r\n")
+
+
+@pytest.mark.parametrize(("value", "claimed"), [
+    (b" mailmoat.localhost; dkim=pass", b"mailmoat.localhost"),
+    (b"mailmoat.localhost;dkim=pass", b"mailmoat.localhost"),
+    (b" (c) mailmoat.localhost; dkim=pass", b"mailmoat.localhost"),
+    (b" MAILMOAT.LOCALHOST.; dkim=pass", b"mailmoat.localhost"),
+    (b" (a (nested \\) comment)) \r\n\t(another)\tMailMoat.LocalHost 1; dkim=pass", b"mailmoat.localhost"),
+    (b' "mailmoat.localhost"; dkim=pass', b"mailmoat.localhost"),
+    (b' (x) "mailmoat.\\localhost." ; dkim=pass', b"mailmoat.localhost"),
+    (b" mx.example.org; dkim=pass header.d=mailmoat.localhost", b"mx.example.org"),
+    (b" (mailmoat.localhost) mx.example.org; dkim=pass", b"mx.example.org"),
+    (b" mailmoat.localhost.evil.example; dkim=pass", b"mailmoat.localhost.evil.example"),
+    (b" (never closed mailmoat.localhost; dkim=pass", None),
+    (b" ; dkim=pass", None),
+    (b"", None),
+])
+def test_authserv_id_reads_past_comments_and_folding(value: bytes, claimed: bytes | None) -> None:
+    from mailmoat.deliver.headers import claimed_authserv_id
+
+    assert claimed_authserv_id(value) == claimed
+
+
+def test_every_authentication_results_claiming_our_id_is_removed() -> None:
+    forged = [
+        b"Authentication-Results: (c) mailmoat.localhost; dkim=pass\r\n",
+        b"Authentication-Results: MAILMOAT.LOCALHOST.; dkim=pass\r\n",
+        b"authentication-results :mailmoat.localhost;dkim=pass\r\n",
+        b"Authentication-Results: (one\r\n (two)) mailmoat.localhost\t1;\r\n\tdmarc=pass header.from=bank.example\r\n",
+        b'Authentication-Results: "mailmoat.localhost"; spf=pass\r\n',
+    ]
+    kept = [
+        b"Authentication-Results: mx.example.org; dkim=pass header.d=mailmoat.localhost\r\n",
+        b"Authentication-Results: (mailmoat.localhost) mx.example.org; spf=pass\r\n",
+    ]
+    raw = b"From: a@example.org\r\n" + b"".join(forged + kept) + b"Subject: s\r\n\r\nbody\r\n"
+    assert strip_incoming(raw, "MailMoat.LocalHost.") == b"From: a@example.org\r\n" + b"".join(kept) + b"Subject: s\r\n\r\nbody\r\n"
+
+
+def test_the_gateway_delivers_the_body_as_sent_and_drops_forged_results(settings: Settings) -> None:
+    settings.server.workers = 0
+    settings.policy.thresholds.tag = -1000.0  # every message is tagged: the subject edit runs
+    settings.policy.thresholds.quarantine = 1000.0
+    settings.policy.thresholds.reject = 2000.0
+    raw = (b"From: bob@example.org\nTo: tagme@localhost\n"
+           b"Authentication-Results: (c) mailmoat.localhost; dkim=pass\n"
+           b"Authentication-Results: MAILMOAT.LOCALHOST.; dkim=pass\n"
+           b"\r\nSubject: this line is body text\r\nX-Mailmoat-Note: body text too\r\n"
+           b"Authentication-Results: mailmoat.localhost; in the body\r\nmore body\r\n")
+    with inprocess_gateway(settings) as gw:
+        with smtplib.SMTP(gw.host, gw.port, timeout=30) as c:
+            c.sendmail("bob@example.org", ["tagme@localhost"], raw)
+        copies = wait_for(lambda: maildir_copies(settings.mail_dir, "tagme@localhost"), what="the delivered copy")
+    ((path,),) = copies.values()
+    got = path.read_bytes()  # Maildir files use LF
+    rest = split_header(got)[1]
+    assert rest == b"\nSubject: this line is body text\nX-Mailmoat-Note: body text too\n" \
+                   b"Authentication-Results: mailmoat.localhost; in the body\nmore body\n"
+    msg = email.message_from_bytes(got, policy=policy.compat32)
+    assert msg["Subject"] == "[SUSPICIOUS]"  # the header gets the tag, not the body's line
+    assert str(msg["X-Mailmoat-Verdict"]).startswith("action=tag")
+    results = msg.get_all("Authentication-Results")
+    assert len(results) == 1 and results[0].startswith("mailmoat.localhost;")  # the gateway's own only
+
+
+def test_a_line_that_is_no_field_does_not_end_the_header() -> None:
+    # The stdlib parser stops at such a line; mail stores and clients read on to the blank line, so
+    # the forged fields below it are still headers to the recipient and must still go.
+    raw = (b"From: a@example.org\r\nX-Mailmoat-Verdict\x00: x\r\n"
+           b"Authentication-Results: (c) mailmoat.localhost; dkim=pass\r\nX-Mailmoat-Id: forged\r\n\r\nbody\r\n")
+    assert strip_incoming(raw, OURS) == b"From: a@example.org\r\n\r\nbody\r\n"
 
 
 def test_the_arc_seal_only_adds_fields_on_top(tmp_path: Path) -> None:

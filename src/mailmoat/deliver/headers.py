@@ -64,16 +64,66 @@ def strip_fields(raw: bytes, drop: Callable[[bytes, bytes], bool]) -> bytes:
     return b"".join(kept) + rest
 
 
+# RFC 2045 tspecials: with space and controls, what ends a token.
+_TSPECIALS = frozenset(b'()<>@,;:\\"/[]?=')
+
+
+def claimed_authserv_id(value: bytes) -> bytes | None:
+    """The authserv-id an Authentication-Results value claims, lower-case and without a trailing
+    dot; None when it names none.
+
+    RFC 8601 2.2: `[CFWS] authserv-id`, a token or a quoted-string. Comments (nested, with quoted
+    pairs) and folding may come before it, so "(c) gw.example" and a folded "GW.EXAMPLE." claim
+    "gw.example" as much as "gw.example" does, for a reader that follows the RFC."""
+    s = re.sub(rb"\r\n|\r|\n", b"", value)  # unfold
+    i, n = 0, len(s)
+    while i < n and s[i] in b" \t(":
+        if s[i] != ord("("):
+            i += 1
+            continue
+        depth = 0
+        while True:
+            if i >= n:
+                return None  # a comment never closed: no authserv-id
+            c = s[i]
+            i += 2 if c == ord("\\") else 1
+            depth += (c == ord("(")) - (c == ord(")"))
+            if depth == 0:
+                break
+    if i < n and s[i] == ord('"'):
+        ident = bytearray()
+        i += 1
+        while i < n and s[i] != ord('"'):
+            if s[i] == ord("\\") and i + 1 < n:
+                i += 1
+            ident.append(s[i])
+            i += 1
+        if i >= n:
+            return None  # a quoted-string never closed
+    else:
+        start = i
+        while i < n and 0x20 < s[i] < 0x7F and s[i] not in _TSPECIALS:
+            i += 1
+        ident = bytearray(s[start:i])
+    # Domain names compare without case, and "gw.example." is the same name written absolute.
+    return bytes(ident).strip().rstrip(b".").lower() or None
+
+
+def _own_id(authserv_id: str) -> str:
+    """The authserv-id the gateway writes (and so the one forged copies claim)."""
+    return _KEYWORD.sub("", authserv_id) or "mailmoat"
+
+
 def strip_incoming(raw: bytes, authserv_id: str) -> bytes:
-    """Drop X-Mailmoat-* (senders can forge a tracking id) and Authentication-Results claiming our id."""
-    ours = authserv_id.lower().encode()
+    """Drop X-Mailmoat-* (senders can forge a tracking id) and every Authentication-Results claiming
+    our authserv-id (RFC 8601 section 5: a border MTA removes them, or readers trust the forgery)."""
+    ours = _own_id(authserv_id).lower().rstrip(".").encode()
 
     def drop(name: bytes, field: bytes) -> bool:
         if name.startswith(b"x-mailmoat-"):
             return True
         if name == b"authentication-results":
-            value = field.partition(b":")[2].strip().lower()
-            return value.split(b";", 1)[0].strip().split(b" ", 1)[0] == ours
+            return claimed_authserv_id(field.partition(b":")[2]) == ours
         return False
 
     return strip_fields(raw, drop)
@@ -124,7 +174,7 @@ def authentication_results(authserv_id: str, findings: Iterable[Finding]) -> str
         if item not in seen:
             seen.add(item)
             parts.append(item)
-    head = _KEYWORD.sub("", authserv_id) or "mailmoat"
+    head = _own_id(authserv_id)
     if not parts:
         return f"{head}; none"
     return f"{head};\n" + ";\n".join(parts)
