@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import re
@@ -14,6 +15,16 @@ from mailmoat.durable import fsync_dir_shared
 
 _TMP_SEQ = itertools.count()
 _UNSAFE_HOST = re.compile(r"[/:\\\s]")
+# Errors about a file name itself, which every retry meets again: ENAMETOOLONG (a local part
+# past the filesystem's 255-byte names), EILSEQ (bytes a filesystem such as ZFS utf8only
+# refuses). Anything else (disk full, permissions, a file where a directory belongs) an operator
+# can fix, so it is retried.
+_BAD_NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ})
+
+
+def bad_name(exc: OSError) -> bool:
+    """True when the filesystem refuses the mailbox's or the copy's name: no retry can store it."""
+    return exc.errno in _BAD_NAME_ERRNOS
 
 
 def mailbox_name(address: str) -> str:

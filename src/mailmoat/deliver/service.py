@@ -20,7 +20,7 @@ from mailmoat.deliver import queue, relay
 from mailmoat.deliver.arc_seal import Sealer
 from mailmoat.deliver.banner import add_banner, banner_lines
 from mailmoat.deliver.headers import prepare_base, stamp
-from mailmoat.deliver.maildir import MaildirStore
+from mailmoat.deliver.maildir import MaildirStore, bad_name
 from mailmoat.model import Action, Address, Direction, Envelope, Message, Verdict
 from mailmoat.store.db import (
     DEFERRED,
@@ -409,7 +409,14 @@ class DeliveryService:
                 c.mailbox, c.tracking_id, stamp(base, c.tracking_id), envelope.received_at, check_existing=not c.fresh
             )
         except OSError as exc:
-            return relay.Attempt(c.recipient, 0, f"local delivery failed: {exc}"), ""
+            # The reply is recorded and, should the copy fail, sent to the sender in a DSN: the
+            # error without the file's path, which only the log shows.
+            log.warning("local delivery to mailbox %s: %s", c.mailbox, exc)
+            why = exc.strerror or type(exc).__name__
+            if bad_name(exc):
+                reply = f"550 5.1.3 local delivery failed: {why} (the mailbox name cannot be stored)"
+                return relay.Attempt(c.recipient, 550, reply), ""
+            return relay.Attempt(c.recipient, 0, f"local delivery failed: {why}"), ""
         reply = "250 2.0.0 already in mailbox" if stored.already else "250 2.0.0 stored"
         return relay.Attempt(c.recipient, 250, reply), str(stored.path)
 
