@@ -6,6 +6,7 @@ import csv
 import io
 import ipaddress
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mailmoat.urlcheck import domains as dom
 
+log = logging.getLogger(__name__)
+
 KINDS = ("domain", "url", "sender", "ip", "sha256")
+# The widest network (prefix length by IP version) an IP indicator or an allow/deny entry may name:
+# a wider one marks (or waves through) mail from a whole region of the internet, which no feed
+# means and one mistyped line would do.
+WIDEST_PREFIX = {4: 8, 6: 32}
 
 
 class LoadError(ValueError):
@@ -117,6 +124,18 @@ def normalise(kind: str, value: str) -> str | None:
         v = v.lower()
         return v if len(v) == 64 and _HEX.match(v) else None
     return None
+
+
+def too_wide(kind: str, value: str) -> str:
+    """Why a normalised indicator names too much to list ("0.0.0.0/0 is wider than /8"), or ""."""
+    if kind != "ip" or "/" not in value:
+        return ""
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return ""
+    widest = WIDEST_PREFIX[net.version]
+    return f"{net} is wider than /{widest}" if net.prefixlen < widest else ""
 
 
 def guess_kind(value: str) -> str | None:
@@ -328,8 +347,10 @@ def load_json(text: str, path: Path) -> list[Indicator]:
     raise LoadError(f"{path}: JSON is neither a STIX bundle nor MISP events")
 
 
-def load_file(path: str | Path) -> list[Indicator]:
-    """Indicators of one file, by its format (JSON: STIX or MISP; .csv; anything else: a plain list)."""
+def load_file(path: str | Path, skipped: list[str] | None = None) -> list[Indicator]:
+    """Indicators of one file, by its format (JSON: STIX or MISP; .csv; anything else: a plain list).
+    Networks wider than WIDEST_PREFIX are left out: each is added to `skipped` ("line 3: 0.0.0.0/0
+    is wider than /8"), or logged when the caller gives no list."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig", errors="replace")
@@ -338,7 +359,18 @@ def load_file(path: str | Path) -> list[Indicator]:
     suffix = p.suffix.lower()
     stripped = text.lstrip()
     if suffix in (".json", ".stix", ".misp") or (suffix not in (".csv", ".txt") and stripped[:1] in ("{", "[")):
-        return load_json(text, p)
-    if suffix == ".csv":
-        return load_csv(text, p)
-    return load_plain(text, p)
+        found = load_json(text, p)
+    elif suffix == ".csv":
+        found = load_csv(text, p)
+    else:
+        found = load_plain(text, p)
+    out: list[Indicator] = []
+    for ind in found:
+        why = too_wide(ind.kind, ind.value)
+        if not why:
+            out.append(ind)
+        elif skipped is not None:
+            skipped.append(f"{ind.ref}: {why}" if ind.ref else why)
+        else:
+            log.warning("intel: %s: %s; skipped", ind.where(), why)
+    return out

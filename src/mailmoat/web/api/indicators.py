@@ -16,7 +16,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from pydantic import BaseModel
 
 from mailmoat.config import Settings
-from mailmoat.intel.loaders import KINDS, Indicator, LoadError, load_file, normalise
+from mailmoat.intel.loaders import KINDS, Indicator, LoadError, load_file, normalise, too_wide
 from mailmoat.web.api.common import record_async, web
 from mailmoat.web.auth import Actor, Reader
 
@@ -105,11 +105,12 @@ def list_indicators(
     items: list[dict[str, Any]] = []
     files = []
     for f in _files(settings):
+        skipped: list[str] = []  # networks too wide to apply, which the intel analyzer leaves out too
         try:
-            inds = load_file(f)
-            files.append({"file": str(f), "count": len(inds), "error": ""})
+            inds = load_file(f, skipped)
+            files.append({"file": str(f), "count": len(inds), "error": "", "skipped": skipped})
         except LoadError as exc:
-            files.append({"file": str(f), "count": 0, "error": str(exc)})
+            files.append({"file": str(f), "count": 0, "error": str(exc), "skipped": []})
             continue
         for i in inds:
             if (kind and i.kind != kind) or (q and q.lower() not in i.value):
@@ -134,6 +135,8 @@ async def add_indicator(request: Request, body: IndicatorIn, who: Actor) -> dict
     value = normalise(kind, body.value)
     if value is None:
         raise HTTPException(422, f"{body.value!r} is not a valid {kind}")
+    if why := too_wide(kind, value):
+        raise HTTPException(422, why)
     settings: Settings = web(request).settings
     path = intel_dir(settings) / CONSOLE_FILE
 
@@ -168,26 +171,27 @@ async def import_indicators(
     name = _SAFE.sub("_", Path(file.filename or "indicators.txt").name).strip("._") or "indicators.txt"
     settings: Settings = web(request).settings
 
-    def check_and_store() -> tuple[list[Indicator], Path]:
+    def check_and_store() -> tuple[list[Indicator], list[str], Path]:
+        skipped: list[str] = []  # networks too wide to apply: stored with the file, never loaded from it
         with tempfile.TemporaryDirectory() as tmp:
             probe = Path(tmp) / name
             probe.write_bytes(data)
             try:
-                inds = load_file(probe)
+                inds = load_file(probe, skipped)
             except LoadError as exc:
                 raise HTTPException(422, str(exc).replace(str(probe), name)) from exc
         if not inds:
-            raise HTTPException(422, f"{name}: no valid indicators found")
+            raise HTTPException(422, f"{name}: no valid indicators found" + "".join(f"; {s}" for s in skipped[:5]))
         target = intel_dir(settings) / f"import-{time.strftime('%Y%m%d-%H%M%S')}-{name}"
         _write_atomic(target, data)
-        return inds, target
+        return inds, skipped, target
 
-    inds, target = await asyncio.to_thread(check_and_store)
+    inds, skipped, target = await asyncio.to_thread(check_and_store)
     counts: dict[str, int] = {}
     for i in inds:
         counts[i.kind] = counts.get(i.kind, 0) + 1
-    await record_async(request, who, "indicator.import", target.name, {"file": str(target), "counts": counts})
+    await record_async(request, who, "indicator.import", target.name, {"file": str(target), "counts": counts, "skipped": skipped})
     recalls = await _recall(request, inds, f"import {target.name}") if recall else []
-    return {"file": str(target), "count": len(inds), "counts": counts, "recalls": recalls}
+    return {"file": str(target), "count": len(inds), "counts": counts, "skipped": skipped, "recalls": recalls}
 
 
