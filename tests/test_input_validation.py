@@ -86,3 +86,46 @@ def test_non_finite_times_are_refused(env: WebEnv, value: str) -> None:
     assert r.status_code == 422, r.text
     code, out = cli(env, "trace", "--since", value)
     assert code == 2 and "cannot read time" in out, out
+
+
+# -- 3. numbers too large for the database ---------------------------------------------------
+
+
+def test_too_large_numbers_are_422_not_500(env: WebEnv) -> None:
+    h = env.as_role("admin")
+    c = env.client
+    for path in ("/messages", "/audit", "/quarantine"):
+        assert c.get(f"{API}{path}", params={"offset": HUGE}, headers=h).status_code == 422, path
+    for limit in (HUGE, "-1", "0"):
+        assert c.get(f"{API}/incidents", params={"limit": limit}, headers=h).status_code == 422, limit
+    assert c.get(f"{API}/incidents", params={"limit": "10"}, headers=h).status_code == 200
+    for method, path in (
+        ("DELETE", f"/lists/{HUGE}"), ("DELETE", f"/lists/safe/{HUGE}"), ("DELETE", f"/tokens/{HUGE}"),
+        ("POST", f"/quarantine/requests/{HUGE}/decline"),
+    ):
+        r = c.request(method, f"{API}{path}", headers=h)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+    # The largest id SQLite holds is an id like any other: not found.
+    assert c.delete(f"{API}/tokens/{2**63 - 1}", headers=h).status_code == 404
+
+
+def test_a_stray_overflow_is_422(env: WebEnv) -> None:
+    """A safety net under the bounds on parameters: an OverflowError anywhere in a handler is the
+    client's number being out of range, not a server error."""
+
+    def overflow() -> None:
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+    env.client.app.add_api_route(f"{API}/test-overflow", overflow)  # type: ignore[attr-defined]
+    r = env.client.get(f"{API}/test-overflow")
+    assert r.status_code == 422 and "out of range" in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize("args", [
+    ["trace", "--limit", HUGE], ["trace", "--limit", "0"], ["trace", "--limit", "-1"],
+    ["audit", "--limit", HUGE], ["quarantine", "list", "--limit", HUGE], ["quarantine", "decline", HUGE],
+    ["incidents", "list", "--limit", HUGE], ["incidents", "list", "--limit", "0"], ["waves", "--limit", HUGE],
+])
+def test_cli_refuses_out_of_range_numbers(env: WebEnv, args: list[str]) -> None:
+    code, out = cli(env, *args)
+    assert code == 2 and "Traceback" not in out and "Invalid value" in out, out

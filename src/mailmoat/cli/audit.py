@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mailmoat.cli.common import (
+    MAX_LIMIT,
     ConfigOpt,
     DataDirOpt,
     DbOpt,
@@ -30,7 +31,7 @@ def register(app: typer.Typer) -> None:
         target: Annotated[str, typer.Option("--target", help="A message, job, incident or rule id")] = "",
         since: Annotated[str, typer.Option("--since", help="3d, 12h, or an ISO date")] = "",
         until: Annotated[str, typer.Option("--until", help="3d, 12h, or an ISO date")] = "",
-        limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows, newest first")] = 100,
+        limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="At most this many rows, newest first")] = 100,
         config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
     ) -> None:
         """The audit log, newest first: every state change made from the console, the API, the CLI or by the gateway itself."""

@@ -15,6 +15,10 @@ from rich.text import Text
 from mailmoat import config
 from mailmoat.config import ConfigError, Settings
 
+# `--limit` of the listing commands: more than a screen or an export needs, and a number the
+# database takes (a larger one ended in an OverflowError traceback; 0 or less lists nothing useful).
+MAX_LIMIT = 100_000
+
 if TYPE_CHECKING:
     from mailmoat.store.db import Store
 

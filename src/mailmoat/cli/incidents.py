@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mailmoat.cli.common import (
+    MAX_LIMIT,
     ConfigOpt,
     DataDirOpt,
     DbOpt,
@@ -33,7 +34,7 @@ def _json(value: Any) -> None:
 def list_cmd(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
     state: Annotated[str, typer.Option("--state", help="open or released")] = "",
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT)] = 50,
 ) -> None:
     """Incidents, newest first."""
     from mailmoat.accounts.incidents import list_incidents

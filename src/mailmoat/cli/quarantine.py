@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from mailmoat.cli.common import (
+    MAX_LIMIT,
     ConfigOpt,
     DataDirOpt,
     DbOpt,
@@ -24,6 +25,7 @@ from mailmoat.cli.common import (
     output_console,
     when,
 )
+from mailmoat.store.queries import MAX_DB_INT
 
 quarantine_app = typer.Typer(help="Held messages: list, show, release, delete, raw; recipients' release requests.",
                              no_args_is_help=True)
@@ -53,7 +55,7 @@ def list_cmd(
     rcpt: Annotated[str, typer.Option("--rcpt", help="A recipient's address")] = "",
     subject: Annotated[str, typer.Option("--subject", help="Subject contains")] = "",
     since: Annotated[str, typer.Option("--since", help="3d, 12h, or an ISO date")] = "",
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="At most this many, newest first")] = 50,
 ) -> None:
     """Messages held in quarantine, newest first."""
     from mailmoat.recall.selection import SelectionError, Selector
@@ -238,7 +240,7 @@ def requests_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOp
 
 @quarantine_app.command("decline")
 def decline_cmd(
-    request_ids: Annotated[list[int], typer.Argument(help="One or more request numbers (see `quarantine requests`)")],
+    request_ids: Annotated[list[int], typer.Argument(min=1, max=MAX_DB_INT, help="One or more request numbers (see `quarantine requests`)")],
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
     reason: ReasonOpt = "",
 ) -> None:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from mailmoat.cli.common import (
+    MAX_LIMIT,
     ConfigOpt,
     DataDirOpt,
     DbOpt,
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
         action: Annotated[
             str | None, typer.Option("--action", help="deliver, tag, quarantine, reject or tempfail")
         ] = None,
-        limit: Annotated[int, typer.Option("--limit", help="At most this many messages, newest first")] = 100,
+        limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="At most this many messages, newest first")] = 100,
         fmt: Annotated[str, typer.Option("--format", help="Output format: text or json")] = "text",
         config: ConfigOpt = None,
         data_dir: DataDirOpt = None,

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, load_settings, output_console, when
+from mailmoat.cli.common import (
+    MAX_LIMIT,
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    FormatOpt,
+    load_settings,
+    output_console,
+    when,
+)
 
 console = output_console()
 
@@ -17,7 +26,7 @@ console = output_console()
 def waves_cmd(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
     hours: Annotated[float, typer.Option("--hours", help="How far back to look")] = 48.0,
-    limit: Annotated[int, typer.Option("--limit")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT)] = 20,
 ) -> None:
     """Link destinations that LINK_DOMAIN_WAVE marked mail for, the latest first; recall their mail
     with `mailmoat recall plan --url-domain DESTINATION`."""

@@ -25,6 +25,10 @@ def recipient_is(addr: str) -> ColumnElement[bool]:
     return func.lower(DeliveryRow.recipient).in_(sorted({addr.lower(), addr.translate(_ASCII_LOWER)}))
 
 
+# The largest integer SQLite's INTEGER (and PostgreSQL's BIGINT) holds: a larger id, offset or
+# limit cannot even be asked for (OverflowError), so the API and the CLI refuse it as bad input.
+MAX_DB_INT = 2**63 - 1
+
 LIKE_ESCAPE = "\\"
 
 

@@ -128,6 +128,14 @@ def _readiness(ctx: WebContext) -> tuple[bool, dict[str, str]]:
     return ok, checks
 
 
+async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    """A number from the request that the database cannot hold (SQLite: "Python int too large to
+    convert to SQLite INTEGER") and that no parameter bound caught: the client's input is out of
+    range, a 422 like any other bad parameter, not a server error (500)."""
+    log.warning("%s %s: a number out of range: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "a number in the request is out of range"}, status_code=422)
+
+
 def _mark_roles(router: APIRouter) -> None:
     """Write each route's admitted roles into OpenAPI, so clients and tests see the role table."""
     for route in router.routes:
@@ -163,6 +171,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app = FastAPI(title="mailmoat", version="1", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.web = ctx
     app.add_middleware(SecurityHeaders)
+    app.add_exception_handler(OverflowError, _out_of_range)
     for r in (auth.router, *ROUTERS):
         _mark_roles(r)
         app.include_router(r, prefix=API_PREFIX)

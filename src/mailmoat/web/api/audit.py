@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from mailmoat.recall.selection import SelectionError, parse_time
 from mailmoat.store import audit as audit_log
-from mailmoat.web.api.common import web
+from mailmoat.web.api.common import Offset, web
 from mailmoat.web.auth import Auditor
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -24,7 +24,7 @@ def read_audit(
     since: Annotated[str, Query(description="3d, 12h, an ISO date or epoch seconds")] = "",
     until: str = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Audit rows, newest first."""
     try:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Query, Request
+from fastapi import Path as PathParam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,13 @@ from mailmoat.store.audit import audit
 from mailmoat.store.db import HELD, clean_json
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.quarantine import QUARANTINED
+from mailmoat.store.queries import MAX_DB_INT
 from mailmoat.web.auth import Principal
+
+# Paging and row ids as the database can hold them: a larger number is a 422, not an
+# OverflowError from the database driver (HTTP 500).
+Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT)]
+RowId = Annotated[int, PathParam(ge=1, le=MAX_DB_INT)]
 
 
 def web(request: Request) -> Any:

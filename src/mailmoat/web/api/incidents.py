@@ -9,7 +9,7 @@ import inspect
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 
 from mailmoat.web.api.common import record_async, web
 from mailmoat.web.auth import Actor, Reader
@@ -47,7 +47,7 @@ async def _call(fn: Any, *args: Any) -> Any:
 
 
 @router.get("")
-async def list_incidents(request: Request, who: Reader, limit: int = 50) -> dict[str, Any]:
+async def list_incidents(request: Request, who: Reader, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     """Incidents (newest first)."""
     svc = _service(request)
     if svc is None:

@@ -21,7 +21,7 @@ from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.quarantine import mark_condemned
 from mailmoat.store.queries import recipient_is
 from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
-from mailmoat.web.api.common import message_summaries, message_summary, not_found, record, web
+from mailmoat.web.api.common import Offset, message_summaries, message_summary, not_found, record, web
 from mailmoat.web.auth import Actor, Reader
 
 router = APIRouter(prefix="/messages", tags=["messages"])
@@ -41,7 +41,7 @@ class SearchParams:
         symbol: str = "", direction: str = "", since: str = "", until: str = "",
         status: Annotated[str, Query(description="processed, quarantined, released, deleted, condemned")] = "",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> None:
         self.selector = Selector(
             tracking_id=tracking_id, message_id=message_id, mail_id=mail_id, sender=sender, recipient=recipient,

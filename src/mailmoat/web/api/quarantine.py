@@ -12,7 +12,7 @@ from mailmoat.deliver.service import ReleaseError
 from mailmoat.digest.decline_notice import tell_declined
 from mailmoat.digest.requests import RequestError, decline, open_requests, request_dict
 from mailmoat.store.quarantine import QuarantineError, discard, held, release_state
-from mailmoat.web.api.common import message_summaries, not_found, record, record_async, web
+from mailmoat.web.api.common import Offset, RowId, message_summaries, not_found, record, record_async, web
 from mailmoat.web.api.messages import raw_response
 from mailmoat.web.auth import Actor, Reader
 
@@ -24,7 +24,7 @@ def list_quarantine(
     request: Request,
     who: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Messages held in quarantine, newest first; `requested_by`: the recipients who asked, from a
     digest, for their copy and are waiting for a decision."""
@@ -51,7 +51,7 @@ def list_requests(request: Request, who: Reader) -> dict[str, Any]:
 
 
 @router.post("/requests/{request_id}/decline")
-async def decline_request(request: Request, request_id: int, who: Actor, reason: Annotated[str, Body(embed=True)] = "") -> dict[str, Any]:
+async def decline_request(request: Request, request_id: RowId, who: Actor, reason: Annotated[str, Body(embed=True)] = "") -> dict[str, Any]:
     """Decline a release request: the copy stays held, and the recipient is told so with the reason
     (`digest.tell_declines`; `told` says whether the notice went out)."""
     ctx = web(request)

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 
 from mailmoat.store.audit import audit
 from mailmoat.store.web_models import ApiTokenRow, UserRow, WebSessionRow
-from mailmoat.web.api.common import not_found, web
+from mailmoat.web.api.common import RowId, not_found, web
 from mailmoat.web.auth import (
     Admin,
     AuthError,
@@ -146,7 +146,7 @@ def add_token(request: Request, body: TokenIn, who: Admin) -> dict[str, Any]:
 
 
 @router.delete("/tokens/{token_id}")
-def revoke_token(request: Request, token_id: int, who: Admin) -> dict[str, Any]:
+def revoke_token(request: Request, token_id: RowId, who: Admin) -> dict[str, Any]:
     """Revoke an API token."""
     with web(request).store.session() as s:
         row = s.get(ApiTokenRow, token_id)
