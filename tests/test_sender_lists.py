@@ -240,8 +240,9 @@ def test_api_analysts_deny_admins_allow_and_remove(tmp_path: Path) -> None:
         bad = post("deny", "analyst", {"kind": "ip", "value": "0.0.0.0/0"})
         assert bad.status_code == 422 and "wider than /8" in bad.text
         listed = c.get("/api/v1/lists", headers=env.as_role("auditor")).json()["items"]
+        # The analyst's 7 days did not shorten the entry's life (no expiry): only admins may end one early.
         assert [(e["list"], e["kind"], e["value"], e["expires_at"] > 0) for e in listed] == [
-            ("allow", "sender", "ceo@partner.example", False), ("deny", "domain", "evil.example", True),
+            ("allow", "sender", "ceo@partner.example", False), ("deny", "domain", "evil.example", False),
         ]
         assert c.delete(f"/api/v1/lists/{listed[0]['id']}", headers=env.as_role("analyst")).status_code == 403
         assert c.delete(f"/api/v1/lists/{listed[0]['id']}", headers=env.as_role("admin")).json()["removed"] is True
@@ -333,9 +334,10 @@ def test_two_people_adding_the_same_entry_at_once_both_succeed(settings: Setting
     raced = a_rival_adds_first(store, monkeypatch)
     entry, new = site_lists.add_to_store(store, "deny", "domain", "evil.example", note="mine", by="alice")
     assert raced and not new
-    assert (entry["value"], entry["note"], entry["created_by"]) == ("evil.example", "mine", "alice")
+    # The rival's entry stays theirs; alice's note is added to it (she may not take it over).
+    assert (entry["value"], entry["note"], entry["created_by"]) == ("evil.example", "rival | alice: mine", "bob")
     with store.session() as s:
-        assert [(r.value, r.note) for r in site_lists.entries(s)] == [("evil.example", "mine")]
+        assert [(r.value, r.note) for r in site_lists.entries(s)] == [("evil.example", "rival | alice: mine")]
     store.close()
 
 

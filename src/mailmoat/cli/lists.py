@@ -21,6 +21,7 @@ from mailmoat.cli.common import (
     output_console,
     when,
 )
+from mailmoat.policy.site_lists import MAX_DAYS, MAX_ID
 
 lists_app = typer.Typer(help="Allow and deny lists kept in the store: list, allow, deny, import, remove; recipients' safe senders.",
                         no_args_is_help=True)
@@ -28,15 +29,17 @@ lists_app = typer.Typer(help="Allow and deny lists kept in the store: list, allo
 KindArg = Annotated[str, typer.Argument(help="sender (an address), domain (and its sub-domains) or ip (an address or network)")]
 ValueArg = Annotated[str, typer.Argument(help="The address, domain or network")]
 NoteOpt = Annotated[str, typer.Option("--note", help="Why (kept with the entry and in the audit log)")]
-DaysOpt = Annotated[float, typer.Option("--days", min=0, help="Expires after this many days (0 = never)")]
+DaysOpt = Annotated[float, typer.Option("--days", min=0, help=f"Expires after this many days, up to {MAX_DAYS:g} (0 = never)")]
+IdsArg = Annotated[list[int], typer.Argument(min=1, max=MAX_ID, help="Entry ids (see `mailmoat lists list`)")]
 
 
-def _audit_add(session: Any, entry: dict[str, Any], new: bool, note: str, source_file: str | None = None) -> None:
-    """The audit row of one entry added or updated from the command line (`source_file`: by `lists import`)."""
+def _audit_add(session: Any, entry: dict[str, Any], new: bool, note: str, days: float, source_file: str | None = None) -> None:
+    """The audit row of one entry added or updated from the command line (`source_file`: by `lists import`);
+    `entry` says how an entry already there was (`was`)."""
     from mailmoat.policy.site_lists import audit_target
     from mailmoat.store.audit import audit
 
-    detail = {**entry, "new": new, **({"import": source_file} if source_file is not None else {})}
+    detail = {**entry, "new": new, "days": days, **({"import": source_file} if source_file is not None else {})}
     audit(session, actor(), "list.add", audit_target(entry), source="cli", detail=detail, note=note)
 
 
@@ -45,9 +48,10 @@ def _add(list_: str, kind: str, value: str, note: str, days: float, config: Conf
 
     store = open_store(load_settings(config, data_dir, db))
     try:
-        entry, new = add_to_store(store, list_, kind.strip().lower(), value, note=note, by=actor(), days=days)
+        # The command line is the server's own operator: it may remove entries, so it may replace one.
+        entry, new = add_to_store(store, list_, kind.strip().lower(), value, note=note, by=actor(), days=days, may_remove=True)
         with store.session() as s:
-            _audit_add(s, entry, new, note)
+            _audit_add(s, entry, new, note, days)
     except ListError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -74,7 +78,7 @@ def deny_cmd(kind: KindArg, value: ValueArg, note: NoteOpt = "", days: DaysOpt =
 @lists_app.command("import")
 def import_cmd(
     list_: Annotated[str, typer.Argument(metavar="LIST", help="allow or deny")],
-    file: Annotated[typer.FileText, typer.Argument(help="One address, domain or network a line (# comments); - for stdin")],
+    file: Annotated[typer.FileBinaryRead, typer.Argument(help="One address, domain or network a line (# comments), UTF-8; - for stdin")],
     note: NoteOpt = "", days: DaysOpt = 0.0,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
@@ -82,13 +86,27 @@ def import_cmd(
     an IP or network): a list exported from another gateway. Refused lines are named; exit 1 if any."""
     from sqlalchemy.exc import IntegrityError
 
-    from mailmoat.policy.site_lists import LISTS, ListError, add, entry_dict, kind_of
+    from mailmoat.policy.site_lists import LISTS, ListError, add, check_days, entry_dict, kind_of
 
     if list_ not in LISTS:
         typer.echo(f"error: LIST must be allow or deny, not {list_!r}", err=True)
         raise typer.Exit(2)
-    values = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(file, 1)]
+    try:
+        check_days(days)
+    except ListError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     source = getattr(file, "name", "")
+    # Read as bytes and decoded line by line, so that a file in another encoding is named with the
+    # first line that is not UTF-8, and refused whole: its other lines may be just as misread.
+    values: list[tuple[int, str]] = []
+    for n, raw in enumerate(file.read().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            typer.echo(f"error: {source or 'the file'}: line {n} is not UTF-8 text (save it as UTF-8); nothing imported", err=True)
+            raise typer.Exit(2) from exc
+        values.append((n, line.split("#", 1)[0].strip()))
     store = open_store(load_settings(config, data_dir, db))
 
     def once() -> tuple[int, int, list[str]]:
@@ -99,7 +117,7 @@ def import_cmd(
                 if not value:
                     continue
                 try:
-                    row, new = add(s, list_, kind_of(value), value, note=note, by=actor(), days=days)
+                    row, new, was = add(s, list_, kind_of(value), value, note=note, by=actor(), days=days, may_remove=True)
                 except ListError as exc:
                     problems.append(f"line {n}: {exc}")
                     continue
@@ -107,7 +125,8 @@ def import_cmd(
                     added += 1
                 else:
                     updated += 1
-                _audit_add(s, entry_dict(row), new, note, source_file=source)
+                entry = {**entry_dict(row), **({"was": was} if was is not None else {})}
+                _audit_add(s, entry, new, note, days, source_file=source)
         return added, updated, problems
 
     try:
@@ -136,8 +155,18 @@ def list_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = 
 
     _show(read, config, data_dir, db, fmt, "no entries (policy.allow_* and policy.deny_* in the configuration still apply)",
           ("id", "list", "kind", "value", "expires (UTC)", "by", "note"),
-          lambda e: [str(e["id"]), e["list"], e["kind"], e["value"], when(e["expires_at"]) if e["expires_at"] else "never",
-                     e["created_by"], e["note"]])
+          lambda e: [str(e["id"]), e["list"], e["kind"], e["value"], _expiry(e["expires_at"]), e["created_by"], e["note"]])
+
+
+def _expiry(ts: float) -> str:
+    """An entry's expiry for the table; a stored time that is no time (`inf`, from before days were
+    checked) is shown as it is, since the listing is how an operator finds the entry to remove."""
+    if not ts:
+        return "never"
+    try:
+        return when(ts)
+    except (OverflowError, OSError, ValueError):
+        return f"{ts!r} (not a time)"
 
 
 def _show(read: Callable[[Any], list[dict[str, Any]]], config: ConfigOpt, data_dir: DataDirOpt, db: DbOpt, fmt: str,
@@ -162,7 +191,7 @@ def _show(read: Callable[[Any], list[dict[str, Any]]], config: ConfigOpt, data_d
 
 
 @lists_app.command("remove")
-def remove_cmd(entry_ids: Annotated[list[int], typer.Argument(help="Entry ids (see `mailmoat lists list`)")],
+def remove_cmd(entry_ids: IdsArg,
                config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
     """Take entries off their lists."""
     from mailmoat.policy.site_lists import audit_target, entry_dict
@@ -204,7 +233,7 @@ def safe_cmd(
 
 @lists_app.command("safe-remove")
 def safe_remove_cmd(
-    entry_ids: Annotated[list[int], typer.Argument(help="Entry ids (see `mailmoat lists safe`)")],
+    entry_ids: Annotated[list[int], typer.Argument(min=1, max=MAX_ID, help="Entry ids (see `mailmoat lists safe`)")],
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
     """Take safe senders off recipients' lists: that mail is held again like anyone's."""

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailmoat.intel.loaders import WIDEST_PREFIX
 from mailmoat.store.list_models import SenderListRow
 
 log = logging.getLogger("mailmoat.policy")
@@ -21,8 +23,12 @@ LISTS = ("allow", "deny")
 KINDS = ("sender", "domain", "ip")
 # How soon an entry added on one node holds on every node.
 RELOAD_EVERY = 10.0
-# Wider networks would let one entry wave through (or turn away) a whole region of the internet.
-_WIDEST = {4: 8, 6: 32}
+# The longest an entry may be added for (0 = never expires): ten years, beyond which a time is
+# more likely a typing slip (or `inf`) than a plan.
+MAX_DAYS = 3650.0
+# The largest id a list (or safe-sender) entry can have: the database's 64-bit INTEGER. A larger one
+# given to a look-up is refused as bad input rather than overflowing in the database driver.
+MAX_ID = 2**63 - 1
 _ADDRESS = re.compile(r"^[^@\s<>]{1,64}@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+)$")
 _DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
 
@@ -54,8 +60,8 @@ def normalise(kind: str, value: str) -> str:
             net = ipaddress.ip_network(v, strict=False)
         except ValueError as exc:
             raise ListError(f"{value!r} is not an IP address or network") from exc
-        if net.prefixlen < _WIDEST[net.version]:
-            raise ListError(f"{net} is wider than /{_WIDEST[net.version]}")
+        if net.prefixlen < WIDEST_PREFIX[net.version]:
+            raise ListError(f"{net} is wider than /{WIDEST_PREFIX[net.version]}")
         return str(net)
     raise ListError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
 
@@ -80,37 +86,64 @@ def entries(session: Session, now: float | None = None) -> list[SenderListRow]:
     return [r for r in rows if not r.expires_at or r.expires_at > now]
 
 
+def check_days(days: float) -> None:
+    """Raise ListError unless `days` is an expiry an entry may be added with: 0 (never expires) or
+    more than 0 up to MAX_DAYS (`inf` or `nan` would store a time no listing can show)."""
+    if not math.isfinite(days) or days < 0 or days > MAX_DAYS:
+        raise ListError(f"days must be 0 (never expires) or more, up to {MAX_DAYS:g}, not {days!r}")
+
+
+class Added(NamedTuple):
+    row: SenderListRow
+    new: bool
+    was: dict[str, Any] | None  # the entry as it was, when it was already on its list (else None)
+
+
 def add(session: Session, list_: str, kind: str, value: str, *, note: str = "", by: str = "", days: float = 0.0,
-        now: float | None = None) -> tuple[SenderListRow, bool]:
-    """(the entry, whether it is new). An entry already there gets the new note and expiry (an
-    expired one is in force again)."""
+        may_remove: bool = False, now: float | None = None) -> Added:
+    """Add an entry, or add to one already there (an expired one is in force again).
+
+    Only those who may remove entries (`may_remove`: an administrator, the command line) may
+    replace an entry in force: its note, expiry and author become theirs. Anyone else's addition
+    must not undo it, since a shorter expiry is a removal in a few seconds' time and another author
+    hides who decided: their expiry only lengthens the entry's (no expiry is the longest), and
+    their note is added to the entry's, which keeps its author."""
     if list_ not in LISTS:
         raise ListError(f"list must be allow or deny, not {list_!r}")
-    if days < 0:
-        raise ListError("days must be 0 (never expires) or more")
+    check_days(days)
     v = normalise(kind, value)
     now = time.time() if now is None else now
     expires = now + days * 86400.0 if days else 0.0
     row = session.scalar(select(SenderListRow).where(SenderListRow.list == list_, SenderListRow.kind == kind, SenderListRow.value == v))
-    if row is not None:
+    if row is None:
+        row = SenderListRow(list=list_, kind=kind, value=v, note=note[:500], created_by=by[:128], created_at=now, expires_at=expires)
+        session.add(row)
+        session.flush()  # its id
+        return Added(row, True, None)
+    was = entry_dict(row)
+    in_force = not row.expires_at or row.expires_at > now
+    if may_remove or not in_force:
         row.note, row.expires_at, row.created_by, row.created_at = note[:500], expires, by[:128], now
-        return row, False
-    row = SenderListRow(list=list_, kind=kind, value=v, note=note[:500], created_by=by[:128], created_at=now, expires_at=expires)
-    session.add(row)
-    session.flush()  # its id
-    return row, True
+        return Added(row, False, was)
+    if row.expires_at and (not expires or expires > row.expires_at):
+        row.expires_at = expires
+    addition = f"{by}: {note}" if by else note
+    if note and addition not in row.note:
+        row.note = (f"{row.note} | {addition}" if row.note else addition)[:500]
+    return Added(row, False, was)
 
 
 def add_to_store(store: Any, list_: str, kind: str, value: str, *, note: str = "", by: str = "",
-                 days: float = 0.0) -> tuple[dict[str, Any], bool]:
-    """`add` in a session of its own: (the entry as a dict, whether it is new). Two people adding
-    the same entry at once meet the unique constraint; the loser tries again and updates it."""
+                 days: float = 0.0, may_remove: bool = False) -> tuple[dict[str, Any], bool]:
+    """`add` in a session of its own: (the entry as a dict, whether it is new); an entry that was
+    already there also says how it was (`was`), for the audit log. Two people adding the same
+    entry at once meet the unique constraint; the loser tries again and adds to it."""
     from sqlalchemy.exc import IntegrityError
 
     def once() -> tuple[dict[str, Any], bool]:
         with store.session() as s:
-            row, new = add(s, list_, kind, value, note=note, by=by, days=days)
-            return entry_dict(row), new
+            row, new, was = add(s, list_, kind, value, note=note, by=by, days=days, may_remove=may_remove)
+            return {**entry_dict(row), **({"was": was} if was is not None else {})}, new
 
     try:
         return once()

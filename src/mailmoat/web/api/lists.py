@@ -5,23 +5,33 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from mailmoat.digest import safe_senders
-from mailmoat.policy.site_lists import ListError, add_to_store, audit_target, entries, entry_dict
+from mailmoat.policy.site_lists import (
+    MAX_DAYS,
+    MAX_ID,
+    ListError,
+    add_to_store,
+    audit_target,
+    entries,
+    entry_dict,
+)
 from mailmoat.store.list_models import SenderListRow
 from mailmoat.web.api.common import not_found, record_async, web
-from mailmoat.web.auth import Actor, Admin, Principal, Reader
+from mailmoat.web.auth import ADMIN, Actor, Admin, Principal, Reader
 
 router = APIRouter(prefix="/lists", tags=["lists"])
+
+EntryId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class EntryIn(BaseModel):
     kind: Annotated[str, Field(description="sender (an address), domain (and its sub-domains) or ip (an address or network)")]
     value: Annotated[str, Field(max_length=320)]
     note: Annotated[str, Field(max_length=500)] = ""
-    days: Annotated[float, Field(ge=0, le=3650, description="0 = never expires")] = 0.0
+    days: Annotated[float, Field(ge=0, le=MAX_DAYS, description="0 = never expires")] = 0.0
 
 
 @router.get("")
@@ -32,12 +42,15 @@ def list_entries(request: Request, who: Reader) -> dict[str, Any]:
 
 
 async def _add(request: Request, list_: str, body: EntryIn, who: Principal) -> dict[str, Any]:
+    # Only those who may remove an entry may shorten or take over one already there (site_lists.add).
     try:
         entry, new = await asyncio.to_thread(add_to_store, web(request).store, list_, body.kind.strip().lower(), body.value,
-                                             note=body.note, by=who.username, days=body.days)
+                                             note=body.note, by=who.username, days=body.days, may_remove=who.role in ADMIN)
     except ListError as exc:
         raise HTTPException(422, str(exc)) from exc
-    await record_async(request, who, "list.add", audit_target(entry), {**entry, "new": new}, note=body.note)
+    # What was asked (days) beside what the entry now is, and was: an expiry an analyst could not
+    # shorten shows as such, not as if it had been set.
+    await record_async(request, who, "list.add", audit_target(entry), {**entry, "new": new, "days": body.days}, note=body.note)
     return {**entry, "new": new}
 
 
@@ -55,7 +68,7 @@ async def add_allow(request: Request, body: EntryIn, who: Admin) -> dict[str, An
 
 
 @router.delete("/{entry_id}")
-async def remove_entry(request: Request, entry_id: int, who: Admin) -> dict[str, Any]:
+async def remove_entry(request: Request, entry_id: EntryId, who: Admin) -> dict[str, Any]:
     """Take an entry off its list."""
 
     def delete() -> dict[str, Any] | None:
@@ -81,7 +94,7 @@ def list_safe_senders(request: Request, who: Reader, recipient: str = "") -> dic
 
 
 @router.delete("/safe/{entry_id}")
-async def remove_safe_sender(request: Request, entry_id: int, who: Actor) -> dict[str, Any]:
+async def remove_safe_sender(request: Request, entry_id: EntryId, who: Actor) -> dict[str, Any]:
     """Take a safe sender off a recipient's list: that mail is held again like anyone's."""
     entry = await asyncio.to_thread(safe_senders.remove, web(request).store, entry_id)
     if entry is None:
