@@ -129,3 +129,23 @@ def test_a_stray_overflow_is_422(env: WebEnv) -> None:
 def test_cli_refuses_out_of_range_numbers(env: WebEnv, args: list[str]) -> None:
     code, out = cli(env, *args)
     assert code == 2 and "Traceback" not in out and "Invalid value" in out, out
+
+
+# -- 4. unreadable config files and passwords --------------------------------------------------
+
+
+def test_unreadable_config_is_a_one_line_error(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00\x01data_dir = 1\n")
+    for path, says in ((tmp_path, "is a directory"), (binary, "not UTF-8")):
+        r = runner.invoke(app, ["status", "-c", str(path)])
+        assert r.exit_code == 2 and r.exception is not None and isinstance(r.exception, SystemExit), r.output
+        assert says in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_password_from_stdin_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    r = runner.invoke(
+        app, ["users", "add", "qa4", "--password-stdin", "--data-dir", str(tmp_path / "var")], input=b"\xff\xfe long enough pw\n"
+    )
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    assert "UTF-8" in r.output, r.output

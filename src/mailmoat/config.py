@@ -561,6 +561,12 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file not found: {p}") from exc
+        except IsADirectoryError as exc:
+            raise ConfigError(f"{p} is a directory, not a config file") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}), so not a TOML config file") from exc
+        except OSError as exc:  # unreadable (permissions, I/O): said in one line, not a traceback
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: {exc}") from exc
     settings: Settings = _build(Settings, data, "")

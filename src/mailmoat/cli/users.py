@@ -31,7 +31,14 @@ def _store(settings: Settings) -> Store:
 
 def _read_password(from_stdin: bool, confirm: bool = True) -> str:
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+        try:
+            pw = sys.stdin.readline().rstrip("\r\n")
+            # Under a C locale stdin reads bytes that are not UTF-8 as lone surrogates, which the
+            # password hash cannot encode: check here, where the error can say what is wrong.
+            pw.encode("utf-8")
+        except UnicodeError as exc:
+            raise fail("the password on stdin is not UTF-8 text") from exc
+        return pw
     pw = typer.prompt("Password", hide_input=True)
     if confirm and typer.prompt("Repeat", hide_input=True) != pw:
         raise fail("the passwords differ")
