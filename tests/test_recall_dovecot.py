@@ -170,3 +170,27 @@ def test_hidden_folder_tree_is_not_listed(dc: DovecotServer, tmp_path: Path) -> 
         typ, data = owner.list()
         assert typ == "OK"
         assert not any(b"MailmoatRecall" in line for line in data if isinstance(line, bytes))
+
+
+@pytest.mark.parametrize("backend", ["imap", "doveadm"])
+async def test_a_copy_also_filed_in_a_second_folder_is_recalled_and_restored_from_both(
+    dc: DovecotServer, settings: Settings, backend: str
+) -> None:
+    """The user copied the message into Archive and kept it in INBOX: one run hides both (the
+    second found when verifying the first), and the restore puts each back in its folder."""
+    configure(settings, dc, backend)
+    mail_id = f"01TWOFOLDERS{backend.upper():0<14}"[:26]
+    store, tids = setup_wave(dc, settings, mail_id)
+    user = sorted(dc.users)[0]
+    dc.doveadm("mailbox", "create", "-u", user, "Archive", check=False)
+    dc.doveadm("copy", "-u", user, "Archive", "mailbox", "INBOX", "header", "X-Mailmoat-Id", tids[user])
+    assert sorted(r["mailbox"] for r in fetch(dc, user, tids[user])) == ["Archive", "INBOX"]
+    engine = RecallEngine(settings, store, backend=get_backend(settings))
+    job = engine.plan(Selector(mail_id=mail_id, since="0"), "analyst", "QR phishing")
+    st = await engine.run(job, "analyst")
+    assert st["state"] == "done", st
+    assert fetch(dc, user, tids[user]) == []
+    st2 = await engine.restore(job, "analyst")
+    assert st2["state"] == "restored", st2
+    assert sorted(r["mailbox"] for r in fetch(dc, user, tids[user])) == ["Archive", "INBOX"]
+    assert fetch(dc, user, tids[user], "MailmoatRecall/*") == []

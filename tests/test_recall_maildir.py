@@ -360,3 +360,29 @@ async def test_a_job_that_never_ran_or_a_copy_it_lacks_cannot_be_restored(settin
     await engine.run(job, "admin")
     with pytest.raises(RecallError, match="has no copy NOPE"):
         await engine.restore(job, "admin", tracking_ids=["NOPE"])
+
+
+@pytest.mark.parametrize("mode", ["move", "delete"])
+async def test_a_copy_the_user_also_filed_in_another_folder_is_recalled_and_restored_from_both(
+        settings: Settings, store: SqliteStore, mode: str) -> None:
+    """The user kept the message in INBOX and copied it to Archive: both files are the copy. Recall
+    hides both (one run, verified), and restore puts each back in its own folder."""
+    settings.recall.mode = mode
+    users = rcpts(2)
+    tids = record(store, settings.mail_dir, "01MSG0000000000000000000LL", users)
+    inbox = find_copy(settings.mail_dir, users[0], tids[0])[0]
+    archive = settings.mail_dir / users[0] / ".Archive"
+    for sub in ("cur", "new", "tmp"):
+        (archive / sub).mkdir(parents=True)
+    filed = archive / "cur" / (inbox.name + ":2,S")
+    filed.write_bytes(inbox.read_bytes())
+    engine = RecallEngine(settings, store)
+    job = engine.plan(Selector(mail_id="01MSG0000000000000000000LL"), "analyst")
+    st = await engine.run(job, "analyst")
+    assert st["state"] == "done" and st["counts"] == {"recalled": 2}, st
+    assert visible(settings.mail_dir, users[0], tids[0]) == []
+    restored = await engine.restore(job, "analyst")
+    assert restored["state"] == "restored" and restored["counts"] == {"restored": 2}
+    assert sorted(p.parent.parent.name for p in visible(settings.mail_dir, users[0], tids[0])) == [".Archive", users[0]]
+    assert inbox.exists() and filed.exists() and inbox.read_bytes() == filed.read_bytes()
+    assert not hidden(settings.mail_dir, users[0], tids[0])

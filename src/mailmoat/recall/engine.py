@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -72,6 +73,36 @@ def mailbox_for(settings: Settings, recipient: str, recorded_mailbox: str = "") 
         return recorded_mailbox
     local = r.rpartition("@")[0] or r
     return settings.recall.login_format.format(address=r, local=local)
+
+
+def _loads(location: str) -> dict[str, Any]:
+    try:
+        loc = json.loads(location) if location else {}
+    except ValueError:
+        return {}
+    return loc if isinstance(loc, dict) else {}
+
+
+def _earlier_places(c: RecallCopyRow) -> list[dict[str, Any]]:
+    """Where a copy recalled before in this job was put, and what came before that."""
+    if not c.location or c.state == "restored":
+        return []
+    loc = _loads(c.location)
+    earlier = [e for e in loc.pop("earlier", []) if isinstance(e, dict)]
+    return [*earlier, {"folder": c.folder, "flags": list(c.flags or []), "internal_date": c.internal_date,
+                       "location": json.dumps(loc)}]
+
+
+def places(ref: CopyRef) -> list[CopyRef]:
+    """Every place a copy was hidden: its last recall first, then those before it (restore puts back each)."""
+    loc = _loads(ref.location)
+    out = [ref]
+    for e in loc.get("earlier", []):
+        if isinstance(e, dict):
+            out.append(CopyRef(ref.tracking_id, ref.mailbox, ref.header_message_id, str(e.get("folder", "")),
+                               [str(f) for f in e.get("flags", [])], float(e.get("internal_date") or 0.0),
+                               str(e.get("location", ""))))
+    return out
 
 
 class RecallEngine:
@@ -232,13 +263,19 @@ class RecallEngine:
                 continue
             c.state = r.state
             c.reason = r.reason
-            if not restoring and r.state in ("recalled", "already_gone"):
+            if not restoring and r.state == "already_gone" and c.location:
+                pass  # found hidden again: where this job put it is already recorded
+            elif not restoring and r.state in ("recalled", "already_gone"):
+                earlier = _earlier_places(c) if r.state == "recalled" else []
                 if r.folder:
                     c.folder = r.folder
                     c.flags = list(r.flags)
                     c.internal_date = r.internal_date
                 if r.location:
                     c.location = r.location
+                if earlier:
+                    # Recalled again (from a second folder): restore must put back every file it hid.
+                    c.location = json.dumps({**_loads(c.location), "earlier": earlier})
             if restoring and r.state == "restored":
                 c.verified = False
             elif r.state in ("recalled", "already_gone"):
@@ -283,8 +320,12 @@ class RecallEngine:
                 job.updated_at = time.time()
                 audit(s, actor, "recall.run", job_id, source=source)
                 s.commit()
-            await self._execute(job_id, mode, progress)
-            await self._verify(job_id)
+            # A copy still visible after its recall (the user had filed it in a second folder too)
+            # is recalled again, from there, while it has tries left.
+            for _ in range(max(1, self.settings.recall.max_retries)):
+                await self._execute(job_id, mode, progress)
+                if not await self._verify(job_id):
+                    break
             with self.store.session() as s:
                 job = self._job(s, job_id)
                 counts = self._counts(s, job_id)
@@ -355,7 +396,9 @@ class RecallEngine:
             s.commit()
         return results
 
-    async def _verify(self, job_id: str) -> None:
+    async def _verify(self, job_id: str) -> int:
+        """Look for every recalled copy in the visible folders; returns how many are still there."""
+        seen = 0
         with self.store.session() as s:
             copies = s.scalars(
                 select(RecallCopyRow).where(
@@ -387,7 +430,9 @@ class RecallEngine:
                         c.state = "failed"
                         c.reason = f"still visible in {r.folder or 'a folder'} after recall"
                         c.attempts += 1
+                        seen += 1
                 s.commit()
+        return seen
 
     async def restore(
         self, job_id: str, actor: str, tracking_ids: list[str] | None = None, source: str = "",
@@ -441,7 +486,7 @@ class RecallEngine:
             s.commit()
         size = self._batch()
         for i in range(0, len(refs), size):
-            results = await self.backend.restore(refs[i : i + size])
+            results = await self._restore_places(refs[i : i + size])
             metrics.record_recall(results)
             with self.store.session() as s:
                 self._apply(s, job_id, results, restoring=True)
@@ -470,6 +515,21 @@ class RecallEngine:
         # The whole job undone: the recall was a mistake, so its near copies are no longer held.
         await asyncio.to_thread(remember_stored, self.settings, self.store, restored, "ham")
         return restored
+
+    async def _restore_places(self, refs: list[CopyRef]) -> list[CopyResult]:
+        """Restore each copy from every place it was hidden; a copy is restored when all of them are.
+        One backend call per place, so that no call names a copy twice."""
+        spread = [places(r) for r in refs]
+        results = await self.backend.restore([p[0] for p in spread])
+        deeper = max((len(p) for p in spread), default=1)
+        for depth in range(1, deeper):
+            more = {r.tracking_id: r for r in await self.backend.restore([p[depth] for p in spread if len(p) > depth])}
+            for n, r in enumerate(results):
+                extra = more.get(r.tracking_id)
+                if extra is not None and extra.state == "failed" and r.state != "failed":
+                    results[n] = CopyResult(r.tracking_id, "failed", folder=extra.folder,
+                                            reason=f"{extra.folder or 'a folder'}: {extra.reason}")
+        return results
 
     # -- reading ------------------------------------------------------------------------
     @staticmethod

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
+
+
+def vault_file(vault: Path, tracking_id: str) -> Path:
+    """A free file in the recall vault for a deleted copy: a copy recalled from two folders keeps both."""
+    keep = vault / f"{tracking_id}.eml"
+    n = 1
+    while keep.exists():
+        keep, n = vault / f"{tracking_id}.{n}.eml", n + 1
+    return keep
 
 
 @dataclass

@@ -11,10 +11,11 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from mailmoat.config import Settings
-from mailmoat.recall.backends.base import CopyRef, CopyResult
+from mailmoat.recall.backends.base import CopyRef, CopyResult, vault_file
 
 Command = list[Any]  # ["fetch", {...parameters}, "tag"]
 COMMANDS_PER_REQUEST = 200
@@ -171,6 +172,7 @@ class DoveadmBackend:
                     )
         todo = [c for c in copies if c.tracking_id in visible]
         cmds: list[Command] = []
+        kept: dict[str, Path] = {}  # delete mode: where each copy's vault file is
         if mode == "delete":
             fetched = await self.call(
                 [
@@ -181,8 +183,9 @@ class DoveadmBackend:
             self.vault.mkdir(parents=True, exist_ok=True)
             for c in todo:
                 rows = fetched.get(f"text:{c.tracking_id}")
+                kept[c.tracking_id] = keep = vault_file(self.vault, c.tracking_id)
                 if isinstance(rows, list) and rows:
-                    (self.vault / f"{c.tracking_id}.eml").write_bytes(rows[0].get("text", "").encode("utf-8", "surrogateescape"))
+                    keep.write_bytes(rows[0].get("text", "").encode("utf-8", "surrogateescape"))
                 row = visible[c.tracking_id]
                 cmds.append(["expunge", {"user": c.mailbox, "query": self._query_for(c, row, row["mailbox"])}, f"act:{c.tracking_id}"])
         else:
@@ -236,7 +239,7 @@ class DoveadmBackend:
             if isinstance(reply, dict):
                 results[c.tracking_id] = CopyResult(c.tracking_id, "failed", reason=f"doveadm: {reply.get('error')}")
                 continue
-            loc = {"vault": str(self.vault / f"{c.tracking_id}.eml")} if mode == "delete" else {"folder": f"{self.hidden}/{row['mailbox']}"}
+            loc = {"vault": str(kept[c.tracking_id])} if mode == "delete" else {"folder": f"{self.hidden}/{row['mailbox']}"}
             results[c.tracking_id] = CopyResult(
                 c.tracking_id, "recalled", folder=row["mailbox"], flags=_flags(row.get("flags", "")),
                 internal_date=_epoch(row.get("date.received", "")), location=json.dumps(loc),

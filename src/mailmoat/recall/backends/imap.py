@@ -15,7 +15,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from mailmoat.config import Settings
-from mailmoat.recall.backends.base import CopyRef, CopyResult
+from mailmoat.recall.backends.base import CopyRef, CopyResult, vault_file
 
 
 def _s(v: Any) -> str:
@@ -164,7 +164,7 @@ class ImapBackend:
         if mode == "delete":
             self.vault.mkdir(parents=True, exist_ok=True)
             body = c.fetch(uids[:1], ["BODY.PEEK[]"])[uids[0]][b"BODY[]"]
-            keep = self.vault / f"{ref.tracking_id}.eml"
+            keep = vault_file(self.vault, ref.tracking_id)
             keep.write_bytes(body)
             c.add_flags(uids, [b"\\Deleted"])
             c.uid_expunge(uids)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mailmoat.config import Settings
 from mailmoat.deliver.maildir import ensure_maildir, iter_folders, mailbox_name
-from mailmoat.recall.backends.base import CopyRef, CopyResult
+from mailmoat.recall.backends.base import CopyRef, CopyResult, vault_file
 
 # Maildir info flags ↔ IMAP system flags.
 _TO_IMAP = {"D": "\\Draft", "F": "\\Flagged", "P": "$Forwarded", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
@@ -145,7 +145,7 @@ class MaildirBackend:
         orig = str(path.relative_to(mbox))
         if mode == "delete":
             self.vault.mkdir(parents=True, exist_ok=True)
-            keep = self.vault / f"{ref.tracking_id}.eml"
+            keep = vault_file(self.vault, ref.tracking_id)
             data = path.read_bytes()
             keep.write_bytes(data)
             os.utime(keep, (st.st_atime, st.st_mtime))
@@ -180,10 +180,13 @@ class MaildirBackend:
         target = mbox / orig
         if target.parent.name not in ("cur", "new") or ".." in Path(orig).parts:
             return CopyResult(ref.tracking_id, "failed", reason=f"bad recorded location {orig!r}")
-        if self._find_visible(mbox, ref) is not None:
+        src = loc.get("path")
+        # What this recall hid is put back first; only when nothing of it is left hidden does a
+        # visible copy mean "already in place" (a copy filed in two folders is two files).
+        if not (src and Path(src).exists()) and not (loc.get("vault") and Path(loc["vault"]).exists()) \
+                and self._find_visible(mbox, ref) is not None:
             return CopyResult(ref.tracking_id, "restored", folder=ref.folder, reason="already in place")
         ensure_maildir(target.parent.parent)
-        src = loc.get("path")
         if src and Path(src).exists():
             os.rename(src, target)
         elif loc.get("vault") and Path(loc["vault"]).exists():
