@@ -149,3 +149,21 @@ def test_password_from_stdin_that_is_not_utf8_is_refused(tmp_path: Path) -> None
     )
     assert r.exit_code == 2 and isinstance(r.exception, SystemExit), (r.output, r.exception)
     assert "UTF-8" in r.output, r.output
+
+
+# -- 5. user names ---------------------------------------------------------------------------
+
+
+def test_user_names_are_letters_digits_and_a_few_signs(env: WebEnv) -> None:
+    h = env.as_role("admin")
+    c = env.client
+    for bad in ("../../etc", "a/b", "a?b", "a#b", "a%2fb", "tab\tname", "nul\x00", "bell\x07", "..", ".hidden", "x" * 321, "x" * 100_000, ""):
+        r = c.post(f"{API}/users", json={"username": bad, "password": "long enough pw", "role": "auditor"}, headers=h)
+        assert r.status_code == 422, (bad[:20], r.text)
+        assert "letters" in r.json()["detail"] and "320" in r.json()["detail"], r.text
+    r = c.post(f"{API}/users", json={"username": "Li.Na+Ops_2@victim-corp.com", "password": "long enough pw", "role": "auditor"}, headers=h)
+    assert r.status_code == 201 and r.json()["username"] == "li.na+ops_2@victim-corp.com", r.text
+    assert c.patch(f"{API}/users/li.na+ops_2@victim-corp.com", json={"disabled": True}, headers=h).status_code == 200
+
+    code, out = cli(env, "users", "add", "../../etc", "--password-stdin")
+    assert code == 2 and "letters" in out, out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import threading
 import time
@@ -62,6 +63,20 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+# A user name is part of URL paths (/api/v1/users/{name}, the console's links) and of the audit log:
+# with a '/', '?', '#' or '%' the account could not be changed, disabled or deleted any more (404),
+# a control character would garble the log, and "." or ".." are rewritten by clients as paths.
+# E-mail addresses and plain logins fit. Names made before this rule are left as they are.
+USERNAME_RULE = "a user name is 1 to 320 characters: letters a-z, digits and . _ @ + -, starting with a letter or digit"
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._@+-]{0,319}")
+
+
+def check_username(name: str) -> None:
+    """A new user's name (already stripped and in lower case) follows USERNAME_RULE."""
+    if not _USERNAME.fullmatch(name):
+        raise AuthError(USERNAME_RULE)
+
+
 def check_password_policy(password: str) -> None:
     if len(password) < 10:
         raise AuthError("a password needs at least 10 characters")
@@ -80,8 +95,7 @@ def get_user(s: Session, username: str) -> UserRow | None:
 
 def create_user(s: Session, username: str, password: str, role: str) -> UserRow:
     name = username.strip().lower()
-    if not name or len(name) > 320 or any(c.isspace() for c in name):
-        raise AuthError("a user name must be non-empty and without spaces")
+    check_username(name)
     if role not in ROLES:
         raise AuthError(f"unknown role {role!r} (use {', '.join(ROLES)})")
     check_password_policy(password)
