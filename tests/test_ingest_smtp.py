@@ -315,6 +315,31 @@ def test_pipelined_commands(harness: Harness) -> None:
         assert f.readline().startswith(b"221")
 
 
+def test_a_client_that_closes_its_side_after_the_final_dot_is_still_answered(harness: Harness) -> None:
+    """`printf ... | nc -N` closes its side once it has sent the message. The message is accepted
+    then, so the client must hear so: without the reply it would send the message again."""
+    port = harness.listen(INBOUND)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        f = s.makefile("rb")
+        s.sendall(b"EHLO client.example.org\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@localhost>\r\nDATA\r\n")
+        s.sendall(MSG + b".\r\n")
+        s.shutdown(socket.SHUT_WR)
+        replies = f.read()
+    assert b"250 2.0.0 Ok: queued as" in replies, replies
+    assert len(harness.dispatcher.refs) == 1
+
+
+def test_a_client_that_closes_mid_message_leaves_nothing(harness: Harness) -> None:
+    port = harness.listen(INBOUND)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        f = s.makefile("rb")
+        s.sendall(b"EHLO client.example.org\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@localhost>\r\nDATA\r\n")
+        s.sendall(MSG)
+        s.shutdown(socket.SHUT_WR)
+        replies = f.read()
+    assert b"queued" not in replies and harness.dispatcher.refs == []
+
+
 # -- end to end: the whole gateway ------------------------------------------------------------
 
 

@@ -218,6 +218,8 @@ class GatewaySMTP(_FewNames, SMTP):
         self._tracked = False
         self._seen = False
         self._refusal = ""
+        self._answering = False  # the message is whole and being accepted: its reply is owed
+        self._half_closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = not self._seen  # called again after STARTTLS for the same client
@@ -251,6 +253,30 @@ class GatewaySMTP(_FewNames, SMTP):
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, tail.lstrip(" \t")
+
+    def eof_received(self) -> bool | None:
+        # A client that closes its side right after the final "." (`nc -N`, some scripts) still
+        # reads the reply, and sends the message again if none comes: the message being accepted
+        # is finished and answered, and the session ends after it. Any other EOF ends it at once.
+        if self._answering and self.session is not None and self.session.ssl is None:
+            self._half_closed = True
+            return asyncio.StreamReaderProtocol.eof_received(self)  # EOF to the reader; the write side stays open
+        return super().eof_received()
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command != "DATA":
+            return await super()._call_handler_hook(command, *args)
+        self._answering = True
+        return await super()._call_handler_hook(command, *args)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._answering = False
+        if self._half_closed:
+            # Answered; nothing more can come. End the session as aiosmtpd ends one at EOF.
+            raise asyncio.CancelledError
 
     async def _handle_client(self) -> None:
         if self._refusal:
