@@ -21,7 +21,8 @@ from mailmoat.cli.common import (
     output_console,
     when,
 )
-from mailmoat.policy.site_lists import MAX_DAYS, MAX_ID
+from mailmoat.policy.site_lists import MAX_DAYS
+from mailmoat.store.queries import MAX_DB_INT
 
 lists_app = typer.Typer(help="Allow and deny lists kept in the store: list, allow, deny, import, remove; recipients' safe senders.",
                         no_args_is_help=True)
@@ -30,7 +31,7 @@ KindArg = Annotated[str, typer.Argument(help="sender (an address), domain (and i
 ValueArg = Annotated[str, typer.Argument(help="The address, domain or network")]
 NoteOpt = Annotated[str, typer.Option("--note", help="Why (kept with the entry and in the audit log)")]
 DaysOpt = Annotated[float, typer.Option("--days", min=0, help=f"Expires after this many days, up to {MAX_DAYS:g} (0 = never)")]
-IdsArg = Annotated[list[int], typer.Argument(min=1, max=MAX_ID, help="Entry ids (see `mailmoat lists list`)")]
+IdsArg = Annotated[list[int], typer.Argument(min=1, max=MAX_DB_INT, help="Entry ids (see `mailmoat lists list`)")]
 
 
 def _audit_add(session: Any, entry: dict[str, Any], new: bool, note: str, days: float, source_file: str | None = None) -> None:
@@ -233,7 +234,7 @@ def safe_cmd(
 
 @lists_app.command("safe-remove")
 def safe_remove_cmd(
-    entry_ids: Annotated[list[int], typer.Argument(min=1, max=MAX_ID, help="Entry ids (see `mailmoat lists safe`)")],
+    entry_ids: Annotated[list[int], typer.Argument(min=1, max=MAX_DB_INT, help="Entry ids (see `mailmoat lists safe`)")],
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
     """Take safe senders off recipients' lists: that mail is held again like anyone's."""

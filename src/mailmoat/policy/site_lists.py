@@ -26,9 +26,6 @@ RELOAD_EVERY = 10.0
 # The longest an entry may be added for (0 = never expires): ten years, beyond which a time is
 # more likely a typing slip (or `inf`) than a plan.
 MAX_DAYS = 3650.0
-# The largest id a list (or safe-sender) entry can have: the database's 64-bit INTEGER. A larger one
-# given to a look-up is refused as bad input rather than overflowing in the database driver.
-MAX_ID = 2**63 - 1
 _ADDRESS = re.compile(r"^[^@\s<>]{1,64}@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+)$")
 _DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
 

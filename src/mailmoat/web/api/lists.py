@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from mailmoat.digest import safe_senders
 from mailmoat.policy.site_lists import (
     MAX_DAYS,
-    MAX_ID,
     ListError,
     add_to_store,
     audit_target,
@@ -19,12 +18,10 @@ from mailmoat.policy.site_lists import (
     entry_dict,
 )
 from mailmoat.store.list_models import SenderListRow
-from mailmoat.web.api.common import not_found, record_async, web
+from mailmoat.web.api.common import RowId, not_found, record_async, web
 from mailmoat.web.auth import ADMIN, Actor, Admin, Principal, Reader
 
 router = APIRouter(prefix="/lists", tags=["lists"])
-
-EntryId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class EntryIn(BaseModel):
@@ -68,7 +65,7 @@ async def add_allow(request: Request, body: EntryIn, who: Admin) -> dict[str, An
 
 
 @router.delete("/{entry_id}")
-async def remove_entry(request: Request, entry_id: EntryId, who: Admin) -> dict[str, Any]:
+async def remove_entry(request: Request, entry_id: RowId, who: Admin) -> dict[str, Any]:
     """Take an entry off its list."""
 
     def delete() -> dict[str, Any] | None:
@@ -94,7 +91,7 @@ def list_safe_senders(request: Request, who: Reader, recipient: str = "") -> dic
 
 
 @router.delete("/safe/{entry_id}")
-async def remove_safe_sender(request: Request, entry_id: EntryId, who: Actor) -> dict[str, Any]:
+async def remove_safe_sender(request: Request, entry_id: RowId, who: Actor) -> dict[str, Any]:
     """Take a safe sender off a recipient's list: that mail is held again like anyone's."""
     entry = await asyncio.to_thread(safe_senders.remove, web(request).store, entry_id)
     if entry is None:
