@@ -185,3 +185,18 @@ def test_a_body_that_only_starts_like_headers_stays_the_body() -> None:
     # the fold and headers, but the header before the blank line ends in no encoded word
     m = parse(b"Subject: plain\r\n\r\n =?utf-8?Q?x?=\r\nDate: Wed, 13 Jul 2005 19:47:14 +0800\r\n\r\nhi\r\n")
     assert m.header("Date") == "" and not any("blank-line-in-fold" in d for d in m.defects)
+
+
+def test_the_sender_and_subject_are_read_past_the_header_limit() -> None:
+    """Thousands of junk fields ahead of From and Subject must not hide them from the scan and the
+    record: past the limit, the fields the analyzers read are still kept."""
+    from mailmoat.parse.headers import MAX_HEADERS
+
+    junk = "".join(f"X-Filler-{i}: x\r\n" for i in range(MAX_HEADERS + 500))
+    raw = (junk + "From: Finance <payroll@evil.example>\r\nReply-To: x@evil.example\r\nTo: a@corp.example\r\n"
+           "Subject: salary adjustment\r\n\r\nbody\r\n").encode()
+    m = parse(raw)
+    assert m.from_ is not None and m.from_.addr == "payroll@evil.example"
+    assert m.subject == "salary adjustment" and "header:missing-from" not in m.defects
+    assert any(d.startswith("limit:headers") for d in m.defects)
+    assert len(m.headers) <= MAX_HEADERS + 20

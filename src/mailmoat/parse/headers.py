@@ -11,6 +11,12 @@ from mailmoat.model import Address, Message, ReceivedHop
 from mailmoat.parse.charset import decode_header, unfold
 
 MAX_HEADERS = 2000
+# Fields read past MAX_HEADERS (at most _ALWAYS_READ_MAX of them): who sent it, to whom, about what.
+_ALWAYS_READ = frozenset({
+    "from", "sender", "reply-to", "to", "cc", "subject", "date", "message-id", "return-path",
+    "in-reply-to", "references", "list-id", "list-unsubscribe", "content-type", "mime-version",
+})
+_ALWAYS_READ_MAX = 50
 MAX_ADDRESSES = 1000
 
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
@@ -182,7 +188,10 @@ def fill_headers(
     codec tried first on raw 8-bit header bytes (`charset.header_hint` of the text's charset)."""
     if len(raw_headers) > MAX_HEADERS:
         defects.append(f"limit:headers {len(raw_headers)}")
-        raw_headers = raw_headers[:MAX_HEADERS]
+        # Past the limit the fields the analyzers and the record read are still kept: thousands of
+        # junk fields ahead of From and Subject must not hide the sender from the scan.
+        raw_headers = raw_headers[:MAX_HEADERS] + [
+            (n, v) for n, v in raw_headers[MAX_HEADERS:] if n.strip().lower() in _ALWAYS_READ][:_ALWAYS_READ_MAX]
     decoded: list[tuple[str, str]] = []
     by_name: dict[str, list[int]] = {}
     for i, (name, value) in enumerate(raw_headers):
