@@ -14,7 +14,6 @@ from mailmoat.config import Settings
 from mailmoat.model import Envelope, Finding, Message
 from mailmoat.rules import BUILTIN_DIR, Rule, RuleError, load_dir, missing_samples, sample_results
 from mailmoat.rules.activation import FIELDS
-from mailmoat.rules.checks import rule_problems
 from mailmoat.rules.engine import disabled_ids, duplicates, site_dir_for
 from mailmoat.rules.functions import FUNCTION_NAMES
 
@@ -58,17 +57,10 @@ def check_dirs(
     reserved = {s.name for c in registry.analyzer_classes() for s in c.symbols}
     _, dup_errors = duplicates(rules, reserved)
     problems.extend(str(e) for e in dup_errors)
-    runnable: list[Rule] = []
+    # A bad score or sample name was refused when the rule was read (engine.parse_rule).
     for r in rules:
-        wrong = rule_problems(r)
-        if wrong:
-            # Its samples are neither looked for nor run: a sample name with a folder in it would
-            # have a file outside samples/ read.
-            problems.extend(f"{r.path}: {p}" for p in wrong)
-            continue
-        runnable.append(r)
         problems.extend(f"{r.path}: {p}" for p in missing_samples(r))
-    if run_samples and runnable:
+    if run_samples and rules:
         evaluate, loop = sample_evaluator(settings)
         # A site rule may read a built-in rule's finding: its samples run with the built-ins too
         # (loaded here only when the directories checked do not already hold them).
@@ -77,7 +69,7 @@ def check_dirs(
             ids = {r.id for r in rules}
             among = rules + [r for r in load_dir(BUILTIN_DIR)[0] if r.id not in ids]
         try:
-            for res in sample_results(runnable, evaluate, among):  # type: ignore[arg-type]
+            for res in sample_results(rules, evaluate, among):  # type: ignore[arg-type]
                 if res.ok:
                     continue
                 want = "hit" if res.expected else "miss"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -119,6 +120,11 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YAML_LOADER)
 
 
+def plain_sample_name(name: str) -> bool:
+    """Whether a sample name is a file name in the rule's samples/ folder, with no folder in it."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
 def parse_rule(text: str, path: Path) -> Rule:
     """One rule from its YAML text; every problem is a RuleError naming the file."""
     where = str(path)
@@ -148,6 +154,8 @@ def parse_rule(text: str, path: Path) -> Rule:
     score = doc.get("score")
     if isinstance(score, bool) or not isinstance(score, int | float):
         raise RuleError(f"{where}: score must be a number")
+    if not math.isfinite(score):  # YAML's .nan scores 0 and lists as null; .inf outweighs every other sign
+        raise RuleError(f"{where}: score must be a finite number, not {score!r}")
     group = doc.get("group", DEFAULT_GROUP)
     if not isinstance(group, str) or not group:
         raise RuleError(f"{where}: group must be a non-empty string")
@@ -160,6 +168,10 @@ def parse_rule(text: str, path: Path) -> Rule:
         raise RuleError(f"{where}: unknown field(s) under samples: {', '.join(bad_keys)}")
     hit = _str_list(samples.get("hit"), f"{where}: samples.hit")
     miss = _str_list(samples.get("miss"), f"{where}: samples.miss")
+    for name in (*hit, *miss):
+        if not plain_sample_name(name):
+            # With a folder in it, running the samples would read a file outside samples/.
+            raise RuleError(f"{where}: sample {name!r} must be a plain file name in samples/")
     expression = _str(doc, "expression", where)
     program, fields, uses_mf = _compile(expression, f"{where}: expression")
     evidence = doc.get("evidence", "")
