@@ -167,3 +167,27 @@ def test_user_names_are_letters_digits_and_a_few_signs(env: WebEnv) -> None:
 
     code, out = cli(env, "users", "add", "../../etc", "--password-stdin")
     assert code == 2 and "letters" in out, out
+
+
+# -- 6. read-only commands on a mistyped data path ---------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["status"], ["trace"], ["audit"], ["quarantine", "list"], ["quarantine", "show", "x"], ["quarantine", "requests"],
+    ["reports", "list"], ["incidents", "list"], ["incidents", "show", "x"], ["waves"], ["digest", "preview", "li.na@localhost"],
+    ["users", "list"], ["users", "passwd", "x", "--password-stdin"], ["users", "token", "x"],
+])
+def test_read_only_commands_do_not_create_a_store(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "no" / "such"
+    for where in (["--data-dir", str(missing)], ["--db", f"sqlite:///{missing}/x.db"]):
+        r = runner.invoke(app, [*command, *where])
+        assert r.exit_code == 2, (where, r.output)
+        assert f"no mailmoat data at {missing}" in r.output, r.output
+        assert not (tmp_path / "no").exists()
+
+
+def test_read_only_commands_still_read_an_existing_store(env: WebEnv) -> None:
+    code, out = cli(env, "trace", "--subject", "Weekly")
+    assert code == 0 and "Weekly notes" in out, out
+    code, out = cli(env, "quarantine", "list")
+    assert code == 0 and "1 of 1 held" in out, out

@@ -69,8 +69,9 @@ def test_quiet_then_the_mail_system_down_then_a_stuck_spool(settings: Settings) 
 
 def test_a_disk_running_full_needs_attention(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     import mailmoat.status
+    from mailmoat.store.db import Store
 
-    settings.data_path.mkdir(parents=True)
+    Store(settings.db_url).close()  # status reads an existing store only
     monkeypatch.setattr(mailmoat.status, "DISK_LOW_BYTES", 0)
     monkeypatch.setattr(mailmoat.status, "DISK_LOW_FRACTION", 0.0)
     code, st, text = status(settings)

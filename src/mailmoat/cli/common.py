@@ -108,10 +108,29 @@ def time_range(since: str | None, until: str | None) -> tuple[float | None, floa
         raise fail(str(exc)) from exc
 
 
-def open_store(settings: Settings) -> Store:
-    """The record, or a clear error when the database cannot be opened."""
+def require_data(settings: Settings) -> None:
+    """End the command (exit 2) when the SQLite database of the settings is not there.
+
+    Opening a store creates its directory and database: right for `serve`, `users ensure-admin`,
+    `train` or `check`, wrong for a command that only reads the record, which would report a new,
+    empty store at a mistyped --data-dir or --db as healthy ("nothing needs attention").
+    Another database (PostgreSQL) is not created by opening it, and answers for itself."""
+    from mailmoat.store.db import normalise_url, sqlite_file
+
+    db_file = sqlite_file(normalise_url(settings.db_url))
+    if db_file is not None and not db_file.exists():
+        what = f"no mailmoat data at {db_file}: no such database" if settings.db else (
+            f"no mailmoat data at {settings.data_path}: {db_file.name} is not there")
+        raise fail(f"{what} (a mistyped --data-dir, --db or MAILMOAT_DATA_DIR? `mailmoat serve` creates it)")
+
+
+def open_store(settings: Settings, *, existing: bool = False) -> Store:
+    """The record, or a clear error when the database cannot be opened; `existing`: for a command
+    that only reads the record, which is never created by it (see `require_data`)."""
     from mailmoat.store.db import Store
 
+    if existing:
+        require_data(settings)
     try:
         return Store(settings.db_url)
     except Exception as exc:

@@ -72,7 +72,7 @@ def preview_cmd(
     if not gets_digests(settings, recipient):
         typer.echo(f"{recipient} gets no digest: not in server.domains, outside digest.domains or in digest.exclude")
         return
-    store = open_store(settings)
+    store = open_store(settings, existing=True)
     try:
         d = preview(store, settings, recipient)
     finally:

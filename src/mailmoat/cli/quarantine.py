@@ -62,7 +62,7 @@ def list_cmd(
     from mailmoat.store.quarantine import held
 
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db))
+    store = open_store(load_settings(config, data_dir, db), existing=True)
     try:
         with store.session() as s:
             total, rows = held(s, Selector(sender=sender, recipient=rcpt, subject=subject, since=since), limit=limit)
@@ -94,7 +94,7 @@ def show_cmd(
 ) -> None:
     """One message: envelope, verdict, every finding with its evidence, and its copies."""
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db))
+    store = open_store(load_settings(config, data_dir, db), existing=True)
     try:
         row = store.get_message(mail_id)
         if row is None:
@@ -216,7 +216,7 @@ def requests_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOp
     from mailmoat.digest.requests import open_requests, request_dict
 
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db))
+    store = open_store(load_settings(config, data_dir, db), existing=True)
     try:
         with store.session() as s:
             items = [{**request_dict(s, req, "open"), "message": _summary(msg)} for req, msg in open_requests(s)]
@@ -282,7 +282,7 @@ def raw_cmd(
 
     if sys.stdout.isatty():  # a hostile message's bytes would drive the terminal (escape sequences)
         raise fail(f"the raw message is not shown on a terminal: mailmoat quarantine raw {mail_id} > message.eml")
-    store = open_store(load_settings(config, data_dir, db))
+    store = open_store(load_settings(config, data_dir, db), existing=True)
     try:
         row = store.get_message(mail_id)
         if row is None:

@@ -36,7 +36,7 @@ def list_cmd(
     from mailmoat.reports.triage import reported
 
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db))
+    store = open_store(load_settings(config, data_dir, db), existing=True)
     try:
         with store.session() as s:
             items = reported(s, everything=everything, since=time.time() - days * 86400.0 if days else 0.0)

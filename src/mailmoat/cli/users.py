@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings, require_data
 from mailmoat.config import Settings
 from mailmoat.store.audit import audit
 from mailmoat.store.db import Store
@@ -25,7 +25,10 @@ def _actor() -> str:
         return f"cli:{os.getuid()}"
 
 
-def _store(settings: Settings) -> Store:
+def _store(settings: Settings, *, existing: bool = False) -> Store:
+    """`existing`: for a command about users already there, never run on a new store (require_data)."""
+    if existing:
+        require_data(settings)
     return Store(settings.db_url, raw_dir=settings.raw_dir)
 
 
@@ -80,7 +83,7 @@ def register(app: typer.Typer) -> None:
         from mailmoat.store.web_models import UserRow
 
         settings = load_settings(config, data_dir, db)
-        store = _store(settings)
+        store = _store(settings, existing=True)
         try:
             with store.session() as s:
                 for u in s.scalars(select(UserRow).order_by(UserRow.username)):
@@ -101,6 +104,7 @@ def register(app: typer.Typer) -> None:
         from mailmoat.web.auth import AuthError, get_user, set_password
 
         settings = load_settings(config, data_dir, db)
+        require_data(settings)  # before the password is asked for
         password = _read_password(password_stdin)
         store = _store(settings)
         try:
@@ -129,7 +133,7 @@ def register(app: typer.Typer) -> None:
         from mailmoat.web.auth import create_token, get_user
 
         settings = load_settings(config, data_dir, db)
-        store = _store(settings)
+        store = _store(settings, existing=True)
         try:
             with store.session() as s:
                 u = get_user(s, username)

@@ -16,6 +16,7 @@ from mailmoat.cli.common import (
     DbOpt,
     FormatOpt,
     load_settings,
+    open_store,
     output_console,
     when,
 )
@@ -31,9 +32,8 @@ def waves_cmd(
     """Link destinations that LINK_DOMAIN_WAVE marked mail for, the latest first; recall their mail
     with `mailmoat recall plan --url-domain DESTINATION`."""
     from mailmoat.recall.waves import recent_waves
-    from mailmoat.store.db import Store
 
-    store = Store(load_settings(config, data_dir, db).db_url)
+    store = open_store(load_settings(config, data_dir, db), existing=True)
     try:
         with store.session() as s:
             items = recent_waves(s, time.time() - hours * 3600.0, limit)
