@@ -191,3 +191,18 @@ def test_read_only_commands_still_read_an_existing_store(env: WebEnv) -> None:
     assert code == 0 and "Weekly notes" in out, out
     code, out = cli(env, "quarantine", "list")
     assert code == 0 and "1 of 1 held" in out, out
+
+
+# -- 7. digest preview of a non-address, scan of an empty directory ---------------------------
+
+
+def test_digest_preview_of_a_non_address_fails(env: WebEnv) -> None:
+    code, out = cli(env, "digest", "preview", "not an address")
+    assert code == 2 and "not an e-mail address" in out, out
+
+
+def test_scan_of_an_empty_directory_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = runner.invoke(app, ["scan", str(empty), "--data-dir", str(tmp_path / "var")])
+    assert r.exit_code == 1 and f"no messages found under {empty}" in r.output, r.output

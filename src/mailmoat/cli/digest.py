@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from mailmoat.cli.common import (
     DbOpt,
     FormatOpt,
     check_format,
+    fail,
     load_settings,
     open_store,
     output_console,
@@ -22,6 +24,7 @@ from mailmoat.cli.common import (
 
 digest_app = typer.Typer(help="Quarantine digests to recipients: send the due ones now, or preview one.", no_args_is_help=True)
 
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")  # local-part@domain, no spaces (localhost has no dot)
 RcptOpt = Annotated[list[str] | None, typer.Option("--rcpt", help="Only this recipient (repeatable)")]
 
 
@@ -69,6 +72,9 @@ def preview_cmd(
     from mailmoat.digest.listing import gets_digests
 
     settings = load_settings(config, data_dir, db)
+    # A typo ("alice@", "alice corp.example") is not one of the addresses that get no digest.
+    if not _ADDRESS.fullmatch(recipient.strip()):
+        raise fail(f"{recipient!r} is not an e-mail address (local-part@domain)")
     if not gets_digests(settings, recipient):
         typer.echo(f"{recipient} gets no digest: not in server.domains, outside digest.domains or in digest.exclude")
         return

@@ -144,7 +144,11 @@ def register(app: typer.Typer) -> None:
             raise fail(f"--format must be one of {', '.join(FORMATS)}")
         if direction not in {d.value for d in Direction}:
             raise fail("--direction must be inbound, internal or outbound")
-        missing = [str(p) for p in paths if not p.exists()]
+        problems = [{"path": str(p), "error": "no such file or directory"} for p in paths if not p.exists()]
+        # A directory without a message (a wrong path, an archive not unpacked) is an error too,
+        # not an empty answer with exit 0 that reads as "nothing wrong found".
+        problems += [{"path": str(p), "error": f"no messages found under {p}"}
+                     for p in paths if p.is_dir() and next(iter_files([p]), None) is None]
         settings = load_settings(config, data_dir, db)
         note = no_model_note(settings)
         if note:
@@ -159,9 +163,8 @@ def register(app: typer.Typer) -> None:
         errors = 0
         collected: list[dict[str, Any]] = []
         out = sys.stdout
-        for m in missing:
+        for line in problems:
             errors += 1
-            line = {"path": m, "error": "no such file or directory"}
             if fmt == "json":
                 collected.append(line)
             else:
