@@ -126,6 +126,10 @@ async def test_selectors_combine_and_empty_selection_is_refused(settings: Settin
     # SQLite's lower() folds A-Z only: an address with other capitals is found as it was written.
     record(store, root, "01MSG0000000000000000000FF", ["MÜLLER@Corp.example"], url_domain="evil-bank.example")
     assert engine.preview(Selector(url_domain="evil-bank.example", recipient="MÜLLER@corp.example")).copies == 1
+    # A job over no copy is refused, not stored as a job "done" that found nothing.
+    with pytest.raises(SelectionError, match="nothing to recall"):
+        engine.plan(Selector(url_domain="nowhere.example"), "analyst")
+    assert engine.list_jobs(10) == []
 
 
 class FlakyBackend(MaildirBackend):

@@ -236,6 +236,8 @@ def test_recall_preview_plan_run_stream_and_restore_one_copy(env: WebEnv) -> Non
     assert all(len(visible_copies(env.settings, r)) >= 1 for r in RECIPIENTS)
     pv = c.post(f"{API}/recall/preview", json={"selector": {"qr": "gov-subsidy-claim"}}, headers=h).json()
     assert pv["copies"] == 2 and pv["recipients"] == sorted(RECIPIENTS)
+    empty = c.post(f"{API}/recall/jobs", json={"selector": {"url_domain": "nowhere.example"}}, headers=h)
+    assert empty.status_code == 422 and "nothing to recall" in empty.json()["detail"]
     job = c.post(f"{API}/recall/jobs", json={"mail_id": mid, "reason": "QR phish"}, headers=h)
     assert job.status_code == 201 and job.json()["state"] == "planned"
     jid = job.json()["id"]

@@ -21,7 +21,7 @@ from mailmoat.config import Settings
 from mailmoat.model.envelope import new_id
 from mailmoat.recall import triggers
 from mailmoat.recall.backends import CopyRef, CopyResult, MailboxBackend, get_backend
-from mailmoat.recall.selection import Selector, select_copies
+from mailmoat.recall.selection import SelectionError, Selector, select_copies
 from mailmoat.store.audit import audit
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.quarantine import status_before_mark
@@ -153,6 +153,8 @@ class RecallEngine:
         sels = selector if isinstance(selector, list) else [selector]
         with self.store.session() as s:
             rows = self._rows(s, sels)
+            if not rows:  # a job over nothing would only read "done" and say nothing was found
+                raise SelectionError("nothing to recall: no delivered copy matches")
             need = require_approval
             if need is None:
                 limit = self.settings.recall.approval_above
