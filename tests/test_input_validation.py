@@ -176,6 +176,8 @@ def test_user_names_are_letters_digits_and_a_few_signs(env: WebEnv) -> None:
     ["status"], ["trace"], ["audit"], ["quarantine", "list"], ["quarantine", "show", "x"], ["quarantine", "requests"],
     ["reports", "list"], ["incidents", "list"], ["incidents", "show", "x"], ["waves"], ["digest", "preview", "li.na@localhost"],
     ["users", "list"], ["users", "passwd", "x", "--password-stdin"], ["users", "token", "x"],
+    ["recall", "list"], ["recall", "status", "x"], ["recall", "restore", "x"], ["recall", "condemn", "x"],
+    ["recall", "uncondemn", "x"], ["recall", "plan", "--subject", "x"], ["rescan"], ["lists", "list"], ["lists", "safe"],
 ])
 def test_read_only_commands_do_not_create_a_store(tmp_path: Path, command: list[str]) -> None:
     missing = tmp_path / "no" / "such"

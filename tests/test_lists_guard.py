@@ -24,6 +24,8 @@ HUGE = "99999999999999999999"  # beyond SQLite's 64-bit INTEGER
 
 
 def cli(settings: Settings, *args: str, stdin: bytes | None = None) -> Any:
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    Store(settings.db_url).close()  # the site's record, as `mailmoat serve` creates it
     cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir})
     return runner.invoke(cli_app, ["lists", *args, "--config", str(cfg)], input=stdin)
 

@@ -58,6 +58,10 @@ async def test_new_indicator_then_rescan_recalls_what_was_delivered(settings: Se
 
 
 def test_rescan_command(settings: Settings, tmp_path: Path) -> None:
+    missing = CliRunner().invoke(app, ["rescan", "--data-dir", settings.data_dir])
+    assert missing.exit_code == 2 and "no mailmoat data" in missing.output  # nothing recorded to re-scan
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    Store(settings.db_url).close()
     res = CliRunner().invoke(app, ["rescan", "--since", "2d", "--format", "json", "--data-dir", settings.data_dir])
     assert res.exit_code == 0, res.output
     assert '"scanned": 0' in res.stdout

@@ -174,7 +174,7 @@ def _show(read: Callable[[Any], list[dict[str, Any]]], config: ConfigOpt, data_d
           empty: str, columns: tuple[str, ...], row: Callable[[dict[str, Any]], list[str]]) -> None:
     """Items read from the store, as JSON ({"items": [...]}) or a table."""
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db))
+    store = open_store(load_settings(config, data_dir, db), existing=True)  # a listing creates no store
     try:
         items = read(store)
     finally:

@@ -11,7 +11,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, actor, fail, load_settings, output_console
+from mailmoat.cli.common import (
+    MAX_LIMIT,
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    actor,
+    fail,
+    load_settings,
+    open_store,
+    output_console,
+)
 from mailmoat.config import Settings
 from mailmoat.recall.engine import RecallEngine, RecallError
 from mailmoat.recall.selection import SelectionError, Selector
@@ -41,9 +51,8 @@ ReasonOpt = Annotated[str, Opt("--reason", help="Why (kept in the job and the au
 
 
 def _engine(settings: Settings) -> RecallEngine:
-    from mailmoat.store.db import Store
-
-    return RecallEngine(settings, Store(settings.db_url))
+    # Every recall command works on recorded mail: a mistyped --data-dir is an error, not a new store.
+    return RecallEngine(settings, open_store(settings, existing=True))
 
 
 def _selector(**kw: str) -> Selector:
@@ -242,7 +251,7 @@ def restore_cmd(
 @recall_app.command("list")
 def list_cmd(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FmtOpt = "text",
-    limit: Annotated[int, Opt("--limit")] = 50,
+    limit: Annotated[int, Opt("--limit", min=1, max=MAX_LIMIT)] = 50,
 ) -> None:
     """Recent recall jobs."""
     settings = load_settings(config, data_dir, db)
@@ -289,10 +298,9 @@ def uncondemn_cmd(
 ) -> None:
     """Take back the mark of a message as a threat (its links stop condemning other mail); its recall stays."""
     from mailmoat.recall.auto import uncondemn_message
-    from mailmoat.store.db import Store
 
     settings = load_settings(config, data_dir, db)
-    store = Store(settings.db_url)
+    store = open_store(settings, existing=True)
     try:
         jobs = uncondemn_message(settings, store, mail_id, actor(), reason, source="cli")
         row = store.get_message(mail_id)
@@ -316,10 +324,9 @@ def rescan_cmd(
     """Re-scan retained mail with current rules and indicators; recall delivered mail now judged a threat."""
     from mailmoat.recall.rescan import rescan
     from mailmoat.scanner import Scanner
-    from mailmoat.store.db import Store
 
     settings = load_settings(config, data_dir, db)
-    store = Store(settings.db_url)
+    store = open_store(settings, existing=True)
     engine = RecallEngine(settings, store)
     scanner = Scanner(settings, store=store)
     try:
