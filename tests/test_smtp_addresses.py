@@ -53,11 +53,13 @@ RCPT_CASES = [
     (b"", b"ali\x7fce@localhost", b"553 5.1.3"),
     (UTF8, b"ali\x00ce@localhost", b"553 5.1.3"),
     (b"", b'"ali\x00ce"@localhost', b"553 5.1.3"),  # not even quoted (RFC 5321 qtextSMTP)
-    (b"", b"a" * 64 + b"@localhost", b"250"),
-    (b"", b"a" * 65 + b"@localhost", b"501 5.1.3"),  # RFC 5321 4.5.3.1.1: 64 octets
+    # Longer than RFC 5321's 64 octets, as reply addresses are (reply+<token>@reply.github.com).
+    (b"", b"reply+" + b"a" * 100 + b"@localhost", b"250"),
+    (b"", b"a" * 255 + b"@localhost", b"250"),
+    (b"", b"a" * 256 + b"@localhost", b"501 5.1.3"),  # no file name can hold it
     (b"", b"a" * 300 + b"@localhost", b"501 5.1.3"),
-    (UTF8, "é".encode() * 32 + b"@localhost", b"250"),  # 64 octets
-    (UTF8, "é".encode() * 33 + b"@localhost", b"501 5.1.3"),  # 33 characters, but 66 octets
+    (UTF8, "é".encode() * 127 + b"@localhost", b"250"),  # 254 octets
+    (UTF8, "é".encode() * 128 + b"@localhost", b"501 5.1.3"),  # 128 characters, but 256 octets
 ]
 
 

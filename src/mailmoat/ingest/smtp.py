@@ -109,9 +109,11 @@ def received_header(envelope: Envelope, hostname: str, protocol: str, eol: bytes
     return line.encode("ascii", "replace").replace(b"\r\n", eol)
 
 
-# RFC 5321 4.5.3.1.1 and 4.5.3.1.2: the longest local part and domain, in octets. Longer ones
-# cannot be delivered anywhere that follows the RFC (and our own Maildir names stop at 255).
-MAX_LOCAL_PART = 64
+# The longest local part and domain taken, in octets. RFC 5321 4.5.3.1 names 64 for a local part
+# but asks servers to take longer ones where they can, and real reply addresses are longer
+# (reply+<token>@reply.github.com, about a hundred): a local part is refused only past 255, where
+# no file name can hold it. A domain is at most 255 (4.5.3.1.2).
+MAX_LOCAL_PART = 255
 MAX_DOMAIN = 255
 # No form of an RFC 5321 address holds a control character, not even a quoted local part
 # (qtextSMTP and quoted-pairSMTP are %d32-126); a NUL or ESC in a mailbox name only does harm.
