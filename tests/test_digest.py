@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from mailmoat import metrics
+from mailmoat.blobstore import read_blob
 from mailmoat.cli import app as cli_app
 from mailmoat.config import ConfigError, DigestSettings, Settings
 from mailmoat.digest import current_slot, due, look_up, send_due
@@ -28,7 +29,7 @@ from mailmoat.model import Finding
 from mailmoat.store.audit_models import AuditRow
 from mailmoat.store.db import Store
 from mailmoat.store.digest_models import DigestLinkRow, DigestRow
-from mailmoat.store.models import DeliveryRow, MessageRow
+from mailmoat.store.models import DeliveryRow, IndicatorRow, MessageRow
 from mailmoat.web.app import create_app
 from tests.support import qrmail
 from tests.support.browser import ConsoleServer, chromium, chromium_missing
@@ -216,6 +217,13 @@ def test_digest_lists_held_spam_releases_one_copy_once_and_is_sent_once(digest_s
             digest_ids = set(s.scalars(select(DigestRow.mail_id)))
             assert len(digest_ids) == 2 and all(s.get(MessageRow, i) is not None for i in digest_ids)
             assert not digest_ids & untouched_mail(s, time.time() + 86400, 1000)
+            # The record keeps no working link: whoever can read it (an auditor) must not release mail.
+            token = bags_link.rpartition("/digest/")[2]
+            kept = [read_blob(s.get(MessageRow, i).raw_path) or b"" for i in digest_ids]  # type: ignore[union-attr]
+            assert all(token.encode() not in k for k in kept)
+            assert f"{CONSOLE}/digest/<token>" in text_of(email.message_from_bytes(max(kept, key=len), policy=policy.default), "plain")
+            assert not any(token in str(r.value) for r in s.scalars(select(IndicatorRow)))
+            assert mail["Message-ID"].strip() in {s.get(MessageRow, i).message_id for i in digest_ids}  # type: ignore[union-attr]
 
         app = create_app(settings, store)
         with TestClient(app, base_url="http://testserver") as client:

@@ -29,9 +29,11 @@ def own_message(settings: Settings, sender: str, recipient: str, subject: str, l
     return msg
 
 
-async def send_own_mail(settings: Settings, store: Store, recipient: str, raw: bytes, listener: str, why: str) -> tuple[str, bool]:
+async def send_own_mail(settings: Settings, store: Store, recipient: str, raw: bytes, listener: str, why: str,
+                        kept: bytes = b"") -> tuple[str, bool]:
     """(mail id, whether it was delivered or queued): `raw` to one local recipient, with a null
-    envelope sender so that nothing bounces to it or learns from it."""
+    envelope sender so that nothing bounces to it or learns from it; `kept`, when given, is what
+    the record keeps of it instead (a digest without its release links)."""
     from mailmoat.deliver import DeliveryService
     from mailmoat.parse import parse
 
@@ -39,8 +41,8 @@ async def send_own_mail(settings: Settings, store: Store, recipient: str, raw: b
     env = Envelope(mail_from="", rcpt_tos=[recipient], direction=Direction.INBOUND, listener=listener,
                    helo=settings.server.hostname, peer_ip="127.0.0.1", size=len(raw))
     verdict = Verdict(Action.DELIVER, 0.0, [], [why])
-    message = parse(raw)
-    path = await asyncio.to_thread(store.retain_raw, env, raw, settings.raw_dir)
+    message = parse(kept or raw)
+    path = await asyncio.to_thread(store.retain_raw, env, kept or raw, settings.raw_dir)
     await asyncio.to_thread(store.record_message, env, message, verdict, path)
     service = DeliveryService(settings, store)
     try:

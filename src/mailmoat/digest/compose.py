@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from datetime import datetime
+from email.parser import BytesHeaderParser
 
 from mailmoat.config import Settings
 from mailmoat.deliver.own_mail import own_message
@@ -75,10 +77,27 @@ def compose(settings: Settings, d: Digest) -> tuple[str, str, str]:
     return t["subject"].format(n=d.total), "\n".join(lines), page
 
 
-def render(settings: Settings, d: Digest, now: float) -> bytes:
+def render(settings: Settings, d: Digest, now: float, message_id: str = "") -> bytes:
     """The digest as a MIME message: the plain text, and the same as an HTML table."""
     subject, text, page = compose(settings, d)
     msg = own_message(settings, settings.digest.sender, d.recipient, subject, settings.digest.language, now, "digest")
+    if message_id:
+        msg.replace_header("Message-ID", message_id)
     msg.set_content(text)
     msg.add_alternative(page, subtype="html")
     return msg.as_bytes()
+
+
+def render_to_keep(settings: Settings, d: Digest, now: float) -> tuple[bytes, bytes]:
+    """(the digest to deliver, the same digest to record): in the recorded one each link reads
+    `/digest/<token>`. A link releases mail to whoever holds it, and anyone who can read the record
+    (an auditor in the console) must not; the store keeps only each token's hash."""
+    sent = render(settings, d, now)
+    kept = replace(d, items=[replace(i, link=withheld(i.link)) for i in d.items])
+    message_id = "".join(str(BytesHeaderParser().parsebytes(sent)["Message-ID"] or "").split())  # unfolded
+    return sent, render(settings, kept, now, message_id)
+
+
+def withheld(link: str) -> str:
+    base, sep, _token = link.rpartition("/digest/")
+    return f"{base}{sep}<token>" if sep else link

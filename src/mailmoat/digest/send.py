@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.deliver.own_mail import send_own_mail
-from mailmoat.digest.compose import render
+from mailmoat.digest.compose import render_to_keep
 from mailmoat.digest.links import token_hash
 from mailmoat.digest.listing import FAILED, SENDING, SENT, Digest, current_slot, due
 from mailmoat.schedule import run_every
@@ -53,9 +53,11 @@ def _claim(store: Store, settings: Settings, d: Digest, now: float) -> bool:
     return True
 
 
-async def _deliver(settings: Settings, store: Store, d: Digest, raw: bytes) -> tuple[str, str]:
-    """(mail id, status): the digest recorded and delivered like any mail the gateway makes itself."""
-    mail_id, ok = await send_own_mail(settings, store, d.recipient, raw, "digest", "quarantine digest")
+async def _deliver(settings: Settings, store: Store, d: Digest, now: float) -> tuple[str, str]:
+    """(mail id, status): the digest recorded and delivered like any mail the gateway makes itself
+    (the record without its release links: see render_to_keep)."""
+    raw, kept = render_to_keep(settings, d, now)
+    mail_id, ok = await send_own_mail(settings, store, d.recipient, raw, "digest", "quarantine digest", kept)
     return mail_id, SENT if ok else FAILED
 
 
@@ -71,7 +73,7 @@ async def send_due(
             continue
         mail_id, status = "", FAILED
         try:
-            mail_id, status = await _deliver(settings, store, d, render(settings, d, now))
+            mail_id, status = await _deliver(settings, store, d, now)
         except Exception:  # one recipient's failure must not cost the others their digest
             log.exception("digest for %s could not be sent", d.recipient)
         await asyncio.to_thread(_finish, store, d, status, mail_id)
