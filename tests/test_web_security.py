@@ -317,3 +317,17 @@ def test_every_state_change_writes_an_audit_row(tmp_path: Path) -> None:
         rows = env.client.get(f"{API}/audit", params={"limit": 1000}, headers=env.as_role("auditor")).json()["items"]
         assert all(r["actor"] and r["at"] > 0 for r in rows)
         assert json.dumps(rows)  # the log is plain JSON for export
+
+
+def test_another_sites_page_cannot_log_the_visitor_in(env: WebEnv) -> None:
+    """Login CSRF: a form on another site posting the attacker's name and password would swap the
+    administrator's session for the attacker's account. Browsers say where a post comes from."""
+    c = env.client
+    form = {"username": "auditor", "password": PASSWORD}
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Origin": "https://evil.example"}, {"Origin": "null"}):
+        r = c.post(f"{API}/auth/login", data=form, headers=headers)
+        assert r.status_code == 403 and "mm_session" not in r.headers.get("set-cookie", ""), headers
+    for headers in ({"Sec-Fetch-Site": "same-origin"}, {"Origin": "http://testserver"},
+                    {"Origin": "https://console.corp.example", "X-Forwarded-Host": "console.corp.example"}, {}):
+        assert c.post(f"{API}/auth/login", data=form, headers=headers).status_code == 200, headers

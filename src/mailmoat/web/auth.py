@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -349,11 +349,27 @@ async def _credentials(request: Request) -> tuple[str, str]:
     return user.strip().lower()[:320], pw[:1024]
 
 
+def _from_another_site(request: Request) -> bool:
+    """Whether a browser sent this request from another site's page. A login needs no CSRF token
+    (there is no session yet), so a page elsewhere could post a form that logs the visitor in as
+    the attacker's account (login CSRF); browsers say where a request comes from."""
+    site = request.headers.get("sec-fetch-site", "")
+    if site:
+        return site not in ("same-origin", "none")  # "none": typed or bookmarked
+    origin = request.headers.get("origin", "")
+    if not origin:
+        return False  # not a browser's cross-site post (curl, scripts)
+    hosts = {request.headers.get("host", ""), *request.headers.get("x-forwarded-host", "").split(",")}
+    return urlsplit(origin).netloc not in {h.strip() for h in hosts if h.strip()}
+
+
 @router.post("/login", openapi_extra=_LOGIN_BODY)
 async def login(request: Request, response: Response) -> dict[str, Any]:
     """Log in to the console: sets the session cookie and the CSRF cookie (JSON or form body)."""
     import asyncio
 
+    if _from_another_site(request):
+        raise HTTPException(403, "log in from the console's own page")
     ctx = request.app.state.web
     settings: Settings = ctx.settings
     limiter: LoginLimiter = ctx.limiter
