@@ -538,6 +538,9 @@ def test_pages_need_login_escape_data_and_refuse_open_redirects(settings: Settin
         assert anon.get("/login?next=//evil.example").status_code == 200
         page = anon.get("/login?next=//evil.example").text
         assert 'data-next="/"' in page and 'data-next="//' not in page
+        for sneaky in ("/%09/evil.example/phish", "/%0A/evil.example", "/%0D/evil.example", "/%7F/evil.example"):
+            # A browser drops the tab or line break: the target would be //evil.example.
+            assert 'data-next="/"' in anon.get(f"/login?next={sneaky}").text, sneaky
         r = anon.get("/lang/zh?next=https://evil.example", follow_redirects=False)
         assert r.headers["location"] == "/" and "mm_lang=zh" in r.headers["set-cookie"]
     with TestClient(create_app(settings)) as admin:
@@ -607,4 +610,34 @@ def test_restoring_a_whole_job_follows_the_judging_again_of_its_campaign(setting
         page.wait_for_selector("#job-follow-ups a.follow-up[data-state=restored] >> nth=1")
         page.wait_for_selector("#rejudging", state="detached")
         assert [in_inbox(settings, r) for r in STAFF] == [1, 1, 1, 1]
+        assert errors == []
+
+
+@browser
+def test_mail_text_that_reverses_itself_or_never_ends_cannot_fool_or_break_a_page(settings: Settings, tmp_path: Path) -> None:
+    """A name written with a right-to-left override ("invoice\u202egnp.exe" shows "invoiceexe.png")
+    is shown with the control named; a 4,000-character subject wraps instead of widening the page."""
+    from email.header import Header
+
+    settings.server.domains = [DOMAIN]
+    settings.server.workers = 0
+    add_user(settings, *ADMIN, "admin")
+    subject = Header("W" * 4000 + " invoice\u202egnp.exe", "utf-8").encode()
+    name = Header("Casino \u202eevil", "utf-8").encode()
+    raw = (f"From: {name} <promo@casino.example>\r\nTo: {VICTIMS[0]}\r\n"
+           f"Subject: {subject}\r\nMessage-ID: <bidi-1@casino.example>\r\n\r\nhello\r\n").encode()
+    with inprocess_gateway(settings) as gw:
+        mid = _send(gw.host, gw.port, "promo@casino.example", [VICTIMS[0]], raw)
+        wait_for(lambda: _in_inbox(settings, VICTIMS[0], f"{mid}-0000"), what="delivery")
+    with ConsoleServer(settings) as web, chromium(tmp_path / "profile") as ctx:
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        login(page, web.url, *ADMIN)
+        for path in (f"/messages/{mid}", "/messages"):
+            page.goto(f"{web.url}{path}")
+            wait_ready(page)
+            body = page.text_content("main") or ""
+            assert "invoice\u27e8U+202E\u27e9gnp.exe" in body and "\u202e" not in body, path
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
         assert errors == []

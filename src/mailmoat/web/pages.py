@@ -37,8 +37,9 @@ NAV: list[tuple[str, str, str, tuple[str, ...] | None]] = [
 
 
 def _safe_next(target: str) -> str:
-    """Only a path on this site (no scheme, no `//host`), so the login page is no open redirect."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site (no scheme, no `//host`), so the login page is no open redirect.
+    Browsers drop tabs and line breaks from a URL: "/<TAB>/evil.example" is "//evil.example"."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or any(c < " " or c == "\x7f" for c in target):
         return "/"
     return target
 

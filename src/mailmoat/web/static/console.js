@@ -13,12 +13,16 @@
     impersonation: "#1c7ed6", internal: "#0ca678" };
 
   // -- small DOM helpers --------------------------------------------------------------------
+  // Direction controls in mail's text (U+202E in "invoice\u202Efdp.exe" shows "invoiceexe.pdf")
+  // are shown as what they are, never obeyed: an analyst must see the name the attacker wrote.
+  const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+  const bidiShown = (v) => String(v).replace(BIDI, (c) => `\u27E8U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}\u27E9`);
   function h(tag, attrs, ...kids) {
     const el = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
       if (v === null || v === undefined || v === false) continue;
       if (k === "class") el.className = v;
-      else if (k === "text") el.textContent = String(v);
+      else if (k === "text") el.textContent = bidiShown(v);
       else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
       else if (k === "dataset") Object.assign(el.dataset, v);
       else el.setAttribute(k, v === true ? "" : String(v));
@@ -30,7 +34,7 @@
     for (const kid of kids) {
       if (kid === null || kid === undefined || kid === false) continue;
       if (Array.isArray(kid)) append(el, kid);
-      else el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+      else el.append(kid instanceof Node ? kid : document.createTextNode(bidiShown(kid)));
     }
   }
   function fill(target, ...kids) {
@@ -216,8 +220,9 @@
         body: JSON.stringify({ username: $("username").value, password: $("password").value }), credentials: "same-origin",
       });
       if (r.ok) {
-        const next = form.dataset.next || "/";
-        location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+        // Resolved as the browser will (it drops tabs and line breaks): only this site's pages.
+        const next = new URL(form.dataset.next || "/", location.origin);
+        location.href = next.origin === location.origin ? next.pathname + next.search + next.hash : "/";
         return;
       }
       err.textContent = r.status === 429 ? T("login.limited") : T("login.failed");
