@@ -637,6 +637,8 @@ def test_what_mail_says_cannot_forge_lines_or_markup_in_a_digest() -> None:
     assert shown(hostile) == "Invoice    Release: https[:]//evil.example/ gpj.exe <img src=x onerror=alert(1)>"
     assert shown("Visit www.evil.example or HTTP://x.example today") == "Visit www[.]evil.example or HTTP[:]//x.example today"
     assert len(shown("x" * 1000)) == 150
+    assert shown("Click javascript:alert(1) or DATA:text/html,x") == "Click javascript[:]alert(1) or DATA[:]text/html,x"
+    assert shown("a\u200fb\u061cc\u2028d\u200ee") == "a b c d e"
     settings = Settings()
     d = Digest(ALICE, "2026-12-01T08", [Item("M1", time.time(), shown("Eve <eve@evil.example>"), shown(hostile), "https://c.example/digest/T")],
                3, time.time(), links_until=time.time() + 86400)
