@@ -127,6 +127,11 @@ async def test_reports_to_the_report_mailbox_are_delivered_and_never_contain_the
     if configured:
         settings.policy.report_addresses = ["phish@corp.test"]
     reporter = org.senders[1]
+    from mailmoat.store.accounts_models import AccountProfileRow
+
+    with store.session() as s:
+        known = s.get(AccountProfileRow, reporter)
+        before = dict(known.link_domains or {}) if known is not None else {}
     driver = sim.Driver(settings, store)
     try:
         sent = [await driver.send(sim.internal_env(reporter, ["phish@corp.test"]), _report(org, reporter, "phish@corp.test")) for _ in range(3)]
@@ -139,6 +144,12 @@ async def test_reports_to_the_report_mailbox_are_delivered_and_never_contain_the
     assert [x.action for x in sent] == ["tag"] * 3 and all("STAFF_REPORT" in x.symbols for x in sent)
     assert all(x.incident is None for x in sent) and list_incidents(store) == []
     assert len(list((settings.mail_dir / "phish@corp.test" / "new").iterdir())) == 3
+    # What a report forwards is the phish's: its links are not learnt as the reporter's usual ones.
+    from mailmoat.store.accounts_models import AccountProfileRow
+
+    with store.session() as s:
+        profile = s.get(AccountProfileRow, reporter)
+        assert profile is not None and before == dict(profile.link_domains or {}), profile.link_domains
 
 
 async def test_release_lifts_the_hold(settings: Settings, org_store: tuple[sim.Org, Store]) -> None:

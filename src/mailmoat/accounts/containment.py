@@ -124,7 +124,10 @@ async def _observe(store: Store, settings: Settings, envelope: Envelope, message
             new_name=sig.new_name and bool(sig.name_kind),
         )
         current = open_incident(s, facts.account)
-        if current is None and not threat:
+        # A report forwards someone else's mail: its links and names are the phish's, not the
+        # reporter's (three reports of a lure made its domain one of the account's usual links).
+        report = any(f.symbol == STAFF_REPORT.name for f in verdict.findings)
+        if current is None and not threat and not report:
             # New values are learnt at once but count as usual only after accounts.learn_after, so
             # a wave cannot teach the profile its own origin; a contained account learns nothing.
             profiles.learn(s, facts)
