@@ -343,3 +343,28 @@ def test_a_redirect_target_is_recorded_as_a_link_of_its_own(store: Store) -> Non
     with store.session() as s:
         ids = set(s.scalars(select(MessageRow.id).where(*message_conditions(Selector(url_domain="portal-myledger.com")))))
     assert ids == {env.id}
+
+
+@pytest.mark.postgres
+def test_postgresql_knows_a_message_it_recorded_before(pg_url: str) -> None:
+    """PostgreSQL's driver counts -1 rows for INSERT ... ON CONFLICT DO NOTHING: read as "new", a
+    message recorded before (a spool entry recovered after a crash) was recorded again, and its
+    copies broke the unique constraint on every retry; an administrator's verdict was lost too."""
+    from sqlalchemy import select
+
+    from mailmoat.store import db
+
+    store = Store(pg_url)
+    try:
+        test_a_rescan_keeps_an_administrators_verdict(store)
+        with store.engine.begin() as conn:
+            row = conn.execute(select(db._MESSAGES).limit(1)).mappings().one()
+            assert db._insert_new(conn, db._MESSAGES, dict(row)) is False
+        env, _msg, verdict = sample()
+        copies = [(0, "bob@localhost", "bob@localhost", env.tracking_id(0))]
+        assert store.claim(env.id, copies, lease_until=time.time() + 60, ensure=(env, verdict))[0].claimed
+        # The node dies; the entry recovered from its spool claims its copies again, recording the
+        # message "if new": no error, and the copy already claimed is not claimed twice.
+        assert not store.claim(env.id, copies, lease_until=time.time() + 60, ensure=(env, verdict))[0].claimed
+    finally:
+        store.close()

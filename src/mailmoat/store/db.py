@@ -642,10 +642,13 @@ def _insert_new(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
             from sqlalchemy.dialects.postgresql import insert as upsert  # type: ignore[assignment]
         else:
             return False
-        stmt = upsert(table).on_conflict_do_nothing()
+        # RETURNING, not the row count: PostgreSQL's driver reports -1 rows for this statement,
+        # which read as "inserted" recorded an existing message again (its copies then violated
+        # uq_deliveries_message_rcpt, and a recovered spool entry failed for ever).
+        stmt = upsert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
         if table is _MESSAGES:
             _UPSERTS[name] = stmt
-    return bool(conn.execute(stmt, values).rowcount)
+    return conn.execute(stmt, values).first() is not None
 
 
 def _claim_tx(
