@@ -29,6 +29,7 @@ from mailmoat.store.db import (
     HELD,
     PENDING,
     SENDING,
+    WITHHELD,
     Claim,
     Store,
     envelope_from_row,
@@ -311,8 +312,24 @@ class DeliveryService:
                     [{"tracking_id": c.tracking_id, "status": FAILED, "reply": "raw message missing"} for c in claims],
                 )
                 continue
+            why = await asyncio.to_thread(self._withheld_because, message_id, mrow.status)
+            if why:
+                # Recalled or condemned while this copy waited: delivering it now would put the
+                # threat back in a mailbox the recall emptied. Restoring the recall requeues it.
+                log.warning("message %s: %d queued copies withheld: %s", message_id, len(claims), why)
+                await asyncio.to_thread(
+                    self.store.finish,
+                    [{"tracking_id": c.tracking_id, "status": WITHHELD, "reply": f"withheld: {why}"} for c in claims],
+                )
+                continue
             await self._send_claims(envelope, raw, verdict, claims, retried=True)
         return tried
+
+    def _withheld_because(self, message_id: str, status: str) -> str:
+        from mailmoat.recall.withheld import withheld_because
+
+        with self.store.session() as s:
+            return withheld_because(s, message_id, status)
 
     async def run_retry_queue(self, stop: asyncio.Event) -> None:
         """Retry deferred copies until `stop` is set (run one per process next to the workers)."""

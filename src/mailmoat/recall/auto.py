@@ -85,6 +85,7 @@ def uncondemn_message(settings: Settings, store: Any, mail_id: str, actor: str, 
     from sqlalchemy import select
 
     from mailmoat.classify.store_learning import remember_stored
+    from mailmoat.recall.withheld import requeue
     from mailmoat.store.models import MessageRow
     from mailmoat.store.quarantine import CONDEMNED, status_before_mark
     from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
@@ -105,6 +106,7 @@ def uncondemn_message(settings: Settings, store: Any, mail_id: str, actor: str, 
             .distinct()
         ))
     remember_stored(settings, store, [mail_id], "ham")  # as a release does: its look-alikes are no longer held
+    requeue(store, [mail_id])  # its queued copies withheld by the mark go out, unless a recall still holds them
     return jobs
 
 

@@ -22,6 +22,7 @@ from mailmoat.model.envelope import new_id
 from mailmoat.recall import triggers
 from mailmoat.recall.backends import CopyRef, CopyResult, MailboxBackend, get_backend
 from mailmoat.recall.selection import SelectionError, Selector, select_copies
+from mailmoat.recall.withheld import requeue
 from mailmoat.store.audit import audit
 from mailmoat.store.models import DeliveryRow, MessageRow
 from mailmoat.store.quarantine import status_before_mark
@@ -514,8 +515,10 @@ class RecallEngine:
                 for mail_id in judged_safe(s, restored, actor):
                     audit(s, actor, "report.dismiss", mail_id, source=source, detail={"job": job_id})
             s.commit()
-        # The whole job undone: the recall was a mistake, so its near copies are no longer held.
+        # The whole job undone: the recall was a mistake, so its near copies are no longer held,
+        # and copies that were still queued when it ran go out after all.
         await asyncio.to_thread(remember_stored, self.settings, self.store, restored, "ham")
+        await asyncio.to_thread(requeue, self.store, restored)
         return restored
 
     async def _restore_places(self, refs: list[CopyRef]) -> list[CopyResult]:

@@ -49,6 +49,7 @@ DELIVERED = "delivered"
 DEFERRED = "deferred"
 FAILED = "failed"
 HELD = "held"
+WITHHELD = "withheld"  # queued when its message was recalled or marked a threat: not delivered (recall/withheld.py)
 
 _INDICATOR_MAX = 2048
 
