@@ -390,3 +390,24 @@ async def test_a_copy_the_user_also_filed_in_another_folder_is_recalled_and_rest
     assert sorted(p.parent.parent.name for p in visible(settings.mail_dir, users[0], tids[0])) == [".Archive", users[0]]
     assert inbox.exists() and filed.exists() and inbox.read_bytes() == filed.read_bytes()
     assert not hidden(settings.mail_dir, users[0], tids[0])
+
+
+async def test_restoring_a_job_leaves_the_copies_another_job_recalled(settings: Settings, store: SqliteStore) -> None:
+    """Job A recalled a reported phish; job B, run later over a wider selection, found its copies
+    already hidden. Restoring B puts back B's own mail only: A's recall stands until A is restored."""
+    users = rcpts(2)
+    phish = record(store, settings.mail_dir, "01MSG0000000000000000000MM", users, url_domain="evil-bank.example")
+    news = record(store, settings.mail_dir, "01MSG0000000000000000000NN", users, url_domain="evil-bank.example",
+                  subject="Newsletter")
+    engine = RecallEngine(settings, store)
+    a = engine.plan(Selector(mail_id="01MSG0000000000000000000MM", since="0"), "analyst", "reported")
+    await engine.run(a, "analyst")
+    b = engine.plan(Selector(url_domain="evil-bank.example"), "analyst", "too wide")
+    assert (await engine.run(b, "analyst"))["counts"] == {"already_gone": 2, "recalled": 2}
+    st = await engine.restore(b, "analyst")
+    assert st["state"] == "restored" and st["counts"] == {"left_recalled": 2, "restored": 2}
+    assert all(len(visible(settings.mail_dir, u, t)) == 1 for u, t in zip(users, news, strict=True))
+    assert all(visible(settings.mail_dir, u, t) == [] for u, t in zip(users, phish, strict=True))
+    assert engine.status(a)["counts"] == {"recalled": 2}
+    assert (await engine.restore(a, "analyst"))["counts"] == {"restored": 2}  # A's own restore puts them back
+    assert all(len(visible(settings.mail_dir, u, t)) == 1 for u, t in zip(users, phish, strict=True))

@@ -481,7 +481,15 @@ class RecallEngine:
             q = select(RecallCopyRow).where(RecallCopyRow.job_id == job_id, RecallCopyRow.state.in_(["recalled", "already_gone"]))
             if tracking_ids:
                 q = q.where(RecallCopyRow.tracking_id.in_(tracking_ids))
-            refs = [self._ref(c) for c in s.scalars(q)]
+            rows = list(s.scalars(q))
+            # A copy this job found already hidden that another job recalled, and still holds, is
+            # that job's to restore: putting it back would undo a recall nobody restored.
+            others = self._held_elsewhere(s, job_id, [c.tracking_id for c in rows if c.state == "already_gone"])
+            now = time.time()
+            for c in rows:
+                if c.tracking_id in others:
+                    c.state, c.reason, c.updated_at = "left_recalled", f"still recalled by job {others[c.tracking_id]}", now
+            refs = [self._ref(c) for c in rows if c.tracking_id not in others]
             job = self._job(s, job_id)
             if not tracking_ids:
                 job.state = "restoring"
@@ -502,6 +510,9 @@ class RecallEngine:
                 job.state = "restored" if not counts.get("recalled") and not counts.get("already_gone") else "failed"
             job.updated_at = time.time()
             restored = self.message_ids(s, job_id, ("restored",)) if job.state == "restored" else []
+            # A message another job still holds copies of stays judged as that job judged it.
+            left = set(self.message_ids(s, job_id, ("left_recalled",)))
+            restored = [m for m in restored if m not in left]
             for start in range(0, len(restored), 500):  # a big job names more messages than one query may
                 for row in s.scalars(select(MessageRow).where(
                         MessageRow.id.in_(restored[start:start + 500]), MessageRow.status == "condemned")):
@@ -520,6 +531,20 @@ class RecallEngine:
         await asyncio.to_thread(remember_stored, self.settings, self.store, restored, "ham")
         await asyncio.to_thread(requeue, self.store, restored)
         return restored
+
+    @staticmethod
+    def _held_elsewhere(s: Session, job_id: str, tracking_ids: list[str]) -> dict[str, str]:
+        """Of these copies, those another job recalled and has not restored: tracking id → that job."""
+        out: dict[str, str] = {}
+        for start in range(0, len(tracking_ids), 500):
+            rows = s.execute(
+                select(RecallCopyRow.tracking_id, RecallCopyRow.job_id)
+                .join(RecallJobRow, RecallJobRow.id == RecallCopyRow.job_id)
+                .where(RecallCopyRow.tracking_id.in_(tracking_ids[start:start + 500]), RecallCopyRow.job_id != job_id,
+                       RecallCopyRow.state == "recalled", RecallJobRow.state.notin_(("restoring", "restored")))
+            )
+            out.update({str(tid): str(other) for tid, other in rows})
+        return out
 
     async def _restore_places(self, refs: list[CopyRef]) -> list[CopyResult]:
         """Restore each copy from every place it was hidden; a copy is restored when all of them are.
