@@ -7,6 +7,7 @@ import asyncio
 
 from sqlalchemy import update
 
+from mailmoat import metrics
 from mailmoat.config import Settings
 from mailmoat.deliver.service import DeliveryService
 from mailmoat.model import Action
@@ -60,8 +61,10 @@ def test_a_queued_copy_of_recalled_mail_is_withheld_until_the_recall_is_restored
         assert not maildir_copies(settings.mail_dir, ZOE)
         asyncio.run(engine.restore(job, "analyst"))  # a mistake after all: Zoe gets it too
         assert zoe(store, mid)[0] == "deferred"
+        delivered = metrics.DELIVERIES.labels(status="delivered")._value.get()
         retry(settings, store)
         assert zoe(store, mid)[0] == "delivered" and maildir_copies(settings.mail_dir, ZOE)
+        assert metrics.DELIVERIES.labels(status="delivered")._value.get() == delivered + 1  # retries count too
     finally:
         store.close()
 

@@ -267,7 +267,9 @@ class DeliveryService:
         claims = await asyncio.to_thread(
             self.store.claim, envelope.id, copies, lease_until=now + self.lease, claimable=(HELD, PENDING), stale_before=stale
         )
+        started = time.perf_counter()
         outcomes = await self._send_claims(envelope, raw, verdict, claims, dsn_ok=False)
+        metrics.record_delivery(outcomes, time.perf_counter() - started)
         if recipients and any(d.status == HELD for d in await asyncio.to_thread(self.store.deliveries, message_id)):
             return outcomes  # still held for the others
         if not judged:
@@ -322,7 +324,10 @@ class DeliveryService:
                     [{"tracking_id": c.tracking_id, "status": WITHHELD, "reply": f"withheld: {why}"} for c in claims],
                 )
                 continue
-            await self._send_claims(envelope, raw, verdict, claims, retried=True)
+            started = time.perf_counter()
+            outcomes = await self._send_claims(envelope, raw, verdict, claims, retried=True)
+            # Counted as the first attempt is (pipeline): a retried copy that arrives is a delivery too.
+            metrics.record_delivery(outcomes, time.perf_counter() - started)
         return tried
 
     def _withheld_because(self, message_id: str, status: str) -> str:
