@@ -160,6 +160,14 @@ def test_hot_reload(tmp_path: Path) -> None:
     _bump(j, '{"type": "bundle", "objects": [')
     idx.refresh()
     assert idx.match_domain("three.example") is not None and str(j) in idx.errors
+    # Emptied before being written again (`> domains.txt`, a downloader): the list stays until it
+    # holds entries again; only removing the file drops them.
+    _bump(f, "")
+    idx.refresh()
+    assert idx.match_domain("two.example") is not None and "is empty" in idx.errors[str(f)]
+    _bump(f, "two.example\nfour.example\n")
+    idx.refresh()
+    assert idx.match_domain("four.example") is not None and str(f) not in idx.errors
     f.unlink()
     idx.refresh()
     assert idx.match_domain("two.example") is None

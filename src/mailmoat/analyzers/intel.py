@@ -37,7 +37,7 @@ class IntelAnalyzer(BaseAnalyzer):
 
     def __init__(self, env: AnalyzerEnv) -> None:
         super().__init__(env)
-        # <data_dir>/intel holds indicators added from the console, the API or `mailmoat intel`.
+        # <data_dir>/intel holds indicators added from the console or the API.
         dirs = [*env.settings.intel.dirs, str(env.settings.data_path / "intel")]
         self.index: IntelIndex | None = IntelIndex(dirs)
 

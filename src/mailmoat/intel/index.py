@@ -101,6 +101,11 @@ class IntelIndex:
                     continue
                 changed.add(path)
                 try:
+                    if old is not None and old.indicators and stamp[1] == 0:
+                        # `> feed.txt` and many downloaders empty a file before writing it: an empty
+                        # file that held indicators is one being rewritten, not a feed withdrawn.
+                        raise LoadError(f"{path} is empty; its {len(old.indicators)} indicators stay "
+                                        f"until it holds some again (remove the file to drop them)")
                     inds = load_file(path)
                 except LoadError as exc:
                     self.errors[path] = str(exc)
