@@ -143,3 +143,30 @@ def _header(path: Path, name: str) -> str:
         if not line.strip():
             break
     return ""
+
+
+def test_sigterm_to_the_whole_process_group_stops_without_restarting_workers(tmp_path: Path) -> None:
+    """systemd (KillMode=control-group) and `timeout` signal every process of the gateway at once: its
+    workers must leave the stopping to the gateway, not die and be restarted while it stops."""
+    import os
+    import signal
+
+    port = free_port()
+    gw = SubprocessGateway(tmp_path / "var", ["--listen", f"127.0.0.1:{port}", "--workers", "2"]).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+            c.sendmail("load@example.org", [RCPT], _message(1, 1))
+        wait_for(lambda: len(maildir_copies(tmp_path / "var" / "mailboxes", RCPT)) == 1, what="delivery")
+        assert gw.proc is not None
+        # The order a group's processes get the signal in is the kernel's: here the workers first,
+        # and the gateway only after its monitor (twice a second) has had time to look at them.
+        children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
+        time.sleep(1.5)
+        os.killpg(gw.proc.pid, signal.SIGTERM)
+        assert gw.proc.wait(60) == 0, gw.tail()
+        assert "restarting it" not in gw.tail() and "did not stop in time" not in gw.tail(), gw.tail()
+    finally:
+        gw.reap_group()

@@ -261,8 +261,10 @@ def _worker_main(
 ) -> None:
     _die_with_parent(parent_pid)
     tune_gc()
-    # Ctrl-C reaches the whole process group; the gateway decides how workers stop.
+    # Ctrl-C, and systemd's or timeout's SIGTERM, reach the whole process group; the gateway decides
+    # how workers stop (a worker dead of SIGTERM before the gateway knew it was stopping was restarted).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=f"%(asctime)s w{index} %(levelname)s %(name)s: %(message)s")
     asyncio.run(_worker_async(index, settings, work_q, urgent_q, result_q, confirm_q, housekeeping))
 
@@ -535,8 +537,8 @@ class ProcessPool:
                 await asyncio.to_thread(p.join, max(0.1, deadline - time.monotonic()))
         for p in self._procs:
             if p is not None and p.is_alive():
-                log.warning("worker %s did not stop in time; terminating it", p.name)
-                p.terminate()
+                log.warning("worker %s did not stop in time; killing it", p.name)
+                p.kill()  # it ignores SIGTERM (above); its spool entries return at the next start
                 await asyncio.to_thread(p.join, 5.0)
         for q in self._confirm_qs:
             q.put(None)
