@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import update
 
 from mailmoat import metrics
@@ -82,5 +83,29 @@ def test_a_queued_copy_of_mail_marked_a_threat_is_withheld_until_the_mark_is_tak
         uncondemn_message(settings, store, mid, "analyst", "not a threat")
         retry(settings, store)
         assert zoe(store, mid)[0] == "delivered"
+    finally:
+        store.close()
+
+
+def test_the_held_copies_of_recalled_mail_are_not_released(settings: Settings) -> None:
+    """Held, released to Alice, then Alice's copy recalled: releasing Zoe's would deliver what the
+    recall took away. Restoring the recall makes the release possible again."""
+    from mailmoat.deliver.service import ReleaseError
+
+    store = Store(settings.db_url, raw_dir=settings.raw_dir)
+    service = DeliveryService(settings, store)
+    try:
+        mid = record_and_deliver(settings, store, "held", Action.QUARANTINE, [ALICE, ZOE])
+        assert [o.status for o in asyncio.run(service.release(mid, [ALICE]))] == ["delivered"]
+        engine = RecallEngine(settings, store)
+        job = engine.plan(Selector(mail_id=mid, since="0"), "analyst", "campaign")
+        asyncio.run(engine.run(job, "analyst"))
+        try:
+            with pytest.raises(ReleaseError, match=f"recalled \\(job {job}\\); restore that recall first"):
+                asyncio.run(service.release(mid, [ZOE]))
+            asyncio.run(engine.restore(job, "analyst"))
+            assert [o.status for o in asyncio.run(service.release(mid, [ZOE]))] == ["delivered"]
+        finally:
+            service.close()
     finally:
         store.close()

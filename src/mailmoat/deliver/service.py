@@ -248,6 +248,9 @@ class DeliveryService:
             raise ReleaseError(f"message {message_id} was already {row.status}")
         if row.status == "condemned":  # a person's verdict: releasing it would deliver a known threat
             raise ReleaseError(f"message {message_id} is marked as a threat; take the mark back first (recall uncondemn)")
+        recalled = await asyncio.to_thread(self._withheld_because, message_id, row.status)
+        if recalled:  # its delivered copies were recalled: releasing the rest would deliver what was recalled
+            raise ReleaseError(f"message {message_id} cannot be released: {recalled}; restore that recall first")
         if row.status != "quarantined" and row.action not in (Action.QUARANTINE.value, Action.TEMPFAIL.value):
             raise ReleaseError(f"message {message_id} is not quarantined (status {row.status})")
         raw = await self._read_raw(row.raw_path)
