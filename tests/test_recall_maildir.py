@@ -411,3 +411,16 @@ async def test_restoring_a_job_leaves_the_copies_another_job_recalled(settings: 
     assert engine.status(a)["counts"] == {"recalled": 2}
     assert (await engine.restore(a, "analyst"))["counts"] == {"restored": 2}  # A's own restore puts them back
     assert all(len(visible(settings.mail_dir, u, t)) == 1 for u, t in zip(users, phish, strict=True))
+
+
+async def test_a_recall_leaves_the_report_mailbox_alone_unless_it_is_named(settings: Settings, store: SqliteStore) -> None:
+    """Colleagues' reports carry the phish's links: a recall by link domain must not take the
+    security team's evidence out of the report mailbox, unless the recall names that mailbox."""
+    settings.policy.report_addresses = ["Phish@corp.example"]
+    record(store, settings.mail_dir, "01MSG0000000000000000000PP", rcpts(2), url_domain="evil-bank.example")
+    record(store, settings.mail_dir, "01MSG0000000000000000000QQ", ["phish@corp.example"], url_domain="evil-bank.example",
+           subject="FW: verify your account")
+    engine = RecallEngine(settings, store)
+    assert engine.preview(Selector(url_domain="evil-bank.example")).recipients == rcpts(2)
+    named = engine.preview(Selector(url_domain="evil-bank.example", recipient="phish@corp.example"))
+    assert named.recipients == ["phish@corp.example"]

@@ -115,14 +115,19 @@ class RecallEngine:
         self._stale_before = 0.0
 
     # -- plan ---------------------------------------------------------------------------
-    @staticmethod
-    def _rows(s: Session, selector: Selector | list[Selector]) -> list[tuple[MessageRow, DeliveryRow]]:
-        """Copies matched by one selector, or by any of several (a union without repeats)."""
+    def _rows(self, s: Session, selector: Selector | list[Selector]) -> list[tuple[MessageRow, DeliveryRow]]:
+        """Copies matched by one selector, or by any of several (a union without repeats). The
+        report mailbox's copies are the security team's evidence (a colleague's report carries the
+        phish's links and sender): left out unless a selector names that mailbox as recipient."""
         sels = selector if isinstance(selector, list) else [selector]
+        reports = {a.strip().lower() for a in self.settings.policy.report_addresses}
         seen: set[str] = set()
         out: list[tuple[MessageRow, DeliveryRow]] = []
         for sel in sels:
+            named = sel.recipient.strip().lower()
             for m, d in select_copies(s, sel):
+                if d.recipient.lower() in reports and d.recipient.lower() != named:
+                    continue
                 if d.tracking_id not in seen:
                     seen.add(d.tracking_id)
                     out.append((m, d))
