@@ -288,9 +288,17 @@ def report_mailbox(settings: Settings) -> Check | None:
                  + (f"a message {auto} colleagues report is condemned" if auto else "the security team decides on each report"))
 
 
+def configuration(settings: Settings) -> list[Check]:
+    """Values that can work but are probably a mistake (`config.warnings`); values that cannot work
+    never get here: loading the file refused them."""
+    from mailmoat.config import warnings
+
+    return [Check("configuration", "warn", w) for w in warnings(settings)]
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order an administrator sets things up."""
-    checks: list[Check | None] = [data_dir(settings), database(settings)]
+    checks: list[Check | None] = [*configuration(settings), data_dir(settings), database(settings)]
     checks += await asyncio.gather(delivery(settings), clamav(settings), dns(settings), recall_backend(settings), arc_seal(settings))
     checks += [tls(settings), classifier(settings), digest(settings), report_mailbox(settings)]
     return [c for c in checks if c is not None]

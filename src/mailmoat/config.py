@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tomllib
@@ -569,11 +570,157 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
             raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: {exc}") from exc
-    settings: Settings = _build(Settings, data, "")
+    try:
+        settings: Settings = _build(Settings, data, "")
+        validate(settings)
+    except ConfigError as exc:
+        # The file is named, so that an administrator with several configurations knows which one.
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from exc
     env_dir = os.environ.get("MAILMOAT_DATA_DIR")
     if env_dir and "data_dir" not in data:
         settings.data_dir = env_dir
     return settings
+
+
+def _one_of(value: str, allowed: tuple[str, ...], where: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _at_least(value: float, least: float, where: str, why: str = "") -> None:
+    if value < least:
+        raise ConfigError(f"{where}: must be at least {least:g}, not {value}{why}")
+
+
+def _networks(entries: list[str], where: str) -> None:
+    import ipaddress
+
+    for e in entries:
+        try:
+            ipaddress.ip_network(e.strip(), strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {e!r} is not an IP address or CIDR network (e.g. 10.0.0.0/8)") from exc
+
+
+def _hostport(value: str, where: str) -> None:
+    try:
+        parse_hostport(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc} (expected HOST:PORT, port 0-65535)") from exc
+
+
+def validate(settings: Settings) -> None:
+    """Refuse a value that cannot work, naming the setting and what is allowed.
+
+    Called by `load`, so that `check`, `serve` and every other command refuse the same file in the
+    same words at start-up; without it, `serve` took such a value and failed later (a worker's
+    traceback, every message refused with 552, a recall that could not run). Only what needs no
+    network and no analyzer is checked here: symbol names are `check_policy`'s, the services
+    `mailmoat check`'s."""
+    if settings.db:
+        from sqlalchemy.engine import make_url
+
+        try:
+            make_url(settings.db).get_dialect()
+        except Exception as exc:  # ArgumentError (not a URL), NoSuchModuleError (unknown database)
+            # The URL itself is not repeated: it may hold a password.
+            raise ConfigError(
+                "db: not a database URL SQLAlchemy knows "
+                "(e.g. postgresql://user:password@host/mailmoat or sqlite:////var/lib/mailmoat/mailmoat.db)"
+            ) from exc
+    srv = settings.server
+    _hostport(srv.listen, "server.listen")
+    if srv.internal_listen:
+        _hostport(srv.internal_listen, "server.internal_listen")
+    if srv.web and srv.web != "off":
+        _hostport(srv.web, "server.web")
+    if settings.tasks.health_listen:
+        _hostport(settings.tasks.health_listen, "tasks.health_listen")
+    if not [d for d in srv.domains if d.strip()]:
+        raise ConfigError("server.domains: empty; at least one protected domain is needed")
+    _networks(srv.relay_networks, "server.relay_networks")
+    _at_least(srv.workers, 0, "server.workers", " (0: in the listener's process)")
+    _at_least(srv.max_message_size, 1, "server.max_message_size", ": every message would be refused")
+    _at_least(srv.max_recipients, 1, "server.max_recipients", ": every message would be refused")
+    _at_least(srv.max_connections_per_ip, 1, "server.max_connections_per_ip", ": every connection would be refused")
+    if settings.delivery.relay_to:
+        from mailmoat.deliver.relay import RelayConfigError, RelayTarget
+
+        try:
+            RelayTarget.parse(settings.delivery.relay_to)
+        except RelayConfigError as exc:
+            raise ConfigError(f"delivery.relay_to: {exc} (smtp://HOST:PORT, lmtp://HOST:PORT or lmtp:///socket)") from exc
+    pol = settings.policy
+    _one_of(pol.analyzer_failure, ("score", "tempfail"), "policy.analyzer_failure")
+    _networks(pol.allow_ips, "policy.allow_ips")
+    _networks(pol.deny_ips, "policy.deny_ips")
+    from mailmoat.policy.composite import CompositeSyntaxError, compile_composite
+
+    for name, spec in pol.composites.items():
+        expr = spec.get("expr") if isinstance(spec, dict) else None
+        if isinstance(expr, str):  # the rest of a composite's table is the policy's to check
+            try:
+                compile_composite(expr)
+            except CompositeSyntaxError as exc:
+                raise ConfigError(f"policy.composites.{name}: {exc}") from exc
+    clam = settings.attachments.clamav
+    _one_of(clam.on_failure, ("score", "tempfail"), "attachments.clamav.on_failure")
+    _one_of(clam.scan, ("attachments", "message", "both"), "attachments.clamav.scan")
+    rec = settings.recall
+    _one_of(rec.backend, ("maildir", "imap", "doveadm"), "recall.backend")
+    _one_of(rec.mode, ("move", "delete"), "recall.mode")
+    _one_of(rec.auto, ("automatic", "approval", "off"), "recall.auto")
+    _one_of(rec.imap.auth, ("master", "plain"), "recall.imap.auth")
+    _one_of(settings.accounts.containment, ("automatic", "approval", "alert"), "accounts.containment")
+    _one_of(settings.blobs.backend, ("file", "postgres"), "blobs.backend")
+
+
+def check_policy(settings: Settings) -> None:
+    """Refuse `[policy]` settings the scoring policy cannot be built from (unknown symbol names
+    among them), as a worker would at its start. Separate from `validate`: the symbol table needs
+    every analyzer imported and the site rules read (about a second), which only the commands that
+    scan mail need; `check` and `serve` call it."""
+    from mailmoat.analyzers import registry
+    from mailmoat.analyzers.runner import ANALYZER_FAILED
+    from mailmoat.policy import Policy
+
+    try:
+        symbols = registry.all_symbols(registry.analyzer_classes(), extra=[ANALYZER_FAILED], settings=settings)
+        Policy(settings.policy, symbols)
+    except (ValueError, RuntimeError) as exc:  # PolicyError, RegistryError
+        raise ConfigError(str(exc)) from exc
+
+
+def _thresholds_out_of_order(values: dict[str, Any], where: str) -> list[str]:
+    tag, quarantine, reject = (float(values[k]) for k in ("tag", "quarantine", "reject"))
+    if tag <= quarantine <= reject:
+        return []
+    return [f"{where}: tag {tag:g}, quarantine {quarantine:g}, reject {reject:g} are not in rising order: "
+            "the strictest action reached wins, so a threshold set above a stricter one never applies"]
+
+
+def warnings(settings: Settings) -> list[str]:
+    """Values that can work but are probably a mistake, as "setting: why": `mailmoat check` shows
+    each as a warning, `serve` logs each once."""
+    found: list[str] = []
+    if settings.rules.site_dir and not Path(settings.rules.site_dir).is_dir():
+        found.append(f"rules.site_dir: {settings.rules.site_dir} is not a directory: only the built-in rules run")
+    for d in settings.intel.dirs:
+        if not Path(d).exists():
+            found.append(f"intel.dirs: {d} does not exist: no indicators are loaded from it")
+    if settings.attachments.yara_dir and not Path(settings.attachments.yara_dir).is_dir():
+        found.append(f"attachments.yara_dir: {settings.attachments.yara_dir} is not a directory: no YARA rules run")
+    base = dataclasses.asdict(settings.policy.thresholds)
+    found += _thresholds_out_of_order(base, "policy.thresholds")
+    # A direction's or domain's thresholds are layered over the base ones (policy.decide._layer).
+    for kind, table in (("direction", settings.policy.direction), ("domain", settings.policy.domain)):
+        for name, value in table.items():
+            layered = value.get("thresholds") if isinstance(value, dict) else None
+            if isinstance(layered, dict):
+                # Not numbers: the policy refuses those (check_policy).
+                with contextlib.suppress(TypeError, ValueError):
+                    found += _thresholds_out_of_order({**base, **layered}, f"policy.{kind}.{name}.thresholds")
+    return found
 
 
 def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

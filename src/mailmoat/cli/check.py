@@ -7,7 +7,15 @@ import json
 
 import typer
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, FormatOpt, check_format, load_settings
+from mailmoat.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    FormatOpt,
+    check_format,
+    load_settings,
+    policy_settings,
+)
 
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 
@@ -19,7 +27,9 @@ def register(app: typer.Typer) -> None:
         from mailmoat.check import run_checks
 
         check_format(fmt)
-        checks = asyncio.run(run_checks(load_settings(config, data_dir, db)))
+        settings = load_settings(config, data_dir, db)
+        policy_settings(settings, config)
+        checks = asyncio.run(run_checks(settings))
         if fmt == "json":
             typer.echo(json.dumps([c.to_dict() for c in checks], ensure_ascii=False, indent=2))
         else:

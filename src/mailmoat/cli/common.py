@@ -47,6 +47,15 @@ def load_settings(config_path: Path | None, data_dir: str | None, db: str | None
     return settings
 
 
+def policy_settings(settings: Settings, config_path: Path | None) -> None:
+    """End the command (exit 2) on `[policy]` settings the workers could not build their policy
+    from (`config.check_policy`), in the words and form of any other refused setting."""
+    try:
+        config.check_policy(settings)
+    except ConfigError as exc:
+        raise fail(f"{config_path}: {exc}" if config_path is not None else str(exc)) from exc
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print an error for the operator and return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)

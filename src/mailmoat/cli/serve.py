@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
-from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings
-from mailmoat.config import ConfigError, Settings, parse_hostport
+from mailmoat.cli.common import ConfigOpt, DataDirOpt, DbOpt, fail, load_settings, policy_settings
+from mailmoat.config import ConfigError, Settings, parse_hostport, validate, warnings
 from mailmoat.ingest.smtp import INBOUND, INTERNAL, Listening, start_listener, tls_context
 from mailmoat.ingest.spool import Spool, SpoolError, SpoolRef
 from mailmoat.tasks.embedded import EmbeddedWorker
@@ -82,16 +83,9 @@ def _ref(spool: Spool, name: str) -> SpoolRef:
 
 def check(settings: Settings) -> None:
     """Fail early, with a clear message, on settings the gateway cannot run with."""
-    parse_hostport(settings.server.listen)
-    if settings.server.internal_listen:
-        parse_hostport(settings.server.internal_listen)
-    if not settings.server.domains:
-        raise ConfigError("server.domains: at least one protected domain is needed")
-    relay = settings.delivery.relay_to
-    if relay and not relay.startswith(("smtp://", "lmtp://")):
-        raise ConfigError(f"delivery.relay_to: expected smtp://HOST:PORT or lmtp://HOST:PORT, got {relay!r}")
-    if relay:
-        parse_hostport(relay.split("://", 1)[1])
+    # Again after loading: the command-line options (--listen, --domain, --relay-to, --workers,
+    # --web) replaced values the file had.
+    validate(settings)
     tls_context(settings)
     if settings.arc_seal.enabled:
         from mailmoat.deliver.arc_seal import load_key
@@ -227,6 +221,10 @@ def serve(
         check(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
+    policy_settings(settings, config)
+    # Once here, not from each worker: a worker (re)start would repeat it in the log.
+    for warning in warnings(settings):
+        log.warning("%s", warning)
     _upgrade_model(settings)
     from mailmoat.worker import tune_gc
 
@@ -235,8 +233,17 @@ def serve(
         asyncio.run(run(settings))
     except (SpoolError, GatewayError) as exc:
         raise fail(str(exc)) from exc
+    except SQLAlchemyError as exc:  # the database does not answer (down, wrong address, password)
+        raise fail(f"cannot open the database {_db_where(settings)}: {str(exc).splitlines()[0]}") from exc
     except (OSError, ValueError) as exc:  # ports in use, bad policy/rules settings (ValueError subclasses)
         raise fail(f"cannot start: {exc}") from exc
+
+
+def _db_where(settings: Settings) -> str:
+    """The database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.db_url).render_as_string(hide_password=True)
 
 
 def _upgrade_model(settings: Settings) -> None:

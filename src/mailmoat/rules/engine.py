@@ -445,6 +445,7 @@ class RuleLibrary:
         else:
             self.site_dir = data_dir / DEFAULT_SITE_DIR if data_dir is not None else None
         self._site_optional = not settings.site_dir
+        self._missing_site: RuleError | None = None
         self._clock = clock
         self._last_check = clock()
         self.errors: list[RuleError] = []
@@ -477,7 +478,8 @@ class RuleLibrary:
             return errors
         if not self.site_dir.is_dir():
             if not self._site_optional:
-                errors.append(RuleError(f"{self.site_dir}: rules.site_dir is not a directory"))
+                self._missing_site = RuleError(f"{self.site_dir}: rules.site_dir is not a directory")
+                errors.append(self._missing_site)
             self._site = {}
             return errors
         fresh: dict[Path, Rule] = {}
@@ -498,7 +500,10 @@ class RuleLibrary:
         kept, dup_errors = duplicates(candidates, self.reserved)
         self.errors = [*self._builtin_errors, *self._site_errors, *dup_errors]
         for e in self.errors:
-            log.error("rule not loaded: %s", e)
+            # A missing rules.site_dir is not logged: each engine (several per worker, again at each
+            # worker restart) repeated it; `mailmoat check` and `serve` warn of it once (config.warnings).
+            if e is not self._missing_site:
+                log.error("rule not loaded: %s", e)
         return RuleSet(kept)
 
     def all_rules(self) -> list[Rule]:
