@@ -208,3 +208,22 @@ def test_scan_of_an_empty_directory_says_so(tmp_path: Path) -> None:
     empty.mkdir()
     r = runner.invoke(app, ["scan", str(empty), "--data-dir", str(tmp_path / "var")])
     assert r.exit_code == 1 and f"no messages found under {empty}" in r.output, r.output
+
+
+# -- 8. token lifetimes and look-back windows out of range ------------------------------------
+
+
+@pytest.mark.parametrize("days", ["1e308", "inf", "nan", "-1", "3651"])
+def test_a_token_lifetime_out_of_range_is_refused(env: WebEnv, days: str) -> None:
+    """1e308 days stored an expiry no listing could show: a token that never expires by mistake."""
+    if days not in ("inf", "nan"):  # JSON has no such numbers
+        r = env.client.post(f"{API}/tokens", content=f'{{"name": "siem", "expires_days": {days}}}',
+                            headers={**env.as_role("admin"), "Content-Type": "application/json"})
+        assert r.status_code == 422, r.text
+    code, out = cli(env, "users", "token", "admin", "--expires-days", days)
+    assert code != 0 and "Traceback" not in out and ("3650" in out or "Invalid value" in out), out
+
+
+def test_waves_refuses_an_endless_look_back(env: WebEnv) -> None:
+    code, out = cli(env, "waves", "--hours", "inf")
+    assert code == 2 and "Traceback" not in out, out

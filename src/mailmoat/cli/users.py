@@ -130,7 +130,7 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
     ) -> None:
         """Create an API token for a user and print it (shown only this once)."""
-        from mailmoat.web.auth import create_token, get_user
+        from mailmoat.web.auth import AuthError, create_token, get_user
 
         settings = load_settings(config, data_dir, db)
         store = _store(settings, existing=True)
@@ -139,7 +139,10 @@ def register(app: typer.Typer) -> None:
                 u = get_user(s, username)
                 if u is None:
                     raise fail(f"no user {username}")
-                row, secret = create_token(s, u, name, expires_days)
+                try:
+                    row, secret = create_token(s, u, name, expires_days)
+                except AuthError as exc:
+                    raise fail(str(exc)) from exc
                 audit(s, _actor(), "token.create", str(row.id), source="cli", detail={"user": u.username, "name": name})
         finally:
             store.close()

@@ -26,7 +26,7 @@ console = output_console()
 
 def waves_cmd(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, fmt: FormatOpt = "text",
-    hours: Annotated[float, typer.Option("--hours", help="How far back to look")] = 48.0,
+    hours: Annotated[float, typer.Option("--hours", help="How far back to look", min=0.01, max=24 * 3650)] = 48.0,
     limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT)] = 20,
 ) -> None:
     """Link destinations that LINK_DOMAIN_WAVE marked mail for, the latest first; recall their mail

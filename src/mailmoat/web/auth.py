@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import re
 import secrets
 import threading
@@ -37,6 +38,7 @@ SESSION_COOKIE = "mm_session"
 CSRF_COOKIE = "mm_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 TOKEN_PREFIX = "mmt_"
+MAX_TOKEN_DAYS = 3650  # ten years: beyond, a time is a typing slip (or inf) rather than a plan
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLES_KEY = "x-mailmoat-roles"
 
@@ -116,6 +118,9 @@ def set_password(s: Session, user: UserRow, password: str) -> None:
 
 def create_token(s: Session, user: UserRow, name: str, expires_days: float = 0.0) -> tuple[ApiTokenRow, str]:
     """A new API token; the secret is returned once and only its hash is kept."""
+    if not math.isfinite(expires_days) or not 0 <= expires_days <= MAX_TOKEN_DAYS:
+        # 1e308 days stored an expiry no listing could show (null): a token that never expires by mistake.
+        raise AuthError(f"a token expires in 0 (never) to {MAX_TOKEN_DAYS} days, not {expires_days!r}")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = time.time()
     row = ApiTokenRow(

@@ -13,6 +13,7 @@ from mailmoat.store.audit import audit
 from mailmoat.store.web_models import ApiTokenRow, UserRow, WebSessionRow
 from mailmoat.web.api.common import RowId, not_found, web
 from mailmoat.web.auth import (
+    MAX_TOKEN_DAYS,
     Admin,
     AuthError,
     create_token,
@@ -41,7 +42,7 @@ class UserPatch(BaseModel):
 class TokenIn(BaseModel):
     username: str = Field(default="", description="owner of the token (default: the caller)")
     name: str = ""
-    expires_days: float = Field(default=0.0, ge=0, description="0 = never expires")
+    expires_days: float = Field(default=0.0, ge=0, le=MAX_TOKEN_DAYS, allow_inf_nan=False, description="0 = never expires")
 
 
 @router.get("/users")
