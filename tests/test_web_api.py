@@ -715,3 +715,19 @@ def test_a_held_message_marked_a_threat_stays_held_and_unmarked_is_as_it_was(env
     assert c.post(f"{API}/messages/{mid}/uncondemn", json={}, headers=h).json()["status"] == "deleted"
     assert c.post(f"{API}/quarantine/{mid}/release", json={}, headers=h).status_code == 409
     assert env.store.get_message(mid).status == "deleted"
+
+
+def test_marking_a_held_message_a_threat_answers_its_release_requests(env: WebEnv) -> None:
+    """A recipient asked to have the held message released; an analyst marks it a threat: the
+    request is declined and the recipient told, rather than the request vanishing unanswered."""
+    from mailmoat.digest.requests import for_message, record_request
+
+    c, h, mid = env.client, env.as_role("analyst"), env.ids["held"]
+    assert record_request(env.store, mid, RECIPIENTS[0])
+    before = len(visible_copies(env.settings, RECIPIENTS[0]))
+    assert c.post(f"{API}/messages/{mid}/condemn", json={"reason": "campaign"}, headers=h).status_code == 200
+    with env.store.session() as s:
+        (req,) = for_message(s, mid)
+    assert req["state"] == "declined" and req["note"] == "marked as a threat" and req["declined_by"] == "analyst"
+    assert len(visible_copies(env.settings, RECIPIENTS[0])) == before + 1  # the notice
+    assert env.audit("quarantine.decline", mid)[0]["detail"]["recipient"] == RECIPIENTS[0]

@@ -70,11 +70,20 @@ async def condemn_message(engine: RecallEngine, mail_id: str, actor: str, reason
         row = s.get(MessageRow, mail_id)
         if row is None:
             raise ValueError(f"no recorded message {mail_id}")
-        mark_condemned(s, row, actor, reason)
+        asked = mark_condemned(s, row, actor, reason)
         s.commit()
+    await tell_threat_declined(engine.settings, engine.store, mail_id, asked)
     # An explicit verdict by a person is not bounded by the look-back window.
     sel = Selector(mail_id=mail_id, since="0")
     return await auto_recall(engine, [sel], trigger=triggers.VERDICT, reason=reason or "marked as a threat", actor=actor)
+
+
+async def tell_threat_declined(settings: Settings, store: Any, mail_id: str, asked: list[str]) -> None:
+    """Tell the recipients whose release requests the mark declined (digest.tell_declines)."""
+    from mailmoat.digest.decline_notice import tell_declined
+
+    for recipient in asked:
+        await tell_declined(settings, store, mail_id, recipient, "it was judged to be a threat")
 
 
 def uncondemn_message(settings: Settings, store: Any, mail_id: str, actor: str, reason: str = "", source: str = "") -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, update
@@ -37,12 +38,25 @@ def is_held() -> ColumnElement[bool]:
         exists().where(DeliveryRow.message_id == MessageRow.id, DeliveryRow.status == HELD)))
 
 
-def mark_condemned(session: Session, row: MessageRow, actor: str, reason: str = "", source: str = "") -> None:
+def mark_condemned(session: Session, row: MessageRow, actor: str, reason: str = "", source: str = "") -> list[str]:
     """A person's word that a message is a threat (audit `message.condemn`). The status it had is
-    kept in the audit row, so that taking the mark back restores it: held stays held, deleted deleted."""
+    kept in the audit row, so that taking the mark back restores it: held stays held, deleted deleted.
+    Its recipients' open release requests are declined ("marked as a threat"): returns who asked, to
+    be told (digest.decline_notice), rather than have their requests vanish unanswered."""
+    from mailmoat.digest.requests import OPEN, state_of
+    from mailmoat.store.digest_models import ReleaseRequestRow
+
+    asked = [r for r in session.scalars(select(ReleaseRequestRow).where(
+        ReleaseRequestRow.message_id == row.id, ReleaseRequestRow.declined_at == 0.0)) if state_of(session, r) == OPEN]
     detail = {} if row.status == CONDEMNED else {"was": row.status}
     row.status = CONDEMNED
     audit(session, actor, "message.condemn", row.id, source=source, note=reason, detail=detail)
+    now = time.time()
+    for r in asked:
+        r.declined_at, r.declined_by, r.note = now, actor[:128], "marked as a threat"
+        audit(session, actor, "quarantine.decline", row.id, source=source, detail={"request": r.id, "recipient": r.recipient},
+              note="marked as a threat")
+    return [r.recipient for r in asked]
 
 
 def status_before_mark(session: Session, mail_id: str) -> str:

@@ -286,14 +286,17 @@ async def condemn(
     """Mark a message as a threat; its delivered copies are recalled as `recall.auto` says (job runs in the background)."""
     ctx = web(request)
 
-    def mark() -> None:
+    def mark() -> list[str]:
         with ctx.store.session() as s:
             row = s.get(MessageRow, mail_id)
             if row is None:
                 raise not_found(f"message {mail_id}")
-            mark_condemned(s, row, who.username, reason, who.source)
+            return mark_condemned(s, row, who.username, reason, who.source)
 
-    await asyncio.to_thread(mark)
+    asked = await asyncio.to_thread(mark)
+    from mailmoat.recall.auto import tell_threat_declined
+
+    await tell_threat_declined(ctx.settings, ctx.store, mail_id, asked)
     mode = ctx.settings.recall.auto
     if mode == "off":
         return {"job_id": "", "state": "off", "copies": 0}
