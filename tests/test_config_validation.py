@@ -171,3 +171,15 @@ def test_serve_warns_once_of_a_missing_rules_dir(tmp_path: Path) -> None:
     assert proc.returncode == 0, out + err
     mentions = [line for line in err.splitlines() if str(missing) in line]
     assert len(mentions) == 1 and "WARNING" in mentions[0] and "rules.site_dir" in mentions[0], err
+
+
+def test_a_policy_table_in_the_file_adds_to_the_built_in_ones(tmp_path: Path) -> None:
+    """Setting the internal profile kept the outbound one (else outbound rejected at 20, not 1000),
+    and setting one group cap kept the content cap: "keep only what you change" holds for tables."""
+    f = tmp_path / "mailmoat.toml"
+    f.write_text("[policy.direction.internal.thresholds]\ntag = 5.0\n\n[policy.group_caps]\nurl = 12.0\n", encoding="utf-8")
+    pol = config.load(f).policy
+    assert pol.direction["outbound"]["thresholds"]["reject"] == 1000.0
+    assert pol.direction["internal"]["thresholds"] == {"tag": 5.0, "quarantine": 8.0, "reject": 1000.0}
+    assert pol.direction["internal"]["group_caps"] == {"content": 3.5}
+    assert pol.group_caps == {"content": 4.0, "url": 12.0}

@@ -397,7 +397,7 @@ class ArcSealSettings:
     enabled: bool = False
     domain: str = ""  # d=: the domain whose DNS publishes the key (selector._domainkey.domain)
     selector: str = ""  # s=
-    key_file: str = ""  # the private key, PEM (RSA, 2048 bits or more, or Ed25519)
+    key_file: str = ""  # the private key, PEM (RSA, 2048 bits or more)
     # Which mail is sealed: inbound (from outside) by default; internal and outbound may be added.
     directions: list[str] = field(default_factory=lambda: ["inbound"])
 
@@ -542,6 +542,21 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _merged(default: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """`given` over `default`, table by table: a file that sets one value keeps the other defaults."""
+    out = dict(default)
+    for key, value in given.items():
+        old = out.get(key)
+        out[key] = _merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return out
+
+
+# Tables whose defaults a file adds to rather than replaces: setting [policy.direction.internal]
+# dropped the built-in outbound profile (outbound then rejected at 20, not 1000), and setting one
+# group cap dropped the content cap. "Keep only what you change" must hold for them too.
+_ADDED_TO = {("PolicySettings", "direction"), ("PolicySettings", "group_caps")}
+
+
 def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -550,11 +565,15 @@ def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ConfigError(f"{where or 'top level'}: unknown setting {key!r}")
         kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
+        factory = known[key].default_factory
+        if (cls.__name__, key) in _ADDED_TO and isinstance(kwargs[key], dict) and callable(factory):
+            kwargs[key] = _merged(factory(), kwargs[key])
     return cls(**kwargs)
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Settings from a TOML file (or embedded defaults), then MAILMOAT_DATA_DIR from the environment."""
+    """Settings from a TOML file (or embedded defaults); MAILMOAT_DATA_DIR gives data_dir when the
+    file does not (the command line's --data-dir, which also reads it, wins over the file)."""
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
