@@ -227,3 +227,15 @@ def test_a_token_lifetime_out_of_range_is_refused(env: WebEnv, days: str) -> Non
 def test_waves_refuses_an_endless_look_back(env: WebEnv) -> None:
     code, out = cli(env, "waves", "--hours", "inf")
     assert code == 2 and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("command", [
+    ["lists", "deny", "domain", "evil.example"], ["lists", "remove", "1"], ["quarantine", "release", "x"],
+    ["quarantine", "delete", "x"], ["reports", "dismiss", "x"], ["incidents", "release", "x"], ["digest", "send"],
+])
+def test_commands_that_change_the_record_do_not_create_one(tmp_path: Path, command: list[str]) -> None:
+    """`lists deny` at a mistyped --data-dir said "added #1" to a new, empty store nothing reads."""
+    missing = tmp_path / "no" / "such"
+    r = runner.invoke(app, [*command, "--data-dir", str(missing)])
+    assert r.exit_code == 2 and f"no mailmoat data at {missing}" in r.output, r.output
+    assert not (tmp_path / "no").exists()

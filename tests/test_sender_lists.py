@@ -43,6 +43,8 @@ def offer(sender: str, subject: str) -> bytes:
 
 
 def cli(settings: Settings, *args: str) -> tuple[int, str]:
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    Store(settings.db_url).close()  # the site's record, as `mailmoat serve` creates it
     cfg = write_toml(Path(settings.data_dir).parent / "mailmoat.toml", {"data_dir": settings.data_dir})
     result = runner.invoke(cli_app, ["lists", *args, "--config", str(cfg)])
     return result.exit_code, result.output

@@ -41,7 +41,7 @@ def send_cmd(
 
     check_format(fmt)
     settings = load_settings(config, data_dir, db)
-    store = open_store(settings)
+    store = open_store(settings, existing=True)
     try:
         if dry_run:
             results = [{"recipient": d.recipient, "items": len(d.items), "total": d.total, "status": "due", "mail_id": ""}

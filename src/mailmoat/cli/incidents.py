@@ -85,7 +85,7 @@ def release_cmd(
     from mailmoat.accounts.incidents import IncidentError, release_incident
 
     try:
-        inc = release_incident(open_store(load_settings(config, data_dir, db)), incident_id, actor(), note, source="cli")
+        inc = release_incident(open_store(load_settings(config, data_dir, db), existing=True), incident_id, actor(), note, source="cli")
     except IncidentError as exc:
         raise fail(str(exc), 1) from exc
     if fmt == "json":

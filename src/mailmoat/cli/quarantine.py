@@ -138,7 +138,7 @@ def release_cmd(
 
     check_format(fmt)
     settings = load_settings(config, data_dir, db)
-    store = open_store(settings)
+    store = open_store(settings, existing=True)
     delivery = DeliveryService(settings, store)
     results: list[dict[str, Any]] = []
     failed = 0
@@ -206,7 +206,7 @@ def delete_cmd(
         audit(s, actor(), "quarantine.delete", mail_id, source="cli", note=reason)
         return f"deleted {mail_id}"
 
-    _one_by_one(open_store(load_settings(config, data_dir, db)), mail_ids, delete, (QuarantineError,))
+    _one_by_one(open_store(load_settings(config, data_dir, db), existing=True), mail_ids, delete, (QuarantineError,))
 
 
 @quarantine_app.command("requests")
@@ -261,10 +261,10 @@ def decline_cmd(
         return f"declined request {request_id}: {out['recipient']}'s copy of {out['mail_id']} stays held"
 
     try:
-        _one_by_one(open_store(settings), request_ids, decline_one, (RequestError,))
+        _one_by_one(open_store(settings, existing=True), request_ids, decline_one, (RequestError,))
     finally:
         if declined and settings.digest.tell_declines:  # after the declines are committed
-            store = open_store(settings)
+            store = open_store(settings, existing=True)
             try:
                 for mail_id, recipient in declined:
                     told = asyncio.run(tell_declined(settings, store, mail_id, recipient, reason))

@@ -70,7 +70,7 @@ def dismiss_cmd(
     from mailmoat.reports.triage import ReportError, dismiss
     from mailmoat.store.audit import audit
 
-    store = open_store(load_settings(config, data_dir, db))
+    store = open_store(load_settings(config, data_dir, db), existing=True)
     try:
         with store.session() as s:
             n = dismiss(s, key, actor())
