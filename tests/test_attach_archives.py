@@ -177,6 +177,25 @@ async def test_encrypted_7z_without_password(settings: Settings) -> None:
     assert "ARCHIVE_ENCRYPTED" in found
 
 
+async def test_an_encrypted_7z_bomb_is_not_unpacked_to_test_its_password(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message gives the password of an encrypted 7z whose header declares more than the
+    limits: testing the password would unpack it all (a 156 KB attachment took 10 s and 555 MB)."""
+    import py7zr
+
+    settings.attachments.archive_max_member = 1024 * 1024
+    buf = io.BytesIO()
+    with py7zr.SevenZipFile(buf, "w", password="Qx7341", header_encryption=True) as z:
+        z.writestr(bytes(4 * 1024 * 1024), "big.bin")
+
+    def unpacks(self: object) -> None:
+        raise AssertionError("the password was tested by unpacking the archive")
+
+    monkeypatch.setattr(py7zr.SevenZipFile, "testzip", unpacks)
+    msg = g.message([("payroll.7z", buf.getvalue())], text="Password: Qx7341")
+    found = g.by_symbol(await g.run_analyzers(msg, settings, ArchiveAnalyzer))
+    assert "ARCHIVE_BOMB" in found and "declares" in found["ARCHIVE_BOMB"].evidence
+
+
 async def test_cabinet_files_are_said_to_be_unopened(settings: Settings) -> None:
     cab = b"MSCF\x00\x00\x00\x00" + bytes(64)  # a Cabinet header: sniffed as an archive, not unpacked here
     found = g.by_symbol(await g.run_analyzers(g.message([("invoice.cab", cab)]), settings, ArchiveAnalyzer))
