@@ -106,3 +106,17 @@ async def test_hta_page_is_read_as_html_and_blocked(settings: Settings) -> None:
     found = g.by_symbol(await g.run_analyzers(g.message([("invoice.html", hta)]), settings, HtmlAttachmentAnalyzer, FileTypeAnalyzer))
     assert "content is hta" in found["ATTACH_BLOCKED_TYPE"].evidence
     assert "HTML_ATTACH_SCRIPT" in found  # the html-svg engine still reads it
+
+
+async def test_smuggling_written_with_split_names_and_a_byte_array_is_found(settings: Settings) -> None:
+    """window['Bl'+'ob'], a['down'+'load'] and the file as a list of numbers: the same smuggling
+    page (delivered at 3 before), its dropped program scanned like any other."""
+    program = b"MZ" + bytes(range(256)) * 2
+    page = ("<html><body>Loading document...<script>var d=[" + ",".join(str(b) for b in program) + "];"
+            "var b=new window['Bl'+'ob']([new Uint8Array(d)],{type:'application/octet-stream'});"
+            "var a=document.createElement('a');a['hr'+'ef']=window['URL']['createObj'+'ectURL'](b);"
+            "a['down'+'load']='invoice.exe';document.body.appendChild(a);a['cli'+'ck']();</script></body></html>")
+    found = g.by_symbol(await g.run_analyzers(g.message([("invoice.html", page.encode())]), settings,
+                                              HtmlAttachmentAnalyzer, FileTypeAnalyzer))
+    assert "HTML_ATTACH_SMUGGLING" in found
+    assert "invoice.html > smuggled-0.exe" in found["ATTACH_BLOCKED_TYPE"].evidence

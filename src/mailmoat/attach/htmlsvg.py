@@ -15,7 +15,13 @@ from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from mailmoat.attach.sniff import ARCHIVE_EXTS, EXECUTABLE_EXTS, OFFICE_EXTS, sniff
 
 MAX_HTML = 10 * 1024 * 1024
-_BLOB_RE = re.compile(r"new\s+Blob\s*\(|\bmsSaveOrOpenBlob\b|\bmsSaveBlob\b|\bnew\s+File\s*\(\s*\[")
+_BLOB_RE = re.compile(r"new\s+(?:(?:window|self|globalThis)\.)?Blob\s*\(|\bmsSaveOrOpenBlob\b|\bmsSaveBlob\b|\bnew\s+File\s*\(\s*\[")
+# Names written apart ('Bl'+'ob') and read by brackets (window['Blob']): joined and dotted before
+# the patterns look (window.Blob), so splitting a name does not hide it.
+_CONCAT_RE = re.compile(r"""(['"])\s*\+\s*\1""")
+_BRACKET_RE = re.compile(r"""\[\s*(['"])([A-Za-z_$][\w$]*)\1\s*\]""")
+# A file written out as numbers ([77,90,144,0,...]): a payload as much as base64 is.
+_BYTE_ARRAY_RE = re.compile(r"\[\s*((?:(?:0x[0-9a-fA-F]{1,2}|\d{1,3})\s*,\s*){255,}(?:0x[0-9a-fA-F]{1,2}|\d{1,3}))\s*\]")
 _OBJURL_RE = re.compile(r"createObjectURL|msSaveOrOpenBlob|msSaveBlob")
 _DOWNLOAD_RE = re.compile(r"\.download\s*=|[\"']download[\"']|\.click\s*\(\s*\)|dispatchEvent\s*\(")
 _DECODE_RE = re.compile(r"\batob\s*\(|Uint8Array|charCodeAt|fromCharCode|base64")
@@ -93,11 +99,17 @@ def _payloads(text: str, report: HtmlReport) -> None:
     blobs = [m.group(0) for m in _B64_RE.finditer(text)]
     blobs += [re.sub(r"\s", "", m.group(2)) for m in _DATA_URI_RE.finditer(text)]
     blobs.sort(key=len, reverse=True)
-    for i, blob in enumerate(blobs[:5]):
+    found: list[bytes] = []
+    for blob in blobs[:5]:
         try:
-            raw = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=False)
+            found.append(base64.b64decode(blob + "=" * (-len(blob) % 4), validate=False))
         except (binascii.Error, ValueError):
             continue
+    for m in islice(_BYTE_ARRAY_RE.finditer(text), 5):
+        numbers = [int(n, 0) for n in re.split(r"\s*,\s*", m.group(1))]
+        if all(n < 256 for n in numbers):
+            found.append(bytes(numbers))
+    for i, raw in enumerate(found):
         ext = sniff(raw)
         if ext in _SMUGGLED_EXTS:
             report.children.append((f"smuggled-{i}.{ext}", raw))
@@ -180,7 +192,7 @@ def _inspect(data: bytes, report: HtmlReport, level: int = 0) -> None:
             report.password_forms.append(action[:500])
     if not report.password_forms and tree.css_first('input[type="password" i]') is not None:
         report.password_forms.append("")  # a password box outside any form: a script sends it
-    js = "\n".join(scripts)
+    js = _BRACKET_RE.sub(r".\2", _CONCAT_RE.sub("", "\n".join(scripts)[:MAX_HTML]))
     if js:
         blob = _BLOB_RE.search(js)
         objurl = _OBJURL_RE.search(js)
