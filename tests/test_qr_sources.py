@@ -79,7 +79,10 @@ def test_pdf_attachment(vector: bool, page: int) -> None:
 def test_pdf_page_limit() -> None:
     pdf = g.pdf_with_qr(URL, vector=True, page=3)
     part = Part(path="2", content_type="application/pdf", filename="f.pdf", payload=pdf, is_attachment=True)
-    assert run(Message(parts=[part]), max_pdf_pages=2).qr_codes == []
+    beyond = run(Message(parts=[part]), max_pdf_pages=2)
+    assert beyond.qr_codes == []
+    # Said, not silent (QR_IMAGE_LIMIT): a code on a later page was not looked for.
+    assert any(d.startswith("qr:too-many-images") and "3 pages, the first 2" in d for d in beyond.defects), beyond.defects
     assert payloads(run(Message(parts=[Part(path="2", content_type="application/pdf", payload=pdf)]), max_pdf_pages=3)) == [URL]
 
 

@@ -24,13 +24,12 @@ from mailmoat.parse.qr_decode import (
     load_image,
     to_gray,
 )
-from mailmoat.parse.qr_sources import Candidate
+from mailmoat.parse.qr_sources import DEFECT_TOO_MANY, Candidate
 from mailmoat.parse.urls import find_text_urls, make_url
 
 # Defects recorded in message.defects (a prefix, then where): analyzers match on the prefix.
 DEFECT_TOO_LARGE = "qr:image-too-large"
 DEFECT_UNREADABLE = "qr:image-unreadable"
-DEFECT_TOO_MANY = "qr:too-many-images"
 DEFECT_TIME = "qr:time-budget"
 LIMIT_DEFECTS = (DEFECT_TOO_LARGE, DEFECT_TOO_MANY, DEFECT_TIME)
 

@@ -28,6 +28,7 @@ from mailmoat.parse.qr_decode import could_hold_code
 from mailmoat.parse.qr_svg import inline_svgs, looks_like_svg, render_svg
 
 # A rasterised module is this many pixels wide; 4 modules of quiet zone around drawn codes.
+DEFECT_TOO_MANY = "qr:too-many-images"  # (parse.qr counts it among the limits: QR_IMAGE_LIMIT)
 MODULE_PX = 4
 QUIET = 4
 # Office files: how much of the zip we are willing to read.
@@ -253,6 +254,10 @@ def pdf_candidates(data: bytes, where: Image, settings: QrSettings, password: st
             return
         try:
             pages = min(len(doc), max(0, settings.max_pdf_pages))
+            if len(doc) > pages:
+                # Said, not silent: a code on a later page (page 7 of an invoice) is not looked for.
+                yield Candidate(image=where, defect=f"{DEFECT_TOO_MANY} {_label(where)}: {len(doc)} pages, "
+                                                    f"the first {pages} looked at (qr.max_pdf_pages)")
             for index in range(pages):
                 try:
                     page = doc[index]
