@@ -143,6 +143,17 @@ async def test_member_count_limit(settings: Settings) -> None:
     assert "ARCHIVE_LIMIT" in found
 
 
+async def test_names_past_the_member_limit_are_still_checked(settings: Settings) -> None:
+    """Thousands of dummy files, then the program: past the member limit a zip's names are read
+    already, and a blocked one is blocked by its name (it was delivered at 4)."""
+    settings.attachments.archive_max_members = 10
+    members = {f"scan{i:04d}.txt": b"x" for i in range(40)} | {"invoice.exe": b"MZ" + bytes(300)}
+    msg = g.message([("invoices.zip", g.zip_bytes(members))])
+    found = g.by_symbol(await g.run_analyzers(msg, settings, ArchiveAnalyzer, FileTypeAnalyzer))
+    assert "ARCHIVE_LIMIT" in found
+    assert "invoices.zip > invoice.exe" in found["ATTACH_BLOCKED_TYPE"].evidence
+
+
 async def test_corrupt_archive(settings: Settings) -> None:
     broken = g.zip_bytes({"a.txt": b"hello" * 100})[:-30]
     found = g.by_symbol(await g.run_analyzers(g.message([("a.zip", broken)]), settings, ArchiveAnalyzer))

@@ -73,6 +73,9 @@ class Member:
     decrypted: bool = False
 
 
+NAMES_PAST_LIMIT = 50_000  # member names of a zip past the member limit still checked by name
+
+
 class Unpacker:
     """Reads one container with the message's budget, recording what it meets as events."""
 
@@ -109,9 +112,16 @@ class Unpacker:
         with zf:
             infos = [i for i in zf.infolist() if not i.is_dir()]
             pw_used: str | None = None
-            for info in infos:
+            for k, info in enumerate(infos):
                 self.budget.check_time()
-                self.budget.take_member()
+                try:
+                    self.budget.take_member()
+                except LimitExceeded:
+                    # Past the member limit the names are read already: named, not opened, they are
+                    # still checked (an .exe after 4,000 dummy files was delivered at 4).
+                    for rest in infos[k : k + NAMES_PAST_LIMIT]:
+                        yield Member(_zip_name(rest), None)
+                    raise
                 name = _zip_name(info)
                 encrypted = bool(info.flag_bits & 0x1)
                 if encrypted:
