@@ -151,19 +151,23 @@ def test_sigterm_to_the_whole_process_group_stops_without_restarting_workers(tmp
     import os
     import signal
 
+    def signal_workers() -> None:
+        assert gw.proc is not None
+        for pid in Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
+
     port = free_port()
     gw = SubprocessGateway(tmp_path / "var", ["--listen", f"127.0.0.1:{port}", "--workers", "2"]).start()
     try:
+        signal_workers()  # the workers may still be starting: the signal must not kill them then either
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
             c.sendmail("load@example.org", [RCPT], _message(1, 1))
         wait_for(lambda: len(maildir_copies(tmp_path / "var" / "mailboxes", RCPT)) == 1, what="delivery")
         assert gw.proc is not None
         # The order a group's processes get the signal in is the kernel's: here the workers first,
         # and the gateway only after its monitor (twice a second) has had time to look at them.
-        children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGTERM)
+        signal_workers()
         time.sleep(1.5)
         os.killpg(gw.proc.pid, signal.SIGTERM)
         assert gw.proc.wait(60) == 0, gw.tail()

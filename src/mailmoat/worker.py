@@ -248,6 +248,9 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _worker_main(
     index: int,
     settings: Settings,
@@ -265,6 +268,7 @@ def _worker_main(
     # how workers stop (a worker dead of SIGTERM before the gateway knew it was stopping was restarted).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the gateway until now (_spawn)
     logging.basicConfig(level=log_level, format=f"%(asctime)s w{index} %(levelname)s %(name)s: %(message)s")
     asyncio.run(_worker_async(index, settings, work_q, urgent_q, result_q, confirm_q, housekeeping))
 
@@ -443,7 +447,13 @@ class ProcessPool:
             ),
             daemon=True,
         )
-        p.start()
+        # Started with SIGTERM and SIGINT blocked (the mask survives exec): a signal to the process
+        # group while the new worker is still starting would otherwise kill it before it ignores them.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            p.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self._procs[index] = p
 
     def submit(self, ref: SpoolRef) -> None:
