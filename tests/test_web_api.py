@@ -731,3 +731,20 @@ def test_marking_a_held_message_a_threat_answers_its_release_requests(env: WebEn
     assert req["state"] == "declined" and req["note"] == "marked as a threat" and req["declined_by"] == "analyst"
     assert len(visible_copies(env.settings, RECIPIENTS[0])) == before + 1  # the notice
     assert env.audit("quarantine.decline", mid)[0]["detail"]["recipient"] == RECIPIENTS[0]
+
+
+def test_two_markings_at_once_mark_a_message_once(env: WebEnv) -> None:
+    """Two colleagues' reports condemning one message on two workers at the same moment: both read
+    it open, one marks it; the other's update finds it marked and does nothing (one audit row)."""
+    from mailmoat.store.models import MessageRow
+    from mailmoat.store.quarantine import mark_condemned
+
+    mid = env.ids["clean"]
+    with env.store.session() as first, env.store.session() as second:
+        a, b = first.get(MessageRow, mid), second.get(MessageRow, mid)
+        assert a is not None and b is not None and a.status == b.status == "processed"
+        assert mark_condemned(first, a, "auto:reports", once=True) == []
+        first.commit()
+        assert mark_condemned(second, b, "auto:reports", once=True) is None
+    assert len(env.audit("message.condemn", mid)) == 1
+    assert env.store.get_message(mid).status == "condemned"

@@ -53,13 +53,14 @@ def _copy_held(session: Session, mail_id: str, recipient: str) -> bool:
     ))
 
 
-def state_of(session: Session, row: ReleaseRequestRow) -> str:
+def state_of(session: Session, row: ReleaseRequestRow, status: str | None = None) -> str:
     """OPEN (the copy is still held, nobody declined), DECLINED, or ANSWERED (the copy is no longer
-    held: released or deleted)."""
+    held: released or deleted); `status`: the message's, when the caller is changing it."""
     if row.declined_at:
         return DECLINED
     msg = session.get(MessageRow, row.message_id)
-    if msg is None or msg.status != "quarantined" or not _copy_held(session, row.message_id, row.recipient):
+    current = status if status is not None else (msg.status if msg is not None else None)
+    if msg is None or current != "quarantined" or not _copy_held(session, row.message_id, row.recipient):
         return ANSWERED
     return OPEN
 

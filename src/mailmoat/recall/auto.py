@@ -61,8 +61,10 @@ async def auto_recall(
     return AutoOutcome(job_id=job_id, state=st["state"], copies=preview.copies, detail=st["counts"])
 
 
-async def condemn_message(engine: RecallEngine, mail_id: str, actor: str, reason: str = "") -> AutoOutcome:
-    """An administrator marks a recorded message as a threat: record it and recall its copies."""
+async def condemn_message(engine: RecallEngine, mail_id: str, actor: str, reason: str = "", *,
+                          once: bool = False) -> AutoOutcome:
+    """An administrator marks a recorded message as a threat: record it and recall its copies.
+    `once`: nothing, when it is marked already or another marking wins the race (state "none")."""
     from mailmoat.store.models import MessageRow
     from mailmoat.store.quarantine import mark_condemned
 
@@ -70,8 +72,10 @@ async def condemn_message(engine: RecallEngine, mail_id: str, actor: str, reason
         row = s.get(MessageRow, mail_id)
         if row is None:
             raise ValueError(f"no recorded message {mail_id}")
-        asked = mark_condemned(s, row, actor, reason)
+        asked = mark_condemned(s, row, actor, reason, once=once)
         s.commit()
+    if asked is None:
+        return AutoOutcome(state="none", detail={"already": "condemned"})
     await tell_threat_declined(engine.settings, engine.store, mail_id, asked)
     # An explicit verdict by a person is not bounded by the look-back window.
     sel = Selector(mail_id=mail_id, since="0")

@@ -193,7 +193,9 @@ async def condemn_reported(store: Store, settings: Settings, due: list[tuple[str
             if not await asyncio.to_thread(_due_for_condemning, store, settings, [mail_id]):
                 continue  # another report's condemnation (or a person) got there first
             outcome = await condemn_message(RecallEngine(settings, store), mail_id, AUTO_ACTOR,
-                                            f"reported by {n} colleagues (policy.report_condemn_after)")
+                                            f"reported by {n} colleagues (policy.report_condemn_after)", once=True)
+            if outcome.detail.get("already"):
+                continue  # two reports' condemnations at once (two workers): the other one marked it
             log.warning("message %s condemned after %d reports: recall %s", mail_id, n, outcome.state)
         except Exception:
             log.exception("message %s: condemning it after %d reports failed", mail_id, n)

@@ -38,17 +38,31 @@ def is_held() -> ColumnElement[bool]:
         exists().where(DeliveryRow.message_id == MessageRow.id, DeliveryRow.status == HELD)))
 
 
-def mark_condemned(session: Session, row: MessageRow, actor: str, reason: str = "", source: str = "") -> list[str]:
+def mark_condemned(session: Session, row: MessageRow, actor: str, reason: str = "", source: str = "",
+                   *, once: bool = False) -> list[str] | None:
     """A person's word that a message is a threat (audit `message.condemn`). The status it had is
     kept in the audit row, so that taking the mark back restores it: held stays held, deleted deleted.
     Its recipients' open release requests are declined ("marked as a threat"): returns who asked, to
-    be told (digest.decline_notice), rather than have their requests vanish unanswered."""
+    be told (digest.decline_notice), rather than have their requests vanish unanswered.
+
+    `once`: None, and nothing done, when the message is marked already, or was marked meanwhile
+    (two colleagues' reports condemning it at the same moment, on two workers, mark it once)."""
     from mailmoat.digest.requests import OPEN, state_of
     from mailmoat.store.digest_models import ReleaseRequestRow
 
+    was = row.status
+    if once and was == CONDEMNED:
+        return None
+    if was != CONDEMNED:
+        # Compare and set: of two markings at once, the one whose update finds the old status wins.
+        won = session.execute(update(MessageRow).where(MessageRow.id == row.id, MessageRow.status == was)
+                              .values(status=CONDEMNED)).rowcount  # type: ignore[attr-defined]
+        if not won:
+            return None if once else []
     asked = [r for r in session.scalars(select(ReleaseRequestRow).where(
-        ReleaseRequestRow.message_id == row.id, ReleaseRequestRow.declined_at == 0.0)) if state_of(session, r) == OPEN]
-    detail = {} if row.status == CONDEMNED else {"was": row.status}
+        ReleaseRequestRow.message_id == row.id, ReleaseRequestRow.declined_at == 0.0))
+        if state_of(session, r, was) == OPEN]
+    detail = {} if was == CONDEMNED else {"was": was}
     row.status = CONDEMNED
     audit(session, actor, "message.condemn", row.id, source=source, note=reason, detail=detail)
     now = time.time()

@@ -291,7 +291,7 @@ async def condemn(
             row = s.get(MessageRow, mail_id)
             if row is None:
                 raise not_found(f"message {mail_id}")
-            return mark_condemned(s, row, who.username, reason, who.source)
+            return mark_condemned(s, row, who.username, reason, who.source) or []
 
     asked = await asyncio.to_thread(mark)
     from mailmoat.recall.auto import tell_threat_declined
