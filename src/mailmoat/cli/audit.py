@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
         check_format(fmt)
         since_ts, until_ts = time_range(since, until)
-        store = open_store(load_settings(config, data_dir, db), existing=True)
+        store = open_store(load_settings(config, data_dir, db))
         try:
             with store.session() as s:
                 total, items = read_audit(

@@ -133,13 +133,12 @@ def require_data(settings: Settings) -> None:
         raise fail(f"{what} (a mistyped --data-dir, --db or MAILMOAT_DATA_DIR? `mailmoat serve` creates it)")
 
 
-def open_store(settings: Settings, *, existing: bool = False) -> Store:
-    """The record, or a clear error when the database cannot be opened; `existing`: for a command
-    that only reads the record, which is never created by it (see `require_data`)."""
+def open_store(settings: Settings) -> Store:
+    """The record, or a clear error when it is not there (see `require_data`: the commands that open
+    it read or change recorded mail, and never create a store) or cannot be opened."""
     from mailmoat.store.db import Store
 
-    if existing:
-        require_data(settings)
+    require_data(settings)
     try:
         return Store(settings.db_url)
     except Exception as exc:

@@ -41,7 +41,7 @@ def send_cmd(
 
     check_format(fmt)
     settings = load_settings(config, data_dir, db)
-    store = open_store(settings, existing=True)
+    store = open_store(settings)
     try:
         if dry_run:
             results = [{"recipient": d.recipient, "items": len(d.items), "total": d.total, "status": "due", "mail_id": ""}
@@ -78,7 +78,7 @@ def preview_cmd(
     if not gets_digests(settings, recipient):
         typer.echo(f"{recipient} gets no digest: not in server.domains, outside digest.domains or in digest.exclude")
         return
-    store = open_store(settings, existing=True)
+    store = open_store(settings)
     try:
         d = preview(store, settings, recipient)
     finally:

@@ -39,7 +39,7 @@ def list_cmd(
     """Incidents, newest first."""
     from mailmoat.accounts.incidents import list_incidents
 
-    items = list_incidents(open_store(load_settings(config, data_dir, db), existing=True), limit, state)
+    items = list_incidents(open_store(load_settings(config, data_dir, db)), limit, state)
     if fmt == "json":
         _json([i.to_dict() for i in items])
         return
@@ -56,7 +56,7 @@ def show_cmd(
     """One incident: evidence, alerts, held messages and recall jobs."""
     from mailmoat.accounts.incidents import show_incident
 
-    item = show_incident(open_store(load_settings(config, data_dir, db), existing=True), incident_id)
+    item = show_incident(open_store(load_settings(config, data_dir, db)), incident_id)
     if item is None:
         raise fail(f"no incident {incident_id}", 1)
     if fmt == "json":
@@ -85,7 +85,7 @@ def release_cmd(
     from mailmoat.accounts.incidents import IncidentError, release_incident
 
     try:
-        inc = release_incident(open_store(load_settings(config, data_dir, db), existing=True), incident_id, actor(), note, source="cli")
+        inc = release_incident(open_store(load_settings(config, data_dir, db)), incident_id, actor(), note, source="cli")
     except IncidentError as exc:
         raise fail(str(exc), 1) from exc
     if fmt == "json":

@@ -47,7 +47,7 @@ def _audit_add(session: Any, entry: dict[str, Any], new: bool, note: str, days: 
 def _add(list_: str, kind: str, value: str, note: str, days: float, config: ConfigOpt, data_dir: DataDirOpt, db: DbOpt) -> None:
     from mailmoat.policy.site_lists import ListError, add_to_store
 
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         # The command line is the server's own operator: it may remove entries, so it may replace one.
         entry, new = add_to_store(store, list_, kind.strip().lower(), value, note=note, by=actor(), days=days, may_remove=True)
@@ -108,7 +108,7 @@ def import_cmd(
             typer.echo(f"error: {source or 'the file'}: line {n} is not UTF-8 text (save it as UTF-8); nothing imported", err=True)
             raise typer.Exit(2) from exc
         values.append((n, line.split("#", 1)[0].strip()))
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
 
     def once() -> tuple[int, int, list[str]]:
         added = updated = 0
@@ -174,7 +174,7 @@ def _show(read: Callable[[Any], list[dict[str, Any]]], config: ConfigOpt, data_d
           empty: str, columns: tuple[str, ...], row: Callable[[dict[str, Any]], list[str]]) -> None:
     """Items read from the store, as JSON ({"items": [...]}) or a table."""
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db), existing=True)  # a listing creates no store
+    store = open_store(load_settings(config, data_dir, db))
     try:
         items = read(store)
     finally:
@@ -199,7 +199,7 @@ def remove_cmd(entry_ids: IdsArg,
     from mailmoat.store.audit import audit
     from mailmoat.store.list_models import SenderListRow
 
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     missing = 0
     try:
         for entry_id in entry_ids:
@@ -241,7 +241,7 @@ def safe_remove_cmd(
     from mailmoat.digest import safe_senders
     from mailmoat.store.audit import audit
 
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     missing = 0
     try:
         for entry_id in entry_ids:

@@ -62,7 +62,7 @@ def list_cmd(
     from mailmoat.store.quarantine import held
 
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         with store.session() as s:
             total, rows = held(s, Selector(sender=sender, recipient=rcpt, subject=subject, since=since), limit=limit)
@@ -94,7 +94,7 @@ def show_cmd(
 ) -> None:
     """One message: envelope, verdict, every finding with its evidence, and its copies."""
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         row = store.get_message(mail_id)
         if row is None:
@@ -138,7 +138,7 @@ def release_cmd(
 
     check_format(fmt)
     settings = load_settings(config, data_dir, db)
-    store = open_store(settings, existing=True)
+    store = open_store(settings)
     delivery = DeliveryService(settings, store)
     results: list[dict[str, Any]] = []
     failed = 0
@@ -206,7 +206,7 @@ def delete_cmd(
         audit(s, actor(), "quarantine.delete", mail_id, source="cli", note=reason)
         return f"deleted {mail_id}"
 
-    _one_by_one(open_store(load_settings(config, data_dir, db), existing=True), mail_ids, delete, (QuarantineError,))
+    _one_by_one(open_store(load_settings(config, data_dir, db)), mail_ids, delete, (QuarantineError,))
 
 
 @quarantine_app.command("requests")
@@ -216,7 +216,7 @@ def requests_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOp
     from mailmoat.digest.requests import open_requests, request_dict
 
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         with store.session() as s:
             items = [{**request_dict(s, req, "open"), "message": _summary(msg)} for req, msg in open_requests(s)]
@@ -261,10 +261,10 @@ def decline_cmd(
         return f"declined request {request_id}: {out['recipient']}'s copy of {out['mail_id']} stays held"
 
     try:
-        _one_by_one(open_store(settings, existing=True), request_ids, decline_one, (RequestError,))
+        _one_by_one(open_store(settings), request_ids, decline_one, (RequestError,))
     finally:
         if declined and settings.digest.tell_declines:  # after the declines are committed
-            store = open_store(settings, existing=True)
+            store = open_store(settings)
             try:
                 for mail_id, recipient in declined:
                     told = asyncio.run(tell_declined(settings, store, mail_id, recipient, reason))
@@ -282,7 +282,7 @@ def raw_cmd(
 
     if sys.stdout.isatty():  # a hostile message's bytes would drive the terminal (escape sequences)
         raise fail(f"the raw message is not shown on a terminal: mailmoat quarantine raw {mail_id} > message.eml")
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         row = store.get_message(mail_id)
         if row is None:

@@ -52,7 +52,7 @@ ReasonOpt = Annotated[str, Opt("--reason", help="Why (kept in the job and the au
 
 def _engine(settings: Settings) -> RecallEngine:
     # Every recall command works on recorded mail: a mistyped --data-dir is an error, not a new store.
-    return RecallEngine(settings, open_store(settings, existing=True))
+    return RecallEngine(settings, open_store(settings))
 
 
 def _selector(**kw: str) -> Selector:
@@ -300,7 +300,7 @@ def uncondemn_cmd(
     from mailmoat.recall.auto import uncondemn_message
 
     settings = load_settings(config, data_dir, db)
-    store = open_store(settings, existing=True)
+    store = open_store(settings)
     try:
         jobs = uncondemn_message(settings, store, mail_id, actor(), reason, source="cli")
         row = store.get_message(mail_id)
@@ -326,7 +326,7 @@ def rescan_cmd(
     from mailmoat.scanner import Scanner
 
     settings = load_settings(config, data_dir, db)
-    store = open_store(settings, existing=True)
+    store = open_store(settings)
     engine = RecallEngine(settings, store)
     scanner = Scanner(settings, store=store)
     try:

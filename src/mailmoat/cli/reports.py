@@ -36,7 +36,7 @@ def list_cmd(
     from mailmoat.reports.triage import reported
 
     check_format(fmt)
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         with store.session() as s:
             items = reported(s, everything=everything, since=time.time() - days * 86400.0 if days else 0.0)
@@ -70,7 +70,7 @@ def dismiss_cmd(
     from mailmoat.reports.triage import ReportError, dismiss
     from mailmoat.store.audit import audit
 
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         with store.session() as s:
             n = dismiss(s, key, actor())

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
 
         check_format(fmt)
         settings = load_settings(config, data_dir, db)
-        store = open_store(settings, existing=True)
+        store = open_store(settings)
         try:
             st = gather(settings, store)
         finally:

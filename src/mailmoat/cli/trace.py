@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         """List recorded messages and their deliveries (per recipient: status, tracking id, reply)."""
         check_format(fmt)
         since_ts, until_ts = time_range(since, until)
-        store = open_store(load_settings(config, data_dir, db), existing=True)
+        store = open_store(load_settings(config, data_dir, db))
         try:
             rows = store.trace(
                 sender=sender, rcpt=rcpt, subject=subject, message_id=message_id,

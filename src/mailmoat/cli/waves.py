@@ -33,7 +33,7 @@ def waves_cmd(
     with `mailmoat recall plan --url-domain DESTINATION`."""
     from mailmoat.recall.waves import recent_waves
 
-    store = open_store(load_settings(config, data_dir, db), existing=True)
+    store = open_store(load_settings(config, data_dir, db))
     try:
         with store.session() as s:
             items = recent_waves(s, time.time() - hours * 3600.0, limit)
