@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailmoat.intel.loaders import WIDEST_PREFIX
+from mailmoat.intel.loaders import too_wide
 from mailmoat.store.list_models import SenderListRow
 
 log = logging.getLogger("mailmoat.policy")
@@ -57,8 +57,8 @@ def normalise(kind: str, value: str) -> str:
             net = ipaddress.ip_network(v, strict=False)
         except ValueError as exc:
             raise ListError(f"{value!r} is not an IP address or network") from exc
-        if net.prefixlen < WIDEST_PREFIX[net.version]:
-            raise ListError(f"{net} is wider than /{WIDEST_PREFIX[net.version]}")
+        if why := too_wide("ip", str(net)):  # the limit threat indicators have too
+            raise ListError(why)
         return str(net)
     raise ListError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
 
