@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from dataclasses import replace
 from datetime import datetime
-from email.parser import BytesHeaderParser
+from email.utils import make_msgid
 
 from mailmoat.config import Settings
 from mailmoat.deliver.own_mail import own_message
@@ -92,10 +92,9 @@ def render_to_keep(settings: Settings, d: Digest, now: float) -> tuple[bytes, by
     """(the digest to deliver, the same digest to record): in the recorded one each link reads
     `/digest/<token>`. A link releases mail to whoever holds it, and anyone who can read the record
     (an auditor in the console) must not; the store keeps only each token's hash."""
-    sent = render(settings, d, now)
+    message_id = make_msgid("digest", domain=settings.server.hostname)  # the same in both
     kept = replace(d, items=[replace(i, link=withheld(i.link)) for i in d.items])
-    message_id = "".join(str(BytesHeaderParser().parsebytes(sent)["Message-ID"] or "").split())  # unfolded
-    return sent, render(settings, kept, now, message_id)
+    return render(settings, d, now, message_id), render(settings, kept, now, message_id)
 
 
 def withheld(link: str) -> str:
