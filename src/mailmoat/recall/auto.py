@@ -13,7 +13,6 @@ from mailmoat.policy.decide import STAFF_REPORT
 from mailmoat.recall import triggers
 from mailmoat.recall.engine import RecallEngine
 from mailmoat.recall.selection import Selector
-from mailmoat.store.audit import audit
 from mailmoat.urlcheck.links import host_of, shared_page
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ def uncondemn_message(settings: Settings, store: Any, mail_id: str, actor: str, 
     from mailmoat.classify.store_learning import remember_stored
     from mailmoat.recall.withheld import requeue
     from mailmoat.store.models import MessageRow
-    from mailmoat.store.quarantine import CONDEMNED, status_before_mark
+    from mailmoat.store.quarantine import CONDEMNED, unmark_condemned
     from mailmoat.store.recall_models import RecallCopyRow, RecallJobRow
 
     with store.session() as s:
@@ -109,8 +108,7 @@ def uncondemn_message(settings: Settings, store: Any, mail_id: str, actor: str, 
             raise ValueError(f"no recorded message {mail_id}")
         if row.status != CONDEMNED:
             raise ValueError(f"message {mail_id} is not marked as a threat (status {row.status})")
-        row.status = status_before_mark(s, mail_id)  # held stays held, deleted deleted
-        audit(s, actor, "message.uncondemn", mail_id, source=source, note=reason, detail={"status": row.status})
+        unmark_condemned(s, row, actor, source=source, note=reason)
         s.commit()
         jobs = list(s.scalars(
             select(RecallJobRow.id).join(RecallCopyRow, RecallCopyRow.job_id == RecallJobRow.id)

@@ -25,7 +25,7 @@ from mailmoat.recall.selection import SelectionError, Selector, select_copies
 from mailmoat.recall.withheld import requeue
 from mailmoat.store.audit import audit
 from mailmoat.store.models import DeliveryRow, MessageRow
-from mailmoat.store.quarantine import status_before_mark
+from mailmoat.store.quarantine import unmark_condemned
 from mailmoat.store.recall_models import RESUMABLE_STATES, RecallCopyRow, RecallJobRow
 from mailmoat.tasks.claims import claim_copies, release, todo_ids
 
@@ -522,8 +522,7 @@ class RecallEngine:
                 for row in s.scalars(select(MessageRow).where(
                         MessageRow.id.in_(restored[start:start + 500]), MessageRow.status == "condemned")):
                     # No longer marked a threat, so its link destinations no longer condemn other mail.
-                    row.status = status_before_mark(s, row.id)
-                    audit(s, actor, "message.uncondemn", row.id, source=source, detail={"job": job_id, "status": row.status})
+                    unmark_condemned(s, row, actor, source=source, detail={"job": job_id})
             if restored:
                 from mailmoat.reports.triage import judged_safe
 

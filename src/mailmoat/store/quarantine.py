@@ -73,6 +73,15 @@ def mark_condemned(session: Session, row: MessageRow, actor: str, reason: str = 
     return [r.recipient for r in asked]
 
 
+def unmark_condemned(session: Session, row: MessageRow, actor: str, *, source: str = "", note: str = "",
+                     detail: dict[str, Any] | None = None) -> str:
+    """Take back a mark (audit `message.uncondemn`): the message gets the status it had before it
+    (held stays held, deleted deleted), which is returned."""
+    row.status = status_before_mark(session, row.id)
+    audit(session, actor, "message.uncondemn", row.id, source=source, note=note, detail={**(detail or {}), "status": row.status})
+    return row.status
+
+
 def status_before_mark(session: Session, mail_id: str) -> str:
     """The status a condemned message had before it was marked (processed for marks older than this record)."""
     for detail in session.scalars(select(AuditRow.detail).where(
